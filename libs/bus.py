@@ -61,6 +61,10 @@ class Bus(ABC):
         """Start delivering the queue's messages to `handler`."""
 
     @abstractmethod
+    async def declare(self, queue: str) -> None:
+        """Make sure the durable queue (and its dead-letter queue) exists."""
+
+    @abstractmethod
     async def stop_consuming(self) -> None:
         """Stop taking new messages; in-flight handlers finish (or nack)."""
 
@@ -90,6 +94,10 @@ class InProcessBus(Bus):
 
     async def start(self) -> None:
         return None
+
+    async def declare(self, queue: str) -> None:
+        self._queue(queue)
+        self._queue(queue + ".dead")
 
     async def publish(self, queue: str, body: bytes, headers: dict | None = None) -> None:
         if self._closed:
@@ -172,6 +180,12 @@ class AmqpBus(Bus):
                 "x-dead-letter-routing-key": dead,
             },
         )
+
+    async def declare(self, queue: str) -> None:
+        if self._pub_channel is None:
+            raise BusUnavailable("not connected to the broker")
+        await self._declare(self._pub_channel, queue)
+        self._declared.add(queue)
 
     async def publish(self, queue: str, body: bytes, headers: dict | None = None) -> None:
         import aio_pika

@@ -1,0 +1,44 @@
+"""Engine wiring shared by the distributed entry point and the standalone launcher."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hindsight.results.v1 import results_pb2_grpc
+
+from libs import grpc_util
+from libs.bus import Bus
+from libs.settings import Settings
+from services.engine.worker import EngineWorker
+
+
+@dataclass
+class EngineHandle:
+    """A running engine: its gRPC server (health, reflection) and its job consumer."""
+
+    grpc: grpc_util.GrpcServer
+    worker: EngineWorker
+    bus: Bus
+    _channel: object
+
+    @property
+    def port(self) -> int:
+        return self.grpc.port
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop taking jobs, let the running one finish or go back to the queue, then close."""
+        await self.grpc.set_serving(False)
+        await self.bus.stop_consuming()
+        await self.grpc.stop(grace)
+        await self._channel.close()
+
+
+async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> EngineHandle:
+    server = await grpc_util.start_server([], host="127.0.0.1" if settings.standalone else "0.0.0.0",
+                                          port=settings.engine_port if port is None else port)
+    chan = grpc_util.channel(settings.results_addr)
+    stub = results_pb2_grpc.ResultsServiceStub(chan)
+    worker = EngineWorker(stub, bus, rpc_timeout=settings.hindsight_rpc_timeout)
+    await worker.start()
+    await server.set_serving(True)
+    return EngineHandle(server, worker, bus, chan)

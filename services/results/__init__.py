@@ -1,0 +1,1 @@
+"""The results service: single writer of the database; jobs, events, sweep results, datasets."""

@@ -1,0 +1,211 @@
+"""Database access: engine and sessions, URL handling, migrations.
+
+The service uses a sync SQLAlchemy engine and calls it from the asyncio
+servicer through a small thread pool (`Database.run`). Writes go through
+`Database.write()`, which commits and then wakes whoever waits for what the
+transaction added (the outbox relay, job event streams).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Any constant shared by all replicas: serializes `upgrade head` on Postgres.
+_MIGRATION_LOCK_KEY = 0x48534D4947  # "HSMIG"
+# Size of the thread pool (and of the connection pool) the servicer uses.
+DB_THREADS = 8
+
+
+def normalize_url(url: str) -> str:
+    """`postgresql://` / `postgres://` → the psycopg 3 driver; other URLs unchanged."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def sqlite_url(data_dir: Path) -> str:
+    """The standalone database file inside the data directory (created if missing)."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(data_dir / 'hindsight.db').resolve()}"
+
+
+def database_url(database_url: str, standalone: bool, data_dir: Path) -> str:
+    """DATABASE_URL when given; in standalone mode without one, SQLite in the data directory."""
+    if database_url:
+        return normalize_url(database_url)
+    if standalone:
+        return sqlite_url(data_dir)
+    raise SystemExit("distributed mode needs DATABASE_URL in the environment")
+
+
+def make_engine(url: str) -> sa.Engine:
+    """An engine for Postgres (psycopg 3) or SQLite (WAL, foreign keys on, usable from any thread)."""
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=DB_THREADS,
+            max_overflow=4,
+        )
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, pool_size=DB_THREADS, max_overflow=4, pool_pre_ping=True)
+
+
+def upgrade_head(engine: sa.Engine) -> None:
+    """Alembic `upgrade head` on this engine (idempotent; serialized across replicas on Postgres)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+            conn.commit()
+        try:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+            conn.commit()
+        finally:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+                conn.commit()
+
+
+class Wakeups:
+    """In-process signals from committed transactions to the asyncio side.
+
+    The outbox relay waits on `outbox`; each job event stream registers an
+    `asyncio.Event` for its job. Both also poll the database, so writes of
+    another replica show up too; these only make the local case immediate.
+    """
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.outbox = asyncio.Event()
+        self._job_waiters: dict[str, set[asyncio.Event]] = {}
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def watch_job(self, job_id: str) -> asyncio.Event:
+        ev = asyncio.Event()
+        self._job_waiters.setdefault(job_id, set()).add(ev)
+        return ev
+
+    def unwatch_job(self, job_id: str, ev: asyncio.Event) -> None:
+        waiters = self._job_waiters.get(job_id)
+        if waiters is not None:
+            waiters.discard(ev)
+            if not waiters:
+                del self._job_waiters[job_id]
+
+    def _fire(self, outbox: bool, job_ids: set[str]) -> None:
+        if outbox:
+            self.outbox.set()
+        for job_id in job_ids:
+            for ev in self._job_waiters.get(job_id, ()):
+                ev.set()
+
+    def after_commit(self, outbox: bool, job_ids: set[str]) -> None:
+        """Called from any thread once a transaction is committed."""
+        if not outbox and not job_ids:
+            return
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._fire(outbox, job_ids)
+        else:
+            loop.call_soon_threadsafe(self._fire, outbox, set(job_ids))
+
+
+def mark_outbox_added(session: Session) -> None:
+    """Note on the session that it added outbox rows (wakes the relay after commit)."""
+    session.info["outbox_added"] = True
+
+
+def mark_job_event_added(session: Session, job_id: str) -> None:
+    """Note on the session that it appended an event to `job_id` (wakes its streams after commit)."""
+    session.info.setdefault("job_events_added", set()).add(job_id)
+
+
+class Database:
+    """The engine, sessions, the thread pool that runs them, and the wake-up signals."""
+
+    def __init__(self, url: str, engine: sa.Engine | None = None) -> None:
+        self.url = normalize_url(url)
+        self.engine = engine or make_engine(self.url)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite allows one writer: serialize this process's write transactions
+        # instead of letting them fail with "database is locked".
+        self._write_lock = threading.Lock() if self.is_sqlite else None
+        self._executor = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="results-db")
+        self.wakeups = Wakeups()
+
+    def migrate(self) -> None:
+        upgrade_head(self.engine)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for queries only (rolled back at the end)."""
+        with self._sessions() as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session in a transaction, committed at the end (rolled back on an exception)."""
+        lock = self._write_lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            with self._sessions() as session:
+                with session.begin():
+                    yield session
+                info = dict(session.info)
+        finally:
+            if lock is not None:
+                lock.release()
+        self.wakeups.after_commit(bool(info.get("outbox_added")), set(info.get("job_events_added", ())))
+
+    async def run(self, fn: Callable[..., T], *args, **kwargs) -> T:
+        """Run blocking database code on the pool, from the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self.engine.dispose()

@@ -1,0 +1,99 @@
+"""`make run`: the standalone stack — all four services in one process on 127.0.0.1.
+
+SQLite and artifacts under HINDSIGHT_DATA_DIR, the in-process bus instead of
+RabbitMQ, demo datasets loaded, the dev API key printed. The services still
+talk to each other over real gRPC on loopback ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import sys
+
+import uvicorn
+
+from libs.bus import InProcessBus
+from libs.settings import Settings
+from libs.telemetry import setup_logging
+
+log = logging.getLogger("hindsight.standalone")
+
+
+def _session_secret(settings: Settings) -> str:
+    """A per-data-dir secret, kept so sessions survive restarts."""
+    if settings.hindsight_session_secret:
+        return settings.hindsight_session_secret
+    path = settings.hindsight_data_dir / "session_secret"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+async def serve(settings: Settings) -> None:
+    from services.engine.service import start as start_engine
+    from services.gateway.app import create_app
+    from services.notifier.service import start as start_notifier
+    from services.results.service import start as start_results
+
+    settings.hindsight_data_dir.mkdir(parents=True, exist_ok=True)
+    settings = settings.model_copy(update={"hindsight_session_secret": _session_secret(settings)})
+    bus = InProcessBus(settings.hindsight_job_max_deliveries)
+    await bus.start()
+    results = await start_results(settings, bus, port=0)
+    settings = settings.model_copy(update={"results_addr": f"127.0.0.1:{results.port}"})
+    engine = await start_engine(settings, bus, port=0)
+    notifier = await start_notifier(settings, bus, port=0)
+    settings = settings.model_copy(
+        update={"engine_addr": f"127.0.0.1:{engine.port}", "notifier_addr": f"127.0.0.1:{notifier.port}"}
+    )
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app, host=settings.hindsight_host, port=settings.hindsight_port, log_config=None, timeout_graceful_shutdown=5
+    )
+    server = uvicorn.Server(config)
+    url = f"http://{settings.hindsight_host}:{settings.hindsight_port}"
+    banner = (
+        f"\nHindsight standalone is up\n"
+        f"  API      {url}\n"
+        f"  Docs     {url}/docs\n"
+        f"  API key  {settings.hindsight_dev_api_key}  (tenant 'dev'; header X-API-Key)\n"
+        f"  Data     {settings.hindsight_data_dir.resolve()}\n"
+        f"  Demo datasets: DEMO-DAILY (1d, 24/7), DEMO-MINUTE (1m sessions) — synthetic prices\n"
+        f"  Ctrl-C stops everything.\n"
+    )
+    try:
+        serve_task = asyncio.create_task(server.serve())
+        while not server.started and not serve_task.done():
+            await asyncio.sleep(0.05)
+        if server.started:
+            print(banner, flush=True)
+        await serve_task
+    finally:
+        # The gateway has stopped taking requests; drain the rest in dependency order.
+        await engine.stop(grace=5.0)
+        await notifier.stop(grace=1.0)
+        await results.stop(grace=2.0)
+        await bus.close()
+        print("Hindsight stopped.", flush=True)
+
+
+def main() -> None:
+    setup_logging("standalone")
+    settings = Settings(hindsight_mode="standalone")
+    if settings.database_url or settings.amqp_url:
+        log.warning("DATABASE_URL/AMQP_URL are ignored in standalone mode (use `make up` for the distributed mode)")
+        settings = settings.model_copy(update={"database_url": "", "amqp_url": ""})
+    try:
+        asyncio.run(serve(settings))
+    except KeyboardInterrupt:
+        pass
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

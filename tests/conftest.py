@@ -1,0 +1,58 @@
+"""Shared fixtures: throwaway Postgres databases and RabbitMQ vhosts on the
+machine's real servers, and whole stacks (standalone or distributed) started
+as real processes on free ports."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+
+import psycopg
+import pytest
+
+PG_ADMIN = os.environ.get("HINDSIGHT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+AMQP_BASE = os.environ.get("HINDSIGHT_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672")
+
+
+def create_database() -> tuple[str, str]:
+    """A new empty Postgres database; returns (name, SQLAlchemy URL)."""
+    name = f"hs_test_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    return name, f"{base}/{name}"
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def create_vhost() -> tuple[str, str]:
+    """A new RabbitMQ vhost for guest; returns (name, AMQP URL)."""
+    name = f"hs_test_{secrets.token_hex(4)}"
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", name], check=True, capture_output=True, timeout=60)
+    subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", name, "guest", ".*", ".*", ".*"],
+                   check=True, capture_output=True, timeout=60)
+    return name, f"{AMQP_BASE}/{name}"
+
+
+def delete_vhost(name: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """URL of a Postgres database created for this test session."""
+    name, url = create_database()
+    yield url
+    drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def amqp_url():
+    """URL of a RabbitMQ vhost created for this test session."""
+    name, url = create_vhost()
+    yield url
+    delete_vhost(name)

@@ -1,0 +1,118 @@
+"""Start a whole Hindsight stack as real processes for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+DEV_KEY = "dev-key-000000000000000000000000"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Stack:
+    """A running stack: its gateway URL, a key, its processes and their logs."""
+
+    mode: str
+    base_url: str
+    api_key: str
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    logs: dict[str, Path] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def client(self, **kw) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=30, **kw)
+
+    def log_text(self) -> str:
+        return "\n".join(f"--- {n}\n{p.read_text(errors='replace')[-5000:]}" for n, p in self.logs.items())
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> dict[str, int]:
+        codes = {}
+        for name in reversed(list(self.procs)):
+            proc = self.procs[name]
+            if proc.poll() is None:
+                proc.send_signal(sig)
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            codes[name] = proc.returncode
+        return codes
+
+
+def _spawn(name: str, module: str, env: dict, log_dir: Path) -> tuple[subprocess.Popen, Path]:
+    log = log_dir / f"{name}.log"
+    fh = open(log, "ab")
+    proc = subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    return proc, log
+
+
+def wait_healthy(stack: Stack, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for name, proc in stack.procs.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}\n{stack.log_text()}")
+        try:
+            if httpx.get(stack.base_url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"stack not healthy after {timeout}s\n{stack.log_text()}")
+
+
+def start_standalone(data_dir: Path, log_dir: Path, extra_env: dict | None = None) -> Stack:
+    port = free_port()
+    env = dict(os.environ, HINDSIGHT_PORT=str(port), HINDSIGHT_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
+    env.pop("DATABASE_URL", None)
+    env.pop("AMQP_URL", None)
+    env.update(extra_env or {})
+    stack = Stack("standalone", f"http://127.0.0.1:{port}", DEV_KEY, env=env)
+    stack.procs["standalone"], stack.logs["standalone"] = _spawn("standalone", "services.standalone", env, log_dir)
+    wait_healthy(stack)
+    return stack
+
+
+def start_distributed(database_url: str, amqp_url: str, log_dir: Path, extra_env: dict | None = None) -> Stack:
+    ports = {n: free_port() for n in ("results", "engine", "notifier", "gateway")}
+    key = "e2e-key-" + os.urandom(8).hex()
+    env = dict(
+        os.environ,
+        HINDSIGHT_MODE="distributed",
+        DATABASE_URL=database_url,
+        AMQP_URL=amqp_url,
+        HINDSIGHT_PORT=str(ports["gateway"]),
+        HINDSIGHT_BOOTSTRAP_KEYS=f"e2e:{key}",
+        HINDSIGHT_SESSION_SECRET=os.urandom(16).hex(),
+        RESULTS_PORT=str(ports["results"]),
+        ENGINE_PORT=str(ports["engine"]),
+        NOTIFIER_PORT=str(ports["notifier"]),
+        RESULTS_ADDR=f"127.0.0.1:{ports['results']}",
+        ENGINE_ADDR=f"127.0.0.1:{ports['engine']}",
+        NOTIFIER_ADDR=f"127.0.0.1:{ports['notifier']}",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra_env or {})
+    subprocess.run([sys.executable, "-m", "services.results.migrate"], cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=120)
+    stack = Stack("distributed", f"http://127.0.0.1:{ports['gateway']}", key, env=env)
+    for name in ("results", "engine", "notifier", "gateway"):
+        stack.procs[name], stack.logs[name] = _spawn(name, f"services.{name}", env, log_dir)
+    wait_healthy(stack)
+    return stack
