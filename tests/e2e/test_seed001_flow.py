@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import signal
 
 import httpx
 import numpy as np
@@ -61,7 +62,7 @@ def stack(request, tmp_path_factory):
     if request.param == "standalone":
         s = start_standalone(tmp_path_factory.mktemp("data"), logs)
         yield s
-        codes = s.stop()
+        codes = s.stop(signal.SIGINT)  # Ctrl-C
         assert codes["standalone"] == 0, s.log_text()
     else:
         db, db_url = create_database()
@@ -160,7 +161,7 @@ def test_sweep_end_to_end(stack, client):
     from services.engine.sweep import run_sweep
 
     df = pd.read_csv(io.BytesIO(daily_csv()))
-    ts = pd.to_datetime(df["timestamp"], utc=True).astype("int64").to_numpy()
+    ts = pd.to_datetime(df["timestamp"], utc=True).dt.as_unit("ns").astype("int64").to_numpy()
     bars = Bars(ts=ts, open=df["open"].to_numpy(), high=df["high"].to_numpy(), low=df["low"].to_numpy(),
                 close=df["close"].to_numpy(), volume=df["volume"].to_numpy(), timezone="UTC", calendar="continuous")
     expected = {(r["fast_period"], r["slow_period"]): r
@@ -233,17 +234,37 @@ def test_bad_input_changes_nothing(client):
     assert client.get("/api/v1/jobs").json()["total"] == before
 
 
-def test_cancel(client):
-    r = submit_form(client, fast_range="[5, 100]", slow_range="[10, 200]", step="1")
-    assert r.status_code == 202
-    job_id = r.json()["job_id"]
-    r = client.delete(f"/api/v1/jobs/{job_id}")
-    if r.status_code == 409:  # it finished first on a fast machine
-        assert client.get(f"/api/v1/jobs/{job_id}").json()["status"] == "completed"
-        return
-    assert r.status_code == 200, r.text
-    with client.stream("GET", f"/api/v1/jobs/{job_id}/stream", timeout=60) as resp:
-        events = read_sse(resp)
-    assert events[-1]["data"]["error"] is True
-    assert client.get(f"/api/v1/jobs/{job_id}").json()["status"] == "cancelled"
-    assert client.delete(f"/api/v1/jobs/{job_id}").status_code == 409
+def minute_csv(n: int, seed: int = 11) -> bytes:
+    """n one-minute bars of a random walk, 24/7."""
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.001, n)))
+    open_ = np.concatenate([[close[0]], close[:-1]])
+    ts = pd.date_range("2024-01-01", periods=n, freq="min")
+    df = pd.DataFrame({"timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S"), "open": open_,
+                       "high": np.maximum(open_, close), "low": np.minimum(open_, close), "close": close,
+                       "volume": 1.0})
+    return df.to_csv(index=False, float_format="%.10g").encode()
+
+
+def test_cancel_running_and_queued(client):
+    r = client.post("/api/v1/datasets", files={"file": ("big.csv", minute_csv(300_000), "text/csv")},
+                    data={"ticker": "E2E-BIG", "interval": "1m", "calendar": "continuous"})
+    assert r.status_code == 201, r.text
+    # ~7,800 combos × 300,000 bars: seconds of work, so the first is running while the second waits.
+    big = {"ticker": "E2E-BIG", "fast_range": "[5, 60]", "slow_range": "[61, 200]", "step": "1"}
+    running = submit_form(client, **big).json()["job_id"]
+    queued = submit_form(client, **big).json()["job_id"]
+    with client.stream("GET", f"/api/v1/jobs/{running}/stream", timeout=60) as resp:
+        for line in resp.iter_lines():
+            if line.startswith("data:") and json.loads(line[5:]).get("percent", 0) >= 5:
+                break
+    assert client.get(f"/api/v1/jobs/{queued}").json()["status"] == "queued"
+    for job_id in (queued, running):
+        r = client.delete(f"/api/v1/jobs/{job_id}")
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "cancelled"
+        with client.stream("GET", f"/api/v1/jobs/{job_id}/stream", timeout=60) as resp:
+            events = read_sse(resp)
+        assert events[-1]["data"]["error"] is True
+        assert client.get(f"/api/v1/jobs/{job_id}").json()["status"] == "cancelled"
+        assert client.delete(f"/api/v1/jobs/{job_id}").status_code == 409

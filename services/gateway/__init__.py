@@ -1,0 +1,1 @@
+"""The gateway: REST and SSE in front of the results service (gRPC)."""

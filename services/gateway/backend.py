@@ -1,0 +1,129 @@
+"""The gateway's connection to results, and the per-app state built around it.
+
+Every unary call carries the deadline HINDSIGHT_RPC_TIMEOUT, so an unreachable
+or stuck results answers 503 in bounded time instead of hanging the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hindsight.results.v1 import results_pb2, results_pb2_grpc
+
+from libs.grpc_util import channel
+from libs.settings import Settings
+from services.gateway.auth import AuthCache, Caller, SessionSigner
+from services.gateway.errors import ApiError, from_grpc, unauthorized
+from services.gateway.metrics import GatewayMetrics
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+RESULTS_SERVICE = "hindsight.results.v1.ResultsService"
+# Health probes should answer fast even when the RPC deadline is long.
+HEALTH_TIMEOUT = 2.0
+
+
+class Backend:
+    """Everything a request handler needs: settings, the results stub, auth, metrics."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.rpc_timeout = float(settings.hindsight_rpc_timeout)
+        secret = settings.hindsight_session_secret
+        if not secret:
+            # Not a default secret: a random one, so sessions end with the process.
+            log.warning("HINDSIGHT_SESSION_SECRET is empty: session cookies will not survive a restart")
+            secret = secrets.token_urlsafe(32)
+        self.sessions = SessionSigner(secret)
+        self.auth_cache = AuthCache(ttl_seconds=5.0)
+        self.metrics = GatewayMetrics()
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: results_pb2_grpc.ResultsServiceStub | None = None
+        self._health: health_pb2_grpc.HealthStub | None = None
+
+    async def open(self) -> None:
+        self._channel = channel(self.settings.results_addr)
+        self._stub = results_pb2_grpc.ResultsServiceStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close(grace=1.0)
+            self._channel = None
+
+    @property
+    def stub(self) -> results_pb2_grpc.ResultsServiceStub:
+        if self._stub is None:
+            raise ApiError(503, "service_unavailable", "gateway is starting or stopping", headers={"Retry-After": "5"})
+        return self._stub
+
+    async def call(self, method: Callable[..., Awaitable[T]], request: Any, timeout: float | None = None) -> T:
+        """A unary results call with our deadline; gRPC failures become `ApiError`s."""
+        try:
+            return await method(request, timeout=timeout if timeout is not None else self.rpc_timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise from_grpc(exc) from None
+
+    async def results_health(self) -> str:
+        """serving, not_serving or unavailable."""
+        if self._health is None:
+            return "unavailable"
+        try:
+            resp = await self._health.Check(
+                health_pb2.HealthCheckRequest(service=RESULTS_SERVICE),
+                timeout=min(HEALTH_TIMEOUT, self.rpc_timeout),
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                # Reachable, but does not report this service name: ask the server as a whole.
+                return await self._server_health()
+            return "unavailable"
+        return "serving" if resp.status == health_pb2.HealthCheckResponse.SERVING else "not_serving"
+
+    async def _server_health(self) -> str:
+        assert self._health is not None
+        try:
+            resp = await self._health.Check(health_pb2.HealthCheckRequest(service=""), timeout=HEALTH_TIMEOUT)
+        except grpc.aio.AioRpcError:
+            return "unavailable"
+        return "serving" if resp.status == health_pb2.HealthCheckResponse.SERVING else "not_serving"
+
+    async def authenticate_key(self, api_key: str) -> Caller:
+        """The caller of a raw API key (cached briefly); 401 when results does not know it."""
+        if not api_key or len(api_key) > 512:
+            raise unauthorized("invalid API key")
+        digest = AuthCache.digest("key", api_key)
+        cached = self.auth_cache.get(digest)
+        if cached is not None:
+            return cached
+        caller = await self._authenticate(results_pb2.AuthenticateRequest(api_key=api_key), "invalid API key")
+        self.auth_cache.put(digest, caller)
+        return caller
+
+    async def authenticate_session(self, token: str) -> Caller:
+        """The caller of a session cookie: signature and age here, the key's validity at results."""
+        key_id = self.sessions.key_id(token)
+        digest = AuthCache.digest("session", key_id)
+        cached = self.auth_cache.get(digest)
+        if cached is not None:
+            return cached
+        caller = await self._authenticate(results_pb2.AuthenticateRequest(key_id=key_id), "session no longer valid")
+        self.auth_cache.put(digest, caller)
+        return caller
+
+    async def _authenticate(self, request: results_pb2.AuthenticateRequest, message: str) -> Caller:
+        try:
+            resp = await self.call(self.stub.Authenticate, request)
+        except ApiError as err:
+            if err.status < 500:
+                raise unauthorized(message) from None
+            raise
+        if not resp.tenant_id:
+            raise unauthorized(message)
+        return Caller(tenant_id=resp.tenant_id, key_id=resp.key_id)

@@ -1,0 +1,57 @@
+"""FastAPI dependencies: the app's backend and the calling tenant."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPBearer
+
+from services.gateway.auth import DEV_CALLER, SESSION_COOKIE, Caller, credentials_of, dev_tenant_allowed
+from services.gateway.backend import Backend
+from services.gateway.errors import ApiError, unauthorized
+
+# Declared for the OpenAPI description only (auto_error off): the parsing is ours.
+_api_key_doc = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
+_bearer_doc = HTTPBearer(auto_error=False, description="`Authorization: Bearer <api key>`.")
+_cookie_doc = APIKeyCookie(name=SESSION_COOKIE, auto_error=False, description="Set by POST /api/v1/auth/login.")
+
+
+def get_backend(request: Request) -> Backend:
+    return request.app.state.backend
+
+
+BackendDep = Annotated[Backend, Depends(get_backend)]
+
+
+async def get_caller(
+    request: Request,
+    backend: BackendDep,
+    _k: Annotated[str | None, Depends(_api_key_doc)] = None,
+    _b: Annotated[object, Depends(_bearer_doc)] = None,
+    _c: Annotated[str | None, Depends(_cookie_doc)] = None,
+) -> Caller:
+    """The tenant a request acts for; 401 without valid credentials (except the
+    standalone dev tenant on loopback for requests with none at all)."""
+    creds = credentials_of(request)
+    if creds is None:
+        if dev_tenant_allowed(backend.settings):
+            return DEV_CALLER
+        raise unauthorized("credentials required: X-API-Key, Authorization: Bearer, or a session cookie")
+    if creds.api_key is not None:
+        return await backend.authenticate_key(creds.api_key)
+    assert creds.session_token is not None
+    return await backend.authenticate_session(creds.session_token)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+MAX_ID_LENGTH = 200
+
+
+def checked_id(value: str, what: str) -> str:
+    """An id from a path: ids with control characters or absurd lengths cannot
+    exist, so they are 404 without asking results."""
+    if not value or len(value) > MAX_ID_LENGTH or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ApiError(404, "not_found", f"{what} not found")
+    return value

@@ -1,0 +1,50 @@
+"""Texts of the OpenAPI description (`/docs`): the score formula and the metrics."""
+
+from __future__ import annotations
+
+SCORE_DOC = """\
+**score** = `sharpe_ratio × (1 + max_drawdown_pct / 100)`: the Sharpe ratio discounted
+by the depth of the worst drawdown (`max_drawdown_pct` is ≤ 0, so a −20 % drawdown keeps
+80 % of the Sharpe ratio and a −100 % one leaves 0). It is `null` when the Sharpe ratio is
+undefined (no variation in daily returns, or fewer than two of them).
+
+`best` sorts combinations by score, descending, `null` scores last, and leaves out every
+combination with fewer than the sweep's `min_trades` trades; how many were left out is
+`excluded_below_min_trades`."""
+
+METRICS_DOC = """\
+Metrics are computed on the equity curve marked to market every bar:
+
+* `total_return_pct`: final equity / initial cash − 1, in percent.
+* `annualized_return`: CAGR in percent.
+* `sharpe_ratio`: mean / standard deviation (ddof = 1) of daily returns × √P.
+* `sortino_ratio`: mean of daily returns / √mean(min(r, 0)²) × √P.
+* P = 252 for session calendars, 365 for continuous (24/7) ones, from the dataset.
+* `max_drawdown_pct`: the deepest fall below the running peak of equity, in percent (≤ 0).
+* `win_rate_pct`: trades with pnl > 0 / closed trades, in percent.
+* `profit_factor`: gross profit / |gross loss|; `null` when there is no loss.
+* `total_trades`, `trades_per_month` (per 30.4375 days), `avg_trade_duration` (e.g. "5.2 days").
+
+Signals are computed on a bar's close and filled at the next bar's open (`fill=next_open`,
+the default) or at the signal bar's close (`fill=close`); commission and slippage are
+percentages of traded value on entry and on exit; a position still open at the end is
+closed at the last close and counted as a trade. Undefined values are `null`, never NaN."""
+
+APP_DESCRIPTION = f"""\
+Hindsight: backtests and parameter sweeps over historical OHLCV bars.
+
+**Authentication**: `X-API-Key: <key>`, `Authorization: Bearer <key>`, or the session
+cookie set by `POST /api/v1/auth/login`. In standalone mode bound to loopback, a request
+without any credentials acts as the dev tenant (unless `HINDSIGHT_REQUIRE_AUTH=1`).
+
+**Errors** are JSON: `{{"error": {{"code", "message", "details"}}}}`. A 503 carries
+`Retry-After`.
+
+## Score
+
+{SCORE_DOC}
+
+## Metrics
+
+{METRICS_DOC}
+"""
