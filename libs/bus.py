@@ -43,6 +43,20 @@ class Delivery:
 Handler = Callable[[Delivery], Awaitable[None]]
 
 
+class Consumer:
+    """One `consume` registration; `cancel()` stops it alone (other consumers of the bus go on)."""
+
+    def __init__(self, cancel: Callable[[], Awaitable[None]]) -> None:
+        self._cancel = cancel
+        self._cancelled = False
+
+    async def cancel(self) -> None:
+        """Stop taking messages; wait for the in-flight handler (or hand its message back)."""
+        if not self._cancelled:
+            self._cancelled = True
+            await self._cancel()
+
+
 class Bus(ABC):
     """Publish and consume protobuf-encoded messages on named durable queues."""
 
@@ -57,7 +71,7 @@ class Bus(ABC):
         """Publish durably; raises BusUnavailable when the broker cannot take it."""
 
     @abstractmethod
-    async def consume(self, queue: str, handler: Handler, prefetch: int = 1) -> None:
+    async def consume(self, queue: str, handler: Handler, prefetch: int = 1) -> Consumer:
         """Start delivering the queue's messages to `handler`."""
 
     @abstractmethod
@@ -104,9 +118,17 @@ class InProcessBus(Bus):
             raise BusUnavailable("bus closed")
         self._queue(queue).put_nowait(Delivery(body=body, headers=dict(headers or {})))
 
-    async def consume(self, queue: str, handler: Handler, prefetch: int = 1) -> None:
-        for _ in range(max(1, prefetch)):
-            self._tasks.append(asyncio.create_task(self._worker(queue, handler)))
+    async def consume(self, queue: str, handler: Handler, prefetch: int = 1) -> Consumer:
+        tasks = [asyncio.create_task(self._worker(queue, handler)) for _ in range(max(1, prefetch))]
+        self._tasks.extend(tasks)
+
+        async def cancel() -> None:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._tasks[:] = [t for t in self._tasks if t not in tasks]
+
+        return Consumer(cancel)
 
     async def _worker(self, queue: str, handler: Handler) -> None:
         q = self._queue(queue)
@@ -156,6 +178,7 @@ class AmqpBus(Bus):
         self._consumers: list[tuple[object, str]] = []
         self._declared: set[str] = set()
         self._inflight: set[asyncio.Task] = set()
+        self._inflight_queue: dict[asyncio.Task, str] = {}
 
     async def start(self) -> None:
         import aio_pika
@@ -168,6 +191,9 @@ class AmqpBus(Bus):
         self._pub_channel = await self._conn.channel(publisher_confirms=True)
 
     async def _declare(self, channel, queue: str):
+        if queue.endswith(".dead"):
+            # A dead-letter queue is a plain durable queue: nothing dead-letters out of it.
+            return await channel.declare_queue(queue, durable=True, arguments={"x-queue-type": "quorum"})
         dead = queue + ".dead"
         await channel.declare_queue(dead, durable=True, arguments={"x-queue-type": "quorum"})
         return await channel.declare_queue(
@@ -206,7 +232,9 @@ class AmqpBus(Bus):
         except Exception as exc:
             raise BusUnavailable(f"publish to {queue} failed: {exc}") from exc
 
-    async def consume(self, queue: str, handler: Handler, prefetch: int = 1) -> None:
+    async def consume(self, queue: str, handler: Handler, prefetch: int = 1) -> Consumer:
+        if self._conn is None:
+            raise BusUnavailable("not connected to the broker")
         channel = await self._conn.channel()
         await channel.set_qos(prefetch_count=prefetch)
         q = await self._declare(channel, queue)
@@ -217,6 +245,7 @@ class AmqpBus(Bus):
             delivery = Delivery(body=message.body, headers=headers, delivery_count=count)
             task = asyncio.current_task()
             self._inflight.add(task)
+            self._inflight_queue[task] = queue  # cancelling one consumer waits only for its own handlers
             try:
                 await handler(delivery)
             except asyncio.CancelledError:
@@ -229,9 +258,24 @@ class AmqpBus(Bus):
                 await message.ack()
             finally:
                 self._inflight.discard(task)
+                self._inflight_queue.pop(task, None)
 
         tag = await q.consume(on_message, no_ack=False)
         self._consumers.append((q, tag))
+
+        async def cancel() -> None:
+            try:
+                await q.cancel(tag)
+            except Exception:  # the connection may already be gone
+                log.debug("cancel consumer failed", exc_info=True)
+            if (q, tag) in self._consumers:
+                self._consumers.remove((q, tag))
+            pending = [t for t, name in self._inflight_queue.items() if name == queue]
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+            await channel.close()
+
+        return Consumer(cancel)
 
     async def stop_consuming(self) -> None:
         for q, tag in self._consumers:

@@ -79,8 +79,11 @@ class Bars:
         returned array is read-only."""
         cached = self._day_index
         if cached is None:
-            local = pd.DatetimeIndex(self.ts.view("datetime64[ns]"), tz="UTC").tz_convert(self.timezone)
-            wall = local.tz_localize(None).asi8  # local wall-clock time as naive ns
+            if self.timezone in ("UTC", "Etc/UTC"):
+                wall = self.ts
+            else:
+                local = pd.DatetimeIndex(self.ts.view("datetime64[ns]"), tz="UTC").tz_convert(self.timezone)
+                wall = local.tz_localize(None).asi8  # local wall-clock time as naive ns
             cached = np.floor_divide(wall, NS_PER_DAY).astype(np.int64, copy=False)
             cached.flags.writeable = False
             object.__setattr__(self, "_day_index", cached)

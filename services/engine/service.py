@@ -28,7 +28,7 @@ class EngineHandle:
     async def stop(self, grace: float = 5.0) -> None:
         """Stop taking jobs, let the running one finish or go back to the queue, then close."""
         await self.grpc.set_serving(False)
-        await self.bus.stop_consuming()
+        await self.worker.stop()
         await self.grpc.stop(grace)
         await self._channel.close()
 

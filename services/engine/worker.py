@@ -20,7 +20,7 @@ from hindsight.bus.v1 import bus_pb2
 from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2, results_pb2_grpc
 
-from libs.bus import JOBS_QUEUE, Bus, Delivery
+from libs.bus import JOBS_QUEUE, Bus, Consumer, Delivery
 from libs.sweep_grid import sweep_combos
 from services.engine.bars import Bars
 
@@ -71,6 +71,10 @@ def insufficient_data(ticker: str) -> str:
     return f"Insufficient historical data for ticker {ticker}"
 
 
+class EngineShuttingDown(Exception):
+    """Raised out of a handler so the bus hands the message back (nack + requeue)."""
+
+
 _TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
@@ -87,9 +91,19 @@ class EngineWorker:
         self.rpc_timeout = rpc_timeout
         self.cache = BarsCache()
         self.jobs_run = 0
+        self.consumer: Consumer | None = None
+        # Set on shutdown: a running sweep stops at its next progress point and its
+        # message goes back to the queue for another replica (never acked unfinished).
+        self.stopping = False
 
     async def start(self) -> None:
-        await self.bus.consume(JOBS_QUEUE, self.handle, prefetch=1)
+        self.consumer = await self.bus.consume(JOBS_QUEUE, self.handle, prefetch=1)
+
+    async def stop(self) -> None:
+        """Stop taking jobs; a running sweep is interrupted and its message handed back."""
+        self.stopping = True
+        if self.consumer is not None:
+            await self.consumer.cancel()
 
     async def call(self, method, request, timeout: float | None = None):
         """A unary call to results that waits out results being unreachable.
@@ -115,6 +129,8 @@ class EngineWorker:
                 await self._run_sweep(job)
             else:
                 await self._fail(job.job_id, f"Unknown job kind {job.kind!r}")
+        except EngineShuttingDown:
+            raise
         except grpc.aio.AioRpcError:
             # results refused a call for good (not transient): the message goes back and,
             # after the delivery limit, to the dead-letter queue, where results fails the job.
@@ -157,6 +173,8 @@ class EngineWorker:
         n_combos, n_bars = len(combos), len(bars.close)
 
         def on_progress(fraction: float) -> bool:
+            if self.stopping:
+                return False
             # Called from the kernel's thread between chunks; a few times a second at most.
             pct = _KERNEL_START + (_KERNEL_END - _KERNEL_START) * fraction
             done = int(round(fraction * n_combos * n_bars / max(n_bars, 1)))
@@ -185,6 +203,8 @@ class EngineWorker:
                 progress=on_progress,
             )
         except SweepCancelled:
+            if self.stopping:
+                raise EngineShuttingDown(f"engine shutting down; job {job.job_id} handed back to the queue")
             log.info("sweep stopped on request", extra={"job_id": job.job_id})
             return
         elapsed = time.perf_counter() - t0

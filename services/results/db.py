@@ -9,6 +9,8 @@ transaction added (the outbox relay, job event streams).
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -27,6 +29,8 @@ T = TypeVar("T")
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Any constant shared by all replicas: serializes `upgrade head` on Postgres.
 _MIGRATION_LOCK_KEY = 0x48534D4947  # "HSMIG"
+# Execution option marking the connections of write transactions.
+WRITE_OPTION = "hindsight_write"
 # Size of the thread pool (and of the connection pool) the servicer uses.
 DB_THREADS = 8
 
@@ -68,12 +72,22 @@ def make_engine(url: str) -> sa.Engine:
 
         @sa.event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:
+            # The sqlite3 module's own transaction handling would not BEGIN before a
+            # SELECT or a SAVEPOINT; SQLAlchemy emits BEGIN itself (below) instead.
+            dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: sa.Connection) -> None:
+            # Write transactions take the write lock up front, so a read-then-write
+            # never fails on a snapshot another writer made stale.
+            immediate = conn.get_execution_options().get(WRITE_OPTION, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     return sa.create_engine(url, pool_size=DB_THREADS, max_overflow=4, pool_pre_ping=True)
@@ -170,6 +184,7 @@ class Database:
         self.engine = engine or make_engine(self.url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_sessions = sessionmaker(self.engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False)
         # SQLite allows one writer: serialize this process's write transactions
         # instead of letting them fail with "database is locked".
         self._write_lock = threading.Lock() if self.is_sqlite else None
@@ -178,6 +193,10 @@ class Database:
 
     def migrate(self) -> None:
         upgrade_head(self.engine)
+
+    def session(self) -> Session:
+        """A bare session; the caller manages its transaction (the outbox relay)."""
+        return self._sessions()
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -192,7 +211,7 @@ class Database:
         if lock is not None:
             lock.acquire()
         try:
-            with self._sessions() as session:
+            with self._write_sessions() as session:
                 with session.begin():
                     yield session
                 info = dict(session.info)
@@ -204,7 +223,9 @@ class Database:
     async def run(self, fn: Callable[..., T], *args, **kwargs) -> T:
         """Run blocking database code on the pool, from the event loop."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+        # Carry context variables (trace context) into the worker thread, like asyncio.to_thread.
+        ctx = contextvars.copy_context()
+        return await loop.run_in_executor(self._executor, functools.partial(ctx.run, fn, *args, **kwargs))
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

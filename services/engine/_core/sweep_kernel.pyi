@@ -1,0 +1,44 @@
+"""Type stub for the compiled fused sweep kernel (sweep_kernel.pyx)."""
+
+from typing import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+KIND_SMA: int
+KIND_EMA: int
+KIND_MACD: int
+FILL_NEXT_OPEN: int
+FILL_CLOSE: int
+DIR_LONG: int
+DIR_SHORT: int
+DIR_BOTH: int
+
+def stream_indicators(
+    close: npt.NDArray[np.float64],
+    periods: npt.NDArray[np.int32],
+    kind: int,
+    chunk: int = 65536,
+) -> npt.NDArray[np.float64]: ...
+def sweep(
+    open_: npt.NDArray[np.float64],
+    close: npt.NDArray[np.float64],
+    ts: npt.NDArray[np.int64],
+    day_end: npt.NDArray[np.uint8],
+    periods: npt.NDArray[np.int32],
+    fast_idx: npt.NDArray[np.int32],
+    slow_idx: npt.NDArray[np.int32],
+    kind: int,
+    direction: int,
+    fill: int,
+    commission: float,
+    slippage: float,
+    initial_cash: float,
+    signal_period: int = 9,
+    progress: Callable[[float], object] | None = None,
+    chunk: int = 65536,
+    progress_interval: float = 0.25,
+) -> dict[str, np.ndarray] | None:
+    """Per-combination arrays: final_equity, max_dd, mean, m2, dsq, ndays, nneg,
+    ntrades, nwins, gross_profit, gross_loss, duration_ns; None if cancelled."""
+    ...

@@ -1,0 +1,502 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Fused parameter-sweep kernel for crossover strategies.
+
+One call evaluates every (fast, slow) combination of one strategy over one bar
+series:
+
+1. Indicators are streamed chunk by chunk (``chunk`` bars at a time): each
+   distinct period's SMA/EMA is computed once, into a t-major buffer
+   ``buf[chunk, n_periods]``, carrying its running state (compensated window sum
+   or EMA value) from one chunk to the next. Memory is O(chunk * n_periods +
+   n_combos), independent of bars x combos.
+2. For every bar of the chunk (outer loop) every combination is advanced (inner
+   loop) using only scalar per-combination state: position, units, cash,
+   running peak and worst drawdown, trade counters, Welford accumulators of the
+   daily returns, and for MACD the signal-EMA state. No per-combination array
+   over bars is ever allocated.
+3. Between chunks the GIL is taken back to call ``progress(fraction)`` (throttled
+   by time); a False answer stops the sweep and the kernel returns None.
+
+Bar semantics (see ``services/engine/sweep.py`` for the full contract):
+signal at bar t's close from the indicators at t; with ``fill`` 0 (next open) the
+order fills at bar t+1's open, with ``fill`` 1 at bar t's close. Equity is
+marked at every close. A signal on the last bar is not acted upon; a position
+still open there is closed at the last close (with costs) and counted.
+"""
+
+import time
+
+import numpy as np
+
+from libc.math cimport NAN
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t
+from libc.stdlib cimport calloc, free
+
+cdef enum:
+    _SMA = 0
+    _EMA = 1
+    _MACD = 2
+    _NEXT_OPEN = 0
+    _CLOSE = 1
+    _LONG = 0
+    _SHORT = 1
+    _BOTH = 2
+
+KIND_SMA = _SMA
+KIND_EMA = _EMA
+KIND_MACD = _MACD
+FILL_NEXT_OPEN = _NEXT_OPEN
+FILL_CLOSE = _CLOSE
+DIR_LONG = _LONG
+DIR_SHORT = _SHORT
+DIR_BOTH = _BOTH
+
+
+ctypedef struct Hot:
+    # touched on every bar by every combination: kept to 48 bytes so the whole
+    # state of a 1,000-combination sweep stays in L1/L2.
+    double cash       # cash (0 while long; proceeds incl. short sale while short)
+    double units      # signed position size (0 when flat, < 0 when short)
+    double peak       # running peak of the marked equity (starts at initial cash)
+    double ddk        # min over bars of equity / peak  (max drawdown = ddk - 1)
+    int16_t fi        # column of the fast series in the indicator buffer
+    int16_t si        # column of the slow series
+    int8_t pos        # current position: -1, 0, +1
+    int8_t pending    # next-open mode: the position decided at the previous close
+    int8_t ml         # 1 if long positions are allowed (0 once the account is bust)
+    int8_t ms         # 1 if short positions are allowed
+
+
+ctypedef struct Sig:
+    # MACD signal-line EMA, one per combination
+    double sig
+    double s
+    double c
+    int32_t n
+
+
+ctypedef struct Cold:
+    # touched on fills and at day ends only
+    double eq_day     # equity at the previous day end (initial cash at start)
+    double mean       # Welford mean of daily returns
+    double m2         # Welford sum of squared deviations
+    double dsq        # sum of min(r, 0)^2
+    int64_t ndays
+    int64_t nneg
+    double entry_eq   # equity committed at the open trade's entry
+    int64_t entry_ts  # ts of the open trade's entry fill bar
+    int64_t ntrades
+    int64_t nwins
+    double gp         # gross profit (sum of pnl > 0)
+    double gl         # gross loss (sum of pnl < 0, <= 0)
+    int64_t dur       # sum of trade durations, ns
+
+
+ctypedef struct Costs:
+    double buy        # 1 + slippage: price multiplier when buying
+    double sell       # 1 - slippage: price multiplier when selling
+    double cin        # 1 + commission: cash per unit of traded value paid
+    double cout       # 1 - commission: cash per unit of traded value received
+
+
+# Direction tags: the bar loops are specialised per direction at compile time
+# (fused types), so the inner loop of a long-only sweep computes just `f > s`.
+ctypedef fused Dir:
+    int8_t    # long
+    int16_t   # short
+    int32_t   # both
+
+
+cdef inline void _acc(double* s, double* c, double x) noexcept nogil:
+    # TwoSum: s + x = t + err exactly; keep t in s, accumulate err in c.
+    cdef double a = s[0]
+    cdef double t = a + x
+    cdef double bp = t - a
+    c[0] += (a - (t - bp)) + (x - bp)
+    s[0] = t
+
+
+cdef inline void _mark_dd(Hot* h, double eq) noexcept nogil:
+    # running peak and worst equity/peak ratio; the division only happens when the
+    # equity falls below the current worst level.
+    cdef double r, pk = h.peak
+    pk = eq if eq > pk else pk
+    h.peak = pk
+    if eq < pk * h.ddk:
+        r = eq / pk
+        if r < h.ddk:
+            h.ddk = r
+
+
+cdef inline void _fill(Hot* h, Cold* c, int w, double price, int64_t tt, const Costs* k) noexcept nogil:
+    """Move from h.pos to w at ``price`` (before slippage) on the bar with ts ``tt``."""
+    cdef double pf, u, e, pnl
+    if h.pos != 0:
+        if h.pos > 0:
+            pf = price * k.sell
+            h.cash = h.cash + h.units * pf * k.cout
+        else:
+            pf = price * k.buy
+            h.cash = h.cash + h.units * pf * k.cin
+        h.units = 0.0
+        h.pos = 0
+        pnl = h.cash - c.entry_eq
+        c.ntrades += 1
+        if pnl > 0.0:
+            c.nwins += 1
+            c.gp += pnl
+        elif pnl < 0.0:
+            c.gl += pnl
+        c.dur += tt - c.entry_ts
+    if w != 0:
+        e = h.cash
+        if e > 0.0:
+            c.entry_eq = e
+            c.entry_ts = tt
+            if w > 0:
+                pf = price * k.buy
+                h.units = e / (pf * k.cin)
+                h.cash = 0.0
+                h.pos = 1
+            else:
+                pf = price * k.sell
+                u = e / (pf * k.cin)
+                h.units = -u
+                h.cash = e + u * pf * k.cout
+                h.pos = -1
+        else:
+            # bust: nothing left to invest; stay flat from now on (fast column =
+            # slow column makes every crossover comparison false)
+            h.ml = 0
+            h.ms = 0
+            h.fi = h.si
+    if h.pos == 0:
+        _mark_dd(h, h.cash)
+
+
+cdef inline void _day_end(Hot* hot, Cold* cold, Py_ssize_t m, double pc) noexcept nogil:
+    cdef Py_ssize_t k
+    cdef double eq, r, d
+    cdef Cold* c
+    for k in range(m):
+        c = &cold[k]
+        eq = hot[k].cash + hot[k].units * pc
+        r = eq / c.eq_day - 1.0
+        c.eq_day = eq
+        c.ndays += 1
+        d = r - c.mean
+        c.mean += d / <double>c.ndays
+        c.m2 += d * (r - c.mean)
+        if r < 0.0:
+            c.dsq += r * r
+            c.nneg += 1
+
+
+cdef void _indicators(const double[::1] close, Py_ssize_t t0, Py_ssize_t t1,
+                      const int32_t[::1] periods, int ema_kind,
+                      double* S, double* C, double* E, double* buf) noexcept nogil:
+    """Fill buf[(t - t0) * np + j] with SMA/EMA(periods[j]) at t, for t in [t0, t1),
+    continuing the per-period running state in S, C (compensated sums) and E."""
+    cdef Py_ssize_t npd = periods.shape[0], t, j, n
+    cdef double x, a
+    cdef double* row
+    for t in range(t0, t1):
+        row = buf + (t - t0) * npd
+        x = close[t]
+        for j in range(npd):
+            n = periods[j]
+            if ema_kind:
+                if t >= n:
+                    a = 2.0 / (n + 1.0)
+                    E[j] = E[j] + a * (x - E[j])
+                    row[j] = E[j]
+                else:
+                    _acc(&S[j], &C[j], x)
+                    if t == n - 1:
+                        E[j] = (S[j] + C[j]) / <double>n
+                        row[j] = E[j]
+                    else:
+                        row[j] = NAN
+            else:
+                _acc(&S[j], &C[j], x)
+                if t >= n:
+                    _acc(&S[j], &C[j], -close[t - n])
+                if t >= n - 1:
+                    row[j] = (S[j] + C[j]) / <double>n
+                else:
+                    row[j] = NAN
+
+
+cdef inline int _macd_want(Hot* h, Sig* g, const double* row, int sp, double sa) noexcept nogil:
+    cdef double line = row[h.fi] - row[h.si]
+    if g.n < sp:
+        if line != line:  # NaN: slow EMA not defined yet
+            return 0
+        _acc(&g.s, &g.c, line)
+        g.n += 1
+        if g.n < sp:
+            return 0
+        g.sig = (g.s + g.c) / <double>sp
+    else:
+        g.sig = g.sig + sa * (line - g.sig)
+    return h.ml * (line > g.sig) - h.ms * (line < g.sig)
+
+
+cdef inline int _cross_want(Dir tag, Hot* h, const double* row) noexcept nogil:
+    cdef double f = row[h.fi]
+    cdef double s = row[h.si]
+    if Dir is int8_t:
+        return f > s
+    elif Dir is int16_t:
+        return -(f < s)
+    else:
+        return (f > s) - (f < s)
+
+
+cdef void _bars_next_open(Dir tag, Hot* hot, Cold* cold, Sig* sig, Py_ssize_t m, int macd, int sp, double sa,
+                          const double[::1] open_, const double[::1] close, const int64_t[::1] ts,
+                          const uint8_t[::1] day_end, Py_ssize_t t0, Py_ssize_t t1, Py_ssize_t npd,
+                          const double* buf, const Costs* costs) noexcept nogil:
+    cdef Py_ssize_t t, k
+    cdef double po, pc
+    cdef int64_t tt
+    cdef const double* row
+    cdef Hot* h
+    for t in range(t0, t1):
+        row = buf + (t - t0) * npd
+        po = open_[t]
+        pc = close[t]
+        tt = ts[t]
+        if macd:
+            for k in range(m):
+                h = &hot[k]
+                if h.pending != h.pos:
+                    _fill(h, &cold[k], h.pending, po, tt, costs)
+                if h.pos != 0:
+                    _mark_dd(h, h.cash + h.units * pc)
+                h.pending = <int8_t>_macd_want(h, &sig[k], row, sp, sa)
+        else:
+            for k in range(m):
+                h = &hot[k]
+                if h.pending != h.pos:
+                    _fill(h, &cold[k], h.pending, po, tt, costs)
+                if h.pos != 0:
+                    _mark_dd(h, h.cash + h.units * pc)
+                h.pending = <int8_t>_cross_want(tag, h, row)
+        if day_end[t]:
+            _day_end(hot, cold, m, pc)
+
+
+cdef void _bars_close(Dir tag, Hot* hot, Cold* cold, Sig* sig, Py_ssize_t m, int macd, int sp, double sa,
+                      const double[::1] close, const int64_t[::1] ts,
+                      const uint8_t[::1] day_end, Py_ssize_t t0, Py_ssize_t t1, Py_ssize_t npd,
+                      const double* buf, const Costs* costs) noexcept nogil:
+    cdef Py_ssize_t t, k
+    cdef double pc
+    cdef int64_t tt
+    cdef int w
+    cdef const double* row
+    cdef Hot* h
+    for t in range(t0, t1):
+        row = buf + (t - t0) * npd
+        pc = close[t]
+        tt = ts[t]
+        for k in range(m):
+            h = &hot[k]
+            if macd:
+                w = _macd_want(h, &sig[k], row, sp, sa)
+            else:
+                w = _cross_want(tag, h, row)
+            if w != h.pos:
+                _fill(h, &cold[k], w, pc, tt, costs)
+            if h.pos != 0:
+                _mark_dd(h, h.cash + h.units * pc)
+        if day_end[t]:
+            _day_end(hot, cold, m, pc)
+
+
+cdef void _last_bar(Hot* hot, Cold* cold, Py_ssize_t m, int next_open,
+                    double po, double pc, int64_t tt, const Costs* costs) noexcept nogil:
+    # The last bar: the order decided at the previous close fills at this open
+    # (next-open mode); the signal of this bar is ignored; whatever is open is
+    # closed at this close; the equity is marked (it is the final equity).
+    cdef Py_ssize_t k
+    cdef Hot* h
+    for k in range(m):
+        h = &hot[k]
+        if next_open and h.pending != h.pos:
+            _fill(h, &cold[k], h.pending, po, tt, costs)
+        if h.pos != 0:
+            _fill(h, &cold[k], 0, pc, tt, costs)
+    _day_end(hot, cold, m, pc)
+
+
+def stream_indicators(const double[::1] close, const int32_t[::1] periods, int kind, Py_ssize_t chunk=65536):
+    """The indicator matrix [bars, n_periods] exactly as the sweep streams it (for tests)."""
+    cdef Py_ssize_t N = close.shape[0], npd = periods.shape[0], t0, t1
+    out_arr = np.empty((N, npd), dtype=np.float64)
+    state = np.zeros((3, max(npd, 1)), dtype=np.float64)
+    cdef double[:, ::1] out = out_arr
+    cdef double[:, ::1] st = state
+    cdef int ema_kind = kind != KIND_SMA
+    if N == 0 or npd == 0:
+        return out_arr
+    t0 = 0
+    while t0 < N:
+        t1 = min(t0 + chunk, N)
+        with nogil:
+            _indicators(close, t0, t1, periods, ema_kind, &st[0, 0], &st[1, 0], &st[2, 0], &out[t0, 0])
+        t0 = t1
+    return out_arr
+
+
+def sweep(const double[::1] open_, const double[::1] close, const int64_t[::1] ts,
+          const uint8_t[::1] day_end, const int32_t[::1] periods,
+          const int32_t[::1] fast_idx, const int32_t[::1] slow_idx,
+          int kind, int direction, int fill,
+          double commission, double slippage, double initial_cash,
+          int signal_period=9, progress=None, Py_ssize_t chunk=65536,
+          double progress_interval=0.25):
+    """Run every combination; returns a dict of per-combination NumPy arrays, or
+    None when ``progress`` answered False (cancelled)."""
+    cdef Py_ssize_t N = close.shape[0], npd = periods.shape[0], m = fast_idx.shape[0]
+    cdef Py_ssize_t k, t0, t1, tend
+    if N < 1:
+        raise ValueError("no bars")
+    if open_.shape[0] != N or ts.shape[0] != N or day_end.shape[0] != N:
+        raise ValueError("bar arrays differ in length")
+    if slow_idx.shape[0] != m:
+        raise ValueError("fast_idx and slow_idx differ in length")
+    if chunk < 1:
+        raise ValueError("chunk must be >= 1")
+    if kind not in (KIND_SMA, KIND_EMA, KIND_MACD) or fill not in (FILL_NEXT_OPEN, FILL_CLOSE) \
+            or direction not in (DIR_LONG, DIR_SHORT, DIR_BOTH):
+        raise ValueError("bad kind, fill or direction")
+    for k in range(m):
+        if not (0 <= fast_idx[k] < npd and 0 <= slow_idx[k] < npd):
+            raise ValueError("period index out of range")
+    for k in range(npd):
+        if periods[k] < 1:
+            raise ValueError("periods must be >= 1")
+    if signal_period < 1:
+        raise ValueError("signal period must be >= 1")
+
+    cdef Costs costs
+    costs.buy = 1.0 + slippage
+    costs.sell = 1.0 - slippage
+    costs.cin = 1.0 + commission
+    costs.cout = 1.0 - commission
+    cdef int macd = kind == KIND_MACD
+    cdef int ema_kind = kind != KIND_SMA
+    cdef int next_open = fill == FILL_NEXT_OPEN
+    cdef int sp = signal_period
+    cdef double sa = 2.0 / (signal_period + 1.0)
+    cdef int8_t ml = 1 if direction in (DIR_LONG, DIR_BOTH) else 0
+    cdef int8_t ms = 1 if direction in (DIR_SHORT, DIR_BOTH) else 0
+
+    cdef Py_ssize_t rows = min(chunk, N)
+    buf_arr = np.empty(rows * max(npd, 1), dtype=np.float64)
+    ind_state = np.zeros((3, max(npd, 1)), dtype=np.float64)
+    cdef double[::1] buf = buf_arr
+    cdef double[:, ::1] ist = ind_state
+    cdef double* S = &ist[0, 0]
+    cdef double* C = &ist[1, 0]
+    cdef double* E = &ist[2, 0]
+
+    cdef Hot* hot = <Hot*>calloc(max(m, 1), sizeof(Hot))
+    cdef Cold* cold = <Cold*>calloc(max(m, 1), sizeof(Cold))
+    cdef Sig* sig = <Sig*>calloc(max(m, 1), sizeof(Sig))
+    if hot == NULL or cold == NULL or sig == NULL:
+        free(hot)
+        free(cold)
+        free(sig)
+        raise MemoryError()
+
+    cdef bint cancelled = False
+    cdef double last_report
+    try:
+        for k in range(m):
+            hot[k].cash = initial_cash
+            hot[k].peak = initial_cash
+            hot[k].ddk = 1.0
+            hot[k].fi = fast_idx[k]
+            hot[k].si = slow_idx[k]
+            hot[k].ml = ml
+            hot[k].ms = ms
+            cold[k].eq_day = initial_cash
+
+        last_report = -1e300
+        t0 = 0
+        tend = N - 1  # the last bar is handled by _last_bar
+        while t0 < tend:
+            t1 = min(t0 + chunk, tend)
+            with nogil:
+                _indicators(close, t0, t1, periods, ema_kind, S, C, E, &buf[0])
+                if next_open:
+                    if direction == _LONG:
+                        _bars_next_open(<int8_t>0, hot, cold, sig, m, macd, sp, sa, open_, close, ts,
+                                        day_end, t0, t1, npd, &buf[0], &costs)
+                    elif direction == _SHORT:
+                        _bars_next_open(<int16_t>0, hot, cold, sig, m, macd, sp, sa, open_, close, ts,
+                                        day_end, t0, t1, npd, &buf[0], &costs)
+                    else:
+                        _bars_next_open(<int32_t>0, hot, cold, sig, m, macd, sp, sa, open_, close, ts,
+                                        day_end, t0, t1, npd, &buf[0], &costs)
+                else:
+                    if direction == _LONG:
+                        _bars_close(<int8_t>0, hot, cold, sig, m, macd, sp, sa, close, ts, day_end,
+                                    t0, t1, npd, &buf[0], &costs)
+                    elif direction == _SHORT:
+                        _bars_close(<int16_t>0, hot, cold, sig, m, macd, sp, sa, close, ts, day_end,
+                                    t0, t1, npd, &buf[0], &costs)
+                    else:
+                        _bars_close(<int32_t>0, hot, cold, sig, m, macd, sp, sa, close, ts, day_end,
+                                    t0, t1, npd, &buf[0], &costs)
+            t0 = t1
+            if progress is not None and t0 < tend:
+                now = time.monotonic()
+                if now - last_report >= progress_interval:
+                    last_report = now
+                    answer = progress(t0 / <double>N)
+                    if answer is not None and not answer:
+                        cancelled = True
+                        break
+        if cancelled:
+            return None
+        with nogil:
+            _last_bar(hot, cold, m, next_open, open_[N - 1], close[N - 1], ts[N - 1], &costs)
+
+        final_equity = np.empty(m, dtype=np.float64)
+        max_dd = np.empty(m, dtype=np.float64)
+        mean = np.empty(m, dtype=np.float64)
+        m2 = np.empty(m, dtype=np.float64)
+        dsq = np.empty(m, dtype=np.float64)
+        gp = np.empty(m, dtype=np.float64)
+        gl = np.empty(m, dtype=np.float64)
+        ndays = np.empty(m, dtype=np.int64)
+        nneg = np.empty(m, dtype=np.int64)
+        ntrades = np.empty(m, dtype=np.int64)
+        nwins = np.empty(m, dtype=np.int64)
+        dur = np.empty(m, dtype=np.int64)
+        for k in range(m):
+            final_equity[k] = hot[k].cash
+            max_dd[k] = hot[k].ddk - 1.0
+            mean[k] = cold[k].mean
+            m2[k] = cold[k].m2
+            dsq[k] = cold[k].dsq
+            gp[k] = cold[k].gp
+            gl[k] = cold[k].gl
+            ndays[k] = cold[k].ndays
+            nneg[k] = cold[k].nneg
+            ntrades[k] = cold[k].ntrades
+            nwins[k] = cold[k].nwins
+            dur[k] = cold[k].dur
+        return {
+            "final_equity": final_equity, "max_dd": max_dd, "mean": mean, "m2": m2,
+            "dsq": dsq, "ndays": ndays, "nneg": nneg, "ntrades": ntrades, "nwins": nwins,
+            "gross_profit": gp, "gross_loss": gl, "duration_ns": dur,
+        }
+    finally:
+        free(hot)
+        free(cold)
+        free(sig)

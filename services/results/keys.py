@@ -1,0 +1,146 @@
+"""Tenants and API keys. Only a key's SHA-256 is stored; the key is shown once."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from services.results.errors import InvalidArgument, NotFound, Unauthenticated
+from services.results.models import ApiKey, Tenant
+from services.results.timefmt import utcnow
+
+TENANT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+KEY_PREFIX = "hs_"
+
+
+def key_sha256(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def new_key() -> str:
+    """A fresh random API key (256 bits)."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_key_id() -> str:
+    return "key_" + secrets.token_hex(8)
+
+
+def check_tenant_id(tenant_id: str) -> str:
+    if not TENANT_ID_RE.match(tenant_id or ""):
+        raise InvalidArgument(
+            f"tenant id {tenant_id!r} must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+        )
+    return tenant_id
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """An API key as an operator sees it (never the key itself)."""
+
+    key_id: str
+    tenant_id: str
+    key_prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def ensure_tenant(session: Session, tenant_id: str) -> bool:
+    """Create the tenant if absent; True when created."""
+    check_tenant_id(tenant_id)
+    if session.get(Tenant, tenant_id) is not None:
+        return False
+    try:
+        with session.begin_nested():
+            session.add(Tenant(tenant_id=tenant_id, created_at=utcnow()))
+    except IntegrityError:  # another replica created it at the same moment
+        return False
+    return True
+
+
+def create_tenant(session: Session, tenant_id: str) -> None:
+    if not ensure_tenant(session, tenant_id):
+        raise InvalidArgument(f"tenant {tenant_id!r} already exists")
+
+
+def tenant_exists(session: Session, tenant_id: str) -> bool:
+    return bool(tenant_id) and session.get(Tenant, tenant_id) is not None
+
+
+def add_key(session: Session, tenant_id: str, key: str) -> str:
+    """Store `key` (hashed) for an existing tenant; returns its key id."""
+    if not tenant_exists(session, tenant_id):
+        raise NotFound(f"tenant {tenant_id!r} not found")
+    key_id = new_key_id()
+    session.add(
+        ApiKey(
+            key_id=key_id,
+            tenant_id=tenant_id,
+            key_sha256=key_sha256(key),
+            key_prefix=key[:8],
+            created_at=utcnow(),
+            revoked_at=None,
+        )
+    )
+    session.flush()
+    return key_id
+
+
+def ensure_key(session: Session, tenant_id: str, key: str) -> bool:
+    """Create the tenant and the key if absent (bootstrap and dev keys); True when the key was added.
+
+    A key already stored (revoked or not) is left as it is: a revoked bootstrap
+    key stays revoked across restarts.
+    """
+    ensure_tenant(session, tenant_id)
+    existing = session.scalar(sa.select(ApiKey).where(ApiKey.key_sha256 == key_sha256(key)))
+    if existing is not None:
+        return False
+    try:
+        with session.begin_nested():
+            add_key(session, tenant_id, key)
+    except IntegrityError:  # added concurrently by another replica
+        return False
+    return True
+
+
+def authenticate(session: Session, api_key: str = "", key_id: str = "") -> tuple[str, str]:
+    """(tenant_id, key_id) of a valid, unrevoked key; Unauthenticated otherwise."""
+    if api_key:
+        row = session.scalar(sa.select(ApiKey).where(ApiKey.key_sha256 == key_sha256(api_key)))
+    elif key_id:
+        row = session.get(ApiKey, key_id)
+    else:
+        raise Unauthenticated("no credentials given")
+    if row is None or row.revoked_at is not None:
+        raise Unauthenticated("invalid or revoked API key")
+    return row.tenant_id, row.key_id
+
+
+def list_keys(session: Session, tenant_id: str | None = None) -> list[KeyInfo]:
+    q = sa.select(ApiKey).order_by(ApiKey.tenant_id, ApiKey.created_at)
+    if tenant_id:
+        q = q.where(ApiKey.tenant_id == tenant_id)
+    return [KeyInfo(k.key_id, k.tenant_id, k.key_prefix, k.created_at, k.revoked_at) for k in session.scalars(q)]
+
+
+def revoke_key(session: Session, key_id: str) -> bool:
+    """Revoke a key; False when it was already revoked."""
+    row = session.get(ApiKey, key_id, with_for_update=True)
+    if row is None:
+        raise NotFound(f"key {key_id!r} not found")
+    if row.revoked_at is not None:
+        return False
+    row.revoked_at = utcnow()
+    return True
+
+
+def list_tenants(session: Session) -> list[str]:
+    return list(session.scalars(sa.select(Tenant.tenant_id).order_by(Tenant.tenant_id)))

@@ -1,0 +1,132 @@
+"""Wiring of the results service, shared by `python -m services.results` and the standalone launcher."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from hindsight.results.v1 import results_pb2, results_pb2_grpc
+
+from libs import grpc_util
+from libs.bus import JOB_EVENTS_QUEUE, JOBS_DEAD_QUEUE, JOBS_QUEUE, Bus, Consumer, InProcessBus
+from libs.settings import DEV_TENANT, Settings
+from services.results import datasets, jobs, keys
+from services.results.background import DeadLetterHandler, OutboxRelay, TimeoutWatchdog
+from services.results.db import Database, database_url
+from services.results.servicer import ResultsServicer
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = grpc_util.service_name(results_pb2, "ResultsService")
+
+
+@dataclass
+class ResultsHandle:
+    """A running results service: gRPC server, database, background tasks."""
+
+    grpc: grpc_util.GrpcServer
+    db: Database
+    servicer: ResultsServicer
+    bus: Bus
+    relay: OutboxRelay
+    watchdog: TimeoutWatchdog
+    dead_letters: Consumer | None = None
+    _stopped: bool = field(default=False, repr=False)
+
+    @property
+    def port(self) -> int:
+        return self.grpc.port
+
+    @property
+    def database_url(self) -> str:
+        return self.db.url
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop background work and the dead-letter consumer, then drain gRPC calls within `grace`."""
+        if self._stopped:
+            return
+        self._stopped = True
+        await self.grpc.set_serving(False)
+        self.servicer.stopping.set()
+        await self.watchdog.stop()
+        await self.relay.stop()
+        if self.dead_letters is not None:
+            await self.dead_letters.cancel()
+        await self.grpc.stop(grace)
+        await asyncio.to_thread(self.db.close)
+
+
+def bootstrap(db: Database, settings: Settings) -> None:
+    """Dev key and demo data (standalone), bootstrap tenants and keys (any mode)."""
+    if settings.standalone:
+        with db.write() as s:
+            if keys.ensure_key(s, DEV_TENANT, settings.hindsight_dev_api_key):
+                log.info("dev API key created", extra={"tenant_id": DEV_TENANT})
+        with db.write() as s:
+            added = datasets.ensure_demo_datasets(s, DEV_TENANT, only_if_none=False)
+            if added:
+                log.info("demo datasets loaded", extra={"tenant_id": DEV_TENANT, "tickers": ",".join(added)})
+    for tenant_id, key in settings.bootstrap_keys():
+        with db.write() as s:
+            if keys.ensure_key(s, tenant_id, key):
+                log.info("bootstrap key created", extra={"tenant_id": tenant_id})
+        with db.write() as s:
+            added = datasets.ensure_demo_datasets(s, tenant_id, only_if_none=True)
+            if added:
+                log.info("demo datasets loaded", extra={"tenant_id": tenant_id, "tickers": ",".join(added)})
+
+
+def _requeue_active_jobs(db: Database) -> int:
+    with db.write() as s:
+        return jobs.requeue_active_jobs(s)
+
+
+async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> ResultsHandle:
+    """Start the results service on `port` (None: settings.results_port; 0: a free port).
+
+    The gRPC server answers health NOT_SERVING (and RPCs UNAVAILABLE) until the
+    database is migrated and bootstrapped.
+    """
+    url = database_url(settings.database_url, settings.standalone, settings.hindsight_data_dir)
+    db = Database(url)
+    db.wakeups.bind(asyncio.get_running_loop())
+    servicer = ResultsServicer(db, bus, default_timeout_seconds=settings.hindsight_job_timeout_seconds)
+
+    def register(server) -> str:
+        results_pb2_grpc.add_ResultsServiceServicer_to_server(servicer, server)
+        return SERVICE_NAME
+
+    server = await grpc_util.start_server(
+        [register],
+        host="127.0.0.1" if settings.standalone else "0.0.0.0",
+        port=settings.results_port if port is None else port,
+    )
+    dead_letters: Consumer | None = None
+    try:
+        await db.run(db.migrate)
+        await db.run(bootstrap, db, settings)
+        if isinstance(bus, InProcessBus):
+            # Messages of the in-process bus died with the previous process.
+            n = await db.run(_requeue_active_jobs, db)
+            if n:
+                log.info("re-queued unfinished jobs", extra={"jobs": n})
+        # The queues (and the jobs queue's dead-letter queue) exist before anything is published or consumed.
+        await bus.declare(JOBS_QUEUE)
+        await bus.declare(JOB_EVENTS_QUEUE)
+        dead_handler = DeadLetterHandler(db, settings.hindsight_job_max_deliveries)
+        dead_letters = await bus.consume(JOBS_DEAD_QUEUE, dead_handler)
+        relay = OutboxRelay(db, bus)
+        relay.start("results-outbox-relay")
+        watchdog = TimeoutWatchdog(db)
+        watchdog.start("results-timeout-watchdog")
+    except BaseException:
+        if dead_letters is not None:
+            await dead_letters.cancel()
+        await server.stop(0)
+        await asyncio.to_thread(db.close)
+        raise
+    servicer.ready.set()
+    await server.set_serving(True)
+    log.info("results serving", extra={"port": server.port, "database": db.engine.dialect.name})
+    return ResultsHandle(server, db, servicer, bus, relay, watchdog, dead_letters)

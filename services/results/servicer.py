@@ -1,0 +1,450 @@
+"""The gRPC servicer of `hindsight.results.v1.ResultsService`.
+
+It translates requests into calls of the domain modules (keys, jobs,
+datasets, sweeps), runs them on the database thread pool, and maps domain
+errors to status codes. Unexpected errors are logged and answered INTERNAL
+without details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+from google.protobuf.json_format import MessageToDict, ParseDict
+from hindsight.jobs.v1 import jobs_pb2
+from hindsight.results.v1 import results_pb2, results_pb2_grpc
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+
+from libs.bus import Bus
+from services.results import datasets, jobs, keys, sweeps
+from services.results.csv_bars import parse_bars_csv
+from services.results.datasets import DatasetView
+from services.results.db import Database
+from services.results.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    ResultsError,
+    Unauthenticated,
+    Unavailable,
+)
+from services.results.models import Job
+from services.results.timefmt import rfc3339
+from services.results.trace_context import trace_headers
+
+log = logging.getLogger(__name__)
+
+BARS_CHUNK = 100_000
+MAX_IMPORT_BYTES = 512 * 1024 * 1024
+DEFAULT_LIST_LIMIT = 50
+DEFAULT_BEST_LIMIT = 10
+MAX_LIMIT = 1000
+STREAM_POLL_SECONDS = 0.5
+
+_CODES: dict[type[ResultsError], grpc.StatusCode] = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
+    ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+_STATE_TO_PROTO = {
+    jobs.QUEUED: jobs_pb2.JOB_STATE_QUEUED,
+    jobs.RUNNING: jobs_pb2.JOB_STATE_RUNNING,
+    jobs.COMPLETED: jobs_pb2.JOB_STATE_COMPLETED,
+    jobs.FAILED: jobs_pb2.JOB_STATE_FAILED,
+    jobs.CANCELLED: jobs_pb2.JOB_STATE_CANCELLED,
+}
+_PROTO_TO_STATE = {v: k for k, v in _STATE_TO_PROTO.items()}
+
+_OPTIONAL_METRICS = (
+    "score",
+    "sharpe_ratio",
+    "sortino_ratio",
+    "total_return_pct",
+    "annualized_return",
+    "max_drawdown_pct",
+    "win_rate_pct",
+    "profit_factor",
+    "trades_per_month",
+)
+
+
+async def _abort_for(context: grpc.aio.ServicerContext, method: str, exc: Exception) -> None:
+    if isinstance(exc, ResultsError):
+        code = next(c for t, c in _CODES.items() if isinstance(exc, t))
+        await context.abort(code, str(exc))
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        log.warning("database unavailable in %s: %s", method, exc.__class__.__name__)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable, retry later")
+    log.exception("unexpected error in %s", method)
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+
+def _unary(fn):
+    @functools.wraps(fn)
+    async def wrapper(self, request, context):
+        try:
+            return await fn(self, request, context)
+        except Exception as exc:  # noqa: BLE001 - mapped to a status code
+            await _abort_for(context, fn.__name__, exc)
+
+    return wrapper
+
+
+def _server_stream(fn):
+    @functools.wraps(fn)
+    async def wrapper(self, request, context):
+        try:
+            async for item in fn(self, request, context):
+                yield item
+        except Exception as exc:  # noqa: BLE001 - mapped to a status code
+            await _abort_for(context, fn.__name__, exc)
+
+    return wrapper
+
+
+def _require(value: str, name: str) -> str:
+    if not value:
+        raise InvalidArgument(f"{name} is required")
+    return value
+
+
+def job_to_proto(job: Job) -> jobs_pb2.Job:
+    msg = jobs_pb2.Job(
+        job_id=job.job_id,
+        tenant_id=job.tenant_id,
+        kind=job.kind,
+        state=_STATE_TO_PROTO[job.state],
+        parameters_json=json.dumps(job.parameters),
+        webhook_url=job.webhook_url,
+        created_at=rfc3339(job.created_at),
+        started_at=rfc3339(job.started_at),
+        completed_at=rfc3339(job.completed_at),
+        error_message=job.error_message,
+        percent=job.percent,
+        progress_message=job.progress_message,
+        sweep_run_id=job.sweep_run_id or "",
+        timeout_seconds=job.timeout_seconds,
+        combinations=job.combinations,
+        metrics_json=json.dumps(job.metrics) if job.metrics is not None else "",
+        estimated_duration_seconds=job.estimated_duration_seconds,
+        trace_id=job.trace_id,
+        notify_email=job.notify_email,
+    )
+    if job.sweep_spec is not None:
+        ParseDict(job.sweep_spec, msg.sweep, ignore_unknown_fields=True)
+    return msg
+
+
+def dataset_to_proto(d: DatasetView) -> results_pb2.Dataset:
+    return results_pb2.Dataset(
+        dataset_id=d.dataset_id,
+        ticker=d.ticker,
+        interval=d.interval,
+        bars=d.bars,
+        start=rfc3339(d.start),
+        end=rfc3339(d.end),
+        calendar=d.calendar,
+        timezone=d.timezone,
+        version=d.version,
+        demo=d.demo,
+        created_at=rfc3339(d.created_at),
+    )
+
+
+def _limit(value: int, default: int) -> int:
+    if value == 0:
+        return default
+    if not 1 <= value <= MAX_LIMIT:
+        raise InvalidArgument(f"limit must be between 1 and {MAX_LIMIT}")
+    return value
+
+
+class ResultsServicer(results_pb2_grpc.ResultsServiceServicer):
+    """Every RPC of the results service; all state is in the database."""
+
+    def __init__(self, db: Database, bus: Bus, *, default_timeout_seconds: int) -> None:
+        self.db = db
+        self.bus = bus
+        self.default_timeout_seconds = default_timeout_seconds
+        # Set once migrations ran; calls before that are UNAVAILABLE.
+        self.ready = asyncio.Event()
+        # Set at shutdown: open event streams end with UNAVAILABLE so clients reconnect elsewhere.
+        self.stopping = asyncio.Event()
+
+    def _check_ready(self) -> None:
+        if not self.ready.is_set():
+            raise Unavailable("results service is starting")
+
+    async def _read(self, fn, *args):
+        self._check_ready()
+
+        def work():
+            with self.db.read() as s:
+                return fn(s, *args)
+
+        return await self.db.run(work)
+
+    async def _write(self, fn, *args):
+        self._check_ready()
+
+        def work():
+            with self.db.write() as s:
+                return fn(s, *args)
+
+        return await self.db.run(work)
+
+    # ------------------------------------------------------------ auth
+
+    @_unary
+    async def Authenticate(self, request, context):
+        tenant_id, key_id = await self._read(keys.authenticate, request.api_key, request.key_id)
+        return results_pb2.AuthenticateResponse(tenant_id=tenant_id, key_id=key_id)
+
+    # ------------------------------------------------------------ jobs (user side)
+
+    @_unary
+    async def SubmitJob(self, request, context):
+        self._check_ready()
+        if not self.bus.is_connected():
+            raise Unavailable("job queue unavailable")
+        tenant_id = _require(request.tenant_id, "tenant_id")
+        if not request.HasField("sweep"):
+            raise InvalidArgument("sweep spec is required")
+        kind = request.kind or jobs.SWEEP_KIND
+        if kind != jobs.SWEEP_KIND:
+            raise InvalidArgument(f"unknown job kind {kind!r} (expected {jobs.SWEEP_KIND!r})")
+        try:
+            parameters = json.loads(request.parameters_json) if request.parameters_json else {}
+        except json.JSONDecodeError:
+            raise InvalidArgument("parameters_json is not valid JSON") from None
+        if request.timeout_seconds < 0:
+            raise InvalidArgument("timeout_seconds must not be negative")
+        spec = MessageToDict(request.sweep, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+        fields = dict(
+            tenant_id=tenant_id,
+            kind=kind,
+            parameters=parameters,
+            sweep_spec=spec,
+            webhook_url=request.webhook_url,
+            notify_email=request.notify_email,
+            timeout_seconds=request.timeout_seconds or self.default_timeout_seconds,
+            trace_id=request.trace_id,
+            headers=trace_headers(),
+        )
+        for attempt in range(3):
+            try:
+                job = await self._write(lambda s: jobs.submit_job(s, **fields))
+                break
+            except IntegrityError:
+                # A job id collision (same second, ticker and random suffix): draw another.
+                if attempt == 2:
+                    raise
+        log.info("job queued", extra={"job_id": job.job_id, "tenant_id": tenant_id, "combinations": job.combinations})
+        return results_pb2.SubmitJobResponse(job=job_to_proto(job))
+
+    @_unary
+    async def GetJob(self, request, context):
+        job = await self._read(jobs.get_job, request.tenant_id, _require(request.job_id, "job_id"))
+        return results_pb2.GetJobResponse(job=job_to_proto(job))
+
+    @_unary
+    async def ListJobs(self, request, context):
+        limit = _limit(request.limit, DEFAULT_LIST_LIMIT)
+        if request.offset < 0:
+            raise InvalidArgument("offset must not be negative")
+        state = None
+        if request.state != jobs_pb2.JOB_STATE_UNSPECIFIED:
+            state = _PROTO_TO_STATE.get(request.state)
+            if state is None:
+                raise InvalidArgument(f"unknown job state {request.state}")
+        rows, total = await self._read(jobs.list_jobs, request.tenant_id, limit, request.offset, state)
+        return results_pb2.ListJobsResponse(jobs=[job_to_proto(j) for j in rows], total=total)
+
+    @_unary
+    async def CancelJob(self, request, context):
+        job = await self._write(jobs.cancel_job, request.tenant_id, _require(request.job_id, "job_id"))
+        log.info("job cancelled", extra={"job_id": job.job_id})
+        return results_pb2.CancelJobResponse(job=job_to_proto(job))
+
+    @_server_stream
+    async def StreamJobEvents(self, request, context) -> AsyncIterator[results_pb2.StreamJobEventsResponse]:
+        job_id = _require(request.job_id, "job_id")
+        await self._read(jobs.get_job, request.tenant_id, job_id)  # NOT_FOUND for other tenants
+        last = max(0, request.after_seq)
+        wake = self.db.wakeups.watch_job(job_id)
+
+        def poll(s, after: int):
+            events = jobs.events_after(s, job_id, after)
+            job = s.get(Job, job_id)
+            ended = job is not None and job.state in jobs.ENDED_STATES and after >= job.last_event_seq
+            return events, ended
+
+        try:
+            while True:
+                wake.clear()
+                events, ended = await self._read(poll, last)
+                for ev in events:
+                    yield results_pb2.StreamJobEventsResponse(
+                        event=jobs_pb2.JobEvent(seq=ev.seq, type=ev.type, data_json=json.dumps(ev.data))
+                    )
+                    last = ev.seq
+                    if ev.type in jobs.TERMINAL_EVENT_TYPES:
+                        return
+                if ended:  # resumed after the terminal event: nothing more will come
+                    return
+                if events:
+                    continue
+                if self.stopping.is_set():
+                    raise Unavailable("results service is shutting down; reconnect to resume the stream")
+                await _wait_any(wake, self.stopping, STREAM_POLL_SECONDS)
+        finally:
+            self.db.wakeups.unwatch_job(job_id, wake)
+
+    # ------------------------------------------------------------ sweeps
+
+    @_unary
+    async def GetSweepBest(self, request, context):
+        limit = _limit(request.limit, DEFAULT_BEST_LIMIT)
+        best = await self._read(
+            sweeps.sweep_best, request.tenant_id, _require(request.sweep_run_id, "sweep_run_id"), request.ticker, limit
+        )
+        out = results_pb2.GetSweepBestResponse(
+            sweep_run_id=best.run.sweep_run_id,
+            ticker=best.run.ticker,
+            total_results=best.total_results,
+            excluded_below_min_trades=best.excluded_below_min_trades,
+            min_trades=best.run.min_trades,
+            job_id=best.run.job_id,
+        )
+        for r in best.rows:
+            row = out.results.add(
+                ticker=r.ticker,
+                strategy_type=r.strategy_type,
+                fast_period=r.fast_period,
+                slow_period=r.slow_period,
+                total_trades=r.total_trades,
+                avg_trade_duration=r.avg_trade_duration,
+            )
+            for name in _OPTIONAL_METRICS:
+                value = getattr(r, name)
+                if value is not None:
+                    setattr(row, name, value)
+        return out
+
+    # ------------------------------------------------------------ datasets
+
+    @_unary
+    async def ImportDataset(self, request_iterator, context):
+        self._check_ready()
+        meta = None
+        buf = bytearray()
+        async for chunk in request_iterator:
+            if meta is None:
+                # The first message says what the data is: refuse bad metadata before reading the rest.
+                tenant_id = _require(chunk.tenant_id, "tenant_id")
+                meta = datasets.check_metadata(chunk.ticker, chunk.interval, chunk.calendar, chunk.timezone)
+            if len(buf) + len(chunk.data) > MAX_IMPORT_BYTES:
+                raise ResourceExhausted("the CSV upload is larger than 512 MB (the limit per import)")
+            buf.extend(chunk.data)
+        if meta is None:
+            raise InvalidArgument("empty upload: the first message must carry tenant_id, ticker and interval")
+        ticker, interval, calendar, timezone = meta
+        bars = await self.db.run(parse_bars_csv, buf, timezone)
+        del buf
+        view = await self._write(datasets.store_dataset, tenant_id, ticker, interval, calendar, timezone, bars)
+        log.info(
+            "dataset imported",
+            extra={"tenant_id": tenant_id, "dataset_id": view.dataset_id, "version": view.version, "bars": view.bars},
+        )
+        return results_pb2.ImportDatasetResponse(dataset=dataset_to_proto(view))
+
+    @_unary
+    async def ListDatasets(self, request, context):
+        views = await self._read(datasets.list_datasets, request.tenant_id)
+        return results_pb2.ListDatasetsResponse(datasets=[dataset_to_proto(v) for v in views])
+
+    @_unary
+    async def DeleteDataset(self, request, context):
+        n = await self._write(datasets.delete_dataset, request.tenant_id, _require(request.dataset_id, "dataset_id"))
+        return results_pb2.DeleteDatasetResponse(versions_deleted=n)
+
+    # ------------------------------------------------------------ engine side
+
+    @_unary
+    async def StartJob(self, request, context):
+        proceed, job = await self._write(jobs.start_job, _require(request.job_id, "job_id"))
+        return results_pb2.StartJobResponse(proceed=proceed, job=job_to_proto(job))
+
+    @_unary
+    async def ResolveDataset(self, request, context):
+        tenant_id = _require(request.tenant_id, "tenant_id")
+        ticker = _require(request.ticker, "ticker")
+        if request.interval and request.interval not in jobs.INTERVALS:
+            raise InvalidArgument(f"interval must be one of {', '.join(jobs.INTERVALS)} (or empty)")
+        view = await self._read(datasets.resolve_dataset, tenant_id, ticker, request.interval)
+        if view is None:
+            return results_pb2.ResolveDatasetResponse(found=False)
+        return results_pb2.ResolveDatasetResponse(found=True, dataset=dataset_to_proto(view), version_id=view.version_id)
+
+    @_server_stream
+    async def GetBars(self, request, context):
+        bars = await self._read(datasets.load_bars, _require(request.version_id, "version_id"))
+        total = len(bars)
+        if total == 0:
+            yield results_pb2.GetBarsResponse(total_bars=0)
+            return
+        for ts, o, h, lo, c, v in bars.chunks(BARS_CHUNK):
+            yield results_pb2.GetBarsResponse(total_bars=total, ts=ts, open=o, high=h, low=lo, close=c, volume=v)
+
+    @_unary
+    async def ReportProgress(self, request, context):
+        stop, reason = await self._write(
+            jobs.report_progress, _require(request.job_id, "job_id"), request.percent, request.message
+        )
+        return results_pb2.ReportProgressResponse(stop=stop, reason=reason)
+
+    @_unary
+    async def CompleteSweep(self, request, context):
+        job_id = _require(request.job_id, "job_id")
+        rows = [
+            jobs.SweepRow(
+                ticker=r.ticker,
+                strategy_type=r.strategy_type,
+                fast_period=r.fast_period,
+                slow_period=r.slow_period,
+                total_trades=r.total_trades,
+                avg_trade_duration=r.avg_trade_duration,
+                metrics={k: (getattr(r, k) if r.HasField(k) else None) for k in _OPTIONAL_METRICS},
+            )
+            for r in request.results
+        ]
+        run_id, stored = await self._write(
+            jobs.complete_sweep, job_id, rows, request.execution_time_seconds, request.bars
+        )
+        log.info("sweep completion", extra={"job_id": job_id, "sweep_run_id": run_id, "stored": stored})
+        return results_pb2.CompleteSweepResponse(sweep_run_id=run_id, stored=stored)
+
+    @_unary
+    async def FailJob(self, request, context):
+        job = await self._write(jobs.fail_job, _require(request.job_id, "job_id"), request.error_message)
+        log.info("job failed by the engine", extra={"job_id": job.job_id, "state": job.state})
+        return results_pb2.FailJobResponse(job=job_to_proto(job))
+
+
+async def _wait_any(a: asyncio.Event, b: asyncio.Event, timeout: float) -> None:
+    waiters = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
