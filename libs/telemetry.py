@@ -42,5 +42,5 @@ def setup_logging(service: str, level: str | None = None) -> None:
     root.handlers[:] = [handler]
     root.setLevel((level or os.environ.get("HINDSIGHT_LOG_LEVEL", "INFO")).upper())
     # aio-pika/aiormq and uvicorn access logs are noisy at INFO.
-    for noisy in ("aiormq", "aio_pika", "uvicorn.access"):
+    for noisy in ("aiormq", "aio_pika", "uvicorn.access", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -201,3 +201,8 @@ class OutboxMessage(Base):
     headers: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+
+
+# Models of later areas live in their own modules on the same Base; importing
+# them here puts every table into Base.metadata (migrations, schema tests).
+from services.results import models_daybyday, models_notifications, models_runs  # noqa: E402,F401

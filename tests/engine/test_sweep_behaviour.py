@@ -193,3 +193,33 @@ def test_duration_format():
     assert format_duration(3.4 * 3600e9) == "3.4 hours"
     assert format_duration(0.0) == "0.0 hours"
     assert math.isclose(NS_DAY, 86_400e9)
+
+
+def test_kernel_releases_the_gil(monkeypatch):
+    """Another Python thread keeps running while one long chunk is computed."""
+    import threading
+    import time
+
+    monkeypatch.setattr(sweep_mod, "CHUNK_BARS", 10**9)  # one chunk: no GIL hand-back between chunks
+    n = 200_000
+    bars = random_walk_bars(n, np.arange(n, dtype=np.int64) * NS_MIN, seed=2, sigma=0.001, gap_sigma=0.0)
+    combos = [(f, s) for f in range(2, 40, 2) for s in range(10, 120, 5) if f < s]
+    done = threading.Event()
+    wakeups = 0
+
+    def work():
+        try:
+            run_sweep(bars, "SMA", combos)
+        finally:
+            done.set()
+
+    th = threading.Thread(target=work)
+    start = time.perf_counter()
+    th.start()
+    while not done.is_set():
+        time.sleep(0.002)
+        wakeups += 1
+    th.join()
+    elapsed = time.perf_counter() - start
+    assert elapsed > 0.05  # long enough to tell
+    assert wakeups >= max(5, int(elapsed / 0.002 * 0.2)), (wakeups, elapsed)

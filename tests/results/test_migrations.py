@@ -17,6 +17,14 @@ from services.results.models import Base
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _script_head() -> str:
+    from alembic.script import ScriptDirectory
+
+    heads = ScriptDirectory(str(ROOT / "services" / "results" / "migrations")).get_heads()
+    assert len(heads) == 1, f"migrations must form one chain, heads: {heads}"
+    return heads[0]
+
+
 def _diff(db: Database) -> list:
     with db.engine.connect() as conn:
         return compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
@@ -31,7 +39,7 @@ def test_upgrade_head_matches_models(backend, results_pg_url, tmp_path):
         db.migrate()  # idempotent
         assert _diff(db) == []
         with db.engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0001_initial"
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == _script_head()
     finally:
         db.close()
 
