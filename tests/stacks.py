@@ -40,6 +40,17 @@ class Stack:
     def log_text(self) -> str:
         return "\n".join(f"--- {n}\n{p.read_text(errors='replace')[-5000:]}" for n, p in self.logs.items())
 
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Send `sig` to one process and wait for it to exit."""
+        proc = self.procs[name]
+        proc.send_signal(sig)
+        proc.wait(30)
+
+    def restart(self, name: str) -> None:
+        """Start a process again (same module, env and log) after `kill`."""
+        module = "services.standalone" if name == "standalone" else f"services.{name}"
+        self.procs[name], _ = _spawn(name, module, self.env, self.logs[name].parent)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> dict[str, int]:
         codes = {}
         for name in reversed(list(self.procs)):
