@@ -86,8 +86,16 @@ def make_bars(n: int = N_BARS) -> Bars:
     open_[0] = close[0]
     open_[1:] = close[:-1]
     ts = START_NS + np.arange(n, dtype=np.int64) * NS_MIN
-    return Bars(ts, open_, np.maximum(open_, close), np.minimum(open_, close), close, np.zeros(n),
-                timezone="UTC", calendar="continuous")
+    return Bars(
+        ts,
+        open_,
+        np.maximum(open_, close),
+        np.minimum(open_, close),
+        close,
+        np.zeros(n),
+        timezone="UTC",
+        calendar="continuous",
+    )
 
 
 # ---------------------------------------------------------------------------- engines
@@ -175,8 +183,10 @@ def run_vectorbt(bars: Bars, combos, chunk: int, verbose: bool = True) -> dict[s
         if verbose:
             done = lo + len(part)
             el = time.perf_counter() - t0
-            print(f"    vectorbt {done}/{len(combos)} pairs, {el:.0f} s elapsed, ~{el / done * (len(combos) - done):.0f} s left",
-                  flush=True)
+            print(
+                f"    vectorbt {done}/{len(combos)} pairs, {el:.0f} s elapsed, ~{el / done * (len(combos) - done):.0f} s left",
+                flush=True,
+            )
     return {"total_return": tr, "trades": nt}
 
 
@@ -221,13 +231,32 @@ def probe(engine: str, n_bars: int, n_pairs: int, vbt_chunk: int) -> dict:
         import resource
 
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"engine": engine, "bars": n_bars, "pairs": len(combos), "seconds": seconds,
-            "rss_before": before, "hwm": peak, "peak_extra": peak - before, "method": method}
+    return {
+        "engine": engine,
+        "bars": n_bars,
+        "pairs": len(combos),
+        "seconds": seconds,
+        "rss_before": before,
+        "hwm": peak,
+        "peak_extra": peak - before,
+        "method": method,
+    }
 
 
 def run_probe_subprocess(engine: str, n_bars: int, n_pairs: int, vbt_chunk: int) -> dict:
-    cmd = [sys.executable, "-m", "bench.sweep_s2", "--probe", engine, "--bars", str(n_bars),
-           "--pairs", str(n_pairs), "--vbt-chunk", str(vbt_chunk)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.sweep_s2",
+        "--probe",
+        engine,
+        "--bars",
+        str(n_bars),
+        "--pairs",
+        str(n_pairs),
+        "--vbt-chunk",
+        str(vbt_chunk),
+    ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=os.getcwd())
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -256,7 +285,9 @@ def _agree(name: str, ours: dict, other: dict, combos) -> bool:
         bad.update(wrong.tolist())
     print(f"  ours vs {name:8s}: {'; '.join(parts)} -> {'OK' if ok else 'MISMATCH'} (tolerance {REL_TOL:g})")
     for k in sorted(bad)[:10]:
-        print(f"    {combos[k]}: " + ", ".join(f"{key} ours {ours[key][k]!r} {name} {other[key][k]!r}" for key in other))
+        print(
+            f"    {combos[k]}: " + ", ".join(f"{key} ours {ours[key][k]!r} {name} {other[key][k]!r}" for key in other)
+        )
     return ok
 
 
@@ -275,14 +306,16 @@ def main(argv=None) -> int:
         return 0
 
     combos = s2_combos()[: args.pairs]
-    print(f"S2: SMA crossover, {len(combos)} pairs (fast 5..100, slow 10..200, step 5, fast < slow), "
-          f"long only, no fees, {args.bars:,} one-minute bars, sigma {SIGMA}, seed {SEED}")
+    print(
+        f"S2: SMA crossover, {len(combos)} pairs (fast 5..100, slow 10..200, step 5, fast < slow), "
+        f"long only, no fees, {args.bars:,} one-minute bars, sigma {SIGMA}, seed {SEED}"
+    )
     t = time.perf_counter()
     bars = make_bars(args.bars)
     print(f"  data generated in {time.perf_counter() - t:.2f} s")
     bar_pairs = args.bars * len(combos)
 
-    import services.engine.sweep as sw  # load the extension before timing
+    import services.engine.sweep  # noqa: F401  (load the extension before timing)
 
     print("(a) ours: fused Cython kernel, one thread", flush=True)
     times = []
@@ -300,8 +333,11 @@ def main(argv=None) -> int:
     print(f"    {t_np:.1f} s", flush=True)
 
     vbt_combos = combos if args.vbt_pairs is None else combos[: args.vbt_pairs]
-    print(f"(b) vectorbt {__import__('vectorbt').__version__} + vectorbt-rust, {len(vbt_combos)} pairs "
-          f"in chunks of {args.vbt_chunk}", flush=True)
+    print(
+        f"(b) vectorbt {__import__('vectorbt').__version__} + vectorbt-rust, {len(vbt_combos)} pairs "
+        f"in chunks of {args.vbt_chunk}",
+        flush=True,
+    )
     t = time.perf_counter()
     vbt_res = run_vectorbt(bars, vbt_combos, args.vbt_chunk)
     t_vbt = time.perf_counter() - t
@@ -327,8 +363,11 @@ def main(argv=None) -> int:
             r = run_probe_subprocess(engine, nb, npairs, args.vbt_chunk)
             if headline:
                 mem[engine] = r
-            print(f"  {engine:8s} {nb:>9,} bars x {npairs:>3} pairs: peak +{_mb(r['peak_extra'])} "
-                  f"(inputs+interpreter {_mb(r['rss_before'])}, run {r['seconds']:.1f} s)", flush=True)
+            print(
+                f"  {engine:8s} {nb:>9,} bars x {npairs:>3} pairs: peak +{_mb(r['peak_extra'])} "
+                f"(inputs+interpreter {_mb(r['rss_before'])}, run {r['seconds']:.1f} s)",
+                flush=True,
+            )
 
     def row(name, secs, bp):
         rate = bp / secs
@@ -343,11 +382,15 @@ def main(argv=None) -> int:
     rate = bar_pairs / t_ours
     speed_vbt = rate / (vbt_bar_pairs / t_vbt)  # ratio of throughputs (= of wall times on the same work)
     speed_np = rate / (bar_pairs / t_np)
-    print(f"\n  ours vs vectorbt: {speed_vbt:,.0f}x faster (target >= {TARGET_SPEEDUP:.0f}x: "
-          f"{'met' if speed_vbt >= TARGET_SPEEDUP else 'NOT met'})")
+    print(
+        f"\n  ours vs vectorbt: {speed_vbt:,.0f}x faster (target >= {TARGET_SPEEDUP:.0f}x: "
+        f"{'met' if speed_vbt >= TARGET_SPEEDUP else 'NOT met'})"
+    )
     print(f"  ours vs numpy:    {speed_np:,.0f}x faster")
-    print(f"  ours throughput:  {rate / 1e6:,.0f} M bar-pairs/s on one core (target >= {TARGET_BAR_PAIRS / 1e6:.0f} M: "
-          f"{'met' if rate >= TARGET_BAR_PAIRS else 'NOT met'})")
+    print(
+        f"  ours throughput:  {rate / 1e6:,.0f} M bar-pairs/s on one core (target >= {TARGET_BAR_PAIRS / 1e6:.0f} M: "
+        f"{'met' if rate >= TARGET_BAR_PAIRS else 'NOT met'})"
+    )
     if mem:
         print("  ours memory follows bars, not bars x pairs: see the probes at 1/10 of the pairs and 1/4 of the bars")
     return 0 if ok else 1

@@ -51,9 +51,11 @@ def ema(x, period: int) -> np.ndarray:
     return _k.ema(_series(x), _period(period))
 
 
-def macd(x, fast: int = 12, slow: int = 26, signal: int = MACD_SIGNAL_PERIOD) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def macd(
+    x, fast: int = 12, slow: int = 26, signal: int = MACD_SIGNAL_PERIOD
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """MACD ``(line, signal, hist)``; see the module docstring for the seeding."""
     return _k.macd(_series(x), _period(fast), _period(slow), _period(signal))
 
 
-__all__ = ["sma", "ema", "macd", "MACD_SIGNAL_PERIOD"]
+__all__ = ["MACD_SIGNAL_PERIOD", "ema", "macd", "sma"]

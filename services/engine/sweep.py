@@ -71,7 +71,7 @@ Undefined values are ``None``, never NaN or infinity.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -130,7 +130,7 @@ def _pct_arg(name: str, value: float, upper: float) -> float:
 
 
 def format_duration(mean_ns: float) -> str:
-    """"5.2 days" at one day or more, else "3.4 hours"."""
+    """ "5.2 days" at one day or more, else "3.4 hours"."""
     days = mean_ns / NS_PER_DAY
     if days >= 1.0:
         return f"{days:.1f} days"
@@ -179,6 +179,7 @@ def run_sweep(
     slippage_pct: float = 0.0,
     initial_cash: float = 10_000.0,
     progress: Callable[[float], bool] | None = None,
+    signal_period: int = MACD_SIGNAL_PERIOD,
 ) -> list[dict]:
     """Backtest every (fast, slow) pair of ``combos``; one metrics dict per pair, in
     the order given (keys: ``METRIC_KEYS``; see the module docstring).
@@ -186,6 +187,7 @@ def run_sweep(
     ``progress(fraction)`` is called between chunks of bars (at most every
     ``PROGRESS_INTERVAL_S`` seconds) and once with 1.0 at the end; returning
     False from a call before the end raises :class:`SweepCancelled`.
+    ``signal_period`` is MACD's signal EMA (sweeps use 9; single backtests may set it).
     """
     kind, pairs = _prepare(bars, strategy_type, combos, direction, fill)
     commission = _pct_arg("commission_pct", commission_pct, 100.0)
@@ -215,7 +217,7 @@ def run_sweep(
         commission,
         slippage,
         cash0,
-        signal_period=MACD_SIGNAL_PERIOD,
+        signal_period=int(signal_period),
         progress=progress,
         chunk=max(1, min(CHUNK_BARS, CHUNK_MAX_VALUES // len(periods))),
         progress_interval=PROGRESS_INTERVAL_S,
@@ -282,4 +284,4 @@ def _metrics(bars: Bars, pairs: list[tuple[int, int]], out: dict, cash0: float) 
     return results
 
 
-__all__ = ["run_sweep", "SweepCancelled", "METRIC_KEYS", "STRATEGY_TYPES", "format_duration"]
+__all__ = ["METRIC_KEYS", "STRATEGY_TYPES", "SweepCancelled", "format_duration", "run_sweep"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 NAN = float("nan")
@@ -40,7 +40,7 @@ def ema(xs: list[float], n: int, start: int = 0) -> list[float]:
 
 def macd(xs: list[float], fast: int, slow: int, signal: int = 9) -> tuple[list[float], list[float]]:
     ef, es = ema(xs, fast), ema(xs, slow)
-    line = [a - b for a, b in zip(ef, es)]
+    line = [a - b for a, b in zip(ef, es, strict=True)]
     first = max(fast, slow) - 1
     sig = ema(line, signal, start=first) if first < len(xs) else [NAN] * len(xs)
     return line, sig
@@ -73,7 +73,7 @@ class RefResult:
 
 
 def target_position(a: float, b: float, direction: str) -> int:
-    if a != a or b != b:  # NaN warm-up
+    if math.isnan(a) or math.isnan(b):  # warm-up
         return 0
     if direction == "long":
         return 1 if a > b else 0
@@ -137,9 +137,8 @@ def backtest(
     wanted_at_prev_close = 0
     for t in range(n):
         last = t == n - 1
-        if fill == "next_open":
-            if t > 0 and wanted_at_prev_close != side:
-                go_to(wanted_at_prev_close, opens[t], ts[t])
+        if fill == "next_open" and t > 0 and wanted_at_prev_close != side:
+            go_to(wanted_at_prev_close, opens[t], ts[t])
         # the decision at this bar's close, from values up to this bar only
         want = 0 if bust else target_position(a[t], b[t], direction)
         if last:
@@ -162,8 +161,8 @@ def local_days(ts: list[int], tz: str) -> list[int]:
     zone = ZoneInfo(tz)
     out = []
     for t in ts:
-        secs, ns = divmod(t, 1_000_000_000)
-        out.append(datetime.fromtimestamp(secs, tz=timezone.utc).astimezone(zone).date().toordinal())
+        secs, _ns = divmod(t, 1_000_000_000)
+        out.append(datetime.fromtimestamp(secs, tz=UTC).astimezone(zone).date().toordinal())
     return out
 
 

@@ -43,7 +43,7 @@ def test_arrays_are_contiguous_float64():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(calendar="weekly"), dict(timezone="Mars/Olympus")],
+    [{"calendar": "weekly"}, {"timezone": "Mars/Olympus"}],
 )
 def test_bad_metadata_is_rejected(kwargs):
     with pytest.raises(ValueError):

@@ -36,17 +36,23 @@ def test_no_lookahead_last_bar_cannot_change_earlier_decisions(strategy, fill):
     full = make_daily_bars(n=160, seed=3)
     combos = SHORT_COMBOS if strategy != "MACD" else [(2, 3), (3, 5), (5, 12)]
     for cut in range(40, 160, 7):
-        prefix = Bars(full.ts[:cut], full.open[:cut], full.high[:cut], full.low[:cut], full.close[:cut], full.volume[:cut])
+        prefix = Bars(
+            full.ts[:cut], full.open[:cut], full.high[:cut], full.low[:cut], full.close[:cut], full.volume[:cut]
+        )
         last_o, last_c = float(prefix.open[-1]), float(prefix.close[-1])
         # (a 1.5x jump cannot bust a short position, so the trade count is decided
         # only by the signals)
-        variants = [prefix, _with_last_bar(prefix, last_o * 1.5, last_c * 1.5), _with_last_bar(prefix, last_o / 5, last_c / 5)]
+        variants = [
+            prefix,
+            _with_last_bar(prefix, last_o * 1.5, last_c * 1.5),
+            _with_last_bar(prefix, last_o / 5, last_c / 5),
+        ]
         runs = [run_sweep(b, strategy, combos, direction="both", fill=fill, commission_pct=0.1) for b in variants]
-        for rows in zip(*runs):
+        for rows in zip(*runs, strict=True):
             assert len({r["total_trades"] for r in rows}) == 1, (cut, rows)
             assert len({r["avg_trade_duration"] for r in rows}) == 1, (cut, rows)
         # and the perturbation did matter for the money (the last bar is priced in)
-        assert any(a["total_return_pct"] != b["total_return_pct"] for a, b in zip(runs[0], runs[1]))
+        assert any(a["total_return_pct"] != b["total_return_pct"] for a, b in zip(runs[0], runs[1], strict=True))
 
 
 def test_next_open_fills_at_the_next_open_not_at_the_signal_close():
@@ -135,7 +141,7 @@ def test_progress_is_throttled_by_time(monkeypatch):
 def test_chunking_and_fusion_do_not_change_results(monkeypatch, strategy):
     bars = make_daily_bars(n=500, seed=21)
     combos = [(3, 8), (5, 20), (10, 30), (12, 26), (20, 60), (8, 8), (30, 10)]
-    kw = dict(direction="both", commission_pct=0.05, slippage_pct=0.02)
+    kw = {"direction": "both", "commission_pct": 0.05, "slippage_pct": 0.02}
     whole = run_sweep(bars, strategy, combos, **kw)
     monkeypatch.setattr(sweep_mod, "CHUNK_BARS", 7)
     chunked = run_sweep(bars, strategy, combos, **kw)
@@ -161,7 +167,7 @@ def test_bust_short_account_stops_trading_and_stays_defined():
     opens = np.concatenate([[closes[0]], closes[:-1]])
     ts = np.arange(n, dtype=np.int64) * NS_DAY
     b = Bars(ts, opens, np.maximum(opens, closes), np.minimum(opens, closes), closes, np.ones(n))
-    kw = dict(direction="both", fill="next_open", commission_pct=0.1, slippage_pct=0.0)
+    kw = {"direction": "both", "fill": "next_open", "commission_pct": 0.1, "slippage_pct": 0.0}
     (row,) = run_sweep(b, "SMA", [(2, 4)], **kw)
     a, s = ref.signal_lines("SMA", closes.tolist(), 2, 4)
     res = ref.backtest(ts.tolist(), opens.tolist(), closes.tolist(), a, s, initial_cash=10_000.0, **kw)
@@ -222,4 +228,5 @@ def test_kernel_releases_the_gil(monkeypatch):
     th.join()
     elapsed = time.perf_counter() - start
     assert elapsed > 0.05  # long enough to tell
-    assert wakeups >= max(5, int(elapsed / 0.002 * 0.2)), (wakeups, elapsed)
+    # a kernel holding the GIL lets the sleeper wake about once; released: dozens of times
+    assert wakeups >= max(5, int(elapsed / 0.002 * 0.05)), (wakeups, elapsed)

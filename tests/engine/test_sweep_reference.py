@@ -31,7 +31,7 @@ DATASETS = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _dataset(name: str):
     bars = DATASETS[name][0]()
     return (
@@ -43,7 +43,7 @@ def _dataset(name: str):
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _lines(name: str, strategy: str, fast: int, slow: int):
     _, _, _, closes, _ = _dataset(name)
     return ref.signal_lines(strategy, closes, fast, slow)
@@ -61,8 +61,16 @@ def _expected(name, strategy, fast, slow, direction, fill, commission, slippage,
     bars, ts, opens, closes, days = _dataset(name)
     a, b = _lines(name, strategy, fast, slow)
     res = ref.backtest(
-        ts, opens, closes, a, b, direction=direction, fill=fill,
-        commission_pct=commission, slippage_pct=slippage, initial_cash=cash0,
+        ts,
+        opens,
+        closes,
+        a,
+        b,
+        direction=direction,
+        fill=fill,
+        commission_pct=commission,
+        slippage_pct=slippage,
+        initial_cash=cash0,
     )
     P = bars.periods_per_year
     daily = np.array(ref.daily_returns(res.equity, days, cash0))
@@ -113,7 +121,8 @@ CASES = [
 
 
 @pytest.mark.parametrize(
-    "name,strategy,direction,fill,fees", CASES,
+    "name,strategy,direction,fill,fees",
+    CASES,
     ids=[f"{n}-{s}-{d}-{f}-{'fees' if fe[0] else 'nofees'}" for n, s, d, f, fe in CASES],
 )
 def test_sweep_matches_reference(name, strategy, direction, fill, fees):
@@ -122,20 +131,33 @@ def test_sweep_matches_reference(name, strategy, direction, fill, fees):
     commission, slippage = fees
     cash0 = 10_000.0
     got = run_sweep(
-        bars, strategy, combos, direction=direction, fill=fill,
-        commission_pct=commission, slippage_pct=slippage, initial_cash=cash0,
+        bars,
+        strategy,
+        combos,
+        direction=direction,
+        fill=fill,
+        commission_pct=commission,
+        slippage_pct=slippage,
+        initial_cash=cash0,
     )
     assert len(got) == len(combos)
     traded = 0
-    for (fast, slow), row in zip(combos, got):
+    for (fast, slow), row in zip(combos, got, strict=True):
         exp = _expected(name, strategy, fast, slow, direction, fill, commission, slippage, cash0)
         where = f"{strategy} {fast}/{slow} {direction} {fill} fees={fees}"
         assert row["fast_period"] == fast and row["slow_period"] == slow
         assert row["total_trades"] == exp["total_trades"], where
         assert row["avg_trade_duration"] == exp["avg_trade_duration"], where
         for key in (
-            "sharpe_ratio", "sortino_ratio", "total_return_pct", "annualized_return",
-            "max_drawdown_pct", "win_rate_pct", "profit_factor", "trades_per_month", "score",
+            "sharpe_ratio",
+            "sortino_ratio",
+            "total_return_pct",
+            "annualized_return",
+            "max_drawdown_pct",
+            "win_rate_pct",
+            "profit_factor",
+            "trades_per_month",
+            "score",
         ):
             _close(row[key], exp[key], f"{where} {key}")
         traded += row["total_trades"]

@@ -53,8 +53,8 @@ DIR_BOTH = _BOTH
 
 
 ctypedef struct Hot:
-    # touched on every bar by every combination: kept to 48 bytes so the whole
-    # state of a 1,000-combination sweep stays in L1/L2.
+    # touched on every bar by every combination: kept to 40 bytes so the state of
+    # a ~800-combination sweep fits in a 32 KiB L1 data cache.
     double cash       # cash (0 while long; proceeds incl. short sale while short)
     double units      # signed position size (0 when flat, < 0 when short)
     double peak       # running peak of the marked equity (starts at initial cash)
@@ -194,9 +194,10 @@ cdef inline void _day_end(Hot* hot, Cold* cold, Py_ssize_t m, double pc) noexcep
 
 cdef void _indicators(const double[::1] close, Py_ssize_t t0, Py_ssize_t t1,
                       const int32_t[::1] periods, int ema_kind,
-                      double* S, double* C, double* E, double* buf) noexcept nogil:
+                      double* S, double* C, double* E, const double* A, double* buf) noexcept nogil:
     """Fill buf[(t - t0) * np + j] with SMA/EMA(periods[j]) at t, for t in [t0, t1),
-    continuing the per-period running state in S, C (compensated sums) and E."""
+    continuing the per-period running state in S, C (compensated sums) and E;
+    A[j] is the EMA's alpha, 2 / (periods[j] + 1)."""
     cdef Py_ssize_t npd = periods.shape[0], t, j, n
     cdef double x, a
     cdef double* row
@@ -207,7 +208,7 @@ cdef void _indicators(const double[::1] close, Py_ssize_t t0, Py_ssize_t t1,
             n = periods[j]
             if ema_kind:
                 if t >= n:
-                    a = 2.0 / (n + 1.0)
+                    a = A[j]
                     E[j] = E[j] + a * (x - E[j])
                     row[j] = E[j]
                 else:
@@ -331,11 +332,19 @@ cdef void _last_bar(Hot* hot, Cold* cold, Py_ssize_t m, int next_open,
     _day_end(hot, cold, m, pc)
 
 
+def _indicator_state(const int32_t[::1] periods):
+    # rows: compensated sum, its error term, EMA value, EMA alpha
+    state = np.zeros((4, max(periods.shape[0], 1)), dtype=np.float64)
+    for j in range(periods.shape[0]):
+        state[3, j] = 2.0 / (periods[j] + 1.0)
+    return state
+
+
 def stream_indicators(const double[::1] close, const int32_t[::1] periods, int kind, Py_ssize_t chunk=65536):
     """The indicator matrix [bars, n_periods] exactly as the sweep streams it (for tests)."""
     cdef Py_ssize_t N = close.shape[0], npd = periods.shape[0], t0, t1
     out_arr = np.empty((N, npd), dtype=np.float64)
-    state = np.zeros((3, max(npd, 1)), dtype=np.float64)
+    state = _indicator_state(periods)
     cdef double[:, ::1] out = out_arr
     cdef double[:, ::1] st = state
     cdef int ema_kind = kind != KIND_SMA
@@ -345,7 +354,8 @@ def stream_indicators(const double[::1] close, const int32_t[::1] periods, int k
     while t0 < N:
         t1 = min(t0 + chunk, N)
         with nogil:
-            _indicators(close, t0, t1, periods, ema_kind, &st[0, 0], &st[1, 0], &st[2, 0], &out[t0, 0])
+            _indicators(close, t0, t1, periods, ema_kind, &st[0, 0], &st[1, 0], &st[2, 0], &st[3, 0],
+                        &out[t0, 0])
         t0 = t1
     return out_arr
 
@@ -372,6 +382,8 @@ def sweep(const double[::1] open_, const double[::1] close, const int64_t[::1] t
     if kind not in (KIND_SMA, KIND_EMA, KIND_MACD) or fill not in (FILL_NEXT_OPEN, FILL_CLOSE) \
             or direction not in (DIR_LONG, DIR_SHORT, DIR_BOTH):
         raise ValueError("bad kind, fill or direction")
+    if npd > 32767:
+        raise ValueError("at most 32767 distinct periods per sweep")
     for k in range(m):
         if not (0 <= fast_idx[k] < npd and 0 <= slow_idx[k] < npd):
             raise ValueError("period index out of range")
@@ -396,12 +408,13 @@ def sweep(const double[::1] open_, const double[::1] close, const int64_t[::1] t
 
     cdef Py_ssize_t rows = min(chunk, N)
     buf_arr = np.empty(rows * max(npd, 1), dtype=np.float64)
-    ind_state = np.zeros((3, max(npd, 1)), dtype=np.float64)
+    ind_state = _indicator_state(periods)
     cdef double[::1] buf = buf_arr
     cdef double[:, ::1] ist = ind_state
     cdef double* S = &ist[0, 0]
     cdef double* C = &ist[1, 0]
     cdef double* E = &ist[2, 0]
+    cdef double* A = &ist[3, 0]
 
     cdef Hot* hot = <Hot*>calloc(max(m, 1), sizeof(Hot))
     cdef Cold* cold = <Cold*>calloc(max(m, 1), sizeof(Cold))
@@ -431,7 +444,7 @@ def sweep(const double[::1] open_, const double[::1] close, const int64_t[::1] t
         while t0 < tend:
             t1 = min(t0 + chunk, tend)
             with nogil:
-                _indicators(close, t0, t1, periods, ema_kind, S, C, E, &buf[0])
+                _indicators(close, t0, t1, periods, ema_kind, S, C, E, A, &buf[0])
                 if next_open:
                     if direction == _LONG:
                         _bars_next_open(<int8_t>0, hot, cold, sig, m, macd, sp, sa, open_, close, ts,
