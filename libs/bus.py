@@ -5,7 +5,12 @@ Both give the same semantics to the services:
 - a consumer's handler that returns acks the message; one that raises puts it
   back (nack + requeue); after `max_deliveries` deliveries the message goes to
   the queue's dead-letter queue (`<queue>.dead`) instead;
-- queues are durable (quorum queues on RabbitMQ, which count deliveries).
+- queues are durable (quorum queues on RabbitMQ, which count deliveries);
+- `publish(..., delay_seconds=d)` hands the message to the queue's consumers
+  only after `d` seconds: on RabbitMQ it waits in a delay queue
+  (`<queue>.delay.<ms>`, per-message TTL, dead-lettered back into `<queue>`
+  when it expires), in-process on an asyncio timer. Nothing sleeps in the
+  publisher or the consumer.
 """
 
 from __future__ import annotations
@@ -24,6 +29,28 @@ JOBS_QUEUE = "hindsight.jobs"
 JOBS_DEAD_QUEUE = "hindsight.jobs.dead"
 # Job ended events for the notifier (JobEndedMessage).
 JOB_EVENTS_QUEUE = "hindsight.job-events"
+# One attempt of a webhook/email delivery each (notify.v1.DeliveryTask); retries come back through its delay queues.
+NOTIFY_QUEUE = "hindsight.notify.deliveries"
+# Deliveries that exhausted their retries (or failed for good), kept for operators.
+NOTIFY_DEAD_QUEUE = "hindsight.notify.deliveries.dead"
+# Longest delay a delayed publish accepts (a day and a bit: the notifier retries for up to 24 hours).
+MAX_DELAY_SECONDS = 2 * 86400
+
+
+def delay_bucket_ms(delay_seconds: float) -> int:
+    """The delay in ms, rounded to two significant digits (at least 1 ms).
+
+    On RabbitMQ each bucket is one delay queue and every message in it has the
+    same TTL, so messages expire in the order they were queued (a queue only
+    expires messages at its head); rounding keeps the number of queues small
+    while staying within 5% of the asked delay.
+    """
+    ms = max(1, round(float(delay_seconds) * 1000))
+    digits = len(str(ms))
+    if digits > 2:
+        unit = 10 ** (digits - 2)
+        ms = round(ms / unit) * unit
+    return int(ms)
 
 
 class BusUnavailable(Exception):
@@ -67,8 +94,12 @@ class Bus(ABC):
     async def start(self) -> None: ...
 
     @abstractmethod
-    async def publish(self, queue: str, body: bytes, headers: dict | None = None) -> None:
-        """Publish durably; raises BusUnavailable when the broker cannot take it."""
+    async def publish(self, queue: str, body: bytes, headers: dict | None = None, *, delay_seconds: float = 0.0) -> None:
+        """Publish durably; raises BusUnavailable when the broker cannot take it.
+
+        With `delay_seconds` > 0 the message reaches the queue's consumers after
+        that delay (at most MAX_DELAY_SECONDS).
+        """
 
     @abstractmethod
     async def consume(self, queue: str, handler: Handler, prefetch: int = 1) -> Consumer:
@@ -101,6 +132,7 @@ class InProcessBus(Bus):
         self._queues: dict[str, asyncio.Queue[Delivery]] = {}
         self._tasks: list[asyncio.Task] = []
         self._inflight: set[asyncio.Task] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
         self._closed = False
 
     def _queue(self, name: str) -> asyncio.Queue[Delivery]:
@@ -113,10 +145,25 @@ class InProcessBus(Bus):
         self._queue(queue)
         self._queue(queue + ".dead")
 
-    async def publish(self, queue: str, body: bytes, headers: dict | None = None) -> None:
+    async def publish(self, queue: str, body: bytes, headers: dict | None = None, *, delay_seconds: float = 0.0) -> None:
         if self._closed:
             raise BusUnavailable("bus closed")
-        self._queue(queue).put_nowait(Delivery(body=body, headers=dict(headers or {})))
+        delivery = Delivery(body=body, headers=dict(headers or {}))
+        if delay_seconds <= 0:
+            self._queue(queue).put_nowait(delivery)
+            return
+        # Like RabbitMQ's delay queues: the message waits outside the queue, then joins it.
+        delay = min(float(delay_seconds), MAX_DELAY_SECONDS)
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle | None = None
+
+        def due() -> None:
+            self._timers.discard(handle)  # type: ignore[arg-type]
+            if not self._closed:
+                self._queue(queue).put_nowait(delivery)
+
+        handle = loop.call_later(delay, due)
+        self._timers.add(handle)
 
     async def consume(self, queue: str, handler: Handler, prefetch: int = 1) -> Consumer:
         tasks = [asyncio.create_task(self._worker(queue, handler)) for _ in range(max(1, prefetch))]
@@ -161,6 +208,9 @@ class InProcessBus(Bus):
     async def close(self) -> None:
         await self.stop_consuming()
         self._closed = True
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
 
     def is_connected(self) -> bool:
         return not self._closed
@@ -188,7 +238,8 @@ class AmqpBus(Bus):
             self._conn = await aio_pika.connect_robust(f"{self._url}{sep}name={self._name}", timeout=10)
         except Exception as exc:  # connection refused, DNS, auth
             raise BusUnavailable(f"cannot connect to the broker: {exc}") from exc
-        self._pub_channel = await self._conn.channel(publisher_confirms=True)
+        # on_return_raises + mandatory: a message no queue takes fails the publish instead of vanishing.
+        self._pub_channel = await self._conn.channel(publisher_confirms=True, on_return_raises=True)
 
     async def _declare(self, channel, queue: str):
         if queue.endswith(".dead"):
@@ -213,7 +264,31 @@ class AmqpBus(Bus):
         await self._declare(self._pub_channel, queue)
         self._declared.add(queue)
 
-    async def publish(self, queue: str, body: bytes, headers: dict | None = None) -> None:
+    async def _declare_delay(self, channel, queue: str, ms: int) -> str:
+        """The delay queue of `queue` for `ms`: nobody consumes it; each message expires
+        after its TTL and is dead-lettered back into `queue`.
+
+        A quorum queue with at-least-once dead-lettering, so a message that expires
+        while the broker is busy or restarting is not dropped. It deletes itself
+        (x-expires) once unused for ten minutes longer than its delay; it is
+        re-declared before every publish, which resets that clock.
+        """
+        name = f"{queue}.delay.{ms}"
+        await channel.declare_queue(
+            name,
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": queue,
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+                "x-expires": ms + 600_000,
+            },
+        )
+        return name
+
+    async def publish(self, queue: str, body: bytes, headers: dict | None = None, *, delay_seconds: float = 0.0) -> None:
         import aio_pika
 
         if self._conn is None or self._conn.is_closed or self._pub_channel is None:
@@ -222,13 +297,21 @@ class AmqpBus(Bus):
             if queue not in self._declared:
                 await self._declare(self._pub_channel, queue)
                 self._declared.add(queue)
+            routing_key, expiration = queue, None
+            if delay_seconds > 0:
+                ms = delay_bucket_ms(min(float(delay_seconds), MAX_DELAY_SECONDS))
+                routing_key = await self._declare_delay(self._pub_channel, queue, ms)
+                expiration = ms / 1000
             msg = aio_pika.Message(
                 body=body,
                 headers=dict(headers or {}),
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 content_type="application/x-protobuf",
+                expiration=expiration,
             )
-            await asyncio.wait_for(self._pub_channel.default_exchange.publish(msg, routing_key=queue), timeout=10)
+            await asyncio.wait_for(
+                self._pub_channel.default_exchange.publish(msg, routing_key=routing_key, mandatory=True), timeout=10
+            )
         except Exception as exc:
             raise BusUnavailable(f"publish to {queue} failed: {exc}") from exc
 
@@ -293,7 +376,12 @@ class AmqpBus(Bus):
             await self._conn.close()
 
     def is_connected(self) -> bool:
-        return self._conn is not None and not self._conn.is_closed
+        """True only while a live transport exists: a robust connection that is
+        reconnecting reports closed=False, so look at its current transport."""
+        if self._conn is None or self._conn.is_closed:
+            return False
+        transport = getattr(self._conn, "transport", None)
+        return transport is not None and not transport.connection.is_closed
 
 
 def make_bus(amqp_url: str, name: str, max_deliveries: int = 3) -> Bus:
