@@ -7,7 +7,7 @@ PROTOS  := $(shell find protos -name '*.proto')
 GEN     := libs/gen
 PYX     := $(wildcard services/engine/_core/*.pyx)
 
-.PHONY: help build run test bench up down clean protos engine
+.PHONY: help build run test bench up down clean protos engine cli browser
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -28,7 +28,23 @@ protos: $(GEN)/.stamp ## generate protobuf/gRPC code into libs/gen
 engine: $(STAMP) ## compile the Cython kernels in place
 	$(VPY) services/engine/setup.py build_ext --inplace -q
 
-build: $(STAMP) protos engine ## virtualenv, generated protos, Cython engine (idempotent)
+build: $(STAMP) protos engine cli browser ## virtualenv, generated protos, Cython engine, the hindsight CLI (idempotent)
+
+# The `hindsight` command (cli/main.py) in the virtualenv: a launcher script, because the flat
+# layout does not `pip install -e .`; the repo root reaches sys.path through hindsight-paths.pth.
+$(VENV)/bin/hindsight: $(STAMP)
+	printf '#!%s\n# Installed by `make build`: the hindsight CLI (cli/main.py).\nimport sys\nfrom cli.main import main\nsys.exit(main())\n' "$(CURDIR)/$(VPY)" > $@
+	chmod +x $@
+
+cli: $(VENV)/bin/hindsight ## install the `hindsight` command into .venv/bin
+
+# Debian's chromium for the browser tests (Playwright drives it by path; never `playwright install`).
+browser: ## chromium for the browser tests (apt-get as root; skipped when /usr/bin/chromium exists)
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    log=$$(mktemp); { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >$$log 2>&1 \
+	      || { cat $$log >&2; rm -f $$log; exit 1; }; rm -f $$log; \
+	  else echo "make browser: /usr/bin/chromium is missing; run 'apt-get install chromium' as root for tests/web" >&2; fi; }
 
 run: build ## standalone stack on http://127.0.0.1:8000
 	$(VPY) -m services.standalone
@@ -36,9 +52,10 @@ run: build ## standalone stack on http://127.0.0.1:8000
 test: build tools ## unit, integration (real Postgres + RabbitMQ) and end-to-end tests
 	$(VPY) -m pytest -q
 
-bench: build ## S2 sweep: our engine vs vectorbt vs plain NumPy, one run
+bench: build ## S2 sweep (our engine vs vectorbt vs NumPy) and a year of day-by-day backtest through the stack
 	$(VPY) -m pip install -q -r requirements-bench.txt
 	$(VPY) -m bench.sweep_s2
+	$(VPY) -m bench.daybyday_year
 
 up: build ## distributed mode: each service its own process (DATABASE_URL, AMQP_URL)
 	$(VPY) -m services.up start

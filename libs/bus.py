@@ -11,6 +11,10 @@ Both give the same semantics to the services:
   (`<queue>.delay.<ms>`, per-message TTL, dead-lettered back into `<queue>`
   when it expires), in-process on an asyncio timer. Nothing sleeps in the
   publisher or the consumer.
+
+Both carry the trace context in the message headers (`traceparent`): a
+publish is a PRODUCER span whose context goes into the headers, a handler runs
+in a CONSUMER span that continues it (libs.telemetry).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+from libs import telemetry
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +154,8 @@ class InProcessBus(Bus):
     async def publish(self, queue: str, body: bytes, headers: dict | None = None, *, delay_seconds: float = 0.0) -> None:
         if self._closed:
             raise BusUnavailable("bus closed")
-        delivery = Delivery(body=body, headers=dict(headers or {}))
+        with telemetry.publishing(queue, headers) as traced:
+            delivery = Delivery(body=body, headers=traced)
         if delay_seconds <= 0:
             self._queue(queue).put_nowait(delivery)
             return
@@ -166,6 +173,7 @@ class InProcessBus(Bus):
         self._timers.add(handle)
 
     async def consume(self, queue: str, handler: Handler, prefetch: int = 1) -> Consumer:
+        handler = telemetry.traced_handler(queue, handler)
         tasks = [asyncio.create_task(self._worker(queue, handler)) for _ in range(max(1, prefetch))]
         self._tasks.extend(tasks)
 
@@ -302,22 +310,24 @@ class AmqpBus(Bus):
                 ms = delay_bucket_ms(min(float(delay_seconds), MAX_DELAY_SECONDS))
                 routing_key = await self._declare_delay(self._pub_channel, queue, ms)
                 expiration = ms / 1000
-            msg = aio_pika.Message(
-                body=body,
-                headers=dict(headers or {}),
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                content_type="application/x-protobuf",
-                expiration=expiration,
-            )
-            await asyncio.wait_for(
-                self._pub_channel.default_exchange.publish(msg, routing_key=routing_key, mandatory=True), timeout=10
-            )
+            with telemetry.publishing(queue, headers) as traced:
+                msg = aio_pika.Message(
+                    body=body,
+                    headers=traced,
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    content_type="application/x-protobuf",
+                    expiration=expiration,
+                )
+                await asyncio.wait_for(
+                    self._pub_channel.default_exchange.publish(msg, routing_key=routing_key, mandatory=True), timeout=10
+                )
         except Exception as exc:
             raise BusUnavailable(f"publish to {queue} failed: {exc}") from exc
 
     async def consume(self, queue: str, handler: Handler, prefetch: int = 1) -> Consumer:
         if self._conn is None:
             raise BusUnavailable("not connected to the broker")
+        handler = telemetry.traced_handler(queue, handler)
         channel = await self._conn.channel()
         await channel.set_qos(prefetch_count=prefetch)
         q = await self._declare(channel, queue)

@@ -13,6 +13,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from libs import telemetry
+
 log = logging.getLogger(__name__)
 
 # Large enough for a chunk of bars or a sweep's results.
@@ -53,9 +55,12 @@ async def start_server(
     """Start a grpc.aio server; each `register(server)` adds a servicer and returns its full service name.
 
     Port 0 picks a free port (tests). Health starts NOT_SERVING until the
-    caller calls `set_serving(True)` once its dependencies are ready.
+    caller calls `set_serving(True)` once its dependencies are ready. Telemetry's
+    interceptors come first (a span per call, the call's job id in its logs).
     """
-    server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=list(interceptors))
+    server = grpc.aio.server(
+        options=CHANNEL_OPTIONS, interceptors=[*telemetry.grpc_server_interceptors(), *interceptors]
+    )
     names = tuple(r(server) for r in register)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -70,8 +75,8 @@ async def start_server(
 
 
 def channel(addr: str) -> grpc.aio.Channel:
-    """An insecure client channel with our message limits."""
-    return grpc.aio.insecure_channel(addr, options=CHANNEL_OPTIONS)
+    """An insecure client channel with our message limits (and trace propagation when tracing is on)."""
+    return grpc.aio.insecure_channel(addr, options=CHANNEL_OPTIONS, interceptors=telemetry.grpc_client_interceptors())
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:

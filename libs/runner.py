@@ -1,5 +1,5 @@
-"""Run one service as its own process (the distributed mode): logging, bus,
-start, wait for SIGTERM/SIGINT, drain."""
+"""Run one service as its own process (the distributed mode): telemetry, bus,
+start, /metrics, wait for SIGTERM/SIGINT, drain."""
 
 from __future__ import annotations
 
@@ -7,18 +7,19 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from libs import telemetry
 from libs.bus import AmqpBus
 from libs.grpc_util import install_signal_handlers
 from libs.settings import Settings
-from libs.telemetry import setup_logging
 
 log = logging.getLogger(__name__)
 
 
 def run_service(name: str, start: Callable[..., Awaitable], needs_database: bool = False) -> None:
-    """`start(settings, bus)` returns a handle with `.port` and `async stop(grace)`."""
-    setup_logging(name)
+    """`start(settings, bus)` returns a handle with `.port`, `.metrics.registry` and `async stop(grace)`."""
+    telemetry.setup_telemetry(name)
     settings = Settings(hindsight_mode="distributed")
+    telemetry.register_secrets(*settings.secret_values())
     if not settings.amqp_url or (needs_database and not settings.database_url):
         settings.require_distributed()
 
@@ -28,10 +29,16 @@ def run_service(name: str, start: Callable[..., Awaitable], needs_database: bool
         bus = AmqpBus(settings.amqp_url, name, settings.hindsight_job_max_deliveries)
         await bus.start()
         handle = await start(settings, bus)
+        metrics = telemetry.serve_metrics(settings.hindsight_metrics_port, [handle.metrics.registry])
         log.info("%s serving gRPC on port %d", name, handle.port)
         await stop.wait()
         log.info("%s draining", name)
         await handle.stop(grace=10.0)
         await bus.close()
+        if metrics is not None:
+            metrics.close()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        telemetry.shutdown_telemetry()

@@ -53,6 +53,49 @@ class Settings(BaseSettings):
     # Extra: gRPC deadline the gateway uses for unary calls (seconds).
     hindsight_rpc_timeout: float = Field(default=10.0)
 
+    # Notifier (issue 5). Retries of a webhook/email: the n-th retry waits
+    # base * factor**(n-1) seconds (at most max_delay), times a random factor in
+    # [1 - jitter, 1 + jitter]; no retry starts later than window seconds after
+    # the delivery was created, and max_attempts (0: no limit) caps the tries.
+    hindsight_notify_retry_base_seconds: float = 10.0
+    hindsight_notify_retry_factor: float = 2.0
+    hindsight_notify_retry_max_delay_seconds: float = 4 * 3600.0
+    hindsight_notify_retry_window_seconds: float = 24 * 3600.0
+    hindsight_notify_retry_jitter: float = 0.2
+    hindsight_notify_max_attempts: int = 0
+    # One webhook POST (connect + send + answer), seconds.
+    hindsight_webhook_timeout_seconds: float = 10.0
+    # Deliveries in flight at once per notifier process.
+    hindsight_notify_concurrency: int = 8
+    # From: of notification emails.
+    hindsight_smtp_from: str = "Hindsight <hindsight@localhost>"
+    # Base URL of the API for links in emails; empty: http://HINDSIGHT_HOST:HINDSIGHT_PORT.
+    hindsight_public_url: str = ""
+    # Prometheus /metrics of the notifier process (distributed mode); 0: not served.
+    notifier_metrics_port: int = 9464
+
+    # Day-by-day backtests (issue 3). Artifact store of the distributed mode (shared
+    # storage past one machine); standalone uses HINDSIGHT_DATA_DIR/artifacts unless this is set.
+    hindsight_artifact_dir: Path = Path(".hindsight/artifacts")
+    # How often results deletes expired artifacts (seconds; 0: only at start and on request).
+    hindsight_artifact_cleanup_interval_seconds: float = 600.0
+    # Days per shard of a day-by-day backtest: longer ranges are split into shards that
+    # any engine replica may run (days are independent: every day squares off).
+    # Standalone has one engine: there a range is one shard unless this is set.
+    hindsight_day_shard_days: int = 60
+
+    def day_shard_days(self) -> int:
+        """Days per shard of a day-by-day backtest (0: never split)."""
+        if self.standalone and "hindsight_day_shard_days" not in self.model_fields_set:
+            return 0
+        return max(0, int(self.hindsight_day_shard_days))
+
+    def artifact_root(self) -> Path:
+        """Where day-by-day artifacts live in this mode."""
+        if self.standalone and "hindsight_artifact_dir" not in self.model_fields_set:
+            return Path(self.hindsight_data_dir) / "artifacts"
+        return Path(self.hindsight_artifact_dir)
+
     @property
     def standalone(self) -> bool:
         return self.hindsight_mode == "standalone"
@@ -72,3 +115,22 @@ class Settings(BaseSettings):
         missing = [n for n, v in (("DATABASE_URL", self.database_url), ("AMQP_URL", self.amqp_url)) if not v]
         if missing:
             raise SystemExit(f"distributed mode needs {', '.join(missing)} in the environment")
+
+    # Telemetry (issue 6). Prometheus /metrics of a gRPC service process (results, engine,
+    # notifier) on this port; 0: not served. Standalone: the gateway's /metrics shows everything.
+    hindsight_metrics_port: int = 0
+
+    def secret_values(self) -> list[str]:
+        """Values that must never appear in a log line: API keys, the session secret, passwords in URLs."""
+        from urllib.parse import urlsplit
+
+        values = [self.hindsight_dev_api_key, self.hindsight_session_secret]
+        values += [key for _, key in self.bootstrap_keys()]
+        for url in (self.database_url, self.amqp_url, self.hindsight_smtp_url):
+            try:
+                password = urlsplit(url).password if url else None
+            except ValueError:
+                password = None
+            if password:
+                values.append(password)
+        return [v for v in values if v]

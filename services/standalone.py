@@ -15,9 +15,9 @@ import sys
 
 import uvicorn
 
+from libs import telemetry
 from libs.bus import InProcessBus
 from libs.settings import Settings
-from libs.telemetry import setup_logging
 
 log = logging.getLogger("hindsight.standalone")
 
@@ -41,6 +41,7 @@ async def serve(settings: Settings) -> None:
 
     settings.hindsight_data_dir.mkdir(parents=True, exist_ok=True)
     settings = settings.model_copy(update={"hindsight_session_secret": _session_secret(settings)})
+    telemetry.register_secrets(settings.hindsight_session_secret)
     bus = InProcessBus(settings.hindsight_job_max_deliveries)
     await bus.start()
     results = await start_results(settings, bus, port=0)
@@ -51,6 +52,11 @@ async def serve(settings: Settings) -> None:
         update={"engine_addr": f"127.0.0.1:{engine.port}", "notifier_addr": f"127.0.0.1:{notifier.port}"}
     )
     app = create_app(settings)
+    # One process: the gateway's /metrics shows every service's registry and the process's own.
+    registry = app.state.backend.metrics.registry
+    for handle in (results, engine, notifier):
+        registry.register(telemetry.RegistryCollector(handle.metrics.registry))
+    telemetry.add_process_collectors(registry)
     config = uvicorn.Config(
         app, host=settings.hindsight_host, port=settings.hindsight_port, log_config=None, timeout_graceful_shutdown=5
     )
@@ -58,11 +64,13 @@ async def serve(settings: Settings) -> None:
     url = f"http://{settings.hindsight_host}:{settings.hindsight_port}"
     banner = (
         f"\nHindsight standalone is up\n"
+        f"  Dashboard {url}/  (log in with the API key below)\n"
         f"  API      {url}\n"
         f"  Docs     {url}/docs\n"
         f"  API key  {settings.hindsight_dev_api_key}  (tenant 'dev'; header X-API-Key)\n"
         f"  Data     {settings.hindsight_data_dir.resolve()}\n"
         f"  Demo datasets: DEMO-DAILY (1d, 24/7), DEMO-MINUTE (1m sessions) — synthetic prices\n"
+        f"  Webhooks to loopback receivers (127.0.0.0/8, ::1) are allowed in standalone mode\n"
         f"  Ctrl-C stops everything.\n"
     )
     try:
@@ -82,8 +90,9 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    setup_logging("standalone")
+    telemetry.setup_telemetry("standalone")
     settings = Settings(hindsight_mode="standalone")
+    telemetry.register_secrets(*settings.secret_values())
     if settings.database_url or settings.amqp_url:
         log.warning("DATABASE_URL/AMQP_URL are ignored in standalone mode (use `make up` for the distributed mode)")
         settings = settings.model_copy(update={"database_url": "", "amqp_url": ""})

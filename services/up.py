@@ -91,9 +91,13 @@ def start() -> int:
     _ensure_database(settings.database_url)
     subprocess.run([sys.executable, "-m", "services.results.migrate"], env=env, check=True)
     pids: dict[str, int] = {}
+    # One machine: each gRPC service's /metrics on a port of its own, from HINDSIGHT_METRICS_PORT (default 9464) up.
+    base = int(env.get("HINDSIGHT_METRICS_PORT") or 9464)
+    metrics_ports = {"results": base, "engine": base + 1, "notifier": base + 2}
     for name in SERVICES:
         log = open(RUN_DIR / f"{name}.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=env, stdout=log, stderr=log,
+        own_env = dict(env, HINDSIGHT_METRICS_PORT=str(metrics_ports.get(name, 0)))
+        proc = subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=own_env, stdout=log, stderr=log,
                                 start_new_session=True)
         pids[name] = proc.pid
         PIDS.write_text(json.dumps(pids))
@@ -111,7 +115,8 @@ def start() -> int:
     key = env["HINDSIGHT_BOOTSTRAP_KEYS"].split(",")[0].partition(":")[2]
     print(f"\nHindsight distributed mode is up\n  API      {url}\n  Docs     {url}/docs\n"
           f"  API key  {key}  (credentials are always required in this mode)\n  Logs     .run/*.log\n"
-          f"  `make down` stops it.")
+          f"  Metrics  {url}/metrics, {', '.join(f'{n} :{p}/metrics' for n, p in metrics_ports.items())}\n"
+          "  `make down` stops it.")
     return 0
 
 

@@ -33,6 +33,8 @@ class Stack:
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    # Variables of one process only (start_distributed's service_env).
+    service_env: dict[str, dict] = field(default_factory=dict)
 
     def client(self, **kw) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=30, **kw)
@@ -49,7 +51,8 @@ class Stack:
     def restart(self, name: str) -> None:
         """Start a process again (same module, env and log) after `kill`."""
         module = "services.standalone" if name == "standalone" else f"services.{name}"
-        self.procs[name], _ = _spawn(name, module, self.env, self.logs[name].parent)
+        env = dict(self.env, **self.service_env.get(name, {}))
+        self.procs[name], _ = _spawn(name, module, env, self.logs[name].parent)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> dict[str, int]:
         codes = {}
@@ -100,7 +103,14 @@ def start_standalone(data_dir: Path, log_dir: Path, extra_env: dict | None = Non
     return stack
 
 
-def start_distributed(database_url: str, amqp_url: str, log_dir: Path, extra_env: dict | None = None) -> Stack:
+def start_distributed(
+    database_url: str,
+    amqp_url: str,
+    log_dir: Path,
+    extra_env: dict | None = None,
+    service_env: dict[str, dict] | None = None,
+) -> Stack:
+    """The four services as processes; `service_env` adds variables to one service's environment only."""
     ports = {n: free_port() for n in ("results", "engine", "notifier", "gateway")}
     key = "e2e-key-" + os.urandom(8).hex()
     env = dict(
@@ -122,8 +132,9 @@ def start_distributed(database_url: str, amqp_url: str, log_dir: Path, extra_env
     env.update(extra_env or {})
     subprocess.run([sys.executable, "-m", "services.results.migrate"], cwd=ROOT, env=env, check=True,
                    capture_output=True, timeout=120)
-    stack = Stack("distributed", f"http://127.0.0.1:{ports['gateway']}", key, env=env)
+    stack = Stack("distributed", f"http://127.0.0.1:{ports['gateway']}", key, env=env, service_env=service_env or {})
     for name in ("results", "engine", "notifier", "gateway"):
-        stack.procs[name], stack.logs[name] = _spawn(name, f"services.{name}", env, log_dir)
+        own_env = dict(env, **(service_env or {}).get(name, {}))
+        stack.procs[name], stack.logs[name] = _spawn(name, f"services.{name}", own_env, log_dir)
     wait_healthy(stack)
     return stack

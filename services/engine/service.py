@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hindsight.backtest.v1 import backtest_pb2_grpc
+from hindsight.engine.v1 import engine_pb2, engine_pb2_grpc
 from hindsight.results.v1 import results_pb2_grpc
 
 from libs import grpc_util
 from libs.bus import Bus
 from libs.settings import Settings
+from services.engine.backtest_servicer import BacktestServicer
 from services.engine.worker import EngineWorker
+
+SERVICE_NAME = grpc_util.service_name(engine_pb2, "EngineService")
 
 
 @dataclass
@@ -25,6 +30,11 @@ class EngineHandle:
     def port(self) -> int:
         return self.grpc.port
 
+    @property
+    def metrics(self):
+        """This replica's Prometheus metrics (services.engine.metrics)."""
+        return self.worker.metrics
+
     async def stop(self, grace: float = 5.0) -> None:
         """Stop taking jobs, let the running one finish or go back to the queue, then close."""
         await self.grpc.set_serving(False)
@@ -34,11 +44,19 @@ class EngineHandle:
 
 
 async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> EngineHandle:
-    server = await grpc_util.start_server([], host="127.0.0.1" if settings.standalone else "0.0.0.0",
-                                          port=settings.engine_port if port is None else port)
     chan = grpc_util.channel(settings.results_addr)
     stub = results_pb2_grpc.ResultsServiceStub(chan)
     worker = EngineWorker(stub, bus, rpc_timeout=settings.hindsight_rpc_timeout)
+    worker.day_stub = backtest_pb2_grpc.DayBacktestServiceStub(chan)  # day-by-day jobs report here
+    # Synchronous backtests share the worker's cache of bars.
+    backtests = BacktestServicer(stub, worker.cache, rpc_timeout=settings.hindsight_rpc_timeout)
+
+    def register_backtests(server) -> str:
+        engine_pb2_grpc.add_EngineServiceServicer_to_server(backtests, server)
+        return SERVICE_NAME
+
+    server = await grpc_util.start_server([register_backtests], host="127.0.0.1" if settings.standalone else "0.0.0.0",
+                                          port=settings.engine_port if port is None else port)
     await worker.start()
     await server.set_serving(True)
     return EngineHandle(server, worker, bus, chan)

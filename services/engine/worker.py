@@ -20,9 +20,11 @@ from hindsight.bus.v1 import bus_pb2
 from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2, results_pb2_grpc
 
+from libs import telemetry
 from libs.bus import JOBS_QUEUE, Bus, Consumer, Delivery
 from libs.sweep_grid import sweep_combos
 from services.engine.bars import Bars
+from services.engine.metrics import EngineMetrics
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,9 @@ class EngineWorker:
         # Set on shutdown: a running sweep stops at its next progress point and its
         # message goes back to the queue for another replica (never acked unfinished).
         self.stopping = False
+        # DayBacktestService stub of results (set by the wiring) for day-by-day jobs.
+        self.day_stub = None
+        self.metrics = EngineMetrics()
 
     async def start(self) -> None:
         self.consumer = await self.bus.consume(JOBS_QUEUE, self.handle, prefetch=1)
@@ -112,13 +117,14 @@ class EngineWorker:
         costs no delivery attempt; a shutdown of the engine hands it back.
         """
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception(_is_transient), wait=wait_exponential_jitter(initial=0.2, max=5), reraise=True
+            retry=retry_if_exception(_is_transient), wait=wait_exponential_jitter(multiplier=0.2, max=5), reraise=True
         ):
             with attempt:
                 return await method(request, timeout=timeout or self.rpc_timeout)
 
     async def handle(self, delivery: Delivery) -> None:
         msg = bus_pb2.JobMessage.FromString(delivery.body)
+        telemetry.annotate(job_id=msg.job_id)  # on the consume span and every log line of this job
         started = await self.call(self.stub.StartJob, results_pb2.StartJobRequest(job_id=msg.job_id))
         if not started.proceed:
             log.info("job not runnable any more; skipping", extra={"job_id": msg.job_id})
@@ -127,6 +133,10 @@ class EngineWorker:
         try:
             if job.kind == "trading-sweep":
                 await self._run_sweep(job)
+            elif job.kind == "day-backtest":
+                from services.engine.daybyday_job import run_day_backtest_job
+
+                await run_day_backtest_job(self, job, msg)
             else:
                 await self._fail(job.job_id, f"Unknown job kind {job.kind!r}")
         except EngineShuttingDown:
@@ -208,6 +218,7 @@ class EngineWorker:
             log.info("sweep stopped on request", extra={"job_id": job.job_id})
             return
         elapsed = time.perf_counter() - t0
+        self.metrics.observe_sweep(n_combos, n_bars, elapsed)
         await self._progress(job.job_id, 98.0, "Storing results")
         results = [
             results_pb2.SweepResult(ticker=spec.ticker, strategy_type=spec.strategy_type or "SMA", **_clean(row))
@@ -216,7 +227,8 @@ class EngineWorker:
         await self.call(
             self.stub.CompleteSweep,
             results_pb2.CompleteSweepRequest(
-                job_id=job.job_id, results=results, execution_time_seconds=elapsed, bars=n_bars
+                job_id=job.job_id, results=results, execution_time_seconds=elapsed, bars=n_bars,
+                dataset_version_id=resolved.version_id,
             ),
             timeout=max(self.rpc_timeout, 60.0),
         )

@@ -16,8 +16,8 @@ from types import FrameType
 
 import uvicorn
 
+from libs import telemetry
 from libs.settings import Settings
-from libs.telemetry import setup_logging
 from services.gateway.app import create_app
 
 log = logging.getLogger("services.gateway")
@@ -29,8 +29,9 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
 
 
 def main() -> None:
-    setup_logging("gateway")
+    telemetry.setup_telemetry("gateway")
     settings = Settings()
+    telemetry.register_secrets(*settings.secret_values())
     if not settings.standalone:
         # The gateway keeps no database or broker (so no require_distributed()); it
         # always requires credentials there (see auth.dev_tenant_allowed), and session
@@ -38,6 +39,7 @@ def main() -> None:
         if not settings.hindsight_session_secret:
             raise SystemExit("distributed mode needs HINDSIGHT_SESSION_SECRET in the environment")
     app = create_app(settings)
+    telemetry.add_process_collectors(app.state.backend.metrics.registry)
     config = uvicorn.Config(
         app,
         host=settings.hindsight_host,

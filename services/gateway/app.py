@@ -7,13 +7,26 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from libs import telemetry
 from libs.settings import Settings
 from services.gateway import errors
 from services.gateway.backend import Backend
 from services.gateway.body import BodyLimitMiddleware
 from services.gateway.docs import APP_DESCRIPTION
 from services.gateway.metrics import LatencyMiddleware
-from services.gateway.routes import datasets, jobs, pipelines, session, sweeps, system
+from services.gateway.routes import (
+    backtest_days,
+    datasets,
+    jobs,
+    notifications,
+    pipelines,
+    session,
+    strategies,
+    sweeps,
+    system,
+)
+from services.gateway.routes import runs as run_routes
+from services.gateway.web import router as web
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -36,10 +49,15 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.backend = backend
     errors.install(app)
-    for module in (system, session, sweeps, pipelines, jobs, datasets):
+    for module in (system, session, sweeps, pipelines, jobs, datasets, notifications):
         app.include_router(module.router)
+    app.include_router(run_routes.router)  # seed 003: synchronous backtests and saved runs
+    app.include_router(strategies.router)  # rule strategies (day-by-day backtests)
+    app.include_router(backtest_days.router)  # seeds 002 and 004: day-by-day backtests
+    app.include_router(web.router)  # the dashboard at /ui/ (and / for browsers)
     # Added innermost first: latency sees everything, the catch-all sees the body limit's 413s.
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(errors.CatchAllMiddleware)
     app.add_middleware(LatencyMiddleware, metrics=backend.metrics)
+    telemetry.instrument_app(app)  # a span per request when tracing is on
     return app

@@ -13,10 +13,14 @@ from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hindsight.engine.v1 import engine_pb2_grpc
+from hindsight.notify.v1 import notify_pb2_grpc
 from hindsight.results.v1 import results_pb2, results_pb2_grpc
+from hindsight.runs.v1 import runs_pb2_grpc
 
 from libs.grpc_util import channel
 from libs.settings import Settings
+from libs.ssrf import policy_for
 from services.gateway.auth import AuthCache, Caller, SessionSigner
 from services.gateway.errors import ApiError, from_grpc, unauthorized
 from services.gateway.metrics import GatewayMetrics
@@ -43,25 +47,61 @@ class Backend:
         self.sessions = SessionSigner(secret)
         self.auth_cache = AuthCache(ttl_seconds=5.0)
         self.metrics = GatewayMetrics()
+        # Where webhooks may point (fails at start on a malformed HINDSIGHT_WEBHOOK_ALLOW).
+        self.webhook_policy = policy_for(settings.hindsight_webhook_allow, settings.standalone)
         self._channel: grpc.aio.Channel | None = None
         self._stub: results_pb2_grpc.ResultsServiceStub | None = None
         self._health: health_pb2_grpc.HealthStub | None = None
+        self._runs: runs_pb2_grpc.RunsServiceStub | None = None
+        self._engine_channel: grpc.aio.Channel | None = None
+        self._engine: engine_pb2_grpc.EngineServiceStub | None = None
 
     async def open(self) -> None:
         self._channel = channel(self.settings.results_addr)
         self._stub = results_pb2_grpc.ResultsServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._runs = runs_pb2_grpc.RunsServiceStub(self._channel)
+        # Synchronous backtests are answered by the engine itself.
+        self._engine_channel = channel(self.settings.engine_addr)
+        self._engine = engine_pb2_grpc.EngineServiceStub(self._engine_channel)
 
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close(grace=1.0)
             self._channel = None
+        if self._engine_channel is not None:
+            await self._engine_channel.close(grace=1.0)
+            self._engine_channel = None
+
+    @property
+    def notifications(self) -> notify_pb2_grpc.NotificationsServiceStub:
+        """Notification settings and deliveries (served by results)."""
+        return notify_pb2_grpc.NotificationsServiceStub(self._results_channel())
+
+    def _results_channel(self) -> grpc.aio.Channel:
+        if self._channel is None:
+            raise ApiError(503, "service_unavailable", "gateway is starting or stopping", headers={"Retry-After": "5"})
+        return self._channel
 
     @property
     def stub(self) -> results_pb2_grpc.ResultsServiceStub:
         if self._stub is None:
             raise ApiError(503, "service_unavailable", "gateway is starting or stopping", headers={"Retry-After": "5"})
         return self._stub
+
+    @property
+    def runs(self) -> runs_pb2_grpc.RunsServiceStub:
+        """Saved runs (served by results)."""
+        if self._runs is None:
+            raise ApiError(503, "service_unavailable", "gateway is starting or stopping", headers={"Retry-After": "5"})
+        return self._runs
+
+    @property
+    def engine(self) -> engine_pb2_grpc.EngineServiceStub:
+        """Synchronous backtests (served by the engine)."""
+        if self._engine is None:
+            raise ApiError(503, "service_unavailable", "gateway is starting or stopping", headers={"Retry-After": "5"})
+        return self._engine
 
     async def call(self, method: Callable[..., Awaitable[T]], request: Any, timeout: float | None = None) -> T:
         """A unary results call with our deadline; gRPC failures become `ApiError`s."""

@@ -7,13 +7,16 @@ field, so a client can fix them all at once.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import math
 import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from libs import ssrf
 from libs.sweep_grid import sweep_combos
 
 STRATEGY_TYPES = ("SMA", "EMA", "MACD")
@@ -22,7 +25,11 @@ INTERVALS = ("1m", "5m", "15m", "1h", "1d")
 DIRECTIONS = ("long", "short", "both")
 FILLS = ("next_open", "close")
 PERIOD_MIN, PERIOD_MAX = 1, 500
+log = logging.getLogger(__name__)
+
 MAX_URL_LENGTH = 2048
+# Longest wait for DNS when checking a webhook host at submission.
+WEBHOOK_RESOLVE_TIMEOUT = 5.0
 MAX_EMAIL_LENGTH = 254
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -81,8 +88,8 @@ class SweepInvalid(Exception):
         self.errors = errors
 
 
-class _Problem(Exception):
-    pass
+class _Problem(ValueError):
+    """One field's problem (a ValueError, so callers of `http_url` can catch it)."""
 
 
 def _absent(value: Any) -> bool:
@@ -275,3 +282,24 @@ def parse_sweep(fields: dict[str, Any], *, require_webhook: bool = False) -> Swe
     if errors:
         raise SweepInvalid(errors)
     return SweepRequest(combinations=combinations, **values)
+
+
+async def check_webhook_target(
+    url: str | None, policy: ssrf.AddressPolicy, *, field: str = "webhook_url", resolver: ssrf.Resolver | None = None
+) -> None:
+    """SSRF check of a (syntactically valid) webhook URL; raises `SweepInvalid` naming `field`.
+
+    The host is resolved and every address must be public (or allow-listed):
+    loopback, private, link-local, multicast, unspecified and cloud-metadata
+    addresses are refused, in any spelling. A host that does not resolve now
+    is accepted: nothing is known about where it points, and the notifier
+    checks the address again when it connects.
+    """
+    if not url:
+        return
+    try:
+        await asyncio.wait_for(ssrf.check_url(url, policy, resolver), WEBHOOK_RESOLVE_TIMEOUT)
+    except ssrf.UnsafeUrl as exc:
+        raise SweepInvalid([{"field": field, "message": str(exc)}]) from None
+    except (ssrf.UnresolvableHost, TimeoutError) as exc:
+        log.info("webhook host not resolvable at submission; checked again at delivery: %s", exc)

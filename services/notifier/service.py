@@ -1,37 +1,111 @@
-"""Notifier wiring: joins the bus and reports healthy.
+"""Notifier wiring: the consumers of job-ended events and delivery tasks, health, metrics.
 
-Webhook and email delivery is issue 5; until then job-ended events stay
-durable in the `hindsight.job-events` queue (nothing consumes them, so none is
-lost before the notifier can deliver them).
+All its state is at results (reached over gRPC on RESULTS_ADDR); messages
+wait in RabbitMQ (or the in-process bus in standalone mode), so the process
+can be killed at any moment and another one picks up where it stopped.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import logging
+from dataclasses import dataclass, field
 
-from libs import grpc_util
-from libs.bus import Bus, JOB_EVENTS_QUEUE
+from libs import grpc_util, ssrf
+from libs.bus import JOB_EVENTS_QUEUE, NOTIFY_QUEUE, Bus
 from libs.settings import Settings
+from services.notifier.mail import EmailSender, SmtpConfig
+from services.notifier.metrics import NotifierMetrics
+from services.notifier.retry import RetryPolicy
+from services.notifier.webhook import WebhookSender
+from services.notifier.worker import NOTIFY_RECORDS_QUEUE, NotifierWorker
+
+log = logging.getLogger(__name__)
+
+STANDALONE_LOOPBACK_NOTE = "webhooks to loopback (127.0.0.0/8, ::1) are allowed in standalone mode"
 
 
 @dataclass
 class NotifierHandle:
-    """A running notifier: its gRPC server (health, reflection)."""
+    """A running notifier: its gRPC server (health, reflection), consumers and metrics."""
 
     grpc: grpc_util.GrpcServer
+    worker: NotifierWorker
+    metrics: NotifierMetrics
+    _channel: object
+    _webhooks: WebhookSender
+    _metrics_server: object | None = None
+    _stopped: bool = field(default=False, repr=False)
 
     @property
     def port(self) -> int:
         return self.grpc.port
 
     async def stop(self, grace: float = 5.0) -> None:
+        """Stop taking messages, let attempts in flight finish (their outcome is recorded), then close."""
+        if self._stopped:
+            return
+        self._stopped = True
+        await self.grpc.set_serving(False)
+        await self.worker.stop()
+        await self._webhooks.close()
+        await self._channel.close()
+        if self._metrics_server is not None:
+            await asyncio.to_thread(self._metrics_server.shutdown)
+            self._metrics_server.server_close()
         await self.grpc.stop(grace)
 
 
-async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> NotifierHandle:
-    server = await grpc_util.start_server([], host="127.0.0.1" if settings.standalone else "0.0.0.0",
-                                          port=settings.notifier_port if port is None else port)
-    # Joining the bus: make sure the events queue exists so job-ended events are kept.
-    await bus.declare(JOB_EVENTS_QUEUE)
+def public_url(settings: Settings) -> str:
+    if settings.hindsight_public_url:
+        return settings.hindsight_public_url.rstrip("/")
+    host = settings.hindsight_host if settings.hindsight_host not in ("0.0.0.0", "::") else "127.0.0.1"
+    return f"http://{host}:{settings.hindsight_port}"
+
+
+async def start(
+    settings: Settings, bus: Bus, *, port: int | None = None, resolver: ssrf.Resolver | None = None
+) -> NotifierHandle:
+    """Start the notifier (port None: settings.notifier_port; 0: a free one). `resolver` replaces DNS (tests)."""
+    policy = ssrf.policy_for(settings.hindsight_webhook_allow, settings.standalone)
+    smtp = SmtpConfig.parse(settings.hindsight_smtp_url)
+    retry = RetryPolicy.from_settings(settings)
+    server = await grpc_util.start_server(
+        [], host="127.0.0.1" if settings.standalone else "0.0.0.0",
+        port=settings.notifier_port if port is None else port,
+    )
+    chan = grpc_util.channel(settings.results_addr)
+    webhooks = WebhookSender(policy, settings.hindsight_webhook_timeout_seconds, resolver=resolver)
+    emails = EmailSender(smtp, settings.hindsight_smtp_from, public_url(settings))
+    metrics = NotifierMetrics()
+    worker = NotifierWorker(
+        bus, chan, webhooks, emails, retry, metrics,
+        rpc_timeout=settings.hindsight_rpc_timeout, concurrency=settings.hindsight_notify_concurrency,
+    )
+    try:
+        # The queues exist before anything is consumed (results publishes into them too).
+        for queue in (JOB_EVENTS_QUEUE, NOTIFY_QUEUE, NOTIFY_RECORDS_QUEUE):
+            await bus.declare(queue)
+        await worker.start()
+    except BaseException:
+        await worker.stop()
+        await webhooks.close()
+        await chan.close()
+        await server.stop(0)
+        raise
+    metrics_server = None
+    # HINDSIGHT_METRICS_PORT (the deployments' setting) is served by libs.runner for every gRPC service.
+    if not settings.standalone and settings.notifier_metrics_port and not settings.hindsight_metrics_port:
+        metrics_server = await asyncio.to_thread(metrics.serve, settings.notifier_metrics_port)
+    if settings.standalone:
+        log.warning(STANDALONE_LOOPBACK_NOTE)
+    log.info(
+        "notifier consuming",
+        extra={
+            "webhook_allow": ssrf.describe(policy.allow),
+            "smtp": f"{smtp.host}:{smtp.port}" if smtp else "not configured",
+            "retry_schedule_seconds": ",".join(f"{t:g}" for t in retry.nominal_schedule()[:8]) + ",...",
+        },
+    )
     await server.set_serving(bus.is_connected())
-    return NotifierHandle(server)
+    return NotifierHandle(server, worker, metrics, chan, webhooks, metrics_server)

@@ -19,6 +19,9 @@ from services.results.timefmt import utcnow
 
 log = logging.getLogger(__name__)
 
+# Outbox header asking the relay for a delayed publish (seconds); the relay strips it.
+DELAY_HEADER = "x-hindsight-delay-seconds"
+
 
 class _Loop:
     """A background task that can be stopped between iterations."""
@@ -111,7 +114,12 @@ class OutboxRelay(_Loop):
 
     async def _publish(self, rows, sent: list[int]) -> None:
         for row_id, queue, body, headers in rows:
-            await self.bus.publish(queue, body, headers or {})
+            headers = dict(headers or {})
+            delay = float(headers.pop(DELAY_HEADER, 0) or 0)
+            if delay > 0:
+                await self.bus.publish(queue, body, headers, delay_seconds=delay)
+            else:
+                await self.bus.publish(queue, body, headers)
             sent.append(row_id)
 
     def _mark_sent(self, session, ids: list[int]) -> None:

@@ -190,6 +190,8 @@ class Database:
         self._write_lock = threading.Lock() if self.is_sqlite else None
         self._executor = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="results-db")
         self.wakeups = Wakeups()
+        # Called with the session's `info` after each committed write (metrics count ended jobs there).
+        self.commit_hooks: list[Callable[[dict], None]] = []
 
     def migrate(self) -> None:
         upgrade_head(self.engine)
@@ -219,6 +221,11 @@ class Database:
             if lock is not None:
                 lock.release()
         self.wakeups.after_commit(bool(info.get("outbox_added")), set(info.get("job_events_added", ())))
+        for hook in list(self.commit_hooks):
+            try:
+                hook(info)
+            except Exception:  # an observer must not fail a committed write
+                log.exception("commit hook failed")
 
     async def run(self, fn: Callable[..., T], *args, **kwargs) -> T:
         """Run blocking database code on the pool, from the event loop."""

@@ -15,6 +15,7 @@ Job event payloads are the seed's SSE shapes:
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import secrets
@@ -30,9 +31,11 @@ from sqlalchemy.orm import Session
 
 from libs.bus import JOB_EVENTS_QUEUE, JOBS_QUEUE
 from libs.sweep_grid import sweep_combos
+from services.results import runs
 from services.results.db import mark_job_event_added, mark_outbox_added
 from services.results.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.results.keys import tenant_exists
+from services.results.metrics import note_job_ended
 from services.results.models import Job, JobEvent, OutboxMessage, SweepResult, SweepRun
 from services.results.timefmt import rfc3339, utcnow
 from services.results.trace_context import trace_headers
@@ -42,9 +45,12 @@ ACTIVE_STATES = (QUEUED, RUNNING)
 ENDED_STATES = (COMPLETED, FAILED, CANCELLED)
 TERMINAL_EVENT_TYPES = ("done", "error")
 SWEEP_KIND = "trading-sweep"
+# Day-by-day rule-strategy backtests (seeds 002 and 004; services.results.daybyday).
+DAY_BACKTEST_KIND = "day-backtest"
 INTERVALS = ("1m", "5m", "15m", "1h", "1d")
 CANCELLED_MESSAGE = "Job cancelled"
 _RUN_ID_ALPHABET = string.ascii_lowercase + string.digits
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- helpers
@@ -99,8 +105,13 @@ def validate_sweep_spec(spec: dict[str, Any]) -> int:
 
 
 def add_outbox(session: Session, queue: str, body: bytes, headers: dict[str, Any] | None = None) -> None:
-    """Queue a broker message to be published by the relay once this transaction commits."""
-    session.add(OutboxMessage(queue=queue, body=body, headers=dict(headers or {}), created_at=utcnow(), sent_at=None))
+    """Queue a broker message to be published by the relay once this transaction commits.
+
+    It keeps the trace context of the call that wrote it (when tracing is on), so the
+    relay's publish and its consumer join that call's trace.
+    """
+    headers = {**trace_headers(), **(headers or {})}
+    session.add(OutboxMessage(queue=queue, body=body, headers=headers, created_at=utcnow(), sent_at=None))
     mark_outbox_added(session)
 
 
@@ -147,12 +158,24 @@ def _end(
     job.completed_at = now
     ts = rfc3339(now)
     ticker = _ticker(job)
-    if state == COMPLETED:
+    payload: dict[str, Any]
+    if job.kind == DAY_BACKTEST_KIND:
+        # Day-by-day backtests have the seed-002 stream's final events and backtest.* callbacks.
+        from services.results import daybyday
+
+        if state == COMPLETED:
+            job.percent = 100.0
+            job.progress_message = "Completed"
+        else:
+            job.error_message = error_message
+        event, event_type, payload = daybyday.job_end(session, job, state, error_message, ts)
+        append_event(session, job, "done" if state == COMPLETED else "error", event)
+    elif state == COMPLETED:
         job.percent = 100.0
         job.progress_message = "Completed"
         append_event(session, job, "done", {"done": True, "status": COMPLETED, "sweep_run_id": sweep_run_id, "timestamp": ts})
         event_type = "sweep.completed"
-        payload: dict[str, Any] = {
+        payload = {
             "event_type": event_type,
             "job_id": job.job_id,
             "sweep_run_id": sweep_run_id,
@@ -189,6 +212,7 @@ def _end(
     )
     # The context of the call that ended the job (engine, user, watchdog), when tracing is on.
     add_outbox(session, JOB_EVENTS_QUEUE, ended.SerializeToString(), trace_headers())
+    note_job_ended(session, job, state, ticker, sweep_run_id)
 
 
 # ---------------------------------------------------------------- user side
@@ -287,6 +311,8 @@ def start_job(session: Session, job_id: str) -> tuple[bool, Job]:
     job = _locked_job(session, job_id)
     if job.state not in ACTIVE_STATES:
         return False, job
+    if job.state == RUNNING and job.kind == DAY_BACKTEST_KIND:
+        return True, job  # another shard of a day-by-day job that is already running
     now = utcnow()
     message = "Job started" if job.state == QUEUED else "Job restarted after an interruption"
     job.state = RUNNING
@@ -348,9 +374,14 @@ def _finite_or_none(x: float | None) -> float | None:
 
 
 def complete_sweep(
-    session: Session, job_id: str, rows: list[SweepRow], execution_time_seconds: float, bars: int
+    session: Session,
+    job_id: str,
+    rows: list[SweepRow],
+    execution_time_seconds: float,
+    bars: int,
+    dataset_version_id: str = "",
 ) -> tuple[str, bool]:
-    """Store a sweep's results and complete its job; (sweep_run_id, stored)."""
+    """Store a sweep's results, save the sweep as a run, and complete its job; (sweep_run_id, stored)."""
     job = _locked_job(session, job_id)
     if job.state == COMPLETED:
         # A redelivered completion: the first one was stored.
@@ -393,6 +424,7 @@ def complete_sweep(
                 for r in rows
             ],
         )
+    _save_sweep_run(session, job, run_id, rows, execution_time_seconds, bars, dataset_version_id)
     started = job.started_at or job.created_at
     job.sweep_run_id = run_id
     job.metrics = {
@@ -410,6 +442,16 @@ def complete_sweep(
         total_combinations=len(rows),
     )
     return run_id, True
+
+
+def _save_sweep_run(session: Session, job: Job, sweep_run_id: str, rows: list[SweepRow], seconds: float, bars: int,
+                    dataset_version_id: str) -> None:
+    """Every sweep is also a saved run (services.results.runs); recording it never fails the sweep."""
+    try:
+        with session.begin_nested():
+            runs.record_sweep_run(session, job, sweep_run_id, rows, float(seconds), int(bars), dataset_version_id)
+    except Exception:  # a bug in the run record must not lose the sweep's results
+        log.exception("could not save the sweep as a run", extra={"job_id": job.job_id, "sweep_run_id": sweep_run_id})
 
 
 def fail_job(session: Session, job_id: str, error_message: str) -> Job:

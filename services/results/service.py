@@ -5,16 +5,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 
+from hindsight.notify.v1 import notify_pb2_grpc
 from hindsight.results.v1 import results_pb2, results_pb2_grpc
+from hindsight.runs.v1 import runs_pb2_grpc
 
 from libs import grpc_util
 from libs.bus import JOB_EVENTS_QUEUE, JOBS_DEAD_QUEUE, JOBS_QUEUE, Bus, Consumer, InProcessBus
 from libs.settings import DEV_TENANT, Settings
-from services.results import datasets, jobs, keys
+from services.results import datasets, jobs, keys, notifications
 from services.results.background import DeadLetterHandler, OutboxRelay, TimeoutWatchdog
+from services.results.daybyday_servicer import wire_day_backtests
 from services.results.db import Database, database_url
+from services.results.metrics import ResultsMetrics
+from services.results.notifications_servicer import SERVICE_NAME as NOTIFICATIONS_SERVICE_NAME
+from services.results.notifications_servicer import NotificationsServicer
+from services.results.runs_servicer import SERVICE_NAME as RUNS_SERVICE_NAME
+from services.results.runs_servicer import RunsServicer
 from services.results.servicer import ResultsServicer
+from services.results.timefmt import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +42,7 @@ class ResultsHandle:
     relay: OutboxRelay
     watchdog: TimeoutWatchdog
     dead_letters: Consumer | None = None
+    metrics: ResultsMetrics = field(default_factory=ResultsMetrics)
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -51,6 +62,7 @@ class ResultsHandle:
         self.servicer.stopping.set()
         await self.watchdog.stop()
         await self.relay.stop()
+        await self.metrics.stop()
         if self.dead_letters is not None:
             await self.dead_letters.cancel()
         await self.grpc.stop(grace)
@@ -82,6 +94,15 @@ def _requeue_active_jobs(db: Database) -> int:
         return jobs.requeue_active_jobs(s)
 
 
+def _requeue_notifications(db: Database) -> None:
+    """Standalone restart: job-ended events and delivery tasks of the lost in-memory queues, again."""
+    with db.write() as s:
+        events = notifications.resend_unrecorded_events(s, since=utcnow() - timedelta(days=1))
+        tasks = notifications.requeue_pending(s)
+    if events or tasks:
+        log.info("re-queued notifications", extra={"events": events, "deliveries": tasks})
+
+
 async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> ResultsHandle:
     """Start the results service on `port` (None: settings.results_port; 0: a free port).
 
@@ -97,12 +118,27 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Res
         results_pb2_grpc.add_ResultsServiceServicer_to_server(servicer, server)
         return SERVICE_NAME
 
+    runs_servicer = RunsServicer(db, servicer.ready)
+
+    def register_runs(server) -> str:
+        runs_pb2_grpc.add_RunsServiceServicer_to_server(runs_servicer, server)
+        return RUNS_SERVICE_NAME
+
+    notifications_servicer = NotificationsServicer(db, servicer.ready)
+
+    def register_notifications(server) -> str:
+        notify_pb2_grpc.add_NotificationsServiceServicer_to_server(notifications_servicer, server)
+        return NOTIFICATIONS_SERVICE_NAME
+
+    day_registrations, artifact_cleanup = wire_day_backtests(servicer, settings)
+
     server = await grpc_util.start_server(
-        [register],
+        [register, register_runs, register_notifications, *day_registrations],
         host="127.0.0.1" if settings.standalone else "0.0.0.0",
         port=settings.results_port if port is None else port,
     )
     dead_letters: Consumer | None = None
+    metrics = ResultsMetrics()
     try:
         await db.run(db.migrate)
         await db.run(bootstrap, db, settings)
@@ -111,6 +147,7 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Res
             n = await db.run(_requeue_active_jobs, db)
             if n:
                 log.info("re-queued unfinished jobs", extra={"jobs": n})
+            await db.run(_requeue_notifications, db)
         # The queues (and the jobs queue's dead-letter queue) exist before anything is published or consumed.
         await bus.declare(JOBS_QUEUE)
         await bus.declare(JOB_EVENTS_QUEUE)
@@ -120,7 +157,10 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Res
         relay.start("results-outbox-relay")
         watchdog = TimeoutWatchdog(db)
         watchdog.start("results-timeout-watchdog")
+        artifact_cleanup.start()  # expired day-by-day artifacts: now, then periodically
+        metrics.start(db)  # counts ended jobs, reads the database gauges now and then
     except BaseException:
+        await metrics.stop()
         if dead_letters is not None:
             await dead_letters.cancel()
         await server.stop(0)
@@ -129,4 +169,4 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Res
     servicer.ready.set()
     await server.set_serving(True)
     log.info("results serving", extra={"port": server.port, "database": db.engine.dialect.name})
-    return ResultsHandle(server, db, servicer, bus, relay, watchdog, dead_letters)
+    return ResultsHandle(server, db, servicer, bus, relay, watchdog, dead_letters, metrics)

@@ -180,6 +180,8 @@ class ResultsServicer(results_pb2_grpc.ResultsServiceServicer):
         self.ready = asyncio.Event()
         # Set at shutdown: open event streams end with UNAVAILABLE so clients reconnect elsewhere.
         self.stopping = asyncio.Event()
+        # Day-by-day backtests (services.results.daybyday_servicer), set by the wiring.
+        self.day_backtests = None
 
     def _check_ready(self) -> None:
         if not self.ready.is_set():
@@ -218,6 +220,8 @@ class ResultsServicer(results_pb2_grpc.ResultsServiceServicer):
         if not self.bus.is_connected():
             raise Unavailable("job queue unavailable")
         tenant_id = _require(request.tenant_id, "tenant_id")
+        if request.kind == jobs.DAY_BACKTEST_KIND and self.day_backtests is not None:
+            return await self.day_backtests.submit(request)
         if not request.HasField("sweep"):
             raise InvalidArgument("sweep spec is required")
         kind = request.kind or jobs.SWEEP_KIND
@@ -383,7 +387,10 @@ class ResultsServicer(results_pb2_grpc.ResultsServiceServicer):
     @_unary
     async def StartJob(self, request, context):
         proceed, job = await self._write(jobs.start_job, _require(request.job_id, "job_id"))
-        return results_pb2.StartJobResponse(proceed=proceed, job=job_to_proto(job))
+        msg = job_to_proto(job)
+        if job.kind == jobs.DAY_BACKTEST_KIND and self.day_backtests is not None:
+            msg.day_backtest.CopyFrom(await self.day_backtests.spec_of_job(job.job_id))
+        return results_pb2.StartJobResponse(proceed=proceed, job=msg)
 
     @_unary
     async def ResolveDataset(self, request, context):
@@ -429,7 +436,7 @@ class ResultsServicer(results_pb2_grpc.ResultsServiceServicer):
             for r in request.results
         ]
         run_id, stored = await self._write(
-            jobs.complete_sweep, job_id, rows, request.execution_time_seconds, request.bars
+            jobs.complete_sweep, job_id, rows, request.execution_time_seconds, request.bars, request.dataset_version_id
         )
         log.info("sweep completion", extra={"job_id": job_id, "sweep_run_id": run_id, "stored": stored})
         return results_pb2.CompleteSweepResponse(sweep_run_id=run_id, stored=stored)

@@ -65,18 +65,21 @@ class RecordingBus(Bus):
         self.connected = True
         self.fail_publishes = 0
         self.published: list[tuple[str, bytes, dict]] = []
+        # delay_seconds of each published message (same order as `published`).
+        self.delays: list[float] = []
         self.consumers: dict[str, Callable[[Delivery], Any]] = {}
 
     async def start(self) -> None:
         return None
 
-    async def publish(self, queue: str, body: bytes, headers: dict | None = None) -> None:
+    async def publish(self, queue: str, body: bytes, headers: dict | None = None, *, delay_seconds: float = 0.0) -> None:
         if not self.connected:
             raise BusUnavailable("disconnected (test)")
         if self.fail_publishes > 0:
             self.fail_publishes -= 1
             raise BusUnavailable("broker refused (test)")
         self.published.append((queue, body, dict(headers or {})))
+        self.delays.append(delay_seconds)
 
     async def consume(self, queue: str, handler, prefetch: int = 1) -> None:
         self.consumers[queue] = handler

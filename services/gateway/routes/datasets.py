@@ -1,19 +1,24 @@
-"""Datasets: CSV upload (streamed to results in chunks), list, delete."""
+"""Datasets: CSV upload (streamed to results in chunks), list, delete, bars for charts."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import AsyncIterator
-from typing import Any
+from datetime import date
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Request
+import grpc
+import numpy as np
+import pandas as pd
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from hindsight.results.v1 import results_pb2
 
 from services.gateway.body import MAX_UPLOAD_BODY
 from services.gateway.deps import BackendDep, CallerDep, checked_id
-from services.gateway.errors import ApiError, invalid
+from services.gateway.errors import ApiError, from_grpc, invalid
 from services.gateway.views import dataset_view
 
 router = APIRouter(tags=["datasets"])
@@ -150,3 +155,128 @@ async def delete_dataset(dataset_id: str, backend: BackendDep, caller: CallerDep
         results_pb2.DeleteDatasetRequest(tenant_id=caller.tenant_id, dataset_id=dataset_id),
     )
     return {"deleted": True, "dataset_id": dataset_id, "versions_deleted": resp.versions_deleted}
+
+
+# ---------------------------------------------------------------- bars (for charts)
+
+MAX_CHART_BARS = 5000
+
+
+def downsample_bars(
+    ts: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray, limit: int
+) -> tuple[np.ndarray, ...]:
+    """At most `limit` bars: consecutive bars merged into equal buckets as OHLCV bars
+    (first open, highest high, lowest low, last close, summed volume, first time), so a
+    chart of the result still shows every extreme of the original."""
+    n = len(ts)
+    if n <= limit:
+        return ts, o, h, lo, c, v
+    starts = np.unique(np.linspace(0, n, limit, endpoint=False).astype(np.int64))
+    ends = np.append(starts[1:], n) - 1
+    return (
+        ts[starts],
+        o[starts],
+        np.maximum.reduceat(h, starts),
+        np.minimum.reduceat(lo, starts),
+        c[ends],
+        np.add.reduceat(v, starts),
+    )
+
+
+@router.get("/api/v1/datasets/{dataset_id}/bars", summary="Bars of a dataset's latest version, downsampled for charts")
+async def dataset_bars(
+    dataset_id: str,
+    backend: BackendDep,
+    caller: CallerDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_CHART_BARS, description="most bars returned")] = 1000,
+    start: Annotated[str | None, Query(description="first day, YYYY-MM-DD in the dataset's timezone")] = None,
+    end: Annotated[str | None, Query(description="last day (inclusive), YYYY-MM-DD in the dataset's timezone")] = None,
+    tz: Annotated[Literal["utc", "local"], Query(description="timestamps in UTC (…Z) or the dataset's local time")] = "utc",
+) -> dict[str, Any]:
+    """`{dataset_id, ticker, interval, version, timezone, total_bars, returned, downsampled,
+    bars: [{timestamp, open, high, low, close, volume}]}`; `total_bars` counts the bars in
+    the date range. With more bars than `limit`, runs of consecutive bars are merged into
+    one OHLCV bar each (first open, max high, min low, last close, summed volume; the run's
+    first time). `tz=local` writes times as the dataset's wall-clock time without offset, as
+    the day-by-day files do."""
+    checked_id(dataset_id, "dataset")
+    day_range = _day_range(start, end)
+    listed = await backend.call(
+        backend.stub.ListDatasets, results_pb2.ListDatasetsRequest(tenant_id=caller.tenant_id)
+    )
+    ds = next((d for d in listed.datasets if d.dataset_id == dataset_id), None)
+    if ds is None:
+        raise ApiError(404, "not_found", "dataset not found")
+    resolved = await backend.call(
+        backend.stub.ResolveDataset,
+        results_pb2.ResolveDatasetRequest(tenant_id=caller.tenant_id, ticker=ds.ticker, interval=ds.interval),
+    )
+    if not resolved.found:
+        raise ApiError(404, "not_found", "dataset not found")
+    parts: dict[str, list[bytes]] = {k: [] for k in ("ts", "open", "high", "low", "close", "volume")}
+    call = backend.stub.GetBars(
+        results_pb2.GetBarsRequest(version_id=resolved.version_id), timeout=backend.rpc_timeout * 4
+    )
+    try:
+        async for chunk in call:
+            for name, buf in parts.items():
+                buf.append(getattr(chunk, name))
+    except grpc.aio.AioRpcError as exc:
+        raise from_grpc(exc) from None
+    ts = np.frombuffer(b"".join(parts["ts"]), dtype="<i8")
+    cols = [np.frombuffer(b"".join(parts[k]), dtype="<f8") for k in ("open", "high", "low", "close", "volume")]
+    zone = resolved.dataset.timezone or "UTC"
+    wall = ts
+    if (day_range is not None or tz == "local") and len(ts):
+        wall = pd.DatetimeIndex(ts, tz="UTC").tz_convert(zone).tz_localize(None).asi8
+    if day_range is not None:
+        keep = (wall >= day_range[0]) & (wall < day_range[1])
+        ts, wall, cols = ts[keep], wall[keep], [col[keep] for col in cols]
+    out_ts, o, h, lo, c, v = downsample_bars(wall if tz == "local" else ts, *cols, limit=limit)
+    suffix = "" if tz == "local" else "Z"
+    stamps = (out_ts // 1_000_000_000).astype("datetime64[s]").astype(str)
+    bars = [
+        {"timestamp": f"{t}{suffix}", "open": _finite(a), "high": _finite(b), "low": _finite(d), "close": _finite(e),
+         "volume": _finite(f)}
+        for t, a, b, d, e, f in zip(stamps.tolist(), o.tolist(), h.tolist(), lo.tolist(), c.tolist(), v.tolist())
+    ]
+    return {
+        "dataset_id": ds.dataset_id,
+        "ticker": ds.ticker,
+        "interval": ds.interval,
+        "version": resolved.dataset.version,
+        "timezone": zone,
+        "total_bars": len(ts),
+        "returned": len(bars),
+        "downsampled": len(bars) < len(ts),
+        "bars": bars,
+    }
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _day_range(start: str | None, end: str | None) -> tuple[int, int] | None:
+    """[first day 00:00, the day after the last 00:00) as wall-clock ns; None without bounds."""
+    if start is None and end is None:
+        return None
+    lo = _day_ns(start, "start") if start is not None else _NS_MIN
+    hi = _day_ns(end, "end") + _DAY_NS if end is not None else _NS_MAX
+    if hi <= lo:
+        raise invalid("invalid date range", [{"field": "query.end", "message": "must not be before start"}])
+    return max(lo, _NS_MIN), min(hi, _NS_MAX)
+
+
+_DAY_NS = 86_400 * 1_000_000_000
+_NS_MIN, _NS_MAX = -(2**63), 2**63 - 1
+
+
+def _day_ns(text: str, name: str) -> int:
+    try:
+        day = date.fromisoformat(text) if len(text) == 10 else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise invalid("invalid date", [{"field": f"query.{name}", "message": "a date YYYY-MM-DD"}])
+    return (day - date(1970, 1, 1)).days * _DAY_NS

@@ -18,7 +18,7 @@ from services.gateway.body import read_fields
 from services.gateway.deps import BackendDep, CallerDep, checked_id
 from services.gateway.docs import SCORE_DOC
 from services.gateway.errors import invalid
-from services.gateway.sweep_request import SweepInvalid, SweepRequest, parse_sweep
+from services.gateway.sweep_request import SweepInvalid, SweepRequest, check_webhook_target, parse_sweep
 from services.gateway.views import stream_url, sweep_row, timestamp, utc_now
 
 router = APIRouter(tags=["sweeps"])
@@ -67,10 +67,12 @@ def _trace_id() -> str:
 
 
 async def read_sweep(request: Request) -> SweepRequest:
-    """The request's sweep, validated; 400 listing every problem otherwise."""
+    """The request's sweep, validated (webhook_url against SSRF too); 400 listing every problem otherwise."""
     fields = await read_fields(request)
     try:
-        return parse_sweep(fields)
+        sweep = parse_sweep(fields)
+        await check_webhook_target(sweep.webhook_url, request.app.state.backend.webhook_policy)
+        return sweep
     except SweepInvalid as exc:
         raise invalid("invalid sweep parameters", exc.errors) from None
 

@@ -1,0 +1,518 @@
+"""`hindsight`: sweeps, backtests, runs, jobs and datasets from a terminal or a script.
+
+Every command takes `--json` (print the API's JSON, nothing else, on stdout) and reads
+the API URL and key from `--url`/`--api-key` or HINDSIGHT_URL/HINDSIGHT_API_KEY.
+Progress bars (SSE job progress, uploads) are drawn only when stdout is a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cli.client import (
+    EXIT_INTERRUPTED,
+    EXIT_JOB_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    Api,
+    CliError,
+    ProgressReader,
+)
+from cli.render import ProgressBar, fmt_num, kv, table
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+EXIT_CODES = """\
+exit codes:
+  0    success
+  1    the job ended failed or cancelled (sweep, jobs watch)
+  2    usage error (bad arguments)
+  3    the API is unreachable, timed out, or answered 5xx
+  4    the API refused the request (4xx: invalid parameters, not found, conflict)
+  5    authentication failed (401/403): check --api-key / HINDSIGHT_API_KEY
+  130  interrupted (Ctrl-C)
+"""
+
+BEST_COLUMNS = [
+    ("fast", "fast_period", 0),
+    ("slow", "slow_period", 0),
+    ("score", "score", 3),
+    ("sharpe", "sharpe_ratio", 2),
+    ("sortino", "sortino_ratio", 2),
+    ("return %", "total_return_pct", 1),
+    ("cagr %", "annualized_return", 1),
+    ("max dd %", "max_drawdown_pct", 1),
+    ("win %", "win_rate_pct", 1),
+    ("pf", "profit_factor", 2),
+    ("trades", "total_trades", 0),
+    ("avg duration", "avg_trade_duration", 0),
+]
+RUN_COLUMNS = [
+    ("id", "id", 0),
+    ("kind", "kind", 0),
+    ("ticker", "ticker", 0),
+    ("strategy", "strategy", 0),
+    ("interval", "interval", 0),
+    ("period", lambda r: f"{r.get('start_date') or '...'} -> {r.get('end_date') or '...'}", 0),
+    ("return %", "return_pct", 2),
+    ("pnl", "pnl", 2),
+    ("sharpe", "sharpe_ratio", 2),
+    ("trades", "total_trades", 0),
+    ("created", "created_at", 0),
+]
+JOB_COLUMNS = [
+    ("job", "job_id", 0),
+    ("kind", "kind", 0),
+    ("status", "status", 0),
+    ("progress %", lambda j: j["progress"]["percent"], 0),
+    ("created", "created_at", 0),
+    ("error", "error_message", 0),
+]
+DATASET_COLUMNS = [
+    ("id", "dataset_id", 0),
+    ("ticker", "ticker", 0),
+    ("interval", "interval", 0),
+    ("bars", "bars", 0),
+    ("start", "start", 0),
+    ("end", "end", 0),
+    ("calendar", "calendar", 0),
+    ("version", "version", 0),
+]
+
+
+class UsageError(Exception):
+    """A command-line value that cannot be used (exit 2)."""
+
+
+# ---------------------------------------------------------------- argument types
+
+
+def int_range(text: str) -> list[int]:
+    """`10:20` (or `10-20`, `10,20`) -> [10, 20]."""
+    for sep in (":", ",", "-"):
+        if sep in text:
+            lo, _, hi = text.partition(sep)
+            try:
+                return [int(lo), int(hi)]
+            except ValueError:
+                break
+    raise argparse.ArgumentTypeError(f"expected a range MIN:MAX, e.g. 10:20 (got {text!r})")
+
+
+def key_value(text: str) -> tuple[str, Any]:
+    """`fast_period=10` -> ("fast_period", 10); values are read as JSON when they parse."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE (got {text!r})")
+    try:
+        return key.strip(), json.loads(value)
+    except ValueError:
+        return key.strip(), value
+
+
+# ---------------------------------------------------------------- output helpers
+
+
+class Output:
+    """Where results go: JSON only with --json, tables and progress otherwise."""
+
+    def __init__(self, json_mode: bool) -> None:
+        self.json = json_mode
+        self.tty = sys.stdout.isatty()
+
+    def emit_json(self, value: Any) -> None:
+        json.dump(value, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+
+    def progress(self, label: str = "") -> ProgressBar | None:
+        return ProgressBar(sys.stdout, label) if self.tty and not self.json else None
+
+    def note(self, text: str) -> None:
+        """Information for a person: stderr, so stdout stays the result."""
+        if not self.json:
+            print(text, file=sys.stderr)
+
+
+def follow(api: Api, out: Output, job_id: str) -> dict[str, Any]:
+    """Follow a job's SSE stream (a progress bar on a terminal); the terminal event."""
+    bar = out.progress()
+    final: dict[str, Any] = {}
+    try:
+        for event in api.job_events(job_id):
+            if event.get("done") or event.get("error"):
+                final = event
+                break
+            if bar is not None and isinstance(event.get("percent"), (int, float)):
+                bar.update(event["percent"], str(event.get("message") or ""))
+    finally:
+        if bar is not None:
+            if final.get("done"):
+                bar.update(100, "Completed")
+            bar.close()
+    return final
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_health(api: Api, out: Output, args: argparse.Namespace) -> int:
+    body = api.get("/health")
+    if out.json:
+        out.emit_json(body)
+    else:
+        kv([("status", body.get("status")), ("version", body.get("version")), ("url", api.base_url)])
+    return EXIT_OK
+
+
+def cmd_sweep(api: Api, out: Output, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {
+        "ticker": args.ticker,
+        "strategy_type": args.strategy.upper(),
+        "fast_range": args.fast,
+        "slow_range": args.slow,
+        "step": args.step,
+        "min_trades": args.min_trades,
+        "interval": args.interval,
+        "direction": args.direction,
+        "fill": args.fill,
+        "commission_pct": args.commission,
+        "slippage_pct": args.slippage,
+        "initial_cash": args.cash,
+        "webhook_url": args.webhook,
+    }
+    submitted = api.post("/api/v1/strategy/sweep", {k: v for k, v in body.items() if v is not None})
+    job_id = submitted["job_id"]
+    out.note(f"sweep job {job_id}: {submitted['parameters']['combinations']} combinations queued")
+    if args.no_wait:
+        if out.json:
+            out.emit_json({"job": submitted})
+        else:
+            print(job_id)
+        return EXIT_OK
+    started = time.monotonic()
+    final = follow(api, out, job_id)
+    if not final.get("done") or final.get("status") != "completed":
+        message = final.get("message") or final.get("status") or "the job did not complete"
+        if out.json:
+            out.emit_json({"job": submitted, "result": final, "best": None})
+        else:
+            print(f"sweep failed: {message}", file=sys.stderr)
+        return EXIT_JOB_FAILED
+    run_id = final.get("sweep_run_id") or api.get(f"/api/v1/jobs/{job_id}").get("sweep_run_id")
+    best = api.get(f"/api/v1/sweeps/{run_id}/best", ticker=args.ticker, limit=args.limit)
+    if out.json:
+        out.emit_json({"job": submitted, "result": final, "best": best})
+        return EXIT_OK
+    out.note(f"completed in {time.monotonic() - started:.1f} s; sweep run {run_id}")
+    print(f"Best {best['returned']} of {best['total_results']} combinations by score "
+          f"({best.get('excluded_below_min_trades', 0)} below {best.get('min_trades')} trades left out):")
+    table(best["results"], BEST_COLUMNS)
+    return EXIT_OK
+
+
+def cmd_backtest(api: Api, out: Output, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {
+        "ticker": args.ticker,
+        "strategy": args.strategy,
+        "parameters": dict(args.param or []),
+        "start_date": args.start,
+        "end_date": args.end,
+        "interval": args.interval,
+        "cash": args.cash,
+        "commission_pct": args.commission,
+        "slippage_pct": args.slippage,
+        "direction": args.direction,
+        "fill": args.fill,
+    }
+    if args.strategy_id:
+        body.pop("strategy")
+        body["strategy_id"] = args.strategy_id
+    result = api.post("/api/v1/runs/backtest", {k: v for k, v in body.items() if v is not None})
+    if out.json:
+        out.emit_json(result)
+        return EXIT_OK
+    print_run(result)
+    print(f"trades: {len(result.get('trades') or [])}  equity points: {len(result.get('equity_curve') or [])}")
+    return EXIT_OK
+
+
+def print_run(run: dict[str, Any]) -> None:
+    m = run.get("metrics") or {}
+    print(f"run {run['id']}: {run.get('strategy')} on {run.get('ticker')} {run.get('interval')} "
+          f"{run.get('start_date')} -> {run.get('end_date')} ({run.get('kind')})")
+    params = run.get("parameters") or {}
+    if params:
+        print("parameters: " + ", ".join(f"{k}={v}" for k, v in params.items() if not isinstance(v, (dict, list))))
+    kv([
+        ("total return %", m.get("total_return_pct")),
+        ("buy & hold %", m.get("buy_and_hold_return_pct")),
+        ("cagr %", m.get("annualized_return")),
+        ("sharpe", m.get("sharpe_ratio")),
+        ("sortino", m.get("sortino_ratio")),
+        ("max drawdown %", m.get("max_drawdown_pct")),
+        ("win rate %", m.get("win_rate_pct")),
+        ("profit factor", m.get("profit_factor")),
+        ("trades", m.get("total_trades")),
+        ("pnl", m.get("pnl")),
+    ])
+
+
+def cmd_runs(api: Api, out: Output, args: argparse.Namespace) -> int:
+    action = args.runs_action or "list"
+    if action == "list":
+        body = api.get("/api/v1/runs", ticker=args.ticker, strategy=args.strategy, kind=args.kind, limit=args.limit,
+                       offset=args.offset)
+        if out.json:
+            out.emit_json(body)
+        else:
+            table(body["runs"], RUN_COLUMNS)
+            shown = len(body["runs"])
+            print(f"{body['offset'] + 1 if shown else 0}-{body['offset'] + shown} of {body['total']} runs")
+        return EXIT_OK
+    if action == "show":
+        run = api.get(f"/api/v1/runs/{args.run_id}")
+        out.emit_json(run) if out.json else print_run(run)
+        return EXIT_OK
+    if action == "replay":
+        body: dict[str, Any] = {"start_date": args.start, "end_date": args.end, "interval": args.interval,
+                                "cash": args.cash, "commission_pct": args.commission, "slippage_pct": args.slippage}
+        if args.param:
+            body["parameters"] = dict(args.param)
+        run = api.post(f"/api/v1/runs/{args.run_id}/replay", {k: v for k, v in body.items() if v is not None})
+        out.emit_json(run) if out.json else print_run(run)
+        return EXIT_OK
+    # compare
+    body = api.get("/api/v1/runs/compare", ids=",".join(str(i) for i in args.run_ids))
+    if out.json:
+        out.emit_json(body)
+        return EXIT_OK
+    heads = [f"#{i}" for i in body["ids"]]
+    rows = [{"name": name, **dict(zip(heads, values))} for name, values in body["metrics"].items()]
+    rows += [{"name": name, **dict(zip(heads, values))} for name, values in body["parameters"].items()
+             if not any(isinstance(v, (dict, list)) for v in values)]
+    table(rows, [("", "name", 0), *((h, h, 3) for h in heads)])
+    return EXIT_OK
+
+
+def cmd_jobs(api: Api, out: Output, args: argparse.Namespace) -> int:
+    action = args.jobs_action or "list"
+    if action == "list":
+        body = api.get("/api/v1/jobs", status=args.status, limit=args.limit, offset=args.offset)
+        if out.json:
+            out.emit_json(body)
+        else:
+            table(body["jobs"], JOB_COLUMNS)
+            print(f"{len(body['jobs'])} of {body['total']} jobs")
+        return EXIT_OK
+    if action == "show":
+        job = api.get(f"/api/v1/jobs/{args.job_id}")
+        if out.json:
+            out.emit_json(job)
+        else:
+            kv([(k, json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in job.items()])
+        return EXIT_OK
+    if action == "cancel":
+        job = api.delete(f"/api/v1/jobs/{args.job_id}")
+        out.emit_json(job) if out.json else print(f"{job['job_id']}: {job['status']}")
+        return EXIT_OK
+    # watch
+    final = follow(api, out, args.job_id)
+    ok = bool(final.get("done")) and final.get("status") == "completed"
+    if out.json:
+        out.emit_json(final)
+    else:
+        print(f"{args.job_id}: {'completed' if ok else final.get('message') or final.get('status')}")
+    return EXIT_OK if ok else EXIT_JOB_FAILED
+
+
+def cmd_datasets(api: Api, out: Output, args: argparse.Namespace) -> int:
+    action = args.datasets_action or "list"
+    if action == "list":
+        body = api.get("/api/v1/datasets")
+        out.emit_json(body) if out.json else table(body["datasets"], DATASET_COLUMNS)
+        return EXIT_OK
+    if action == "delete":
+        body = api.delete(f"/api/v1/datasets/{args.dataset_id}")
+        out.emit_json(body) if out.json else print(f"deleted {args.dataset_id} ({body['versions_deleted']} versions)")
+        return EXIT_OK
+    # import
+    path = Path(args.file)
+    if not path.is_file():
+        raise UsageError(f"no such file: {path}")
+    size = path.stat().st_size
+    fields = {"ticker": args.ticker, "interval": args.interval, "calendar": args.calendar}
+    if args.timezone:
+        fields["timezone"] = args.timezone
+    bar = out.progress("upload ")
+    started = time.monotonic()
+    with path.open("rb") as fh:
+        reader: Any = fh
+        if bar is not None:
+            reader = ProgressReader(fh, size, lambda done, total: bar.update(100 * done / total if total else 100,
+                                                                             f"{done / 1e6:.1f} / {total / 1e6:.1f} MB"))
+        try:
+            # Generous deadline: the gateway parses and stores the whole file before answering.
+            ds = api.upload("/api/v1/datasets", reader, path.name, fields, timeout=max(120.0, size / 1e6 * 4))
+        finally:
+            if bar is not None:
+                bar.close()
+    if out.json:
+        out.emit_json(ds)
+    else:
+        print(f"imported {ds['ticker']} {ds['interval']}: {fmt_num(ds['bars'])} bars, {ds['start']} -> {ds['end']}, "
+              f"version {ds['version']} ({ds['dataset_id']}) in {time.monotonic() - started:.1f} s")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default=argparse.SUPPRESS,
+                        help=f"API base URL (env HINDSIGHT_URL, default {DEFAULT_URL})")
+    common.add_argument("--api-key", default=argparse.SUPPRESS,
+                        help="API key (env HINDSIGHT_API_KEY; none: standalone on loopback acts as the dev tenant)")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print the API's JSON on stdout and nothing else")
+
+    p = argparse.ArgumentParser(
+        prog="hindsight", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Hindsight from the terminal: sweeps, backtests, saved runs, jobs and datasets.",
+        epilog=EXIT_CODES)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def command(name: str, help_text: str, **kw: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], help=help_text, description=help_text, epilog=EXIT_CODES,
+                              formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
+
+    command("health", "check that the API answers")
+
+    s = command("sweep", "run a parameter sweep, follow its progress, print the best combinations")
+    s.add_argument("ticker")
+    s.add_argument("--strategy", default="SMA", type=str.upper, choices=["SMA", "EMA", "MACD"])
+    s.add_argument("--fast", type=int_range, required=True, metavar="MIN:MAX", help="fast period range, e.g. 10:20")
+    s.add_argument("--slow", type=int_range, required=True, metavar="MIN:MAX", help="slow period range, e.g. 20:30")
+    s.add_argument("--step", type=int, default=5)
+    s.add_argument("--min-trades", type=int, default=10, help="combos with fewer trades are left out of best (10-1000)")
+    s.add_argument("--interval", choices=["1m", "5m", "15m", "1h", "1d"], help="default: the finest dataset")
+    s.add_argument("--direction", choices=["long", "short", "both"])
+    s.add_argument("--fill", choices=["next_open", "close"])
+    s.add_argument("--commission", type=float, help="percent per side")
+    s.add_argument("--slippage", type=float, help="percent per side")
+    s.add_argument("--cash", type=float)
+    s.add_argument("--webhook", help="URL called when the job ends")
+    s.add_argument("--limit", type=int, default=10, help="rows of the best-results table (1-1000)")
+    s.add_argument("--no-wait", action="store_true", help="submit and print the job id")
+
+    b = command("backtest", "run one backtest synchronously (saved as a run) and print its metrics")
+    b.add_argument("ticker")
+    b.add_argument("--strategy", default="sma_crossover",
+                   help="sma_crossover, ema_crossover, macd_crossover, rsi_reversion, buy_and_hold")
+    b.add_argument("--strategy-id", help="a saved rule strategy instead of a built-in")
+    b.add_argument("--param", "-p", type=key_value, action="append", metavar="NAME=VALUE",
+                   help="strategy parameter, repeatable (e.g. -p fast_period=10 -p slow_period=30)")
+    b.add_argument("--start", help="YYYY-MM-DD")
+    b.add_argument("--end", help="YYYY-MM-DD")
+    b.add_argument("--interval", choices=["1m", "5m", "15m", "1h", "1d"])
+    b.add_argument("--cash", type=float)
+    b.add_argument("--commission", type=float, help="percent per side")
+    b.add_argument("--slippage", type=float, help="percent per side")
+    b.add_argument("--direction", choices=["long", "short", "both"])
+    b.add_argument("--fill", choices=["next_open", "close"])
+
+    r = command("runs", "saved runs: list (default), show, replay, compare")
+    r.add_argument("--ticker")
+    r.add_argument("--strategy")
+    r.add_argument("--kind", choices=["backtest", "sweep", "day_by_day"])
+    r.add_argument("--limit", type=int, default=20)
+    r.add_argument("--offset", type=int, default=0)
+    rs = r.add_subparsers(dest="runs_action", metavar="ACTION")
+    rs.add_parser("list", parents=[common], help="list runs, newest first")
+    show = rs.add_parser("show", parents=[common], help="one run")
+    show.add_argument("run_id", type=int)
+    rp = rs.add_parser("replay", parents=[common], help="run a saved run again, with overrides")
+    rp.add_argument("run_id", type=int)
+    rp.add_argument("--param", "-p", type=key_value, action="append", metavar="NAME=VALUE")
+    rp.add_argument("--start")
+    rp.add_argument("--end")
+    rp.add_argument("--interval", choices=["1m", "5m", "15m", "1h", "1d"])
+    rp.add_argument("--cash", type=float)
+    rp.add_argument("--commission", type=float)
+    rp.add_argument("--slippage", type=float)
+    cp = rs.add_parser("compare", parents=[common], help="runs side by side")
+    cp.add_argument("run_ids", type=int, nargs="+")
+
+    j = command("jobs", "jobs: list (default), show, cancel, watch")
+    j.add_argument("--status", choices=["queued", "running", "completed", "failed", "cancelled"])
+    j.add_argument("--limit", type=int, default=20)
+    j.add_argument("--offset", type=int, default=0)
+    js = j.add_subparsers(dest="jobs_action", metavar="ACTION")
+    js.add_parser("list", parents=[common], help="list jobs, newest first")
+    for name, text in (("show", "one job"), ("cancel", "cancel a queued or running job"),
+                       ("watch", "follow a job's progress to its end")):
+        js.add_parser(name, parents=[common], help=text).add_argument("job_id")
+
+    d = command("datasets", "datasets: list (default), import, delete")
+    ds = d.add_subparsers(dest="datasets_action", metavar="ACTION")
+    ds.add_parser("list", parents=[common], help="datasets (latest version of each)")
+    imp = ds.add_parser("import", parents=[common], help="import a CSV (timestamp,open,high,low,close,volume)")
+    imp.add_argument("file")
+    imp.add_argument("--ticker", required=True)
+    imp.add_argument("--interval", required=True, choices=["1m", "5m", "15m", "1h", "1d"])
+    imp.add_argument("--calendar", default="continuous", choices=["continuous", "sessions"])
+    imp.add_argument("--timezone", help="IANA zone of naive timestamps (default UTC)")
+    ds.add_parser("delete", parents=[common], help="delete a dataset with all its versions").add_argument("dataset_id")
+    return p
+
+
+COMMANDS = {
+    "health": cmd_health,
+    "sweep": cmd_sweep,
+    "backtest": cmd_backtest,
+    "runs": cmd_runs,
+    "jobs": cmd_jobs,
+    "datasets": cmd_datasets,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits 2 on a usage error
+    json_mode = bool(getattr(args, "json", False))
+    url = getattr(args, "url", None) or os.environ.get("HINDSIGHT_URL") or DEFAULT_URL
+    key = getattr(args, "api_key", None) or os.environ.get("HINDSIGHT_API_KEY") or None
+    out = Output(json_mode)
+    api = Api(url, key)
+    try:
+        return COMMANDS[args.command](api, out, args)
+    except UsageError as exc:
+        print(f"hindsight: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CliError as exc:
+        if json_mode:
+            error = exc.body.get("error") if isinstance(exc.body, dict) else None
+            json.dump({"error": error or {"code": "cli_error", "message": exc.message, "details": {}},
+                       "exit_code": exc.code}, sys.stderr)
+            sys.stderr.write("\n")
+        else:
+            print(f"hindsight: {exc.message}", file=sys.stderr)
+            for line in exc.details:
+                print(f"  - {line}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        api.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,662 @@
+"""Day-by-day backtests of rule strategies (seeds 002 and 004).
+
+`run_day_backtest` evaluates a strategy over a date range:
+
+1. Days: the bars' local calendar days (strategy session timezone, else the
+   dataset's) inside [start, end] that have bars within the session hours.
+2. Signals: every condition is evaluated vectorised over all bars up to the end
+   of the range (indicators therefore warm up on the bars before the range);
+   an entry node's exit signal is the OR of the exit nodes that apply to it.
+3. Positions: the Cython state machine (``_core/daybyday_kernel.pyx``) walks the
+   days' bars: signals at a bar's close fill at the next bar's open; stop-loss
+   and target are checked inside each bar (a gap through the level fills at the
+   open; the stop wins a bar that touches both); positions still open at the
+   square-off bar close at its open (without a square-off time: at the day's
+   last close). Days are independent: each starts and ends flat.
+4. Costs: each fill moves `slippage_pct` percent against the trade; commission
+   is `commission_pct` percent of each fill's traded value. pnl = (exit - entry)
+   x quantity (x -1 for sells) - commissions; pnl_percent = pnl / (entry x quantity).
+
+`day_documents` turns one day into the seeds' files: seed 002's
+``trades_daily.json`` and ``diagnostics_export.json`` (events_history) and
+seed 004's day file (positions with diagnostic data). Diagnostics exist only
+for bars where something happened (an entry, an exit, a stop, the square-off).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from services.engine._core import daybyday_kernel as _k
+from services.engine.bars import Bars
+from services.engine.rules.evaluate import Evaluated, SeriesContext, evaluate, value_at
+from services.engine.rules.expr import TimeLit, TimeOfDay, source_text
+from services.engine.rules.sessions import session_days
+from services.engine.rules.strategy import EntryNode, Strategy
+
+NS_MIN = 60_000_000_000
+NS_DAY = 86_400 * 1_000_000_000
+INTERVAL_NS = {"1m": NS_MIN, "5m": 5 * NS_MIN, "15m": 15 * NS_MIN, "1h": 60 * NS_MIN, "1d": NS_DAY}
+REASONS = {
+    _k.REASON_STOP_LOSS: "stop_loss",
+    _k.REASON_TARGET: "target",
+    _k.REASON_EXIT_SIGNAL: "exit_signal",
+    _k.REASON_SQUARE_OFF: "square_off",
+}
+# Seed 004 spells exit reasons for people.
+REASON_LABELS = {"stop_loss": "Stop Loss", "target": "Target", "exit_signal": "Exit Signal", "square_off": "EOD Square-off"}
+_LEVEL_KIND = {None: 0, "percent": 1, "points": 2}
+
+
+class NoData(ValueError):
+    """The range has no bars to trade (the seed's "Failed to fetch market data")."""
+
+
+@dataclass
+class Trade:
+    """One closed position of a day."""
+
+    node: EntryNode
+    node_index: int
+    day_index: int
+    re_entry_num: int
+    signal_bar: int
+    entry_bar: int
+    entry_raw: float
+    exit_bar: int
+    exit_raw: float
+    reason: str
+    exit_signal_bar: int
+    entry_price: float = 0.0
+    exit_price: float = 0.0
+    commission: float = 0.0
+    pnl: float = 0.0
+    pnl_percent: float = 0.0
+    entry_ns: int = 0
+    exit_ns: int = 0
+    position_num: int = 0
+    stop_price: float | None = None
+    target_price: float | None = None
+
+
+@dataclass
+class Day:
+    """One trading day of the range and its trades (in entry order)."""
+
+    date: date
+    day_number: int
+    start: int
+    end: int
+    square_off: int
+    trades: list[Trade] = field(default_factory=list)
+
+
+@dataclass
+class DayBacktestRun:
+    """Everything the documents of each day are built from."""
+
+    strategy: Strategy
+    ticker: str
+    ts: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    minute_of_day: np.ndarray
+    tz: ZoneInfo
+    bar_ns: int
+    days: list[Day]
+    entry_eval: list[Evaluated]
+    exit_eval: list[Evaluated]
+    bars_evaluated: int
+
+
+def run_day_backtest(
+    bars: Bars,
+    strategy: Strategy,
+    start: date,
+    end: date,
+    *,
+    interval: str = "1m",
+    ticker: str = "",
+    slippage_pct: float = 0.0,
+    commission_pct: float = 0.0,
+    day_offset: int = 0,
+) -> DayBacktestRun:
+    """Trades of every day of [start, end] (numbered from `day_offset` + 1: a shard of a
+    longer range keeps the range's numbers); raises NoData when no day has bars."""
+    tzname = strategy.timezone or bars.timezone or "UTC"
+    tz = ZoneInfo(tzname)
+    bar_ns = INTERVAL_NS.get(interval, NS_MIN)
+    plan = session_days(bars.ts, tzname, start, end, strategy.session_start, strategy.session_end)
+    if plan.n == 0:
+        raise NoData("no bars up to the end of the range")
+    if plan.days.size == 0:
+        raise NoData("no bars in the session hours of the range")
+    n, day, minute = plan.n, plan.day, plan.minute
+    starts, ends = plan.starts, plan.ends
+    sqs = ends.copy()
+    if strategy.square_off is not None:
+        for j in range(starts.size):
+            s, e = int(starts[j]), int(ends[j])
+            sqs[j] = s + int(np.searchsorted(minute[s:e], strategy.square_off, side="left"))
+    days = [
+        Day(date=d, day_number=day_offset + j + 1, start=int(s), end=int(e), square_off=int(q))
+        for j, (d, s, e, q) in enumerate(zip(plan.dates(), starts.tolist(), ends.tolist(), sqs.tolist()))
+    ]
+
+    o, h, lo, c, v = (np.ascontiguousarray(a[:n]) for a in (bars.open, bars.high, bars.low, bars.close, bars.volume))
+    ctx = SeriesContext(o, h, lo, c, v, minute, day)
+    entries = strategy.entries
+    entry_eval = [evaluate(e.condition, ctx) for e in entries]
+    exit_eval = [evaluate(x.condition, ctx) for x in strategy.exits]
+    k = len(entries)
+    entry_sig = np.zeros((k, n), dtype=np.uint8)
+    exit_sig = np.zeros((k, n), dtype=np.uint8)
+    for i, ev in enumerate(entry_eval):
+        entry_sig[i] = ev.result
+    position = {e.id: i for i, e in enumerate(entries)}
+    for x, ev in zip(strategy.exits, exit_eval):
+        for target in x.entries:
+            exit_sig[position[target]] |= ev.result
+    raw = _k.run_days(
+        o,
+        h,
+        lo,
+        c,
+        starts.astype(np.int64),
+        ends.astype(np.int64),
+        sqs.astype(np.int64),
+        entry_sig,
+        exit_sig,
+        np.array([1 if e.side == "buy" else -1 for e in entries], dtype=np.int8),
+        np.array([_LEVEL_KIND[e.stop_loss.kind if e.stop_loss else None] for e in entries], dtype=np.int8),
+        np.array([e.stop_loss.value if e.stop_loss else 0.0 for e in entries], dtype=np.float64),
+        np.array([_LEVEL_KIND[e.target.kind if e.target else None] for e in entries], dtype=np.int8),
+        np.array([e.target.value if e.target else 0.0 for e in entries], dtype=np.float64),
+        np.array([e.max_reentries for e in entries], dtype=np.int32),
+    )
+    ts = bars.ts[:n]
+    slip, comm = slippage_pct / 100.0, commission_pct / 100.0
+    cols = {key: raw[key].tolist() for key in raw}
+    for j in range(len(cols["node"])):
+        node_i = cols["node"][j]
+        node = entries[node_i]
+        d = days[cols["day"][j]]
+        t = Trade(
+            node=node,
+            node_index=node_i,
+            day_index=cols["day"][j],
+            re_entry_num=cols["re_entry"][j],
+            signal_bar=cols["signal_bar"][j],
+            entry_bar=cols["entry_bar"][j],
+            entry_raw=cols["entry_price"][j],
+            exit_bar=cols["exit_bar"][j],
+            exit_raw=cols["exit_price"][j],
+            reason=REASONS[cols["reason"][j]],
+            exit_signal_bar=cols["exit_signal_bar"][j],
+        )
+        _price_trade(t, slip, comm)
+        t.entry_ns = int(ts[t.entry_bar])
+        if t.reason == "square_off" and d.square_off >= d.end:
+            t.exit_ns = int(ts[t.exit_bar]) + bar_ns  # the day's last close
+        else:
+            t.exit_ns = int(ts[t.exit_bar])
+        d.trades.append(t)
+    for d in days:
+        d.trades.sort(key=lambda t: (t.entry_bar, t.node_index))
+        for num, t in enumerate(d.trades, start=1):
+            t.position_num = num
+    return DayBacktestRun(
+        strategy=strategy,
+        ticker=ticker or strategy.ticker,
+        ts=ts,
+        open=o,
+        high=h,
+        low=lo,
+        close=c,
+        volume=v,
+        minute_of_day=minute,
+        tz=tz,
+        bar_ns=bar_ns,
+        days=days,
+        entry_eval=entry_eval,
+        exit_eval=exit_eval,
+        bars_evaluated=n,
+    )
+
+
+def _price_trade(t: Trade, slip: float, comm: float) -> None:
+    node = t.node
+    sign = 1.0 if node.side == "buy" else -1.0
+    t.entry_price = t.entry_raw * (1.0 + sign * slip)
+    t.exit_price = t.exit_raw * (1.0 - sign * slip)
+    q = node.quantity
+    t.commission = (t.entry_price + t.exit_price) * q * comm
+    t.pnl = sign * (t.exit_price - t.entry_price) * q - t.commission
+    t.pnl_percent = t.pnl / (t.entry_price * q) * 100.0 if t.entry_price else 0.0
+    if node.stop_loss is not None:
+        lv = node.stop_loss
+        t.stop_price = t.entry_raw * (1 - sign * lv.value / 100) if lv.kind == "percent" else t.entry_raw - sign * lv.value
+    if node.target is not None:
+        lv = node.target
+        t.target_price = t.entry_raw * (1 + sign * lv.value / 100) if lv.kind == "percent" else t.entry_raw + sign * lv.value
+
+
+# ---------------------------------------------------------------- documents
+
+
+def _money(x: float) -> str:
+    """Seed 002's decimal strings: two places."""
+    return f"{x:.2f}"
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+@dataclass
+class DaySummary:
+    """Numbers of one day (what results keeps per day)."""
+
+    positions: int
+    pnl: float
+    winning: int
+    losing: int
+    largest_win: float
+    largest_loss: float
+
+    def seed002(self) -> dict[str, Any]:
+        return {
+            "total_trades": self.positions,
+            "total_pnl": _money(self.pnl),
+            "winning_trades": self.winning,
+            "losing_trades": self.losing,
+            "win_rate": _money(self.winning / self.positions * 100 if self.positions else 0.0),
+        }
+
+
+def day_summary(day: Day) -> DaySummary:
+    pnls = [t.pnl for t in day.trades]
+    wins = [p for p in pnls if p > 0]
+    losses = [p for p in pnls if p < 0]
+    return DaySummary(
+        positions=len(pnls),
+        pnl=math.fsum(pnls),
+        winning=len(wins),
+        losing=len(losses),
+        largest_win=max(wins) if wins else 0.0,
+        largest_loss=min(losses) if losses else 0.0,
+    )
+
+
+class _Clock:
+    """Bar times as the seeds write them, cached per nanosecond value."""
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self._cache: dict[int, datetime] = {}
+
+    def local(self, ns: int) -> datetime:
+        dt = self._cache.get(ns)
+        if dt is None:
+            dt = datetime.fromtimestamp(ns // 1_000_000_000, UTC).astimezone(self.tz)
+            self._cache[ns] = dt
+        return dt
+
+    def naive(self, ns: int) -> str:
+        return self.local(ns).strftime("%Y-%m-%dT%H:%M:%S")
+
+    def offset(self, ns: int) -> str:
+        return self.local(ns).isoformat(timespec="seconds")
+
+    def hhmm(self, ns: int) -> str:
+        return self.local(ns).strftime("%H:%M")
+
+
+def _candle(run: DayBacktestRun, clock: _Clock, i: int) -> dict[str, Any]:
+    return {
+        "timestamp": clock.naive(int(run.ts[i])),
+        "open": float(run.open[i]),
+        "high": float(run.high[i]),
+        "low": float(run.low[i]),
+        "close": float(run.close[i]),
+        "volume": float(run.volume[i]),
+    }
+
+
+def _candles(run: DayBacktestRun, clock: _Clock, i: int) -> dict[str, Any]:
+    return {run.ticker: {"current": _candle(run, clock, i), "previous": _candle(run, clock, i - 1) if i > 0 else None}}
+
+
+def _hhmm_minutes(m: float | None) -> str | None:
+    if m is None:
+        return None
+    m = int(m)
+    return f"{m // 60:02d}:{m % 60:02d}"
+
+
+def _conditions(ev: Evaluated, i: int) -> list[dict[str, Any]]:
+    text = ev.condition.text
+    out = []
+    for cmp in ev.condition.compares:
+        lv, rv = value_at(ev.lhs[cmp.index], i), value_at(ev.rhs[cmp.index], i)
+        is_time = isinstance(cmp.left, (TimeOfDay, TimeLit))
+        with np.errstate(invalid="ignore"):
+            item: dict[str, Any] = {
+                "condition": source_text(text, cmp),
+                "lhs_expression": source_text(text, cmp.left),
+                "lhs_value": _hhmm_minutes(lv) if is_time else lv,
+                "operator": cmp.op,
+                "rhs_expression": source_text(text, cmp.right),
+                "rhs_value": _hhmm_minutes(rv) if is_time else rv,
+                "result": _compare_result(cmp.op, ev, cmp.index, i),
+                "condition_type": "non_live",
+            }
+        if cmp.op in ("crosses_above", "crosses_below"):
+            item["lhs_previous"] = value_at(ev.lhs[cmp.index], i - 1) if i > 0 else None
+            item["rhs_previous"] = value_at(ev.rhs[cmp.index], i - 1) if i > 0 else None
+        out.append(item)
+    return out
+
+
+def _compare_result(op: str, ev: Evaluated, index: int, i: int) -> bool:
+    a, b = value_at(ev.lhs[index], i), value_at(ev.rhs[index], i)
+    if a is None or b is None:
+        return False
+    if op == ">":
+        return a > b
+    if op == ">=":
+        return a >= b
+    if op == "<":
+        return a < b
+    if op == "<=":
+        return a <= b
+    if op == "==":
+        return a == b
+    if op == "!=":
+        return a != b
+    pa = value_at(ev.lhs[index], i - 1) if i > 0 else None
+    pb = value_at(ev.rhs[index], i - 1) if i > 0 else None
+    if pa is None or pb is None:
+        return False
+    return (a > b and pa <= pb) if op == "crosses_above" else (a < b and pa >= pb)
+
+
+def _level_condition(name: str, op: str, lhs_name: str, lhs: float, level: float) -> dict[str, Any]:
+    return {
+        "condition": f"{lhs_name} {op} {name}",
+        "lhs_expression": lhs_name,
+        "lhs_value": lhs,
+        "operator": op,
+        "rhs_expression": name,
+        "rhs_value": level,
+        "result": True,
+        "condition_type": "live",
+    }
+
+
+def _node_variables(t: Trade) -> dict[str, Any]:
+    n = t.node
+    return {
+        "side": n.side,
+        "quantity": int(n.quantity) if float(n.quantity).is_integer() else n.quantity,
+        "stop_loss": {"type": n.stop_loss.kind, "value": n.stop_loss.value} if n.stop_loss else None,
+        "target": {"type": n.target.kind, "value": n.target.value} if n.target else None,
+        "stop_loss_price": _num(t.stop_price),
+        "target_price": _num(t.target_price),
+        "max_reentries": n.max_reentries,
+        "re_entry_num": t.re_entry_num,
+    }
+
+
+def day_documents(run: DayBacktestRun, day: Day) -> tuple[dict, dict, dict, DaySummary]:
+    """(trades_daily, diagnostics_export, seed-004 day file, summary) of one day."""
+    clock = _Clock(run.tz)
+    strategy = run.strategy
+    events: dict[str, dict[str, Any]] = {}
+    # (bar, order, node index, key) -> event, for ordering; keys dedupe shared events.
+    pending: list[tuple[tuple, str, dict[str, Any]]] = []
+    by_key: dict[tuple, dict[str, Any]] = {}
+
+    def add(sort_key: tuple, key: tuple, event: dict[str, Any]) -> dict[str, Any]:
+        if key in by_key:
+            return by_key[key]
+        by_key[key] = event
+        pending.append((sort_key, "", event))
+        return event
+
+    exits_for = {e.id: [j for j, x in enumerate(strategy.exits) if e.id in x.entries] for e in strategy.entries}
+    links: list[tuple[Trade, list[dict], list[dict], dict | None, dict]] = []
+    last_stop: dict[int, dict[str, Any]] = {}
+    for t in sorted(day.trades, key=lambda t: (t.entry_bar, t.node_index)):
+        node = t.node
+        ev = run.entry_eval[t.node_index]
+        sb = t.signal_bar
+        entry_ev = add(
+            (sb, 0, t.node_index, 0),
+            ("entry", t.node_index, sb),
+            {
+                "timestamp": clock.naive(int(run.ts[sb]) + run.bar_ns),
+                "event_type": "ENTRY",
+                "node_id": node.id,
+                "node_name": node.name,
+                "node_type": "EntryNode",
+                "signal_emitted": True,
+                "conditions_preview": node.condition.text,
+                "evaluated_conditions": {"expression": node.condition.text, "result": True, "conditions": _conditions(ev, sb)},
+                "candle_data": _candles(run, clock, sb),
+                "node_variables": _node_variables(t),
+                "_parent": last_stop.get(t.node_index) if t.re_entry_num > 0 else None,
+            },
+        )
+        entry_flow = [entry_ev]
+        if t.re_entry_num > 0 and t.node_index in last_stop:
+            entry_flow.insert(0, last_stop[t.node_index])
+        xb = t.exit_signal_bar
+        exit_flow: list[dict[str, Any]] = []
+        exit_ev: dict[str, Any]
+        if t.reason == "exit_signal":
+            for j in exits_for[node.id]:
+                xev = run.exit_eval[j]
+                if not xev.result[xb]:
+                    continue
+                x = strategy.exits[j]
+                exit_flow.append(
+                    add(
+                        (xb, 1, j, 0),
+                        ("exit", j, xb),
+                        {
+                            "timestamp": clock.naive(int(run.ts[xb]) + run.bar_ns),
+                            "event_type": "EXIT",
+                            "node_id": x.id,
+                            "node_name": x.name,
+                            "node_type": "ExitNode",
+                            "signal_emitted": True,
+                            "conditions_preview": x.condition.text,
+                            "evaluated_conditions": {
+                                "expression": x.condition.text,
+                                "result": True,
+                                "conditions": _conditions(xev, xb),
+                            },
+                            "candle_data": _candles(run, clock, xb),
+                            "_parent": None,
+                        },
+                    )
+                )
+            exit_ev = exit_flow[0]
+        elif t.reason in ("stop_loss", "target"):
+            is_sl = t.reason == "stop_loss"
+            level = t.stop_price if is_sl else t.target_price
+            buy = node.side == "buy"
+            if is_sl:
+                lhs_name, lhs, op = ("low", float(run.low[xb]), "<=") if buy else ("high", float(run.high[xb]), ">=")
+            else:
+                lhs_name, lhs, op = ("high", float(run.high[xb]), ">=") if buy else ("low", float(run.low[xb]), "<=")
+            name = "stop_loss" if is_sl else "target"
+            exit_ev = add(
+                (xb, 2, t.node_index, t.position_num),
+                (name, t.node_index, t.position_num),
+                {
+                    "timestamp": clock.naive(int(run.ts[xb])),
+                    "event_type": "STOP_LOSS" if is_sl else "TARGET",
+                    "node_id": node.id,
+                    "node_name": f"{node.name} {'stop-loss' if is_sl else 'target'}",
+                    "node_type": "EntryNode",
+                    "signal_emitted": True,
+                    "conditions_preview": f"{lhs_name} {op} {name} ({_num(level)})",
+                    "evaluated_conditions": {
+                        "expression": f"{lhs_name} {op} {name}",
+                        "result": True,
+                        "conditions": [_level_condition(name, op, lhs_name, lhs, float(level or 0.0))],
+                    },
+                    "candle_data": _candles(run, clock, xb),
+                    "_parent": entry_ev,
+                },
+            )
+            exit_flow = [exit_ev]
+            if is_sl:
+                last_stop[t.node_index] = exit_ev
+        else:
+            eod = day.square_off >= day.end
+            when = int(run.ts[xb]) + (run.bar_ns if eod else 0)
+            sq_text = _hhmm_minutes(strategy.square_off) if not eod else "session end"
+            exit_ev = add(
+                (xb, 3, 0, 0),
+                ("square_off", xb),
+                {
+                    "timestamp": clock.naive(when),
+                    "event_type": "SQUARE_OFF",
+                    "node_id": "square-off",
+                    "node_name": "Square-off",
+                    "node_type": "SquareOffNode",
+                    "signal_emitted": True,
+                    "conditions_preview": f"time >= {sq_text}",
+                    "evaluated_conditions": {
+                        "expression": f"time >= {sq_text}",
+                        "result": True,
+                        "conditions": [
+                            {
+                                "condition": f"time >= {sq_text}",
+                                "lhs_expression": "time",
+                                "lhs_value": clock.hhmm(when),
+                                "operator": ">=",
+                                "rhs_expression": "square_off",
+                                "rhs_value": sq_text,
+                                "result": True,
+                                "condition_type": "live",
+                            }
+                        ],
+                    },
+                    "candle_data": _candles(run, clock, xb),
+                    "_parent": None,
+                },
+            )
+            exit_flow = [exit_ev]
+        links.append((t, entry_flow, exit_flow, exit_ev, entry_ev))
+
+    pending.sort(key=lambda p: p[0])
+    for n, (_, _, event) in enumerate(pending, start=1):
+        event["execution_id"] = f"exec_{n:03d}"
+    for _, _, event in pending:
+        parent = event.pop("_parent")
+        eid = event["execution_id"]
+        events[eid] = {
+            "execution_id": eid,
+            "parent_execution_id": parent["execution_id"] if parent else None,
+            **event,
+        }
+
+    trades_out: list[dict[str, Any]] = []
+    positions_out: list[dict[str, Any]] = []
+    for t, entry_flow, exit_flow, exit_ev, entry_ev in links:
+        node = t.node
+        entry_ids = [e["execution_id"] for e in entry_flow]
+        exit_ids = [e["execution_id"] for e in exit_flow]
+        duration = round((t.exit_ns - t.entry_ns) / NS_MIN, 2)
+        pid = f"{node.id}-pos{t.position_num}"
+        qty: float | int = int(node.quantity) if float(node.quantity).is_integer() else node.quantity
+        trades_out.append(
+            {
+                "trade_id": pid,
+                "position_id": pid,
+                "re_entry_num": t.re_entry_num,
+                "symbol": run.ticker,
+                "side": node.side,
+                "quantity": qty,
+                "entry_price": _money(t.entry_price),
+                "entry_time": clock.offset(t.entry_ns),
+                "exit_price": _money(t.exit_price),
+                "exit_time": clock.offset(t.exit_ns),
+                "pnl": _money(t.pnl),
+                "pnl_percent": _money(t.pnl_percent),
+                "duration_minutes": duration,
+                "status": "closed",
+                "entry_flow_ids": entry_ids,
+                "exit_flow_ids": exit_ids,
+                "entry_trigger": node.id,
+                "exit_reason": t.reason,
+            }
+        )
+        exit_events = [events[i] for i in exit_ids]
+        positions_out.append(
+            {
+                "position_id": node.id,
+                "position_num": t.position_num,
+                "re_entry_num": t.re_entry_num,
+                "symbol": run.ticker,
+                "strike": None,
+                "option_type": None,
+                "side": node.side.upper(),
+                "quantity": qty,
+                "entry_price": t.entry_price,
+                "entry_time": clock.naive(t.entry_ns),
+                "exit_price": t.exit_price,
+                "exit_time": clock.naive(t.exit_ns),
+                "pnl": t.pnl,
+                "pnl_percent": t.pnl_percent,
+                "commission": t.commission,
+                "duration_minutes": duration,
+                "exit_reason": REASON_LABELS[t.reason],
+                "exit_reason_code": t.reason,
+                "status": "closed",
+                "diagnostic_data": {
+                    "conditions_evaluated": events[entry_ev["execution_id"]]["evaluated_conditions"]["conditions"],
+                    "candle_data": events[entry_ev["execution_id"]]["candle_data"],
+                },
+                "exit_diagnostic_data": {
+                    "conditions_evaluated": [c for e in exit_events for c in e["evaluated_conditions"]["conditions"]],
+                    "candle_data": exit_events[0]["candle_data"] if exit_events else None,
+                },
+                "condition_preview": node.condition.text,
+                "exit_condition_preview": " | ".join(e["conditions_preview"] for e in exit_events),
+                "node_variables": _node_variables(t),
+                "entry_flow_ids": entry_ids,
+                "exit_flow_ids": exit_ids,
+            }
+        )
+
+    summary = day_summary(day)
+    iso = day.date.isoformat()
+    trades_daily = {"date": iso, "summary": summary.seed002(), "trades": trades_out}
+    diagnostics = {"date": iso, "events_history": events}
+    positions_day = {
+        "date": day.date.strftime("%d-%m-%Y"),
+        "summary": {
+            "total_positions": summary.positions,
+            "closed_positions": summary.positions,
+            "total_pnl": round(summary.pnl, 2),
+            "winning_trades": summary.winning,
+            "losing_trades": summary.losing,
+            "win_rate": round(summary.winning / summary.positions * 100, 2) if summary.positions else 0.0,
+        },
+        "positions": positions_out,
+    }
+    return trades_daily, diagnostics, positions_day, summary

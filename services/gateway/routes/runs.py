@@ -1,0 +1,260 @@
+"""Seed 003: synchronous backtests and saved runs.
+
+`POST /backtest` runs one backtest on the engine (synchronous gRPC) and saves it
+as a run at results; `GET /runs` lists, `GET /runs/{id}` shows, `POST
+/runs/{id}/replay` runs a saved run again (with optional overrides) as a new
+run linked to it; beyond the seed, `GET /runs/compare?ids=1,2,3` and the CSV
+exports. Every path is served at the seed's root and under `/api/v1/runs`
+(the backtest itself at `/api/v1/runs/backtest`; `/api/v1/backtest` belongs to
+seed 002).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+import grpc
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+from hindsight.engine.v1 import engine_pb2
+from hindsight.runs.v1 import runs_pb2
+
+from libs.backtest_spec import BUILTIN_STRATEGIES, INTERVAL_MINUTES, MAX_SYNC_BARS, MAX_SYNC_TRADES
+from services.gateway.auth import Caller
+from services.gateway.backend import Backend
+from services.gateway.backtest_request import RequestInvalid, apply_overrides, parse_backtest
+from services.gateway.body import read_fields
+from services.gateway.deps import BackendDep, CallerDep
+from services.gateway.docs import METRICS_DOC
+from services.gateway.errors import ApiError, from_grpc, invalid
+from services.gateway.run_views import backtest_view, compare_view, equity_csv, run_detail, run_summary, trades_csv
+
+router = APIRouter(tags=["runs"])
+_runs = APIRouter()
+
+# Deadline of a synchronous backtest at the engine (loading a large dataset's bars included).
+BACKTEST_TIMEOUT = 60.0
+MAX_RUN_ID = 2**53
+MAX_COMPARE = 20
+_FIELD_MESSAGE = re.compile(r"^([a-z_]+(?:\.[A-Za-z0-9_]+)?): (.+)$", re.DOTALL)
+_RUN_ID = re.compile(r"^[1-9][0-9]{0,15}$")
+
+BACKTEST_DOC = f"""\
+Runs one backtest while you wait and saves it as a run (its `id` is the run's).
+
+Body (JSON): `ticker`; `strategy` — one of {", ".join(f"`{s}`" for s in BUILTIN_STRATEGIES)} — or
+`strategy_id` (a saved strategy); `parameters` (per strategy, defaults filled in: crossovers
+`fast_period`/`slow_period`, MACD also `signal_period`, RSI `period`/`oversold`/`overbought`);
+`start_date`, `end_date` (YYYY-MM-DD, inclusive, in the dataset's timezone; default: all data);
+`interval` ({", ".join(INTERVAL_MINUTES)}; a coarser one than the dataset's is resampled, a finer
+one is a 400; default: the finest dataset); `cash` (default 10000); `commission_pct`,
+`slippage_pct` (percent per side; or `commission`/`slippage` as fractions, 0.002 = 0.2 %);
+`direction` (long, short, both); `fill` (next_open, close).
+
+Answer: the run (`id`, the seed's fields, `metrics`), the `trades`, and `equity_curve`
+(at most 2,000 points, with `buy_and_hold` beside each: buy-and-hold with the same cash,
+fill and costs).
+
+**Synchronous limits**: at most {MAX_SYNC_BARS:,} bars of the dataset in the date range
+(bars × combinations, one combination per backtest) and at most {MAX_SYNC_TRADES:,} trades;
+larger requests answer **413**: submit a sweep job (`POST /api/v1/strategy/sweep`), narrow
+the dates or choose a coarser interval.
+
+{METRICS_DOC}"""
+
+
+def _prefix(request: Request) -> str:
+    return "/api/v1" if request.url.path.startswith("/api/v1/") else ""
+
+
+def _run_id(value: str) -> int:
+    if not _RUN_ID.match(value or "") or int(value) > MAX_RUN_ID:
+        raise invalid("invalid run id", [{"field": "run_id", "message": "must be a positive integer"}])
+    return int(value)
+
+
+def _engine_error(exc: grpc.aio.AioRpcError) -> ApiError:
+    code, text = exc.code(), exc.details() or ""
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        m = _FIELD_MESSAGE.match(text)
+        field, message = (m.group(1), m.group(2)) if m else ("body", text)
+        return invalid(text or "invalid backtest request", [{"field": field, "message": message}])
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return ApiError(413, "too_large_for_sync", text, {"max_bars": MAX_SYNC_BARS, "max_trades": MAX_SYNC_TRADES,
+                                                          "submit_job": "/api/v1/strategy/sweep"})
+    return from_grpc(exc)
+
+
+async def run_backtest(backend: Backend, caller: Caller, spec: engine_pb2.BacktestSpec, replay_of: int = 0):
+    """Backtest on the engine, then save the run at results; (saved run, result)."""
+    try:
+        result = await backend.engine.Backtest(
+            engine_pb2.BacktestRequest(tenant_id=caller.tenant_id, spec=spec),
+            timeout=max(backend.rpc_timeout, BACKTEST_TIMEOUT),
+        )
+    except grpc.aio.AioRpcError as exc:
+        raise _engine_error(exc) from None
+    done = result.spec
+    run = runs_pb2.Run(
+        kind="backtest",
+        ticker=done.ticker,
+        strategy=done.strategy,
+        strategy_id=done.strategy_id,
+        parameters_json=done.parameters_json,
+        start_date=done.start_date,
+        end_date=done.end_date,
+        interval=done.interval,
+        cash=done.cash,
+        commission_pct=done.commission_pct,
+        slippage_pct=done.slippage_pct,
+        direction=done.direction,
+        fill=done.fill,
+        metrics=result.metrics,
+        replay_of=replay_of,
+        bars=result.bars,
+        dataset_id=result.dataset.dataset_id,
+        dataset_version=result.dataset.version,
+        execution_time_seconds=result.execution_time_seconds,
+        replay_spec=done,
+    )
+    saved = await backend.call(
+        backend.runs.SaveRun,
+        runs_pb2.SaveRunRequest(tenant_id=caller.tenant_id, run=run, trades=result.trades, equity=result.equity),
+    )
+    return saved.run, result
+
+
+async def _backtest(request: Request, backend: Backend, caller: Caller) -> JSONResponse:
+    fields = await read_fields(request)
+    try:
+        spec = parse_backtest(fields)
+    except RequestInvalid as exc:
+        raise invalid("invalid backtest request", exc.errors) from None
+    run, result = await run_backtest(backend, caller, spec)
+    return JSONResponse(backtest_view(run, result, _prefix(request)))
+
+
+@router.post("/backtest", summary="Run one backtest synchronously and save it (seed 003)", description=BACKTEST_DOC)
+async def backtest(request: Request, backend: BackendDep, caller: CallerDep) -> JSONResponse:
+    return await _backtest(request, backend, caller)
+
+
+@router.post("/api/v1/runs/backtest", summary="Run one backtest synchronously and save it", description=BACKTEST_DOC)
+async def backtest_v1(request: Request, backend: BackendDep, caller: CallerDep) -> JSONResponse:
+    return await _backtest(request, backend, caller)
+
+
+def _filter(value: str | None, field: str) -> str:
+    if value is None:
+        return ""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise invalid("invalid filter", [{"field": f"query.{field}", "message": "must not contain control characters"}])
+    return value.strip()
+
+
+@_runs.get("/runs", summary="Saved runs, newest first (seed 003)")
+async def list_runs(
+    backend: BackendDep,
+    caller: CallerDep,
+    ticker: Annotated[str | None, Query(max_length=32)] = None,
+    strategy: Annotated[str | None, Query(max_length=64)] = None,
+    kind: Annotated[str | None, Query(description="backtest, sweep or day_by_day")] = None,
+    limit: Annotated[int, Query(ge=0, le=1000, description="0 counts without listing")] = 100,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+) -> dict[str, Any]:
+    """`{runs: [...], total, limit, offset}`; `total` counts every run matching the filters."""
+    kind_value = _filter(kind, "kind")
+    if kind_value and kind_value not in ("backtest", "sweep", "day_by_day"):
+        raise invalid("invalid filter", [{"field": "query.kind", "message": "must be one of backtest, sweep, day_by_day"}])
+    resp = await backend.call(
+        backend.runs.ListRuns,
+        runs_pb2.ListRunsRequest(
+            tenant_id=caller.tenant_id, ticker=_filter(ticker, "ticker"), strategy=_filter(strategy, "strategy"),
+            kind=kind_value, limit=limit, offset=offset,
+        ),
+    )
+    return {"runs": [run_summary(r) for r in resp.runs], "total": resp.total, "limit": limit, "offset": offset}
+
+
+def _compare_ids(text: str) -> list[int]:
+    parts = [p.strip() for p in text.split(",")]
+    if not text.strip() or any(not p for p in parts):
+        raise invalid("invalid ids", [{"field": "query.ids", "message": "expected run ids separated by commas, e.g. 1,2,3"}])
+    bad = [p for p in parts if not _RUN_ID.match(p) or int(p) > MAX_RUN_ID]
+    if bad:
+        raise invalid("invalid ids", [{"field": "query.ids", "message": f"not a run id: {bad[0][:20]!r}"}])
+    ids = list(dict.fromkeys(int(p) for p in parts))
+    if len(ids) > MAX_COMPARE:
+        raise invalid("invalid ids", [{"field": "query.ids", "message": f"at most {MAX_COMPARE} runs"}])
+    return ids
+
+
+@_runs.get("/runs/compare", summary="Runs side by side: parameters, metrics, equity on a common time axis")
+async def compare_runs(
+    request: Request, backend: BackendDep, caller: CallerDep, ids: Annotated[str, Query(max_length=400)]
+) -> dict[str, Any]:
+    """`ids=1,2,3` (at most 20; repeats ignored). Each metric and parameter is a list of values in
+    the order of `ids`; `equity.series[i].equity` follows `equity.timestamps` (the union of the
+    runs' curve times, at most 2,000) and is null outside that run's span."""
+    resp = await backend.call(
+        backend.runs.CompareRuns, runs_pb2.CompareRunsRequest(tenant_id=caller.tenant_id, run_ids=_compare_ids(ids))
+    )
+    return compare_view(resp, _prefix(request))
+
+
+@_runs.get("/runs/{run_id}", summary="One saved run (seed 003)")
+async def get_run(run_id: str, request: Request, backend: BackendDep, caller: CallerDep) -> dict[str, Any]:
+    resp = await backend.call(
+        backend.runs.GetRun, runs_pb2.GetRunRequest(tenant_id=caller.tenant_id, run_id=_run_id(run_id))
+    )
+    return run_detail(resp.run, _prefix(request))
+
+
+@_runs.post("/runs/{run_id}/replay", summary="Run a saved run again, with optional overrides (seed 003)")
+async def replay_run(run_id: str, request: Request, backend: BackendDep, caller: CallerDep) -> JSONResponse:
+    """Body (optional): `start_date`, `end_date`, `interval`, `cash`, `parameters` (merged into the
+    run's), and `commission_pct`, `slippage_pct`, `direction`, `fill`. Answers like `POST /backtest`;
+    the new run's `replay_of` is this run. A sweep's run replays its best combination."""
+    number = _run_id(run_id)
+    fields = await read_fields(request)
+    resp = await backend.call(backend.runs.GetRun, runs_pb2.GetRunRequest(tenant_id=caller.tenant_id, run_id=number))
+    original = resp.run
+    if not original.HasField("replay_spec"):
+        why = "its sweep had no combination with enough trades" if original.kind == "sweep" else "it keeps no backtest spec"
+        raise ApiError(409, "conflict", f"run {number} cannot be replayed: {why}")
+    try:
+        spec = apply_overrides(original.replay_spec, fields)
+    except RequestInvalid as exc:
+        raise invalid("invalid replay overrides", exc.errors) from None
+    run, result = await run_backtest(backend, caller, spec, replay_of=number)
+    return JSONResponse(backtest_view(run, result, _prefix(request)))
+
+
+def _csv(text: str, filename: str) -> Response:
+    return Response(
+        text, media_type="text/csv; charset=utf-8", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )
+
+
+@_runs.get("/runs/{run_id}/trades.csv", summary="A run's trades as CSV", response_class=Response)
+async def trades_export(run_id: str, backend: BackendDep, caller: CallerDep) -> Response:
+    number = _run_id(run_id)
+    resp = await backend.call(
+        backend.runs.GetRunTrades, runs_pb2.GetRunTradesRequest(tenant_id=caller.tenant_id, run_id=number)
+    )
+    return _csv(trades_csv(resp.trades), f"run_{number}_trades.csv")
+
+
+@_runs.get("/runs/{run_id}/equity.csv", summary="A run's equity curve as CSV", response_class=Response)
+async def equity_export(run_id: str, backend: BackendDep, caller: CallerDep) -> Response:
+    number = _run_id(run_id)
+    resp = await backend.call(
+        backend.runs.GetRunEquity, runs_pb2.GetRunEquityRequest(tenant_id=caller.tenant_id, run_id=number)
+    )
+    return _csv(equity_csv(resp.points, resp.run.cash), f"run_{number}_equity.csv")
+
+
+# The seed's root paths, and the same under the versioned prefix.
+router.include_router(_runs)
+router.include_router(_runs, prefix="/api/v1")

@@ -1,0 +1,119 @@
+// Charts with plotly.js, served by the gateway from the installed `plotly` package
+// (/ui/vendor/plotly.min.js). Loaded on first use, so pages without charts stay light.
+
+let loading = null;
+
+export function loadPlotly() {
+  if (window.Plotly) return Promise.resolve(window.Plotly);
+  if (!loading) {
+    loading = new Promise((resolve, reject) => {
+      const s = document.createElement('script');
+      s.src = '/ui/vendor/plotly.min.js';
+      s.async = true;
+      s.onload = () => (window.Plotly ? resolve(window.Plotly) : reject(new Error('plotly.js did not load')));
+      s.onerror = () => {
+        loading = null;
+        reject(new Error('Could not load the charting library from the gateway (/ui/vendor/plotly.min.js).'));
+      };
+      document.head.appendChild(s);
+    });
+  }
+  return loading;
+}
+
+const CONFIG = {
+  displaylogo: false, // no link to plotly's site: pages talk to the gateway only
+  responsive: true,
+  modeBarButtonsToRemove: ['lasso2d', 'select2d', 'sendDataToCloud'],
+};
+
+function layout(extra = {}) {
+  return {
+    margin: { l: 60, r: 20, t: extra.title ? 36 : 16, b: 44 },
+    font: { family: 'system-ui, -apple-system, Segoe UI, Roboto, sans-serif', size: 12, color: '#1b2430' },
+    paper_bgcolor: '#fff',
+    plot_bgcolor: '#fff',
+    hovermode: 'closest',
+    legend: { orientation: 'h', x: 0, y: 1.1 },
+    ...extra,
+    title: extra.title ? { text: extra.title, font: { size: 14 }, x: 0, xanchor: 'left' } : undefined,
+  };
+}
+
+export async function purge(el) {
+  if (window.Plotly && el) window.Plotly.purge(el);
+}
+
+/**
+ * The fast × slow heatmap of a sweep's score. rows: the best-results rows. Cells without a
+ * row (fast >= slow, or below min_trades) stay empty. onPick({fast, slow}) on a click.
+ */
+export async function scoreHeatmap(el, rows, { onPick, metric = 'score', label = 'score' } = {}) {
+  const Plotly = await loadPlotly();
+  const fasts = [...new Set(rows.map((r) => r.fast_period))].sort((a, b) => a - b);
+  const slows = [...new Set(rows.map((r) => r.slow_period))].sort((a, b) => a - b);
+  const z = fasts.map(() => slows.map(() => null));
+  const text = fasts.map(() => slows.map(() => ''));
+  for (const r of rows) {
+    const i = fasts.indexOf(r.fast_period), j = slows.indexOf(r.slow_period);
+    z[i][j] = r[metric];
+    text[i][j] = `trades ${r.total_trades} · return ${r.total_return_pct === null ? '—' : r.total_return_pct.toFixed(1) + ' %'}`;
+  }
+  const values = rows.map((r) => r[metric]).filter((v) => v !== null && v !== undefined);
+  const amp = values.length ? Math.max(...values.map(Math.abs)) || 1 : 1;
+  const trace = {
+    type: 'heatmap', x: slows, y: fasts, z, text,
+    colorscale: [[0, '#b91c1c'], [0.25, '#f19a8f'], [0.5, '#f5f5f4'], [0.75, '#86d4a0'], [1, '#15803d']], zmid: 0, zmin: -amp, zmax: amp, xgap: 1, ygap: 1,
+    colorbar: { title: { text: label, side: 'right' }, thickness: 14 },
+    hovertemplate: `fast %{y} · slow %{x}<br>${label} %{z:.3f}<br>%{text}<extra>click for the equity curve</extra>`,
+  };
+  await Plotly.react(el, [trace], layout({
+    xaxis: { title: { text: 'slow period' }, type: 'category' },
+    yaxis: { title: { text: 'fast period' }, type: 'category' },
+  }), CONFIG);
+  if (onPick && !el.__pickBound) {
+    el.__pickBound = true;
+    el.on('plotly_click', (ev) => {
+      const p = ev && ev.points && ev.points[0];
+      if (p && p.z !== null && p.z !== undefined) el.__onPick({ fast: Number(p.y), slow: Number(p.x) });
+    });
+  }
+  el.__onPick = onPick;
+}
+
+/** Lines over time. series: [{name, x: [iso], y: [number|null], dash?, color?}] */
+export async function lineChart(el, series, { title, yTitle, yType } = {}) {
+  const Plotly = await loadPlotly();
+  const traces = series.map((s) => ({
+    type: 'scatter', mode: 'lines', name: s.name, x: s.x, y: s.y, connectgaps: false,
+    line: { width: 1.6, dash: s.dash || 'solid', color: s.color },
+    hovertemplate: `${s.name}: %{y:,.2f}<extra>%{x}</extra>`,
+  }));
+  await Plotly.react(el, traces, layout({
+    title, xaxis: { type: 'date' }, yaxis: { title: { text: yTitle || '' }, type: yType || 'linear', tickformat: ',.0f' },
+    hovermode: 'x unified',
+  }), CONFIG);
+}
+
+/** Candlesticks from [{timestamp, open, high, low, close}]. */
+export async function candleChart(el, bars, { title, markers = [] } = {}) {
+  const Plotly = await loadPlotly();
+  const traces = [{
+    type: 'candlestick', name: 'price',
+    x: bars.map((b) => b.timestamp), open: bars.map((b) => b.open), high: bars.map((b) => b.high),
+    low: bars.map((b) => b.low), close: bars.map((b) => b.close),
+    increasing: { line: { color: '#15803d' } }, decreasing: { line: { color: '#b91c1c' } },
+  }];
+  for (const m of markers) {
+    traces.push({
+      type: 'scatter', mode: 'markers', name: m.name, x: [m.x], y: [m.y],
+      marker: { size: 11, symbol: m.symbol || 'circle', color: m.color || '#2563eb', line: { width: 1, color: '#fff' } },
+      hovertemplate: `${m.name} %{y:,.2f}<extra>%{x}</extra>`,
+    });
+  }
+  await Plotly.react(el, traces, layout({
+    title, showlegend: false,
+    xaxis: { type: 'date', rangeslider: { visible: false } },
+    yaxis: { tickformat: ',.2f' },
+  }), CONFIG);
+}

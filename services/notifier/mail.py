@@ -1,0 +1,247 @@
+"""Email notifications: composing the message and sending it over SMTP (aiosmtplib).
+
+HINDSIGHT_SMTP_URL is `smtp://[user:password@]host[:port][?starttls=auto|required|never&timeout=S&cafile=PATH]`
+or `smtps://...` (TLS from the first byte, port 465). Plain `smtp://` upgrades
+with STARTTLS whenever the server offers it (`auto`); `required` refuses a
+server that does not; credentials are sent with AUTH after the upgrade.
+
+The message has a plain-text and an HTML part: the job, its parameters, its
+top results as a table, and links to them. SMTP 4xx answers and connection
+problems are retried like webhooks; 5xx answers end the delivery as failed.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import html
+import json
+import logging
+import ssl
+import time
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+import aiosmtplib
+
+from services.notifier.attempt import DELIVERED, PERMANENT, RETRYABLE, AttemptResult
+from services.notifier.payloads import callback_payload, event_type
+from services.notifier.signing import EVENT_ID_HEADER, EVENT_TYPE_HEADER
+
+log = logging.getLogger(__name__)
+
+# Columns of the results table: (label, field, format).
+RESULT_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("fast", "fast_period", "{}"),
+    ("slow", "slow_period", "{}"),
+    ("score", "score", "{:.2f}"),
+    ("sharpe", "sharpe_ratio", "{:.2f}"),
+    ("return %", "total_return_pct", "{:.1f}"),
+    ("max DD %", "max_drawdown_pct", "{:.1f}"),
+    ("win %", "win_rate_pct", "{:.1f}"),
+    ("trades", "total_trades", "{}"),
+)
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    """Where and how to send mail."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    # implicit TLS (smtps)
+    use_tls: bool = False
+    # None: STARTTLS when offered; True: required; False: never
+    start_tls: bool | None = None
+    timeout: float = 10.0
+    cafile: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> SmtpConfig | None:
+        """None for an empty URL; ValueError for a malformed one."""
+        if not url:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("HINDSIGHT_SMTP_URL must be smtp://[user:password@]host[:port] or smtps://...")
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        mode = query.get("starttls", "auto").lower()
+        if mode not in ("auto", "required", "never"):
+            raise ValueError("HINDSIGHT_SMTP_URL starttls must be auto, required or never")
+        use_tls = parts.scheme == "smtps"
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (465 if use_tls else 25),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            use_tls=use_tls,
+            start_tls=None if use_tls or mode == "auto" else mode == "required",
+            timeout=float(query.get("timeout", 10)),
+            cafile=query.get("cafile"),
+        )
+
+    def tls_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.cafile)
+
+
+def _fmt(value: Any, pattern: str) -> str:
+    if value is None or value == "":
+        return "-"
+    try:
+        return pattern.format(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """What an email tells about a job (from results; any part may be missing)."""
+
+    job_id: str
+    status: str
+    kind: str = ""
+    parameters: dict[str, Any] | None = None
+    results: list[dict[str, Any]] | None = None
+    sweep_run_id: str = ""
+    ticker: str = ""
+    error_message: str = ""
+    total_results: int = 0
+
+
+def compose(
+    event_id: str,
+    etype: str,
+    payload: dict[str, Any],
+    job: JobSummary,
+    *,
+    to: str,
+    sender: str,
+    public_url: str,
+) -> EmailMessage:
+    """The notification email (text + HTML alternatives)."""
+    base = public_url.rstrip("/")
+    ok = payload.get("status") == "completed"
+    ticker = job.ticker or str(payload.get("ticker", ""))
+    subject = f"[Hindsight] {etype}: {ticker + ' ' if ticker else ''}{job.job_id}"
+    links = [("Job", f"{base}/api/v1/jobs/{quote(job.job_id)}")]
+    if job.sweep_run_id:
+        q = f"?ticker={quote(ticker)}&limit=10" if ticker else "?limit=10"
+        links.append(("Best results", f"{base}/api/v1/sweeps/{quote(job.sweep_run_id)}/best{q}"))
+    links.append(("Deliveries", f"{base}/api/v1/jobs/{quote(job.job_id)}/deliveries"))
+    params = job.parameters or {}
+    rows = job.results or []
+
+    text = [f"Job {job.job_id} {'completed' if ok else 'failed'}.", ""]
+    text.append(f"Event:  {etype} ({event_id})")
+    if ticker:
+        text.append(f"Ticker: {ticker}")
+    if not ok:
+        text.append(f"Error:  {payload.get('error_message') or job.error_message or 'unknown'}")
+    if params:
+        text += ["", "Parameters:"] + [f"  {k}: {json.dumps(v)}" for k, v in params.items()]
+    if rows:
+        text += ["", f"Top {len(rows)} results (of {job.total_results or len(rows)}), by score:"]
+        widths = [max(len(label), *(len(_fmt(r.get(f), p)) for r in rows)) for label, f, p in RESULT_COLUMNS]
+        text.append("  " + "  ".join(label.rjust(w) for (label, _, _), w in zip(RESULT_COLUMNS, widths)))
+        for r in rows:
+            text.append("  " + "  ".join(_fmt(r.get(f), p).rjust(w) for (_, f, p), w in zip(RESULT_COLUMNS, widths)))
+    text += [""] + [f"{name}: {url}" for name, url in links]
+
+    e = html.escape
+    parts = [f"<h2>Job {e(job.job_id)} {'completed' if ok else 'failed'}</h2>", "<p>"]
+    parts.append(f"Event: <code>{e(etype)}</code> ({e(event_id)})<br>")
+    if ticker:
+        parts.append(f"Ticker: <b>{e(ticker)}</b><br>")
+    if not ok:
+        parts.append(f"Error: {e(str(payload.get('error_message') or job.error_message or 'unknown'))}<br>")
+    parts.append("</p>")
+    if params:
+        parts.append("<h3>Parameters</h3><table>")
+        parts += [f"<tr><th align='left'>{e(k)}</th><td>{e(json.dumps(v))}</td></tr>" for k, v in params.items()]
+        parts.append("</table>")
+    if rows:
+        parts.append(f"<h3>Top {len(rows)} results (of {job.total_results or len(rows)}), by score</h3>")
+        parts.append("<table border='1' cellpadding='4' cellspacing='0'><tr>")
+        parts += [f"<th>{e(label)}</th>" for label, _, _ in RESULT_COLUMNS]
+        parts.append("</tr>")
+        for r in rows:
+            cells = "".join(f"<td align='right'>{e(_fmt(r.get(f), p))}</td>" for _, f, p in RESULT_COLUMNS)
+            parts.append(f"<tr>{cells}</tr>")
+        parts.append("</table>")
+    parts.append("<p>" + " | ".join(f"<a href='{e(url)}'>{e(name)}</a>" for name, url in links) + "</p>")
+
+    # Long header lines are allowed up to RFC 5322's 998 characters: a folded Subject reads badly.
+    msg = EmailMessage(policy=email.policy.SMTP.clone(max_line_length=998))
+    msg["Subject"] = subject
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Date"] = formatdate(usegmt=True)
+    # The same id on every attempt and redelivery: mail clients show one message.
+    msg["Message-ID"] = f"<{event_id}@hindsight>"
+    msg[EVENT_ID_HEADER] = event_id
+    msg[EVENT_TYPE_HEADER] = etype
+    msg.set_content("\n".join(text) + "\n")
+    msg.add_alternative("<html><body>\n" + "\n".join(parts) + "\n</body></html>\n", subtype="html")
+    return msg
+
+
+class EmailSender:
+    """Sends notification emails; one SMTP session per message."""
+
+    def __init__(self, config: SmtpConfig | None, sender: str, public_url: str) -> None:
+        self.config = config
+        self.sender = sender
+        self.public_url = public_url
+
+    @property
+    def timeout_seconds(self) -> float:
+        return self.config.timeout if self.config else 10.0
+
+    def message(self, event, job: JobSummary, to: str) -> EmailMessage:
+        return compose(
+            event.event_id, event_type(event), callback_payload(event), job,
+            to=to, sender=self.sender, public_url=self.public_url,
+        )
+
+    async def send(self, message: EmailMessage) -> AttemptResult:
+        """One SMTP transaction; never raises (every failure is an AttemptResult)."""
+        start = time.perf_counter()
+
+        def done(kind: str, code: int | None = None, error: str = "") -> AttemptResult:
+            return AttemptResult(kind, code, error, (time.perf_counter() - start) * 1000)
+
+        c = self.config
+        if c is None:
+            return done(PERMANENT, error="email is not configured (HINDSIGHT_SMTP_URL is empty)")
+        # Flattened here (CRLF, long header lines kept whole) rather than by aiosmtplib, which folds at 78.
+        raw = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+        try:
+            await aiosmtplib.send(
+                raw,
+                sender=parseaddr(str(message["From"]))[1],
+                recipients=[str(message["To"])],
+                hostname=c.host,
+                port=c.port,
+                username=c.username,
+                password=c.password,
+                use_tls=c.use_tls,
+                start_tls=c.start_tls,
+                tls_context=c.tls_context() if (c.use_tls or c.start_tls is not False) else None,
+                timeout=c.timeout,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            refused = exc.recipients[0] if exc.recipients else None
+            code = refused.code if refused is not None else 550
+            return done(RETRYABLE if 400 <= code < 500 else PERMANENT, code, f"recipient refused: {code} {getattr(refused, 'message', '')}")
+        except aiosmtplib.SMTPResponseException as exc:
+            kind = RETRYABLE if 400 <= exc.code < 500 else PERMANENT
+            return done(kind, exc.code, f"SMTP {exc.code}: {exc.message}")
+        except (aiosmtplib.SMTPTimeoutError, TimeoutError):
+            return done(RETRYABLE, error=f"SMTP timed out after {c.timeout:g}s")
+        except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+            return done(RETRYABLE, error=f"{type(exc).__name__}: {exc}")
+        return done(DELIVERED, 250)

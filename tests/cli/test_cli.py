@@ -1,0 +1,189 @@
+"""The `hindsight` CLI against a live standalone stack (credentials required, so the key
+from the environment and from --api-key is exercised): --json outputs checked against
+the API, exit codes, and the live progress bars captured once through a pseudo-terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.stacks import DEV_KEY, ROOT, Stack, start_standalone
+
+pytestmark = pytest.mark.timeout(120)
+LAUNCHER = ROOT / ".venv" / "bin" / "hindsight"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = start_standalone(tmp_path_factory.mktemp("cli-data"), tmp_path_factory.mktemp("cli-logs"),
+                         {"HINDSIGHT_REQUIRE_AUTH": "1"})
+    yield s
+    s.stop(signal.SIGINT)
+
+
+def command() -> list[str]:
+    """The installed command when `make build` made it, else the same module run directly."""
+    return [str(LAUNCHER)] if LAUNCHER.exists() else [sys.executable, "-m", "cli"]
+
+
+def env_for(stack: Stack, **extra: str) -> dict[str, str]:
+    env = dict(os.environ, HINDSIGHT_URL=stack.base_url, HINDSIGHT_API_KEY=DEV_KEY, COLUMNS="100")
+    env.update(extra)
+    return env
+
+
+def run(stack: Stack, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*command(), *args], capture_output=True, text=True, timeout=90, cwd="/", check=False,
+                          env=env if env is not None else env_for(stack))
+
+
+def run_json(stack: Stack, *args: str) -> dict:
+    r = run(stack, "--json", *args)
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    return json.loads(r.stdout)
+
+
+def in_pty(stack: Stack, *args: str) -> tuple[int, str]:
+    """Run the command with a pseudo-terminal as stdout (and stderr); (exit code, output)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([*command(), *args], stdout=slave, stderr=slave, stdin=subprocess.DEVNULL,
+                            env=env_for(stack), cwd="/", close_fds=True)
+    os.close(slave)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    return proc.wait(30), b"".join(chunks).decode(errors="replace")
+
+
+def test_the_command_is_installed() -> None:
+    assert LAUNCHER.exists(), "run `make build`: it installs the hindsight command into .venv/bin"
+    r = subprocess.run([str(LAUNCHER), "--help"], capture_output=True, text=True, timeout=30, cwd="/", check=False)
+    assert r.returncode == 0 and "exit codes:" in r.stdout and "sweep" in r.stdout
+
+
+def test_sweep_json_matches_the_api(stack: Stack) -> None:
+    out = run_json(stack, "sweep", "DEMO-DAILY", "--strategy", "SMA", "--fast", "10:20", "--slow", "20:30",
+                   "--step", "5", "--limit", "50")
+    assert out["job"]["parameters"]["combinations"] == 8
+    assert out["result"]["done"] is True and out["result"]["status"] == "completed"
+    run_id = out["result"]["sweep_run_id"]
+    with httpx.Client(base_url=stack.base_url, headers={"X-API-Key": DEV_KEY}) as c:
+        best = c.get(f"/api/v1/sweeps/{run_id}/best", params={"ticker": "DEMO-DAILY", "limit": 50}).json()
+    assert out["best"]["results"] == best["results"]
+    scores = [r["score"] for r in out["best"]["results"]]
+    assert scores == sorted(scores, reverse=True)
+
+    # Without --json on a pipe: no progress bar, just the table on stdout.
+    r = run(stack, "sweep", "DEMO-DAILY", "--fast", "10:20", "--slow", "20:30", "--step", "5")
+    assert r.returncode == 0, r.stderr
+    assert "\r" not in r.stdout and "[#" not in r.stdout
+    lines = r.stdout.splitlines()
+    assert lines[1].split()[:3] == ["fast", "slow", "score"]
+    assert len(lines) == 3 + best["total_results"]
+
+
+def test_progress_bars_through_a_terminal(stack: Stack, tmp_path: Path) -> None:
+    code, text = in_pty(stack, "sweep", "DEMO-MINUTE", "--fast", "5:60", "--slow", "61:200", "--step", "1", "--limit", "3")
+    assert code == 0, text
+    redraws = [part for part in text.split("\r") if part.startswith("[")]
+    assert len(redraws) >= 2, text  # redrawn in place as SSE events arrive
+    assert any("100.0 %" in part for part in redraws), text
+    assert "fast  slow  score" in text and "Best 3 of" in text
+
+    csv = tmp_path / "big.csv"
+    with csv.open("w") as fh:
+        fh.write("timestamp,open,high,low,close,volume\n")
+        for i in range(60_000):  # ~2.5 MB: the upload bar moves several times
+            fh.write(f"{_ts(i)},{100 + i % 7},{101 + i % 7},{99 + i % 7},{100.5 + i % 7},1\n")
+    code, text = in_pty(stack, "datasets", "import", str(csv), "--ticker", "CLI-BIG", "--interval", "1m")
+    assert code == 0, text
+    assert "upload [" in text and "100.0 %" in text
+    assert "imported CLI-BIG 1m: 60,000 bars" in text
+
+
+def _ts(minute: int) -> str:
+    """Minute `minute` after 2020-01-01 00:00 (months of 28 days are enough here)."""
+    day, rest = divmod(minute, 1440)
+    return f"2020-{1 + day // 28:02d}-{1 + day % 28:02d}T{rest // 60:02d}:{rest % 60:02d}:00"
+
+
+def test_runs_jobs_datasets_and_backtest_json(stack: Stack, tmp_path: Path) -> None:
+    csv = tmp_path / "d.csv"
+    csv.write_text("timestamp,open,high,low,close,volume\n" + "".join(
+        f"2022-{1 + i // 28:02d}-{1 + i % 28:02d},{50 + i % 9},{51 + i % 9},{49 + i % 9},{50.5 + i % 9},10\n"
+        for i in range(300)))
+    ds = run_json(stack, "datasets", "import", str(csv), "--ticker", "CLI-T", "--interval", "1d")
+    assert ds["ticker"] == "CLI-T" and ds["bars"] == 300 and ds["version"] == 1
+    listed = run_json(stack, "datasets")
+    assert ds["dataset_id"] in {d["dataset_id"] for d in listed["datasets"]}
+
+    bt = run_json(stack, "backtest", "DEMO-DAILY", "--strategy", "sma_crossover", "-p", "fast_period=10",
+                  "-p", "slow_period=30")
+    assert bt["kind"] == "backtest" and bt["parameters"] == {"fast_period": 10, "slow_period": 30}
+    assert bt["metrics"]["total_trades"] == len(bt["trades"]) > 0
+    shown = run_json(stack, "runs", "show", str(bt["id"]))
+    assert shown["id"] == bt["id"] and shown["metrics"] == bt["metrics"]
+    replay = run_json(stack, "runs", "replay", str(bt["id"]), "-p", "fast_period=12")
+    assert replay["replay_of"] == bt["id"] and replay["parameters"]["fast_period"] == 12
+    cmp = run_json(stack, "runs", "compare", str(bt["id"]), str(replay["id"]))
+    assert cmp["ids"] == [bt["id"], replay["id"]] and cmp["parameters"]["fast_period"] == [10, 12]
+
+    runs = run_json(stack, "runs", "--kind", "backtest", "--limit", "1")
+    assert runs["total"] >= 2 and len(runs["runs"]) == 1 and runs["runs"][0]["id"] == replay["id"]
+    jobs = run_json(stack, "jobs", "--status", "completed")
+    assert jobs["jobs"] and all(j["status"] == "completed" for j in jobs["jobs"])
+    job = run_json(stack, "jobs", "show", jobs["jobs"][0]["job_id"])
+    assert job["job_id"] == jobs["jobs"][0]["job_id"]
+    watched = run_json(stack, "jobs", "watch", job["job_id"])
+    assert watched["done"] is True
+
+    # Cancelling an ended job is refused (409) with exit code 4 and the API's error as JSON on stderr.
+    r = run(stack, "--json", "jobs", "cancel", job["job_id"])
+    assert r.returncode == 4 and r.stdout == ""
+    assert json.loads(r.stderr)["error"]["code"] == "conflict"
+
+
+def test_exit_codes(stack: Stack) -> None:
+    failed = run(stack, "--json", "sweep", "BTC-USD", "--fast", "10:20", "--slow", "20:30")
+    assert failed.returncode == 1
+    assert json.loads(failed.stdout)["result"]["message"] == "Insufficient historical data for ticker BTC-USD"
+
+    usage = run(stack, "sweep", "DEMO-DAILY", "--fast", "ten", "--slow", "20:30")
+    assert usage.returncode == 2 and "MIN:MAX" in usage.stderr
+
+    refused = run(stack, "sweep", "DEMO-DAILY", "--fast", "30:40", "--slow", "20:30")
+    assert refused.returncode == 4
+    assert "invalid sweep parameters" in refused.stderr and "fast_range" in refused.stderr
+
+    no_key = run(stack, "jobs", env=env_for(stack, HINDSIGHT_API_KEY=""))
+    assert no_key.returncode == 5 and "credentials required" in no_key.stderr
+    wrong = run(stack, "--api-key", "wrong-key", "jobs")
+    assert wrong.returncode == 5
+    flag_key = run(stack, "--api-key", DEV_KEY, "jobs", env=env_for(stack, HINDSIGHT_API_KEY=""))
+    assert flag_key.returncode == 0
+
+    unreachable = run(stack, "--url", "http://127.0.0.1:9", "jobs")
+    assert unreachable.returncode == 3 and "cannot reach" in unreachable.stderr

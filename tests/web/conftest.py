@@ -1,0 +1,96 @@
+"""Fixtures of the browser tests: a real standalone stack (credentials required, so the
+login page is exercised) and headless Debian Chromium driven by Playwright, with every
+request the pages make recorded."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.stacks import ROOT, Stack, start_standalone
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = ROOT / "test-output" / "screenshots"
+VIEWPORT = {"width": 1366, "height": 768}  # laptop width
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="package")
+def web_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = start_standalone(
+        tmp_path_factory.mktemp("web-data"), tmp_path_factory.mktemp("web-logs"), {"HINDSIGHT_REQUIRE_AUTH": "1"}
+    )
+    yield stack
+    stack.stop(signal.SIGINT)
+
+
+@dataclass
+class Browser:
+    """A browser context on a fresh profile, its page, and every URL it requested."""
+
+    context: object
+    page: object
+    base_url: str
+    requests: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def goto(self, path: str) -> None:
+        self.page.goto(self.base_url + path)
+
+    def shot(self, name: str) -> Path:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{name}.png"
+        self.page.evaluate("() => window.scrollTo(0, 0)")  # the sticky header stays on top
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+    def foreign_requests(self) -> list[str]:
+        """Requests to anywhere but the gateway (data: and blob: URLs stay in the page)."""
+        origin = urlsplit(self.base_url)
+        out = []
+        for url in self.requests:
+            parts = urlsplit(url)
+            if parts.scheme in ("data", "blob"):
+                continue
+            if (parts.scheme, parts.netloc) != (origin.scheme, origin.netloc):
+                out.append(url)
+        return out
+
+
+@pytest.fixture(scope="package")
+def browser(web_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is missing at /usr/bin/chromium: run `make build` as root "
+                    "(it runs apt-get install chromium) or install it yourself")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport=VIEWPORT,
+        )
+        context.set_default_timeout(20_000)
+        page = context.pages[0] if context.pages else context.new_page()
+        b = Browser(context, page, web_stack.base_url)
+        context.on("request", lambda req: b.requests.append(req.url))
+        page.on("pageerror", lambda exc: b.errors.append(f"pageerror: {exc}"))
+        page.on("console", lambda msg: b.errors.append(f"console: {msg.text}") if msg.type == "error" else None)
+        yield b
+        context.close()

@@ -1,0 +1,277 @@
+"""The dashboard end to end in headless Chromium against a real standalone stack:
+log in, run a sweep from the form and watch it reach 100 %, read the heatmap and the
+results table, open a combination's equity curve, run a day-by-day backtest and open
+a day from the P&L calendar, use the runs, jobs and datasets pages, and check that no
+page ever asks anything of anyone but the gateway. Screenshots go to
+test-output/screenshots/. The tests share one browser page and run in file order."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import date, timedelta
+
+import httpx
+import pytest
+
+from tests.stacks import DEV_KEY
+from tests.web.conftest import SCREENSHOTS, VIEWPORT, Browser
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def api(browser: Browser) -> httpx.Client:
+    return httpx.Client(base_url=browser.base_url, headers={"X-API-Key": DEV_KEY}, timeout=30)
+
+
+def wait_progress_done(page, bar: str) -> None:
+    page.wait_for_selector(f'{bar} [role=progressbar][aria-valuenow="100"]', timeout=60_000)
+    assert page.inner_text(f"{bar} .label").strip() == "100 %"
+
+
+def numbers(texts: list[str]) -> list[float]:
+    return [float(t.replace(",", "")) for t in texts if t.strip() not in ("—", "")]
+
+
+def test_login_page_guards_the_dashboard(browser: Browser) -> None:
+    page = browser.page
+    browser.goto("/")  # a browser at / is sent to the dashboard, which asks for a key
+    page.wait_for_url(re.compile(r"/ui/login\?next="))
+    page.fill("#api-key", "not-a-key")
+    page.click("#login-submit")
+    assert "invalid API key" in page.inner_text("#login-form .error-box")
+    page.fill("#api-key", DEV_KEY)
+    page.click("#login-submit")
+    page.wait_for_url(re.compile(r"/ui/$"))
+    page.wait_for_selector("#sweep-form")
+    assert "tenant dev" in page.inner_text("#session")
+    browser.shot("login-then-sweeps")
+
+
+def test_sweep_form_shows_api_errors(browser: Browser) -> None:
+    page = browser.page
+    page.wait_for_selector("#sweep-ticker option[value=DEMO-DAILY]", state="attached")
+    page.fill("input[name=fast_min]", "22")  # fast min above slow min: the API refuses it
+    page.fill("input[name=fast_max]", "24")
+    page.click("#sweep-start")
+    box = page.wait_for_selector("#sweep-form-msg .error-box")
+    assert "invalid sweep parameters" in box.inner_text()
+    assert "Fast range min must be less than slow range min" in box.inner_text()
+    page.fill("input[name=fast_min]", "10")
+    page.fill("input[name=fast_max]", "20")
+
+
+def test_sweep_from_the_form(browser: Browser) -> None:
+    page = browser.page
+    page.select_option("#sweep-ticker", "DEMO-DAILY")
+    page.select_option("#sweep-strategy", "SMA")
+    for name, value in {"fast_min": "10", "fast_max": "20", "slow_min": "20", "slow_max": "30", "step": "5",
+                        "min_trades": "10"}.items():
+        page.fill(f"input[name={name}]", value)
+    assert page.inner_text("#sweep-combos").startswith("8 combinations")
+    page.click("#sweep-start")
+    wait_progress_done(page, "#sweep-progress")
+    job_id = page.inner_text("#sweep-job-id")
+    assert f"job={job_id}" in page.url
+
+    page.wait_for_selector("#sweep-heatmap .main-svg")
+    page.wait_for_selector("#sweep-table tbody tr")
+    with api(browser) as c:
+        run_id = c.get(f"/api/v1/jobs/{job_id}").json()["sweep_run_id"]
+        best = c.get(f"/api/v1/sweeps/{run_id}/best", params={"limit": 1000}).json()
+    rows = page.query_selector_all("#sweep-table tbody tr")
+    assert len(rows) == best["returned"] > 0
+    # The heatmap holds every combination of the results at its (fast, slow) cell.
+    z = page.evaluate("() => document.getElementById('sweep-heatmap').data[0].z")
+    assert sum(v is not None for r in z for v in r) == best["returned"]
+
+    # Sorted by score, descending; a click on a header sorts by that column, again reverses it.
+    def col(key: str) -> list[str]:
+        return page.eval_on_selector_all(
+            f"#sweep-table tbody tr td:nth-child({list_index(page, key)})", "tds => tds.map(t => t.textContent)")
+
+    scores = numbers(col("score"))
+    assert scores == sorted(scores, reverse=True)
+    page.click("#sweep-table th[data-key=sharpe_ratio]")
+    sharpe = numbers(col("sharpe_ratio"))
+    assert sharpe == sorted(sharpe, reverse=True)
+    page.click("#sweep-table th[data-key=sharpe_ratio]")
+    assert numbers(col("sharpe_ratio")) == sorted(sharpe)
+
+    # A click on a heatmap cell opens that combination's equity curve against buy-and-hold.
+    top = best["results"][0]
+    x, y = page.evaluate(
+        """([fast, slow]) => {
+             const gd = document.getElementById('sweep-heatmap');
+             const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
+             // Category axes: a cell's linear position is its index among the categories.
+             const i = gd.data[0].x.indexOf(slow), j = gd.data[0].y.indexOf(fast);
+             return [r.left + xa._offset + xa.l2p(i), r.top + ya._offset + ya.l2p(j)];
+           }""",
+        [top["fast_period"], top["slow_period"]],
+    )
+    page.mouse.click(x, y)
+    page.wait_for_selector("#sweep-equity-chart .main-svg", timeout=30_000)
+    card = page.inner_text("#sweep-equity")
+    assert f"SMA {top['fast_period']}/{top['slow_period']} on DEMO-DAILY" in card and "Saved as run" in card
+    names = page.evaluate("() => document.getElementById('sweep-equity-chart').data.map(t => t.name)")
+    assert names == [f"SMA {top['fast_period']}/{top['slow_period']}", "buy and hold"]
+    browser.shot("sweeps-results")
+
+
+def list_index(page, key: str) -> int:
+    keys = page.eval_on_selector_all("#sweep-table thead th", "ths => ths.map(t => t.dataset.key)")
+    return keys.index(key) + 1
+
+
+def test_day_by_day_backtest_and_a_day(browser: Browser) -> None:
+    page = browser.page
+    page.click("nav a[data-section=days]")
+    page.wait_for_selector("#days-form")
+    page.wait_for_selector("#strategy-new[open]")  # no strategy yet: the example is offered
+    page.click("#strategy-create")
+    page.wait_for_selector("#strategy-new .ok-box")
+    assert page.input_value("#days-start") == "2024-01-01" and page.input_value("#days-end") == "2024-02-23"
+    page.click("#days-run")
+    wait_progress_done(page, "#days-progress")
+    page.wait_for_selector("#days-summary")  # the metadata after the end
+    job_id = page.inner_text("#days-job-id")
+    strategy_id = page.input_value("#days-strategy")
+    with api(browser) as c:
+        meta = c.get(f"/api/v1/backtest/metadata/dashboard/{strategy_id}").json()
+    assert meta["job_id"] == job_id and meta["status"] == "completed"
+    # The day counter is fed by the stream's day_completed events as the days finish.
+    assert page.inner_text("#days-count") == f"{meta['total_days']} / {meta['total_days']} days"
+    traded = [d for d in meta["daily_summaries"] if d["positions"] > 0 and d["pnl"] != 0]
+    cells = page.query_selector_all("#pnl-calendar .day.traded")
+    assert len(cells) == len(traded) > 0
+    # Coloured by sign: green for a profit, red for a loss.
+    for d in traded[:10]:
+        iso = f"{d['date'][6:]}-{d['date'][3:5]}-{d['date'][:2]}"
+        bg = page.get_attribute(f'#pnl-calendar .day[data-date="{iso}"]', "style") or ""
+        assert ("22, 163, 74" in bg) if d["pnl"] > 0 else ("220, 38, 38" in bg), (d, bg)
+    browser.shot("days-calendar")
+
+    day = traded[0]
+    iso = f"{day['date'][6:]}-{day['date'][3:5]}-{day['date'][:2]}"
+    page.click(f'#pnl-calendar .day[data-date="{iso}"]')
+    page.wait_for_selector("#day-positions .position")
+    assert len(page.query_selector_all("#day-positions .position")) == day["positions"]
+    first = page.query_selector("#day-positions .position")
+    headers = first.eval_on_selector_all("table.conditions thead th", "ths => ths.map(t => t.textContent)")
+    assert headers[:7] == ["Condition", "LHS", "LHS value", "Op", "RHS", "RHS value", "Result"]
+    entry_result = first.eval_on_selector("table.conditions tbody td:last-child span", "s => s.textContent")
+    assert entry_result == "true"  # the entry fired, so its conditions held
+    assert first.query_selector("table.candles tbody tr") is not None
+    page.wait_for_selector("#day-chart .main-svg")
+    browser.shot("days-day-detail")
+
+
+def test_runs_table_detail_replay_and_compare(browser: Browser) -> None:
+    page = browser.page
+    page.click("nav a[data-section=runs]")
+    page.wait_for_selector("#runs-table tbody tr td a")
+    kinds = page.eval_on_selector_all("#runs-table tbody tr td:nth-child(3)", "tds => tds.map(t => t.textContent)")
+    assert {"backtest", "sweep", "day_by_day"} <= set(kinds)
+    page.select_option("#runs-filters select[name=kind]", "backtest")
+    page.click("#runs-filters button[type=submit]")
+    page.wait_for_function("() => [...document.querySelectorAll('#runs-table tbody tr td:nth-child(3)')].every(t => t.textContent === 'backtest')")
+    assert "kind=backtest" in page.url
+    assert re.match(r"1 run", page.inner_text("#runs-total"))
+    browser.shot("runs")
+    first_id = page.inner_text("#runs-table tbody tr td:nth-child(2) a").lstrip("#")
+    page.click("#runs-table tbody tr td:nth-child(2) a")
+    page.wait_for_selector("#run-equity-chart .main-svg")
+    assert page.inner_text("#run-title").startswith(f"Run #{first_id}: sma_crossover on DEMO-DAILY")
+    browser.shot("run-detail")
+
+    page.fill("#replay-parameters", '{"fast_period": 12}')
+    page.click("#replay-run")
+    page.wait_for_url(re.compile(rf"/ui/runs/(?!{first_id}$)\d+$"))
+    page.wait_for_selector("#run-equity-chart .main-svg")
+    assert f"replay of #{first_id}" in page.inner_text("main")
+    replay_id = page.url.rsplit("/", 1)[1]
+    assert "12" in page.inner_text("dl.kv")
+
+    # Paging: one run a page, newest first.
+    browser.goto("/ui/runs?kind=backtest&limit=1")
+    page.wait_for_selector(f'#runs-table input[data-run="{replay_id}"]')
+    assert page.inner_text("#runs-range") == "1–1 of 2" and page.is_disabled("#runs-prev")
+    page.check(f'#runs-table input[data-run="{replay_id}"]')
+    page.click("#runs-next")
+    page.wait_for_selector(f'#runs-table input[data-run="{first_id}"]')
+    assert page.inner_text("#runs-range") == "2–2 of 2" and page.is_disabled("#runs-next")
+    assert "offset=1" in page.url
+    page.check(f'#runs-table input[data-run="{first_id}"]')  # the selection survives paging
+    page.click("#runs-compare")
+    page.wait_for_selector("#compare-chart .main-svg")
+    series = page.evaluate("() => document.getElementById('compare-chart').data.length")
+    assert series == 2
+    assert "fast_period" in page.inner_text("#compare-table")
+    browser.shot("runs-compare")
+
+
+def test_jobs_list_and_cancel(browser: Browser) -> None:
+    page = browser.page
+    heavy = {"ticker": "DEMO-MINUTE", "fast_range": [2, 100], "slow_range": [101, 500], "step": 1, "min_trades": 10}
+    with api(browser) as c:
+        ids = [c.post("/api/v1/strategy/sweep", json=heavy).json()["job_id"] for _ in range(3)]
+        try:
+            browser.goto("/ui/jobs")
+            page.wait_for_selector(f'#jobs-table button[data-cancel="{ids[-1]}"]')
+            page.click(f'#jobs-table button[data-cancel="{ids[-1]}"]')
+            page.wait_for_function(
+                """(id) => [...document.querySelectorAll('#jobs-table tbody tr')]
+                     .some(tr => tr.textContent.includes(id) && tr.querySelector('.badge.cancelled'))""",
+                arg=ids[-1])
+            assert c.get(f"/api/v1/jobs/{ids[-1]}").json()["status"] == "cancelled"
+            assert page.query_selector_all("#jobs-table .badge.completed")  # the earlier sweep and backtest
+            browser.shot("jobs")
+        finally:
+            for job_id in ids:
+                c.delete(f"/api/v1/jobs/{job_id}")
+
+
+def test_datasets_upload_and_chart(browser: Browser) -> None:
+    page = browser.page
+    page.click("nav a[data-section=datasets]")
+    page.wait_for_selector("#datasets-table tbody tr td strong")
+    lines = ["timestamp,open,high,low,close,volume"]
+    for i in range(400):
+        p = round(50 + 8 * math.sin(i / 25) + i * 0.04, 4)
+        lines.append(f"{date(2021, 1, 1) + timedelta(days=i)},{p},{p + 1},{p - 1},{p + 0.5},100")
+    csv = ("\n".join(lines) + "\n").encode()
+    page.set_input_files("#upload-file", files=[{"name": "web.csv", "mimeType": "text/csv", "buffer": csv}])
+    page.fill("#upload-ticker", "WEB-TEST")
+    page.select_option("#upload-interval", "1d")
+    page.click("#upload-submit")
+    ok = page.wait_for_selector("#upload-msg .ok-box")
+    assert "Imported WEB-TEST 1d" in ok.inner_text()
+    page.wait_for_selector('#upload-progress [aria-valuenow="100"]', state="attached")
+    page.wait_for_selector("#dataset-chart .main-svg")
+    assert "WEB-TEST" in page.inner_text("#datasets-table")
+    browser.shot("datasets")
+
+    # A bad file: the API's message, readable, with the field it is about.
+    page.set_input_files("#upload-file", files=[{"name": "bad.csv", "mimeType": "text/csv", "buffer": b"when,price\nx,1\n"}])
+    page.click("#upload-submit")
+    err = page.wait_for_selector("#upload-msg .error-box")
+    assert err.inner_text().strip() and "{" not in err.inner_text()
+
+
+@pytest.mark.parametrize("path", ["/ui/sweeps", "/ui/days", "/ui/runs", "/ui/jobs", "/ui/datasets"])
+def test_pages_fit_a_laptop_screen(browser: Browser, path: str) -> None:
+    page = browser.page
+    browser.goto(path)
+    page.wait_for_load_state("networkidle")
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= VIEWPORT["width"], f"{path} is {width}px wide"
+
+
+def test_no_page_talks_to_anyone_but_the_gateway(browser: Browser) -> None:
+    assert any(u.endswith("/ui/vendor/plotly.min.js") for u in browser.requests)
+    assert any("/api/v1/jobs/" in u and u.endswith("/stream") for u in browser.requests)
+    assert browser.foreign_requests() == []
+    crashes = [e for e in browser.errors if e.startswith("pageerror") or "Content Security Policy" in e]
+    assert crashes == []
+    assert sorted(p.name for p in SCREENSHOTS.glob("*.png")) >= ["datasets.png"]
