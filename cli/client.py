@@ -17,6 +17,7 @@ EXIT_UNREACHABLE = 3  # the API did not answer, or answered 5xx (a server-side p
 EXIT_REFUSED = 4  # the API refused the request (4xx: invalid input, not found, conflict)
 EXIT_AUTH = 5  # credentials missing or wrong (401/403)
 EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_BROKEN_PIPE = 141  # stdout closed early (piped into `head`): what a shell reports for SIGPIPE
 
 # Reconnects of an SSE stream that dropped before the job ended (resumed with Last-Event-ID).
 STREAM_RETRIES = 5
@@ -44,7 +45,13 @@ def _error_of(resp: httpx.Response) -> CliError:
         problems = (err.get("details") or {}).get("errors") or []
         details = [f"{p.get('field', '')}: {p.get('message', '')}".strip(": ") for p in problems if isinstance(p, dict)]
     else:
-        message = f"HTTP {resp.status_code}: {resp.text[:200].strip()}"
+        # Not the API's error model: a proxy, or --url pointing at some other server.
+        html = "html" in resp.headers.get("content-type", "")
+        text = "" if html else " ".join(resp.text[:200].split())
+        url = resp.request.url.copy_with(query=None)
+        message = f"{resp.request.method} {url} answered without an API error" + (f": {text}" if text else "")
+        if resp.status_code == 404:
+            message += "; is --url / HINDSIGHT_URL the Hindsight API?"
         details = []
     if resp.status_code in (401, 403):
         code = EXIT_AUTH

@@ -13,9 +13,10 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from cli.client import (
+    EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
     EXIT_JOB_FAILED,
     EXIT_OK,
@@ -37,6 +38,8 @@ exit codes:
   4    the API refused the request (4xx: invalid parameters, not found, conflict)
   5    authentication failed (401/403): check --api-key / HINDSIGHT_API_KEY
   130  interrupted (Ctrl-C)
+  141  stdout was closed early (e.g. piped into head), as for any command stopped by SIGPIPE
+with --json, errors are a JSON object on stderr: {"error": {"code", "message", "details"}, "exit_code": N}
 """
 
 BEST_COLUMNS = [
@@ -88,6 +91,28 @@ DATASET_COLUMNS = [
 
 class UsageError(Exception):
     """A command-line value that cannot be used (exit 2)."""
+
+
+def print_error(json_mode: bool, code: str, message: str, exit_code: int, details: dict[str, Any] | None = None) -> None:
+    """An error on stderr: a line for a person, or with --json the API's error shape and the exit code."""
+    if json_mode:
+        json.dump({"error": {"code": code, "message": message, "details": details or {}}, "exit_code": exit_code},
+                  sys.stderr)
+        sys.stderr.write("\n")
+    else:
+        print(f"hindsight: {message}", file=sys.stderr)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are JSON on stderr when --json is on the command line."""
+
+    json_errors = False  # set by main() from the raw arguments, before parsing
+
+    def error(self, message: str) -> NoReturn:
+        if Parser.json_errors:
+            print_error(True, "usage", f"{self.prog}: {message}", EXIT_USAGE, {"usage": self.format_usage().strip()})
+            sys.exit(EXIT_USAGE)
+        super().error(message)
 
 
 # ---------------------------------------------------------------- argument types
@@ -374,7 +399,7 @@ def cmd_datasets(api: Api, out: Output, args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--url", default=argparse.SUPPRESS,
                         help=f"API base URL (env HINDSIGHT_URL, default {DEFAULT_URL})")
     common.add_argument("--api-key", default=argparse.SUPPRESS,
@@ -382,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="print the API's JSON on stdout and nothing else")
 
-    p = argparse.ArgumentParser(
+    p = Parser(  # its subcommands' parsers are Parsers too (argparse makes them of the parent's class)
         prog="hindsight", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Hindsight from the terminal: sweeps, backtests, saved runs, jobs and datasets.",
         epilog=EXIT_CODES)
@@ -484,18 +509,27 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    raw = sys.argv[1:] if argv is None else list(argv)
+    Parser.json_errors = "--json" in raw
     parser = build_parser()
-    args = parser.parse_args(argv)  # exits 2 on a usage error
+    args = parser.parse_args(raw)  # exits 2 on a usage error
     json_mode = bool(getattr(args, "json", False))
     url = getattr(args, "url", None) or os.environ.get("HINDSIGHT_URL") or DEFAULT_URL
     key = getattr(args, "api_key", None) or os.environ.get("HINDSIGHT_API_KEY") or None
     out = Output(json_mode)
     api = Api(url, key)
     try:
-        return COMMANDS[args.command](api, out, args)
+        code = COMMANDS[args.command](api, out, args)
+        sys.stdout.flush()  # a reader that went away shows here, not as a traceback at exit
+        return code
     except UsageError as exc:
-        print(f"hindsight: {exc}", file=sys.stderr)
+        print_error(json_mode, "usage", str(exc), EXIT_USAGE)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # `hindsight --json runs | head -1`: stop quietly, as a command stopped by SIGPIPE does.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except CliError as exc:
         if json_mode:
             error = exc.body.get("error") if isinstance(exc.body, dict) else None
@@ -508,7 +542,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  - {line}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
+        if json_mode:
+            print_error(True, "interrupted", "interrupted", EXIT_INTERRUPTED)
+        else:
+            print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         api.close()

@@ -18,10 +18,13 @@ INTERVAL_ALIASES = {"60m": "1h", "240m": "4h", "24h": "1d"}
 DIRECTIONS = ("long", "short", "both")
 FILLS = ("next_open", "close")
 PERIOD_MAX = 5000
-# Limits of a synchronous backtest (bars of the dataset in the date range, trades made);
+# Limits of a synchronous backtest (bars backtested, at the requested interval; trades made);
 # larger ones are refused (HTTP 413) in favour of a job. Measured: 1,000,000 one-minute bars
 # backtest in 0.14 s (SMA 10/30) to 0.2 s (MACD) on one core; 10,000 trades are ~3 MB of JSON.
+# Resampling a coarser interval reads the dataset's bars in the date range: at most
+# MAX_SYNC_SOURCE_BARS of them (10,000,000 one-minute bars resample in ~0.6 s).
 MAX_SYNC_BARS = 1_000_000
+MAX_SYNC_SOURCE_BARS = 10_000_000
 MAX_SYNC_TRADES = 10_000
 
 

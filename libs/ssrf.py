@@ -155,9 +155,10 @@ class AddressPolicy:
         addr = ipaddress.ip_address(ip) if isinstance(ip, str) else ip
         why = self.refusal(addr)
         if why is not None:
+            article = "an" if why[0] in "aeiou" else "a"
             if host and literal_ip(host) is None:
-                raise UnsafeUrl(f"webhook address refused: {host} resolves to {addr}, a {why}")
-            raise UnsafeUrl(f"webhook address refused: {addr} is a {why}")
+                raise UnsafeUrl(f"webhook address refused: {host} resolves to {addr}, {article} {why}")
+            raise UnsafeUrl(f"webhook address refused: {addr} is {article} {why}")
 
 
 @lru_cache(maxsize=32)

@@ -46,7 +46,9 @@ from opentelemetry import propagate, trace
 
 log = logging.getLogger(__name__)
 
-_STD_ATTRS = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime", "taskName"}
+# Record attributes that are not fields of the line (uvicorn adds `color_message`, the
+# message again with terminal colour codes).
+_STD_ATTRS = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime", "taskName", "color_message"}
 # Fields bound to the current unit of work (a consumed message, an RPC about a job), shown in every log line.
 _log_fields: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
     "hindsight_log_fields", default=MappingProxyType({})

@@ -49,7 +49,7 @@ from libs.backtest_spec import INTERVAL_MINUTES
 from services.engine import indicators
 from services.engine._core.backtest_kernel import wilder_rsi
 from services.engine.bars import NS_PER_DAY, Bars
-from services.engine.sweep import DAYS_PER_MONTH, format_duration, run_sweep
+from services.engine.sweep import check_bars, combo_metrics, finite, run_sweep
 
 NS_PER_MINUTE = 60 * 1_000_000_000
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -339,30 +339,11 @@ def simulate(
 # ------------------------------------------------------------------ metrics
 
 
-def _finite(x: float | None) -> float | None:
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def day_ends(bars: Bars) -> np.ndarray:
-    """True at the last bar of each local day (where daily returns are taken)."""
-    day = bars.day_index()
-    end = np.ones(day.shape[0], dtype=bool)
-    if day.shape[0] > 1:
-        end[:-1] = day[1:] != day[:-1]
-    return end
-
-
 def curve_metrics(bars: Bars, equity: np.ndarray, trades: list[Trade], cash0: float) -> dict[str, Any]:
     """The sweep's metrics (see ``services/engine/sweep.py``) from a per-bar equity
     curve and its trades, accumulated in the kernel's order."""
-    P = float(bars.periods_per_year)
-    sqrt_p = math.sqrt(P)
-    span_days = float(bars.ts[-1] - bars.ts[0]) / NS_PER_DAY
     ndays, mean, m2, dsq, prev = 0, 0.0, 0.0, 0.0, cash0
-    for e in equity[day_ends(bars)].tolist():
+    for e in equity[bars.day_ends()].tolist():
         r = e / prev - 1.0
         prev = e
         ndays += 1
@@ -382,38 +363,21 @@ def curve_metrics(bars: Bars, equity: np.ndarray, trades: list[Trade], cash0: fl
         elif t.pnl < 0.0:
             gl += t.pnl
         dur += t.exit_ts - t.entry_ts
-    growth = float(equity[-1]) / cash0
-
-    sharpe = None
-    if ndays >= 2 and m2 > 0.0:
-        sharpe = _finite(mean / math.sqrt(m2 / (ndays - 1)) * sqrt_p)
-    sortino = None
-    if ndays >= 2 and dsq > 0.0:
-        sortino = _finite(mean / math.sqrt(dsq / ndays) * sqrt_p)
-    annualized = None
-    if ndays >= 1:
-        if growth > 0.0:
-            try:
-                annualized = _finite((growth ** (P / ndays) - 1.0) * 100.0)
-            except OverflowError:
-                annualized = None
-        elif growth == 0.0:
-            annualized = -100.0
-    mdd = _finite((min(worst, 1.0) - 1.0) * 100.0)
-    score = _finite(sharpe * (1.0 + mdd / 100.0)) if sharpe is not None and mdd is not None else None
-    return {
-        "score": score,
-        "sharpe_ratio": sharpe,
-        "sortino_ratio": sortino,
-        "total_return_pct": _finite((growth - 1.0) * 100.0),
-        "annualized_return": annualized,
-        "max_drawdown_pct": mdd,
-        "win_rate_pct": _finite(nwins / ntrades * 100.0) if ntrades else None,
-        "profit_factor": _finite(gp / -gl) if gl < 0.0 else None,
-        "total_trades": ntrades,
-        "trades_per_month": _finite(ntrades / (span_days / DAYS_PER_MONTH)) if span_days > 0 else None,
-        "avg_trade_duration": format_duration(dur / ntrades) if ntrades else "0.0 days",
-    }
+    return combo_metrics(
+        periods_per_year=float(bars.periods_per_year),
+        span_days=float(bars.ts[-1] - bars.ts[0]) / NS_PER_DAY,
+        growth=float(equity[-1]) / cash0,
+        ndays=ndays,
+        mean=mean,
+        m2=m2,
+        dsq=dsq,
+        max_drawdown_pct=finite((min(worst, 1.0) - 1.0) * 100.0),
+        ntrades=ntrades,
+        nwins=nwins,
+        gross_profit=gp,
+        gross_loss=gl,
+        duration_ns=dur,
+    )
 
 
 def _kernel_metrics(bars: Bars, strategy: str, params: dict[str, Any], **kw: Any) -> dict[str, Any]:
@@ -423,15 +387,6 @@ def _kernel_metrics(bars: Bars, strategy: str, params: dict[str, Any], **kw: Any
     row.pop("fast_period")
     row.pop("slow_period")
     return row
-
-
-def check_bars(bars: Bars) -> None:
-    if len(bars) < 1:
-        raise ValueError("no bars")
-    if not (np.all(np.isfinite(bars.open)) and np.all(np.isfinite(bars.close))):
-        raise ValueError("open and close must be finite")
-    if not (np.all(bars.open > 0) and np.all(bars.close > 0)):
-        raise ValueError("open and close must be positive")
 
 
 def run_backtest(
@@ -485,7 +440,7 @@ def run_backtest(
         pnl=final - initial_cash,
         winning_trades=sum(1 for t in trades if t.pnl > 0.0),
         losing_trades=sum(1 for t in trades if t.pnl < 0.0),
-        buy_and_hold_return_pct=_finite((float(benchmark[-1]) / initial_cash - 1.0) * 100.0),
+        buy_and_hold_return_pct=finite((float(benchmark[-1]) / initial_cash - 1.0) * 100.0),
     )
     return BacktestResult(bars, metrics, trades, equity, benchmark)
 

@@ -7,8 +7,9 @@ worker thread (the kernels release the GIL) and answers the full result.
 Nothing is stored here: the caller saves the run.
 
 Limits of synchronous work (larger requests are RESOURCE_EXHAUSTED → HTTP 413,
-telling the user to submit a job): at most ``MAX_SYNC_BARS`` bars of the dataset
-in the date range (bars × combinations, with one combination per backtest) and at
+telling the user to submit a job): at most ``MAX_SYNC_BARS`` bars backtested, at the
+requested interval (bars × combinations, with one combination per backtest; a coarser
+interval is resampled from at most ``MAX_SYNC_SOURCE_BARS`` bars of the dataset) and at
 most ``MAX_SYNC_TRADES`` trades (both in libs.backtest_spec). At those sizes a backtest computes in about a
 quarter of a second (measured: 1,000,000 one-minute bars, SMA 10/30, 0.14 s;
 MACD 0.20 s); the trade cap bounds the answer (~3 MB of JSON) and the stored run.
@@ -29,6 +30,7 @@ from datetime import date
 from typing import Any
 
 import grpc
+import numpy as np
 from hindsight.engine.v1 import engine_pb2, engine_pb2_grpc
 from hindsight.results.v1 import results_pb2, results_pb2_grpc
 
@@ -36,6 +38,7 @@ from libs.backtest_spec import (
     FILLS,
     INTERVAL_MINUTES,
     MAX_SYNC_BARS,
+    MAX_SYNC_SOURCE_BARS,
     MAX_SYNC_TRADES,
     SpecInvalid,
     check_direction,
@@ -43,6 +46,7 @@ from libs.backtest_spec import (
     normalize_parameters,
     strategy_name,
 )
+from libs.metric_fields import run_metrics_pb
 from services.engine import backtest as bt
 from services.engine.worker import BarsCache, insufficient_data
 
@@ -152,20 +156,21 @@ def choose_dataset(datasets: list[results_pb2.Dataset], ticker: str, interval: s
     return usable[-1]
 
 
-def _metrics_pb(m: dict[str, Any]) -> engine_pb2.Metrics:
-    out = engine_pb2.Metrics(
-        total_trades=int(m["total_trades"]),
-        avg_trade_duration=m["avg_trade_duration"],
-        winning_trades=int(m["winning_trades"]),
-    )
-    for name in (
-        "total_return_pct", "annualized_return", "sharpe_ratio", "sortino_ratio", "max_drawdown_pct",
-        "win_rate_pct", "profit_factor", "trades_per_month", "score", "final_equity", "pnl",
-        "buy_and_hold_return_pct", "losing_trades",
-    ):
-        if m.get(name) is not None:
-            setattr(out, name, m[name])
-    return out
+def _trade_finite(t: bt.Trade) -> bool:
+    values = (t.units, t.entry_value, t.exit_value, t.pnl, t.commission)
+    return all(math.isfinite(x) for x in values) and t.entry_value != 0.0  # return_pct divides by it
+
+
+def _check_finite(result: bt.BacktestResult, ticker: str) -> None:
+    """Refuse a result whose numbers overflowed (prices like 1e-320 or swings of 1e200 make
+    units, equity or P&L inf or NaN): nothing a client could read or a run could keep."""
+    equity_ok = np.isfinite(result.equity) & np.isfinite(result.benchmark)
+    bad_trade = next((t for t in result.trades if not _trade_finite(t)), None)
+    if bad_trade is None and bool(equity_ok.all()):
+        return
+    at = int(np.argmin(equity_ok)) if not equity_ok.all() else bad_trade.entry_index
+    raise _invalid("ticker", f"the prices of {ticker} overflow the backtest's arithmetic: the equity is not a finite "
+                             f"number from {bt.local_date(result.bars, at).isoformat()} on; check the dataset's prices")
 
 
 def compute(bars: Any, values: dict[str, Any], dataset: results_pb2.Dataset) -> engine_pb2.BacktestResponse:
@@ -180,13 +185,19 @@ def compute(bars: Any, values: dict[str, Any], dataset: results_pb2.Dataset) -> 
         first, last = bt.local_date(bars, 0), bt.local_date(bars, len(bars) - 1)
         raise _invalid("start_date", f"no bars of {values['ticker']} from {start} to {end} "
                                      f"(the data covers {first} to {last})")
-    if len(chosen) > MAX_SYNC_BARS:
+    interval = values["interval"] or dataset.interval
+    if interval != dataset.interval and len(chosen) > MAX_SYNC_SOURCE_BARS:
         raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                       f"{len(chosen)} bars in the date range: more than {MAX_SYNC_BARS} for a synchronous backtest; "
+                       f"{len(chosen)} bars of {values['ticker']} in the date range: more than "
+                       f"{MAX_SYNC_SOURCE_BARS} to resample for a synchronous backtest; narrow the dates, "
+                       "or submit a sweep job (POST /api/v1/strategy/sweep)")
+    run_bars = bt.resample(chosen, interval) if interval != dataset.interval else chosen
+    # The limit counts the bars backtested: a coarser interval is the way to fit a long range.
+    if len(run_bars) > MAX_SYNC_BARS:
+        raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                       f"{len(run_bars)} bars in the date range: more than {MAX_SYNC_BARS} for a synchronous backtest; "
                        "narrow the dates, choose a coarser interval, or submit a sweep job "
                        "(POST /api/v1/strategy/sweep)")
-    interval = values["interval"] or dataset.interval
-    run_bars = bt.resample(chosen, interval) if interval != dataset.interval else chosen
     try:
         result = bt.run_backtest(
             run_bars, values["strategy"], values["params"], direction=values["direction"], fill=values["fill"],
@@ -197,6 +208,7 @@ def compute(bars: Any, values: dict[str, Any], dataset: results_pb2.Dataset) -> 
         raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
                        f"{exc}; narrow the dates, choose a coarser interval, or submit a sweep job "
                        "(POST /api/v1/strategy/sweep)") from None
+    _check_finite(result, values["ticker"])
     keep = bt.downsample(result.equity)
     ts = run_bars.ts
     resolved = engine_pb2.BacktestSpec(
@@ -214,7 +226,7 @@ def compute(bars: Any, values: dict[str, Any], dataset: results_pb2.Dataset) -> 
     )
     out = engine_pb2.BacktestResponse(
         spec=resolved,
-        metrics=_metrics_pb(result.metrics),
+        metrics=run_metrics_pb(result.metrics),
         bars=len(run_bars),
         source_bars=len(chosen),
         dataset=engine_pb2.DatasetUsed(

@@ -88,3 +88,11 @@ class Bars:
             cached.flags.writeable = False
             object.__setattr__(self, "_day_index", cached)
         return cached
+
+    def day_ends(self) -> np.ndarray:
+        """True at the last bar of each local day (where daily returns are taken)."""
+        day = self.day_index()
+        end = np.ones(day.shape[0], dtype=bool)
+        if day.shape[0] > 1:
+            end[:-1] = day[1:] != day[:-1]
+        return end

@@ -39,6 +39,7 @@ from services.engine.rules.evaluate import Evaluated, SeriesContext, evaluate, v
 from services.engine.rules.expr import TimeLit, TimeOfDay, source_text
 from services.engine.rules.sessions import session_days
 from services.engine.rules.strategy import EntryNode, Strategy
+from services.engine.sweep import finite
 
 NS_MIN = 60_000_000_000
 NS_DAY = 86_400 * 1_000_000_000
@@ -258,10 +259,6 @@ def _money(x: float) -> str:
     return f"{x:.2f}"
 
 
-def _num(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
-
-
 @dataclass
 class DaySummary:
     """Numbers of one day (what results keeps per day)."""
@@ -410,8 +407,8 @@ def _node_variables(t: Trade) -> dict[str, Any]:
         "quantity": int(n.quantity) if float(n.quantity).is_integer() else n.quantity,
         "stop_loss": {"type": n.stop_loss.kind, "value": n.stop_loss.value} if n.stop_loss else None,
         "target": {"type": n.target.kind, "value": n.target.value} if n.target else None,
-        "stop_loss_price": _num(t.stop_price),
-        "target_price": _num(t.target_price),
+        "stop_loss_price": finite(t.stop_price),
+        "target_price": finite(t.target_price),
         "max_reentries": n.max_reentries,
         "re_entry_num": t.re_entry_num,
     }
@@ -422,7 +419,8 @@ def day_documents(run: DayBacktestRun, day: Day) -> tuple[dict, dict, dict, DayS
     clock = _Clock(run.tz)
     strategy = run.strategy
     events: dict[str, dict[str, Any]] = {}
-    # (bar, order, node index, key) -> event, for ordering; keys dedupe shared events.
+    # (bar, order, node index, key) -> event, for ordering; keys dedupe shared events. Within a
+    # bar: stops/targets (inside the bar) before the exit and entry signals (at its close).
     pending: list[tuple[tuple, str, dict[str, Any]]] = []
     by_key: dict[tuple, dict[str, Any]] = {}
 
@@ -441,7 +439,7 @@ def day_documents(run: DayBacktestRun, day: Day) -> tuple[dict, dict, dict, DayS
         ev = run.entry_eval[t.node_index]
         sb = t.signal_bar
         entry_ev = add(
-            (sb, 0, t.node_index, 0),
+            (sb, 2, t.node_index, 0),
             ("entry", t.node_index, sb),
             {
                 "timestamp": clock.naive(int(run.ts[sb]) + run.bar_ns),
@@ -502,7 +500,7 @@ def day_documents(run: DayBacktestRun, day: Day) -> tuple[dict, dict, dict, DayS
                 lhs_name, lhs, op = ("high", float(run.high[xb]), ">=") if buy else ("low", float(run.low[xb]), "<=")
             name = "stop_loss" if is_sl else "target"
             exit_ev = add(
-                (xb, 2, t.node_index, t.position_num),
+                (xb, 0, t.node_index, t.position_num),
                 (name, t.node_index, t.position_num),
                 {
                     "timestamp": clock.naive(int(run.ts[xb])),
@@ -511,7 +509,7 @@ def day_documents(run: DayBacktestRun, day: Day) -> tuple[dict, dict, dict, DayS
                     "node_name": f"{node.name} {'stop-loss' if is_sl else 'target'}",
                     "node_type": "EntryNode",
                     "signal_emitted": True,
-                    "conditions_preview": f"{lhs_name} {op} {name} ({_num(level)})",
+                    "conditions_preview": f"{lhs_name} {op} {name} ({finite(level)})",
                     "evaluated_conditions": {
                         "expression": f"{lhs_name} {op} {name}",
                         "result": True,

@@ -115,7 +115,8 @@ class SweepCancelled(Exception):
     """The progress callback asked the sweep to stop (returned False)."""
 
 
-def _finite(x: float | None) -> float | None:
+def finite(x: float | None) -> float | None:
+    """x as a float, or None when it is None, NaN or infinite."""
     if x is None:
         return None
     x = float(x)
@@ -151,21 +152,18 @@ def _prepare(bars: Bars, strategy_type: str, combos, direction: str, fill: str):
         if int(f) != f or int(s) != s or int(f) < 1 or int(s) < 1:
             raise ValueError(f"periods must be positive integers, got {c!r}")
         pairs.append((int(f), int(s)))
+    check_bars(bars)
+    return kind, pairs
+
+
+def check_bars(bars: Bars) -> None:
+    """Bars a strategy can trade on: at least one, with finite, positive opens and closes."""
     if len(bars) < 1:
         raise ValueError("no bars")
     if not (np.all(np.isfinite(bars.open)) and np.all(np.isfinite(bars.close))):
         raise ValueError("open and close must be finite")
     if not (np.all(bars.open > 0) and np.all(bars.close > 0)):
         raise ValueError("open and close must be positive")
-    return kind, pairs
-
-
-def _day_end(bars: Bars) -> np.ndarray:
-    day = bars.day_index()
-    end = np.ones(day.shape[0], dtype=np.uint8)
-    if day.shape[0] > 1:
-        end[:-1] = day[1:] != day[:-1]
-    return end
 
 
 def run_sweep(
@@ -207,7 +205,7 @@ def run_sweep(
         bars.open,
         bars.close,
         bars.ts,
-        _day_end(bars),
+        bars.day_ends().astype(np.uint8),
         np.array(periods, dtype=np.int32),
         fast_idx,
         slow_idx,
@@ -231,57 +229,96 @@ def run_sweep(
 
 def _metrics(bars: Bars, pairs: list[tuple[int, int]], out: dict, cash0: float) -> list[dict]:
     P = float(bars.periods_per_year)
-    sqrt_p = math.sqrt(P)
     span_days = float(bars.ts[-1] - bars.ts[0]) / NS_PER_DAY
     cols = {name: arr.tolist() for name, arr in out.items()}
-    results = []
-    for k, (fast, slow) in enumerate(pairs):
-        e_final = cols["final_equity"][k]
-        ndays = cols["ndays"][k]
-        mean = cols["mean"][k]
-        m2 = cols["m2"][k]
-        dsq = cols["dsq"][k]
-        ntrades = cols["ntrades"][k]
-        growth = e_final / cash0
-
-        sharpe = None
-        if ndays >= 2 and m2 > 0.0:
-            sharpe = _finite(mean / math.sqrt(m2 / (ndays - 1)) * sqrt_p)
-        sortino = None
-        if ndays >= 2 and dsq > 0.0:
-            sortino = _finite(mean / math.sqrt(dsq / ndays) * sqrt_p)
-        annualized = None
-        if ndays >= 1:
-            if growth > 0.0:
-                try:
-                    annualized = _finite((growth ** (P / ndays) - 1.0) * 100.0)
-                except OverflowError:
-                    annualized = None
-            elif growth == 0.0:
-                annualized = -100.0
-        mdd = _finite(cols["max_dd"][k] * 100.0)
-        score = None
-        if sharpe is not None and mdd is not None:
-            score = _finite(sharpe * (1.0 + mdd / 100.0))
-        gl = cols["gross_loss"][k]
-        results.append(
-            {
-                "fast_period": fast,
-                "slow_period": slow,
-                "score": score,
-                "sharpe_ratio": sharpe,
-                "sortino_ratio": sortino,
-                "total_return_pct": _finite((growth - 1.0) * 100.0),
-                "annualized_return": annualized,
-                "max_drawdown_pct": mdd,
-                "win_rate_pct": _finite(cols["nwins"][k] / ntrades * 100.0) if ntrades else None,
-                "profit_factor": _finite(cols["gross_profit"][k] / -gl) if gl < 0.0 else None,
-                "total_trades": int(ntrades),
-                "trades_per_month": _finite(ntrades / (span_days / DAYS_PER_MONTH)) if span_days > 0 else None,
-                "avg_trade_duration": format_duration(cols["duration_ns"][k] / ntrades) if ntrades else "0.0 days",
-            }
-        )
-    return results
+    return [
+        {
+            "fast_period": fast,
+            "slow_period": slow,
+            **combo_metrics(
+                periods_per_year=P,
+                span_days=span_days,
+                growth=cols["final_equity"][k] / cash0,
+                ndays=cols["ndays"][k],
+                mean=cols["mean"][k],
+                m2=cols["m2"][k],
+                dsq=cols["dsq"][k],
+                max_drawdown_pct=finite(cols["max_dd"][k] * 100.0),
+                ntrades=cols["ntrades"][k],
+                nwins=cols["nwins"][k],
+                gross_profit=cols["gross_profit"][k],
+                gross_loss=cols["gross_loss"][k],
+                duration_ns=cols["duration_ns"][k],
+            ),
+        }
+        for k, (fast, slow) in enumerate(pairs)
+    ]
 
 
-__all__ = ["METRIC_KEYS", "STRATEGY_TYPES", "SweepCancelled", "format_duration", "run_sweep"]
+def combo_metrics(
+    *,
+    periods_per_year: float,
+    span_days: float,
+    growth: float,
+    ndays: int,
+    mean: float,
+    m2: float,
+    dsq: float,
+    max_drawdown_pct: float | None,
+    ntrades: int,
+    nwins: int,
+    gross_profit: float,
+    gross_loss: float,
+    duration_ns: float,
+) -> dict:
+    """One combination's metrics (the module docstring), ``METRIC_KEYS`` from ``score`` on.
+
+    From what the kernel accumulates: the final equity over the initial cash (``growth``),
+    the daily returns' count, running mean and sum of squared deviations (``m2``) and sum of
+    squared losses (``dsq``), the max drawdown in percent, and the trades' count, winners,
+    gross profit and loss (<= 0) and total duration in ns.
+    """
+    sqrt_p = math.sqrt(periods_per_year)
+    sharpe = None
+    if ndays >= 2 and m2 > 0.0:
+        sharpe = finite(mean / math.sqrt(m2 / (ndays - 1)) * sqrt_p)
+    sortino = None
+    if ndays >= 2 and dsq > 0.0:
+        sortino = finite(mean / math.sqrt(dsq / ndays) * sqrt_p)
+    annualized = None
+    if ndays >= 1:
+        if growth > 0.0:
+            try:
+                annualized = finite((growth ** (periods_per_year / ndays) - 1.0) * 100.0)
+            except OverflowError:
+                annualized = None
+        elif growth == 0.0:
+            annualized = -100.0
+    score = None
+    if sharpe is not None and max_drawdown_pct is not None:
+        score = finite(sharpe * (1.0 + max_drawdown_pct / 100.0))
+    return {
+        "score": score,
+        "sharpe_ratio": sharpe,
+        "sortino_ratio": sortino,
+        "total_return_pct": finite((growth - 1.0) * 100.0),
+        "annualized_return": annualized,
+        "max_drawdown_pct": max_drawdown_pct,
+        "win_rate_pct": finite(nwins / ntrades * 100.0) if ntrades else None,
+        "profit_factor": finite(gross_profit / -gross_loss) if gross_loss < 0.0 else None,
+        "total_trades": int(ntrades),
+        "trades_per_month": finite(ntrades / (span_days / DAYS_PER_MONTH)) if span_days > 0 else None,
+        "avg_trade_duration": format_duration(duration_ns / ntrades) if ntrades else "0.0 days",
+    }
+
+
+__all__ = [
+    "METRIC_KEYS",
+    "STRATEGY_TYPES",
+    "SweepCancelled",
+    "check_bars",
+    "combo_metrics",
+    "finite",
+    "format_duration",
+    "run_sweep",
+]

@@ -7,7 +7,6 @@ beyond building the engine's BacktestSpec.
 from __future__ import annotations
 
 import json
-import math
 import re
 from datetime import date
 from typing import Any
@@ -26,6 +25,9 @@ from libs.backtest_spec import (
     normalize_parameters,
     strategy_name,
 )
+from services.gateway import field_values
+from services.gateway.field_values import FieldProblem as _Problem
+from services.gateway.field_values import absent as _absent
 
 TICKER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._^=/-]{0,31}$")
 STRATEGY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -55,14 +57,6 @@ class RequestInvalid(Exception):
         self.errors = errors
 
 
-class _Problem(Exception):
-    pass
-
-
-def _absent(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and value.strip() == "")
-
-
 def _single(value: Any) -> Any:
     # A list is a JSON array or a repeated form field: never a scalar field's value.
     if isinstance(value, list):
@@ -71,26 +65,11 @@ def _single(value: Any) -> Any:
 
 
 def _text(value: Any) -> str:
-    value = _single(value)
-    if not isinstance(value, str):
-        raise _Problem("expected a string")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        raise _Problem("must not contain control characters")
-    return value.strip()
+    return field_values.text(_single(value)).strip()
 
 
 def _number(value: Any) -> float:
-    value = _single(value)
-    if isinstance(value, bool):
-        raise _Problem("expected a number")
-    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*", value):
-        value = float(value)
-    if not isinstance(value, (int, float)):
-        raise _Problem("expected a number")
-    out = float(value)
-    if not math.isfinite(out):
-        raise _Problem("expected a finite number")
-    return out
+    return field_values.number(_single(value))
 
 
 def _date(value: Any) -> date:

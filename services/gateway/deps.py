@@ -10,6 +10,7 @@ from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPBearer
 from services.gateway.auth import DEV_CALLER, SESSION_COOKIE, Caller, credentials_of, dev_tenant_allowed
 from services.gateway.backend import Backend
 from services.gateway.errors import ApiError, unauthorized
+from services.gateway.field_values import has_control_characters
 
 # Declared for the OpenAPI description only (auto_error off): the parsing is ours.
 _api_key_doc = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
@@ -52,6 +53,6 @@ MAX_ID_LENGTH = 200
 def checked_id(value: str, what: str) -> str:
     """An id from a path: ids with control characters or absurd lengths cannot
     exist, so they are 404 without asking results."""
-    if not value or len(value) > MAX_ID_LENGTH or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+    if not value or len(value) > MAX_ID_LENGTH or has_control_characters(value):
         raise ApiError(404, "not_found", f"{what} not found")
     return value

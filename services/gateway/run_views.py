@@ -19,20 +19,8 @@ import numpy as np
 from hindsight.engine.v1 import engine_pb2
 from hindsight.runs.v1 import runs_pb2
 
-METRIC_FLOATS = (
-    "total_return_pct",
-    "annualized_return",
-    "sharpe_ratio",
-    "sortino_ratio",
-    "max_drawdown_pct",
-    "win_rate_pct",
-    "profit_factor",
-    "trades_per_month",
-    "score",
-    "final_equity",
-    "pnl",
-    "buy_and_hold_return_pct",
-)
+from libs.metric_fields import run_metrics_dict
+
 # Points of the common time axis of a comparison.
 MAX_COMPARE_POINTS = 2000
 
@@ -49,13 +37,8 @@ def _opt(msg: Any, name: str) -> Any:
 
 def metrics_view(m: engine_pb2.Metrics) -> dict[str, Any]:
     """Every metric of a run (the DESIGN.md set, score, and the money figures)."""
-    out: dict[str, Any] = {name: _opt(m, name) for name in METRIC_FLOATS}
-    out.update(
-        total_trades=m.total_trades,
-        winning_trades=m.winning_trades,
-        losing_trades=_opt(m, "losing_trades"),
-        avg_trade_duration=m.avg_trade_duration or None,
-    )
+    out = run_metrics_dict(m)
+    out["avg_trade_duration"] = m.avg_trade_duration or None
     return out
 
 

@@ -18,6 +18,11 @@ from urllib.parse import urlsplit
 
 from libs import ssrf
 from libs.sweep_grid import sweep_combos
+from services.gateway import field_values
+
+# A ValueError, so callers of `http_url` can catch it.
+from services.gateway.field_values import FieldProblem as _Problem
+from services.gateway.field_values import absent as _absent
 
 STRATEGY_TYPES = ("SMA", "EMA", "MACD")
 CONFIG_PATHS = ("minimum", "standard")
@@ -88,15 +93,6 @@ class SweepInvalid(Exception):
         self.errors = errors
 
 
-class _Problem(ValueError):
-    """One field's problem (a ValueError, so callers of `http_url` can catch it)."""
-
-
-def _absent(value: Any) -> bool:
-    # An empty form input, or a JSON null, means "not given".
-    return value is None or (isinstance(value, str) and value.strip() == "")
-
-
 def _single(value: Any) -> Any:
     # A repeated form field arrives as a list; scalar fields take one value.
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
@@ -124,20 +120,6 @@ def _as_int(value: Any) -> int:
     raise _Problem("expected an integer")
 
 
-def _as_float(value: Any) -> float:
-    if isinstance(value, bool):
-        raise _Problem("expected a number")
-    if isinstance(value, (int, float)):
-        out = float(value)
-    elif isinstance(value, str) and re.fullmatch(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*", value):
-        out = float(value)
-    else:
-        raise _Problem("expected a number")
-    if not math.isfinite(out):
-        raise _Problem("expected a finite number")
-    return out
-
-
 def _int_between(value: Any, lo: int, hi: int) -> int:
     out = _as_int(_single(value))
     if not lo <= out <= hi:
@@ -153,12 +135,7 @@ def _choice(value: Any, choices: tuple[str, ...]) -> str:
 
 
 def _text(value: Any) -> str:
-    value = _single(value)
-    if not isinstance(value, str):
-        raise _Problem("expected a string")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        raise _Problem("must not contain control characters")
-    return value
+    return field_values.text(_single(value))
 
 
 def _period_range(value: Any) -> tuple[int, int]:
@@ -239,13 +216,13 @@ def parse_sweep(fields: dict[str, Any], *, require_webhook: bool = False) -> Swe
         return text
 
     def money_pct(v: Any) -> float:
-        out = _as_float(_single(v))
+        out = field_values.number(_single(v))
         if not 0 <= out <= 10:
             raise _Problem("must be a number from 0 to 10")
         return out
 
     def cash(v: Any) -> float:
-        out = _as_float(_single(v))
+        out = field_values.number(_single(v))
         if not 0 < out <= 1e15:
             raise _Problem("must be a number greater than 0")
         return out

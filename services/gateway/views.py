@@ -10,48 +10,10 @@ from typing import Any
 from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2
 
+from libs.job_states import STATE_NAMES
+from libs.metric_fields import SWEEP_OPTIONAL_METRICS, SWEEP_RESULT_FIELDS
+
 log = logging.getLogger(__name__)
-
-_STATE_NAMES = {
-    jobs_pb2.JOB_STATE_QUEUED: "queued",
-    jobs_pb2.JOB_STATE_RUNNING: "running",
-    jobs_pb2.JOB_STATE_COMPLETED: "completed",
-    jobs_pb2.JOB_STATE_FAILED: "failed",
-    jobs_pb2.JOB_STATE_CANCELLED: "cancelled",
-}
-STATE_BY_NAME = {name: state for state, name in _STATE_NAMES.items()}
-
-# Optional doubles of a sweep row, in the seed's order around the int/str fields.
-_SWEEP_FIELDS = (
-    "ticker",
-    "strategy_type",
-    "fast_period",
-    "slow_period",
-    "score",
-    "sharpe_ratio",
-    "sortino_ratio",
-    "total_return_pct",
-    "annualized_return",
-    "max_drawdown_pct",
-    "win_rate_pct",
-    "profit_factor",
-    "total_trades",
-    "trades_per_month",
-    "avg_trade_duration",
-)
-_OPTIONAL_DOUBLES = frozenset(
-    {
-        "score",
-        "sharpe_ratio",
-        "sortino_ratio",
-        "total_return_pct",
-        "annualized_return",
-        "max_drawdown_pct",
-        "win_rate_pct",
-        "profit_factor",
-        "trades_per_month",
-    }
-)
 
 
 def utc_now() -> str:
@@ -69,7 +31,7 @@ def timestamp(value: str) -> str | None:
 
 
 def state_name(state: int) -> str:
-    return _STATE_NAMES.get(state, "unknown")
+    return STATE_NAMES.get(state, "unknown")
 
 
 def _json_or(text: str, default: Any) -> Any:
@@ -113,8 +75,8 @@ def job_view(job: jobs_pb2.Job) -> dict[str, Any]:
 def sweep_row(row: results_pb2.SweepResult) -> dict[str, Any]:
     """One combo in the seed's shape; unset optional doubles are null."""
     out: dict[str, Any] = {}
-    for name in _SWEEP_FIELDS:
-        if name in _OPTIONAL_DOUBLES:
+    for name in SWEEP_RESULT_FIELDS:
+        if name in SWEEP_OPTIONAL_METRICS:
             out[name] = getattr(row, name) if row.HasField(name) else None
         else:
             out[name] = getattr(row, name)

@@ -32,6 +32,9 @@ from services.notifier.signing import EVENT_ID_HEADER, EVENT_TYPE_HEADER
 
 log = logging.getLogger(__name__)
 
+# The dashboard page that follows a job of each kind (`?job=`); other jobs: the jobs list.
+DASHBOARD_PAGES = {"trading-sweep": "/ui/sweeps", "day-backtest": "/ui/days"}
+
 # Columns of the results table: (label, field, format).
 RESULT_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("fast", "fast_period", "{}"),
@@ -127,7 +130,10 @@ def compose(
     ok = payload.get("status") == "completed"
     ticker = job.ticker or str(payload.get("ticker", ""))
     subject = f"[Hindsight] {etype}: {ticker + ' ' if ticker else ''}{job.job_id}"
-    links = [("Job", f"{base}/api/v1/jobs/{quote(job.job_id)}")]
+    page = DASHBOARD_PAGES.get(job.kind)
+    # A person reading the email opens the dashboard; the API links are for scripts.
+    links = [("Dashboard", f"{base}{page}?job={quote(job.job_id)}" if page else f"{base}/ui/jobs")]
+    links.append(("Job", f"{base}/api/v1/jobs/{quote(job.job_id)}"))
     if job.sweep_run_id:
         q = f"?ticker={quote(ticker)}&limit=10" if ticker else "?limit=10"
         links.append(("Best results", f"{base}/api/v1/sweeps/{quote(job.sweep_run_id)}/best{q}"))

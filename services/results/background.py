@@ -13,7 +13,7 @@ from hindsight.bus.v1 import bus_pb2
 
 from libs.bus import Bus, BusUnavailable, Delivery
 from services.results import jobs
-from services.results.db import Database
+from services.results.db import Database, wait_any
 from services.results.models import OutboxMessage
 from services.results.timefmt import utcnow
 
@@ -38,14 +38,7 @@ class _Loop:
 
     async def _sleep(self, seconds: float, wake: asyncio.Event | None = None) -> None:
         """Sleep up to `seconds`; return early on stop (or when `wake` is set)."""
-        waiters = [asyncio.ensure_future(self._stopping.wait())]
-        if wake is not None:
-            waiters.append(asyncio.ensure_future(wake.wait()))
-        try:
-            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waiters:
-                w.cancel()
+        await wait_any(self._stopping, *([wake] if wake is not None else []), timeout=seconds)
 
     async def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()

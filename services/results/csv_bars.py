@@ -42,12 +42,22 @@ def check_timezone(name: str) -> str:
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise InvalidArgument(f"unknown timezone {name!r} (expected an IANA name such as 'UTC' or 'America/New_York')")
+        raise InvalidArgument(f"unknown timezone {_quoted(name)} (expected an IANA name such as 'UTC' or 'America/New_York')")
     return name
 
 
 def _fmt(x: float) -> str:
     return f"{x:.10g}"
+
+
+MAX_SHOWN_CHARS = 40
+
+
+def _quoted(value: str) -> str:
+    """A cell's text for an error message, quoted and clipped: a 100 kB cell stays a short message."""
+    if len(value) > MAX_SHOWN_CHARS:
+        return repr(value[:MAX_SHOWN_CHARS]) + f"... ({len(value):,} characters)"
+    return repr(value)
 
 
 def _read_table(data: bytes | bytearray, max_rows: int) -> pd.DataFrame:
@@ -136,20 +146,20 @@ def _parse_timestamps(raw: pd.Series, rows: np.ndarray, timezone: str) -> tuple[
         problems.append(
             (
                 int(rows[j]),
-                f"timestamp {text[j]!r} does not exist or is ambiguous in timezone {timezone} "
+                f"timestamp {_quoted(text[j])} does not exist or is ambiguous in timezone {timezone} "
                 "(a daylight-saving change); give it with a UTC offset",
             )
         )
     j = _first(out_of_range)
     if j is not None:
-        problems.append((int(rows[j]), f"timestamp {text[j]!r} is outside the years 1678-2261"))
+        problems.append((int(rows[j]), f"timestamp {_quoted(text[j])} is outside the years 1678-2261"))
     j = _first(~ok & ~not_local & ~out_of_range)
     if j is not None:
         value = text[j]
         msg = (
             "timestamp is missing"
             if value == ""
-            else f"timestamp {value!r} is not an ISO date or date-time (e.g. 2024-01-31 or 2024-01-31T09:15:00)"
+            else f"timestamp {_quoted(value)} is not an ISO date or date-time (e.g. 2024-01-31 or 2024-01-31T09:15:00)"
         )
         problems.append((int(rows[j]), msg))
     return ns, problems
@@ -182,9 +192,9 @@ def _parse_number(name: str, raw: pd.Series, rows: np.ndarray) -> tuple[np.ndarr
     elif low in ("nan", "-nan", "+nan"):
         msg = f"{name} is NaN"
     elif np.isinf(values[j]):
-        msg = f"{name} is not finite: {value!r}"
+        msg = f"{name} is not finite: {_quoted(value)}"
     else:
-        msg = f"{name} is not a number: {value!r}"
+        msg = f"{name} is not a number: {_quoted(value)}"
     return values, [(int(rows[j]), msg)]
 
 

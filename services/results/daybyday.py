@@ -166,29 +166,19 @@ def submit(
 
     now = utcnow()
     backtest_id = f"{strategy_id}_{start.isoformat()}_{end.isoformat()}"
-    job = Job(
+    job = jobs.queued_job(
         job_id=new_job_id(now),
         tenant_id=tenant_id,
         kind=KIND,
-        state=jobs.QUEUED,
         parameters=parameters,
         sweep_spec=None,
         webhook_url=webhook_url,
         notify_email=notify_email,
         timeout_seconds=timeout_seconds,
-        created_at=now,
-        deadline_at=now + timedelta(seconds=timeout_seconds),
-        started_at=None,
-        completed_at=None,
-        error_message="",
-        percent=0.0,
-        progress_message="Job queued",
-        sweep_run_id=None,
+        trace_id=trace_id,
         combinations=total_days,
         estimated_duration_seconds=max(1, math.ceil(1 + total_days / 100)),
-        metrics=None,
-        trace_id=trace_id,
-        last_event_seq=0,
+        now=now,
     )
     bt = DayBacktest(
         job_id=job.job_id,
@@ -229,7 +219,7 @@ def submit(
             raise
         who = f"user {user_id}" if user_id else f"strategy {strategy_id}"
         raise FailedPrecondition(f"Job already running for {who}: {running.job_id}") from None
-    jobs.append_event(session, job, "progress", {"percent": 0, "message": "Job queued", "timestamp": rfc3339(now)})
+    jobs.append_queued_event(session, job)
     if len(shards) == 1:
         jobs.add_outbox(session, JOBS_QUEUE, jobs.job_message(job), headers)
     else:

@@ -23,7 +23,14 @@ from services.results import daybyday, strategies
 from services.results.daybyday import DayConfig, DayIn
 from services.results.errors import InvalidArgument
 from services.results.models_daybyday import Strategy
-from services.results.servicer import ResultsServicer, _limit, _require, _unary, job_to_proto
+from services.results.servicer import (
+    ResultsServicer,
+    _page_limit,
+    _require,
+    _submitted_parameters,
+    _unary,
+    job_to_proto,
+)
 from services.results.timefmt import rfc3339, utcnow
 from services.results.trace_context import trace_headers
 
@@ -68,9 +75,7 @@ class StrategiesServicer(backtest_pb2_grpc.StrategiesServiceServicer):
 
     @_unary
     async def ListStrategies(self, request, context):
-        limit = _limit(request.limit, DEFAULT_STRATEGY_LIMIT)
-        if request.offset < 0:
-            raise InvalidArgument("offset must not be negative")
+        limit = _page_limit(request.limit, request.offset, DEFAULT_STRATEGY_LIMIT)
         rows, total = await self.results._read(strategies.list_strategies, request.tenant_id, limit, request.offset)
         return backtest_pb2.ListStrategiesResponse(strategies=[strategy_to_proto(r) for r in rows], total=total)
 
@@ -108,12 +113,7 @@ class DayBacktestServicer(backtest_pb2_grpc.DayBacktestServiceServicer):
     async def submit(self, request: results_pb2.SubmitJobRequest) -> results_pb2.SubmitJobResponse:
         if not request.HasField("day_backtest"):
             raise InvalidArgument("day_backtest spec is required for kind 'day-backtest'")
-        try:
-            parameters = json.loads(request.parameters_json) if request.parameters_json else {}
-        except json.JSONDecodeError:
-            raise InvalidArgument("parameters_json is not valid JSON") from None
-        if request.timeout_seconds < 0:
-            raise InvalidArgument("timeout_seconds must not be negative")
+        parameters = _submitted_parameters(request)
         spec = MessageToDict(request.day_backtest, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
         fields = {
             "tenant_id": request.tenant_id,

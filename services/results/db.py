@@ -166,6 +166,16 @@ class Wakeups:
             loop.call_soon_threadsafe(self._fire, outbox, set(job_ids))
 
 
+async def wait_any(*events: asyncio.Event, timeout: float) -> None:
+    """Wait until one of `events` is set, for `timeout` seconds at most."""
+    waiters = [asyncio.ensure_future(ev.wait()) for ev in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+
+
 def mark_outbox_added(session: Session) -> None:
     """Note on the session that it added outbox rows (wakes the relay after commit)."""
     session.info["outbox_added"] = True

@@ -30,6 +30,7 @@ from hindsight.bus.v1 import bus_pb2
 from sqlalchemy.orm import Session
 
 from libs.bus import JOB_EVENTS_QUEUE, JOBS_QUEUE
+from libs.metric_fields import SWEEP_OPTIONAL_METRICS
 from libs.sweep_grid import sweep_combos
 from services.results import runs
 from services.results.db import mark_job_event_added, mark_outbox_added
@@ -49,6 +50,7 @@ SWEEP_KIND = "trading-sweep"
 DAY_BACKTEST_KIND = "day-backtest"
 INTERVALS = ("1m", "5m", "15m", "1h", "1d")
 CANCELLED_MESSAGE = "Job cancelled"
+QUEUED_MESSAGE = "Job queued"
 _RUN_ID_ALPHABET = string.ascii_lowercase + string.digits
 log = logging.getLogger(__name__)
 
@@ -74,9 +76,25 @@ def new_sweep_run_id() -> str:
     return "run_" + "".join(secrets.choice(_RUN_ID_ALPHABET) for _ in range(12))
 
 
-def estimate_duration_seconds(combinations: int) -> int:
-    """Rough run time shown at submission: 2 s to load bars and start, plus 1 s per 100 combinations."""
-    return max(1, math.ceil(2 + combinations / 100))
+# Bar-pairs per second the estimate assumes: well under the kernel's ~500 M/s on one
+# core, to leave room for a loaded machine, progress reports and storing the results.
+ESTIMATE_BAR_PAIRS_PER_SECOND = 100e6
+
+
+def estimate_duration_seconds(combinations: int, bars: int) -> int:
+    """Rough run time shown at submission: 1 s to start and load the bars, plus the
+    fused sweep over bars × combinations; 1 s when there are no bars (the job fails fast)."""
+    if bars <= 0:
+        return 1
+    return max(1, math.ceil(1 + bars / 1e6 + combinations * bars / ESTIMATE_BAR_PAIRS_PER_SECOND))
+
+
+def _bars_of(session: Session, tenant_id: str, spec: dict[str, Any]) -> int:
+    """Bars of the dataset the sweep will run on (0 when there is none yet)."""
+    from services.results.datasets import resolve_dataset
+
+    found = resolve_dataset(session, tenant_id, str(spec.get("ticker", "")), str(spec.get("interval") or ""))
+    return int(found.bars) if found is not None else 0
 
 
 def validate_sweep_spec(spec: dict[str, Any]) -> int:
@@ -159,20 +177,18 @@ def _end(
     ts = rfc3339(now)
     ticker = _ticker(job)
     payload: dict[str, Any]
+    if state == COMPLETED:
+        job.percent = 100.0
+        job.progress_message = "Completed"
+    else:
+        job.error_message = error_message
     if job.kind == DAY_BACKTEST_KIND:
         # Day-by-day backtests have the seed-002 stream's final events and backtest.* callbacks.
         from services.results import daybyday
 
-        if state == COMPLETED:
-            job.percent = 100.0
-            job.progress_message = "Completed"
-        else:
-            job.error_message = error_message
         event, event_type, payload = daybyday.job_end(session, job, state, error_message, ts)
         append_event(session, job, "done" if state == COMPLETED else "error", event)
     elif state == COMPLETED:
-        job.percent = 100.0
-        job.progress_message = "Completed"
         append_event(session, job, "done", {"done": True, "status": COMPLETED, "sweep_run_id": sweep_run_id, "timestamp": ts})
         event_type = "sweep.completed"
         payload = {
@@ -190,7 +206,6 @@ def _end(
             "timestamp": ts,
         }
     else:
-        job.error_message = error_message
         append_event(session, job, "error", {"error": True, "message": error_message, "status": state, "timestamp": ts})
         event_type = "sweep.failed"
         payload = {
@@ -238,8 +253,45 @@ def submit_job(
     if timeout_seconds < 1:
         raise InvalidArgument("timeout_seconds must be positive")
     now = utcnow()
-    job = Job(
+    job = queued_job(
         job_id=new_job_id(kind, str(sweep_spec["ticker"]), now),
+        tenant_id=tenant_id,
+        kind=kind,
+        parameters=parameters,
+        sweep_spec=sweep_spec,
+        webhook_url=webhook_url,
+        notify_email=notify_email,
+        timeout_seconds=timeout_seconds,
+        trace_id=trace_id,
+        combinations=combinations,
+        estimated_duration_seconds=estimate_duration_seconds(combinations, _bars_of(session, tenant_id, sweep_spec)),
+        now=now,
+    )
+    session.add(job)
+    append_queued_event(session, job)
+    add_outbox(session, JOBS_QUEUE, job_message(job), headers)
+    session.flush()
+    return job
+
+
+def queued_job(
+    *,
+    job_id: str,
+    tenant_id: str,
+    kind: str,
+    parameters: Any,
+    sweep_spec: dict[str, Any] | None,
+    webhook_url: str,
+    notify_email: str,
+    timeout_seconds: int,
+    trace_id: str,
+    combinations: int,
+    estimated_duration_seconds: int,
+    now: datetime,
+) -> Job:
+    """A new job's row, queued at `now` (the caller adds it, then its first event: `append_queued_event`)."""
+    return Job(
+        job_id=job_id,
         tenant_id=tenant_id,
         kind=kind,
         state=QUEUED,
@@ -254,19 +306,19 @@ def submit_job(
         completed_at=None,
         error_message="",
         percent=0.0,
-        progress_message="Job queued",
+        progress_message=QUEUED_MESSAGE,
         sweep_run_id=None,
         combinations=combinations,
-        estimated_duration_seconds=estimate_duration_seconds(combinations),
+        estimated_duration_seconds=estimated_duration_seconds,
         metrics=None,
         trace_id=trace_id,
         last_event_seq=0,
     )
-    session.add(job)
-    append_event(session, job, "progress", {"percent": 0, "message": "Job queued", "timestamp": rfc3339(now)})
-    add_outbox(session, JOBS_QUEUE, job_message(job), headers)
-    session.flush()
-    return job
+
+
+def append_queued_event(session: Session, job: Job) -> None:
+    """A new job's first event: queued, at its creation time."""
+    append_event(session, job, "progress", {"percent": 0, "message": QUEUED_MESSAGE, "timestamp": rfc3339(job.created_at)})
 
 
 def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
@@ -343,19 +395,6 @@ def report_progress(session: Session, job_id: str, percent: float, message: str)
     return True, "job already completed"
 
 
-_RESULT_FLOATS = (
-    "score",
-    "sharpe_ratio",
-    "sortino_ratio",
-    "total_return_pct",
-    "annualized_return",
-    "max_drawdown_pct",
-    "win_rate_pct",
-    "profit_factor",
-    "trades_per_month",
-)
-
-
 @dataclass(frozen=True)
 class SweepRow:
     """One combo's metrics as the engine reports them (None: undefined)."""
@@ -367,10 +406,6 @@ class SweepRow:
     total_trades: int
     avg_trade_duration: str
     metrics: dict[str, float | None]
-
-
-def _finite_or_none(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
 
 
 def complete_sweep(
@@ -419,18 +454,23 @@ def complete_sweep(
                     "slow_period": r.slow_period,
                     "total_trades": r.total_trades,
                     "avg_trade_duration": r.avg_trade_duration,
-                    **{k: _finite_or_none(r.metrics.get(k)) for k in _RESULT_FLOATS},
+                    **{k: runs.finite(r.metrics.get(k)) for k in SWEEP_OPTIONAL_METRICS},
                 }
                 for r in rows
             ],
         )
     _save_sweep_run(session, job, run_id, rows, execution_time_seconds, bars, dataset_version_id)
     started = job.started_at or job.created_at
+    # The seed's callback reports execution_time_seconds as the job's wall time from
+    # submission to completion (its example: queued 10:30:45, done 10:32:52 → 127);
+    # the engine's own compute time is kept beside it as engine_seconds.
+    wall_seconds = round((now - job.created_at).total_seconds(), 1)
     job.sweep_run_id = run_id
     job.metrics = {
         "duration_seconds": round((now - started).total_seconds(), 1),
         "combinations_tested": len(rows),
-        "execution_time_seconds": round(float(execution_time_seconds), 3),
+        "execution_time_seconds": wall_seconds,
+        "engine_seconds": round(float(execution_time_seconds), 3),
         "bars": int(bars),
     }
     _end(
@@ -438,7 +478,7 @@ def complete_sweep(
         job,
         COMPLETED,
         sweep_run_id=run_id,
-        execution_time_seconds=round(float(execution_time_seconds), 3),
+        execution_time_seconds=wall_seconds,
         total_combinations=len(rows),
     )
     return run_id, True
@@ -481,7 +521,7 @@ def time_out_job(session: Session, job_id: str, now: datetime) -> bool:
     job = _locked_job(session, job_id)
     if job.state not in ACTIVE_STATES or job.deadline_at >= now:
         return False
-    _end(session, job, FAILED, error_message=f"Job timed out after {job.timeout_seconds} seconds")
+    _end(session, job, FAILED, error_message=f"Job timed out after {job.timeout_seconds} second{'' if job.timeout_seconds == 1 else 's'}")
     return True
 
 

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy.orm import Session
 
+from services.results.db import wait_any
 from services.results.models import Job, SweepResult, SweepRun
 from services.results.models_daybyday import DayBacktest, DayBacktestDay
 
@@ -204,14 +205,7 @@ class ResultsMetrics:
 
     async def _sleep(self, seconds: float, wake: asyncio.Event | None = None) -> None:
         """Up to `seconds`; less on stop (or when `wake` is set)."""
-        waiters = [asyncio.ensure_future(self._stopping.wait())]
-        if wake is not None:
-            waiters.append(asyncio.ensure_future(wake.wait()))
-        try:
-            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waiters:
-                w.cancel()
+        await wait_any(self._stopping, *([wake] if wake is not None else []), timeout=seconds)
 
     def start(self, db: Any) -> None:
         """Count ended jobs of `db` and refresh its gauges every `refresh_seconds` (from now)."""

@@ -6,7 +6,6 @@ codes as in the main servicer (another tenant's job is NOT_FOUND).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from hindsight.notify.v1 import notify_pb2, notify_pb2_grpc
@@ -14,10 +13,8 @@ from sqlalchemy.exc import IntegrityError
 
 from libs import grpc_util
 from services.results import notifications as n
-from services.results.db import Database
-from services.results.errors import Unavailable
 from services.results.models_notifications import Delivery, DeliveryAttempt, NotificationSettings
-from services.results.servicer import _require, _unary
+from services.results.servicer import DatabaseServicer, _require, _unary
 from services.results.timefmt import rfc3339, utcnow
 
 log = logging.getLogger(__name__)
@@ -62,34 +59,8 @@ def settings_pb(row: NotificationSettings) -> notify_pb2.NotificationSettings:
     )
 
 
-class NotificationsServicer(notify_pb2_grpc.NotificationsServiceServicer):
+class NotificationsServicer(DatabaseServicer, notify_pb2_grpc.NotificationsServiceServicer):
     """Every RPC of the notifications service; all state is in the database."""
-
-    def __init__(self, db: Database, ready: asyncio.Event) -> None:
-        self.db = db
-        self.ready = ready
-
-    def _check_ready(self) -> None:
-        if not self.ready.is_set():
-            raise Unavailable("results service is starting")
-
-    async def _read(self, fn, *args):
-        self._check_ready()
-
-        def work():
-            with self.db.read() as s:
-                return fn(s, *args)
-
-        return await self.db.run(work)
-
-    async def _write(self, fn, *args):
-        self._check_ready()
-
-        def work():
-            with self.db.write() as s:
-                return fn(s, *args)
-
-        return await self.db.run(work)
 
     # ------------------------------------------------------------ notifier
 

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from libs.backtest_spec import SWEEP_STRATEGY
+from libs.metric_fields import RUN_METRIC_FLOATS
 from services.results.errors import InvalidArgument, NotFound
 from services.results.keys import tenant_exists
 from services.results.models import Dataset, DatasetVersion, Job
@@ -33,25 +34,11 @@ KINDS = ("backtest", "sweep", "day_by_day")
 DEFAULT_LIST_LIMIT = 100
 MAX_LIST_LIMIT = 1000
 MAX_COMPARE = 20
-# The metric set of a run (hindsight.engine.v1.Metrics field names).
-METRIC_FLOATS = (
-    "total_return_pct",
-    "annualized_return",
-    "sharpe_ratio",
-    "sortino_ratio",
-    "max_drawdown_pct",
-    "win_rate_pct",
-    "profit_factor",
-    "trades_per_month",
-    "score",
-    "final_equity",
-    "pnl",
-    "buy_and_hold_return_pct",
-)
 _DATE_LEN = 10
 
 
-def _finite(x: Any) -> float | None:
+def finite(x: Any) -> float | None:
+    """x as a float, or None when it is None, NaN or infinite."""
     if x is None:
         return None
     x = float(x)
@@ -60,7 +47,7 @@ def _finite(x: Any) -> float | None:
 
 def clean_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """The metric set with non-finite values as None and counts as ints."""
-    out: dict[str, Any] = {k: _finite(metrics.get(k)) for k in METRIC_FLOATS}
+    out: dict[str, Any] = {k: finite(metrics.get(k)) for k in RUN_METRIC_FLOATS}
     out["total_trades"] = int(metrics.get("total_trades") or 0)
     out["winning_trades"] = int(metrics.get("winning_trades") or 0)
     losing = metrics.get("losing_trades")
@@ -128,7 +115,7 @@ def save_run(
     for name, value in (("start_date", start_date), ("end_date", end_date)):
         if len(value or "") > _DATE_LEN:
             raise InvalidArgument(f"run {name} must be YYYY-MM-DD")
-    if _finite(cash) is None or cash <= 0:
+    if finite(cash) is None or cash <= 0:
         raise InvalidArgument("run cash must be a positive number")
     if not tenant_exists(session, tenant_id):
         raise NotFound(f"tenant {tenant_id!r} not found")
@@ -313,7 +300,7 @@ def _best(rows: list[Any], min_trades: int) -> Any | None:
         return None
     def key(item: tuple[int, Any]) -> tuple[bool, float, int]:
         i, r = item
-        score = _finite(r.metrics.get("score"))
+        score = finite(r.metrics.get("score"))
         return (score is None, -(score or 0.0), i)
     return min(eligible, key=key)[1]
 
@@ -354,11 +341,11 @@ def record_sweep_run(
         if strategy == "macd_crossover":
             parameters["signal_period"] = 9
         m = best.metrics
-        ret = _finite(m.get("total_return_pct"))
+        ret = finite(m.get("total_return_pct"))
         final = cash * (1.0 + ret / 100.0) if ret is not None else None
-        win = _finite(m.get("win_rate_pct"))
+        win = finite(m.get("win_rate_pct"))
         metrics = {
-            **{k: m.get(k) for k in METRIC_FLOATS if k in m},
+            **{k: m.get(k) for k in RUN_METRIC_FLOATS if k in m},
             "total_trades": best.total_trades,
             "avg_trade_duration": best.avg_trade_duration,
             "final_equity": final,

@@ -6,7 +6,6 @@ as in the main servicer (another tenant's run is NOT_FOUND).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from typing import Any
@@ -16,11 +15,11 @@ from hindsight.engine.v1 import engine_pb2
 from hindsight.runs.v1 import runs_pb2, runs_pb2_grpc
 
 from libs import grpc_util
+from libs.metric_fields import run_metrics_dict, run_metrics_pb
 from services.results import runs
-from services.results.db import Database
-from services.results.errors import InvalidArgument, Unavailable
+from services.results.errors import InvalidArgument
 from services.results.models_runs import StrategyRun
-from services.results.servicer import _unary
+from services.results.servicer import DatabaseServicer, _unary
 from services.results.timefmt import rfc3339
 
 log = logging.getLogger(__name__)
@@ -28,29 +27,6 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = grpc_util.service_name(runs_pb2, "RunsService")
 _TRADE_FIELDS = tuple(f.name for f in engine_pb2.Trade.DESCRIPTOR.fields)
 MAX_RUN_NUMBER = 2**53
-
-
-def metrics_pb(m: dict[str, Any]) -> engine_pb2.Metrics:
-    out = engine_pb2.Metrics(
-        total_trades=int(m.get("total_trades") or 0),
-        winning_trades=int(m.get("winning_trades") or 0),
-        avg_trade_duration=str(m.get("avg_trade_duration") or ""),
-    )
-    for name in runs.METRIC_FLOATS:
-        if m.get(name) is not None:
-            setattr(out, name, m[name])
-    if m.get("losing_trades") is not None:
-        out.losing_trades = int(m["losing_trades"])
-    return out
-
-
-def metrics_dict(pb: engine_pb2.Metrics) -> dict[str, Any]:
-    out: dict[str, Any] = {name: (getattr(pb, name) if pb.HasField(name) else None) for name in runs.METRIC_FLOATS}
-    out["total_trades"] = pb.total_trades
-    out["winning_trades"] = pb.winning_trades
-    out["losing_trades"] = pb.losing_trades if pb.HasField("losing_trades") else None
-    out["avg_trade_duration"] = pb.avg_trade_duration
-    return out
 
 
 def run_pb(run: StrategyRun, *, with_replay: bool = True, has_series: bool = False) -> runs_pb2.Run:
@@ -69,7 +45,7 @@ def run_pb(run: StrategyRun, *, with_replay: bool = True, has_series: bool = Fal
         slippage_pct=run.slippage_pct,
         direction=run.direction,
         fill=run.fill,
-        metrics=metrics_pb(run.metrics or {}),
+        metrics=run_metrics_pb(run.metrics or {}),
         replay_of=run.replay_of or 0,
         job_id=run.job_id or "",
         created_at=rfc3339(run.created_at),
@@ -117,33 +93,8 @@ def _run_number(value: int) -> int:
     return value
 
 
-class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
+class RunsServicer(DatabaseServicer, runs_pb2_grpc.RunsServiceServicer):
     """Every RPC of the runs service; all state is in the database."""
-
-    def __init__(self, db: Database, ready: asyncio.Event) -> None:
-        self.db = db
-        # Shared with the main servicer: set once migrations ran.
-        self.ready = ready
-
-    async def _read(self, fn, *args):
-        if not self.ready.is_set():
-            raise Unavailable("results service is starting")
-
-        def work():
-            with self.db.read() as s:
-                return fn(s, *args)
-
-        return await self.db.run(work)
-
-    async def _write(self, fn, *args):
-        if not self.ready.is_set():
-            raise Unavailable("results service is starting")
-
-        def work():
-            with self.db.write() as s:
-                return fn(s, *args)
-
-        return await self.db.run(work)
 
     @_unary
     async def SaveRun(self, request, context):
@@ -171,7 +122,7 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
             "end_date": r.end_date,
             "interval": r.interval,
             "cash": r.cash,
-            "metrics": metrics_dict(r.metrics),
+            "metrics": run_metrics_dict(r.metrics),
             "commission_pct": r.commission_pct,
             "slippage_pct": r.slippage_pct,
             "direction": r.direction,

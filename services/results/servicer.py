@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from google.protobuf.json_format import MessageToDict, ParseDict
@@ -21,10 +22,12 @@ from hindsight.results.v1 import results_pb2, results_pb2_grpc
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from libs.bus import Bus
+from libs.job_states import STATE_BY_NAME, STATE_NAMES
+from libs.metric_fields import SWEEP_OPTIONAL_METRICS, SWEEP_RESULT_FIELDS
 from services.results import datasets, jobs, keys, sweeps
 from services.results.csv_bars import parse_bars_csv
 from services.results.datasets import DatasetView
-from services.results.db import Database
+from services.results.db import Database, wait_any
 from services.results.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -56,32 +59,21 @@ _CODES: dict[type[ResultsError], grpc.StatusCode] = {
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
-_STATE_TO_PROTO = {
-    jobs.QUEUED: jobs_pb2.JOB_STATE_QUEUED,
-    jobs.RUNNING: jobs_pb2.JOB_STATE_RUNNING,
-    jobs.COMPLETED: jobs_pb2.JOB_STATE_COMPLETED,
-    jobs.FAILED: jobs_pb2.JOB_STATE_FAILED,
-    jobs.CANCELLED: jobs_pb2.JOB_STATE_CANCELLED,
-}
-_PROTO_TO_STATE = {v: k for k, v in _STATE_TO_PROTO.items()}
 
-_OPTIONAL_METRICS = (
-    "score",
-    "sharpe_ratio",
-    "sortino_ratio",
-    "total_return_pct",
-    "annualized_return",
-    "max_drawdown_pct",
-    "win_rate_pct",
-    "profit_factor",
-    "trades_per_month",
-)
+# gRPC carries the message in a header (percent-encoded, 16 KiB hard limit): a longer one
+# would reach the caller as a broken stream instead of the error it is.
+MAX_STATUS_MESSAGE_CHARS = 1000
+
+
+def status_message(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) <= MAX_STATUS_MESSAGE_CHARS else text[: MAX_STATUS_MESSAGE_CHARS - 3] + "..."
 
 
 async def _abort_for(context: grpc.aio.ServicerContext, method: str, exc: Exception) -> None:
     if isinstance(exc, ResultsError):
         code = next(c for t, c in _CODES.items() if isinstance(exc, t))
-        await context.abort(code, str(exc))
+        await context.abort(code, status_message(exc))
     if isinstance(exc, (OperationalError, InterfaceError)):
         log.warning("database unavailable in %s: %s", method, exc.__class__.__name__)
         await context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable, retry later")
@@ -123,7 +115,7 @@ def job_to_proto(job: Job) -> jobs_pb2.Job:
         job_id=job.job_id,
         tenant_id=job.tenant_id,
         kind=job.kind,
-        state=_STATE_TO_PROTO[job.state],
+        state=STATE_BY_NAME[job.state],
         parameters_json=json.dumps(job.parameters),
         webhook_url=job.webhook_url,
         created_at=rfc3339(job.created_at),
@@ -169,41 +161,70 @@ def _limit(value: int, default: int) -> int:
     return value
 
 
-class ResultsServicer(results_pb2_grpc.ResultsServiceServicer):
-    """Every RPC of the results service; all state is in the database."""
+def _submitted_parameters(request: results_pb2.SubmitJobRequest) -> Any:
+    """A submitted job's parameters (`parameters_json`, {} when empty), its timeout checked too."""
+    try:
+        parameters = json.loads(request.parameters_json) if request.parameters_json else {}
+    except json.JSONDecodeError:
+        raise InvalidArgument("parameters_json is not valid JSON") from None
+    if request.timeout_seconds < 0:
+        raise InvalidArgument("timeout_seconds must not be negative")
+    return parameters
 
-    def __init__(self, db: Database, bus: Bus, *, default_timeout_seconds: int) -> None:
+
+def _page_limit(limit: int, offset: int, default_limit: int) -> int:
+    """The limit of a listing (`_limit`), after checking its offset too."""
+    limit = _limit(limit, default_limit)
+    if offset < 0:
+        raise InvalidArgument("offset must not be negative")
+    return limit
+
+
+class DatabaseServicer:
+    """What every servicer of the results service shares: domain calls on the database pool.
+
+    `ready` is set once migrations ran (the main servicer's, shared by the others); calls
+    before that are UNAVAILABLE.
+    """
+
+    def __init__(self, db: Database, ready: asyncio.Event) -> None:
         self.db = db
-        self.bus = bus
-        self.default_timeout_seconds = default_timeout_seconds
-        # Set once migrations ran; calls before that are UNAVAILABLE.
-        self.ready = asyncio.Event()
-        # Set at shutdown: open event streams end with UNAVAILABLE so clients reconnect elsewhere.
-        self.stopping = asyncio.Event()
-        # Day-by-day backtests (services.results.daybyday_servicer), set by the wiring.
-        self.day_backtests = None
+        self.ready = ready
 
     def _check_ready(self) -> None:
         if not self.ready.is_set():
             raise Unavailable("results service is starting")
 
     async def _read(self, fn, *args):
-        self._check_ready()
-
-        def work():
-            with self.db.read() as s:
-                return fn(s, *args)
-
-        return await self.db.run(work)
+        """`fn(session, *args)` in a read-only session, on the pool."""
+        return await self._in_session(self.db.read, fn, args)
 
     async def _write(self, fn, *args):
+        """`fn(session, *args)` in one transaction, committed when it returns, on the pool."""
+        return await self._in_session(self.db.write, fn, args)
+
+    async def _in_session(self, open_session, fn, args):
         self._check_ready()
 
         def work():
-            with self.db.write() as s:
+            with open_session() as s:
                 return fn(s, *args)
 
         return await self.db.run(work)
+
+
+class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer):
+    """Every RPC of the results service; all state is in the database."""
+
+    def __init__(self, db: Database, bus: Bus, *, default_timeout_seconds: int) -> None:
+        # Its `ready` is set once migrations ran; the other servicers share it.
+        super().__init__(db, asyncio.Event())
+        self.bus = bus
+        self.default_timeout_seconds = default_timeout_seconds
+        # Set at shutdown: open event streams end with UNAVAILABLE so clients reconnect elsewhere.
+        self.stopping = asyncio.Event()
+        # Day-by-day backtests (services.results.daybyday_servicer), set by the wiring.
+        self.day_backtests = None
 
     # ------------------------------------------------------------ auth
 
@@ -227,12 +248,7 @@ class ResultsServicer(results_pb2_grpc.ResultsServiceServicer):
         kind = request.kind or jobs.SWEEP_KIND
         if kind != jobs.SWEEP_KIND:
             raise InvalidArgument(f"unknown job kind {kind!r} (expected {jobs.SWEEP_KIND!r})")
-        try:
-            parameters = json.loads(request.parameters_json) if request.parameters_json else {}
-        except json.JSONDecodeError:
-            raise InvalidArgument("parameters_json is not valid JSON") from None
-        if request.timeout_seconds < 0:
-            raise InvalidArgument("timeout_seconds must not be negative")
+        parameters = _submitted_parameters(request)
         spec = MessageToDict(request.sweep, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
         fields = dict(
             tenant_id=tenant_id,
@@ -263,12 +279,10 @@ class ResultsServicer(results_pb2_grpc.ResultsServiceServicer):
 
     @_unary
     async def ListJobs(self, request, context):
-        limit = _limit(request.limit, DEFAULT_LIST_LIMIT)
-        if request.offset < 0:
-            raise InvalidArgument("offset must not be negative")
+        limit = _page_limit(request.limit, request.offset, DEFAULT_LIST_LIMIT)
         state = None
         if request.state != jobs_pb2.JOB_STATE_UNSPECIFIED:
-            state = _PROTO_TO_STATE.get(request.state)
+            state = STATE_NAMES.get(request.state)
             if state is None:
                 raise InvalidArgument(f"unknown job state {request.state}")
         rows, total = await self._read(jobs.list_jobs, request.tenant_id, limit, request.offset, state)
@@ -310,7 +324,7 @@ class ResultsServicer(results_pb2_grpc.ResultsServiceServicer):
                     continue
                 if self.stopping.is_set():
                     raise Unavailable("results service is shutting down; reconnect to resume the stream")
-                await _wait_any(wake, self.stopping, STREAM_POLL_SECONDS)
+                await wait_any(wake, self.stopping, timeout=STREAM_POLL_SECONDS)
         finally:
             self.db.wakeups.unwatch_job(job_id, wake)
 
@@ -331,18 +345,8 @@ class ResultsServicer(results_pb2_grpc.ResultsServiceServicer):
             job_id=best.run.job_id,
         )
         for r in best.rows:
-            row = out.results.add(
-                ticker=r.ticker,
-                strategy_type=r.strategy_type,
-                fast_period=r.fast_period,
-                slow_period=r.slow_period,
-                total_trades=r.total_trades,
-                avg_trade_duration=r.avg_trade_duration,
-            )
-            for name in _OPTIONAL_METRICS:
-                value = getattr(r, name)
-                if value is not None:
-                    setattr(row, name, value)
+            # Undefined metrics (None) stay unset.
+            out.results.add(**{name: getattr(r, name) for name in SWEEP_RESULT_FIELDS if getattr(r, name) is not None})
         return out
 
     # ------------------------------------------------------------ datasets
@@ -425,13 +429,8 @@ class ResultsServicer(results_pb2_grpc.ResultsServiceServicer):
         job_id = _require(request.job_id, "job_id")
         rows = [
             jobs.SweepRow(
-                ticker=r.ticker,
-                strategy_type=r.strategy_type,
-                fast_period=r.fast_period,
-                slow_period=r.slow_period,
-                total_trades=r.total_trades,
-                avg_trade_duration=r.avg_trade_duration,
-                metrics={k: (getattr(r, k) if r.HasField(k) else None) for k in _OPTIONAL_METRICS},
+                **{name: getattr(r, name) for name in SWEEP_RESULT_FIELDS if name not in SWEEP_OPTIONAL_METRICS},
+                metrics={name: (getattr(r, name) if r.HasField(name) else None) for name in SWEEP_OPTIONAL_METRICS},
             )
             for r in request.results
         ]
@@ -446,12 +445,3 @@ class ResultsServicer(results_pb2_grpc.ResultsServiceServicer):
         job = await self._write(jobs.fail_job, _require(request.job_id, "job_id"), request.error_message)
         log.info("job failed by the engine", extra={"job_id": job.job_id, "state": job.state})
         return results_pb2.FailJobResponse(job=job_to_proto(job))
-
-
-async def _wait_any(a: asyncio.Event, b: asyncio.Event, timeout: float) -> None:
-    waiters = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()

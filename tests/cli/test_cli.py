@@ -9,10 +9,13 @@ import os
 import pty
 import select
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -187,3 +190,61 @@ def test_exit_codes(stack: Stack) -> None:
 
     unreachable = run(stack, "--url", "http://127.0.0.1:9", "jobs")
     assert unreachable.returncode == 3 and "cannot reach" in unreachable.stderr
+
+
+def test_json_mode_errors_are_json_too(stack: Stack) -> None:
+    # Usage errors (argparse's and our own) and Ctrl-C keep the --json promise: one JSON object on stderr.
+    for args in (["--json", "sweep", "DEMO-DAILY", "--fast", "ten", "--slow", "20:30"],
+                 ["--json", "runs", "show"],
+                 ["datasets", "import", "/nonexistent/file.csv", "--ticker", "X", "--interval", "1d", "--json"]):
+        r = run(stack, *args)
+        assert r.returncode == 2 and r.stdout == "", (args, r.stderr)
+        err = json.loads(r.stderr)
+        assert err["exit_code"] == 2 and err["error"]["code"] == "usage" and err["error"]["message"], err
+    assert "hindsight sweep: error:" in run(stack, "sweep", "DEMO-DAILY", "--fast", "ten", "--slow", "1:2").stderr
+
+    # Ctrl-C while the request hangs (a server that accepts the connection and never answers).
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        proc = subprocess.Popen([*command(), "--json", "jobs"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env_for(stack, HINDSIGHT_URL=f"http://127.0.0.1:{silent.getsockname()[1]}"), cwd="/")
+        time.sleep(2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and out == ""
+    assert json.loads(err) == {"error": {"code": "interrupted", "message": "interrupted", "details": {}}, "exit_code": 130}
+
+
+def test_a_closed_stdout_ends_quietly(stack: Stack) -> None:
+    # `hindsight --json runs | head -1`: the reader goes away; no traceback, SIGPIPE's exit status.
+    read, write = os.pipe()
+    os.close(read)
+    proc = subprocess.run([*command(), "--json", "datasets"], stdout=write, stderr=subprocess.PIPE, text=True,
+                          env=env_for(stack), cwd="/", timeout=60, check=False)
+    os.close(write)
+    assert proc.returncode == 141 and proc.stderr == "", proc.stderr
+
+
+def test_a_server_that_is_not_the_api_reads_as_such(stack: Stack) -> None:
+    class NotHindsight(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html><h1>Nope</h1></html>"
+            self.send_response(404)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotHindsight)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        r = run(stack, "--url", f"http://127.0.0.1:{server.server_port}", "jobs")
+    finally:
+        server.shutdown()
+    assert r.returncode == 4
+    assert "answered without an API error; is --url / HINDSIGHT_URL the Hindsight API? (HTTP 404)" in r.stderr
+    assert "<html" not in r.stderr

@@ -242,7 +242,7 @@ def test_dockerignore_keeps_local_state_out_and_sources_in():
                  "key.pem"):
         assert ignore.excluded(path), f"{path} would be sent to the Docker daemon"
     for path in ("requirements.txt", "protos/hindsight/jobs/v1/jobs.proto", "libs/bus.py", "services/__init__.py",
-                 "services/engine/_core/sweep_kernel.pyx", "services/results/alembic.ini",
+                 "services/engine/_core/sweep_kernel.pyx", "services/engine/_core/twosum.pxd", "services/results/alembic.ini",
                  "services/results/migrations/env.py", "deploy/docker/healthcheck.py"):
         assert not ignore.excluded(path), f"{path} is needed by the build but excluded"
 

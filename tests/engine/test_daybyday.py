@@ -196,3 +196,24 @@ def test_no_bars_in_range_is_no_data(bars):
         run_day_backtest(bars, strategy, date(2023, 1, 1), date(2023, 1, 31))
     with pytest.raises(NoData):
         run_day_backtest(bars, strategy, date(2024, 3, 9), date(2024, 3, 10))  # a weekend
+
+
+def test_event_ids_follow_time_and_parents_come_first(bars):
+    # A stop-out inside a bar and the re-entry signalled at that bar's close: the stop
+    # happened first, is the re-entry's parent, and so gets the lower exec id.
+    definition, _, _ = CASES["stops_targets_reentries"]
+    strategy = compile_strategy({"name": "order", "dataset": {"ticker": "T"}, **definition})
+    run = run_day_backtest(bars, strategy, date(2024, 3, 4), date(2024, 4, 12), ticker="T")
+    same_bar_reentries = 0
+    for day in run.days:
+        _, diag, _, _ = day_documents(run, day)
+        events = list(diag["events_history"].values())
+        assert [e["execution_id"] for e in events] == [f"exec_{n:03d}" for n in range(1, len(events) + 1)]
+        stamps = [e["timestamp"] for e in events]
+        assert stamps == sorted(stamps), stamps
+        for e in events:
+            if e["parent_execution_id"]:
+                assert e["parent_execution_id"] < e["execution_id"], e
+                parent = diag["events_history"][e["parent_execution_id"]]
+                same_bar_reentries += parent["candle_data"]["T"]["current"] == e["candle_data"]["T"]["current"]
+    assert same_bar_reentries > 0  # the case this is about occurs in the month

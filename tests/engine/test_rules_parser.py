@@ -120,3 +120,37 @@ def test_definition_defaults_and_errors():
             "entries[0].quantity", "exits[0].entries", "session.square_off", "session.timezone", "bogus"} <= fields
     cond = next(e for e in err.value.errors if e["field"] == "entries[0].condition")
     assert cond["position"] == 9
+
+
+@pytest.mark.parametrize(
+    "text,position",
+    [
+        ("(" * 400 + "close > 1" + ")" * 400, 50),  # the 51st '('
+        ("not " * 400 + "close > 1", 200),  # the 51st 'not'
+        ("close > " + "-" * 1500 + "1", 58),  # the 51st '-'
+        ("close > " + "+".join(["1"] * 990), 7 + 2 * 51),  # the 51st "+" makes it 51 deep
+    ],
+)
+def test_deep_nesting_is_an_error_at_its_position_not_a_crash(text, position):
+    # Deeper than a person writes, and deep enough to exhaust Python's recursion in the
+    # parser or later in evaluation (a stored strategy that cannot run): refused here.
+    with pytest.raises(ExpressionError) as err:
+        parse_condition(text)
+    assert "nests too deeply" in err.value.message
+    assert err.value.position == position, err.value
+
+
+def test_nesting_a_person_writes_still_parses_and_evaluates():
+    text = "(" * 20 + "not " * 10 + "close > " + "+".join(["1"] * 30) + ")" * 20
+    ev = evaluate(parse_condition(text), _ctx([10, 40]))
+    assert ev.result.tolist() == [False, True]  # ten nots: close > 30
+
+
+def test_division_by_zero_is_not_an_engine_error():
+    # A constant 1/0 (Python floats raise) or a series that is zero: IEEE inf/NaN, and a
+    # comparison with NaN is false, as for warm-up bars.
+    ctx = _ctx([0.0, 1.0, 2.0])
+    assert evaluate(parse_condition("close > 1/0"), ctx).result.tolist() == [False, False, False]
+    assert evaluate(parse_condition("close < 1/0"), ctx).result.tolist() == [True, True, True]
+    assert evaluate(parse_condition("1 / close > 0.9"), ctx).result.tolist() == [True, True, False]
+    assert evaluate(parse_condition("close / (close - close) > 0"), ctx).result.tolist() == [False, True, True]

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from libs.metric_fields import SWEEP_RESULT_FIELDS
 from services.engine import sweep as sweep_mod
 from services.engine.bars import Bars
 from services.engine.sweep import METRIC_KEYS, SweepCancelled, format_duration, run_sweep
@@ -147,6 +148,11 @@ def test_chunking_and_fusion_do_not_change_results(monkeypatch, strategy):
     chunked = run_sweep(bars, strategy, combos, **kw)
     alone = [run_sweep(bars, strategy, [c], **kw)[0] for c in combos]
     assert whole == chunked == alone
+
+
+def test_metric_keys_are_the_sweep_result_fields():
+    # The engine keeps its own list (no gRPC in the kernel's module); the proto is the source.
+    assert ("ticker", "strategy_type") + METRIC_KEYS == SWEEP_RESULT_FIELDS
 
 
 def test_result_shape_is_json_clean(daily_bars):

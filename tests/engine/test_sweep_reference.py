@@ -17,6 +17,7 @@ import empyrical
 import numpy as np
 import pytest
 
+from libs.metric_fields import SWEEP_OPTIONAL_METRICS
 from services.engine.sweep import run_sweep
 
 from . import reference as ref
@@ -148,17 +149,7 @@ def test_sweep_matches_reference(name, strategy, direction, fill, fees):
         assert row["fast_period"] == fast and row["slow_period"] == slow
         assert row["total_trades"] == exp["total_trades"], where
         assert row["avg_trade_duration"] == exp["avg_trade_duration"], where
-        for key in (
-            "sharpe_ratio",
-            "sortino_ratio",
-            "total_return_pct",
-            "annualized_return",
-            "max_drawdown_pct",
-            "win_rate_pct",
-            "profit_factor",
-            "trades_per_month",
-            "score",
-        ):
+        for key in SWEEP_OPTIONAL_METRICS:
             _close(row[key], exp[key], f"{where} {key}")
         traded += row["total_trades"]
     assert traded > 0  # the case exercised real trades

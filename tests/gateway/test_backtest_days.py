@@ -218,3 +218,22 @@ def test_cancel_ends_the_stream_with_an_error_event(alpha, results, days_stub, s
         events = list(sse_events(resp.iter_lines()))
     assert [e["event"] for e in events] == ["day_started", "day_completed", "error"]
     assert events[-1]["data"] == {"date": "2024-01-08", "error": "Job cancelled"}
+
+
+@pytest.mark.parametrize(
+    "header,accepted",
+    [
+        ("gzip", True), ("GZIP", True), ("br, gzip;q=0.5", True), ("*", True),
+        ("", False), ("identity", False), ("gzip;q=0", False), ("gzip;q=0, *", False), ("br", False),
+        # An explicit gzip wins over the wildcard, whatever their order (RFC 9110 12.5.3).
+        ("*;q=0, gzip", True), ("*;q=0, gzip;q=0.1", True), ("gzip;q=0.0, *;q=1", False),
+        ("gzip;q=bogus", False), ("gzip ; q=1.0", True),
+    ],
+)
+def test_accepts_gzip_reads_accept_encoding_like_a_server_should(header, accepted):
+    from starlette.requests import Request
+
+    from services.gateway.routes.backtest_days import accepts_gzip
+
+    request = Request({"type": "http", "headers": [(b"accept-encoding", header.encode())]})
+    assert accepts_gzip(request) is accepted

@@ -92,3 +92,13 @@ def test_upload_needs_multipart_with_a_file(alpha: httpx.Client) -> None:
     r = alpha.post("/api/v1/datasets", files={"ticker": (None, "GW-TEST"), "interval": (None, "1d")})
     err = assert_error(r, 400)
     assert any(e["field"] == "file" for e in err["details"]["errors"])
+
+
+def test_a_huge_bad_value_is_a_400_naming_the_row(alpha: httpx.Client) -> None:
+    # The bad value is quoted, clipped, in the message: a 100 kB cell must not turn into a
+    # gRPC metadata overflow (it used to come back as a 413 "Stream removed ...").
+    csv = b"timestamp,open,high,low,close,volume\n2022-01-01,1,2,0.5,1,1\n2022-01-02," + b"9x" * 50_000 + b",2,0.5,1,1\n"
+    err = assert_error(_upload(alpha, csv, ticker="GW-HUGE"), 400)
+    assert err["message"].startswith("row 3: open is not a number: '9x9x"), err["message"]
+    assert len(err["message"]) < 200
+    assert all(d["ticker"] != "GW-HUGE" for d in alpha.get("/api/v1/datasets").json()["datasets"])

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from libs.backtest_spec import normalize_parameters
@@ -197,6 +198,56 @@ def test_unknown_saved_strategy_is_404_and_too_large_is_413(stack: Stack, monkey
         monkeypatch.setattr(backtest_servicer, "MAX_SYNC_TRADES", 5)
         err = assert_error(c.post("/backtest", json=SMA), 413, "too_large_for_sync")
         assert "trades" in err["message"] and err["details"]["submit_job"] == "/api/v1/strategy/sweep"
+
+
+def test_the_bar_limit_counts_the_bars_backtested_after_resampling(stack: Stack, monkeypatch) -> None:
+    # DEMO-MINUTE: 15,000 one-minute bars. Over a cap of 1,999 at 1m, but 1,000 bars at 15m:
+    # the 413 advises "choose a coarser interval", so a coarser interval must fit.
+    monkeypatch.setattr(backtest_servicer, "MAX_SYNC_BARS", 1999)
+    minute = {"ticker": "DEMO-MINUTE", "strategy": "sma_crossover"}
+    with stack.client("runs-e") as c:
+        err = assert_error(c.post("/backtest", json=dict(minute, interval="1m")), 413, "too_large_for_sync")
+        assert "15000 bars" in err["message"] and "coarser interval" in err["message"]
+        run = _post(c, dict(minute, interval="15m"))
+        assert run["bars"] == 1000 and run["source_bars"] == 15000
+        # Resampling itself is bounded too: source bars beyond MAX_SYNC_SOURCE_BARS are a 413.
+        monkeypatch.setattr(backtest_servicer, "MAX_SYNC_SOURCE_BARS", 14_999)
+        err = assert_error(c.post("/backtest", json=dict(minute, interval="1d")), 413, "too_large_for_sync")
+        assert "15000 bars of DEMO-MINUTE" in err["message"] and "narrow the dates" in err["message"]
+
+
+def _prices_csv(lo: float, hi: float, n: int = 300) -> bytes:
+    rows = ["timestamp,open,high,low,close,volume"]
+    for i in range(n):
+        o, c = (lo, hi) if i % 2 else (hi, lo)
+        rows.append(f"{np.datetime64('2020-01-01') + i},{o!r},{hi!r},{lo!r},{c!r},1")
+    return ("\n".join(rows) + "\n").encode()
+
+
+@pytest.mark.parametrize(
+    "lo,hi,strategies,extra",
+    [
+        (5e-321, 1e-320, ("sma_crossover", "rsi_reversion", "buy_and_hold"), {}),  # units = cash / price = inf
+        (1e-200, 1e200, ("sma_crossover", "ema_crossover"), {"direction": "both", "commission_pct": 0.1}),
+    ],
+    ids=["denormal-prices", "overflowing-swings"],
+)
+def test_prices_that_overflow_the_arithmetic_are_a_400_not_a_500(stack: Stack, lo, hi, strategies, extra) -> None:
+    with stack.client("runs-d") as c:
+        up = c.post("/api/v1/datasets", files={"file": ("bars.csv", _prices_csv(lo, hi), "text/csv")},
+                    data={"ticker": "ODD-PRICES", "interval": "1d", "calendar": "continuous"})
+        assert up.status_code == 201, up.text
+        try:
+            before = c.get("/runs", params={"limit": 0}).json()["total"]
+            for strategy in strategies:
+                r = c.post("/backtest", json={"ticker": "ODD-PRICES", "strategy": strategy, **extra})
+                assert r.status_code == 400, (strategy, r.status_code, r.text[:300])
+                err = assert_error(r, 400)
+                assert err["details"]["errors"][0]["field"] == "ticker", err
+                assert "not a finite number" in err["message"], err
+            assert c.get("/runs", params={"limit": 0}).json()["total"] == before  # nothing saved
+        finally:
+            c.delete(f"/api/v1/datasets/{up.json()['dataset_id']}")
 
 
 def test_listing_paging_boundaries_and_filters(stack: Stack) -> None:

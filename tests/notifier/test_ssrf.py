@@ -102,3 +102,18 @@ async def test_standalone_allows_loopback_and_nothing_else():
     for url in ("http://10.0.0.1/", "http://169.254.169.254/", "http://0.0.0.0/", "http://192.168.1.1/"):
         with pytest.raises(ssrf.UnsafeUrl):
             await ssrf.check_url(url, policy)
+
+
+@pytest.mark.asyncio
+async def test_refusal_messages_read_as_english():
+    """The 400's message is shown to users: "an unspecified address", not "a unspecified address"."""
+
+    async def resolver(host, port):
+        return ["0.0.0.0"]
+
+    with pytest.raises(ssrf.UnsafeUrl, match=r"0\.0\.0\.0 is an unspecified address$"):
+        await ssrf.check_url("http://0.0.0.0/", STRICT)
+    with pytest.raises(ssrf.UnsafeUrl, match=r"zero\.example resolves to 0\.0\.0\.0, an unspecified address$"):
+        await ssrf.check_url("http://zero.example/", STRICT, resolver)
+    with pytest.raises(ssrf.UnsafeUrl, match=r"10\.0\.0\.1 is a private address$"):
+        await ssrf.check_url("http://10.0.0.1/", STRICT)

@@ -35,9 +35,13 @@ async def test_completed_sweep_is_delivered_in_the_seed_shape_and_signed(notify_
     assert body["event_type"] == "sweep.completed" and body["status"] == "completed"
     assert body["job_id"] == job_id and body["sweep_run_id"] == run_id and body["ticker"] == "BTC-USD"
     assert body["result_data"] == {
-        "sweep_run_id": run_id, "total_combinations": 3, "execution_time_seconds": 1.25,
+        "sweep_run_id": run_id, "total_combinations": 3,
+        "execution_time_seconds": body["result_data"]["execution_time_seconds"],
         "completed_at": body["result_data"]["completed_at"],
     }
+    # The seed's meaning: the job's wall time from submission to completion, not the engine's 1.25 s.
+    assert isinstance(body["result_data"]["execution_time_seconds"], float)
+    assert 0 <= body["result_data"]["execution_time_seconds"] < 60
     assert RFC3339.match(body["timestamp"]) and RFC3339.match(body["result_data"]["completed_at"])
 
     secret = await s.secret(tenant)

@@ -60,3 +60,17 @@ def test_fast_and_checked_paths_agree():
     checked = _parse_checked(data, "UTC", 10_000)
     for name in ("ts", "open", "high", "low", "close", "volume"):
         assert np.array_equal(getattr(fast, name), getattr(checked, name))
+
+
+def test_a_huge_bad_cell_is_clipped_in_the_message():
+    csv = H + "2024-01-01,1,2,0.5,1.5,1\n2024-01-02,1,2,0.5," + "7" * 30_000 + "z,1\n"
+    with pytest.raises(InvalidArgument, match=r"^row 3: close is not a number: '7{40}'\.\.\. \(30,001 characters\)$"):
+        parse_bars_csv(csv.encode())
+
+
+def test_status_messages_fit_in_a_grpc_header():
+    from services.results.servicer import MAX_STATUS_MESSAGE_CHARS, status_message
+
+    assert status_message(InvalidArgument("short")) == "short"
+    long = status_message(InvalidArgument("é" * 50_000))
+    assert len(long) == MAX_STATUS_MESSAGE_CHARS and long.endswith("...")

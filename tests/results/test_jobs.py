@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime
 import re
 
 import grpc
@@ -13,6 +14,7 @@ from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2
 
 from libs.bus import JOB_EVENTS_QUEUE, JOBS_DEAD_QUEUE, JOBS_QUEUE, Delivery
+from libs.job_states import STATE_NAMES
 from services.results import jobs as jobs_module
 
 from .conftest import RecordingBus, eventually, pg_settings
@@ -136,8 +138,12 @@ async def test_lifecycle_start_progress_complete(pg, pg_db):
     assert got.state == jobs_pb2.JOB_STATE_COMPLETED and got.sweep_run_id == done.sweep_run_id
     assert RFC3339.match(got.completed_at)
     metrics = json.loads(got.metrics_json)
-    assert metrics["combinations_tested"] == 3 and metrics["execution_time_seconds"] == 1.25
+    assert metrics["combinations_tested"] == 3 and metrics["engine_seconds"] == 1.25
     assert isinstance(metrics["duration_seconds"], float)
+    # The seed's execution_time_seconds is the wall time from submission to completion.
+    wall = (datetime.fromisoformat(got.completed_at.replace("Z", "+00:00"))
+            - datetime.fromisoformat(got.created_at.replace("Z", "+00:00"))).total_seconds()
+    assert abs(metrics["execution_time_seconds"] - wall) <= 1.0 and metrics["execution_time_seconds"] >= metrics["duration_seconds"]
 
     events = pg_db.rows("SELECT seq, type, data FROM job_events WHERE job_id = :j ORDER BY seq", j=job.job_id)
     assert [e.type for e in events] == ["progress", "progress", "progress", "done"]
@@ -158,7 +164,7 @@ async def test_lifecycle_start_progress_complete(pg, pg_db):
     assert list(payload) == ["event_type", "job_id", "sweep_run_id", "status", "ticker", "result_data", "timestamp"]
     assert payload["result_data"]["total_combinations"] == 3
     assert payload["result_data"]["sweep_run_id"] == done.sweep_run_id
-    assert payload["result_data"]["execution_time_seconds"] == 1.25
+    assert payload["result_data"]["execution_time_seconds"] == metrics["execution_time_seconds"]
     assert RFC3339.match(payload["result_data"]["completed_at"]) and payload["ticker"] == "BTC-USD"
 
     # A redelivered completion is idempotent.
@@ -283,7 +289,7 @@ async def test_timeout_watchdog_fails_overdue_jobs(pg, pg_db):
             lambda job=job: _failed(state(job.job_id)),
             timeout=6,
         )
-        assert got.error_message == "Job timed out after 1 seconds"
+        assert got.error_message == "Job timed out after 1 second"
     assert (await state(keeps.job_id)).state == jobs_pb2.JOB_STATE_QUEUED
     progress = await pg.stub.ReportProgress(results_pb2.ReportProgressRequest(job_id=running.job_id, percent=10))
     assert progress.stop and "timed out" in progress.reason
@@ -348,3 +354,19 @@ async def test_relay_retries_until_the_broker_takes_messages(services, results_p
     assert relayed() == ids  # in order, none dropped, none twice
     await asyncio.sleep(0.7)
     assert relayed() == ids
+
+
+def test_stored_states_are_the_proto_state_names():
+    # The servicer maps the database's state strings to JobState by these names.
+    assert jobs_module.ACTIVE_STATES + jobs_module.ENDED_STATES == tuple(STATE_NAMES.values())
+
+
+def test_the_estimate_follows_bars_times_combinations():
+    from services.results.jobs import ESTIMATE_BAR_PAIRS_PER_SECOND, estimate_duration_seconds
+
+    assert estimate_duration_seconds(8, 0) == 1  # no data: the job fails at once
+    small = estimate_duration_seconds(8, 2_000)
+    s2 = estimate_duration_seconds(590, 1_000_000)  # the S2 sweep
+    assert small == 2
+    assert s2 == 2 + round(590 * 1_000_000 / ESTIMATE_BAR_PAIRS_PER_SECOND)
+    assert estimate_duration_seconds(590 * 2, 1_000_000) > s2

@@ -131,6 +131,16 @@ def test_log_line_outside_a_span_has_no_trace_fields():
     assert "trace_id" not in doc and "span_id" not in doc
 
 
+def test_terminal_colour_copies_stay_out_of_the_json_line():
+    """uvicorn passes `color_message` (the message with ANSI colour codes) as an extra: not a field."""
+    record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, "Started server process [%d]", (7,), None)
+    record.color_message = "Started server process [\x1b[36m%d\x1b[0m]"
+    line = telemetry.JsonFormatter("gateway", secrets=lambda: ()).format(record)
+    doc = json.loads(line)
+    assert doc["message"] == "Started server process [7]"
+    assert "color_message" not in doc and "\\u001b" not in line
+
+
 def test_secrets_are_masked_even_in_tracebacks():
     secret = "tenant-key-" + "z" * 20
     fmt = telemetry.JsonFormatter("x", secrets=lambda: (secret,))

@@ -29,6 +29,11 @@ def wait_progress_done(page, bar: str) -> None:
     assert page.inner_text(f"{bar} .label").strip() == "100 %"
 
 
+def hidden_width(page, selector: str) -> int:
+    """How many pixels of an element's content are scrolled out of sight sideways."""
+    return page.eval_on_selector(selector, "e => e.scrollWidth - e.clientWidth")
+
+
 def numbers(texts: list[str]) -> list[float]:
     return [float(t.replace(",", "")) for t in texts if t.strip() not in ("—", "")]
 
@@ -81,6 +86,7 @@ def test_sweep_from_the_form(browser: Browser) -> None:
         best = c.get(f"/api/v1/sweeps/{run_id}/best", params={"limit": 1000}).json()
     rows = page.query_selector_all("#sweep-table tbody tr")
     assert len(rows) == best["returned"] > 0
+    assert hidden_width(page, "#sweep-table") == 0  # every column readable at laptop width
     # The heatmap holds every combination of the results at its (fast, slow) cell.
     z = page.evaluate("() => document.getElementById('sweep-heatmap').data[0].z")
     assert sum(v is not None for r in z for v in r) == best["returned"]
@@ -259,6 +265,23 @@ def test_datasets_upload_and_chart(browser: Browser) -> None:
     assert err.inner_text().strip() and "{" not in err.inner_text()
 
 
+def test_charts_offer_no_way_off_the_gateway(browser: Browser) -> None:
+    # plotly.js's modebar has a "Share chart..." button by default that opens Plotly Cloud
+    # and posts the chart's data there: no chart of the dashboard may offer it.
+    page = browser.page
+    browser.goto("/ui/datasets")
+    page.click("#datasets-table tbody tr:has-text('DEMO-DAILY')")
+    page.wait_for_selector("#dataset-chart .main-svg")
+    chart = page.evaluate("""() => {
+        const gd = document.getElementById('dataset-chart');
+        return {titles: [...gd.querySelectorAll('.modebar-btn')].map(b => b.getAttribute('data-title') || ''),
+                cloud: gd._context.showSendToCloud, server: gd._context.plotlyServerURL};
+      }""")
+    assert "Download plot as a PNG" in chart["titles"]
+    assert not [t for t in chart["titles"] if "share" in t.lower() or "cloud" in t.lower()], chart["titles"]
+    assert chart["cloud"] is False and chart["server"] == ""
+
+
 @pytest.mark.parametrize("path", ["/ui/sweeps", "/ui/days", "/ui/runs", "/ui/jobs", "/ui/datasets"])
 def test_pages_fit_a_laptop_screen(browser: Browser, path: str) -> None:
     page = browser.page
@@ -266,6 +289,10 @@ def test_pages_fit_a_laptop_screen(browser: Browser, path: str) -> None:
     page.wait_for_load_state("networkidle")
     width = page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= VIEWPORT["width"], f"{path} is {width}px wide"
+    # Tables scroll inside their card only when they must: at laptop width none hides a column.
+    hidden = page.eval_on_selector_all(
+        "main .table-wrap", "ws => ws.map(w => [w.id || w.parentElement.id, w.scrollWidth - w.clientWidth])")
+    assert [h for h in hidden if h[1] > 0] == [], f"{path}: columns scrolled out of sight {hidden}"
 
 
 def test_no_page_talks_to_anyone_but_the_gateway(browser: Browser) -> None:
@@ -274,4 +301,8 @@ def test_no_page_talks_to_anyone_but_the_gateway(browser: Browser) -> None:
     assert browser.foreign_requests() == []
     crashes = [e for e in browser.errors if e.startswith("pageerror") or "Content Security Policy" in e]
     assert crashes == []
-    assert sorted(p.name for p in SCREENSHOTS.glob("*.png")) >= ["datasets.png"]
+    # Nothing else on the console either (the API errors the tests provoke log "Failed to load resource").
+    assert [e for e in browser.errors if "Failed to load resource" not in e] == []
+    shots = {p.name for p in SCREENSHOTS.glob("*.png")}
+    assert {"login-then-sweeps.png", "sweeps-results.png", "days-calendar.png", "days-day-detail.png", "runs.png",
+            "run-detail.png", "runs-compare.png", "jobs.png", "datasets.png"} <= shots

@@ -12,14 +12,7 @@ import numpy as np
 
 from libc.math cimport NAN
 
-
-cdef inline void _acc(double* s, double* c, double x) noexcept nogil:
-    # TwoSum: s + x = t + err exactly; keep t in s and add err to c.
-    cdef double a = s[0]
-    cdef double t = a + x
-    cdef double bp = t - a
-    c[0] += (a - (t - bp)) + (x - bp)
-    s[0] = t
+from services.engine._core.twosum cimport acc
 
 
 def sma(const double[::1] x, Py_ssize_t n):
@@ -32,9 +25,9 @@ def sma(const double[::1] x, Py_ssize_t n):
     cdef double s = 0.0, c = 0.0, dn = <double>n
     with nogil:
         for t in range(N):
-            _acc(&s, &c, x[t])
+            acc(&s, &c, x[t])
             if t >= n:
-                _acc(&s, &c, -x[t - n])
+                acc(&s, &c, -x[t - n])
             if t >= n - 1:
                 out[t] = (s + c) / dn
             else:
@@ -51,10 +44,10 @@ cdef void _ema_into(const double[::1] x, Py_ssize_t start, Py_ssize_t n, double[
         out[t] = NAN
     for t in range(start, N):
         if t - start < n - 1:
-            _acc(&s, &c, x[t])
+            acc(&s, &c, x[t])
             out[t] = NAN
         elif t - start == n - 1:
-            _acc(&s, &c, x[t])
+            acc(&s, &c, x[t])
             e = (s + c) / <double>n
             out[t] = e
         else:

@@ -32,6 +32,9 @@ from libc.math cimport NAN
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t
 from libc.stdlib cimport calloc, free
 
+from services.engine._core.twosum cimport acc
+
+
 cdef enum:
     _SMA = 0
     _EMA = 1
@@ -105,15 +108,6 @@ ctypedef fused Dir:
     int8_t    # long
     int16_t   # short
     int32_t   # both
-
-
-cdef inline void _acc(double* s, double* c, double x) noexcept nogil:
-    # TwoSum: s + x = t + err exactly; keep t in s, accumulate err in c.
-    cdef double a = s[0]
-    cdef double t = a + x
-    cdef double bp = t - a
-    c[0] += (a - (t - bp)) + (x - bp)
-    s[0] = t
 
 
 cdef inline void _mark_dd(Hot* h, double eq) noexcept nogil:
@@ -212,16 +206,16 @@ cdef void _indicators(const double[::1] close, Py_ssize_t t0, Py_ssize_t t1,
                     E[j] = E[j] + a * (x - E[j])
                     row[j] = E[j]
                 else:
-                    _acc(&S[j], &C[j], x)
+                    acc(&S[j], &C[j], x)
                     if t == n - 1:
                         E[j] = (S[j] + C[j]) / <double>n
                         row[j] = E[j]
                     else:
                         row[j] = NAN
             else:
-                _acc(&S[j], &C[j], x)
+                acc(&S[j], &C[j], x)
                 if t >= n:
-                    _acc(&S[j], &C[j], -close[t - n])
+                    acc(&S[j], &C[j], -close[t - n])
                 if t >= n - 1:
                     row[j] = (S[j] + C[j]) / <double>n
                 else:
@@ -233,7 +227,7 @@ cdef inline int _macd_want(Hot* h, Sig* g, const double* row, int sp, double sa)
     if g.n < sp:
         if line != line:  # NaN: slow EMA not defined yet
             return 0
-        _acc(&g.s, &g.c, line)
+        acc(&g.s, &g.c, line)
         g.n += 1
         if g.n < sp:
             return 0

@@ -1,21 +1,15 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Indicator kernels of the rule engine, TA-Lib's conventions (see ``services.engine.rules.indicators``).
 
-Whole-series, GIL-free loops. Window sums use the same compensated (TwoSum)
-accumulation as ``indicators_kernel`` so values over long series do not drift.
+Whole-series, GIL-free loops. Window sums use the kernels' compensated (TwoSum)
+accumulation (``twosum.acc``) so values over long series do not drift.
 """
 
 import numpy as np
 
 from libc.math cimport NAN, fabs, sqrt
 
-
-cdef inline void _acc(double* s, double* c, double x) noexcept nogil:
-    cdef double a = s[0]
-    cdef double t = a + x
-    cdef double bp = t - a
-    c[0] += (a - (t - bp)) + (x - bp)
-    s[0] = t
+from services.engine._core.twosum cimport acc
 
 
 def rsi(const double[::1] x, Py_ssize_t n):
@@ -99,9 +93,9 @@ def bbands(const double[::1] x, Py_ssize_t n, double k):
     cdef double s = 0.0, c = 0.0, m, var, d, sd, dn = <double>n
     with nogil:
         for t in range(N):
-            _acc(&s, &c, x[t])
+            acc(&s, &c, x[t])
             if t >= n:
-                _acc(&s, &c, -x[t - n])
+                acc(&s, &c, -x[t - n])
             if t >= n - 1:
                 m = (s + c) / dn
                 # Two-pass variance of the window: exact enough, no cancellation.
@@ -132,8 +126,8 @@ def vwap(const double[::1] high, const double[::1] low, const double[::1] close,
                 vv = 0.0
                 vc = 0.0
             tp = (high[t] + low[t] + close[t]) / 3.0
-            _acc(&pv, &pc, tp * volume[t])
-            _acc(&vv, &vc, volume[t])
+            acc(&pv, &pc, tp * volume[t])
+            acc(&vv, &vc, volume[t])
             if vv + vc > 0.0:
                 out[t] = (pv + pc) / (vv + vc)
             else:
@@ -150,7 +144,7 @@ cdef void _ema_seeded(const double[::1] x, Py_ssize_t seed_at, Py_ssize_t n, dou
     if seed_at >= N:
         return
     for t in range(seed_at - n + 1, seed_at + 1):
-        _acc(&s, &c, x[t])
+        acc(&s, &c, x[t])
     e = (s + c) / <double>n
     out[seed_at] = e
     for t in range(seed_at + 1, N):
@@ -181,9 +175,9 @@ def macd(const double[::1] x, Py_ssize_t fast, Py_ssize_t slow, Py_ssize_t signa
         _ema_seeded(x, start, slow, es)
         for t in range(start, N):
             if t < first:
-                _acc(&s, &c, ef[t] - es[t])
+                acc(&s, &c, ef[t] - es[t])
             elif t == first:
-                _acc(&s, &c, ef[t] - es[t])
+                acc(&s, &c, ef[t] - es[t])
                 e = (s + c) / <double>signal
                 line[t] = ef[t] - es[t]
                 sig[t] = e

@@ -121,7 +121,8 @@ def _value(node: Node, ctx: SeriesContext) -> Value:
             return a - b
         if node.op == "*":
             return a * b
-        return a / b
+        # np.divide: IEEE inf/NaN for a zero divisor (Python floats would raise on `1/0`).
+        return np.divide(a, b)
     raise TypeError(f"not a value: {type(node).__name__}")
 
 

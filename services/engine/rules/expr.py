@@ -35,6 +35,11 @@ SERIES = ("open", "high", "low", "close", "volume")
 COMPARE_OPS = (">", ">=", "<", "<=", "==", "!=", "crosses_above", "crosses_below")
 MAX_PERIOD = 10_000
 MAX_LENGTH = 2_000
+# Nesting limit: open '(' / 'not' / unary '-' while parsing, and the depth of the parsed
+# tree (an operator chain `1+1+...+1` is as deep as it is long). Far beyond what a person
+# writes; it keeps the recursive parser and evaluator inside Python's recursion limit.
+MAX_DEPTH = 50
+TOO_DEEP = f"the condition nests too deeply (at most {MAX_DEPTH} levels of parentheses, 'not', '-' or operators)"
 
 
 class ExpressionError(ValueError):
@@ -258,6 +263,22 @@ class _Parser:
         self.tokens = tokenize(text)
         self.i = 0
         self.compares: list[Compare] = []
+        self.nesting = 0  # open '(' / 'not' / unary '-'
+        self.depths: dict[Node, int] = {}  # depth of each operator node built so far
+
+    def _nest(self) -> None:
+        """Called on the token that opens a recursion ('(', 'not', '-')."""
+        self.nesting += 1
+        if self.nesting > MAX_DEPTH:
+            raise self.error(TOO_DEEP)
+
+    def _built(self, node: Node, op_pos: int, *children: Node) -> Node:
+        """`node` (an operator over `children`) if it is not too deep; the error points at its operator."""
+        depth = 1 + max((self.depths.get(c, 0) for c in children), default=0)
+        if depth > MAX_DEPTH:
+            raise ExpressionError(TOO_DEEP, op_pos, self.text)
+        self.depths[node] = depth
+        return node
 
     @property
     def tok(self) -> Token:
@@ -293,20 +314,24 @@ class _Parser:
     def or_expr(self) -> Node:
         first = self.and_expr()
         items = [first]
+        first_op = -1
         while self.is_word("or"):
             op_pos = self.advance().pos
+            first_op = op_pos if first_op < 0 else first_op
             items.append(self.and_expr())
             self._bool_operands(items, "or", op_pos)
-        return items[0] if len(items) == 1 else BoolOp(first.pos, items[-1].end, "or", items)
+        return items[0] if len(items) == 1 else self._built(BoolOp(first.pos, items[-1].end, "or", items), first_op, *items)
 
     def and_expr(self) -> Node:
         first = self.not_expr()
         items = [first]
+        first_op = -1
         while self.is_word("and"):
             op_pos = self.advance().pos
+            first_op = op_pos if first_op < 0 else first_op
             items.append(self.not_expr())
             self._bool_operands(items, "and", op_pos)
-        return items[0] if len(items) == 1 else BoolOp(first.pos, items[-1].end, "and", items)
+        return items[0] if len(items) == 1 else self._built(BoolOp(first.pos, items[-1].end, "and", items), first_op, *items)
 
     def _bool_operands(self, items: list[Node], op: str, op_pos: int) -> None:
         for item in items[-2:]:
@@ -315,11 +340,13 @@ class _Parser:
 
     def not_expr(self) -> Node:
         if self.is_word("not"):
+            self._nest()
             start = self.advance().pos
             operand = self.not_expr()
+            self.nesting -= 1
             if operand.kind != "bool":
                 raise ExpressionError(f"'not' needs a condition, not a {operand.kind}", operand.pos, self.text)
-            return Not(start, operand.end, operand)
+            return self._built(Not(start, operand.end, operand), start, operand)
         return self.compare()
 
     def compare(self) -> Node:
@@ -348,41 +375,44 @@ class _Parser:
             raise ExpressionError(f"'{op}' does not apply to time", op_tok.pos, self.text)
         if isinstance(left, (Num, TimeLit)) and isinstance(right, (Num, TimeLit)):
             raise ExpressionError("a comparison needs a series or indicator on one side", left.pos, self.text)
-        node = Compare(left.pos, right.end, op, left, right, index=len(self.compares))
+        node = self._built(Compare(left.pos, right.end, op, left, right, index=len(self.compares)), op_tok.pos, left, right)
         self.compares.append(node)
         return node
 
     def sum(self) -> Node:
         left = self.product()
         while self.tok.kind == "OP" and self.tok.text in ("+", "-"):
-            op = self.advance().text
+            op_tok = self.advance()
             right = self.product()
-            left = self._arith(op, left, right)
+            left = self._arith(op_tok, left, right)
         return left
 
     def product(self) -> Node:
         left = self.unary()
         while self.tok.kind == "OP" and self.tok.text in ("*", "/"):
-            op = self.advance().text
+            op_tok = self.advance()
             right = self.unary()
-            left = self._arith(op, left, right)
+            left = self._arith(op_tok, left, right)
         return left
 
-    def _arith(self, op: str, left: Node, right: Node) -> Node:
+    def _arith(self, op_tok: Token, left: Node, right: Node) -> Node:
+        op = op_tok.text
         for side in (left, right):
             if side.kind != "number":
                 raise ExpressionError(f"'{op}' needs numbers, not a {side.kind}", side.pos, self.text)
-        return Arith(left.pos, right.end, op, left, right)
+        return self._built(Arith(left.pos, right.end, op, left, right), op_tok.pos, left, right)
 
     def unary(self) -> Node:
         if self.tok.kind == "OP" and self.tok.text == "-":
+            self._nest()
             start = self.advance().pos
             operand = self.unary()
+            self.nesting -= 1
             if operand.kind != "number":
                 raise ExpressionError("'-' needs a number", operand.pos, self.text)
             if isinstance(operand, Num):
                 return Num(start, operand.end, -operand.value)
-            return Neg(start, operand.end, operand)
+            return self._built(Neg(start, operand.end, operand), start, operand)
         return self.postfix()
 
     def postfix(self) -> Node:
@@ -415,9 +445,11 @@ class _Parser:
                 raise ExpressionError(f"{t.text!r} is not a time of day (HH:MM, 00:00-23:59)", t.pos, self.text)
             return TimeLit(t.pos, t.pos + len(t.text), hh * 60 + mm, f"{hh:02d}:{mm:02d}")
         if t.kind == "LPAREN":
+            self._nest()
             self.advance()
             node = self.or_expr()
             close = self.expect("RPAREN", "')'")
+            self.nesting -= 1
             node.pos, node.end = t.pos, close.pos + 1
             return node
         if t.kind == "NAME":

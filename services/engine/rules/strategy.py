@@ -177,6 +177,25 @@ def _condition(value: Any, field: str, errors: _Errors) -> str | None:
     return value
 
 
+def _node_head(
+    node: dict, field: str, allowed: set[str], default_id: str, ids: set[str], errors: _Errors
+) -> tuple[Any, Any, str | None]:
+    """What entry and exit nodes share: known keys, an id unique among all nodes (added to
+    `ids`), a name and a condition; (id, name, condition) as given (condition None if invalid)."""
+    _unknown(node, allowed, field, errors)
+    nid = node.get("id", default_id)
+    if not isinstance(nid, str) or not NODE_ID_RE.match(nid):
+        errors.add(f"{field}.id", "must be 1-64 letters, digits, '_', '.' or '-'")
+    elif nid in ids:
+        errors.add(f"{field}.id", f"duplicate node id {nid!r}")
+    else:
+        ids.add(nid)
+    nname = node.get("name", nid if isinstance(nid, str) else "")
+    if not isinstance(nname, str) or len(nname) > 200:
+        errors.add(f"{field}.name", "must be text of at most 200 characters")
+    return nid, nname, _condition(node.get("condition"), f"{field}.condition", errors)
+
+
 def validate_definition(definition: Any) -> dict[str, Any]:
     """The normalised definition, or StrategyInvalid listing every problem."""
     errors = _Errors()
@@ -256,18 +275,7 @@ def validate_definition(definition: Any) -> dict[str, Any]:
         if not isinstance(node, dict):
             errors.add(f, "an entry node is an object")
             continue
-        _unknown(node, _ENTRY_KEYS, f, errors)
-        nid = node.get("id", f"entry-{i + 1}")
-        if not isinstance(nid, str) or not NODE_ID_RE.match(nid):
-            errors.add(f"{f}.id", "must be 1-64 letters, digits, '_', '.' or '-'")
-        elif nid in ids:
-            errors.add(f"{f}.id", f"duplicate node id {nid!r}")
-        else:
-            ids.add(nid)
-        nname = node.get("name", nid if isinstance(nid, str) else "")
-        if not isinstance(nname, str) or len(nname) > 200:
-            errors.add(f"{f}.name", "must be text of at most 200 characters")
-        cond = _condition(node.get("condition"), f"{f}.condition", errors)
+        nid, nname, cond = _node_head(node, f, _ENTRY_KEYS, f"entry-{i + 1}", ids, errors)
         side = node.get("side", "buy")
         side_n = _SIDES.get(side.lower()) if isinstance(side, str) else None
         if side_n is None:
@@ -308,18 +316,7 @@ def validate_definition(definition: Any) -> dict[str, Any]:
         if not isinstance(node, dict):
             errors.add(f, "an exit node is an object")
             continue
-        _unknown(node, _EXIT_KEYS, f, errors)
-        nid = node.get("id", f"exit-{i + 1}")
-        if not isinstance(nid, str) or not NODE_ID_RE.match(nid):
-            errors.add(f"{f}.id", "must be 1-64 letters, digits, '_', '.' or '-'")
-        elif nid in ids:
-            errors.add(f"{f}.id", f"duplicate node id {nid!r}")
-        else:
-            ids.add(nid)
-        nname = node.get("name", nid if isinstance(nid, str) else "")
-        if not isinstance(nname, str) or len(nname) > 200:
-            errors.add(f"{f}.name", "must be text of at most 200 characters")
-        cond = _condition(node.get("condition"), f"{f}.condition", errors)
+        nid, nname, cond = _node_head(node, f, _EXIT_KEYS, f"exit-{i + 1}", ids, errors)
         targets = node.get("entries")
         if targets is None:
             targets = list(entry_ids)

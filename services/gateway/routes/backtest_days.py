@@ -37,7 +37,7 @@ from services.gateway.backend import Backend
 from services.gateway.body import read_fields
 from services.gateway.deps import BackendDep, CallerDep, checked_id
 from services.gateway.errors import ApiError, invalid
-from services.gateway.routes.jobs import SSE_PING_SECONDS, _after_seq
+from services.gateway.routes.jobs import SSE_PING_SECONDS, _after_seq, relaying
 from services.gateway.routes.strategies import results_stub
 from services.gateway.sweep_request import SweepInvalid, _email, check_webhook_target
 from services.gateway.views import timestamp
@@ -295,17 +295,23 @@ async def backtest_metadata(user_id: str, strategy_id: str, backend: BackendDep,
 
 
 def accepts_gzip(request: Request) -> bool:
+    """Whether Accept-Encoding allows gzip: its own q-value, else the wildcard's (an explicit
+    `gzip` wins over `*` in either order)."""
+    weights: dict[str, float] = {}
     for part in request.headers.get("accept-encoding", "").split(","):
         name, _, params = part.strip().partition(";")
-        if name.strip().lower() in ("gzip", "*"):
-            q = params.strip()
-            if q.startswith("q="):
-                try:
-                    return float(q[2:]) > 0
-                except ValueError:
-                    return False
-            return True
-    return False
+        name = name.strip().lower()
+        if name not in ("gzip", "*"):
+            continue
+        q = 1.0
+        param = params.strip().replace(" ", "")
+        if param.startswith("q="):
+            try:
+                q = float(param[2:])
+            except ValueError:
+                q = 0.0
+        weights.setdefault(name, q)
+    return weights.get("gzip", weights.get("*", 0.0)) > 0
 
 
 async def _day_files(backend: Backend, caller: Caller, names: list[str], day: str, *, user_id: str = "",
@@ -416,9 +422,7 @@ def seed002_event(ev: Any) -> ServerSentEvent | None:
 
 
 async def _relay(call: Any, first: Any, backend: Backend) -> AsyncIterator[ServerSentEvent]:
-    metrics = backend.metrics
-    metrics.sse_clients.inc()
-    try:
+    async with relaying(call, backend.metrics, "backtest", log):
         item = first
         while True:
             if item is None:
@@ -429,12 +433,6 @@ async def _relay(call: Any, first: Any, backend: Backend) -> AsyncIterator[Serve
             item = None
             if sse is not None:
                 yield sse
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() != grpc.StatusCode.CANCELLED:
-            log.warning("backtest event stream from results ended early: %s %s", exc.code().name, exc.details())
-    finally:
-        call.cancel()
-        metrics.sse_clients.dec()
 
 
 @router.get(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import grpc
@@ -12,10 +13,11 @@ from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from libs.job_states import STATE_BY_NAME
 from services.gateway.deps import BackendDep, CallerDep, checked_id
 from services.gateway.errors import invalid
 from services.gateway.metrics import GatewayMetrics
-from services.gateway.views import STATE_BY_NAME, job_view
+from services.gateway.views import job_view
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["jobs"])
@@ -76,24 +78,55 @@ def _after_seq(header: str | None, query: str | None) -> int:
     return int(text)
 
 
-async def _relay(call: Any, metrics: GatewayMetrics) -> AsyncIterator[ServerSentEvent]:
-    """Re-emit results' job events as SSE: `id: <seq>`, `data: <json>` (the default
-    "message" type, so `EventSource.onmessage` fires). Ends when results ends the
-    stream (after the terminal event) or goes away; the client reconnects with
-    Last-Event-ID. A client that disconnects cancels the gRPC stream."""
+@asynccontextmanager
+async def relaying(call: Any, metrics: GatewayMetrics, stream: str, logger: logging.Logger) -> AsyncIterator[None]:
+    """Around the relay of a results event stream to an SSE client: counts the client,
+    logs (and ends on) a gRPC stream that ended early other than by cancel, and cancels
+    the gRPC stream at the end (a client that disconnects included)."""
     metrics.sse_clients.inc()
     try:
-        async for item in call:
-            yield ServerSentEvent(data=item.event.data_json, id=str(item.event.seq))
+        yield
     except grpc.aio.AioRpcError as exc:
         if exc.code() != grpc.StatusCode.CANCELLED:
-            log.warning("job event stream from results ended early: %s %s", exc.code().name, exc.details())
+            logger.warning("%s event stream from results ended early: %s %s", stream, exc.code().name, exc.details())
     finally:
         call.cancel()
         metrics.sse_clients.dec()
 
 
-async def _stream(job_id: str, request: Request, backend: Any, caller: Any, last_event_id: str | None) -> Any:
+async def _relay(call: Any, metrics: GatewayMetrics) -> AsyncIterator[ServerSentEvent]:
+    """Re-emit results' job events as SSE: `id: <seq>`, `data: <json>` (the default
+    "message" type, so `EventSource.onmessage` fires). Ends when results ends the
+    stream (after the terminal event) or goes away; the client reconnects with
+    Last-Event-ID. A client that disconnects cancels the gRPC stream."""
+    async with relaying(call, metrics, "job", log):
+        async for item in call:
+            yield ServerSentEvent(data=item.event.data_json, id=str(item.event.seq))
+
+
+_STREAM_DOC = (
+    "Server-Sent Events of the job: `{percent, message, timestamp}` progress events, then "
+    "`{done: true, status, sweep_run_id}` or `{error: true, message, timestamp}`; each event has an "
+    "`id`. Reconnect with `Last-Event-ID` (or `?last_event_id=`) to resume after that event. "
+    "A stream opened after the job ended replays it and closes."
+)
+
+
+# One handler, two paths; the seed-001 path keeps its own route name (and OpenAPI operation id).
+@router.get(
+    "/sse-proxy/jobs/{job_id}/stream",
+    name="sse_proxy_stream",
+    summary="Job events (SSE, seed 001 path)",
+    description=_STREAM_DOC,
+)
+@router.get("/api/v1/jobs/{job_id}/stream", summary="Job events (SSE)", description=_STREAM_DOC)
+async def job_stream(
+    job_id: str,
+    request: Request,
+    backend: BackendDep,
+    caller: CallerDep,
+    last_event_id: Annotated[str | None, Query(max_length=20)] = None,
+) -> EventSourceResponse:
     checked_id(job_id, "job")
     after = _after_seq(request.headers.get("last-event-id"), last_event_id)
     # Unknown (or another tenant's) job: a JSON 404 before any stream starts.
@@ -106,33 +139,3 @@ async def _stream(job_id: str, request: Request, backend: Any, caller: Any, last
         ping=SSE_PING_SECONDS,
         headers={"Cache-Control": "no-cache"},
     )
-
-
-_STREAM_DOC = (
-    "Server-Sent Events of the job: `{percent, message, timestamp}` progress events, then "
-    "`{done: true, status, sweep_run_id}` or `{error: true, message, timestamp}`; each event has an "
-    "`id`. Reconnect with `Last-Event-ID` (or `?last_event_id=`) to resume after that event. "
-    "A stream opened after the job ended replays it and closes."
-)
-
-
-@router.get("/api/v1/jobs/{job_id}/stream", summary="Job events (SSE)", description=_STREAM_DOC)
-async def job_stream(
-    job_id: str,
-    request: Request,
-    backend: BackendDep,
-    caller: CallerDep,
-    last_event_id: Annotated[str | None, Query(max_length=20)] = None,
-) -> EventSourceResponse:
-    return await _stream(job_id, request, backend, caller, last_event_id)
-
-
-@router.get("/sse-proxy/jobs/{job_id}/stream", summary="Job events (SSE, seed 001 path)", description=_STREAM_DOC)
-async def sse_proxy_stream(
-    job_id: str,
-    request: Request,
-    backend: BackendDep,
-    caller: CallerDep,
-    last_event_id: Annotated[str | None, Query(max_length=20)] = None,
-) -> EventSourceResponse:
-    return await _stream(job_id, request, backend, caller, last_event_id)

@@ -20,7 +20,13 @@ from fastapi.responses import JSONResponse, Response
 from hindsight.engine.v1 import engine_pb2
 from hindsight.runs.v1 import runs_pb2
 
-from libs.backtest_spec import BUILTIN_STRATEGIES, INTERVAL_MINUTES, MAX_SYNC_BARS, MAX_SYNC_TRADES
+from libs.backtest_spec import (
+    BUILTIN_STRATEGIES,
+    INTERVAL_MINUTES,
+    MAX_SYNC_BARS,
+    MAX_SYNC_SOURCE_BARS,
+    MAX_SYNC_TRADES,
+)
 from services.gateway.auth import Caller
 from services.gateway.backend import Backend
 from services.gateway.backtest_request import RequestInvalid, apply_overrides, parse_backtest
@@ -28,6 +34,7 @@ from services.gateway.body import read_fields
 from services.gateway.deps import BackendDep, CallerDep
 from services.gateway.docs import METRICS_DOC
 from services.gateway.errors import ApiError, from_grpc, invalid
+from services.gateway.field_values import has_control_characters
 from services.gateway.run_views import backtest_view, compare_view, equity_csv, run_detail, run_summary, trades_csv
 
 router = APIRouter(tags=["runs"])
@@ -56,8 +63,9 @@ Answer: the run (`id`, the seed's fields, `metrics`), the `trades`, and `equity_
 (at most 2,000 points, with `buy_and_hold` beside each: buy-and-hold with the same cash,
 fill and costs).
 
-**Synchronous limits**: at most {MAX_SYNC_BARS:,} bars of the dataset in the date range
-(bars × combinations, one combination per backtest) and at most {MAX_SYNC_TRADES:,} trades;
+**Synchronous limits**: at most {MAX_SYNC_BARS:,} bars backtested, at the requested interval
+(bars × combinations, one combination per backtest; a coarser interval is resampled from at
+most {MAX_SYNC_SOURCE_BARS:,} bars of the dataset) and at most {MAX_SYNC_TRADES:,} trades;
 larger requests answer **413**: submit a sweep job (`POST /api/v1/strategy/sweep`), narrow
 the dates or choose a coarser interval.
 
@@ -148,7 +156,7 @@ async def backtest_v1(request: Request, backend: BackendDep, caller: CallerDep) 
 def _filter(value: str | None, field: str) -> str:
     if value is None:
         return ""
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+    if has_control_characters(value):
         raise invalid("invalid filter", [{"field": f"query.{field}", "message": "must not contain control characters"}])
     return value.strip()
 

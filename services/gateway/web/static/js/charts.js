@@ -21,10 +21,14 @@ export function loadPlotly() {
   return loading;
 }
 
+// Pages talk to the gateway only: no plotly logo link, and no "Share chart..." button (the
+// installed plotly.js shows one by default; it opens Plotly Cloud and posts the chart's data there).
 const CONFIG = {
-  displaylogo: false, // no link to plotly's site: pages talk to the gateway only
+  displaylogo: false,
+  showSendToCloud: false,
+  plotlyServerURL: '',
   responsive: true,
-  modeBarButtonsToRemove: ['lasso2d', 'select2d', 'sendDataToCloud'],
+  modeBarButtonsToRemove: ['lasso2d', 'select2d', 'sendDataToCloud', 'sendChartToCloud'],
 };
 
 function layout(extra = {}) {
@@ -68,8 +72,9 @@ export async function scoreHeatmap(el, rows, { onPick, metric = 'score', label =
     hovertemplate: `fast %{y} · slow %{x}<br>${label} %{z:.3f}<br>%{text}<extra>click for the equity curve</extra>`,
   };
   await Plotly.react(el, [trace], layout({
-    xaxis: { title: { text: 'slow period' }, type: 'category' },
-    yaxis: { title: { text: 'fast period' }, type: 'category' },
+    // automargin: with many periods the (rotated) tick labels get room instead of covering the titles.
+    xaxis: { title: { text: 'slow period' }, type: 'category', automargin: true },
+    yaxis: { title: { text: 'fast period' }, type: 'category', automargin: true },
   }), CONFIG);
   if (onPick && !el.__pickBound) {
     el.__pickBound = true;

@@ -18,7 +18,7 @@ export async function render(root, { query }) {
   const form = h('form', { class: 'grid', id: 'upload-form' },
     h('label', { class: 'full' }, 'CSV file (header timestamp,open,high,low,close,volume)',
       h('input', { type: 'file', name: 'file', accept: '.csv,text/csv', required: true, id: 'upload-file' })),
-    h('label', {}, 'Ticker', h('input', { name: 'ticker', required: true, placeholder: 'BTC-USD', pattern: '[A-Za-z0-9._-]{1,32}', id: 'upload-ticker' })),
+    h('label', {}, 'Ticker', h('input', { name: 'ticker', required: true, placeholder: 'BTC-USD', pattern: '[A-Za-z0-9._\\-]{1,32}', id: 'upload-ticker' })),
     h('label', {}, 'Interval', h('select', { name: 'interval', id: 'upload-interval' }, INTERVALS.map((i) => h('option', { value: i }, i)))),
     h('label', {}, 'Calendar', h('select', { name: 'calendar' },
       h('option', { value: 'continuous' }, 'continuous (24/7)'), h('option', { value: 'sessions' }, 'sessions (exchange hours)'))),

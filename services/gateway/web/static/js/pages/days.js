@@ -141,7 +141,7 @@ export async function render(root, { query }) {
     h('div', { class: 'full' }, strategyInfo),
     h('label', {}, 'From', startInput),
     h('label', {}, 'To', endInput),
-    h('label', {}, 'User (results partition)', h('input', { name: 'user_id', value: DEFAULT_USER, id: 'days-user', pattern: '[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}' })),
+    h('label', {}, 'User (results partition)', h('input', { name: 'user_id', value: DEFAULT_USER, id: 'days-user', pattern: '[A-Za-z0-9][A-Za-z0-9_.@\\-]{0,63}' })),
     h('label', {}, 'Initial capital', h('input', { type: 'number', name: 'initial_capital', value: '100000', step: 'any' })),
     h('label', {}, 'Slippage %', h('input', { type: 'number', name: 'slippage_percentage', value: '0', step: 'any' })),
     h('label', {}, 'Commission %', h('input', { type: 'number', name: 'commission_percentage', value: '0', step: 'any' })),

@@ -36,7 +36,7 @@ const RESULT_COLUMNS = [
   { key: 'profit_factor', label: 'PF', num: true, format: (r) => num(r.profit_factor, 2) },
   { key: 'total_trades', label: 'Trades', num: true },
   { key: 'trades_per_month', label: 'Trades/mo', num: true, format: (r) => num(r.trades_per_month, 1) },
-  { key: 'avg_trade_duration', label: 'Avg duration', value: (r) => parseFloat(r.avg_trade_duration) },
+  { key: 'avg_trade_duration', label: 'Avg trade', title: 'average trade duration', value: (r) => parseFloat(r.avg_trade_duration) },
 ];
 
 function numberInput(name, value, attrs = {}) {
@@ -206,7 +206,8 @@ export async function render(root, { query, navigate }) {
     resultsCard.append(
       h('h2', {}, 'Results'),
       h('div', { class: 'small muted' }, `Sweep run `, h('code', {}, best.sweep_run_id), ` · ${best.total_results} combinations with ≥ ${best.min_trades} trades`,
-        excluded ? ` · ${excluded} below min trades (blank cells)` : ''),
+        excluded ? ` · ${excluded} below min trades (blank cells)` : '',
+        best.returned < best.total_results ? ` · the heatmap and table show the best ${best.returned}` : ''),
       h('h3', {}, 'Score by fast × slow period'),
       h('div', { class: 'small muted' }, 'Click a cell for that combination\'s equity curve against buy-and-hold.'),
       heat);
@@ -279,8 +280,9 @@ export async function render(root, { query, navigate }) {
           format: (j) => h('a', { href: `/ui/sweeps?job=${encodeURIComponent(j.job_id)}`, 'data-link': true },
             `${j.parameters.strategy_type || ''} ${j.parameters.ticker || ''}`) },
         { key: 'status', label: 'Status', format: (j) => badge(j.status) },
-        { key: 'created_at', label: 'Created (UTC)', format: (j) => when(j.created_at).slice(5, 16) },
-        { key: 'dur', label: 'Took', sortable: false, format: (j) => duration(j.started_at, j.completed_at) },
+        // Three columns fit the 360 px card at laptop width; the run time is the time's tooltip.
+        { key: 'created_at', label: 'Created', title: 'UTC',
+          format: (j) => h('span', { title: `UTC; took ${duration(j.started_at, j.completed_at)}` }, when(j.created_at).slice(5, 16)) },
       ], jobs, {});
       clear(body).append(list);
     } catch (err) { show(body, errorBox(err)); }

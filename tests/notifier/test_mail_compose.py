@@ -1,0 +1,34 @@
+"""The notification email on its own (no SMTP): what a person reading it can click."""
+
+from __future__ import annotations
+
+from services.notifier.mail import JobSummary, compose
+
+
+def _parts(msg) -> dict[str, str]:
+    return {part.get_content_type(): part.get_content() for part in msg.walk() if not part.is_multipart()}
+
+
+def _email(job: JobSummary, payload: dict) -> dict[str, str]:
+    msg = compose("evt-1", payload["event_type"], payload, job, to="q@example.com", sender="h@localhost",
+                  public_url="https://hindsight.example/")
+    return _parts(msg)
+
+
+def test_links_open_the_job_in_the_dashboard_beside_the_api():
+    sweep = JobSummary(job_id="sweep_1", status="completed", kind="trading-sweep", sweep_run_id="run_1",
+                       ticker="BTC-USD")
+    days = JobSummary(job_id="bt_1", status="failed", kind="day-backtest", error_message="boom")
+    other = JobSummary(job_id="job_1", status="completed")
+    cases = [
+        (sweep, {"event_type": "sweep.completed", "status": "completed"}, "https://hindsight.example/ui/sweeps?job=sweep_1"),
+        (days, {"event_type": "backtest.failed", "status": "failed"}, "https://hindsight.example/ui/days?job=bt_1"),
+        (other, {"event_type": "backtest.completed", "status": "completed"}, "https://hindsight.example/ui/jobs"),
+    ]
+    for job, payload, dashboard in cases:
+        parts = _email(job, payload)
+        text, html = parts["text/plain"], parts["text/html"]
+        assert f"Dashboard: {dashboard}" in text, text
+        assert f"<a href='{dashboard}'>Dashboard</a>" in html, html
+        # The API links stay.
+        assert f"https://hindsight.example/api/v1/jobs/{job.job_id}" in text
