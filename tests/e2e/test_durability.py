@@ -114,3 +114,48 @@ def test_standalone_killed_mid_job_then_restarted(tmp_path):
             assert json.loads(json.dumps(job))["sweep_run_id"]
     finally:
         s.stop()
+
+
+def test_broker_restarted_mid_job(distributed):
+    """RabbitMQ stops while a sweep runs: submissions meanwhile get 503 + Retry-After
+    (nothing stored), the running job still completes, and new jobs run once it is back."""
+    import subprocess
+
+    s = distributed
+    with s.client(headers={"X-API-Key": s.api_key}) as c:
+        upload_big(c)
+        job_id = c.post("/api/v1/strategy/sweep", json=LONG).json()["job_id"]
+        wait_percent(c, job_id, 10)
+        total_before = c.get("/api/v1/jobs").json()["total"]
+        refused = None
+        try:
+            subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, capture_output=True, timeout=60)
+            deadline = time.time() + 20
+            while time.time() < deadline:
+                r = c.post("/api/v1/strategy/sweep", json={**LONG, "fast_range": [5, 6], "slow_range": [61, 62]})
+                if r.status_code == 503:
+                    refused = r
+                    break
+                assert r.status_code == 202, r.text
+                total_before += 1  # accepted before the outage was noticed: it must still finish
+                time.sleep(0.2)
+        finally:
+            subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, capture_output=True, timeout=120)
+        assert refused is not None and refused.headers.get("retry-after"), "no 503 while the broker was down"
+        assert c.get("/api/v1/jobs").json()["total"] == total_before  # the refused one stored nothing
+        job = wait_end(c, job_id, timeout=180)
+        assert job["status"] == "completed", (job, s.log_text())
+        deadline = time.time() + 60
+        while True:
+            r = c.post("/api/v1/strategy/sweep", json={**LONG, "fast_range": [5, 6], "slow_range": [61, 62]})
+            if r.status_code == 202 or time.time() > deadline:
+                break
+            time.sleep(0.5)
+        assert r.status_code == 202, r.text
+        after = wait_end(c, r.json()["job_id"], timeout=120)
+        assert after["status"] == "completed", (after, s.log_text())
+        # Every job accepted at any point ended (none lost in the outage).
+        for j in c.get("/api/v1/jobs", params={"limit": 100}).json()["jobs"]:
+            assert wait_end(c, j["job_id"], timeout=120)["status"] in ("completed", "failed", "cancelled")
+        for name, proc in s.procs.items():
+            assert proc.poll() is None, f"{name} died with the broker\n{s.log_text()}"
