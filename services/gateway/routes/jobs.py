@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import grpc
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -94,21 +94,27 @@ async def relaying(call: Any, metrics: GatewayMetrics, stream: str, logger: logg
         metrics.sse_clients.dec()
 
 
-async def _relay(call: Any, metrics: GatewayMetrics) -> AsyncIterator[ServerSentEvent]:
+async def _relay(call: Any, metrics: GatewayMetrics, first: list[Any] = ()) -> AsyncIterator[ServerSentEvent]:
     """Re-emit results' job events as SSE: `id: <seq>`, `data: <json>` (the default
     "message" type, so `EventSource.onmessage` fires). Ends when results ends the
     stream (after the terminal event) or goes away; the client reconnects with
     Last-Event-ID. A client that disconnects cancels the gRPC stream."""
     async with relaying(call, metrics, "job", log):
+        for item in first:  # an event read ahead to decide between 204 and a stream
+            yield ServerSentEvent(data=item.event.data_json, id=str(item.event.seq))
         async for item in call:
             yield ServerSentEvent(data=item.event.data_json, id=str(item.event.seq))
 
+
+# States after which a job's stream has a last event.
+_ENDED = frozenset({jobs_pb2.JOB_STATE_COMPLETED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED})
 
 _STREAM_DOC = (
     "Server-Sent Events of the job: `{percent, message, timestamp}` progress events, then "
     "`{done: true, status, sweep_run_id}` or `{error: true, message, timestamp}`; each event has an "
     "`id`. Reconnect with `Last-Event-ID` (or `?last_event_id=`) to resume after that event. "
-    "A stream opened after the job ended replays it and closes."
+    "A stream opened after the job ended replays it and closes; resumed past its last event it answers 204 "
+    "(which stops an EventSource from reconnecting)."
 )
 
 
@@ -126,16 +132,26 @@ async def job_stream(
     backend: BackendDep,
     caller: CallerDep,
     last_event_id: Annotated[str | None, Query(max_length=20)] = None,
-) -> EventSourceResponse:
+) -> Response:
     checked_id(job_id, "job")
     after = _after_seq(request.headers.get("last-event-id"), last_event_id)
     # Unknown (or another tenant's) job: a JSON 404 before any stream starts.
-    await backend.call(backend.stub.GetJob, results_pb2.GetJobRequest(tenant_id=caller.tenant_id, job_id=job_id))
+    got = await backend.call(backend.stub.GetJob, results_pb2.GetJobRequest(tenant_id=caller.tenant_id, job_id=job_id))
     call = backend.stub.StreamJobEvents(
         results_pb2.StreamJobEventsRequest(tenant_id=caller.tenant_id, job_id=job_id, after_seq=after)
     )
+    first: list[Any] = []
+    if after and got.job.state in _ENDED:
+        # An ended job resumed past its last event: 204, which tells an EventSource to
+        # stop reconnecting (a 200 with no events would make it retry forever).
+        async for item in call:
+            first.append(item)
+            break
+        if not first:
+            call.cancel()
+            return Response(status_code=204)
     return EventSourceResponse(
-        _relay(call, backend.metrics),
+        _relay(call, backend.metrics, first),
         ping=SSE_PING_SECONDS,
         headers={"Cache-Control": "no-cache"},
     )
