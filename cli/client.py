@@ -76,6 +76,10 @@ class Api:
         self.http.close()
 
     def request(self, method: str, path: str, **kw: Any) -> Any:
+        return self.request_with_status(method, path, **kw)[1]
+
+    def request_with_status(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+        """(HTTP status, parsed body) of a successful request; a CliError otherwise."""
         try:
             resp = self.http.request(method, path, **kw)
         except httpx.TimeoutException as exc:
@@ -85,17 +89,21 @@ class Api:
         if resp.status_code >= 400:
             raise _error_of(resp)
         if not resp.content:
-            return None
+            return resp.status_code, None
         try:
-            return resp.json()
+            return resp.status_code, resp.json()
         except ValueError:
-            return resp.text
+            return resp.status_code, resp.text
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
 
     def post(self, path: str, body: Any = None, **kw: Any) -> Any:
         return self.request("POST", path, json=body, **kw) if body is not None else self.request("POST", path, **kw)
+
+    def put(self, path: str, body: Any) -> tuple[int, Any]:
+        """PUT a JSON body; (status, body), so a caller can tell 201 (created) from 200 (replaced)."""
+        return self.request_with_status("PUT", path, json=body)
 
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)

@@ -1,4 +1,5 @@
-"""`hindsight`: sweeps, backtests, runs, jobs and datasets from a terminal or a script.
+"""`hindsight`: sweeps, backtests, runs, jobs, datasets, rule strategies and day-by-day
+backtests from a terminal or a script.
 
 Every command takes `--json` (print the API's JSON, nothing else, on stdout) and reads
 the API URL and key from `--url`/`--api-key` or HINDSIGHT_URL/HINDSIGHT_API_KEY.
@@ -10,8 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -32,7 +35,7 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 EXIT_CODES = """\
 exit codes:
   0    success
-  1    the job ended failed or cancelled (sweep, jobs watch)
+  1    the job ended failed or cancelled (sweep, jobs watch, days run)
   2    usage error (bad arguments)
   3    the API is unreachable, timed out, or answered 5xx
   4    the API refused the request (4xx: invalid parameters, not found, conflict)
@@ -87,6 +90,24 @@ DATASET_COLUMNS = [
     ("calendar", "calendar", 0),
     ("version", "version", 0),
 ]
+STRATEGY_COLUMNS = [
+    ("id", "strategy_id", 0),
+    ("name", "name", 0),
+    ("dataset", lambda s: " ".join(str(v) for v in ((s.get("definition") or {}).get("dataset") or {}).values()), 0),
+    ("entries", lambda s: len((s.get("definition") or {}).get("entries") or []), 0),
+    ("exits", lambda s: len((s.get("definition") or {}).get("exits") or []), 0),
+    ("updated", "updated_at", 0),
+]
+DAY_COLUMNS = [
+    ("date", "date", 0),
+    ("positions", "positions", 0),
+    ("pnl", "pnl", 2),
+    ("data", lambda d: "yes" if d.get("has_data") else "-", 0),
+    ("file KB", "file_size_kb", 1),
+]
+# The results partition of a day-by-day run when --user is not given: the dashboard's
+# default too, so a run started from either shows in the other.
+DEFAULT_DAYS_USER = "dashboard"
 
 
 class UsageError(Exception):
@@ -128,6 +149,16 @@ def int_range(text: str) -> list[int]:
             except ValueError:
                 break
     raise argparse.ArgumentTypeError(f"expected a range MIN:MAX, e.g. 10:20 (got {text!r})")
+
+
+def iso_day(text: str) -> str:
+    """`2024-01-31` as is; anything else is a usage error."""
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            raise ValueError
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD (got {text!r})") from None
 
 
 def key_value(text: str) -> tuple[str, Any]:
@@ -395,6 +426,131 @@ def cmd_datasets(api: Api, out: Output, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def read_definition(name: str) -> dict[str, Any]:
+    """A strategy definition from a JSON file (`-`: stdin). The output of
+    `hindsight --json strategies show ID` works too: its `definition` is taken."""
+    try:
+        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"no such file: {name}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {name}: {exc}") from None
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise UsageError(f"{name}: a strategy definition is a JSON object")
+    if isinstance(body.get("definition"), dict) and "strategy_id" in body:
+        body = body["definition"]
+    return body
+
+
+def print_strategy(s: dict[str, Any]) -> None:
+    kv([("id", s["strategy_id"]), ("name", s.get("name")), ("created", s.get("created_at")),
+        ("updated", s.get("updated_at"))])
+    print("definition:")
+    print(json.dumps(s.get("definition"), indent=2))
+
+
+def cmd_strategies(api: Api, out: Output, args: argparse.Namespace) -> int:
+    action = args.strategies_action or "list"
+    if action == "list":
+        body = api.get("/api/v1/strategies", limit=args.limit, offset=args.offset)
+        if out.json:
+            out.emit_json(body)
+        else:
+            table(body["strategies"], STRATEGY_COLUMNS)
+            print(f"{len(body['strategies'])} of {body['total']} strategies")
+        return EXIT_OK
+    if action == "show":
+        s = api.get(f"/api/v1/strategies/{args.strategy_id}")
+        out.emit_json(s) if out.json else print_strategy(s)
+        return EXIT_OK
+    if action == "delete":
+        body = api.delete(f"/api/v1/strategies/{args.strategy_id}")
+        out.emit_json(body) if out.json else print(f"deleted strategy {body['strategy_id']}")
+        return EXIT_OK
+    definition = read_definition(args.file)
+    if action == "create":
+        s = api.post("/api/v1/strategies", definition)
+        verb = "created"
+    else:  # update: PUT replaces it (or creates it under that UUID: 201)
+        status, s = api.put(f"/api/v1/strategies/{args.strategy_id}", definition)
+        verb = "created" if status == 201 else "updated"
+    if out.json:
+        out.emit_json(s)
+    else:
+        print(f"{verb} strategy {s['strategy_id']}: {s['name']}")
+    return EXIT_OK
+
+
+def print_days_summary(meta: dict[str, Any], user: str) -> None:
+    print(f"{meta.get('strategy_name')} ({meta['strategy_id']}) for user {user}: {meta['start_date']} -> "
+          f"{meta['end_date']}, {meta['total_days']} days, {meta['status']} (job {meta['job_id']})")
+    o = meta.get("overall_summary") or {}
+    kv([
+        ("positions", o.get("total_positions")),
+        ("pnl", o.get("total_pnl")),
+        ("win rate %", o.get("win_rate")),
+        ("winning trades", o.get("total_winning_trades")),
+        ("losing trades", o.get("total_losing_trades")),
+    ])
+
+
+def cmd_days(api: Api, out: Output, args: argparse.Namespace) -> int:
+    user = args.user
+    meta_path = f"/api/v1/backtest/metadata/{user}/{args.strategy_id}"
+    if args.days_action == "show":
+        meta = api.get(meta_path)
+        if out.json:
+            out.emit_json(meta)
+            return EXIT_OK
+        print_days_summary(meta, user)
+        print()
+        table(meta.get("daily_summaries") or [], DAY_COLUMNS)
+        return EXIT_OK
+    # run
+    if args.end < args.start:
+        raise UsageError(f"--end {args.end} is before --start {args.start}")
+    body: dict[str, Any] = {
+        "user_id": user,
+        "strategy_id": args.strategy_id,
+        "start_date": args.start,
+        "end_date": args.end,
+        "initial_capital": args.capital,
+        "slippage_percentage": args.slippage,
+        "commission_percentage": args.commission,
+        "webhook_url": args.webhook,
+    }
+    submitted = api.post("/api/v1/backtest/run", {k: v for k, v in body.items() if v is not None})
+    job_id = submitted["job_id"]
+    out.note(f"day-by-day job {job_id} queued for user {user}")
+    if args.no_wait:
+        if out.json:
+            out.emit_json({"job": submitted})
+        else:
+            print(job_id)
+        return EXIT_OK
+    started = time.monotonic()
+    final = follow(api, out, job_id)
+    if not final.get("done") or final.get("status") != "completed":
+        message = final.get("message") or final.get("status") or "the job did not complete"
+        if out.json:
+            out.emit_json({"job": submitted, "result": final, "metadata": None})
+        else:
+            print(f"day-by-day backtest failed: {message}", file=sys.stderr)
+        return EXIT_JOB_FAILED
+    meta = api.get(meta_path)
+    if out.json:
+        out.emit_json({"job": submitted, "result": final, "metadata": meta})
+        return EXIT_OK
+    out.note(f"completed in {time.monotonic() - started:.1f} s; each day: hindsight days show {args.strategy_id}"
+             + (f" --user {user}" if user != DEFAULT_DAYS_USER else ""))
+    print_days_summary(meta, user)
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -409,7 +565,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = Parser(  # its subcommands' parsers are Parsers too (argparse makes them of the parent's class)
         prog="hindsight", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Hindsight from the terminal: sweeps, backtests, saved runs, jobs and datasets.",
+        description="Hindsight from the terminal: sweeps, backtests, saved runs, jobs, datasets, rule strategies "
+                    "and day-by-day backtests.",
         epilog=EXIT_CODES)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -495,6 +652,40 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--calendar", default="continuous", choices=["continuous", "sessions"])
     imp.add_argument("--timezone", help="IANA zone of naive timestamps (default UTC)")
     ds.add_parser("delete", parents=[common], help="delete a dataset with all its versions").add_argument("dataset_id")
+
+    st = command("strategies", "rule strategies (for day-by-day backtests): list (default), show, create, update, "
+                               "delete")
+    st.add_argument("--limit", type=int, default=100)
+    st.add_argument("--offset", type=int, default=0)
+    sts = st.add_subparsers(dest="strategies_action", metavar="ACTION")
+    sts.add_parser("list", parents=[common], help="strategies, newest first")
+    sts.add_parser("show", parents=[common], help="one strategy with its definition").add_argument("strategy_id")
+    file_help = "a JSON definition (see /docs, strategies), '-' for stdin; `--json strategies show` output works too"
+    sts.add_parser("create", parents=[common], help="create a strategy from a JSON file").add_argument(
+        "file", help=file_help)
+    up = sts.add_parser("update", parents=[common], help="replace a strategy's definition with a JSON file")
+    up.add_argument("strategy_id")
+    up.add_argument("file", help=file_help)
+    sts.add_parser("delete", parents=[common], help="delete a strategy").add_argument("strategy_id")
+
+    dy = command("days", "day-by-day backtests of a rule strategy: run, show")
+    dys = dy.add_subparsers(dest="days_action", metavar="ACTION")
+    dys.required = True
+    user_help = f"results partition (default {DEFAULT_DAYS_USER}, the dashboard's default)"
+    dr = dys.add_parser("run", parents=[common],
+                        help="run a strategy day by day, follow its progress, print the overall summary")
+    dr.add_argument("strategy_id")
+    dr.add_argument("--start", type=iso_day, required=True, metavar="YYYY-MM-DD")
+    dr.add_argument("--end", type=iso_day, required=True, metavar="YYYY-MM-DD")
+    dr.add_argument("--user", default=DEFAULT_DAYS_USER, help=user_help)
+    dr.add_argument("--capital", type=float, help="initial capital (default 100000)")
+    dr.add_argument("--commission", type=float, help="percent")
+    dr.add_argument("--slippage", type=float, help="percent")
+    dr.add_argument("--webhook", help="URL called when the job ends")
+    dr.add_argument("--no-wait", action="store_true", help="submit and print the job id")
+    dsh = dys.add_parser("show", parents=[common], help="the latest run's overall summary and each day")
+    dsh.add_argument("strategy_id")
+    dsh.add_argument("--user", default=DEFAULT_DAYS_USER, help=user_help)
     return p
 
 
@@ -505,6 +696,8 @@ COMMANDS = {
     "runs": cmd_runs,
     "jobs": cmd_jobs,
     "datasets": cmd_datasets,
+    "strategies": cmd_strategies,
+    "days": cmd_days,
 }
 
 

@@ -248,3 +248,111 @@ def test_a_server_that_is_not_the_api_reads_as_such(stack: Stack) -> None:
     assert r.returncode == 4
     assert "answered without an API error; is --url / HINDSIGHT_URL the Hindsight API? (HTTP 404)" in r.stderr
     assert "<html" not in r.stderr
+
+
+DEMO_STRATEGY = {
+    "name": "CLI RSI reversal",
+    "dataset": {"ticker": "DEMO-MINUTE", "interval": "1m"},
+    "session": {"timezone": "Asia/Kolkata", "start": "09:15", "end": "15:30", "square_off": "15:25"},
+    "entries": [{"id": "entry-1", "condition": "RSI(14) < 30 and time >= 09:30", "side": "buy", "quantity": 1,
+                 "stop_loss": {"type": "percent", "value": 0.5}, "target": {"type": "points", "value": 10},
+                 "max_reentries": 2}],
+    "exits": [{"id": "exit-1", "condition": "RSI(14) > 70", "entries": ["entry-1"]}],
+}
+
+
+def test_strategies_crud_json(stack: Stack, tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(DEMO_STRATEGY))
+    made = run_json(stack, "strategies", "create", str(path))
+    sid = made["strategy_id"]
+    assert made["name"] == "CLI RSI reversal" and made["definition"]["entries"][0]["condition"].startswith("RSI(14)")
+    with httpx.Client(base_url=stack.base_url, headers={"X-API-Key": DEV_KEY}) as c:
+        assert run_json(stack, "strategies", "show", sid) == c.get(f"/api/v1/strategies/{sid}").json()
+        listed = run_json(stack, "strategies")
+        assert listed == c.get("/api/v1/strategies", params={"limit": 100}).json()
+        assert sid in {s["strategy_id"] for s in listed["strategies"]}
+
+        # `--json strategies show` output edited and fed back to update: its definition is taken.
+        shown = tmp_path / "shown.json"
+        shown.write_text(json.dumps({**made, "definition": {**made["definition"], "name": "CLI renamed"}}))
+        updated = run_json(stack, "strategies", "update", sid, str(shown))
+        assert updated["strategy_id"] == sid and updated["name"] == "CLI renamed"
+        assert c.get(f"/api/v1/strategies/{sid}").json()["name"] == "CLI renamed"
+
+        # Human output: the table, and what update did.
+        r = run(stack, "strategies")
+        assert r.returncode == 0 and r.stdout.splitlines()[0].split()[:3] == ["id", "name", "dataset"]
+        assert sid in r.stdout and "CLI renamed" in r.stdout
+        r = run(stack, "strategies", "update", sid, str(path))
+        assert r.returncode == 0 and r.stdout.strip() == f"updated strategy {sid}: CLI RSI reversal"
+
+        # An invalid definition: refused (4) with the problems; not JSON or no file: usage (2).
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps({**DEMO_STRATEGY, "entries": []}))
+        r = run(stack, "--json", "strategies", "update", sid, str(bad))
+        assert r.returncode == 4 and r.stdout == ""
+        err = json.loads(r.stderr)
+        assert err["exit_code"] == 4 and err["error"]["code"] == "invalid_request"
+        assert "entries" in {e["field"] for e in err["error"]["details"]["errors"]}
+        r = run(stack, "strategies", "create", str(bad))
+        assert r.returncode == 4 and "invalid strategy" in r.stderr and "  - entries:" in r.stderr
+        bad.write_text("{not json")
+        r = run(stack, "--json", "strategies", "create", str(bad))
+        assert r.returncode == 2 and json.loads(r.stderr)["error"]["code"] == "usage"
+        assert run(stack, "strategies", "create", str(tmp_path / "missing.json")).returncode == 2
+
+        deleted = run_json(stack, "strategies", "delete", sid)
+        assert deleted == {"strategy_id": sid, "deleted": True}
+        assert c.get(f"/api/v1/strategies/{sid}").status_code == 404
+    gone = run(stack, "--json", "strategies", "show", sid)
+    assert gone.returncode == 4 and json.loads(gone.stderr)["error"]["code"] == "not_found"
+    assert run(stack, "strategies", "delete", sid).returncode == 4
+
+
+def test_days_run_and_show(stack: Stack, tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(DEMO_STRATEGY))
+    sid = run_json(stack, "strategies", "create", str(path))["strategy_id"]
+
+    out = run_json(stack, "days", "run", sid, "--start", "2024-01-01", "--end", "2024-01-12", "--user", "cli-user")
+    assert out["job"]["status"] == "queued"
+    assert out["result"]["done"] is True and out["result"]["status"] == "completed"
+    meta = out["metadata"]
+    assert meta["job_id"] == out["job"]["job_id"] and meta["status"] == "completed"
+    assert (meta["start_date"], meta["end_date"], meta["strategy_id"]) == ("2024-01-01", "2024-01-12", sid)
+    with httpx.Client(base_url=stack.base_url, headers={"X-API-Key": DEV_KEY}) as c:
+        api_meta = c.get(f"/api/v1/backtest/metadata/cli-user/{sid}").json()
+        assert meta == api_meta
+        job = c.get(f"/api/v1/jobs/{meta['job_id']}").json()
+    assert job["kind"] == "day-backtest" and job["parameters"]["user_id"] == "cli-user"
+    assert len(meta["daily_summaries"]) == meta["total_days"] > 0
+    assert meta["overall_summary"]["total_positions"] == sum(d["positions"] for d in meta["daily_summaries"]) > 0
+    assert run_json(stack, "days", "show", sid, "--user", "cli-user") == api_meta
+
+    # Human output: the overall summary; `days show` adds a row for each day.
+    r = run(stack, "days", "show", sid, "--user", "cli-user")
+    assert r.returncode == 0, r.stderr
+    assert f"for user cli-user: 2024-01-01 -> 2024-01-12, {meta['total_days']} days, completed" in r.stdout
+    assert f"positions       {meta['overall_summary']['total_positions']}" in r.stdout
+    lines = r.stdout.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.split()[:3] == ["date", "positions", "pnl"])
+    assert len(lines) == head + 2 + meta["total_days"]
+
+    # On a terminal: the sweep's progress bar, redrawn as the days complete, then the summary.
+    code, text = in_pty(stack, "days", "run", sid, "--start", "2024-01-01", "--end", "2024-02-23")
+    assert code == 0, text
+    redraws = [part for part in text.split("\r") if part.startswith("[")]
+    assert len(redraws) >= 2 and any("100.0 %" in part for part in redraws), text
+    assert "for user dashboard: 2024-01-01 -> 2024-02-23" in text and "win rate %" in text
+
+    # Exit codes: bad dates are usage errors (2); a refused run or unknown data is 4.
+    r = run(stack, "--json", "days", "run", sid, "--start", "2024-02-30", "--end", "2024-03-01")
+    assert r.returncode == 2 and "YYYY-MM-DD" in json.loads(r.stderr)["error"]["message"]
+    r = run(stack, "days", "run", sid, "--start", "2024-02-01", "--end", "2024-01-01")
+    assert r.returncode == 2 and "before --start" in r.stderr
+    r = run(stack, "--json", "days", "run", "not-a-uuid", "--start", "2024-01-01", "--end", "2024-01-02")
+    assert r.returncode == 4 and json.loads(r.stderr)["error"]["details"]["errors"][0]["field"] == "strategy_id"
+    r = run(stack, "--json", "days", "show", sid, "--user", "nobody")
+    assert r.returncode == 4 and r.stdout == "" and json.loads(r.stderr)["error"]["code"] == "not_found"
+    assert run(stack, "days", "run", sid, "--start", "2024-01-01").returncode == 2  # --end is required

@@ -7,6 +7,7 @@ test-output/screenshots/. The tests share one browser page and run in file order
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from datetime import date, timedelta
@@ -171,6 +172,66 @@ def test_day_by_day_backtest_and_a_day(browser: Browser) -> None:
     assert first.query_selector("table.candles tbody tr") is not None
     page.wait_for_selector("#day-chart .main-svg")
     browser.shot("days-day-detail")
+
+
+def test_edit_and_delete_a_strategy(browser: Browser) -> None:
+    page = browser.page
+    with api(browser) as c:
+        original = c.get("/api/v1/strategies").json()["strategies"][0]["definition"]
+        made = c.post("/api/v1/strategies", json={**original, "name": "To be renamed"}).json()
+    sid = made["strategy_id"]
+    browser.goto(f"/ui/days?strategy={sid}")
+    page.wait_for_selector(f'#days-strategy option[value="{sid}"]', state="attached")
+    assert page.input_value("#days-strategy") == sid
+
+    # Edit loads the definition into the editor; an invalid one is refused with a readable message.
+    page.click("#strategy-edit")
+    page.wait_for_selector("#strategy-new[open] #strategy-save")
+    assert page.inner_text("#strategy-editor-title") == 'Edit "To be renamed" (JSON)'
+    definition = json.loads(page.input_value("#strategy-json"))
+    assert definition["name"] == "To be renamed" and definition["entries"] == made["definition"]["entries"]
+    broken = {**definition, "entries": [{**definition["entries"][0], "condition": "RSI(14) <"}]}
+    page.fill("#strategy-json", json.dumps(broken))
+    page.click("#strategy-save")
+    err = page.wait_for_selector("#strategy-new .error-box").inner_text()
+    assert "invalid strategy" in err and "condition" in err
+    page.fill("#strategy-json", "{not json")
+    page.click("#strategy-save")
+    page.wait_for_selector("#strategy-new .error-box:has-text('Not valid JSON')")
+
+    page.fill("#strategy-json", json.dumps({**definition, "name": "Renamed in the page"}, indent=2))
+    page.click("#strategy-save")
+    page.wait_for_selector("#strategy-new .ok-box:has-text('Saved \"Renamed in the page\"')")
+    with api(browser) as c:
+        saved = c.get(f"/api/v1/strategies/{sid}").json()
+        assert saved["name"] == "Renamed in the page" and saved["definition"]["entries"] == made["definition"]["entries"]
+        assert c.get("/api/v1/strategies").json()["total"] == 2  # replaced, not created
+    assert page.input_value("#days-strategy") == sid
+    assert "Renamed in the page" in page.inner_text(f'#days-strategy option[value="{sid}"]')
+    browser.shot("days-strategy-edit")
+
+    # Delete asks first: dismissed, nothing happens; accepted, the strategy is gone.
+    page.once("dialog", lambda d: d.dismiss())
+    page.click("#strategy-delete")
+    with api(browser) as c:
+        assert c.get(f"/api/v1/strategies/{sid}").status_code == 200
+    messages: list[str] = []
+
+    def accept(d) -> None:
+        messages.append(d.message)
+        d.accept()
+
+    page.once("dialog", accept)
+    page.click("#strategy-delete")
+    page.wait_for_selector("#strategy-msg .ok-box:has-text('Deleted \"Renamed in the page\"')")
+    assert messages and "Renamed in the page" in messages[0]
+    with api(browser) as c:
+        assert c.get(f"/api/v1/strategies/{sid}").status_code == 404
+        assert c.get("/api/v1/strategies").json()["total"] == 1
+    assert page.query_selector(f'#days-strategy option[value="{sid}"]') is None
+    # The strategy being edited went with it: the editor is back to creating.
+    assert page.inner_text("#strategy-editor-title") == "New strategy (JSON)"
+    assert page.is_hidden("#strategy-save")
 
 
 def test_runs_table_detail_replay_and_compare(browser: Browser) -> None:

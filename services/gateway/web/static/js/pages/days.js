@@ -3,6 +3,8 @@
 // calendar of daily P&L coloured by sign and size (GET /api/v1/backtest/metadata/...);
 // a click on a day shows its positions with the evaluated entry and exit conditions
 // and the candles they saw (GET /api/v1/backtest/day/...), over the day's price chart.
+// Strategies are created (POST), edited (PUT) and deleted (DELETE /api/v1/strategies/{id})
+// in the JSON editor below the form.
 
 import { api } from '../api.js';
 import { candleChart, purge } from '../charts.js';
@@ -134,10 +136,16 @@ export async function render(root, { query }) {
   const formMsg = h('div', { id: 'days-form-msg' });
   const strategySelect = h('select', { name: 'strategy_id', id: 'days-strategy', required: true });
   const strategyInfo = h('div', { class: 'small muted' });
+  const strategyMsg = h('div', { id: 'strategy-msg' });
+  const editButton = h('button', { type: 'button', class: 'secondary small', id: 'strategy-edit', onclick: () => editStrategy() }, 'Edit');
+  const deleteButton = h('button', { type: 'button', class: 'danger small', id: 'strategy-delete', onclick: () => deleteStrategy() }, 'Delete');
   const startInput = h('input', { type: 'date', name: 'start_date', id: 'days-start', required: true });
   const endInput = h('input', { type: 'date', name: 'end_date', id: 'days-end', required: true });
   const form = h('form', { class: 'grid', id: 'days-form' },
     h('label', { class: 'full' }, 'Strategy', strategySelect),
+    h('div', { class: 'full actions', id: 'strategy-actions' }, editButton, deleteButton,
+      h('span', { class: 'small muted' }, 'the selected strategy')),
+    h('div', { class: 'full' }, strategyMsg),
     h('div', { class: 'full' }, strategyInfo),
     h('label', {}, 'From', startInput),
     h('label', {}, 'To', endInput),
@@ -151,10 +159,14 @@ export async function render(root, { query }) {
   const newMsg = h('div');
   const newText = h('textarea', { rows: 14, id: 'strategy-json' });
   newText.value = JSON.stringify(EXAMPLE_STRATEGY, null, 2);
-  const newForm = h('details', { class: 'card', id: 'strategy-new' }, h('summary', {}, 'New strategy (JSON)'),
+  const editorTitle = h('summary', { id: 'strategy-editor-title' }, 'New strategy (JSON)');
+  const saveButton = h('button', { type: 'button', id: 'strategy-save', class: 'hidden', onclick: () => saveStrategy() }, 'Save changes');
+  const createButton = h('button', { type: 'button', id: 'strategy-create', onclick: () => createStrategy() }, 'Create strategy');
+  const cancelButton = h('button', { type: 'button', id: 'strategy-cancel-edit', class: 'secondary hidden', onclick: () => stopEditing(true) }, 'Cancel editing');
+  const newForm = h('details', { class: 'card', id: 'strategy-new' }, editorTitle,
     h('p', { class: 'small muted' }, 'Conditions use the rule language: comparisons (> >= < <= == != crosses_above crosses_below) of prices, numbers and indicators (SMA, EMA, RSI, MACD, BBANDS, ATR, VWAP), time >= 09:30, and/or/not. See /docs (strategies).'),
     newText,
-    h('div', { class: 'actions', style: { marginTop: '.5rem' } }, h('button', { type: 'button', id: 'strategy-create', onclick: createStrategy }, 'Create strategy')),
+    h('div', { class: 'actions', style: { marginTop: '.5rem' } }, saveButton, createButton, cancelButton),
     newMsg);
 
   const progressCard = h('div', { class: 'card hidden', id: 'days-progress' });
@@ -176,6 +188,8 @@ export async function render(root, { query }) {
       ]);
     } catch (err) { show(formMsg, errorBox(err)); return; }
     clear(strategySelect);
+    editButton.disabled = deleteButton.disabled = !strategies.length;
+    if (editing && !strategies.some((s) => s.strategy_id === editing.strategy_id)) stopEditing(true);
     if (!strategies.length) {
       strategySelect.append(h('option', { value: '' }, 'no strategies yet: create one below'));
       newForm.open = true;
@@ -202,15 +216,88 @@ export async function render(root, { query }) {
   }
   strategySelect.addEventListener('change', () => describeStrategy(true));
 
+  /** The editor's JSON object, or null (with the reason shown) when it is not one. */
+  function editorJson() {
+    let body;
+    try { body = JSON.parse(newText.value); } catch (err) { show(newMsg, errorBox(new Error(`Not valid JSON: ${err.message}`))); return null; }
+    if (!body || typeof body !== 'object' || Array.isArray(body)) { show(newMsg, errorBox(new Error('A strategy is a JSON object ({"name": ..., "dataset": ..., ...}).'))); return null; }
+    return body;
+  }
+
   async function createStrategy() {
     show(newMsg, null);
-    let body;
-    try { body = JSON.parse(newText.value); } catch (err) { show(newMsg, errorBox(new Error(`Not valid JSON: ${err.message}`))); return; }
+    const body = editorJson();
+    if (!body) return;
     try {
       const s = await api('/api/v1/strategies', { method: 'POST', json: body });
-      show(newMsg, okBox(`Created "${s.name}".`));
+      stopEditing(false);
       await loadStrategies(s.strategy_id);
+      show(newMsg, okBox(`Created "${s.name}".`));
     } catch (err) { show(newMsg, errorBox(err)); }
+  }
+
+  // ---- editing and deleting the selected strategy
+  let editing = null; // the strategy whose definition is in the editor
+  const selectedStrategy = () => strategies.find((x) => x.strategy_id === strategySelect.value) || null;
+
+  function editStrategy() {
+    show(strategyMsg, null);
+    show(newMsg, null);
+    const s = selectedStrategy();
+    if (!s) { show(strategyMsg, errorBox(new Error('Pick a strategy to edit.'))); return; }
+    editing = s;
+    newText.value = JSON.stringify(s.definition || { name: s.name }, null, 2);
+    editorTitle.textContent = `Edit "${s.name}" (JSON)`;
+    saveButton.classList.remove('hidden');
+    cancelButton.classList.remove('hidden');
+    createButton.textContent = 'Save as a new strategy';
+    createButton.classList.add('secondary');
+    newForm.open = true;
+    newForm.scrollIntoView({ block: 'nearest' });
+    newText.focus();
+  }
+
+  function stopEditing(resetText) {
+    editing = null;
+    editorTitle.textContent = 'New strategy (JSON)';
+    saveButton.classList.add('hidden');
+    cancelButton.classList.add('hidden');
+    createButton.textContent = 'Create strategy';
+    createButton.classList.remove('secondary');
+    if (resetText) { newText.value = JSON.stringify(EXAMPLE_STRATEGY, null, 2); show(newMsg, null); }
+  }
+
+  async function saveStrategy() {
+    show(newMsg, null);
+    if (!editing) return;
+    const body = editorJson();
+    if (!body) return;
+    saveButton.disabled = true;
+    try {
+      const s = await api(`/api/v1/strategies/${encodeURIComponent(editing.strategy_id)}`, { method: 'PUT', json: body });
+      editing = s;
+      editorTitle.textContent = `Edit "${s.name}" (JSON)`;
+      await loadStrategies(s.strategy_id);
+      show(newMsg, okBox(`Saved "${s.name}".`));
+    } catch (err) {
+      show(newMsg, errorBox(err));
+    } finally { saveButton.disabled = false; }
+  }
+
+  async function deleteStrategy() {
+    show(strategyMsg, null);
+    const s = selectedStrategy();
+    if (!s) { show(strategyMsg, errorBox(new Error('Pick a strategy to delete.'))); return; }
+    if (!window.confirm(`Delete the strategy "${s.name}" (${s.strategy_id})?`)) return;
+    deleteButton.disabled = true;
+    try {
+      await api(`/api/v1/strategies/${encodeURIComponent(s.strategy_id)}`, { method: 'DELETE' });
+      await loadStrategies();
+      show(strategyMsg, okBox(`Deleted "${s.name}".`));
+    } catch (err) {
+      show(strategyMsg, errorBox(err));
+      deleteButton.disabled = false;
+    }
   }
 
   // ---- a run: stream, calendar, day detail
