@@ -226,6 +226,37 @@ def cmd_health(api: Api, out: Output, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def submit_and_follow(
+    api: Api, out: Output, path: str, body: dict[str, Any], *, no_wait: bool, what: str, result_key: str,
+    describe: Any,
+) -> int | tuple[dict[str, Any], dict[str, Any], float]:
+    """POST a job and, unless `no_wait`, follow its stream to the end.
+
+    Returns (submitted, final event, start time) when the job completed; otherwise the
+    exit code, after printing the job (--no-wait) or the failure (as JSON under --json
+    with `result_key` null).
+    """
+    submitted = api.post(path, {k: v for k, v in body.items() if v is not None})
+    job_id = submitted["job_id"]
+    out.note(describe(submitted))
+    if no_wait:
+        if out.json:
+            out.emit_json({"job": submitted})
+        else:
+            print(job_id)
+        return EXIT_OK
+    started = time.monotonic()
+    final = follow(api, out, job_id)
+    if not final.get("done") or final.get("status") != "completed":
+        message = final.get("message") or final.get("status") or "the job did not complete"
+        if out.json:
+            out.emit_json({"job": submitted, "result": final, result_key: None})
+        else:
+            print(f"{what} failed: {message}", file=sys.stderr)
+        return EXIT_JOB_FAILED
+    return submitted, final, started
+
+
 def cmd_sweep(api: Api, out: Output, args: argparse.Namespace) -> int:
     body: dict[str, Any] = {
         "ticker": args.ticker,
@@ -242,24 +273,14 @@ def cmd_sweep(api: Api, out: Output, args: argparse.Namespace) -> int:
         "initial_cash": args.cash,
         "webhook_url": args.webhook,
     }
-    submitted = api.post("/api/v1/strategy/sweep", {k: v for k, v in body.items() if v is not None})
+    got = submit_and_follow(
+        api, out, "/api/v1/strategy/sweep", body, no_wait=args.no_wait, what="sweep", result_key="best",
+        describe=lambda job: f"sweep job {job['job_id']}: {job['parameters']['combinations']} combinations queued",
+    )
+    if isinstance(got, int):
+        return got
+    submitted, final, started = got
     job_id = submitted["job_id"]
-    out.note(f"sweep job {job_id}: {submitted['parameters']['combinations']} combinations queued")
-    if args.no_wait:
-        if out.json:
-            out.emit_json({"job": submitted})
-        else:
-            print(job_id)
-        return EXIT_OK
-    started = time.monotonic()
-    final = follow(api, out, job_id)
-    if not final.get("done") or final.get("status") != "completed":
-        message = final.get("message") or final.get("status") or "the job did not complete"
-        if out.json:
-            out.emit_json({"job": submitted, "result": final, "best": None})
-        else:
-            print(f"sweep failed: {message}", file=sys.stderr)
-        return EXIT_JOB_FAILED
     run_id = final.get("sweep_run_id") or api.get(f"/api/v1/jobs/{job_id}").get("sweep_run_id")
     best = api.get(f"/api/v1/sweeps/{run_id}/best", ticker=args.ticker, limit=args.limit)
     if out.json:
@@ -523,24 +544,13 @@ def cmd_days(api: Api, out: Output, args: argparse.Namespace) -> int:
         "commission_percentage": args.commission,
         "webhook_url": args.webhook,
     }
-    submitted = api.post("/api/v1/backtest/run", {k: v for k, v in body.items() if v is not None})
-    job_id = submitted["job_id"]
-    out.note(f"day-by-day job {job_id} queued for user {user}")
-    if args.no_wait:
-        if out.json:
-            out.emit_json({"job": submitted})
-        else:
-            print(job_id)
-        return EXIT_OK
-    started = time.monotonic()
-    final = follow(api, out, job_id)
-    if not final.get("done") or final.get("status") != "completed":
-        message = final.get("message") or final.get("status") or "the job did not complete"
-        if out.json:
-            out.emit_json({"job": submitted, "result": final, "metadata": None})
-        else:
-            print(f"day-by-day backtest failed: {message}", file=sys.stderr)
-        return EXIT_JOB_FAILED
+    got = submit_and_follow(
+        api, out, "/api/v1/backtest/run", body, no_wait=args.no_wait, what="day-by-day backtest",
+        result_key="metadata", describe=lambda job: f"day-by-day job {job['job_id']} queued for user {user}",
+    )
+    if isinstance(got, int):
+        return got
+    submitted, final, started = got
     meta = api.get(meta_path)
     if out.json:
         out.emit_json({"job": submitted, "result": final, "metadata": meta})
