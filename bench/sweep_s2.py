@@ -129,8 +129,7 @@ def run_numpy(bars: Bars, combos) -> dict[str, np.ndarray]:
     r_entry = close / open_  # entered at bar t's open
     r_exit = np.ones(n)
     r_exit[1:] = open_[1:] / close[:-1]  # exited at bar t's open
-    day = bars.day_index()
-    day_last = np.flatnonzero(np.r_[day[1:] != day[:-1], True])
+    day_last = np.flatnonzero(bars.day_ends())
     P = bars.periods_per_year
     out = {k: np.empty(len(combos)) for k in ("total_return", "max_drawdown", "sharpe")}
     out["trades"] = np.empty(len(combos), dtype=np.int64)

@@ -47,8 +47,9 @@ import pandas as pd
 
 from libs.backtest_spec import INTERVAL_MINUTES
 from services.engine import indicators
-from services.engine._core.backtest_kernel import wilder_rsi
+from services.engine._core import ta_kernel
 from services.engine.bars import NS_PER_DAY, Bars
+from services.engine.rules.sessions import local_wall
 from services.engine.sweep import check_bars, combo_metrics, finite, run_sweep
 
 NS_PER_MINUTE = 60 * 1_000_000_000
@@ -149,12 +150,7 @@ def resample(bars: Bars, interval: str) -> Bars:
     if minutes >= 1440:
         keys = bars.day_index()
     else:
-        if bars.timezone in ("UTC", "Etc/UTC"):
-            wall = bars.ts
-        else:
-            local = pd.DatetimeIndex(bars.ts.view("datetime64[ns]"), tz="UTC").tz_convert(bars.timezone)
-            wall = local.tz_localize(None).asi8
-        keys = np.floor_divide(wall, minutes * NS_PER_MINUTE)
+        keys = np.floor_divide(local_wall(bars.ts, bars.timezone), minutes * NS_PER_MINUTE)
     starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
     if starts.shape[0] == len(bars):
         return bars
@@ -197,7 +193,7 @@ def target_positions(bars: Bars, strategy: str, params: dict[str, Any], directio
             line, signal, _ = indicators.macd(close, params["fast_period"], params["slow_period"], params["signal_period"])
             return _direction_of(line > signal, line < signal, direction)
         if strategy == "rsi_reversion":
-            rsi = wilder_rsi(np.ascontiguousarray(close), int(params["period"]))
+            rsi = ta_kernel.rsi(close, int(params["period"]))
             low, high = rsi < params["oversold"], rsi > params["overbought"]
             events = np.full(n, np.nan)
             if direction == "long":

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from services.engine.rules.sessions import local_wall
+
 NS_PER_DAY = 86_400 * 1_000_000_000
 
 PERIODS_PER_YEAR = {"continuous": 365, "sessions": 252}
@@ -79,12 +81,7 @@ class Bars:
         returned array is read-only."""
         cached = self._day_index
         if cached is None:
-            if self.timezone in ("UTC", "Etc/UTC"):
-                wall = self.ts
-            else:
-                local = pd.DatetimeIndex(self.ts.view("datetime64[ns]"), tz="UTC").tz_convert(self.timezone)
-                wall = local.tz_localize(None).asi8  # local wall-clock time as naive ns
-            cached = np.floor_divide(wall, NS_PER_DAY).astype(np.int64, copy=False)
+            cached = np.floor_divide(local_wall(self.ts, self.timezone), NS_PER_DAY).astype(np.int64, copy=False)
             cached.flags.writeable = False
             object.__setattr__(self, "_day_index", cached)
         return cached

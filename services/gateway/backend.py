@@ -22,7 +22,7 @@ from libs.grpc_util import channel
 from libs.settings import Settings
 from libs.ssrf import policy_for
 from services.gateway.auth import AuthCache, Caller, SessionSigner
-from services.gateway.errors import ApiError, from_grpc, unauthorized
+from services.gateway.errors import ApiError, from_grpc, unauthorized, unavailable
 from services.gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,10 @@ T = TypeVar("T")
 RESULTS_SERVICE = "hindsight.results.v1.ResultsService"
 # Health probes should answer fast even when the RPC deadline is long.
 HEALTH_TIMEOUT = 2.0
+
+
+def _not_open() -> ApiError:
+    return unavailable("gateway is starting or stopping")
 
 
 class Backend:
@@ -53,6 +57,7 @@ class Backend:
         self._stub: results_pb2_grpc.ResultsServiceStub | None = None
         self._health: health_pb2_grpc.HealthStub | None = None
         self._runs: runs_pb2_grpc.RunsServiceStub | None = None
+        self._notifications: notify_pb2_grpc.NotificationsServiceStub | None = None
         self._engine_channel: grpc.aio.Channel | None = None
         self._engine: engine_pb2_grpc.EngineServiceStub | None = None
 
@@ -61,6 +66,7 @@ class Backend:
         self._stub = results_pb2_grpc.ResultsServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._runs = runs_pb2_grpc.RunsServiceStub(self._channel)
+        self._notifications = notify_pb2_grpc.NotificationsServiceStub(self._channel)
         # Synchronous backtests are answered by the engine itself.
         self._engine_channel = channel(self.settings.engine_addr)
         self._engine = engine_pb2_grpc.EngineServiceStub(self._engine_channel)
@@ -69,6 +75,7 @@ class Backend:
         if self._channel is not None:
             await self._channel.close(grace=1.0)
             self._channel = None
+            self._notifications = None
         if self._engine_channel is not None:
             await self._engine_channel.close(grace=1.0)
             self._engine_channel = None
@@ -76,31 +83,33 @@ class Backend:
     @property
     def notifications(self) -> notify_pb2_grpc.NotificationsServiceStub:
         """Notification settings and deliveries (served by results)."""
-        return notify_pb2_grpc.NotificationsServiceStub(self._results_channel())
+        if self._notifications is None:
+            raise _not_open()
+        return self._notifications
 
     def _results_channel(self) -> grpc.aio.Channel:
         if self._channel is None:
-            raise ApiError(503, "service_unavailable", "gateway is starting or stopping", headers={"Retry-After": "5"})
+            raise _not_open()
         return self._channel
 
     @property
     def stub(self) -> results_pb2_grpc.ResultsServiceStub:
         if self._stub is None:
-            raise ApiError(503, "service_unavailable", "gateway is starting or stopping", headers={"Retry-After": "5"})
+            raise _not_open()
         return self._stub
 
     @property
     def runs(self) -> runs_pb2_grpc.RunsServiceStub:
         """Saved runs (served by results)."""
         if self._runs is None:
-            raise ApiError(503, "service_unavailable", "gateway is starting or stopping", headers={"Retry-After": "5"})
+            raise _not_open()
         return self._runs
 
     @property
     def engine(self) -> engine_pb2_grpc.EngineServiceStub:
         """Synchronous backtests (served by the engine)."""
         if self._engine is None:
-            raise ApiError(503, "service_unavailable", "gateway is starting or stopping", headers={"Retry-After": "5"})
+            raise _not_open()
         return self._engine
 
     async def call(self, method: Callable[..., Awaitable[T]], request: Any, timeout: float | None = None) -> T:

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.gateway.errors import ApiError, error_body, invalid
+from services.gateway.errors import ApiError, error_response, invalid
 
 # Bodies of JSON/form endpoints.
 MAX_JSON_BODY = 1024 * 1024
@@ -53,8 +53,7 @@ class BodyLimitMiddleware:
                 except ValueError:
                     declared = None
         if declared is not None and declared > limit:
-            err = too_large(limit)
-            await _send_json(send, err.status, error_body(err.code, err.message, err.details))
+            await error_response(too_large(limit))(scope, receive, send)
             return
         received = 0
 
@@ -68,18 +67,6 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
-
-
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
-    payload = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
 
 
 def _media_type(request: Request) -> str:

@@ -225,8 +225,8 @@ def _end(
         webhook_url=job.webhook_url,
         event_id=str(uuid.uuid4()),
     )
-    # The context of the call that ended the job (engine, user, watchdog), when tracing is on.
-    add_outbox(session, JOB_EVENTS_QUEUE, ended.SerializeToString(), trace_headers())
+    # add_outbox attaches the trace context of the call that ended the job (engine, user, watchdog).
+    add_outbox(session, JOB_EVENTS_QUEUE, ended.SerializeToString())
     note_job_ended(session, job, state, ticker, sweep_run_id)
 
 
@@ -527,8 +527,11 @@ def time_out_job(session: Session, job_id: str, now: datetime) -> bool:
 
 def fail_dead_lettered(session: Session, job_id: str, attempts: int) -> bool:
     """Fail a job whose message exhausted its deliveries; False when unknown or already ended."""
-    job = session.scalar(sa.select(Job).where(Job.job_id == job_id).with_for_update())
-    if job is None or job.state not in ACTIVE_STATES:
+    try:
+        job = _locked_job(session, job_id)
+    except NotFound:
+        return False
+    if job.state not in ACTIVE_STATES:
         return False
     _end(session, job, FAILED, error_message=f"Job could not be processed after {attempts} attempts")
     return True

@@ -303,6 +303,8 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
 
         def poll(s, after: int):
             events = jobs.events_after(s, job_id, after)
+            if events:  # new events: the job's row cannot say "ended with nothing after `after`"
+                return events, False
             job = s.get(Job, job_id)
             ended = job is not None and job.state in jobs.ENDED_STATES and after >= job.last_event_seq
             return events, ended

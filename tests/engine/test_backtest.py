@@ -189,11 +189,11 @@ def test_backtest_matches_reference(name, strategy, i, direction, fill, fees):
 
 def test_rsi_kernel_matches_talib_and_plain_python():
     talib = pytest.importorskip("talib")
-    from services.engine._core.backtest_kernel import wilder_rsi
+    from services.engine._core.ta_kernel import rsi
 
     closes = _data("minute-sydney")[3]
     for n in (2, 7, 14, 30):
-        mine = wilder_rsi(np.asarray(closes), n)
+        mine = rsi(np.asarray(closes), n)
         np.testing.assert_allclose(mine, talib.RSI(np.asarray(closes), n), rtol=1e-9, atol=1e-9, equal_nan=True)
         np.testing.assert_array_equal(mine, np.asarray(rsi_plain(closes, n)))
 

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -22,12 +21,11 @@ from hindsight.notify.v1 import notify_pb2
 from services.gateway.body import read_fields
 from services.gateway.deps import BackendDep, CallerDep, checked_id
 from services.gateway.errors import invalid
-from services.gateway.sweep_request import MAX_EMAIL_LENGTH, SweepInvalid, check_webhook_target, http_url
+from services.gateway.sweep_request import _EMAIL, MAX_EMAIL_LENGTH, SweepInvalid, check_webhook_target, http_url
 from services.gateway.views import timestamp
 
 router = APIRouter(tags=["notifications"])
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SETTINGS_FIELDS = ("webhook_url", "notify_email", "webhook_secret", "rotate_secret")
 MIN_SECRET, MAX_SECRET = 16, 128
 
