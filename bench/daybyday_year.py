@@ -127,7 +127,7 @@ def engine_only(df: pd.DataFrame) -> float:
     from services.engine.bars import Bars
     from services.engine.daybyday import run_day_backtest
     from services.engine.daybyday_job import build_day
-    from services.engine.rules.strategy import compile_strategy
+    from domain.rules.strategy import compile_strategy
 
     ts = pd.DatetimeIndex(pd.to_datetime(df["timestamp"])).tz_localize(TZ).tz_convert("UTC").as_unit("ns").asi8
     bars = Bars(ts, df["open"].to_numpy(), df["high"].to_numpy(), df["low"].to_numpy(), df["close"].to_numpy(),

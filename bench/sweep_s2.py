@@ -54,7 +54,7 @@ import time
 
 import numpy as np
 
-from libs.sweep_grid import sweep_combos
+from domain.sweep import sweep_combos
 from services.engine.bars import Bars
 
 N_BARS = 1_000_000

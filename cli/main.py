@@ -18,6 +18,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any, NoReturn
 
+from domain.market import INTERVALS
+
 from cli.client import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
@@ -594,7 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--slow", type=int_range, required=True, metavar="MIN:MAX", help="slow period range, e.g. 20:30")
     s.add_argument("--step", type=int, default=5)
     s.add_argument("--min-trades", type=int, default=10, help="combos with fewer trades are left out of best (10-1000)")
-    s.add_argument("--interval", choices=["1m", "5m", "15m", "1h", "1d"], help="default: the finest dataset")
+    s.add_argument("--interval", choices=INTERVALS, help="default: the finest dataset")
     s.add_argument("--direction", choices=["long", "short", "both"])
     s.add_argument("--fill", choices=["next_open", "close"])
     s.add_argument("--commission", type=float, help="percent per side")
@@ -613,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="strategy parameter, repeatable (e.g. -p fast_period=10 -p slow_period=30)")
     b.add_argument("--start", help="YYYY-MM-DD")
     b.add_argument("--end", help="YYYY-MM-DD")
-    b.add_argument("--interval", choices=["1m", "5m", "15m", "1h", "1d"])
+    b.add_argument("--interval", choices=INTERVALS)
     b.add_argument("--cash", type=float)
     b.add_argument("--commission", type=float, help="percent per side")
     b.add_argument("--slippage", type=float, help="percent per side")
@@ -635,7 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--param", "-p", type=key_value, action="append", metavar="NAME=VALUE")
     rp.add_argument("--start")
     rp.add_argument("--end")
-    rp.add_argument("--interval", choices=["1m", "5m", "15m", "1h", "1d"])
+    rp.add_argument("--interval", choices=INTERVALS)
     rp.add_argument("--cash", type=float)
     rp.add_argument("--commission", type=float)
     rp.add_argument("--slippage", type=float)
@@ -658,7 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp = ds.add_parser("import", parents=[common], help="import a CSV (timestamp,open,high,low,close,volume)")
     imp.add_argument("file")
     imp.add_argument("--ticker", required=True)
-    imp.add_argument("--interval", required=True, choices=["1m", "5m", "15m", "1h", "1d"])
+    imp.add_argument("--interval", required=True, choices=INTERVALS)
     imp.add_argument("--calendar", default="continuous", choices=["continuous", "sessions"])
     imp.add_argument("--timezone", help="IANA zone of naive timestamps (default UTC)")
     ds.add_parser("delete", parents=[common], help="delete a dataset with all its versions").add_argument("dataset_id")

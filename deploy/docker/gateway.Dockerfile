@@ -14,6 +14,8 @@ RUN pip install -r /tmp/requirements.txt
 WORKDIR /src
 COPY protos/ protos/
 COPY libs/ libs/
+# The domain package (market vocabulary, strategies, rule language): plain Python, every service.
+COPY domain/ domain/
 # Generated code is built, not committed (same protoc invocation as `make protos`).
 RUN mkdir -p libs/gen \
  && python -m grpc_tools.protoc -Iprotos --python_out=libs/gen --grpc_python_out=libs/gen $(find protos -name '*.proto') \

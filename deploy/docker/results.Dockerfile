@@ -15,16 +15,14 @@ RUN pip install -r /tmp/requirements.txt
 WORKDIR /src
 COPY protos/ protos/
 COPY libs/ libs/
+# The domain package (market vocabulary, strategies, rule language): plain Python, every service.
+COPY domain/ domain/
 # Generated code is built, not committed (same protoc invocation as `make protos`).
 RUN mkdir -p libs/gen \
  && python -m grpc_tools.protoc -Iprotos --python_out=libs/gen --grpc_python_out=libs/gen $(find protos -name '*.proto') \
  && rm -rf protos
 COPY services/__init__.py services/__init__.py
 COPY services/results/ services/results/
-# results validates and stores rule strategies with the engine's rules package: plain
-# Python, no compiled code (tests/deploy checks every module the entrypoint imports is here).
-COPY services/engine/__init__.py services/engine/__init__.py
-COPY services/engine/rules/ services/engine/rules/
 # Build-only packages leave the venv (the runtime needs neither protoc nor Cython); bytecode is
 # compiled here because the runtime's root filesystem is read-only.
 RUN pip uninstall -y -q grpcio-tools cython \

@@ -45,11 +45,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from libs.backtest_spec import INTERVAL_MINUTES
+from domain.market import INTERVAL_MINUTES
 from services.engine import indicators
 from services.engine._core import ta_kernel
-from services.engine.bars import NS_PER_DAY, Bars
-from services.engine.rules.sessions import local_wall
+from domain.market import NS_PER_DAY
+from services.engine.bars import Bars
+from domain.sessions import local_wall
 from services.engine.sweep import check_bars, combo_metrics, finite, run_sweep
 
 NS_PER_MINUTE = 60 * 1_000_000_000
@@ -140,14 +141,16 @@ def resample(bars: Bars, interval: str) -> Bars:
     """Bars of a coarser ``interval``, bucketed on the local wall clock.
 
     A bucket is a run of consecutive bars with the same local day (``1d``) or the
-    same floor(local wall-clock time / interval): open of the first bar, max of
+    same floor(local wall-clock time / interval), or the same local week from Monday (``1w``): open of the first bar, max of
     highs, min of lows, close of the last, sum of volumes; its time is the first
     bar's (the moment its open price was traded).
     """
     if len(bars) == 0:
         return bars
     minutes = INTERVAL_MINUTES[interval]
-    if minutes >= 1440:
+    if minutes >= 10_080:
+        keys = np.floor_divide(bars.day_index() + 3, 7)  # weeks from Monday (1970-01-01 was a Thursday)
+    elif minutes >= 1440:
         keys = bars.day_index()
     else:
         keys = np.floor_divide(local_wall(bars.ts, bars.timezone), minutes * NS_PER_MINUTE)
@@ -397,7 +400,7 @@ def run_backtest(
     initial_cash: float = 10_000.0,
     max_trades: int | None = None,
 ) -> BacktestResult:
-    """Backtest one built-in strategy (parameters already normalized, see libs.backtest_spec).
+    """Backtest one built-in strategy (parameters already normalized, see domain.backtest_spec).
 
     Raises :class:`TooLarge` before simulating when it would make more than ``max_trades`` trades.
     """

@@ -10,7 +10,7 @@ Limits of synchronous work (larger requests are RESOURCE_EXHAUSTED → HTTP 413,
 telling the user to submit a job): at most ``MAX_SYNC_BARS`` bars backtested, at the
 requested interval (bars × combinations, with one combination per backtest; a coarser
 interval is resampled from at most ``MAX_SYNC_SOURCE_BARS`` bars of the dataset) and at
-most ``MAX_SYNC_TRADES`` trades (both in libs.backtest_spec). At those sizes a backtest computes in about a
+most ``MAX_SYNC_TRADES`` trades (both in domain.backtest_spec). At those sizes a backtest computes in about a
 quarter of a second (measured: 1,000,000 one-minute bars, SMA 10/30, 0.14 s;
 MACD 0.20 s); the trade cap bounds the answer (~3 MB of JSON) and the stored run.
 
@@ -34,18 +34,17 @@ import numpy as np
 from hindsight.engine.v1 import engine_pb2, engine_pb2_grpc
 from hindsight.results.v1 import results_pb2, results_pb2_grpc
 
-from libs.backtest_spec import (
+from domain.backtest_spec import (
     FILLS,
-    INTERVAL_MINUTES,
     MAX_SYNC_BARS,
     MAX_SYNC_SOURCE_BARS,
     MAX_SYNC_TRADES,
     SpecInvalid,
     check_direction,
-    interval_name,
     normalize_parameters,
     strategy_name,
 )
+from domain.market import INTERVAL_MINUTES, interval_name
 from libs.metric_fields import run_metrics_pb
 from services.engine import backtest as bt
 from services.engine.worker import BarsCache, insufficient_data

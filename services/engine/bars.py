@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from services.engine.rules.sessions import local_wall
+from domain.market import NS_PER_DAY, PERIODS_PER_YEAR
+from domain.sessions import local_wall
 
-NS_PER_DAY = 86_400 * 1_000_000_000
 
-PERIODS_PER_YEAR = {"continuous": 365, "sessions": 252}
 
 
 def _f64(name: str, a) -> np.ndarray:

@@ -36,14 +36,13 @@ import numpy as np
 from services.engine._core import daybyday_kernel as _k
 from services.engine.bars import Bars
 from services.engine.rules.evaluate import Evaluated, SeriesContext, evaluate, value_at
-from services.engine.rules.expr import TimeLit, TimeOfDay, source_text
-from services.engine.rules.sessions import session_days
-from services.engine.rules.strategy import EntryNode, Strategy
+from domain.rules.expr import TimeLit, TimeOfDay, source_text
+from domain.market import NS_PER_MINUTE as NS_MIN
+from domain.market import interval_name, interval_ns
+from domain.sessions import session_days
+from domain.rules.strategy import EntryNode, Strategy
 from services.engine.sweep import finite
 
-NS_MIN = 60_000_000_000
-NS_DAY = 86_400 * 1_000_000_000
-INTERVAL_NS = {"1m": NS_MIN, "5m": 5 * NS_MIN, "15m": 15 * NS_MIN, "1h": 60 * NS_MIN, "1d": NS_DAY}
 REASONS = {
     _k.REASON_STOP_LOSS: "stop_loss",
     _k.REASON_TARGET: "target",
@@ -135,7 +134,7 @@ def run_day_backtest(
     longer range keeps the range's numbers); raises NoData when no day has bars."""
     tzname = strategy.timezone or bars.timezone or "UTC"
     tz = ZoneInfo(tzname)
-    bar_ns = INTERVAL_NS.get(interval, NS_MIN)
+    bar_ns = interval_ns(interval_name(interval) or "1m")
     plan = session_days(bars.ts, tzname, start, end, strategy.session_start, strategy.session_end)
     if plan.n == 0:
         raise NoData("no bars up to the end of the range")

@@ -32,7 +32,7 @@ from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2
 
 from services.engine.daybyday import NoData, day_documents, run_day_backtest
-from services.engine.rules.strategy import StrategyInvalid, compile_strategy
+from domain.rules.strategy import StrategyInvalid, compile_strategy
 
 if TYPE_CHECKING:
     from services.engine.worker import EngineWorker

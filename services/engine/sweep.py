@@ -76,7 +76,8 @@ from collections.abc import Callable
 import numpy as np
 
 from services.engine._core import sweep_kernel as _k
-from services.engine.bars import NS_PER_DAY, Bars
+from domain.market import DAYS_PER_MONTH, NS_PER_DAY
+from services.engine.bars import Bars
 from services.engine.indicators import MACD_SIGNAL_PERIOD
 
 # Bars per kernel chunk: the indicator values of one chunk are held t-major as
@@ -91,7 +92,6 @@ PROGRESS_INTERVAL_S = 0.25
 STRATEGY_TYPES = {"SMA": _k.KIND_SMA, "EMA": _k.KIND_EMA, "MACD": _k.KIND_MACD}
 DIRECTIONS = {"long": _k.DIR_LONG, "short": _k.DIR_SHORT, "both": _k.DIR_BOTH}
 FILLS = {"next_open": _k.FILL_NEXT_OPEN, "close": _k.FILL_CLOSE}
-DAYS_PER_MONTH = 30.4375
 NS_PER_HOUR = 3_600 * 1_000_000_000
 
 METRIC_KEYS = (

@@ -22,7 +22,7 @@ from hindsight.results.v1 import results_pb2, results_pb2_grpc
 
 from libs import telemetry
 from libs.bus import JOBS_QUEUE, Bus, Consumer, Delivery
-from libs.sweep_grid import sweep_combos
+from domain.sweep import sweep_combos
 from services.engine.bars import Bars
 from services.engine.metrics import EngineMetrics
 

@@ -13,23 +13,21 @@ from typing import Any
 
 from hindsight.engine.v1 import engine_pb2
 
-from libs.backtest_spec import (
+from domain.backtest_spec import (
     BUILTIN_STRATEGIES,
     DIRECTIONS,
     FILLS,
-    INTERVAL_MINUTES,
     PARAM_ALIASES,
     SpecInvalid,
     check_direction,
-    interval_name,
     normalize_parameters,
     strategy_name,
 )
+from domain.market import INTERVAL_MINUTES, interval_name, normalize_ticker, ticker_problem
 from services.gateway import field_values
 from services.gateway.field_values import FieldProblem as _Problem
 from services.gateway.field_values import absent as _absent
 
-TICKER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._^=/-]{0,31}$")
 STRATEGY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MAX_CASH = 1e15
@@ -192,9 +190,10 @@ def parse_backtest(fields: dict[str, Any]) -> engine_pb2.BacktestSpec:
 
     def ticker(v: Any) -> str:
         text = _text(v)
-        if not TICKER.match(text):
-            raise _Problem("must be 1-32 letters, digits or . _ ^ = / -, starting with a letter or digit")
-        return text.upper()
+        problem = ticker_problem(text)
+        if problem is not None:
+            raise _Problem(problem)
+        return normalize_ticker(text)
 
     def strategy(v: Any) -> str:
         name = strategy_name(_text(v))

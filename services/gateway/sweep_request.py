@@ -17,19 +17,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from libs import ssrf
-from libs.sweep_grid import sweep_combos
+from domain import sweep as rules
+from domain.market import INTERVALS, ticker_problem
+from domain.sweep import CONFIG_PATHS, DIRECTIONS, FILLS, STRATEGY_TYPES, grid_problems, range_problem
 from services.gateway import field_values
 
 # A ValueError, so callers of `http_url` can catch it.
 from services.gateway.field_values import FieldProblem as _Problem
 from services.gateway.field_values import absent as _absent
 
-STRATEGY_TYPES = ("SMA", "EMA", "MACD")
-CONFIG_PATHS = ("minimum", "standard")
-INTERVALS = ("1m", "5m", "15m", "1h", "1d")
-DIRECTIONS = ("long", "short", "both")
-FILLS = ("next_open", "close")
-PERIOD_MIN, PERIOD_MAX = 1, 500
 log = logging.getLogger(__name__)
 
 MAX_URL_LENGTH = 2048
@@ -156,12 +152,9 @@ def _period_range(value: Any) -> tuple[int, int]:
         lo, hi = _as_int(items[0]), _as_int(items[1])
     except _Problem as exc:
         raise _Problem("expected two integers [min, max]") from exc
-    if lo < PERIOD_MIN:
-        raise _Problem(f"min must be at least {PERIOD_MIN}")
-    if hi > PERIOD_MAX:
-        raise _Problem(f"max must be at most {PERIOD_MAX}")
-    if lo > hi:
-        raise _Problem("min must not exceed max")
+    problem = range_problem(lo, hi)
+    if problem is not None:
+        raise _Problem(problem)
     return lo, hi
 
 
@@ -209,29 +202,28 @@ def parse_sweep(fields: dict[str, Any], *, require_webhook: bool = False) -> Swe
 
     def ticker(v: Any) -> str:
         text = _text(v)
-        if not 3 <= len(text) <= 20:
-            raise _Problem("must be 3 to 20 characters")
-        if text != text.strip():
-            raise _Problem("must not start or end with whitespace")
+        problem = ticker_problem(text)
+        if problem is not None:
+            raise _Problem(problem)
         return text
 
     def money_pct(v: Any) -> float:
         out = field_values.number(_single(v))
-        if not 0 <= out <= 10:
-            raise _Problem("must be a number from 0 to 10")
+        if not 0 <= out <= rules.COST_PCT_MAX:
+            raise _Problem(f"must be a number from 0 to {rules.COST_PCT_MAX:g}")
         return out
 
     def cash(v: Any) -> float:
         out = field_values.number(_single(v))
-        if not 0 < out <= 1e15:
+        if not 0 < out <= rules.CASH_MAX:
             raise _Problem("must be a number greater than 0")
         return out
 
     check("ticker", ticker, required=True)
     check("fast_range", _period_range, required=True)
     check("slow_range", _period_range, required=True)
-    check("step", lambda v: _int_between(v, 1, 50), required=True)
-    check("min_trades", lambda v: _int_between(v, 10, 1000), default=50)
+    check("step", lambda v: _int_between(v, rules.STEP_MIN, rules.STEP_MAX), required=True)
+    check("min_trades", lambda v: _int_between(v, rules.MIN_TRADES_MIN, rules.MIN_TRADES_MAX), default=rules.MIN_TRADES_DEFAULT)
     check("strategy_type", lambda v: _choice(v, STRATEGY_TYPES), default="SMA")
     check("config_path", lambda v: _choice(v, CONFIG_PATHS))
     check("webhook_url", http_url, required=require_webhook)
@@ -240,22 +232,20 @@ def parse_sweep(fields: dict[str, Any], *, require_webhook: bool = False) -> Swe
     check("fill", lambda v: _choice(v, FILLS), default="next_open")
     check("commission_pct", money_pct, default=0.0)
     check("slippage_pct", money_pct, default=0.0)
-    check("initial_cash", cash, default=10000.0)
-    check("timeout_seconds", lambda v: _int_between(v, 1, 86400))
+    check("initial_cash", cash, default=rules.INITIAL_CASH_DEFAULT)
+    check("timeout_seconds", lambda v: _int_between(v, rules.TIMEOUT_SECONDS_MIN, rules.TIMEOUT_SECONDS_MAX))
     check("notify_email", _email)
 
     fast, slow = values.get("fast_range"), values.get("slow_range")
     combinations = 0
     if fast is not None and slow is not None:
-        if not fast[0] < slow[0]:
-            errors.append({"field": "fast_range", "message": "Fast range min must be less than slow range min"})
-        if not fast[1] < slow[1]:
-            errors.append({"field": "fast_range", "message": "Fast range max must be less than slow range max"})
         step = values.get("step")
         if step is not None and not errors:
-            combinations = len(sweep_combos(fast[0], fast[1], slow[0], slow[1], step))
-            if combinations == 0:
-                errors.append({"field": "step", "message": "no valid fast < slow combination on this grid"})
+            errors += [p.as_dict() for p in grid_problems(fast, slow, step)]
+            if not errors:
+                combinations = len(rules.sweep_combos(fast[0], fast[1], slow[0], slow[1], step))
+        elif not fast[0] < slow[0] or not fast[1] < slow[1]:
+            errors += [p.as_dict() for p in grid_problems(fast, slow, 1) if p.field == "fast_range"]
     if errors:
         raise SweepInvalid(errors)
     return SweepRequest(combinations=combinations, **values)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,19 +10,16 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
+from domain.market import CALENDARS, INTERVAL_RANK, INTERVALS, interval_message, normalize_ticker, ticker_problem
 from services.results.bar_arrays import BarArrays
 from services.results.csv_bars import check_timezone
 from services.results.demo_datasets import demo_datasets
 from services.results.errors import InvalidArgument, NotFound
-from services.results.jobs import INTERVALS
 from services.results.keys import tenant_exists
 from services.results.models import Dataset, DatasetVersion
 from services.results.timefmt import utcnow
 
-CALENDARS = ("continuous", "sessions")
-TICKER_RE = re.compile(r"^[A-Z0-9][A-Z0-9._^=/-]{0,31}$")
 # Finest first: what an empty interval resolves to.
-_INTERVAL_RANK = {iv: i for i, iv in enumerate(INTERVALS)}
 
 
 @dataclass(frozen=True)
@@ -44,23 +40,17 @@ class DatasetView:
     created_at: datetime
 
 
-def normalize_ticker(ticker: str) -> str:
-    """Tickers are matched case-insensitively: stored and looked up upper-cased."""
-    return (ticker or "").strip().upper()
-
-
 def check_metadata(ticker: str, interval: str, calendar: str, timezone: str) -> tuple[str, str, str, str]:
     """Normalized (ticker, interval, calendar, timezone) of an import, or InvalidArgument."""
-    ticker = normalize_ticker(ticker)
-    if not ticker:
-        raise InvalidArgument("ticker is required")
-    if not TICKER_RE.match(ticker):
-        raise InvalidArgument(f"ticker {ticker!r} must be 1-32 letters, digits or . _ ^ = / -, starting with a letter or digit")
+    ticker = normalize_ticker(ticker or "")
+    problem = ticker_problem(ticker)
+    if problem is not None:
+        raise InvalidArgument(f"ticker {ticker!r} {problem}" if ticker else "ticker is required")
     if interval not in INTERVALS:
-        raise InvalidArgument(f"interval must be one of {', '.join(INTERVALS)}, not {interval!r}")
+        raise InvalidArgument(f"interval {interval_message()}, not {interval!r}")
     calendar = calendar or "continuous"
     if calendar not in CALENDARS:
-        raise InvalidArgument(f"calendar must be continuous or sessions, not {calendar!r}")
+        raise InvalidArgument(f"calendar must be one of {', '.join(CALENDARS)}, not {calendar!r}")
     timezone = check_timezone(timezone or "UTC")
     return ticker, interval, calendar, timezone
 
@@ -192,7 +182,7 @@ def resolve_dataset(session: Session, tenant_id: str, ticker: str, interval: str
     rows = [_view(ds, v) for ds, v in session.execute(q)]
     if not rows:
         return None
-    return min(rows, key=lambda d: _INTERVAL_RANK.get(d.interval, len(INTERVALS)))
+    return min(rows, key=lambda d: INTERVAL_RANK.get(d.interval, len(INTERVALS)))
 
 
 def load_bars(session: Session, version_id: str) -> BarArrays:

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from libs.bus import JOBS_QUEUE
-from services.engine.rules.sessions import session_days
+from domain.sessions import session_days
 from services.results import jobs
 from services.results.artifacts import FILE_NAMES, ArtifactStore, Removed, check_date, check_strategy_id, check_user_id
 from services.results.datasets import load_bars, resolve_dataset

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from libs.bus import JOB_EVENTS_QUEUE, JOBS_QUEUE
 from libs.metric_fields import SWEEP_OPTIONAL_METRICS
-from libs.sweep_grid import sweep_combos
+from domain.sweep import INITIAL_CASH_DEFAULT, MIN_TRADES_DEFAULT, SweepSpec, spec_problems
 from services.results import runs
 from services.results.db import mark_job_event_added, mark_outbox_added
 from services.results.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -48,7 +48,6 @@ TERMINAL_EVENT_TYPES = ("done", "error")
 SWEEP_KIND = "trading-sweep"
 # Day-by-day rule-strategy backtests (seeds 002 and 004; services.results.daybyday).
 DAY_BACKTEST_KIND = "day-backtest"
-INTERVALS = ("1m", "5m", "15m", "1h", "1d")
 CANCELLED_MESSAGE = "Job cancelled"
 QUEUED_MESSAGE = "Job queued"
 _RUN_ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -97,29 +96,31 @@ def _bars_of(session: Session, tenant_id: str, spec: dict[str, Any]) -> int:
     return int(found.bars) if found is not None else 0
 
 
+def sweep_spec_of(spec: dict[str, Any]) -> SweepSpec:
+    """The domain's sweep of a stored SweepSpec (proto defaults: "" and 0 mean the default)."""
+    return SweepSpec(
+        ticker=str(spec.get("ticker", "")).strip(),
+        fast_range=(int(spec.get("fast_min", 0)), int(spec.get("fast_max", 0))),
+        slow_range=(int(spec.get("slow_min", 0)), int(spec.get("slow_max", 0))),
+        step=int(spec.get("step", 0)),
+        min_trades=int(spec.get("min_trades") or MIN_TRADES_DEFAULT),
+        strategy_type=str(spec.get("strategy_type") or "SMA"),
+        interval=str(spec.get("interval") or ""),
+        direction=str(spec.get("direction") or "long"),
+        fill=str(spec.get("fill") or "next_open"),
+        commission_pct=float(spec.get("commission_pct") or 0.0),
+        slippage_pct=float(spec.get("slippage_pct") or 0.0),
+        initial_cash=float(spec.get("initial_cash") or INITIAL_CASH_DEFAULT),
+    )
+
+
 def validate_sweep_spec(spec: dict[str, Any]) -> int:
-    """Check a sweep spec (a SweepSpec as a dict); returns the number of combinations."""
-    ticker = str(spec.get("ticker", "")).strip()
-    if not ticker:
-        raise InvalidArgument("sweep.ticker is required")
-    if len(ticker) > 32 or not re.search(r"[A-Za-z0-9]", ticker):
-        raise InvalidArgument(f"sweep.ticker {ticker!r} must be 1-32 characters with a letter or digit")
-    if spec.get("interval") and spec["interval"] not in INTERVALS:
-        raise InvalidArgument(f"sweep.interval must be one of {', '.join(INTERVALS)} (or empty), not {spec['interval']!r}")
-    step = int(spec.get("step", 0))
-    if step < 1:
-        raise InvalidArgument("sweep.step must be at least 1")
-    fmin, fmax, smin, smax = (int(spec.get(k, 0)) for k in ("fast_min", "fast_max", "slow_min", "slow_max"))
-    if fmin < 1 or smin < 1:
-        raise InvalidArgument("sweep periods must be at least 1")
-    if fmin > fmax or smin > smax:
-        raise InvalidArgument("sweep ranges must have min <= max")
-    if int(spec.get("min_trades", 0)) < 0:
-        raise InvalidArgument("sweep.min_trades must not be negative")
-    combos = len(sweep_combos(fmin, fmax, smin, smax, step))
-    if combos == 0:
-        raise InvalidArgument("the sweep has no (fast, slow) combination with fast < slow")
-    return combos
+    """Check a sweep spec (a SweepSpec as a dict) with the domain's rules; returns the number of combinations."""
+    sweep = sweep_spec_of(spec)
+    problems = spec_problems(sweep)
+    if problems:
+        raise InvalidArgument("; ".join(f"sweep.{p.field}: {p.message}" for p in problems))
+    return sweep.combinations
 
 
 def add_outbox(session: Session, queue: str, body: bytes, headers: dict[str, Any] | None = None) -> None:

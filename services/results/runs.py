@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from libs.backtest_spec import SWEEP_STRATEGY
+from domain.backtest_spec import SWEEP_STRATEGY
 from libs.metric_fields import RUN_METRIC_FLOATS
 from services.results.errors import InvalidArgument, NotFound
 from services.results.keys import tenant_exists

@@ -21,6 +21,7 @@ from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2, results_pb2_grpc
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
+from domain.market import INTERVALS, interval_message
 from libs.bus import Bus
 from libs.job_states import STATE_BY_NAME, STATE_NAMES
 from libs.metric_fields import SWEEP_OPTIONAL_METRICS, SWEEP_RESULT_FIELDS
@@ -402,8 +403,8 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
     async def ResolveDataset(self, request, context):
         tenant_id = _require(request.tenant_id, "tenant_id")
         ticker = _require(request.ticker, "ticker")
-        if request.interval and request.interval not in jobs.INTERVALS:
-            raise InvalidArgument(f"interval must be one of {', '.join(jobs.INTERVALS)} (or empty)")
+        if request.interval and request.interval not in INTERVALS:
+            raise InvalidArgument(f"interval {interval_message()} (or empty)")
         view = await self._read(datasets.resolve_dataset, tenant_id, ticker, request.interval)
         if view is None:
             return results_pb2.ResolveDatasetResponse(found=False)

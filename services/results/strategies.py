@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.engine.rules.strategy import StrategyInvalid, validate_definition
+from domain.rules.strategy import StrategyInvalid, validate_definition
 from services.results.artifacts import check_strategy_id
 from services.results.errors import InvalidArgument, NotFound
 from services.results.keys import tenant_exists

@@ -209,7 +209,7 @@ def import_closure(*entry_modules: str) -> tuple[set[Path], set[str]]:
 
 
 def test_image_copies_every_module_its_entrypoint_imports(service):
-    """The runtime holds services/__init__.py, services/<svc>/ and libs/ only: an import
+    """The runtime holds services/__init__.py, services/<svc>/, libs/ and domain/ only: an import
     of another service's code would pass every test here and fail in the pod."""
     entries = [f"services.{service}.__main__"]
     if service == "results":

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from libs.sweep_grid import sweep_combos
+from domain.sweep import sweep_combos
 from tests.conftest import create_database, create_vhost, delete_vhost, drop_database
 from tests.stacks import start_distributed, start_standalone
 

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from hindsight.results.v1 import results_pb2
 
-from libs.backtest_spec import SpecInvalid, check_direction, lookback_bars, normalize_parameters, strategy_name
+from domain.backtest_spec import SpecInvalid, check_direction, lookback_bars, normalize_parameters, strategy_name
 from services.engine import backtest as bt
 from services.engine.backtest_servicer import _Refused, choose_dataset
 from services.engine.bars import Bars

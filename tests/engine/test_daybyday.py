@@ -14,7 +14,7 @@ import talib  # a test dependency (requirements-dev.txt)
 
 from services.engine.bars import Bars
 from services.engine.daybyday import NoData, day_documents, run_day_backtest
-from services.engine.rules.strategy import compile_strategy
+from domain.rules.strategy import compile_strategy
 from services.results.demo_datasets import random_walk_bars
 
 from .daybyday_reference import RefNode, local_days, simulate

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from services.engine.rules.evaluate import SeriesContext, evaluate
-from services.engine.rules.expr import ExpressionError, parse_condition
-from services.engine.rules.strategy import StrategyInvalid, validate_definition
+from domain.rules.expr import ExpressionError, parse_condition
+from domain.rules.strategy import StrategyInvalid, validate_definition
 
 
 @pytest.mark.parametrize(

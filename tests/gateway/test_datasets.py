@@ -73,7 +73,7 @@ def test_upload_larger_than_one_chunk(alpha: httpx.Client) -> None:
         (b"", {}),  # empty file
         (None, {"ticker": "bad ticker!"}),
         (None, {"ticker": "X" * 33}),
-        (None, {"interval": "2h"}),
+        (None, {"interval": "7h"}),
         (None, {"calendar": "lunar"}),
         (None, {"timezone": "Mars/Olympus"}),
     ],

@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from libs.backtest_spec import normalize_parameters
+from domain.backtest_spec import normalize_parameters
 from services.engine import backtest as bt
 from services.engine import backtest_servicer
 from services.engine.bars import Bars

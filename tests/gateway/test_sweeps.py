@@ -125,8 +125,8 @@ VALID = {
 # One rule broken at a time: (field to override or remove, value; None removes it).
 VIOLATIONS: list[tuple[str, Any]] = [
     ("ticker", None),
-    ("ticker", "AB"),
-    ("ticker", "A" * 21),
+    ("ticker", "A B"),
+    ("ticker", "A" * 33),
     ("ticker", 12345),
     ("ticker", "BTC\x00USD"),
     ("fast_range", None),
@@ -161,7 +161,7 @@ VIOLATIONS: list[tuple[str, Any]] = [
     ("webhook_url", "http://"),
     ("webhook_url", "http://example.com:99999/x"),
     ("webhook_url", 42),
-    ("interval", "2h"),
+    ("interval", "7h"),
     ("direction", "sideways"),
     ("fill", "open"),
     ("commission_pct", 10.5),
@@ -217,7 +217,7 @@ def test_non_finite_json_numbers_are_400(alpha: httpx.Client) -> None:
 
 
 def test_every_error_is_listed_at_once(alpha: httpx.Client) -> None:
-    err = assert_error(alpha.post("/api/v1/strategy/sweep", json={"ticker": "X", "step": 99}), 400)
+    err = assert_error(alpha.post("/api/v1/strategy/sweep", json={"ticker": "X Y", "step": 99}), 400)
     fields = {e["field"] for e in err["details"]["errors"]}
     assert {"ticker", "fast_range", "slow_range", "step"} <= fields
 

@@ -139,8 +139,10 @@ async def test_bad_csv_is_invalid_argument_naming_the_row_and_stores_nothing(pg,
 @pytest.mark.parametrize(
     "meta,message",
     [
-        (dict(interval="2h"), "interval must be one of"),
-        (dict(calendar="lunar"), "calendar must be continuous or sessions"),
+        (dict(interval="7h"), "interval must be one of"),
+        (dict(ticker="A B"), "ticker 'A B' must be"),
+        (dict(ticker="a/../b"), "must not contain"),
+        (dict(calendar="lunar"), "calendar must be one of continuous, sessions"),
         (dict(timezone="Mars/Olympus"), "unknown timezone"),
         (dict(ticker=""), "ticker is required"),
     ],

@@ -16,7 +16,7 @@ import numpy as np
 
 from services.engine import indicators as ma
 from services.engine._core import ta_kernel
-from services.engine.rules.expr import (
+from domain.rules.expr import (
     Arith,
     BoolOp,
     Compare,

@@ -17,15 +17,13 @@ from fastapi.responses import JSONResponse
 from hindsight.results.v1 import results_pb2
 
 from services.gateway.body import MAX_UPLOAD_BODY
+from domain.market import CALENDARS, INTERVALS, TICKER_PATTERN, interval_message, ticker_problem
 from services.gateway.deps import BackendDep, CallerDep, checked_id
 from services.gateway.errors import ApiError, from_grpc, invalid
 from services.gateway.views import dataset_view
 
 router = APIRouter(tags=["datasets"])
 CHUNK_BYTES = 1024 * 1024
-TICKER = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
-INTERVALS = ("1m", "5m", "15m", "1h", "1d")
-CALENDARS = ("continuous", "sessions")
 # Upload deadline: the RPC timeout plus time to move the bytes at a modest rate.
 UPLOAD_BYTES_PER_SECOND = 4 * 1024 * 1024
 
@@ -43,7 +41,7 @@ _UPLOAD_DOC = {
                             "format": "binary",
                             "description": "CSV with header timestamp,open,high,low,close,volume",
                         },
-                        "ticker": {"type": "string", "pattern": TICKER.pattern},
+                        "ticker": {"type": "string", "pattern": TICKER_PATTERN},
                         "interval": {"type": "string", "enum": list(INTERVALS)},
                         "calendar": {"type": "string", "enum": list(CALENDARS), "default": "continuous"},
                         "timezone": {"type": "string", "description": "IANA zone of naive timestamps (default UTC)"},
@@ -91,11 +89,12 @@ async def import_dataset(request: Request, backend: BackendDep, caller: CallerDe
         if upload is None or isinstance(upload, str) or len(form.getlist("file")) != 1:
             errors.append({"field": "file", "message": "a CSV file is required"})
         ticker = _field(form, "ticker")
-        if ticker is None or not TICKER.match(ticker):
-            errors.append({"field": "ticker", "message": "1-32 characters of A-Z a-z 0-9 . _ -"})
+        problem = ticker_problem(ticker) if ticker is not None else "is required"
+        if problem is not None:
+            errors.append({"field": "ticker", "message": problem})
         interval = _field(form, "interval")
         if interval not in INTERVALS:
-            errors.append({"field": "interval", "message": f"must be one of {', '.join(INTERVALS)}"})
+            errors.append({"field": "interval", "message": interval_message()})
         calendar = _field(form, "calendar") or "continuous"
         if calendar not in CALENDARS:
             errors.append({"field": "calendar", "message": f"must be one of {', '.join(CALENDARS)}"})

@@ -20,13 +20,13 @@ from fastapi.responses import JSONResponse, Response
 from hindsight.engine.v1 import engine_pb2
 from hindsight.runs.v1 import runs_pb2
 
-from libs.backtest_spec import (
+from domain.backtest_spec import (
     BUILTIN_STRATEGIES,
-    INTERVAL_MINUTES,
     MAX_SYNC_BARS,
     MAX_SYNC_SOURCE_BARS,
     MAX_SYNC_TRADES,
 )
+from domain.market import INTERVAL_MINUTES
 from services.gateway.auth import Caller
 from services.gateway.backend import Backend
 from services.gateway.backtest_request import RequestInvalid, apply_overrides, parse_backtest

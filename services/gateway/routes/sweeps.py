@@ -12,6 +12,7 @@ from hindsight.results.v1 import results_pb2
 from opentelemetry import trace
 from pydantic import BaseModel, Field
 
+from domain.market import INTERVALS, TICKER_MAX_LENGTH, TICKER_PATTERN
 from services.gateway.auth import Caller
 from services.gateway.backend import Backend
 from services.gateway.body import read_fields
@@ -28,7 +29,7 @@ SWEEP_KIND = "trading-sweep"
 class SweepBody(BaseModel):
     """A sweep request (documentation of the body; validation is `parse_sweep`)."""
 
-    ticker: str = Field(min_length=3, max_length=20, examples=["BTC-USD"])
+    ticker: str = Field(min_length=1, max_length=TICKER_MAX_LENGTH, pattern=TICKER_PATTERN, examples=["BTC-USD"])
     fast_range: list[int] = Field(
         min_length=2, max_length=2, examples=[[10, 20]], description='[min, max]; forms also "[10, 20]" or "10,20"'
     )
@@ -38,7 +39,7 @@ class SweepBody(BaseModel):
     strategy_type: Literal["SMA", "EMA", "MACD"] = "SMA"
     config_path: Literal["minimum", "standard"] | None = None
     webhook_url: str | None = Field(None, description="http(s) URL called when the job ends")
-    interval: Literal["1m", "5m", "15m", "1h", "1d"] | None = Field(None, description="empty: finest available")
+    interval: Literal[INTERVALS] | None  # type: ignore[valid-type] = Field(None, description="empty: finest available")
     direction: Literal["long", "short", "both"] = "long"
     fill: Literal["next_open", "close"] = "next_open"
     commission_pct: float = Field(0.0, ge=0, le=10)

@@ -108,3 +108,10 @@ export function describeError(err) {
   if (err.status === 401) lines.push('Log in with an API key to continue.');
   return lines.join('\n');
 }
+
+let vocabularyPromise = null;
+/** The domain's vocabulary (intervals, ticker syntax, limits) from GET /api/v1/vocabulary, fetched once. */
+export function vocabulary() {
+  if (!vocabularyPromise) vocabularyPromise = api('/api/v1/vocabulary').catch((err) => { vocabularyPromise = null; throw err; });
+  return vocabularyPromise;
+}

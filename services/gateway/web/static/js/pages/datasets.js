@@ -1,14 +1,15 @@
 // Datasets: the tenant's datasets, CSV upload with a progress bar, a price chart of
 // the selected one (GET /api/v1/datasets/{id}/bars, downsampled), delete.
 
-import { api, uploadWithProgress } from '../api.js';
+import { api, uploadWithProgress, vocabulary } from '../api.js';
 import { candleChart, lineChart, purge } from '../charts.js';
 import { badge, clear, errorBox, h, int, okBox, progressBar, show, sortableTable, when } from '../dom.js';
 
-const INTERVALS = ['1d', '1h', '15m', '5m', '1m'];
 const CHART_BARS = 1500;
 
 export async function render(root, { query }) {
+  const vocab = await vocabulary();
+  const INTERVALS = [...vocab.intervals].reverse();
   const closers = [];
   const listMsg = h('div');
   const upMsg = h('div', { id: 'upload-msg' });
@@ -18,7 +19,7 @@ export async function render(root, { query }) {
   const form = h('form', { class: 'grid', id: 'upload-form' },
     h('label', { class: 'full' }, 'CSV file (header timestamp,open,high,low,close,volume)',
       h('input', { type: 'file', name: 'file', accept: '.csv,text/csv', required: true, id: 'upload-file' })),
-    h('label', {}, 'Ticker', h('input', { name: 'ticker', required: true, placeholder: 'BTC-USD', pattern: '[A-Za-z0-9._\\-]{1,32}', id: 'upload-ticker' })),
+    h('label', {}, 'Ticker', h('input', { name: 'ticker', required: true, placeholder: 'BTC-USD', maxlength: vocab.ticker.max_length, title: 'letters, digits or . _ ^ = / -', id: 'upload-ticker' })),
     h('label', {}, 'Interval', h('select', { name: 'interval', id: 'upload-interval' }, INTERVALS.map((i) => h('option', { value: i }, i)))),
     h('label', {}, 'Calendar', h('select', { name: 'calendar' },
       h('option', { value: 'continuous' }, 'continuous (24/7)'), h('option', { value: 'sessions' }, 'sessions (exchange hours)'))),

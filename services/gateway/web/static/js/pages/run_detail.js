@@ -1,7 +1,7 @@
 // One saved run: metrics, parameters, equity curve against buy-and-hold, trades,
 // CSV exports, and replay with overrides (a new run linked to this one).
 
-import { api } from '../api.js';
+import { api, vocabulary } from '../api.js';
 import { lineChart, purge } from '../charts.js';
 import { clear, errorBox, formValues, h, int, num, numberOrUndefined, pct, show, signClass, sortableTable, when } from '../dom.js';
 
@@ -45,6 +45,7 @@ export function metricCards(metrics) {
 }
 
 export async function render(root, { params, navigate }) {
+  const { intervals } = await vocabulary();
   const id = params[0];
   const closers = [];
   let run;
@@ -80,7 +81,7 @@ export async function render(root, { params, navigate }) {
   const replayForm = h('form', { class: 'grid', id: 'replay-form' },
     h('label', {}, 'Start date', h('input', { type: 'date', name: 'start_date', value: run.start_date || '' })),
     h('label', {}, 'End date', h('input', { type: 'date', name: 'end_date', value: run.end_date || '' })),
-    h('label', {}, 'Interval', h('select', { name: 'interval' }, ['', '1m', '5m', '15m', '1h', '1d'].map((i) => h('option', { value: i }, i || `same (${run.interval})`)))),
+    h('label', {}, 'Interval', h('select', { name: 'interval' }, ['', ...intervals].map((i) => h('option', { value: i }, i || `same (${run.interval})`)))),
     h('label', {}, 'Cash', h('input', { type: 'number', name: 'cash', step: 'any', placeholder: String(run.cash) })),
     h('label', {}, 'Commission %', h('input', { type: 'number', name: 'commission_pct', step: 'any', placeholder: String(run.commission_pct) })),
     h('label', {}, 'Slippage %', h('input', { type: 'number', name: 'slippage_pct', step: 'any', placeholder: String(run.slippage_pct) })),

@@ -1,7 +1,7 @@
 // Saved runs (seed 003): the table with filters and paging, a selection to compare,
 // and a form for a new synchronous backtest.
 
-import { api } from '../api.js';
+import { api, vocabulary } from '../api.js';
 import { clear, errorBox, formValues, h, num, numberOrUndefined, show, signClass, sortableTable, when } from '../dom.js';
 
 const DEFAULT_PAGE = 20;
@@ -14,6 +14,7 @@ export const BUILTINS = {
 };
 
 export async function render(root, { query, navigate }) {
+  const { intervals } = await vocabulary();
   const filters = { ticker: query.get('ticker') || '', strategy: query.get('strategy') || '', kind: query.get('kind') || '' };
   let offset = Math.max(0, Number(query.get('offset')) || 0);
   const PAGE = Math.min(1000, Math.max(1, Number(query.get('limit')) || DEFAULT_PAGE));
@@ -77,7 +78,7 @@ export async function render(root, { query, navigate }) {
     h('label', {}, 'Start date', h('input', { type: 'date', name: 'start_date' })),
     h('label', {}, 'End date', h('input', { type: 'date', name: 'end_date' })),
     h('label', {}, 'Cash', h('input', { type: 'number', name: 'cash', value: '10000', step: 'any' })),
-    h('label', {}, 'Interval', h('select', { name: 'interval' }, ['', '1m', '5m', '15m', '1h', '1d'].map((i) => h('option', { value: i }, i || 'dataset\'s')))),
+    h('label', {}, 'Interval', h('select', { name: 'interval' }, ['', ...intervals].map((i) => h('option', { value: i }, i || 'dataset\'s')))),
     h('label', {}, 'Commission %', h('input', { type: 'number', name: 'commission_pct', value: '0', step: 'any' })),
     h('label', {}, 'Slippage %', h('input', { type: 'number', name: 'slippage_pct', value: '0', step: 'any' })),
     h('div', { class: 'full actions' }, h('button', { type: 'submit', id: 'bt-run' }, 'Run backtest')),

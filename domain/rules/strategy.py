@@ -36,12 +36,11 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from services.engine.rules.expr import Condition, ExpressionError, parse_condition
+from domain.market import INTERVALS, normalize_ticker, ticker_problem
+from domain.rules.expr import Condition, ExpressionError, parse_condition
 
 NODE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-TICKER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._^=/-]{0,31}$")
 HHMM_RE = re.compile(r"^(\d{1,2}):(\d{2})$")
-INTERVALS = ("1m", "5m", "15m", "1h", "1d")
 MAX_NODES = 20
 MAX_QUANTITY = 1e9
 
@@ -227,14 +226,15 @@ def validate_definition(definition: Any) -> dict[str, Any]:
     else:
         _unknown(ds, _DATASET_KEYS, "dataset", errors)
         ticker = ds.get("ticker")
-        if not isinstance(ticker, str) or not TICKER_RE.match(ticker.strip()):
-            errors.add("dataset.ticker", "required: 1-32 letters, digits or . _ ^ = / -")
+        problem = ticker_problem(ticker.strip() if isinstance(ticker, str) else ticker)
+        if problem is not None:
+            errors.add("dataset.ticker", problem)
             ticker = None
         interval = ds.get("interval") or ""
         if interval and interval not in INTERVALS:
             errors.add("dataset.interval", f"must be one of {', '.join(INTERVALS)} (or omitted)")
         if ticker:
-            out["dataset"] = {"ticker": ticker.strip().upper(), "interval": interval}
+            out["dataset"] = {"ticker": normalize_ticker(ticker), "interval": interval}
 
     sess = definition.get("session") or {}
     norm_session: dict[str, Any] = {}

@@ -1,5 +1,5 @@
-"""The built-in strategies of synchronous backtests and their parameters, shared by
-the gateway (to answer 400 field by field) and the engine (to run them).
+"""The built-in strategies of backtests and their parameters, shared by the gateway
+(to answer 400 field by field), results and the engine (to run them).
 
 Plain data and functions; nothing here knows HTTP or gRPC.
 """
@@ -11,10 +11,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-# Bar intervals a backtest may ask for, in minutes. Datasets exist at 1m 5m 15m 1h 1d;
-# a coarser request is resampled from the finest dataset that divides it.
-INTERVAL_MINUTES = {"1m": 1, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "4h": 240, "1d": 1440}
-INTERVAL_ALIASES = {"60m": "1h", "240m": "4h", "24h": "1d"}
 DIRECTIONS = ("long", "short", "both")
 FILLS = ("next_open", "close")
 PERIOD_MAX = 5000
@@ -90,13 +86,6 @@ def strategy_name(value: str) -> str | None:
     key = value.strip().lower() if isinstance(value, str) else ""
     key = STRATEGY_ALIASES.get(key, key)
     return key if key in BUILTIN_STRATEGIES else None
-
-
-def interval_name(value: str) -> str | None:
-    """The canonical interval a name means (e.g. "60m" -> "1h"), or None."""
-    key = value.strip().lower() if isinstance(value, str) else ""
-    key = INTERVAL_ALIASES.get(key, key)
-    return key if key in INTERVAL_MINUTES else None
 
 
 def _number(value: Any, kind: type) -> float:

@@ -12,8 +12,9 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-NS_MIN = 60_000_000_000
-NS_DAY = 86_400 * 1_000_000_000
+from domain.market import NS_PER_DAY as NS_DAY
+from domain.market import NS_PER_MINUTE as NS_MIN
+
 
 
 @dataclass(frozen=True)

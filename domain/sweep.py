@@ -1,0 +1,135 @@
+"""Parameter sweeps of the moving-average crossovers: the grid and the limits of a request.
+
+One definition, used by the gateway (to answer 400 field by field and count the
+combinations at submission), results (its defensive check of every job it
+stores) and the engine (to run the grid).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from domain.market import INTERVALS, interval_message, ticker_problem
+
+STRATEGY_TYPES: Final = ("SMA", "EMA", "MACD")
+CONFIG_PATHS: Final = ("minimum", "standard")
+DIRECTIONS: Final = ("long", "short", "both")
+FILLS: Final = ("next_open", "close")
+
+PERIOD_MIN: Final = 1
+PERIOD_MAX: Final = 500
+STEP_MIN: Final = 1
+STEP_MAX: Final = 50
+MIN_TRADES_MIN: Final = 10
+MIN_TRADES_MAX: Final = 1000
+MIN_TRADES_DEFAULT: Final = 50
+COST_PCT_MAX: Final = 10.0
+CASH_MAX: Final = 1e15
+INITIAL_CASH_DEFAULT: Final = 10_000.0
+TIMEOUT_SECONDS_MIN: Final = 1
+TIMEOUT_SECONDS_MAX: Final = 86_400
+TIMEOUT_SECONDS_DEFAULT: Final = 3_600
+
+
+def sweep_combos(fast_min: int, fast_max: int, slow_min: int, slow_max: int, step: int) -> list[tuple[int, int]]:
+    """Every (fast, slow) pair on the step grid of both ranges with fast < slow.
+
+    The seed's example: fast [10, 20], slow [20, 30], step 5 gives 8 pairs
+    (10/20 ... 20/30 without 20/20).
+    """
+    fasts = range(fast_min, fast_max + 1, step)
+    slows = range(slow_min, slow_max + 1, step)
+    return [(f, s) for f in fasts for s in slows if f < s]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One broken rule: the request field it is about and what is wrong."""
+
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+def range_problem(lo: int, hi: int) -> str | None:
+    """Why [lo, hi] is not a period range, or None."""
+    if lo < PERIOD_MIN:
+        return f"min must be at least {PERIOD_MIN}"
+    if hi > PERIOD_MAX:
+        return f"max must be at most {PERIOD_MAX}"
+    if lo > hi:
+        return "min must not exceed max"
+    return None
+
+
+def grid_problems(fast: Sequence[int], slow: Sequence[int], step: int) -> list[Problem]:
+    """The rules between the fields of a grid (each field already valid on its own)."""
+    out: list[Problem] = []
+    if not fast[0] < slow[0]:
+        out.append(Problem("fast_range", "Fast range min must be less than slow range min"))
+    if not fast[1] < slow[1]:
+        out.append(Problem("fast_range", "Fast range max must be less than slow range max"))
+    if not out and not sweep_combos(fast[0], fast[1], slow[0], slow[1], step):
+        out.append(Problem("step", "no valid fast < slow combination on this grid"))
+    return out
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """What a sweep runs: the grid, the dataset and the simulation's settings."""
+
+    ticker: str
+    fast_range: tuple[int, int]
+    slow_range: tuple[int, int]
+    step: int
+    min_trades: int = MIN_TRADES_DEFAULT
+    strategy_type: str = "SMA"
+    interval: str = ""
+    direction: str = "long"
+    fill: str = "next_open"
+    commission_pct: float = 0.0
+    slippage_pct: float = 0.0
+    initial_cash: float = INITIAL_CASH_DEFAULT
+
+    @property
+    def combinations(self) -> int:
+        return len(sweep_combos(*self.fast_range, *self.slow_range, self.step))
+
+
+def _choice(value: str, choices: Sequence[str]) -> str | None:
+    return None if value in choices else f"must be one of {', '.join(choices)}"
+
+
+def spec_problems(spec: SweepSpec) -> list[Problem]:
+    """Every rule a sweep breaks (empty: it may run). The gateway's request model and
+    results' defensive check both call this, so they cannot disagree."""
+    out: list[Problem] = []
+
+    def check(name: str, problem: str | None) -> None:
+        if problem is not None:
+            out.append(Problem(name, problem))
+
+    check("ticker", ticker_problem(spec.ticker))
+    check("fast_range", range_problem(*spec.fast_range))
+    check("slow_range", range_problem(*spec.slow_range))
+    if not STEP_MIN <= spec.step <= STEP_MAX:
+        check("step", f"must be an integer from {STEP_MIN} to {STEP_MAX}")
+    if not MIN_TRADES_MIN <= spec.min_trades <= MIN_TRADES_MAX:
+        check("min_trades", f"must be an integer from {MIN_TRADES_MIN} to {MIN_TRADES_MAX}")
+    check("strategy_type", _choice(spec.strategy_type, STRATEGY_TYPES))
+    if spec.interval and spec.interval not in INTERVALS:
+        check("interval", interval_message())
+    check("direction", _choice(spec.direction, DIRECTIONS))
+    check("fill", _choice(spec.fill, FILLS))
+    for name in ("commission_pct", "slippage_pct"):
+        if not 0 <= getattr(spec, name) <= COST_PCT_MAX:
+            check(name, f"must be a number from 0 to {COST_PCT_MAX:g}")
+    if not 0 < spec.initial_cash <= CASH_MAX:
+        check("initial_cash", "must be a number greater than 0")
+    if not out:
+        out += grid_problems(spec.fast_range, spec.slow_range, spec.step)
+    return out
