@@ -7,7 +7,7 @@ PROTOS  := $(shell find protos -name '*.proto')
 GEN     := libs/gen
 PYX     := $(wildcard services/engine/_core/*.pyx)
 
-.PHONY: help build run test bench up down clean protos engine cli browser
+.PHONY: help build run test test-unit lint bench up down clean protos engine cli browser
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -51,6 +51,14 @@ run: build ## standalone stack on http://127.0.0.1:8000
 
 test: build tools ## unit, integration (real Postgres + RabbitMQ) and end-to-end tests
 	$(VPY) -m pytest -q
+
+test-unit: build ## the domain and kernel tests alone: no servers, well under a minute
+	$(VPY) -m pytest -q tests/domain tests/engine
+
+lint: build ## ruff, mypy (strict on domain/ and libs/) and the import contracts (pyproject.toml)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	PYTHONPATH=$(CURDIR):$(CURDIR)/$(GEN) $(VENV)/bin/lint-imports
 
 bench: build ## S2 sweep (our engine vs vectorbt vs NumPy) and a year of day-by-day backtest through the stack
 	$(VPY) -m pip install -q -r requirements-bench.txt

@@ -16,7 +16,6 @@ from domain.market import NS_PER_DAY as NS_DAY
 from domain.market import NS_PER_MINUTE as NS_MIN
 
 
-
 @dataclass(frozen=True)
 class SessionDays:
     """Bars [0, n) cover everything up to the range's end; day j trades bars [starts[j], ends[j])."""
@@ -37,7 +36,8 @@ def local_wall(ts: np.ndarray, tz: str) -> np.ndarray:
     if tz in ("UTC", "Etc/UTC"):
         return ts
     local = pd.DatetimeIndex(ts.view("datetime64[ns]"), tz="UTC").tz_convert(tz)
-    return local.tz_localize(None).asi8
+    wall: np.ndarray = local.tz_localize(None).asi8
+    return wall
 
 
 def epoch_day(d: date) -> int:

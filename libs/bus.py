@@ -24,6 +24,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from libs import telemetry
 
@@ -68,7 +69,7 @@ class Delivery:
     """A message handed to a consumer."""
 
     body: bytes
-    headers: dict = field(default_factory=dict)
+    headers: dict[str, Any] = field(default_factory=dict)
     # 1 on the first delivery.
     delivery_count: int = 1
 
@@ -100,7 +101,7 @@ class Bus(ABC):
     async def start(self) -> None: ...
 
     @abstractmethod
-    async def publish(self, queue: str, body: bytes, headers: dict | None = None, *, delay_seconds: float = 0.0) -> None:
+    async def publish(self, queue: str, body: bytes, headers: dict[str, Any] | None = None, *, delay_seconds: float = 0.0) -> None:
         """Publish durably; raises BusUnavailable when the broker cannot take it.
 
         With `delay_seconds` > 0 the message reaches the queue's consumers after
@@ -136,8 +137,8 @@ class InProcessBus(Bus):
     def __init__(self, max_deliveries: int = 3) -> None:
         super().__init__(max_deliveries)
         self._queues: dict[str, asyncio.Queue[Delivery]] = {}
-        self._tasks: list[asyncio.Task] = []
-        self._inflight: set[asyncio.Task] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._inflight: set[asyncio.Task[None]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
         self._closed = False
 
@@ -151,7 +152,7 @@ class InProcessBus(Bus):
         self._queue(queue)
         self._queue(queue + ".dead")
 
-    async def publish(self, queue: str, body: bytes, headers: dict | None = None, *, delay_seconds: float = 0.0) -> None:
+    async def publish(self, queue: str, body: bytes, headers: dict[str, Any] | None = None, *, delay_seconds: float = 0.0) -> None:
         if self._closed:
             raise BusUnavailable("bus closed")
         with telemetry.publishing(queue, headers) as traced:
@@ -165,7 +166,8 @@ class InProcessBus(Bus):
         handle: asyncio.TimerHandle | None = None
 
         def due() -> None:
-            self._timers.discard(handle)  # type: ignore[arg-type]
+            if handle is not None:
+                self._timers.discard(handle)
             if not self._closed:
                 self._queue(queue).put_nowait(delivery)
 
@@ -189,7 +191,7 @@ class InProcessBus(Bus):
         q = self._queue(queue)
         while True:
             delivery = await q.get()
-            task = asyncio.create_task(handler(delivery))
+            task: asyncio.Task[None] = asyncio.ensure_future(handler(delivery))
             self._inflight.add(task)
             try:
                 await asyncio.shield(task)
@@ -231,12 +233,12 @@ class AmqpBus(Bus):
         super().__init__(max_deliveries)
         self._url = url
         self._name = name
-        self._conn = None
-        self._pub_channel = None
-        self._consumers: list[tuple[object, str]] = []
+        self._conn: Any = None
+        self._pub_channel: Any = None
+        self._consumers: list[tuple[Any, str]] = []
         self._declared: set[str] = set()
-        self._inflight: set[asyncio.Task] = set()
-        self._inflight_queue: dict[asyncio.Task, str] = {}
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._inflight_queue: dict[asyncio.Task[None], str] = {}
 
     async def start(self) -> None:
         import aio_pika
@@ -249,7 +251,7 @@ class AmqpBus(Bus):
         # on_return_raises + mandatory: a message no queue takes fails the publish instead of vanishing.
         self._pub_channel = await self._conn.channel(publisher_confirms=True, on_return_raises=True)
 
-    async def _declare(self, channel, queue: str):
+    async def _declare(self, channel: Any, queue: str) -> Any:
         if queue.endswith(".dead"):
             # A dead-letter queue is a plain durable queue: nothing dead-letters out of it.
             return await channel.declare_queue(queue, durable=True, arguments={"x-queue-type": "quorum"})
@@ -272,7 +274,7 @@ class AmqpBus(Bus):
         await self._declare(self._pub_channel, queue)
         self._declared.add(queue)
 
-    async def _declare_delay(self, channel, queue: str, ms: int) -> str:
+    async def _declare_delay(self, channel: Any, queue: str, ms: int) -> str:
         """The delay queue of `queue` for `ms`: nobody consumes it; each message expires
         after its TTL and is dead-lettered back into `queue`.
 
@@ -296,7 +298,7 @@ class AmqpBus(Bus):
         )
         return name
 
-    async def publish(self, queue: str, body: bytes, headers: dict | None = None, *, delay_seconds: float = 0.0) -> None:
+    async def publish(self, queue: str, body: bytes, headers: dict[str, Any] | None = None, *, delay_seconds: float = 0.0) -> None:
         import aio_pika
 
         if self._conn is None or self._conn.is_closed or self._pub_channel is None:
@@ -332,11 +334,11 @@ class AmqpBus(Bus):
         await channel.set_qos(prefetch_count=prefetch)
         q = await self._declare(channel, queue)
 
-        async def on_message(message) -> None:
+        async def on_message(message: Any) -> None:
             headers = dict(message.headers or {})
             count = int(headers.get("x-delivery-count", 0) or 0) + 1
             delivery = Delivery(body=message.body, headers=headers, delivery_count=count)
-            task = asyncio.current_task()
+            task: Any = asyncio.current_task()
             self._inflight.add(task)
             self._inflight_queue[task] = queue  # cancelling one consumer waits only for its own handlers
             try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from libs import telemetry
 from libs.bus import AmqpBus
@@ -15,7 +16,7 @@ from libs.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def run_service(name: str, start: Callable[..., Awaitable], needs_database: bool = False) -> None:
+def run_service(name: str, start: Callable[..., Awaitable[Any]], needs_database: bool = False) -> None:
     """`start(settings, bus)` returns a handle with `.port`, `.metrics.registry` and `async stop(grace)`."""
     telemetry.setup_telemetry(name)
     settings = Settings(hindsight_mode="distributed")

@@ -36,7 +36,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -454,23 +454,23 @@ def _is_repeated(fd: Any) -> bool:
     repeated = getattr(fd, "is_repeated", None)
     if repeated is not None:
         return bool(repeated)
-    return fd.label == fd.LABEL_REPEATED
+    return bool(fd.label == fd.LABEL_REPEATED)
 
 
 def _job_context_interceptor() -> Any:
     import grpc
 
-    class JobContextInterceptor(grpc.aio.ServerInterceptor):
+    class JobContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         """Binds the request's `job_id` to the call's log lines and span (fresh log fields per call)."""
 
-        async def intercept_service(self, continuation, handler_call_details):
+        async def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
             handler = await continuation(handler_call_details)
             if handler is None or handler.request_streaming:
                 return handler
             if handler.unary_unary is not None:
                 behavior = handler.unary_unary
 
-                async def unary(request, context):
+                async def unary(request: Any, context: Any) -> Any:
                     token = _log_fields.set({})
                     try:
                         job_id = _job_id_of(request)
@@ -491,7 +491,7 @@ def _job_context_interceptor() -> Any:
             if behavior is None or not inspect.isasyncgenfunction(behavior):
                 return handler
 
-            async def stream(request, context):
+            async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
                 token = _log_fields.set({})
                 try:
                     job_id = _job_id_of(request)
@@ -523,7 +523,11 @@ def grpc_server_interceptors() -> list[Any]:
     if _state.provider is not None:
         from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
-        interceptors.append(aio_server_interceptor(tracer_provider=_state.provider, filter_=_not_health_or_reflection()))
+        interceptors.append(
+            aio_server_interceptor(  # type: ignore[no-untyped-call]
+                tracer_provider=_state.provider, filter_=_not_health_or_reflection()
+            )
+        )
     interceptors.append(_job_context_interceptor())
     return interceptors
 
@@ -535,7 +539,11 @@ def grpc_client_interceptors() -> list[Any]:
         return []
     from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
-    return list(aio_client_interceptors(tracer_provider=_state.provider, filter_=_not_health_or_reflection()))
+    return list(
+        aio_client_interceptors(  # type: ignore[no-untyped-call]
+            tracer_provider=_state.provider, filter_=_not_health_or_reflection()
+        )
+    )
 
 
 # ---------------------------------------------------------------------------- HTTP

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 SERIES = ("open", "high", "low", "close", "volume")
 COMPARE_OPS = (">", ">=", "<", "<=", "==", "!=", "crosses_above", "crosses_below")
@@ -113,6 +114,9 @@ class Node:
         raise NotImplementedError
 
 
+_N = TypeVar("_N", bound=Node)
+
+
 @dataclass(eq=False)
 class Num(Node):
     value: float
@@ -163,7 +167,7 @@ class Indicator(Node):
         return "number"
 
     @property
-    def key(self) -> tuple:
+    def key(self) -> tuple[str, str, tuple[float, ...]]:
         return (self.name, self.source, self.params)
 
 
@@ -272,7 +276,7 @@ class _Parser:
         if self.nesting > MAX_DEPTH:
             raise self.error(TOO_DEEP)
 
-    def _built(self, node: Node, op_pos: int, *children: Node) -> Node:
+    def _built(self, node: _N, op_pos: int, *children: Node) -> _N:
         """`node` (an operator over `children`) if it is not too deep; the error points at its operator."""
         depth = 1 + max((self.depths.get(c, 0) for c in children), default=0)
         if depth > MAX_DEPTH:
@@ -361,7 +365,7 @@ class _Parser:
             return left
         self.advance()
         right = self.sum()
-        if self.tok.kind == "OP" and self.tok.text in COMPARE_OPS or (
+        if (self.tok.kind == "OP" and self.tok.text in COMPARE_OPS) or (
             self.tok.kind == "NAME" and self.tok.text.lower() in ("crosses_above", "crosses_below")
         ):
             raise self.error("comparisons cannot be chained; join them with 'and'")
@@ -477,7 +481,7 @@ class _Parser:
                 self.text,
             )
         canonical, output = _INDICATOR_ALIASES[upper]
-        args: list[Token | Node] = []
+        args: list[Series | Num] = []
         arg_pos: list[int] = []
         if self.tok.kind == "LPAREN":
             self.advance()
@@ -493,7 +497,7 @@ class _Parser:
             end = close.pos + 1
         return self._indicator(t, canonical, output, args, arg_pos, end)
 
-    def _argument(self) -> Token | Node:
+    def _argument(self) -> Series | Num:
         t = self.tok
         if t.kind == "NAME" and t.text.lower() in SERIES:
             self.advance()
@@ -508,7 +512,7 @@ class _Parser:
         value = -float(num.text) if neg else float(num.text)
         return Num(t.pos, num.pos + len(num.text), value)
 
-    def _indicator(self, t: Token, name: str, output: str, args: list, arg_pos: list[int], end: int) -> Indicator:
+    def _indicator(self, t: Token, name: str, output: str, args: list[Series | Num], arg_pos: list[int], end: int) -> Indicator:
         source = "close"
         if args and isinstance(args[0], Series):
             if name not in _TAKES_SOURCE:
@@ -608,3 +612,4 @@ def lookback(ind: Indicator) -> int:
     if ind.name == "MACD":
         return int(p[1]) + int(p[2]) - 2
     return 0
+

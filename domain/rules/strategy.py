@@ -125,7 +125,7 @@ def _hhmm(value: Any, field: str, errors: _Errors) -> int | None:
     return int(m.group(1)) * 60 + int(m.group(2))
 
 
-def _unknown(obj: dict, allowed: set[str], field: str, errors: _Errors) -> None:
+def _unknown(obj: dict[str, Any], allowed: set[str], field: str, errors: _Errors) -> None:
     for key in sorted(set(obj) - allowed):
         errors.add(f"{field}.{key}" if field else key, f"unknown field (allowed: {', '.join(sorted(allowed))})")
 
@@ -177,7 +177,7 @@ def _condition(value: Any, field: str, errors: _Errors) -> str | None:
 
 
 def _node_head(
-    node: dict, field: str, allowed: set[str], default_id: str, ids: set[str], errors: _Errors
+    node: dict[str, Any], field: str, allowed: set[str], default_id: str, ids: set[str], errors: _Errors
 ) -> tuple[Any, Any, str | None]:
     """What entry and exit nodes share: known keys, an id unique among all nodes (added to
     `ids`), a name and a condition; (id, name, condition) as given (condition None if invalid)."""
