@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     hindsight_mode: Literal["standalone", "distributed"] = "standalone"
     hindsight_host: str = "127.0.0.1"
     hindsight_port: int = 8000
+    # Host names the gateway answers to (comma-separated; "*": any). Unset: the loopback
+    # names and HINDSIGHT_HOST in standalone, any in distributed (the ingress decides).
+    hindsight_allowed_hosts: str | None = None
+    # Origins whose pages may call the API with credentials (CORS). Unset: seed 001's
+    # dashboard origins http://localhost:3000 and http://127.0.0.1:3000 in standalone, none otherwise.
+    hindsight_cors_origins: str | None = None
     hindsight_data_dir: Path = Path(".hindsight")
     hindsight_dev_api_key: str = SEED_DEV_API_KEY
     # "tenant:key,tenant2:key2", created at start when absent.

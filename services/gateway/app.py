@@ -12,6 +12,7 @@ from libs.settings import Settings
 from services.gateway import errors
 from services.gateway.backend import Backend
 from services.gateway.body import BodyLimitMiddleware
+from services.gateway.browser_guard import BrowserGuard
 from services.gateway.docs import APP_DESCRIPTION
 from services.gateway.metrics import LatencyMiddleware
 from services.gateway.routes import (
@@ -57,6 +58,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(web.router)  # the dashboard at /ui/ (and / for browsers)
     # Added innermost first: latency sees everything, the catch-all sees the body limit's 413s.
     app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(BrowserGuard, settings=settings, secret=backend.session_secret)
     app.add_middleware(errors.CatchAllMiddleware)
     app.add_middleware(LatencyMiddleware, metrics=backend.metrics)
     telemetry.instrument_app(app)  # a span per request when tracing is on

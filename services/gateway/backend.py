@@ -48,6 +48,7 @@ class Backend:
             # Not a default secret: a random one, so sessions end with the process.
             log.warning("HINDSIGHT_SESSION_SECRET is empty: session cookies will not survive a restart")
             secret = secrets.token_urlsafe(32)
+        self.session_secret = secret
         self.sessions = SessionSigner(secret)
         self.auth_cache = AuthCache(ttl_seconds=5.0)
         self.metrics = GatewayMetrics()

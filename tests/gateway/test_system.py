@@ -77,7 +77,7 @@ def test_upload_declared_over_512mb_is_413_at_once(gw: Gateway) -> None:
     # A raw request: the declared size alone is refused, before any body is read.
     with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as s:
         s.sendall(
-            b"POST /api/v1/datasets HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"POST /api/v1/datasets HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\n"
             b"Content-Length: 600000000\r\n\r\n"
         )
         raw = b""

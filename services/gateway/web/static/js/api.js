@@ -43,8 +43,15 @@ export function onUnauthorized(fn) { unauthorizedHandler = fn; }
  * query parameters (empty values left out). Resolves to the parsed JSON (or text with
  * `text: true`); rejects with an ApiError carrying the API's error message.
  */
+/** The CSRF token the gateway keeps in the `hindsight_csrf` cookie next to the session (sent on writes). */
+export function csrfToken() {
+  const m = document.cookie.match(/(?:^|;\s*)hindsight_csrf=([^;]*)/);
+  return m ? decodeURIComponent(m[1]) : '';
+}
+
 export async function api(path, { method = 'GET', json, form, query, signal, text = false } = {}) {
   const headers = { Accept: text ? '*/*' : 'application/json' };
+  if (method !== 'GET' && csrfToken()) headers['X-CSRF-Token'] = csrfToken();
   const opts = { method, headers, credentials: 'same-origin', signal };
   if (json !== undefined) {
     headers['Content-Type'] = 'application/json';
@@ -79,6 +86,7 @@ export function uploadWithProgress(path, form, onProgress) {
     xhr.open('POST', path);
     xhr.withCredentials = true;
     xhr.setRequestHeader('Accept', 'application/json');
+    if (csrfToken()) xhr.setRequestHeader('X-CSRF-Token', csrfToken());
     xhr.upload.onprogress = (ev) => { if (ev.lengthComputable) onProgress(ev.loaded / ev.total); };
     xhr.onerror = () => reject(new ApiError(0, 'unreachable', 'The upload did not reach the gateway.'));
     xhr.onload = () => {

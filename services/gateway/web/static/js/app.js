@@ -2,7 +2,7 @@
 // A page module exports render(root, ctx) and may return a cleanup function (close
 // streams, stop timers) that runs when the user navigates away.
 
-import { onUnauthorized } from './api.js';
+import { csrfToken, onUnauthorized } from './api.js';
 import { clear, errorBox, h } from './dom.js';
 
 const PAGES = [
@@ -44,7 +44,7 @@ function renderSession() {
   if (tenant) {
     box.append(h('span', {}, `tenant ${tenant}`), ' ',
       h('button', { class: 'link', id: 'logout', onclick: async () => {
-        await fetch('/api/v1/auth/logout', { method: 'POST', credentials: 'same-origin' });
+        await fetch('/api/v1/auth/logout', { method: 'POST', credentials: 'same-origin', headers: { 'X-CSRF-Token': csrfToken() } });
         sessionStorage.removeItem('hindsight.tenant');
         renderSession();
         navigate('/ui/login');
