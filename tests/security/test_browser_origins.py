@@ -23,6 +23,7 @@ import pytest
 from tests.seeds import seed_file
 from tests.stacks import Stack, free_port, start_standalone
 
+
 @pytest.fixture(scope="module")
 def page_port() -> int:
     return free_port()
