@@ -10,9 +10,11 @@ read as a form. Size limits are enforced here and by `BodyLimitMiddleware`.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import parse_qsl
 
+import numpy as np
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -78,9 +80,40 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# Bounds of a JSON body: nesting depth and object members in all (a 400 past them).
+MAX_JSON_DEPTH = 32
+MAX_JSON_KEYS = 10_000
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def json_depth(raw: bytes) -> int:
+    """The deepest nesting of [ and { in JSON text (string contents ignored)."""
+    bare = np.frombuffer(_STRINGS.sub(b'""', raw), dtype=np.uint8)
+    steps = np.zeros(bare.shape[0], dtype=np.int32)
+    steps[(bare == ord("[")) | (bare == ord("{"))] = 1
+    steps[(bare == ord("]")) | (bare == ord("}"))] = -1
+    return int(np.cumsum(steps).max(initial=0))
+
+
 def parse_json(raw: bytes) -> Any:
-    """JSON text -> value; raises ValueError (also for NaN/Infinity and bad UTF-8)."""
-    return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    """JSON text -> value; raises ValueError (also for NaN/Infinity, bad UTF-8, nesting
+    deeper than MAX_JSON_DEPTH and more than MAX_JSON_KEYS object members)."""
+    text = raw.decode("utf-8")
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    members = 0
+
+    def counted(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal members
+        members += len(pairs)
+        if members > MAX_JSON_KEYS:
+            raise ValueError(f"more than {MAX_JSON_KEYS} object members")
+        return dict(pairs)
+
+    try:
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=counted)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
 
 
 async def read_fields(request: Request) -> dict[str, Any]:
