@@ -11,9 +11,12 @@ Strategies
 ----------
 - ``SMA`` / ``EMA``: long while MA(fast) > MA(slow) (strictly), flat otherwise;
   during the indicator warm-up (NaN) the strategy is flat.
-- ``MACD``: fast/slow are the EMA periods of the MACD line, the signal line is
-  EMA(9) of it (seeded with the mean of its first 9 values); long while
-  line > signal.
+- ``MACD``: long while the MACD line > its signal line, MACD as TA-Lib defines
+  it (``services.engine.indicators.macd``, the rule language's ``MACD``): both
+  EMAs start at the slow one's first bar (slow - 1), the fast one seeded with the
+  mean of the ``fast`` closes ending there; the signal line is EMA(9) of the line
+  seeded with the mean of its first 9 values; a fast period above the slow one is
+  swapped with it.
 - ``direction``: ``long``; ``short`` (short while the opposite strict condition
   holds, e.g. MA(fast) < MA(slow)); ``both`` (long on >, short on <, flat on an
   exact tie or during warm-up; a change of side is an exit plus an entry).

@@ -20,6 +20,9 @@ def stream_indicators(
     kind: int,
     chunk: int = 65536,
 ) -> npt.NDArray[np.float64]: ...
+def stream_macd(
+    close: npt.NDArray[np.float64], fast: int, slow: int, signal_period: int, chunk: int = 65536
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
 def sweep(
     open_: npt.NDArray[np.float64],
     close: npt.NDArray[np.float64],

@@ -12,8 +12,8 @@ series:
 2. For every bar of the chunk (outer loop) every combination is advanced (inner
    loop) using only scalar per-combination state: position, units, cash,
    running peak and worst drawdown, trade counters, Welford accumulators of the
-   daily returns, and for MACD the signal-EMA state. No per-combination array
-   over bars is ever allocated.
+   daily returns, and for MACD the fast EMA and the signal-EMA state. No
+   per-combination array over bars is ever allocated.
 3. Between chunks the GIL is taken back to call ``progress(fraction)`` (throttled
    by time); a False answer stops the sweep and the kernel returns None.
 
@@ -22,6 +22,11 @@ signal at bar t's close from the indicators at t; with ``fill`` 0 (next open) th
 order fills at bar t+1's open, with ``fill`` 1 at bar t's close. Equity is
 marked at every close. A signal on the last bar is not acted upon; a position
 still open there is closed at the last close (with costs) and counted.
+
+MACD is TA-Lib's, as ``indicators.macd`` (same inline arithmetic, ``ema.pxd``): a
+pair with fast > slow is swapped; the slow EMA is the buffer's column; the fast
+EMA is per-combination state, seeded at the slow EMA's first bar with the mean of
+the ``fast`` closes ending there; the signal line is ``signal_push`` of the line.
 """
 
 import time
@@ -31,7 +36,9 @@ import numpy as np
 from libc.math cimport NAN
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t
 from libc.stdlib cimport calloc, free
+from libc.string cimport memset
 
+from services.engine._core.ema cimport SignalEMA, ema_alpha, ema_step, signal_push, window_mean
 from services.engine._core.twosum cimport acc
 
 
@@ -70,14 +77,6 @@ ctypedef struct Hot:
     int8_t ms         # 1 if short positions are allowed
 
 
-ctypedef struct Sig:
-    # MACD signal-line EMA, one per combination
-    double sig
-    double s
-    double c
-    int32_t n
-
-
 ctypedef struct Cold:
     # touched on fills and at day ends only
     double eq_day     # equity at the previous day end (initial cash at start)
@@ -93,6 +92,16 @@ ctypedef struct Cold:
     double gp         # gross profit (sum of pnl > 0)
     double gl         # gross loss (sum of pnl < 0, <= 0)
     int64_t dur       # sum of trade durations, ns
+
+
+ctypedef struct MacdState:
+    # per combination: TA-Lib's fast EMA starts at the slow one's first bar, so it
+    # depends on the pair; and the signal line
+    SignalEMA g
+    double ef         # fast EMA
+    double af         # its alpha
+    int32_t fast      # its period
+    int32_t seeded    # 1 once ef holds a value
 
 
 ctypedef struct Costs:
@@ -193,7 +202,7 @@ cdef void _indicators(const double[::1] close, Py_ssize_t t0, Py_ssize_t t1,
     continuing the per-period running state in S, C (compensated sums) and E;
     A[j] is the EMA's alpha, 2 / (periods[j] + 1)."""
     cdef Py_ssize_t npd = periods.shape[0], t, j, n
-    cdef double x, a
+    cdef double x
     cdef double* row
     for t in range(t0, t1):
         row = buf + (t - t0) * npd
@@ -202,16 +211,13 @@ cdef void _indicators(const double[::1] close, Py_ssize_t t0, Py_ssize_t t1,
             n = periods[j]
             if ema_kind:
                 if t >= n:
-                    a = A[j]
-                    E[j] = E[j] + a * (x - E[j])
+                    E[j] = ema_step(E[j], A[j], x)
+                    row[j] = E[j]
+                elif t == n - 1:
+                    E[j] = window_mean(&close[0], t, n)
                     row[j] = E[j]
                 else:
-                    acc(&S[j], &C[j], x)
-                    if t == n - 1:
-                        E[j] = (S[j] + C[j]) / <double>n
-                        row[j] = E[j]
-                    else:
-                        row[j] = NAN
+                    row[j] = NAN
             else:
                 acc(&S[j], &C[j], x)
                 if t >= n:
@@ -222,19 +228,23 @@ cdef void _indicators(const double[::1] close, Py_ssize_t t0, Py_ssize_t t1,
                     row[j] = NAN
 
 
-cdef inline int _macd_want(Hot* h, Sig* g, const double* row, int sp, double sa) noexcept nogil:
-    cdef double line = row[h.fi] - row[h.si]
-    if g.n < sp:
-        if line != line:  # NaN: slow EMA not defined yet
-            return 0
-        acc(&g.s, &g.c, line)
-        g.n += 1
-        if g.n < sp:
-            return 0
-        g.sig = (g.s + g.c) / <double>sp
+cdef inline double _macd_line(MacdState* g, double slow, const double* close, Py_ssize_t t) noexcept nogil:
+    # The MACD line at bar t given the slow EMA there (NaN before its first bar).
+    if g.seeded:
+        g.ef = ema_step(g.ef, g.af, close[t])
+    elif slow == slow:  # the slow EMA's first bar: seed the fast one here (TA-Lib)
+        g.ef = window_mean(close, t, g.fast)
+        g.seeded = 1
     else:
-        g.sig = g.sig + sa * (line - g.sig)
-    return h.ml * (line > g.sig) - h.ms * (line < g.sig)
+        return NAN
+    return g.ef - slow
+
+
+cdef inline int _macd_want(Hot* h, MacdState* g, const double* row, const double* close, Py_ssize_t t,
+                           int sp, double sa) noexcept nogil:
+    cdef double line = _macd_line(g, row[h.si], close, t)
+    cdef double sig = signal_push(&g.g, line, sp, sa)  # NaN until defined: both comparisons false
+    return h.ml * (line > sig) - h.ms * (line < sig)
 
 
 cdef inline int _cross_want(Dir tag, Hot* h, const double* row) noexcept nogil:
@@ -248,7 +258,7 @@ cdef inline int _cross_want(Dir tag, Hot* h, const double* row) noexcept nogil:
         return (f > s) - (f < s)
 
 
-cdef void _bars_next_open(Dir tag, Hot* hot, Cold* cold, Sig* sig, Py_ssize_t m, int macd, int sp, double sa,
+cdef void _bars_next_open(Dir tag, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int macd, int sp, double sa,
                           const double[::1] open_, const double[::1] close, const int64_t[::1] ts,
                           const uint8_t[::1] day_end, Py_ssize_t t0, Py_ssize_t t1, Py_ssize_t npd,
                           const double* buf, const Costs* costs) noexcept nogil:
@@ -269,7 +279,7 @@ cdef void _bars_next_open(Dir tag, Hot* hot, Cold* cold, Sig* sig, Py_ssize_t m,
                     _fill(h, &cold[k], h.pending, po, tt, costs)
                 if h.pos != 0:
                     _mark_dd(h, h.cash + h.units * pc)
-                h.pending = <int8_t>_macd_want(h, &sig[k], row, sp, sa)
+                h.pending = <int8_t>_macd_want(h, &sig[k], row, &close[0], t, sp, sa)
         else:
             for k in range(m):
                 h = &hot[k]
@@ -282,7 +292,7 @@ cdef void _bars_next_open(Dir tag, Hot* hot, Cold* cold, Sig* sig, Py_ssize_t m,
             _day_end(hot, cold, m, pc)
 
 
-cdef void _bars_close(Dir tag, Hot* hot, Cold* cold, Sig* sig, Py_ssize_t m, int macd, int sp, double sa,
+cdef void _bars_close(Dir tag, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int macd, int sp, double sa,
                       const double[::1] close, const int64_t[::1] ts,
                       const uint8_t[::1] day_end, Py_ssize_t t0, Py_ssize_t t1, Py_ssize_t npd,
                       const double* buf, const Costs* costs) noexcept nogil:
@@ -299,7 +309,7 @@ cdef void _bars_close(Dir tag, Hot* hot, Cold* cold, Sig* sig, Py_ssize_t m, int
         for k in range(m):
             h = &hot[k]
             if macd:
-                w = _macd_want(h, &sig[k], row, sp, sa)
+                w = _macd_want(h, &sig[k], row, &close[0], t, sp, sa)
             else:
                 w = _cross_want(tag, h, row)
             if w != h.pos:
@@ -352,6 +362,34 @@ def stream_indicators(const double[::1] close, const int32_t[::1] periods, int k
                         &out[t0, 0])
         t0 = t1
     return out_arr
+
+
+def stream_macd(const double[::1] close, int fast, int slow, int signal_period, Py_ssize_t chunk=65536):
+    """(line, signal) of MACD(fast, slow, signal_period) exactly as the sweep's bar loop
+    computes them (streamed EMA columns, per-combination fast EMA and signal line);
+    both NaN until the signal line is defined, as in TA-Lib (for tests)."""
+    if fast > slow:
+        fast, slow = slow, fast
+    cdef Py_ssize_t N = close.shape[0], t
+    periods_arr = np.array(sorted({fast, slow}), dtype=np.int32)
+    cdef Py_ssize_t si = list(periods_arr).index(slow)
+    cols = stream_indicators(close, periods_arr, KIND_MACD, chunk)
+    line_arr = np.full(N, np.nan)
+    sig_arr = np.full(N, np.nan)
+    cdef double[:, ::1] m = cols
+    cdef double[::1] line = line_arr, sig = sig_arr
+    cdef double l, s, sa = 2.0 / (signal_period + 1.0)
+    cdef MacdState g
+    memset(&g, 0, sizeof(MacdState))
+    g.fast = fast
+    g.af = ema_alpha(fast)
+    for t in range(N):
+        l = _macd_line(&g, m[t, si], &close[0], t)
+        s = signal_push(&g.g, l, signal_period, sa)
+        if s == s:
+            line[t] = l
+            sig[t] = s
+    return line_arr, sig_arr
 
 
 def sweep(const double[::1] open_, const double[::1] close, const int64_t[::1] ts,
@@ -412,7 +450,7 @@ def sweep(const double[::1] open_, const double[::1] close, const int64_t[::1] t
 
     cdef Hot* hot = <Hot*>calloc(max(m, 1), sizeof(Hot))
     cdef Cold* cold = <Cold*>calloc(max(m, 1), sizeof(Cold))
-    cdef Sig* sig = <Sig*>calloc(max(m, 1), sizeof(Sig))
+    cdef MacdState* sig = <MacdState*>calloc(max(m, 1), sizeof(MacdState))
     if hot == NULL or cold == NULL or sig == NULL:
         free(hot)
         free(cold)
@@ -421,13 +459,21 @@ def sweep(const double[::1] open_, const double[::1] close, const int64_t[::1] t
 
     cdef bint cancelled = False
     cdef double last_report
+    cdef int32_t fi, si
     try:
         for k in range(m):
+            fi = fast_idx[k]
+            si = slow_idx[k]
+            if macd:
+                if periods[fi] > periods[si]:  # TA-Lib swaps them
+                    fi, si = si, fi
+                sig[k].fast = periods[fi]
+                sig[k].af = ema_alpha(periods[fi])
             hot[k].cash = initial_cash
             hot[k].peak = initial_cash
             hot[k].ddk = 1.0
-            hot[k].fi = fast_idx[k]
-            hot[k].si = slow_idx[k]
+            hot[k].fi = fi
+            hot[k].si = si
             hot[k].ml = ml
             hot[k].ms = ms
             cold[k].eq_day = initial_cash
