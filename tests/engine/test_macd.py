@@ -10,11 +10,13 @@ import pytest
 import talib  # a test dependency (requirements-dev.txt)
 
 from services.engine import indicators
+from services.engine import sweep as sweep_mod
 from services.engine._core import sweep_kernel
 from services.engine.rules.evaluate import SeriesContext, evaluate
 from services.engine.rules.expr import parse_condition
 
 from . import reference as ref
+from .conftest import make_daily_bars, make_session_minute_bars
 
 # (fast, slow, signal); (26, 12, 9) and (40, 10, 5): fast > slow, which TA-Lib swaps
 # (only the low-level API takes it: strategies, sweeps and rules ask for fast < slow).
@@ -95,3 +97,22 @@ def test_short_series_are_all_nan():
     for v in (*indicators.macd(x, 12, 26, 9), *strategy_macd(x, 12, 26, 9), *talib.MACD(x, 12, 26, 9)):
         assert np.isnan(v).all()
     assert not np.isnan(indicators.macd(np.linspace(1.0, 2.0, 34), 12, 26, 9)[1][33])
+
+
+@pytest.mark.parametrize("bars_of", [make_daily_bars, make_session_minute_bars])
+@pytest.mark.parametrize("direction,fill", [("long", "next_open"), ("both", "close"), ("short", "next_open")])
+def test_the_strategy_trades_the_rule_language_crossovers(bars_of, direction, fill):
+    """macd_crossover (kernel MACD) and the wanted positions read off the rule language's
+    MACD line > signal make the very same trades, equity and metrics."""
+    bars = bars_of()
+    line, sig, _ = rule_macd(bars.close, 12, 26, 9)
+    with np.errstate(invalid="ignore"):
+        want = (line > sig).astype(np.int8) - (line < sig).astype(np.int8)
+    kw = {"direction": direction, "fill": fill, "commission_pct": 0.1, "slippage_pct": 0.05}
+    strat = sweep_mod.run_one(bars, "MACD", (12, 26), signal_period=9, **kw)
+    rules = sweep_mod.run_one(bars, want=want, **kw)
+    assert strat.metrics["total_trades"] > 3
+    assert strat.metrics == rules.metrics
+    np.testing.assert_array_equal(strat.equity, rules.equity)
+    for key, value in strat.trades.items():
+        np.testing.assert_array_equal(value, rules.trades[key], err_msg=key)
