@@ -25,7 +25,7 @@ from libs.backtest_spec import SpecInvalid, check_direction, lookback_bars, norm
 from services.engine import backtest as bt
 from services.engine.backtest_servicer import _Refused, choose_dataset
 from services.engine.bars import Bars
-from services.engine.sweep import combo_metrics, run_sweep
+from services.engine.sweep import combo_metrics, run_one, run_sweep
 
 from . import reference as ref
 from .conftest import NS_DAY, make_daily_bars, make_session_minute_bars
@@ -252,6 +252,43 @@ def test_single_backtest_equals_the_sweep_exactly(strategy, direction, fill, fee
             assert got.metrics[key] == value, (f, s, key)
             assert own[key] == value, (f, s, key, "curve metrics")
         assert got.metrics["total_trades"] == len(got.trades)
+
+
+def test_a_bust_account_stops_trading_in_a_single_backtest_too():
+    """A 3x gap wipes out a short account: the recorded trades and curve follow the
+    reference (no entry with non-positive equity), through the crossover path and the
+    wanted-positions path alike."""
+    n = 120
+    closes = np.concatenate([100.0 - np.arange(20) * 0.5, 300.0 + np.arange(n - 20) * np.sin(np.arange(n - 20))])
+    opens = np.concatenate([[closes[0]], closes[:-1]])
+    ts = np.arange(n, dtype=np.int64) * NS_DAY
+    b = Bars(ts, opens, np.maximum(opens, closes), np.minimum(opens, closes), closes, np.ones(n))
+    kw = {"direction": "both", "fill": "next_open", "commission_pct": 0.1, "slippage_pct": 0.0}
+    got = bt.run_backtest(b, "sma_crossover", {"fast_period": 2, "slow_period": 4}, **kw)
+    a, s = ref.signal_lines("SMA", closes.tolist(), 2, 4)
+    res = ref.backtest(ts.tolist(), opens.tolist(), closes.tolist(), a, s, initial_cash=CASH, **kw)
+    assert res.equity[-1] < 0  # bust, as intended
+    assert [(t.side, t.entry_ts, t.exit_ts) for t in got.trades] == [(t.side, t.entry_ts, t.exit_ts)
+                                                                     for t in res.trades]
+    np.testing.assert_allclose(got.equity, res.equity, rtol=REL, atol=ABS)
+    (row,) = run_sweep(b, "SMA", [(2, 4)], **kw)
+    assert all(got.metrics[k] == v for k, v in row.items() if k not in ("fast_period", "slow_period"))
+    want = np.array([ref.target_position(x, y, "both") for x, y in zip(a, s)], dtype=np.int8)
+    rec = run_one(b, want=want, **kw)
+    assert rec.metrics == {k: got.metrics[k] for k in rec.metrics}
+    np.testing.assert_array_equal(rec.equity, got.equity)
+
+
+def test_recording_mode_refuses_bad_requests():
+    bars = make_daily_bars(n=50)
+    for kw in ({"want": np.ones(49, dtype=np.int8)}, {"want": np.full(50, 2, dtype=np.int8)},
+               {"want": np.ones(50, dtype=np.int8), "direction": "up"}, {}):
+        with pytest.raises(ValueError):
+            run_one(bars, **kw)
+    with pytest.raises(ValueError):
+        run_one(bars, "SMA", (3, 5), want=np.ones(50, dtype=np.int8))
+    with pytest.raises(ValueError):
+        run_one(bars, "RSI", (3, 5))
 
 
 def test_trades_and_curve_tell_the_same_story():
