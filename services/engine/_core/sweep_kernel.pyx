@@ -298,12 +298,12 @@ cdef void _indicators(const double[::1] close, Py_ssize_t t0, Py_ssize_t t1,
     cdef Py_ssize_t npd = periods.shape[0], t, j, n
     cdef double x
     cdef double* row
-    for t in range(t0, t1):
-        row = buf + (t - t0) * npd
-        x = close[t]
-        for j in range(npd):
-            n = periods[j]
-            if ema_kind:
+    if ema_kind:
+        for t in range(t0, t1):
+            row = buf + (t - t0) * npd
+            x = close[t]
+            for j in range(npd):
+                n = periods[j]
                 if t >= n:
                     E[j] = ema_step(E[j], A[j], x)
                     row[j] = E[j]
@@ -312,7 +312,12 @@ cdef void _indicators(const double[::1] close, Py_ssize_t t0, Py_ssize_t t1,
                     row[j] = E[j]
                 else:
                     row[j] = NAN
-            else:
+    else:
+        for t in range(t0, t1):
+            row = buf + (t - t0) * npd
+            x = close[t]
+            for j in range(npd):
+                n = periods[j]
                 acc(&S[j], &C[j], x)
                 if t >= n:
                     acc(&S[j], &C[j], -close[t - n])
