@@ -5,26 +5,21 @@ A single backtest follows exactly the contract of the sweep
 bar's open (``fill="next_open"``) or at the signal bar's close
 (``fill="close"``), all-in entries, commission and slippage on both sides, a
 position still open at the last bar closed at its close and counted, an account
-that can no longer pay for an entry stops trading. The metrics have the sweep's
-definitions:
+that can no longer pay for an entry stops trading. It IS the sweep kernel, run
+for one combination in its trade-recording mode (``sweep.run_one``), which also
+returns every trade and the equity of every bar:
 
 - crossover strategies (``sma_crossover``, ``ema_crossover``, ``macd_crossover``)
-  take their metrics from the fused sweep kernel run for their one combination,
-  so a single backtest and a sweep agree bit for bit on the same combination;
-- ``rsi_reversion`` and ``buy_and_hold`` (which the kernel does not know) take
-  them from :func:`curve_metrics`, the same definitions computed from the
-  per-bar equity curve (tests check it reproduces the kernel on crossovers).
-
-The trade list and the per-bar equity curve come from :func:`simulate`, a
-per-fill pass: the positions a strategy wants are computed vectorised from its
-indicators, each change of position is filled with the kernel's arithmetic
-(same operations in the same order, so the same doubles), and the equity of
-every bar is then cash + units x close of the state after that bar's fills.
+  run the kernel's own indicators and decisions, so a single backtest and a
+  sweep agree bit for bit on the same combination;
+- ``rsi_reversion`` and ``buy_and_hold`` (which the kernel has no indicator for)
+  give it the position wanted at each bar's close (:func:`wanted_positions`);
+  fills, costs, equity and metrics are the same kernel code.
 
 Strategies
 ----------
 - ``sma_crossover`` / ``ema_crossover``: long while MA(fast) > MA(slow).
-- ``macd_crossover``: long while MACD line > signal line.
+- ``macd_crossover``: long while MACD line > signal line (TA-Lib's MACD).
 - ``rsi_reversion``: long once RSI(period) < oversold, flat once RSI > overbought,
   unchanged in between (short: short above overbought, covered below oversold;
   both: flips between the two).
@@ -46,12 +41,11 @@ import numpy as np
 import pandas as pd
 
 from domain.market import INTERVAL_MINUTES
+from domain.sessions import local_wall
 from services.engine import indicators
 from services.engine._core import ta_kernel
-from domain.market import NS_PER_DAY
 from services.engine.bars import Bars
-from domain.sessions import local_wall
-from services.engine.sweep import check_bars, combo_metrics, finite, run_sweep
+from services.engine.sweep import check_bars, finite, run_one
 
 NS_PER_MINUTE = 60 * 1_000_000_000
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -173,219 +167,50 @@ def resample(bars: Bars, interval: str) -> Bars:
 # ------------------------------------------------------------------ strategies
 
 
-def _direction_of(long_cond: np.ndarray, short_cond: np.ndarray, direction: str) -> np.ndarray:
-    if direction == "long":
-        out = long_cond.astype(np.int8)
-    elif direction == "short":
-        out = -short_cond.astype(np.int8)
-    else:
-        out = long_cond.astype(np.int8) - short_cond.astype(np.int8)
-    return out
-
-
-def target_positions(bars: Bars, strategy: str, params: dict[str, Any], direction: str) -> np.ndarray:
-    """The position (-1, 0, +1) the strategy wants at each bar's close, from bars <= t only."""
+def wanted_positions(bars: Bars, strategy: str, params: dict[str, Any]) -> np.ndarray:
+    """The position (-1, 0, +1) a non-crossover strategy wants at each bar's close, from
+    bars <= t only, in both directions (the kernel keeps the side ``direction`` allows:
+    long only turns a wanted short into flat, and the other way round)."""
     close = bars.close
     n = close.shape[0]
-    with np.errstate(invalid="ignore"):
-        if strategy in ("sma_crossover", "ema_crossover"):
-            ma = indicators.sma if strategy == "sma_crossover" else indicators.ema
-            fast, slow = ma(close, params["fast_period"]), ma(close, params["slow_period"])
-            return _direction_of(fast > slow, fast < slow, direction)
-        if strategy == "macd_crossover":
-            line, signal, _ = indicators.macd(close, params["fast_period"], params["slow_period"], params["signal_period"])
-            return _direction_of(line > signal, line < signal, direction)
-        if strategy == "rsi_reversion":
+    if strategy == "rsi_reversion":
+        with np.errstate(invalid="ignore"):
             rsi = ta_kernel.rsi(close, int(params["period"]))
             low, high = rsi < params["oversold"], rsi > params["overbought"]
-            events = np.full(n, np.nan)
-            if direction == "long":
-                events[high], events[low] = 0.0, 1.0
-            elif direction == "short":
-                events[low], events[high] = 0.0, -1.0
-            else:
-                events[low], events[high] = 1.0, -1.0
-            # Between the thresholds the position stays what the last crossing made it.
-            return pd.Series(events).ffill().fillna(0.0).to_numpy().astype(np.int8)
-        if strategy == "buy_and_hold":
-            return np.ones(n, dtype=np.int8)
+        events = np.full(n, np.nan)
+        events[low], events[high] = 1.0, -1.0
+        # Between the thresholds the position stays what the last crossing made it.
+        return pd.Series(events).ffill().fillna(0.0).to_numpy().astype(np.int8)
+    if strategy == "buy_and_hold":
+        return np.ones(n, dtype=np.int8)
     raise ValueError(f"unknown strategy {strategy!r}")
 
 
-# ------------------------------------------------------------------ simulation
-
-
-def _fills(want: np.ndarray, fill: str) -> tuple[np.ndarray, np.ndarray]:
-    """(bar index, target position) of every change of position before the last bar."""
-    n = want.shape[0]
-    if fill == "next_open":
-        held = np.zeros(n, dtype=np.int8)
-        held[1:] = want[:-1]  # decided at t-1's close, filled at t's open (t = n-1 included)
-        at = np.flatnonzero(held[1:] != held[:-1]) + 1
-        return at, held[at]
-    decided = want[: n - 1]  # the last bar's signal is never acted upon
-    prev = np.concatenate(([0], decided[:-1])).astype(np.int8)
-    at = np.flatnonzero(decided != prev)
-    return at, decided[at]
-
-
-def trade_count(want: np.ndarray, fill: str) -> int:
-    """The number of trades following ``want`` makes (fewer only if the account goes bust)."""
-    if want.shape[0] == 0:
-        return 0
-    at, targets = _fills(want, fill)
-    if at.shape[0] == 0:
-        return 0
-    exits = int(np.count_nonzero(targets[:-1])) + (1 if targets[-1] != 0 else 0)
-    return exits
-
-
-def simulate(
-    bars: Bars,
-    want: np.ndarray,
-    *,
-    fill: str,
-    commission: float,
-    slippage: float,
-    cash0: float,
-) -> tuple[np.ndarray, list[Trade]]:
-    """Per-bar equity and the trades of following ``want`` (fractions, not percents).
-
-    The arithmetic of every fill is the sweep kernel's ``_fill``, operation for
-    operation, so equity and trades are the doubles the kernel computes.
-    """
-    n = len(bars)
-    buy, sell = 1.0 + slippage, 1.0 - slippage
-    cin, cout = 1.0 + commission, 1.0 - commission
-    at, targets = _fills(want, fill)
-    prices = bars.open if fill == "next_open" else bars.close
+def _trades(bars: Bars, rec: dict[str, np.ndarray]) -> list[Trade]:
     ts = bars.ts
-
-    cash, units, pos = cash0, 0.0, 0
-    entry_eq, entry_i, entry_pf, entry_comm = 0.0, 0, 0.0, 0.0
-    trades: list[Trade] = []
-    state_at: list[int] = []
-    state_cash: list[float] = [cash0]
-    state_units: list[float] = [0.0]
-
-    def move(w: int, price: float, i: int, reason: str) -> bool:
-        """Go from pos to w at `price` on bar i; False once the account is bust."""
-        nonlocal cash, units, pos, entry_eq, entry_i, entry_pf, entry_comm
-        if pos != 0:
-            if pos > 0:
-                pf = price * sell
-                cash = cash + units * pf * cout
-            else:
-                pf = price * buy
-                cash = cash + units * pf * cin
-            size = abs(units)
-            trades.append(
-                Trade(
-                    side=pos,
-                    entry_index=entry_i,
-                    exit_index=i,
-                    entry_ts=int(ts[entry_i]),
-                    exit_ts=int(ts[i]),
-                    units=size,
-                    entry_price=entry_pf,
-                    exit_price=pf,
-                    entry_value=entry_eq,
-                    exit_value=cash,
-                    pnl=cash - entry_eq,
-                    commission=entry_comm + size * pf * commission,
-                    exit_reason=reason,
-                )
-            )
-            units, pos = 0.0, 0
-        alive = True
-        if w != 0:
-            e = cash
-            if e > 0.0:
-                entry_eq, entry_i = e, i
-                if w > 0:
-                    pf = price * buy
-                    units = e / (pf * cin)
-                    cash = 0.0
-                    pos = 1
-                    entry_comm = units * pf * commission
-                else:
-                    pf = price * sell
-                    u = e / (pf * cin)
-                    units = -u
-                    cash = e + u * pf * cout
-                    pos = -1
-                    entry_comm = u * pf * commission
-                entry_pf = pf
-            else:
-                alive = False  # nothing left to invest: flat from here on, as in the kernel
-        state_at.append(i)
-        state_cash.append(cash)
-        state_units.append(units)
-        return alive
-
-    for i, w in zip(at.tolist(), targets.tolist()):
-        if not move(int(w), float(prices[i]), i, "signal"):
-            break
-    if pos != 0:
-        move(0, float(bars.close[n - 1]), n - 1, "end_of_data")
-
-    # The equity of bar t is marked with the state after t's fills.
-    which = np.searchsorted(np.asarray(state_at, dtype=np.int64), np.arange(n), side="right")
-    equity = np.asarray(state_cash)[which] + np.asarray(state_units)[which] * bars.close
-    return equity, trades
-
-
-# ------------------------------------------------------------------ metrics
-
-
-def curve_metrics(bars: Bars, equity: np.ndarray, trades: list[Trade], cash0: float) -> dict[str, Any]:
-    """The sweep's metrics (see ``services/engine/sweep.py``) from a per-bar equity
-    curve and its trades, accumulated in the kernel's order."""
-    ndays, mean, m2, dsq, prev = 0, 0.0, 0.0, 0.0, cash0
-    for e in equity[bars.day_ends()].tolist():
-        r = e / prev - 1.0
-        prev = e
-        ndays += 1
-        d = r - mean
-        mean += d / ndays
-        m2 += d * (r - mean)
-        if r < 0.0:
-            dsq += r * r
-    peak = np.maximum.accumulate(np.maximum(equity, cash0))
-    worst = float(np.min(equity / peak)) if equity.shape[0] else 1.0
-    ntrades = len(trades)
-    nwins, gp, gl, dur = 0, 0.0, 0.0, 0
-    for t in trades:
-        if t.pnl > 0.0:
-            nwins += 1
-            gp += t.pnl
-        elif t.pnl < 0.0:
-            gl += t.pnl
-        dur += t.exit_ts - t.entry_ts
-    return combo_metrics(
-        periods_per_year=float(bars.periods_per_year),
-        span_days=float(bars.ts[-1] - bars.ts[0]) / NS_PER_DAY,
-        growth=float(equity[-1]) / cash0,
-        ndays=ndays,
-        mean=mean,
-        m2=m2,
-        dsq=dsq,
-        max_drawdown_pct=finite((min(worst, 1.0) - 1.0) * 100.0),
-        ntrades=ntrades,
-        nwins=nwins,
-        gross_profit=gp,
-        gross_loss=gl,
-        duration_ns=dur,
-    )
-
-
-def _kernel_metrics(bars: Bars, strategy: str, params: dict[str, Any], **kw: Any) -> dict[str, Any]:
-    signal = int(params.get("signal_period", indicators.MACD_SIGNAL_PERIOD))
-    row = run_sweep(bars, _KERNEL_STRATEGY[strategy], [(params["fast_period"], params["slow_period"])],
-                    signal_period=signal, **kw)[0]
-    row.pop("fast_period")
-    row.pop("slow_period")
-    return row
+    cols = {name: arr.tolist() for name, arr in rec.items()}
+    return [
+        Trade(
+            side=side,
+            entry_index=i,
+            exit_index=j,
+            entry_ts=int(ts[i]),
+            exit_ts=int(ts[j]),
+            units=units,
+            entry_price=entry_price,
+            exit_price=exit_price,
+            entry_value=entry_value,
+            exit_value=exit_value,
+            pnl=pnl,
+            commission=commission,
+            exit_reason="end_of_data" if end else "signal",
+        )
+        for side, i, j, units, entry_price, exit_price, entry_value, exit_value, pnl, commission, end in zip(
+            cols["side"], cols["entry_index"], cols["exit_index"], cols["units"], cols["entry_price"],
+            cols["exit_price"], cols["entry_value"], cols["exit_value"], cols["pnl"], cols["commission"],
+            cols["end_of_data"],
+        )
+    ]
 
 
 def run_backtest(
@@ -402,7 +227,8 @@ def run_backtest(
 ) -> BacktestResult:
     """Backtest one built-in strategy (parameters already normalized, see domain.backtest_spec).
 
-    Raises :class:`TooLarge` before simulating when it would make more than ``max_trades`` trades.
+    Raises :class:`TooLarge`, before building the trade list, when it makes more than
+    ``max_trades`` trades.
     """
     check_bars(bars)
     for name, value in (("commission_pct", commission_pct), ("slippage_pct", slippage_pct)):
@@ -412,28 +238,24 @@ def run_backtest(
         raise ValueError("initial_cash must be positive")
     if fill not in ("next_open", "close") or direction not in ("long", "short", "both"):
         raise ValueError("bad fill or direction")
-    commission, slippage = commission_pct / 100.0, slippage_pct / 100.0
-    want = target_positions(bars, strategy, params, direction)
-    if max_trades is not None:
-        count = trade_count(want, fill)
-        if count > max_trades:
-            raise TooLarge(f"the backtest makes {count} trades, more than {max_trades} for a synchronous answer")
-    equity, trades = simulate(bars, want, fill=fill, commission=commission, slippage=slippage, cash0=initial_cash)
-    if strategy == "buy_and_hold":
-        benchmark = equity
-    else:
-        benchmark, _ = simulate(
-            bars, np.ones(len(bars), dtype=np.int8), fill=fill, commission=commission, slippage=slippage,
-            cash0=initial_cash,
-        )
+    costs = {"fill": fill, "commission_pct": commission_pct, "slippage_pct": slippage_pct, "initial_cash": initial_cash}
     if strategy in _KERNEL_STRATEGY:
-        metrics = _kernel_metrics(
-            bars, strategy, params, direction=direction, fill=fill, commission_pct=commission_pct,
-            slippage_pct=slippage_pct, initial_cash=initial_cash,
-        )
+        signal = int(params.get("signal_period", indicators.MACD_SIGNAL_PERIOD))
+        rec = run_one(bars, _KERNEL_STRATEGY[strategy], (params["fast_period"], params["slow_period"]),
+                      direction=direction, signal_period=signal, max_trades=max_trades, **costs)
     else:
-        metrics = curve_metrics(bars, equity, trades, initial_cash)
-    final = float(equity[-1])
+        rec = run_one(bars, want=wanted_positions(bars, strategy, params), direction=direction,
+                      max_trades=max_trades, **costs)
+    count = rec.metrics["total_trades"]
+    if max_trades is not None and count > max_trades:
+        raise TooLarge(f"the backtest makes {count} trades, more than {max_trades} for a synchronous answer")
+    trades = _trades(bars, rec.trades)
+    if strategy == "buy_and_hold":
+        benchmark = rec.equity
+    else:
+        benchmark = run_one(bars, want=np.ones(len(bars), dtype=np.int8), max_trades=0, **costs).equity
+    metrics = dict(rec.metrics)
+    final = float(rec.equity[-1])
     metrics.update(
         final_equity=final,
         pnl=final - initial_cash,
@@ -441,7 +263,7 @@ def run_backtest(
         losing_trades=sum(1 for t in trades if t.pnl < 0.0),
         buy_and_hold_return_pct=finite((float(benchmark[-1]) / initial_cash - 1.0) * 100.0),
     )
-    return BacktestResult(bars, metrics, trades, equity, benchmark)
+    return BacktestResult(bars, metrics, trades, rec.equity, benchmark)
 
 
 def downsample(equity: np.ndarray, max_points: int = MAX_EQUITY_POINTS) -> np.ndarray:
@@ -472,12 +294,10 @@ __all__ = [
     "BacktestResult",
     "TooLarge",
     "Trade",
-    "curve_metrics",
     "downsample",
     "local_date",
     "resample",
     "run_backtest",
     "select_dates",
-    "simulate",
-    "target_positions",
+    "wanted_positions",
 ]

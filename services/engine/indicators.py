@@ -1,13 +1,21 @@
 """Moving-average indicators (compiled kernels in ``_core/indicators_kernel.pyx``).
 
-Conventions (TA-Lib's):
+Conventions (TA-Lib's; the tests check them against ``talib``):
 
 - ``sma(x, n)[t]`` = mean of ``x[t-n+1 .. t]``; NaN for t < n-1.
 - ``ema(x, n)``: alpha = 2/(n+1); the first value, at index n-1, is the SMA of
   the first n values; then ``e[t] = e[t-1] + alpha * (x[t] - e[t-1])``; NaN before.
-- ``macd(x, fast, slow, signal)``: line = EMA(fast) - EMA(slow) (defined from
-  index max(fast, slow)-1); signal = EMA(signal) of the line seeded the same way
-  (mean of the line's first ``signal`` defined values); hist = line - signal.
+- ``macd(x, fast, slow, signal)``: TA-Lib's MACD. A fast period above the slow
+  one is swapped with it. Both EMAs start at index slow-1: the slow one seeded
+  with the mean of the first ``slow`` values, the fast one with the mean of the
+  ``fast`` values ending at slow-1; line = EMA(fast) - EMA(slow); signal =
+  EMA(signal) of the line, seeded with the mean of its first ``signal`` values;
+  hist = line - signal; all three NaN before index slow + signal - 2.
+
+This is the one MACD: the rule language's ``MACD(fast, slow, signal)``
+(``rules/evaluate.py``) is this function, and the sweep kernel's
+``macd_crossover`` streams the same arithmetic (the inline functions of
+``_core/ema.pxd``), so its line and signal are bit-identical to these.
 
 Window sums never drift: they are carried as a compensated pair (TwoSum), so
 SMA values over millions of bars stay within ~1e-16 relative of
@@ -54,7 +62,7 @@ def ema(x, period: int) -> np.ndarray:
 def macd(
     x, fast: int = 12, slow: int = 26, signal: int = MACD_SIGNAL_PERIOD
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """MACD ``(line, signal, hist)``; see the module docstring for the seeding."""
+    """MACD ``(line, signal, hist)``, TA-Lib's; see the module docstring for the seeding."""
     return _k.macd(_series(x), _period(fast), _period(slow), _period(signal))
 
 

@@ -7,13 +7,22 @@ pairs are advanced together bar by bar with scalar state only, so memory grows
 with the number of bars (one chunk of indicator values), never with
 bars x pairs. The kernel runs without the GIL.
 
+``run_one`` runs the same kernel for ONE combination in its trade-recording
+mode (every trade and the equity of every bar), or for a precomputed series of
+wanted positions (strategies the kernel has no indicator for): the single
+backtest (``services/engine/backtest.py``) is this, so it and the sweep share
+one implementation of the fills, costs, equity and metrics.
+
 Strategies
 ----------
 - ``SMA`` / ``EMA``: long while MA(fast) > MA(slow) (strictly), flat otherwise;
   during the indicator warm-up (NaN) the strategy is flat.
-- ``MACD``: fast/slow are the EMA periods of the MACD line, the signal line is
-  EMA(9) of it (seeded with the mean of its first 9 values); long while
-  line > signal.
+- ``MACD``: long while the MACD line > its signal line, MACD as TA-Lib defines
+  it (``services.engine.indicators.macd``, the rule language's ``MACD``): both
+  EMAs start at the slow one's first bar (slow - 1), the fast one seeded with the
+  mean of the ``fast`` closes ending there; the signal line is EMA(9) of the line
+  seeded with the mean of its first 9 values; a fast period above the slow one is
+  swapped with it.
 - ``direction``: ``long``; ``short`` (short while the opposite strict condition
   holds, e.g. MA(fast) < MA(slow)); ``both`` (long on >, short on <, flat on an
   exact tie or during warm-up; a change of side is an exit plus an entry).
@@ -72,6 +81,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -156,6 +166,16 @@ def _prepare(bars: Bars, strategy_type: str, combos, direction: str, fill: str):
     return kind, pairs
 
 
+def _columns(pairs: list[tuple[int, int]]):
+    """The kernel's indicator columns (each distinct period once) and each pair's fast
+    and slow column."""
+    periods = sorted({p for pair in pairs for p in pair})
+    col = {p: i for i, p in enumerate(periods)}
+    fast_idx = np.array([col[f] for f, _ in pairs], dtype=np.int32)
+    slow_idx = np.array([col[s] for _, s in pairs], dtype=np.int32)
+    return np.array(periods, dtype=np.int32), fast_idx, slow_idx
+
+
 def check_bars(bars: Bars) -> None:
     """Bars a strategy can trade on: at least one, with finite, positive opens and closes."""
     if len(bars) < 1:
@@ -196,17 +216,14 @@ def run_sweep(
     if not pairs:
         return []
 
-    periods = sorted({p for pair in pairs for p in pair})
-    col = {p: i for i, p in enumerate(periods)}
-    fast_idx = np.array([col[f] for f, _ in pairs], dtype=np.int32)
-    slow_idx = np.array([col[s] for _, s in pairs], dtype=np.int32)
+    periods, fast_idx, slow_idx = _columns(pairs)
 
     out = _k.sweep(
         bars.open,
         bars.close,
         bars.ts,
         bars.day_ends().astype(np.uint8),
-        np.array(periods, dtype=np.int32),
+        periods,
         fast_idx,
         slow_idx,
         kind,
@@ -225,6 +242,73 @@ def run_sweep(
     if progress is not None:
         progress(1.0)  # informational: the results are complete either way
     return _metrics(bars, pairs, out, cash0)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One combination run in the kernel's trade-recording mode."""
+
+    metrics: dict  # METRIC_KEYS from ``score`` on
+    equity: np.ndarray  # per bar, after the bar's fills (the last after the close-out)
+    trades: dict[str, np.ndarray]  # per closed trade: see ``sweep_kernel.backtest``
+
+
+def run_one(
+    bars: Bars,
+    strategy_type: str | None = None,
+    pair: tuple[int, int] | None = None,
+    *,
+    want: np.ndarray | None = None,
+    direction: str = "long",
+    fill: str = "next_open",
+    commission_pct: float = 0.0,
+    slippage_pct: float = 0.0,
+    initial_cash: float = 10_000.0,
+    signal_period: int = MACD_SIGNAL_PERIOD,
+    max_trades: int | None = None,
+) -> Recorded:
+    """One combination with its trades and per-bar equity, through the sweep kernel.
+
+    Either ``strategy_type`` and its (fast, slow) ``pair`` — the metrics then equal
+    ``run_sweep``'s for that pair bit for bit — or ``want``: the position (-1, 0,
+    +1) wanted at each bar's close, traded with the same fills and costs;
+    ``direction`` keeps its long side (``long``), its short side (``short``) or both.
+    With ``max_trades`` at most that many trades + 1 are kept (``total_trades``
+    still counts them all).
+    """
+    if (want is None) == (strategy_type is None):
+        raise ValueError("give either a strategy type and its pair, or the wanted positions")
+    if want is None:
+        kind, pairs = _prepare(bars, strategy_type, [pair], direction, fill)
+        periods, fast_idx, slow_idx = _columns(pairs)
+        cols = {"periods": periods, "fast_col": int(fast_idx[0]), "slow_col": int(slow_idx[0])}
+    else:
+        kind, pairs, cols = _k.KIND_WANT, [(0, 0)], {"want": want}
+        if direction not in DIRECTIONS or fill not in FILLS:
+            raise ValueError("bad fill or direction")
+        check_bars(bars)
+    cash0 = float(initial_cash)
+    if not math.isfinite(cash0) or cash0 <= 0:
+        raise ValueError("initial_cash must be positive")
+    out = _k.backtest(
+        bars.open,
+        bars.close,
+        bars.ts,
+        bars.day_ends().astype(np.uint8),
+        kind,
+        DIRECTIONS[direction],
+        FILLS[fill],
+        _pct_arg("commission_pct", commission_pct, 100.0),
+        _pct_arg("slippage_pct", slippage_pct, 100.0),
+        cash0,
+        signal_period=int(signal_period),
+        max_trades=-1 if max_trades is None else int(max_trades),
+        **cols,
+    )
+    equity, trades = out.pop("equity"), out.pop("trades")
+    row = _metrics(bars, pairs, out, cash0)[0]
+    del row["fast_period"], row["slow_period"]
+    return Recorded(row, equity, trades)
 
 
 def _metrics(bars: Bars, pairs: list[tuple[int, int]], out: dict, cash0: float) -> list[dict]:
@@ -315,10 +399,12 @@ def combo_metrics(
 __all__ = [
     "METRIC_KEYS",
     "STRATEGY_TYPES",
+    "Recorded",
     "SweepCancelled",
     "check_bars",
     "combo_metrics",
     "finite",
     "format_duration",
+    "run_one",
     "run_sweep",
 ]

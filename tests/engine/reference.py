@@ -39,11 +39,28 @@ def ema(xs: list[float], n: int, start: int = 0) -> list[float]:
 
 
 def macd(xs: list[float], fast: int, slow: int, signal: int = 9) -> tuple[list[float], list[float]]:
-    ef, es = ema(xs, fast), ema(xs, slow)
+    """TA-Lib's MACD (ta_func/ta_MACD.c), (line, signal):
+
+    - the two periods are swapped if fast > slow;
+    - the slow EMA starts at index slow-1, seeded with the mean of xs[0 .. slow-1];
+    - the fast EMA starts at the same index, seeded with the mean of the `fast`
+      values ending there, xs[slow-fast .. slow-1];
+    - line = fast EMA - slow EMA, from index slow-1;
+    - signal = EMA(signal) of the line, seeded with the mean of its first `signal`
+      values (index slow-1 .. slow+signal-2);
+    - TA-Lib outputs nothing before index slow+signal-2: line and signal are NaN there.
+    """
+    fast, slow = min(fast, slow), max(fast, slow)
+    start = slow - 1
+    first = slow + signal - 2
+    n = len(xs)
+    if first >= n:
+        return [NAN] * n, [NAN] * n
+    ef = ema(xs, fast, start=slow - fast)  # seeded at (slow - fast) + fast - 1 = slow - 1
+    es = ema(xs, slow)
     line = [a - b for a, b in zip(ef, es, strict=True)]
-    first = max(fast, slow) - 1
-    sig = ema(line, signal, start=first) if first < len(xs) else [NAN] * len(xs)
-    return line, sig
+    sig = ema(line, signal, start=start)
+    return [v if t >= first else NAN for t, v in enumerate(line)], sig
 
 
 def signal_lines(strategy: str, closes: list[float], fast: int, slow: int) -> tuple[list[float], list[float]]:

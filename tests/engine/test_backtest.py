@@ -25,7 +25,7 @@ from domain.backtest_spec import SpecInvalid, check_direction, lookback_bars, no
 from services.engine import backtest as bt
 from services.engine.backtest_servicer import _Refused, choose_dataset
 from services.engine.bars import Bars
-from services.engine.sweep import run_sweep
+from services.engine.sweep import combo_metrics, run_one, run_sweep
 
 from . import reference as ref
 from .conftest import NS_DAY, make_daily_bars, make_session_minute_bars
@@ -198,12 +198,44 @@ def test_rsi_kernel_matches_talib_and_plain_python():
         np.testing.assert_array_equal(mine, np.asarray(rsi_plain(closes, n)))
 
 
+def curve_metrics(bars: Bars, equity: np.ndarray, trades: list[bt.Trade], cash0: float) -> dict:
+    """The sweep's metrics recomputed from a per-bar equity curve and its trades, accumulated
+    in the kernel's order (so the recorded curve and trades must reproduce the kernel's
+    accumulators bit for bit)."""
+    ndays, mean, m2, dsq, prev = 0, 0.0, 0.0, 0.0, cash0
+    for e in equity[bars.day_ends()].tolist():
+        r = e / prev - 1.0
+        prev = e
+        ndays += 1
+        d = r - mean
+        mean += d / ndays
+        m2 += d * (r - mean)
+        if r < 0.0:
+            dsq += r * r
+    peak = np.maximum.accumulate(np.maximum(equity, cash0))
+    worst = float(np.min(equity / peak))
+    wins = [t.pnl for t in trades if t.pnl > 0.0]
+    gl = 0.0
+    for t in trades:
+        if t.pnl < 0.0:
+            gl += t.pnl
+    gp = 0.0
+    for x in wins:
+        gp += x
+    return combo_metrics(
+        periods_per_year=float(bars.periods_per_year), span_days=float(bars.ts[-1] - bars.ts[0]) / NS_DAY,
+        growth=float(equity[-1]) / cash0, ndays=ndays, mean=mean, m2=m2, dsq=dsq,
+        max_drawdown_pct=(min(worst, 1.0) - 1.0) * 100.0, ntrades=len(trades), nwins=len(wins),
+        gross_profit=gp, gross_loss=gl, duration_ns=sum(t.exit_ts - t.entry_ts for t in trades),
+    )
+
+
 @pytest.mark.parametrize("strategy", ["SMA", "EMA", "MACD"])
 @pytest.mark.parametrize("direction,fill,fees", [("long", "next_open", (0, 0)), ("both", "close", (0.1, 0.05)),
                                                   ("short", "next_open", (0.05, 0.0))])
 def test_single_backtest_equals_the_sweep_exactly(strategy, direction, fill, fees):
-    """The same combination in a sweep and alone: identical metrics, and the per-bar
-    curve reproduces the kernel's metrics bit for bit."""
+    """The same combination in a sweep and alone: identical metrics, and the recorded
+    per-bar curve and trades reproduce the kernel's metrics bit for bit."""
     bars = make_daily_bars(n=900, seed=5)
     combos = [(f, s) for f in (3, 8, 12) for s in (20, 26, 40)]
     rows = run_sweep(bars, strategy, combos, direction=direction, fill=fill, commission_pct=fees[0],
@@ -213,13 +245,50 @@ def test_single_backtest_equals_the_sweep_exactly(strategy, direction, fill, fee
         p = normalize_parameters(name, {"fast_period": f, "slow_period": s})
         got = bt.run_backtest(bars, name, p, direction=direction, fill=fill, commission_pct=fees[0],
                               slippage_pct=fees[1], initial_cash=CASH)
-        own = bt.curve_metrics(bars, got.equity, got.trades, CASH)
+        own = curve_metrics(bars, got.equity, got.trades, CASH)
         for key, value in row.items():
             if key in ("fast_period", "slow_period"):
                 continue
             assert got.metrics[key] == value, (f, s, key)
             assert own[key] == value, (f, s, key, "curve metrics")
         assert got.metrics["total_trades"] == len(got.trades)
+
+
+def test_a_bust_account_stops_trading_in_a_single_backtest_too():
+    """A 3x gap wipes out a short account: the recorded trades and curve follow the
+    reference (no entry with non-positive equity), through the crossover path and the
+    wanted-positions path alike."""
+    n = 120
+    closes = np.concatenate([100.0 - np.arange(20) * 0.5, 300.0 + np.arange(n - 20) * np.sin(np.arange(n - 20))])
+    opens = np.concatenate([[closes[0]], closes[:-1]])
+    ts = np.arange(n, dtype=np.int64) * NS_DAY
+    b = Bars(ts, opens, np.maximum(opens, closes), np.minimum(opens, closes), closes, np.ones(n))
+    kw = {"direction": "both", "fill": "next_open", "commission_pct": 0.1, "slippage_pct": 0.0}
+    got = bt.run_backtest(b, "sma_crossover", {"fast_period": 2, "slow_period": 4}, **kw)
+    a, s = ref.signal_lines("SMA", closes.tolist(), 2, 4)
+    res = ref.backtest(ts.tolist(), opens.tolist(), closes.tolist(), a, s, initial_cash=CASH, **kw)
+    assert res.equity[-1] < 0  # bust, as intended
+    assert [(t.side, t.entry_ts, t.exit_ts) for t in got.trades] == [(t.side, t.entry_ts, t.exit_ts)
+                                                                     for t in res.trades]
+    np.testing.assert_allclose(got.equity, res.equity, rtol=REL, atol=ABS)
+    (row,) = run_sweep(b, "SMA", [(2, 4)], **kw)
+    assert all(got.metrics[k] == v for k, v in row.items() if k not in ("fast_period", "slow_period"))
+    want = np.array([ref.target_position(x, y, "both") for x, y in zip(a, s)], dtype=np.int8)
+    rec = run_one(b, want=want, **kw)
+    assert rec.metrics == {k: got.metrics[k] for k in rec.metrics}
+    np.testing.assert_array_equal(rec.equity, got.equity)
+
+
+def test_recording_mode_refuses_bad_requests():
+    bars = make_daily_bars(n=50)
+    for kw in ({"want": np.ones(49, dtype=np.int8)}, {"want": np.full(50, 2, dtype=np.int8)},
+               {"want": np.ones(50, dtype=np.int8), "direction": "up"}, {}):
+        with pytest.raises(ValueError):
+            run_one(bars, **kw)
+    with pytest.raises(ValueError):
+        run_one(bars, "SMA", (3, 5), want=np.ones(50, dtype=np.int8))
+    with pytest.raises(ValueError):
+        run_one(bars, "RSI", (3, 5))
 
 
 def test_trades_and_curve_tell_the_same_story():
@@ -264,7 +333,7 @@ def test_no_lookahead_for_rsi():
     assert [(t.entry_ts, t.side) for t in other.trades] == [(t.entry_ts, t.side) for t in base.trades]
 
 
-def test_too_many_trades_is_refused_before_simulating():
+def test_too_many_trades_is_refused():
     bars = make_daily_bars()
     p = normalize_parameters("sma_crossover", {"fast_period": 1, "slow_period": 2})
     n = len(bt.run_backtest(bars, "sma_crossover", p).trades)

@@ -75,7 +75,7 @@ def test_indicators_match_plain_python():
     np.testing.assert_allclose(line, rline, rtol=1e-13, atol=1e-12, equal_nan=True)
     np.testing.assert_allclose(signal, rsig, rtol=1e-13, atol=1e-12, equal_nan=True)
     np.testing.assert_array_equal(hist, line - signal)
-    assert np.isnan(line[:25]).all() and not np.isnan(line[25:]).any()
+    assert np.isnan(line[:33]).all() and not np.isnan(line[33:]).any()  # TA-Lib's lookback: 26 + 9 - 2
     assert np.isnan(signal[:33]).all() and not np.isnan(signal[33:]).any()
 
 

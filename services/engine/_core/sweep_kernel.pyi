@@ -1,6 +1,6 @@
 """Type stub for the compiled fused sweep kernel (sweep_kernel.pyx)."""
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -8,6 +8,7 @@ import numpy.typing as npt
 KIND_SMA: int
 KIND_EMA: int
 KIND_MACD: int
+KIND_WANT: int
 FILL_NEXT_OPEN: int
 FILL_CLOSE: int
 DIR_LONG: int
@@ -20,6 +21,9 @@ def stream_indicators(
     kind: int,
     chunk: int = 65536,
 ) -> npt.NDArray[np.float64]: ...
+def stream_macd(
+    close: npt.NDArray[np.float64], fast: int, slow: int, signal_period: int, chunk: int = 65536
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
 def sweep(
     open_: npt.NDArray[np.float64],
     close: npt.NDArray[np.float64],
@@ -41,4 +45,26 @@ def sweep(
 ) -> dict[str, np.ndarray] | None:
     """Per-combination arrays: final_equity, max_dd, mean, m2, dsq, ndays, nneg,
     ntrades, nwins, gross_profit, gross_loss, duration_ns; None if cancelled."""
+    ...
+def backtest(
+    open_: npt.NDArray[np.float64],
+    close: npt.NDArray[np.float64],
+    ts: npt.NDArray[np.int64],
+    day_end: npt.NDArray[np.uint8],
+    kind: int,
+    direction: int,
+    fill: int,
+    commission: float,
+    slippage: float,
+    initial_cash: float,
+    periods: npt.NDArray[np.int32] | None = None,
+    fast_col: int = 0,
+    slow_col: int = 0,
+    signal_period: int = 9,
+    want: npt.NDArray[np.int8] | None = None,
+    max_trades: int = -1,
+    chunk: int = 65536,
+) -> dict[str, Any]:
+    """ONE combination in trade-recording mode: the per-combination arrays of ``sweep``
+    (length 1), ``equity`` (per bar) and ``trades`` (dict of per-trade arrays)."""
     ...

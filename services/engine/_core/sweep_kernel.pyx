@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Fused parameter-sweep kernel for crossover strategies.
+"""Fused parameter-sweep kernel for crossover strategies, and its trade-recording mode.
 
-One call evaluates every (fast, slow) combination of one strategy over one bar
+``sweep`` evaluates every (fast, slow) combination of one strategy over one bar
 series:
 
 1. Indicators are streamed chunk by chunk (``chunk`` bars at a time): each
@@ -12,26 +12,42 @@ series:
 2. For every bar of the chunk (outer loop) every combination is advanced (inner
    loop) using only scalar per-combination state: position, units, cash,
    running peak and worst drawdown, trade counters, Welford accumulators of the
-   daily returns, and for MACD the signal-EMA state. No per-combination array
-   over bars is ever allocated.
+   daily returns, and for MACD the fast EMA and the signal-EMA state. No
+   per-combination array over bars is ever allocated.
 3. Between chunks the GIL is taken back to call ``progress(fraction)`` (throttled
    by time); a False answer stops the sweep and the kernel returns None.
+
+``backtest`` runs the same code for ONE combination in trade-recording mode: the
+bar loops and ``_fill`` are specialised at compile time (fused type ``Rec``) for a
+``Book`` that also keeps every closed trade and the equity of every bar, so a
+single backtest and a sweep share one implementation of the fills, costs,
+equity and metrics, and the sweep's specialisation contains none of the
+recording. Besides the crossover kinds it takes ``KIND_WANT``: a precomputed
+per-bar wanted position (-1/0/+1, e.g. from RSI thresholds), streamed into the
+buffer as the column pair (want, 0) so the crossover rule "fast > slow" reads it.
 
 Bar semantics (see ``services/engine/sweep.py`` for the full contract):
 signal at bar t's close from the indicators at t; with ``fill`` 0 (next open) the
 order fills at bar t+1's open, with ``fill`` 1 at bar t's close. Equity is
 marked at every close. A signal on the last bar is not acted upon; a position
 still open there is closed at the last close (with costs) and counted.
+
+MACD is TA-Lib's, as ``indicators.macd`` (same inline arithmetic, ``ema.pxd``): a
+pair with fast > slow is swapped; the slow EMA is the buffer's column; the fast
+EMA is per-combination state, seeded at the slow EMA's first bar with the mean of
+the ``fast`` closes ending there; the signal line is ``signal_push`` of the line.
 """
 
 import time
 
 import numpy as np
 
-from libc.math cimport NAN
+from libc.math cimport NAN, fabs
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, realloc
+from libc.string cimport memset
 
+from services.engine._core.ema cimport SignalEMA, ema_alpha, ema_step, signal_push, window_mean
 from services.engine._core.twosum cimport acc
 
 
@@ -39,6 +55,7 @@ cdef enum:
     _SMA = 0
     _EMA = 1
     _MACD = 2
+    _WANT = 3
     _NEXT_OPEN = 0
     _CLOSE = 1
     _LONG = 0
@@ -48,6 +65,7 @@ cdef enum:
 KIND_SMA = _SMA
 KIND_EMA = _EMA
 KIND_MACD = _MACD
+KIND_WANT = _WANT
 FILL_NEXT_OPEN = _NEXT_OPEN
 FILL_CLOSE = _CLOSE
 DIR_LONG = _LONG
@@ -70,14 +88,6 @@ ctypedef struct Hot:
     int8_t ms         # 1 if short positions are allowed
 
 
-ctypedef struct Sig:
-    # MACD signal-line EMA, one per combination
-    double sig
-    double s
-    double c
-    int32_t n
-
-
 ctypedef struct Cold:
     # touched on fills and at day ends only
     double eq_day     # equity at the previous day end (initial cash at start)
@@ -95,11 +105,65 @@ ctypedef struct Cold:
     int64_t dur       # sum of trade durations, ns
 
 
+ctypedef struct MacdState:
+    # per combination: TA-Lib's fast EMA starts at the slow one's first bar, so it
+    # depends on the pair; and the signal line
+    SignalEMA g
+    double ef         # fast EMA
+    double af         # its alpha
+    int32_t fast      # its period
+    int32_t seeded    # 1 once ef holds a value
+
+
 ctypedef struct Costs:
     double buy        # 1 + slippage: price multiplier when buying
     double sell       # 1 - slippage: price multiplier when selling
     double cin        # 1 + commission: cash per unit of traded value paid
     double cout       # 1 - commission: cash per unit of traded value received
+
+
+ctypedef struct Deal:
+    # one closed trade, as the recording mode keeps it
+    int64_t entry_i   # bar index of the entry fill
+    int64_t exit_i    # bar index of the exit fill
+    double units      # size (> 0)
+    double entry_price  # fill prices, slippage included
+    double exit_price
+    double entry_value  # equity committed at the entry
+    double exit_value   # cash after the exit
+    double pnl
+    double commission   # paid on entry and exit
+    int8_t side
+    int8_t end_of_data  # 1: closed by the close-out of the last bar
+
+
+ctypedef struct Book:
+    # the recording mode's extra state (one combination)
+    double* equity    # [bars]: cash + units x close after the bar's fills
+    Deal* deals
+    Py_ssize_t ndeals
+    Py_ssize_t cap
+    Py_ssize_t limit  # keep at most this many trades (Cold.ntrades counts them all)
+    double commission
+    int64_t entry_i
+    double entry_price
+    double entry_comm
+    int8_t closing    # set during the last bar's close-out
+    int8_t oom
+
+
+ctypedef struct NoBook:
+    int8_t unused
+
+ctypedef NoBook* NoBookP
+ctypedef Book* BookP
+
+# Sweep (nothing recorded) or single backtest (trades and equity recorded): every
+# function below that takes a Rec is compiled twice, the NoBookP version without
+# any trace of the recording.
+ctypedef fused Rec:
+    NoBookP
+    BookP
 
 
 # Direction tags: the bar loops are specialised per direction at compile time
@@ -122,8 +186,41 @@ cdef inline void _mark_dd(Hot* h, double eq) noexcept nogil:
             h.ddk = r
 
 
-cdef inline void _fill(Hot* h, Cold* c, int w, double price, int64_t tt, const Costs* k) noexcept nogil:
-    """Move from h.pos to w at ``price`` (before slippage) on the bar with ts ``tt``."""
+cdef void _book_trade(Book* b, int side, double units, double pf, double entry_eq, double cash,
+                      Py_ssize_t t) noexcept nogil:
+    cdef Deal* d
+    cdef Py_ssize_t cap
+    cdef double size = fabs(units)
+    if b.oom or b.ndeals >= b.limit:
+        return
+    if b.ndeals == b.cap:
+        cap = b.cap * 2 if b.cap else 64
+        if cap > b.limit:
+            cap = b.limit
+        d = <Deal*>realloc(b.deals, cap * sizeof(Deal))
+        if d == NULL:
+            b.oom = 1
+            return
+        b.deals = d
+        b.cap = cap
+    d = &b.deals[b.ndeals]
+    b.ndeals += 1
+    d.side = <int8_t>side
+    d.entry_i = b.entry_i
+    d.exit_i = t
+    d.units = size
+    d.entry_price = b.entry_price
+    d.exit_price = pf
+    d.entry_value = entry_eq
+    d.exit_value = cash
+    d.pnl = cash - entry_eq
+    d.commission = b.entry_comm + size * pf * b.commission
+    d.end_of_data = b.closing
+
+
+cdef inline void _fill(Rec r, Hot* h, Cold* c, int w, double price, Py_ssize_t t, int64_t tt,
+                       const Costs* k) noexcept nogil:
+    """Move from h.pos to w at ``price`` (before slippage) on bar t (ts ``tt``)."""
     cdef double pf, u, e, pnl
     if h.pos != 0:
         if h.pos > 0:
@@ -132,6 +229,8 @@ cdef inline void _fill(Hot* h, Cold* c, int w, double price, int64_t tt, const C
         else:
             pf = price * k.buy
             h.cash = h.cash + h.units * pf * k.cin
+        if Rec is BookP:
+            _book_trade(r, h.pos, h.units, pf, c.entry_eq, h.cash, t)
         h.units = 0.0
         h.pos = 0
         pnl = h.cash - c.entry_eq
@@ -158,6 +257,10 @@ cdef inline void _fill(Hot* h, Cold* c, int w, double price, int64_t tt, const C
                 h.units = -u
                 h.cash = e + u * pf * k.cout
                 h.pos = -1
+            if Rec is BookP:
+                r.entry_i = t
+                r.entry_price = pf
+                r.entry_comm = fabs(h.units) * pf * r.commission
         else:
             # bust: nothing left to invest; stay flat from now on (fast column =
             # slow column makes every crossover comparison false)
@@ -193,26 +296,28 @@ cdef void _indicators(const double[::1] close, Py_ssize_t t0, Py_ssize_t t1,
     continuing the per-period running state in S, C (compensated sums) and E;
     A[j] is the EMA's alpha, 2 / (periods[j] + 1)."""
     cdef Py_ssize_t npd = periods.shape[0], t, j, n
-    cdef double x, a
+    cdef double x
     cdef double* row
-    for t in range(t0, t1):
-        row = buf + (t - t0) * npd
-        x = close[t]
-        for j in range(npd):
-            n = periods[j]
-            if ema_kind:
+    if ema_kind:
+        for t in range(t0, t1):
+            row = buf + (t - t0) * npd
+            x = close[t]
+            for j in range(npd):
+                n = periods[j]
                 if t >= n:
-                    a = A[j]
-                    E[j] = E[j] + a * (x - E[j])
+                    E[j] = ema_step(E[j], A[j], x)
+                    row[j] = E[j]
+                elif t == n - 1:
+                    E[j] = window_mean(&close[0], t, n)
                     row[j] = E[j]
                 else:
-                    acc(&S[j], &C[j], x)
-                    if t == n - 1:
-                        E[j] = (S[j] + C[j]) / <double>n
-                        row[j] = E[j]
-                    else:
-                        row[j] = NAN
-            else:
+                    row[j] = NAN
+    else:
+        for t in range(t0, t1):
+            row = buf + (t - t0) * npd
+            x = close[t]
+            for j in range(npd):
+                n = periods[j]
                 acc(&S[j], &C[j], x)
                 if t >= n:
                     acc(&S[j], &C[j], -close[t - n])
@@ -222,19 +327,31 @@ cdef void _indicators(const double[::1] close, Py_ssize_t t0, Py_ssize_t t1,
                     row[j] = NAN
 
 
-cdef inline int _macd_want(Hot* h, Sig* g, const double* row, int sp, double sa) noexcept nogil:
-    cdef double line = row[h.fi] - row[h.si]
-    if g.n < sp:
-        if line != line:  # NaN: slow EMA not defined yet
-            return 0
-        acc(&g.s, &g.c, line)
-        g.n += 1
-        if g.n < sp:
-            return 0
-        g.sig = (g.s + g.c) / <double>sp
+cdef void _want_rows(const int8_t[::1] want, Py_ssize_t t0, Py_ssize_t t1, double* buf) noexcept nogil:
+    # KIND_WANT: the columns (want, 0), so "fast > slow" is "want > 0"
+    cdef Py_ssize_t t
+    for t in range(t0, t1):
+        buf[(t - t0) * 2] = <double>want[t]
+        buf[(t - t0) * 2 + 1] = 0.0
+
+
+cdef inline double _macd_line(MacdState* g, double slow, const double* close, Py_ssize_t t) noexcept nogil:
+    # The MACD line at bar t given the slow EMA there (NaN before its first bar).
+    if g.seeded:
+        g.ef = ema_step(g.ef, g.af, close[t])
+    elif slow == slow:  # the slow EMA's first bar: seed the fast one here (TA-Lib)
+        g.ef = window_mean(close, t, g.fast)
+        g.seeded = 1
     else:
-        g.sig = g.sig + sa * (line - g.sig)
-    return h.ml * (line > g.sig) - h.ms * (line < g.sig)
+        return NAN
+    return g.ef - slow
+
+
+cdef inline int _macd_want(Hot* h, MacdState* g, const double* row, const double* close, Py_ssize_t t,
+                           int sp, double sa) noexcept nogil:
+    cdef double line = _macd_line(g, row[h.si], close, t)
+    cdef double sig = signal_push(&g.g, line, sp, sa)  # NaN until defined: both comparisons false
+    return h.ml * (line > sig) - h.ms * (line < sig)
 
 
 cdef inline int _cross_want(Dir tag, Hot* h, const double* row) noexcept nogil:
@@ -248,8 +365,8 @@ cdef inline int _cross_want(Dir tag, Hot* h, const double* row) noexcept nogil:
         return (f > s) - (f < s)
 
 
-cdef void _bars_next_open(Dir tag, Hot* hot, Cold* cold, Sig* sig, Py_ssize_t m, int macd, int sp, double sa,
-                          const double[::1] open_, const double[::1] close, const int64_t[::1] ts,
+cdef void _bars_next_open(Dir tag, Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int macd, int sp,
+                          double sa, const double[::1] open_, const double[::1] close, const int64_t[::1] ts,
                           const uint8_t[::1] day_end, Py_ssize_t t0, Py_ssize_t t1, Py_ssize_t npd,
                           const double* buf, const Costs* costs) noexcept nogil:
     cdef Py_ssize_t t, k
@@ -266,24 +383,28 @@ cdef void _bars_next_open(Dir tag, Hot* hot, Cold* cold, Sig* sig, Py_ssize_t m,
             for k in range(m):
                 h = &hot[k]
                 if h.pending != h.pos:
-                    _fill(h, &cold[k], h.pending, po, tt, costs)
+                    _fill(r, h, &cold[k], h.pending, po, t, tt, costs)
                 if h.pos != 0:
                     _mark_dd(h, h.cash + h.units * pc)
-                h.pending = <int8_t>_macd_want(h, &sig[k], row, sp, sa)
+                if Rec is BookP:
+                    r.equity[t] = h.cash + h.units * pc
+                h.pending = <int8_t>_macd_want(h, &sig[k], row, &close[0], t, sp, sa)
         else:
             for k in range(m):
                 h = &hot[k]
                 if h.pending != h.pos:
-                    _fill(h, &cold[k], h.pending, po, tt, costs)
+                    _fill(r, h, &cold[k], h.pending, po, t, tt, costs)
                 if h.pos != 0:
                     _mark_dd(h, h.cash + h.units * pc)
+                if Rec is BookP:
+                    r.equity[t] = h.cash + h.units * pc
                 h.pending = <int8_t>_cross_want(tag, h, row)
         if day_end[t]:
             _day_end(hot, cold, m, pc)
 
 
-cdef void _bars_close(Dir tag, Hot* hot, Cold* cold, Sig* sig, Py_ssize_t m, int macd, int sp, double sa,
-                      const double[::1] close, const int64_t[::1] ts,
+cdef void _bars_close(Dir tag, Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int macd, int sp,
+                      double sa, const double[::1] close, const int64_t[::1] ts,
                       const uint8_t[::1] day_end, Py_ssize_t t0, Py_ssize_t t1, Py_ssize_t npd,
                       const double* buf, const Costs* costs) noexcept nogil:
     cdef Py_ssize_t t, k
@@ -299,20 +420,22 @@ cdef void _bars_close(Dir tag, Hot* hot, Cold* cold, Sig* sig, Py_ssize_t m, int
         for k in range(m):
             h = &hot[k]
             if macd:
-                w = _macd_want(h, &sig[k], row, sp, sa)
+                w = _macd_want(h, &sig[k], row, &close[0], t, sp, sa)
             else:
                 w = _cross_want(tag, h, row)
             if w != h.pos:
-                _fill(h, &cold[k], w, pc, tt, costs)
+                _fill(r, h, &cold[k], w, pc, t, tt, costs)
             if h.pos != 0:
                 _mark_dd(h, h.cash + h.units * pc)
+            if Rec is BookP:
+                r.equity[t] = h.cash + h.units * pc
         if day_end[t]:
             _day_end(hot, cold, m, pc)
 
 
-cdef void _last_bar(Hot* hot, Cold* cold, Py_ssize_t m, int next_open,
-                    double po, double pc, int64_t tt, const Costs* costs) noexcept nogil:
-    # The last bar: the order decided at the previous close fills at this open
+cdef void _last_bar(Rec r, Hot* hot, Cold* cold, Py_ssize_t m, int next_open,
+                    double po, double pc, Py_ssize_t t, int64_t tt, const Costs* costs) noexcept nogil:
+    # The last bar (t): the order decided at the previous close fills at this open
     # (next-open mode); the signal of this bar is ignored; whatever is open is
     # closed at this close; the equity is marked (it is the final equity).
     cdef Py_ssize_t k
@@ -320,10 +443,78 @@ cdef void _last_bar(Hot* hot, Cold* cold, Py_ssize_t m, int next_open,
     for k in range(m):
         h = &hot[k]
         if next_open and h.pending != h.pos:
-            _fill(h, &cold[k], h.pending, po, tt, costs)
+            _fill(r, h, &cold[k], h.pending, po, t, tt, costs)
         if h.pos != 0:
-            _fill(h, &cold[k], 0, pc, tt, costs)
+            if Rec is BookP:
+                r.closing = 1
+            _fill(r, h, &cold[k], 0, pc, t, tt, costs)
+        if Rec is BookP:
+            r.equity[t] = h.cash + h.units * pc
     _day_end(hot, cold, m, pc)
+
+
+cdef int _run(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int kind, int direction, int next_open,
+              int sp, double sa, const double[::1] open_, const double[::1] close, const int64_t[::1] ts,
+              const uint8_t[::1] day_end, const int32_t[::1] periods, const int8_t[::1] want,
+              const Costs* costs, progress, Py_ssize_t chunk, double progress_interval) except -1:
+    """The bar loop of ``sweep`` and ``backtest``: 1 when ``progress`` cancelled it, else 0."""
+    cdef Py_ssize_t N = close.shape[0], t0, t1, tend
+    cdef Py_ssize_t npd = 2 if kind == _WANT else periods.shape[0]
+    cdef int macd = kind == _MACD
+    cdef int ema_kind = kind == _EMA or kind == _MACD
+    cdef int is_want = kind == _WANT
+    cdef double last_report = -1e300
+
+    cdef Py_ssize_t rows = min(chunk, N)
+    buf_arr = np.empty(rows * max(npd, 1), dtype=np.float64)
+    ind_state = _indicator_state(periods)
+    cdef double[::1] buf = buf_arr
+    cdef double[:, ::1] ist = ind_state
+    cdef double* S = &ist[0, 0]
+    cdef double* C = &ist[1, 0]
+    cdef double* E = &ist[2, 0]
+    cdef double* A = &ist[3, 0]
+
+    t0 = 0
+    tend = N - 1  # the last bar is handled by _last_bar
+    while t0 < tend:
+        t1 = min(t0 + chunk, tend)
+        with nogil:
+            if is_want:
+                _want_rows(want, t0, t1, &buf[0])
+            else:
+                _indicators(close, t0, t1, periods, ema_kind, S, C, E, A, &buf[0])
+            if next_open:
+                if direction == _LONG:
+                    _bars_next_open(<int8_t>0, r, hot, cold, sig, m, macd, sp, sa, open_, close, ts,
+                                    day_end, t0, t1, npd, &buf[0], costs)
+                elif direction == _SHORT:
+                    _bars_next_open(<int16_t>0, r, hot, cold, sig, m, macd, sp, sa, open_, close, ts,
+                                    day_end, t0, t1, npd, &buf[0], costs)
+                else:
+                    _bars_next_open(<int32_t>0, r, hot, cold, sig, m, macd, sp, sa, open_, close, ts,
+                                    day_end, t0, t1, npd, &buf[0], costs)
+            else:
+                if direction == _LONG:
+                    _bars_close(<int8_t>0, r, hot, cold, sig, m, macd, sp, sa, close, ts, day_end,
+                                t0, t1, npd, &buf[0], costs)
+                elif direction == _SHORT:
+                    _bars_close(<int16_t>0, r, hot, cold, sig, m, macd, sp, sa, close, ts, day_end,
+                                t0, t1, npd, &buf[0], costs)
+                else:
+                    _bars_close(<int32_t>0, r, hot, cold, sig, m, macd, sp, sa, close, ts, day_end,
+                                t0, t1, npd, &buf[0], costs)
+        t0 = t1
+        if progress is not None and t0 < tend:
+            now = time.monotonic()
+            if now - last_report >= progress_interval:
+                last_report = now
+                answer = progress(t0 / <double>N)
+                if answer is not None and not answer:
+                    return 1
+    with nogil:
+        _last_bar(r, hot, cold, m, next_open, open_[N - 1], close[N - 1], N - 1, ts[N - 1], costs)
+    return 0
 
 
 def _indicator_state(const int32_t[::1] periods):
@@ -332,6 +523,84 @@ def _indicator_state(const int32_t[::1] periods):
     for j in range(periods.shape[0]):
         state[3, j] = 2.0 / (periods[j] + 1.0)
     return state
+
+
+def _check(const double[::1] open_, const double[::1] close, const int64_t[::1] ts, const uint8_t[::1] day_end,
+           const int32_t[::1] periods, int kind, int direction, int fill, int signal_period):
+    cdef Py_ssize_t N = close.shape[0], k
+    if N < 1:
+        raise ValueError("no bars")
+    if open_.shape[0] != N or ts.shape[0] != N or day_end.shape[0] != N:
+        raise ValueError("bar arrays differ in length")
+    if kind not in (KIND_SMA, KIND_EMA, KIND_MACD, KIND_WANT) or fill not in (FILL_NEXT_OPEN, FILL_CLOSE) \
+            or direction not in (DIR_LONG, DIR_SHORT, DIR_BOTH):
+        raise ValueError("bad kind, fill or direction")
+    if periods.shape[0] > 32767:
+        raise ValueError("at most 32767 distinct periods per sweep")
+    for k in range(periods.shape[0]):
+        if periods[k] < 1:
+            raise ValueError("periods must be >= 1")
+    if signal_period < 1:
+        raise ValueError("signal period must be >= 1")
+
+
+cdef void _init(Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, const int32_t[::1] periods,
+                const int32_t[::1] fast_idx, const int32_t[::1] slow_idx, int kind, int direction,
+                double initial_cash):
+    cdef Py_ssize_t k
+    cdef int32_t fi, si
+    cdef int8_t ml = 1 if direction in (DIR_LONG, DIR_BOTH) else 0
+    cdef int8_t ms = 1 if direction in (DIR_SHORT, DIR_BOTH) else 0
+    for k in range(m):
+        fi = fast_idx[k]
+        si = slow_idx[k]
+        if kind == _MACD:
+            if periods[fi] > periods[si]:  # TA-Lib swaps them
+                fi, si = si, fi
+            sig[k].fast = periods[fi]
+            sig[k].af = ema_alpha(periods[fi])
+        hot[k].cash = initial_cash
+        hot[k].peak = initial_cash
+        hot[k].ddk = 1.0
+        hot[k].fi = fi
+        hot[k].si = si
+        hot[k].ml = ml
+        hot[k].ms = ms
+        cold[k].eq_day = initial_cash
+
+
+cdef dict _results(Hot* hot, Cold* cold, Py_ssize_t m):
+    cdef Py_ssize_t k
+    final_equity = np.empty(m, dtype=np.float64)
+    max_dd = np.empty(m, dtype=np.float64)
+    mean = np.empty(m, dtype=np.float64)
+    m2 = np.empty(m, dtype=np.float64)
+    dsq = np.empty(m, dtype=np.float64)
+    gp = np.empty(m, dtype=np.float64)
+    gl = np.empty(m, dtype=np.float64)
+    ndays = np.empty(m, dtype=np.int64)
+    nneg = np.empty(m, dtype=np.int64)
+    ntrades = np.empty(m, dtype=np.int64)
+    nwins = np.empty(m, dtype=np.int64)
+    dur = np.empty(m, dtype=np.int64)
+    for k in range(m):
+        final_equity[k] = hot[k].cash
+        max_dd[k] = hot[k].ddk - 1.0
+        mean[k] = cold[k].mean
+        m2[k] = cold[k].m2
+        dsq[k] = cold[k].dsq
+        gp[k] = cold[k].gp
+        gl[k] = cold[k].gl
+        ndays[k] = cold[k].ndays
+        nneg[k] = cold[k].nneg
+        ntrades[k] = cold[k].ntrades
+        nwins[k] = cold[k].nwins
+        dur[k] = cold[k].dur
+    return {
+        "final_equity": final_equity, "max_dd": max_dd, "mean": mean, "m2": m2,
+        "dsq": dsq, "ndays": ndays, "nneg": nneg, "ntrades": ntrades, "nwins": nwins,
+        "gross_profit": gp, "gross_loss": gl, "duration_ns": dur,
+    }
 
 
 def stream_indicators(const double[::1] close, const int32_t[::1] periods, int kind, Py_ssize_t chunk=65536):
@@ -354,6 +623,35 @@ def stream_indicators(const double[::1] close, const int32_t[::1] periods, int k
     return out_arr
 
 
+def stream_macd(const double[::1] close, int fast, int slow, int signal_period, Py_ssize_t chunk=65536):
+    """(line, signal) of MACD(fast, slow, signal_period) exactly as the sweep's bar loop
+    computes them (streamed EMA columns, per-combination fast EMA and signal line);
+    both NaN until the signal line is defined, as in TA-Lib (for tests)."""
+    cdef Py_ssize_t N = close.shape[0], t
+    periods_arr = np.array(sorted({fast, slow}), dtype=np.int32)
+    cdef const int32_t[::1] periods = periods_arr
+    fi = np.array([list(periods_arr).index(fast)], dtype=np.int32)
+    si = np.array([list(periods_arr).index(slow)], dtype=np.int32)
+    cols = stream_indicators(close, periods_arr, KIND_MACD, chunk)
+    line_arr = np.full(N, np.nan)
+    sig_arr = np.full(N, np.nan)
+    cdef double[:, ::1] m = cols
+    cdef double[::1] line = line_arr, sig = sig_arr
+    cdef double l, s, sa = 2.0 / (signal_period + 1.0)
+    cdef Hot h
+    cdef Cold c
+    cdef MacdState g
+    memset(&g, 0, sizeof(MacdState))
+    _init(&h, &c, &g, 1, periods, fi, si, KIND_MACD, DIR_BOTH, 1.0)
+    for t in range(N):
+        l = _macd_line(&g, m[t, h.si], &close[0], t)
+        s = signal_push(&g.g, l, signal_period, sa)
+        if s == s:
+            line[t] = l
+            sig[t] = s
+    return line_arr, sig_arr
+
+
 def sweep(const double[::1] open_, const double[::1] close, const int64_t[::1] ts,
           const uint8_t[::1] day_end, const int32_t[::1] periods,
           const int32_t[::1] fast_idx, const int32_t[::1] slow_idx,
@@ -363,147 +661,139 @@ def sweep(const double[::1] open_, const double[::1] close, const int64_t[::1] t
           double progress_interval=0.25):
     """Run every combination; returns a dict of per-combination NumPy arrays, or
     None when ``progress`` answered False (cancelled)."""
-    cdef Py_ssize_t N = close.shape[0], npd = periods.shape[0], m = fast_idx.shape[0]
-    cdef Py_ssize_t k, t0, t1, tend
-    if N < 1:
-        raise ValueError("no bars")
-    if open_.shape[0] != N or ts.shape[0] != N or day_end.shape[0] != N:
-        raise ValueError("bar arrays differ in length")
+    cdef Py_ssize_t m = fast_idx.shape[0], npd = periods.shape[0], k
+    _check(open_, close, ts, day_end, periods, kind, direction, fill, signal_period)
+    if kind == KIND_WANT:
+        raise ValueError("a sweep needs an indicator kind")
     if slow_idx.shape[0] != m:
         raise ValueError("fast_idx and slow_idx differ in length")
     if chunk < 1:
         raise ValueError("chunk must be >= 1")
-    if kind not in (KIND_SMA, KIND_EMA, KIND_MACD) or fill not in (FILL_NEXT_OPEN, FILL_CLOSE) \
-            or direction not in (DIR_LONG, DIR_SHORT, DIR_BOTH):
-        raise ValueError("bad kind, fill or direction")
-    if npd > 32767:
-        raise ValueError("at most 32767 distinct periods per sweep")
     for k in range(m):
         if not (0 <= fast_idx[k] < npd and 0 <= slow_idx[k] < npd):
             raise ValueError("period index out of range")
-    for k in range(npd):
-        if periods[k] < 1:
-            raise ValueError("periods must be >= 1")
-    if signal_period < 1:
-        raise ValueError("signal period must be >= 1")
 
     cdef Costs costs
     costs.buy = 1.0 + slippage
     costs.sell = 1.0 - slippage
     costs.cin = 1.0 + commission
     costs.cout = 1.0 - commission
-    cdef int macd = kind == KIND_MACD
-    cdef int ema_kind = kind != KIND_SMA
-    cdef int next_open = fill == FILL_NEXT_OPEN
-    cdef int sp = signal_period
-    cdef double sa = 2.0 / (signal_period + 1.0)
-    cdef int8_t ml = 1 if direction in (DIR_LONG, DIR_BOTH) else 0
-    cdef int8_t ms = 1 if direction in (DIR_SHORT, DIR_BOTH) else 0
-
-    cdef Py_ssize_t rows = min(chunk, N)
-    buf_arr = np.empty(rows * max(npd, 1), dtype=np.float64)
-    ind_state = _indicator_state(periods)
-    cdef double[::1] buf = buf_arr
-    cdef double[:, ::1] ist = ind_state
-    cdef double* S = &ist[0, 0]
-    cdef double* C = &ist[1, 0]
-    cdef double* E = &ist[2, 0]
-    cdef double* A = &ist[3, 0]
 
     cdef Hot* hot = <Hot*>calloc(max(m, 1), sizeof(Hot))
     cdef Cold* cold = <Cold*>calloc(max(m, 1), sizeof(Cold))
-    cdef Sig* sig = <Sig*>calloc(max(m, 1), sizeof(Sig))
+    cdef MacdState* sig = <MacdState*>calloc(max(m, 1), sizeof(MacdState))
     if hot == NULL or cold == NULL or sig == NULL:
         free(hot)
         free(cold)
         free(sig)
         raise MemoryError()
-
-    cdef bint cancelled = False
-    cdef double last_report
     try:
-        for k in range(m):
-            hot[k].cash = initial_cash
-            hot[k].peak = initial_cash
-            hot[k].ddk = 1.0
-            hot[k].fi = fast_idx[k]
-            hot[k].si = slow_idx[k]
-            hot[k].ml = ml
-            hot[k].ms = ms
-            cold[k].eq_day = initial_cash
-
-        last_report = -1e300
-        t0 = 0
-        tend = N - 1  # the last bar is handled by _last_bar
-        while t0 < tend:
-            t1 = min(t0 + chunk, tend)
-            with nogil:
-                _indicators(close, t0, t1, periods, ema_kind, S, C, E, A, &buf[0])
-                if next_open:
-                    if direction == _LONG:
-                        _bars_next_open(<int8_t>0, hot, cold, sig, m, macd, sp, sa, open_, close, ts,
-                                        day_end, t0, t1, npd, &buf[0], &costs)
-                    elif direction == _SHORT:
-                        _bars_next_open(<int16_t>0, hot, cold, sig, m, macd, sp, sa, open_, close, ts,
-                                        day_end, t0, t1, npd, &buf[0], &costs)
-                    else:
-                        _bars_next_open(<int32_t>0, hot, cold, sig, m, macd, sp, sa, open_, close, ts,
-                                        day_end, t0, t1, npd, &buf[0], &costs)
-                else:
-                    if direction == _LONG:
-                        _bars_close(<int8_t>0, hot, cold, sig, m, macd, sp, sa, close, ts, day_end,
-                                    t0, t1, npd, &buf[0], &costs)
-                    elif direction == _SHORT:
-                        _bars_close(<int16_t>0, hot, cold, sig, m, macd, sp, sa, close, ts, day_end,
-                                    t0, t1, npd, &buf[0], &costs)
-                    else:
-                        _bars_close(<int32_t>0, hot, cold, sig, m, macd, sp, sa, close, ts, day_end,
-                                    t0, t1, npd, &buf[0], &costs)
-            t0 = t1
-            if progress is not None and t0 < tend:
-                now = time.monotonic()
-                if now - last_report >= progress_interval:
-                    last_report = now
-                    answer = progress(t0 / <double>N)
-                    if answer is not None and not answer:
-                        cancelled = True
-                        break
-        if cancelled:
+        _init(hot, cold, sig, m, periods, fast_idx, slow_idx, kind, direction, initial_cash)
+        if _run[NoBookP](NULL, hot, cold, sig, m, kind, direction, fill == FILL_NEXT_OPEN, signal_period,
+                2.0 / (signal_period + 1.0), open_, close, ts, day_end, periods, None, &costs,
+                progress, chunk, progress_interval):
             return None
-        with nogil:
-            _last_bar(hot, cold, m, next_open, open_[N - 1], close[N - 1], ts[N - 1], &costs)
-
-        final_equity = np.empty(m, dtype=np.float64)
-        max_dd = np.empty(m, dtype=np.float64)
-        mean = np.empty(m, dtype=np.float64)
-        m2 = np.empty(m, dtype=np.float64)
-        dsq = np.empty(m, dtype=np.float64)
-        gp = np.empty(m, dtype=np.float64)
-        gl = np.empty(m, dtype=np.float64)
-        ndays = np.empty(m, dtype=np.int64)
-        nneg = np.empty(m, dtype=np.int64)
-        ntrades = np.empty(m, dtype=np.int64)
-        nwins = np.empty(m, dtype=np.int64)
-        dur = np.empty(m, dtype=np.int64)
-        for k in range(m):
-            final_equity[k] = hot[k].cash
-            max_dd[k] = hot[k].ddk - 1.0
-            mean[k] = cold[k].mean
-            m2[k] = cold[k].m2
-            dsq[k] = cold[k].dsq
-            gp[k] = cold[k].gp
-            gl[k] = cold[k].gl
-            ndays[k] = cold[k].ndays
-            nneg[k] = cold[k].nneg
-            ntrades[k] = cold[k].ntrades
-            nwins[k] = cold[k].nwins
-            dur[k] = cold[k].dur
-        return {
-            "final_equity": final_equity, "max_dd": max_dd, "mean": mean, "m2": m2,
-            "dsq": dsq, "ndays": ndays, "nneg": nneg, "ntrades": ntrades, "nwins": nwins,
-            "gross_profit": gp, "gross_loss": gl, "duration_ns": dur,
-        }
+        return _results(hot, cold, m)
     finally:
         free(hot)
         free(cold)
         free(sig)
+
+
+def backtest(const double[::1] open_, const double[::1] close, const int64_t[::1] ts,
+             const uint8_t[::1] day_end, int kind, int direction, int fill,
+             double commission, double slippage, double initial_cash,
+             periods=None, int fast_col=0, int slow_col=0, int signal_period=9,
+             want=None, Py_ssize_t max_trades=-1, Py_ssize_t chunk=65536):
+    """ONE combination in trade-recording mode: the sweep's bar loop and fills, plus
+    every closed trade and the equity of every bar.
+
+    ``kind`` SMA/EMA/MACD: the combination (``fast_col``, ``slow_col``) over the
+    indicator columns ``periods`` (as in ``sweep``). ``KIND_WANT``: ``want``
+    (int8 per bar, -1/0/+1) is the position wanted at each bar's close; ``direction``
+    keeps only its long (``DIR_LONG``) or short (``DIR_SHORT``) side.
+
+    Returns the per-combination arrays of ``sweep`` (length 1), ``equity`` (float64
+    per bar, cash + units x close after the bar's fills; the last after the
+    close-out) and ``trades``: a dict of arrays (side, entry_index, exit_index, units,
+    entry_price, exit_price, entry_value, exit_value, pnl, commission, end_of_data),
+    at most ``max_trades`` + 1 of them when ``max_trades`` >= 0 (``ntrades`` counts
+    them all).
+    """
+    cdef Py_ssize_t N = close.shape[0], npd
+    empty = np.zeros(0, dtype=np.int32)
+    periods_arr = empty if periods is None or kind == KIND_WANT else np.ascontiguousarray(periods, dtype=np.int32)
+    _check(open_, close, ts, day_end, periods_arr, kind, direction, fill, signal_period)
+    if chunk < 1:
+        raise ValueError("chunk must be >= 1")
+    want_arr = None
+    if kind == KIND_WANT:
+        if want is None:
+            raise ValueError("KIND_WANT needs the wanted positions")
+        want_arr = np.ascontiguousarray(want, dtype=np.int8)
+        if want_arr.shape != (N,):
+            raise ValueError("want must have one value per bar")
+        if np.any((want_arr < -1) | (want_arr > 1)):
+            raise ValueError("wanted positions are -1, 0 or +1")
+        fast_col, slow_col = 0, 1
+    else:
+        npd = periods_arr.shape[0]
+        if not (0 <= fast_col < npd and 0 <= slow_col < npd):
+            raise ValueError("period index out of range")
+    fi = np.array([fast_col], dtype=np.int32)
+    si = np.array([slow_col], dtype=np.int32)
+
+    cdef Costs costs
+    costs.buy = 1.0 + slippage
+    costs.sell = 1.0 - slippage
+    costs.cin = 1.0 + commission
+    costs.cout = 1.0 - commission
+    equity = np.empty(N, dtype=np.float64)
+    cdef double[::1] eq = equity
+    cdef Hot hot
+    cdef Cold cold
+    cdef MacdState sig
+    cdef Book book
+    cdef Deal* d
+    cdef Py_ssize_t i
+    memset(&hot, 0, sizeof(Hot))
+    memset(&cold, 0, sizeof(Cold))
+    memset(&sig, 0, sizeof(MacdState))
+    memset(&book, 0, sizeof(Book))
+    book.equity = &eq[0]
+    book.commission = commission
+    # at most one exit per bar, plus the close-out of the last one
+    book.limit = max_trades + 1 if 0 <= max_trades <= N else N + 1
+    try:
+        _init(&hot, &cold, &sig, 1, periods_arr, fi, si, kind, direction, initial_cash)
+        _run[BookP](&book, &hot, &cold, &sig, 1, kind, direction, fill == FILL_NEXT_OPEN, signal_period,
+             2.0 / (signal_period + 1.0), open_, close, ts, day_end, periods_arr, want_arr, &costs,
+             None, chunk, 0.0)
+        if book.oom:
+            raise MemoryError()
+        n = book.ndeals
+        trades = {
+            "side": np.empty(n, dtype=np.int8), "entry_index": np.empty(n, dtype=np.int64),
+            "exit_index": np.empty(n, dtype=np.int64), "units": np.empty(n), "entry_price": np.empty(n),
+            "exit_price": np.empty(n), "entry_value": np.empty(n), "exit_value": np.empty(n),
+            "pnl": np.empty(n), "commission": np.empty(n), "end_of_data": np.empty(n, dtype=np.bool_),
+        }
+        for i in range(n):
+            d = &book.deals[i]
+            trades["side"][i] = d.side
+            trades["entry_index"][i] = d.entry_i
+            trades["exit_index"][i] = d.exit_i
+            trades["units"][i] = d.units
+            trades["entry_price"][i] = d.entry_price
+            trades["exit_price"][i] = d.exit_price
+            trades["entry_value"][i] = d.entry_value
+            trades["exit_value"][i] = d.exit_value
+            trades["pnl"][i] = d.pnl
+            trades["commission"][i] = d.commission
+            trades["end_of_data"][i] = d.end_of_data
+        out = _results(&hot, &cold, 1)
+        out["equity"] = equity
+        out["trades"] = trades
+        return out
+    finally:
+        free(book.deals)

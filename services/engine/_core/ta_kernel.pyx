@@ -1,5 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Indicator kernels of the rule engine, TA-Lib's conventions (see ``services.engine.rules.indicators``).
+"""Indicator kernels of the rule engine, TA-Lib's conventions (see ``services.engine.rules.evaluate``):
+RSI, ATR, Bollinger bands, VWAP. SMA, EMA and MACD, which the strategies and sweeps use
+too, are in ``indicators_kernel.pyx`` (one implementation each).
 
 Whole-series, GIL-free loops. Window sums use the kernels' compensated (TwoSum)
 accumulation (``twosum.acc``) so values over long series do not drift.
@@ -133,56 +135,3 @@ def vwap(const double[::1] high, const double[::1] low, const double[::1] close,
             else:
                 out[t] = NAN
     return out_arr
-
-
-cdef void _ema_seeded(const double[::1] x, Py_ssize_t seed_at, Py_ssize_t n, double[::1] out) noexcept nogil:
-    # EMA whose first value, at seed_at, is the mean of x[seed_at-n+1 .. seed_at]; NaN before.
-    cdef Py_ssize_t N = x.shape[0], t
-    cdef double s = 0.0, c = 0.0, e, alpha = 2.0 / (n + 1.0)
-    for t in range(N):
-        out[t] = NAN
-    if seed_at >= N:
-        return
-    for t in range(seed_at - n + 1, seed_at + 1):
-        acc(&s, &c, x[t])
-    e = (s + c) / <double>n
-    out[seed_at] = e
-    for t in range(seed_at + 1, N):
-        e = e + alpha * (x[t] - e)
-        out[t] = e
-
-
-def macd(const double[::1] x, Py_ssize_t fast, Py_ssize_t slow, Py_ssize_t signal):
-    """(line, signal, hist) exactly as TA-Lib's MACD: both EMAs start at index slow-1 (the
-    fast one seeded with the mean of the `fast` values ending there), the signal EMA is
-    seeded with the mean of the line's first `signal` values; all three are NaN before
-    index slow + signal - 2 (TA-Lib's lookback)."""
-    if fast < 1 or slow < 1 or signal < 1:
-        raise ValueError("periods must be >= 1")
-    if slow < fast:
-        fast, slow = slow, fast
-    cdef Py_ssize_t N = x.shape[0], t, start = slow - 1, first = slow + signal - 2
-    ef_arr = np.empty(N)
-    es_arr = np.empty(N)
-    line_arr = np.full(N, np.nan)
-    sig_arr = np.full(N, np.nan)
-    cdef double[::1] ef = ef_arr, es = es_arr, line = line_arr, sig = sig_arr
-    cdef double s = 0.0, c = 0.0, e = 0.0, alpha = 2.0 / (signal + 1.0)
-    if first >= N:
-        return line_arr, sig_arr, np.full(N, np.nan)
-    with nogil:
-        _ema_seeded(x, start, fast, ef)
-        _ema_seeded(x, start, slow, es)
-        for t in range(start, N):
-            if t < first:
-                acc(&s, &c, ef[t] - es[t])
-            elif t == first:
-                acc(&s, &c, ef[t] - es[t])
-                e = (s + c) / <double>signal
-                line[t] = ef[t] - es[t]
-                sig[t] = e
-            else:
-                line[t] = ef[t] - es[t]
-                e = e + alpha * (line[t] - e)
-                sig[t] = e
-    return line_arr, sig_arr, line_arr - sig_arr

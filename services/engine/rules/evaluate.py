@@ -80,7 +80,7 @@ class SeriesContext:
         if ind.name == "RSI":
             return ta_kernel.rsi(src, int(p[0]))
         if ind.name == "MACD":
-            return ta_kernel.macd(src, int(p[0]), int(p[1]), int(p[2]))
+            return ma.macd(src, int(p[0]), int(p[1]), int(p[2]))
         if ind.name == "BBANDS":
             return ta_kernel.bbands(src, int(p[0]), float(p[1]))
         if ind.name == "ATR":
