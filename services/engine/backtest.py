@@ -41,11 +41,12 @@ import numpy as np
 import pandas as pd
 
 from domain.market import INTERVAL_MINUTES
+from domain.metrics import finite
 from domain.sessions import local_wall
 from services.engine import indicators
 from services.engine._core import ta_kernel
 from services.engine.bars import Bars
-from services.engine.sweep import check_bars, finite, run_one
+from services.engine.sweep import check_bars, run_one
 
 NS_PER_MINUTE = 60 * 1_000_000_000
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()

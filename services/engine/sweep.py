@@ -39,42 +39,8 @@ bar is not acted upon (there is no later bar to fill it); a position still open
 on the last bar is closed at its close (with slippage and commission) and
 counted as a trade. An account whose equity is no longer positive stops trading.
 
-Metrics (P = ``bars.periods_per_year``: 365 continuous, 252 sessions)
--------------------------------------------------------------------
-Equity is marked to market at every bar's close (the last bar's equity is after
-the final close-out).
-
-- daily returns: equity at the last bar of each local day (``bars.timezone``),
-  r_d = E_d / E_{d-1} - 1 with E_0 = initial cash — one return per day with bars.
-- ``total_return_pct`` = (E_final / initial_cash - 1) x 100.
-- ``annualized_return`` = ((E_final / initial_cash)^(P / n_days) - 1) x 100 (CAGR).
-- ``sharpe_ratio`` = mean(r) / std(r, ddof=1) x sqrt(P); null with < 2 days or std 0.
-- ``sortino_ratio`` = mean(r) / sqrt(mean(min(r, 0)^2)) x sqrt(P); null with no
-  losing day (or < 2 days).
-- ``max_drawdown_pct`` = min over bars of (E_t / peak_t - 1) x 100 <= 0, the peak
-  starting at the initial cash.
-- trades: an entry and its exit; pnl = equity after the exit - equity committed at
-  the entry (fees included). ``win_rate_pct`` = share of trades with pnl > 0;
-  ``profit_factor`` = gross profit / |gross loss| (null without a losing trade);
-  ``trades_per_month`` = trades / (span in days / 30.4375);
-  ``avg_trade_duration`` = mean (exit bar ts - entry fill bar ts), "5.2 days" or
-  "3.4 hours" (below one day); "0.0 days" without trades.
-
-Score
------
-``score = sharpe_ratio x (1 + max_drawdown_pct / 100)``
-
-The Sharpe ratio discounted by the depth of the worst drawdown: a combination
-that earned its Sharpe while once losing 40% from a peak keeps 60% of it, one
-that never fell below its peak keeps all of it. Sharpe alone rewards smooth
-daily returns but is blind to path risk (a long losing streak made of small
-days); multiplying by the fraction of the peak that survived the worst
-drawdown penalises exactly that, keeps the sign of the Sharpe ratio, needs no
-tuning constant, and stays comparable across instruments and periods. The score
-is null when the Sharpe ratio is null. Sweeps rank combinations by it,
-descending.
-
-Undefined values are ``None``, never NaN or infinity.
+Metrics and the score are defined in ``domain/metrics.py``; this module feeds them what
+the kernel accumulates.
 """
 
 from __future__ import annotations
@@ -85,8 +51,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from domain.market import NS_PER_DAY
+from domain.metrics import combo_metrics, finite
 from services.engine._core import sweep_kernel as _k
-from domain.market import DAYS_PER_MONTH, NS_PER_DAY
 from services.engine.bars import Bars
 from services.engine.indicators import MACD_SIGNAL_PERIOD
 
@@ -102,7 +69,6 @@ PROGRESS_INTERVAL_S = 0.25
 STRATEGY_TYPES = {"SMA": _k.KIND_SMA, "EMA": _k.KIND_EMA, "MACD": _k.KIND_MACD}
 DIRECTIONS = {"long": _k.DIR_LONG, "short": _k.DIR_SHORT, "both": _k.DIR_BOTH}
 FILLS = {"next_open": _k.FILL_NEXT_OPEN, "close": _k.FILL_CLOSE}
-NS_PER_HOUR = 3_600 * 1_000_000_000
 
 METRIC_KEYS = (
     "fast_period",
@@ -125,27 +91,11 @@ class SweepCancelled(Exception):
     """The progress callback asked the sweep to stop (returned False)."""
 
 
-def finite(x: float | None) -> float | None:
-    """x as a float, or None when it is None, NaN or infinite."""
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
 def _pct_arg(name: str, value: float, upper: float) -> float:
     v = float(value)
     if not math.isfinite(v) or v < 0 or v >= upper:
         raise ValueError(f"{name} must be in [0, {upper})")
     return v / 100.0
-
-
-def format_duration(mean_ns: float) -> str:
-    """ "5.2 days" at one day or more, else "3.4 hours"."""
-    days = mean_ns / NS_PER_DAY
-    if days >= 1.0:
-        return f"{days:.1f} days"
-    return f"{mean_ns / NS_PER_HOUR:.1f} hours"
 
 
 def _prepare(bars: Bars, strategy_type: str, combos, direction: str, fill: str):
@@ -339,72 +289,12 @@ def _metrics(bars: Bars, pairs: list[tuple[int, int]], out: dict, cash0: float) 
     ]
 
 
-def combo_metrics(
-    *,
-    periods_per_year: float,
-    span_days: float,
-    growth: float,
-    ndays: int,
-    mean: float,
-    m2: float,
-    dsq: float,
-    max_drawdown_pct: float | None,
-    ntrades: int,
-    nwins: int,
-    gross_profit: float,
-    gross_loss: float,
-    duration_ns: float,
-) -> dict:
-    """One combination's metrics (the module docstring), ``METRIC_KEYS`` from ``score`` on.
-
-    From what the kernel accumulates: the final equity over the initial cash (``growth``),
-    the daily returns' count, running mean and sum of squared deviations (``m2``) and sum of
-    squared losses (``dsq``), the max drawdown in percent, and the trades' count, winners,
-    gross profit and loss (<= 0) and total duration in ns.
-    """
-    sqrt_p = math.sqrt(periods_per_year)
-    sharpe = None
-    if ndays >= 2 and m2 > 0.0:
-        sharpe = finite(mean / math.sqrt(m2 / (ndays - 1)) * sqrt_p)
-    sortino = None
-    if ndays >= 2 and dsq > 0.0:
-        sortino = finite(mean / math.sqrt(dsq / ndays) * sqrt_p)
-    annualized = None
-    if ndays >= 1:
-        if growth > 0.0:
-            try:
-                annualized = finite((growth ** (periods_per_year / ndays) - 1.0) * 100.0)
-            except OverflowError:
-                annualized = None
-        elif growth == 0.0:
-            annualized = -100.0
-    score = None
-    if sharpe is not None and max_drawdown_pct is not None:
-        score = finite(sharpe * (1.0 + max_drawdown_pct / 100.0))
-    return {
-        "score": score,
-        "sharpe_ratio": sharpe,
-        "sortino_ratio": sortino,
-        "total_return_pct": finite((growth - 1.0) * 100.0),
-        "annualized_return": annualized,
-        "max_drawdown_pct": max_drawdown_pct,
-        "win_rate_pct": finite(nwins / ntrades * 100.0) if ntrades else None,
-        "profit_factor": finite(gross_profit / -gross_loss) if gross_loss < 0.0 else None,
-        "total_trades": int(ntrades),
-        "trades_per_month": finite(ntrades / (span_days / DAYS_PER_MONTH)) if span_days > 0 else None,
-        "avg_trade_duration": format_duration(duration_ns / ntrades) if ntrades else "0.0 days",
-    }
-
-
 __all__ = [
     "METRIC_KEYS",
     "STRATEGY_TYPES",
     "Recorded",
     "SweepCancelled",
     "check_bars",
-    "combo_metrics",
-    "finite",
-    "format_duration",
     "run_one",
     "run_sweep",
 ]

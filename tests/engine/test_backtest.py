@@ -22,10 +22,11 @@ import pytest
 from hindsight.results.v1 import results_pb2
 
 from domain.backtest_spec import SpecInvalid, check_direction, lookback_bars, normalize_parameters, strategy_name
+from domain.metrics import combo_metrics
 from services.engine import backtest as bt
 from services.engine.backtest_servicer import _Refused, choose_dataset
 from services.engine.bars import Bars
-from services.engine.sweep import combo_metrics, run_one, run_sweep
+from services.engine.sweep import run_one, run_sweep
 
 from . import reference as ref
 from .conftest import NS_DAY, make_daily_bars, make_session_minute_bars

@@ -9,10 +9,11 @@ import math
 import numpy as np
 import pytest
 
+from domain.metrics import format_duration
 from libs.metric_fields import SWEEP_RESULT_FIELDS
 from services.engine import sweep as sweep_mod
 from services.engine.bars import Bars
-from services.engine.sweep import METRIC_KEYS, SweepCancelled, format_duration, run_sweep
+from services.engine.sweep import METRIC_KEYS, SweepCancelled, run_sweep
 
 from . import reference as ref
 from .conftest import NS_DAY, NS_MIN, make_daily_bars, random_walk_bars
