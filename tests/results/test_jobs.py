@@ -114,6 +114,37 @@ async def test_submit_validation(pg, pg_db):
 
 
 @pytest.mark.asyncio
+async def test_submit_names_its_kind_with_job_kind(pg, pg_db):
+    tenant, _ = pg_db.tenant()
+    refused = {
+        "job_kind is required": submit_request(tenant, job_kind=jobs_pb2.JOB_KIND_UNSPECIFIED),
+        "unknown job kind 99": submit_request(tenant, job_kind=99),
+        "unknown job kind 'no-such-kind' (expected one of trading-sweep, day-backtest)": submit_request(
+            tenant, job_kind=jobs_pb2.JOB_KIND_UNSPECIFIED, kind="no-such-kind"
+        ),
+        # The spec must be the kind's own.
+        "day_backtest spec is required for kind 'day-backtest'": submit_request(
+            tenant, job_kind=jobs_pb2.JOB_KIND_DAY_BY_DAY
+        ),
+    }
+    for message, req in refused.items():
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await pg.stub.SubmitJob(req)
+        assert (err.value.code(), err.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT, message)
+    assert pg_db.scalar("SELECT count(*) FROM jobs WHERE tenant_id = :t", t=tenant) == 0
+    # The kind comes back as its enum and, for the API, as the name it has always had.
+    job = (await pg.stub.SubmitJob(submit_request(tenant))).job
+    assert (job.job_kind, job.kind, job.WhichOneof("spec")) == (jobs_pb2.JOB_KIND_SWEEP, "trading-sweep", "sweep")
+    assert pg_db.scalar("SELECT kind FROM jobs WHERE job_id = :j", j=job.job_id) == "trading-sweep"
+    # A client from before JobKind names the kind by that name (deprecated field).
+    legacy = (await pg.stub.SubmitJob(
+        submit_request(tenant, job_kind=jobs_pb2.JOB_KIND_UNSPECIFIED, kind="trading-sweep"))).job
+    assert (legacy.job_kind, legacy.kind) == (jobs_pb2.JOB_KIND_SWEEP, "trading-sweep")
+    listed = (await pg.stub.ListJobs(results_pb2.ListJobsRequest(tenant_id=tenant))).jobs
+    assert {(j.job_kind, j.kind) for j in listed} == {(jobs_pb2.JOB_KIND_SWEEP, "trading-sweep")}
+
+
+@pytest.mark.asyncio
 async def test_lifecycle_start_progress_complete(pg, pg_db):
     tenant, _ = pg_db.tenant()
     job = await _submit(pg, tenant, timeout_seconds=600)
