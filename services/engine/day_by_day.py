@@ -33,14 +33,14 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from domain.market import NS_PER_MINUTE as NS_MIN
+from domain.market import interval_name, interval_ns
+from domain.rules.expr import TimeLit, TimeOfDay, source_text
+from domain.rules.strategy import EntryNode, Strategy
+from domain.sessions import session_days
 from services.engine._core import daybyday_kernel as _k
 from services.engine.bars import Bars
 from services.engine.rules.evaluate import Evaluated, SeriesContext, evaluate, value_at
-from domain.rules.expr import TimeLit, TimeOfDay, source_text
-from domain.market import NS_PER_MINUTE as NS_MIN
-from domain.market import interval_name, interval_ns
-from domain.sessions import session_days
-from domain.rules.strategy import EntryNode, Strategy
 from services.engine.sweep import finite
 
 REASONS = {

@@ -14,7 +14,7 @@ from hindsight.bus.v1 import bus_pb2
 from libs.bus import Bus, BusUnavailable, Delivery
 from services.results import jobs
 from services.results.db import Database, wait_any
-from services.results.kinds import KindLookup
+from services.results.jobs import KindLookup
 from services.results.models import OutboxMessage
 from services.results.timefmt import utcnow
 
@@ -47,7 +47,7 @@ class _Loop:
             return
         try:
             await asyncio.wait_for(asyncio.shield(self._task), timeout)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 

@@ -33,7 +33,7 @@ from services.results import jobs, runs
 from services.results.artifacts import FILE_NAMES, ArtifactStore, Removed, check_date, check_strategy_id, check_user_id
 from services.results.datasets import load_bars, resolve_dataset
 from services.results.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.results.kinds import JobEnd, Submission
+from services.results.jobs import JobEnd, Submission
 from services.results.models import Job
 from services.results.models_day_by_day import DayByDayBacktest, DayByDayBacktestDay
 from services.results.strategies import get_strategy

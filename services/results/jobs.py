@@ -7,8 +7,9 @@ on one job (engine progress, a user's cancel, the timeout watchdog, another
 replica) apply one after the other.
 
 What a kind adds (its spec, its rows, its final event and notification) comes
-from its handler (services.results.kinds): the functions that end a job of any
-kind take the registry (`KindLookup`), the kinds' own code passes its `finish`.
+from its handler (services.results.kinds, a layer above this module): the
+functions that end a job of any kind take the registry (`KindLookup`), a kind's
+own code passes its `finish`.
 
 Job event payloads are the seed's SSE shapes:
 - progress `{"percent": 42.5, "message": "...", "timestamp": "...Z"}`
@@ -22,10 +23,13 @@ import json
 import logging
 import math
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
+from google.protobuf.message import Message
 from hindsight.bus.v1 import bus_pb2
 from hindsight.jobs.v1 import jobs_pb2
 from sqlalchemy.orm import Session
@@ -34,7 +38,6 @@ from libs.bus import JOB_EVENTS_QUEUE, JOBS_QUEUE
 from services.results.db import mark_job_event_added, mark_outbox_added
 from services.results.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.results.keys import tenant_exists
-from services.results.kinds import Finish, KindLookup, Submission
 from services.results.metrics import note_job_ended
 from services.results.models import Job, JobEvent, OutboxMessage
 from services.results.timefmt import rfc3339, utcnow
@@ -47,6 +50,66 @@ TERMINAL_EVENT_TYPES = ("done", "error")
 CANCELLED_MESSAGE = "Job cancelled"
 QUEUED_MESSAGE = "Job queued"
 log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- what a kind gives the lifecycle
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A SubmitJob request, checked for what every kind shares, on its way to the kind's handler."""
+
+    tenant_id: str
+    kind: jobs_pb2.JobKind.ValueType
+    # The handler's public name: what the job row stores as its kind.
+    kind_name: str
+    # The kind's spec message (the request's field `KindHandler.spec_field`).
+    spec: Message
+    parameters: Any
+    webhook_url: str
+    notify_email: str
+    timeout_seconds: int
+    trace_id: str
+    # Trace headers of the submitting call, for the job's queue messages.
+    headers: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobEnd:
+    """What a kind says when one of its jobs ends (completed, failed or cancelled)."""
+
+    # Data of the stream's final event (type "done" when completed, else "error").
+    event: dict[str, Any]
+    # Type of the job-ended notification (sweep.completed, backtest.failed, ...).
+    event_type: str
+    # The notification's payload: the webhook body, in the seed's callback shape.
+    payload: dict[str, Any]
+
+
+# A kind's `finish`: (session, job, end state, error message, end time RFC 3339) -> JobEnd.
+Finish = Callable[[Session, Job, str, str, str], JobEnd]
+
+
+class Kind(Protocol):
+    """What the lifecycle needs of a job's kind (services.results.kinds.KindHandler is one)."""
+
+    kind: jobs_pb2.JobKind.ValueType
+    # Whether one job may be several JobMessages (shards): a StartJob of a running job is
+    # then another shard starting, not a restart after a crash.
+    sharded: bool
+
+    def finish(self, session: Session, job: Job, state: str, error_message: str, ts: str) -> JobEnd:
+        """The kind's part of ending a job (`end_job` calls it with the row locked and its
+        state set): its own bookkeeping, the final event and the notification."""
+        ...
+
+
+class KindLookup(Protocol):
+    """The registry of kinds (services.results.kinds.registry), as the lifecycle needs it."""
+
+    def for_job(self, job: Job) -> Kind:
+        """The kind of a stored job."""
+        ...
 
 
 # ---------------------------------------------------------------- helpers

@@ -73,7 +73,7 @@ def unary(fn):
     async def wrapper(self, request, context):
         try:
             return await fn(self, request, context)
-        except Exception as exc:  # noqa: BLE001 - mapped to a status code
+        except Exception as exc:
             await abort_for(context, fn.__name__, exc)
 
     return wrapper
@@ -87,7 +87,7 @@ def server_stream(fn):
         try:
             async for item in fn(self, request, context):
                 yield item
-        except Exception as exc:  # noqa: BLE001 - mapped to a status code
+        except Exception as exc:
             await abort_for(context, fn.__name__, exc)
 
     return wrapper

@@ -27,10 +27,18 @@ from services.results.csv_bars import parse_bars_csv
 from services.results.datasets import DatasetView
 from services.results.db import Database, wait_any
 from services.results.errors import InvalidArgument, ResourceExhausted, Unavailable
-from services.results.kinds import Submission
+from services.results.jobs import Submission
 from services.results.kinds.registry import KindRegistry
 from services.results.models import Job
-from services.results.rpc import DatabaseServicer, limit, page_limit, require, server_stream, submitted_parameters, unary
+from services.results.rpc import (
+    DatabaseServicer,
+    limit,
+    page_limit,
+    require,
+    server_stream,
+    submitted_parameters,
+    unary,
+)
 from services.results.timefmt import rfc3339
 from services.results.trace_context import trace_headers
 

@@ -25,7 +25,7 @@ from libs.metric_fields import SWEEP_OPTIONAL_METRICS
 from services.results import jobs, runs
 from services.results.datasets import resolve_dataset
 from services.results.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.results.kinds import JobEnd, Submission
+from services.results.jobs import JobEnd, Submission
 from services.results.metrics import note_sweep_ended
 from services.results.models import Job, SweepResult, SweepRun
 from services.results.timefmt import utcnow

@@ -1,7 +1,9 @@
 """The import graph of our own modules, read from their source (AST, every import: inside
 functions and under TYPE_CHECKING too, as import-linter counts them): no cycle inside a
-service or a shared package, no service importing another, and in results and the
-engine no import of ours hidden in a function."""
+service or a shared package, between its modules or between the parts of any package
+(a subpackage counts with everything in it, as import-linter's acyclic_siblings does),
+no service importing another, and in results and the engine no import of ours hidden
+in a function."""
 
 from __future__ import annotations
 
@@ -71,10 +73,11 @@ def _service(module: str) -> str | None:
     return parts[1] if parts[0] == "services" and len(parts) > 2 and parts[1] in SERVICES else None
 
 
-def _cycles(nodes: list[str]) -> list[list[str]]:
-    """Strongly connected groups of more than one module (Tarjan)."""
+def _cycles(nodes: list[str], edges: dict[str, list[str]] | None = None) -> list[list[str]]:
+    """Strongly connected groups of more than one node (Tarjan); modules and their imports by default."""
     inside = set(nodes)
-    edges = {m: sorted({t for t, _ in GRAPH[m] if t in inside}) for m in nodes}
+    if edges is None:
+        edges = {m: sorted({t for t, _ in GRAPH[m] if t in inside}) for m in nodes}
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -117,6 +120,23 @@ def test_no_import_cycle_inside_a_service_or_the_shared_packages() -> None:
     for area in [f"services.{s}" for s in SERVICES] + ["domain", "libs", "cli"]:
         nodes = sorted(m for m in MODULES if m == area or m.startswith(area + "."))
         assert _cycles(nodes) == [], area
+
+
+def test_no_cycle_between_the_parts_of_a_package() -> None:
+    packages = sorted({m.rpartition(".")[0] for m in MODULES if "." in m} & set(MODULES))
+    for package in packages:
+        depth = package.count(".") + 1
+
+        def part(module: str, package: str = package, depth: int = depth) -> str | None:
+            inside = module.startswith(package + ".")
+            return ".".join(module.split(".")[: depth + 1]) if inside else None
+
+        parts = sorted({p for m in MODULES if (p := part(m))})
+        edges: dict[str, set[str]] = {p: set() for p in parts}
+        for m, imports in GRAPH.items():
+            if (a := part(m)) is not None:
+                edges[a].update(b for t, _ in imports if (b := part(t)) is not None and b != a)
+        assert _cycles(parts, {p: sorted(e) for p, e in edges.items()}) == [], package
 
 
 def test_no_service_imports_another() -> None:

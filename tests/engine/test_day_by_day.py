@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 import talib  # a test dependency (requirements-dev.txt)
 
+from domain.rules.strategy import compile_strategy
 from services.engine.bars import Bars
 from services.engine.day_by_day import NoData, day_documents, run_day_by_day
-from domain.rules.strategy import compile_strategy
 from services.results.demo_datasets import random_walk_bars
 
 from .day_by_day_reference import RefNode, local_days, simulate

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime
 import re
+from datetime import datetime
 
 import grpc
 import pytest
@@ -389,7 +389,7 @@ async def test_relay_retries_until_the_broker_takes_messages(services, results_p
 
 def test_stored_states_are_the_proto_state_names():
     # The servicer maps the database's state strings to JobState by these names.
-    assert jobs_module.ACTIVE_STATES + jobs_module.ENDED_STATES == tuple(STATE_NAMES.values())
+    assert tuple(STATE_NAMES.values()) == jobs_module.ACTIVE_STATES + jobs_module.ENDED_STATES
 
 
 def test_the_estimate_follows_bars_times_combinations():

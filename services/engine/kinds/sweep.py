@@ -59,7 +59,7 @@ class SweepRunner:
                 return False
             # Called from the kernel's thread between chunks; a few times a second at most.
             pct = _KERNEL_START + (_KERNEL_END - _KERNEL_START) * fraction
-            done = int(round(fraction * n_combos * n_bars / max(n_bars, 1)))
+            done = round(fraction * n_combos * n_bars / max(n_bars, 1))
             text = f"Processing {min(done, n_combos)}/{n_combos} combinations ({fraction * 100:.0f}% of {n_bars} bars)"
             fut = asyncio.run_coroutine_threadsafe(ctx.progress(job.job_id, pct, text), loop)
             try:

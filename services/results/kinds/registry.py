@@ -61,9 +61,13 @@ class KindRegistry:
             raise InvalidArgument(f"unknown job kind {kind_label(kind)}")
         return handler
 
+    def for_name(self, name: str) -> KindHandler | None:
+        """The handler of the kind with this public name (None: no such kind)."""
+        return self._by_name.get(name)
+
     def for_job(self, job: Job) -> KindHandler:
         """The handler of a stored job (by the kind's name in its row)."""
-        handler = self._by_name.get(job.kind)
+        handler = self.for_name(job.kind)
         if handler is None:
             raise FailedPrecondition(f"job {job.job_id!r} has a kind this service does not know: {job.kind!r}")
         return handler
@@ -73,7 +77,7 @@ class KindRegistry:
         if request.job_kind != jobs_pb2.JOB_KIND_UNSPECIFIED:
             return self.for_kind(request.job_kind)
         if request.kind:
-            handler = self._by_name.get(request.kind)
+            handler = self.for_name(request.kind)
             if handler is None:
                 raise InvalidArgument(f"unknown job kind {request.kind!r} (expected one of {', '.join(self._by_name)})")
             return handler
@@ -102,7 +106,7 @@ class KindRegistry:
             trace_id=job.trace_id,
             notify_email=job.notify_email,
         )
-        handler = self._by_name.get(job.kind)
+        handler = self.for_name(job.kind)
         if handler is not None:
             msg.job_kind = handler.kind
             handler.describe(session, job, msg)
