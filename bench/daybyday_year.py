@@ -125,8 +125,8 @@ def run_once(c: httpx.Client, start: str, end: str) -> tuple[float, dict]:
 
 def engine_only(df: pd.DataFrame) -> float:
     from services.engine.bars import Bars
-    from services.engine.daybyday import run_day_backtest
-    from services.engine.daybyday_job import build_day
+    from services.engine.day_by_day import run_day_by_day
+    from services.engine.kinds.day_by_day import build_day
     from domain.rules.strategy import compile_strategy
 
     ts = pd.DatetimeIndex(pd.to_datetime(df["timestamp"])).tz_localize(TZ).tz_convert("UTC").as_unit("ns").asi8
@@ -136,7 +136,7 @@ def engine_only(df: pd.DataFrame) -> float:
     best = float("inf")
     for _ in range(3):
         t0 = time.perf_counter()
-        run = run_day_backtest(bars, strategy, date(2023, 1, 2), date(2023, 12, 29), interval="1m", ticker="BENCH-YEAR")
+        run = run_day_by_day(bars, strategy, date(2023, 1, 2), date(2023, 12, 29), interval="1m", ticker="BENCH-YEAR")
         for d in run.days:
             build_day(run, d)
         best = min(best, time.perf_counter() - t0)

@@ -47,7 +47,7 @@ from domain.backtest_spec import (
 from domain.market import INTERVAL_MINUTES, interval_name
 from libs.metric_fields import run_metrics_pb
 from services.engine import backtest as bt
-from services.engine.worker import BarsCache, insufficient_data
+from services.engine.bars_cache import BarsCache, insufficient_data
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hindsight.backtest.v1 import backtest_pb2_grpc
 from hindsight.engine.v1 import engine_pb2, engine_pb2_grpc
 from hindsight.results.v1 import results_pb2_grpc
 
@@ -12,6 +11,8 @@ from libs import grpc_util
 from libs.bus import Bus
 from libs.settings import Settings
 from services.engine.backtest_servicer import BacktestServicer
+from services.engine.job_context import JobContext
+from services.engine.kinds import registry
 from services.engine.worker import EngineWorker
 
 SERVICE_NAME = grpc_util.service_name(engine_pb2, "EngineService")
@@ -46,10 +47,10 @@ class EngineHandle:
 async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> EngineHandle:
     chan = grpc_util.channel(settings.results_addr)
     stub = results_pb2_grpc.ResultsServiceStub(chan)
-    worker = EngineWorker(stub, bus, rpc_timeout=settings.hindsight_rpc_timeout)
-    worker.day_stub = backtest_pb2_grpc.DayBacktestServiceStub(chan)  # day-by-day jobs report here
-    # Synchronous backtests share the worker's cache of bars.
-    backtests = BacktestServicer(stub, worker.cache, rpc_timeout=settings.hindsight_rpc_timeout)
+    context = JobContext(stub, rpc_timeout=settings.hindsight_rpc_timeout)
+    worker = EngineWorker(context, bus, registry.build(chan))
+    # Synchronous backtests share the jobs' cache of bars.
+    backtests = BacktestServicer(stub, context.cache, rpc_timeout=settings.hindsight_rpc_timeout)
 
     def register_backtests(server) -> str:
         engine_pb2_grpc.add_EngineServiceServicer_to_server(backtests, server)

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hindsight.backtest.v1 import backtest_pb2_grpc
 from hindsight.engine.v1 import engine_pb2_grpc
 from hindsight.notify.v1 import notify_pb2_grpc
 from hindsight.results.v1 import results_pb2, results_pb2_grpc
@@ -59,6 +60,8 @@ class Backend:
         self._health: health_pb2_grpc.HealthStub | None = None
         self._runs: runs_pb2_grpc.RunsServiceStub | None = None
         self._notifications: notify_pb2_grpc.NotificationsServiceStub | None = None
+        self._strategies: backtest_pb2_grpc.StrategiesServiceStub | None = None
+        self._day_by_day: backtest_pb2_grpc.DayBacktestServiceStub | None = None
         self._engine_channel: grpc.aio.Channel | None = None
         self._engine: engine_pb2_grpc.EngineServiceStub | None = None
 
@@ -68,6 +71,8 @@ class Backend:
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._runs = runs_pb2_grpc.RunsServiceStub(self._channel)
         self._notifications = notify_pb2_grpc.NotificationsServiceStub(self._channel)
+        self._strategies = backtest_pb2_grpc.StrategiesServiceStub(self._channel)
+        self._day_by_day = backtest_pb2_grpc.DayBacktestServiceStub(self._channel)
         # Synchronous backtests are answered by the engine itself.
         self._engine_channel = channel(self.settings.engine_addr)
         self._engine = engine_pb2_grpc.EngineServiceStub(self._engine_channel)
@@ -77,6 +82,8 @@ class Backend:
             await self._channel.close(grace=1.0)
             self._channel = None
             self._notifications = None
+            self._strategies = None
+            self._day_by_day = None
         if self._engine_channel is not None:
             await self._engine_channel.close(grace=1.0)
             self._engine_channel = None
@@ -88,10 +95,19 @@ class Backend:
             raise _not_open()
         return self._notifications
 
-    def _results_channel(self) -> grpc.aio.Channel:
-        if self._channel is None:
+    @property
+    def strategies(self) -> backtest_pb2_grpc.StrategiesServiceStub:
+        """Rule strategies (served by results)."""
+        if self._strategies is None:
             raise _not_open()
-        return self._channel
+        return self._strategies
+
+    @property
+    def day_by_day(self) -> backtest_pb2_grpc.DayBacktestServiceStub:
+        """Day-by-day backtests' status, metadata, day files and cleanup (served by results)."""
+        if self._day_by_day is None:
+            raise _not_open()
+        return self._day_by_day
 
     @property
     def stub(self) -> results_pb2_grpc.ResultsServiceStub:

@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import aiosmtplib
+from hindsight.jobs.v1 import jobs_pb2
 
 from services.notifier.attempt import DELIVERED, PERMANENT, RETRYABLE, AttemptResult
 from services.notifier.payloads import callback_payload, event_type
@@ -33,7 +34,7 @@ from services.notifier.signing import EVENT_ID_HEADER, EVENT_TYPE_HEADER
 log = logging.getLogger(__name__)
 
 # The dashboard page that follows a job of each kind (`?job=`); other jobs: the jobs list.
-DASHBOARD_PAGES = {"trading-sweep": "/ui/sweeps", "day-backtest": "/ui/days"}
+DASHBOARD_PAGES = {jobs_pb2.JOB_KIND_SWEEP: "/ui/sweeps", jobs_pb2.JOB_KIND_DAY_BY_DAY: "/ui/days"}
 
 # Columns of the results table: (label, field, format).
 RESULT_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -106,7 +107,8 @@ class JobSummary:
 
     job_id: str
     status: str
-    kind: str = ""
+    # A hindsight.jobs.v1.JobKind.
+    kind: int = jobs_pb2.JOB_KIND_UNSPECIFIED
     parameters: dict[str, Any] | None = None
     results: list[dict[str, Any]] | None = None
     sweep_run_id: str = ""

@@ -202,7 +202,7 @@ class NotifierWorker:
         return JobSummary(
             job_id=job.job_id,
             status=payload_status,
-            kind=job.kind,
+            kind=job.job_kind,
             parameters=parameters if isinstance(parameters, dict) else {},
             results=rows,
             sweep_run_id=job.sweep_run_id,

@@ -14,6 +14,7 @@ from hindsight.bus.v1 import bus_pb2
 from libs.bus import Bus, BusUnavailable, Delivery
 from services.results import jobs
 from services.results.db import Database, wait_any
+from services.results.jobs import KindLookup
 from services.results.models import OutboxMessage
 from services.results.timefmt import utcnow
 
@@ -46,7 +47,7 @@ class _Loop:
             return
         try:
             await asyncio.wait_for(asyncio.shield(self._task), timeout)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
@@ -165,9 +166,16 @@ class TimeoutWatchdog(_Loop):
     """Fails queued/running jobs whose deadline (created_at + timeout) has passed;
     now and then deletes outbox rows published more than a day ago."""
 
-    def __init__(self, db: Database, interval_seconds: float = 1.0, outbox_retention: timedelta = timedelta(days=1)) -> None:
+    def __init__(
+        self,
+        db: Database,
+        kinds: KindLookup,
+        interval_seconds: float = 1.0,
+        outbox_retention: timedelta = timedelta(days=1),
+    ) -> None:
         super().__init__()
         self.db = db
+        self.kinds = kinds
         self.interval_seconds = interval_seconds
         self.outbox_retention = outbox_retention
         self._next_prune = 0.0
@@ -183,7 +191,7 @@ class TimeoutWatchdog(_Loop):
         failed = []
         for job_id in overdue:
             with self.db.write() as s:
-                if jobs.time_out_job(s, job_id, now):
+                if jobs.time_out_job(s, self.kinds, job_id, now):
                     failed.append(job_id)
         for job_id in failed:
             log.info("job timed out", extra={"job_id": job_id})
@@ -205,8 +213,9 @@ class TimeoutWatchdog(_Loop):
 class DeadLetterHandler:
     """Fails the job of each message that exhausted its deliveries on the jobs queue."""
 
-    def __init__(self, db: Database, max_deliveries: int) -> None:
+    def __init__(self, db: Database, kinds: KindLookup, max_deliveries: int) -> None:
         self.db = db
+        self.kinds = kinds
         self.max_deliveries = max_deliveries
 
     async def __call__(self, delivery: Delivery) -> None:
@@ -218,7 +227,7 @@ class DeadLetterHandler:
 
         def fail() -> bool:
             with self.db.write() as s:
-                return jobs.fail_dead_lettered(s, msg.job_id, self.max_deliveries)
+                return jobs.fail_dead_lettered(s, self.kinds, msg.job_id, self.max_deliveries)
 
         if await self.db.run(fail):
             log.warning("job failed after exhausting its deliveries", extra={"job_id": msg.job_id})

@@ -1,4 +1,4 @@
-"""Jobs: submission, the state machine, the event log and the messages they emit.
+"""The job lifecycle every kind shares: the state machine, the event log and the messages it emits.
 
 Every function takes a `Session` inside the caller's transaction; a state
 change, its final event and its outbox message are written together. Job rows
@@ -6,9 +6,14 @@ are locked (`SELECT ... FOR UPDATE`) before a change, so concurrent requests
 on one job (engine progress, a user's cancel, the timeout watchdog, another
 replica) apply one after the other.
 
+What a kind adds (its spec, its rows, its final event and notification) comes
+from its handler (services.results.kinds, a layer above this module): the
+functions that end a job of any kind take the registry (`KindLookup`), a kind's
+own code passes its `finish`.
+
 Job event payloads are the seed's SSE shapes:
 - progress `{"percent": 42.5, "message": "...", "timestamp": "...Z"}`
-- done `{"done": true, "status": "completed", "sweep_run_id": "...", "timestamp"}`
+- done `{"done": true, "status": "completed", ..., "timestamp"}` (the kind adds its fields)
 - error `{"error": true, "message": "...", "status": "failed"|"cancelled", "timestamp"}`
 """
 
@@ -17,27 +22,24 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
-import secrets
-import string
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
+from google.protobuf.message import Message
 from hindsight.bus.v1 import bus_pb2
+from hindsight.jobs.v1 import jobs_pb2
 from sqlalchemy.orm import Session
 
 from libs.bus import JOB_EVENTS_QUEUE, JOBS_QUEUE
-from libs.metric_fields import SWEEP_OPTIONAL_METRICS
-from domain.sweep import INITIAL_CASH_DEFAULT, MIN_TRADES_DEFAULT, SweepSpec, spec_problems
-from services.results import runs
 from services.results.db import mark_job_event_added, mark_outbox_added
 from services.results.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.results.keys import tenant_exists
 from services.results.metrics import note_job_ended
-from services.results.models import Job, JobEvent, OutboxMessage, SweepResult, SweepRun
+from services.results.models import Job, JobEvent, OutboxMessage
 from services.results.timefmt import rfc3339, utcnow
 from services.results.trace_context import trace_headers
 
@@ -45,82 +47,78 @@ QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED = "queued", "running", "completed"
 ACTIVE_STATES = (QUEUED, RUNNING)
 ENDED_STATES = (COMPLETED, FAILED, CANCELLED)
 TERMINAL_EVENT_TYPES = ("done", "error")
-SWEEP_KIND = "trading-sweep"
-# Day-by-day rule-strategy backtests (seeds 002 and 004; services.results.daybyday).
-DAY_BACKTEST_KIND = "day-backtest"
 CANCELLED_MESSAGE = "Job cancelled"
 QUEUED_MESSAGE = "Job queued"
-_RUN_ID_ALPHABET = string.ascii_lowercase + string.digits
 log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- what a kind gives the lifecycle
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A SubmitJob request, checked for what every kind shares, on its way to the kind's handler."""
+
+    tenant_id: str
+    kind: jobs_pb2.JobKind.ValueType
+    # The handler's public name: what the job row stores as its kind.
+    kind_name: str
+    # The kind's spec message (the request's field `KindHandler.spec_field`).
+    spec: Message
+    parameters: Any
+    webhook_url: str
+    notify_email: str
+    timeout_seconds: int
+    trace_id: str
+    # Trace headers of the submitting call, for the job's queue messages.
+    headers: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobEnd:
+    """What a kind says when one of its jobs ends (completed, failed or cancelled)."""
+
+    # Data of the stream's final event (type "done" when completed, else "error").
+    event: dict[str, Any]
+    # Type of the job-ended notification (sweep.completed, backtest.failed, ...).
+    event_type: str
+    # The notification's payload: the webhook body, in the seed's callback shape.
+    payload: dict[str, Any]
+
+
+# A kind's `finish`: (session, job, end state, error message, end time RFC 3339) -> JobEnd.
+Finish = Callable[[Session, Job, str, str, str], JobEnd]
+
+
+class Kind(Protocol):
+    """What the lifecycle needs of a job's kind (services.results.kinds.KindHandler is one)."""
+
+    kind: jobs_pb2.JobKind.ValueType
+    # Whether one job may be several JobMessages (shards): a StartJob of a running job is
+    # then another shard starting, not a restart after a crash.
+    sharded: bool
+
+    def finish(self, session: Session, job: Job, state: str, error_message: str, ts: str) -> JobEnd:
+        """The kind's part of ending a job (`end_job` calls it with the row locked and its
+        state set): its own bookkeeping, the final event and the notification."""
+        ...
+
+
+class KindLookup(Protocol):
+    """The registry of kinds (services.results.kinds.registry), as the lifecycle needs it."""
+
+    def for_job(self, job: Job) -> Kind:
+        """The kind of a stored job."""
+        ...
 
 
 # ---------------------------------------------------------------- helpers
 
 
-def _percent(value: float) -> float | int:
+def percent(value: float) -> float | int:
     """0..100 with one decimal; whole numbers as ints (`50`, not `50.0`, like the seed)."""
     p = round(min(100.0, max(0.0, float(value))), 1)
     return int(p) if p.is_integer() else p
-
-
-def new_job_id(kind: str, ticker: str, now: datetime) -> str:
-    """`sweep_20250127_103045_btcusd_ab12cd` (the seed's id plus 6 random hex chars)."""
-    prefix = "sweep" if kind == SWEEP_KIND else (re.sub(r"[^a-z0-9]", "", kind.lower()) or "job")
-    slug = re.sub(r"[^a-z0-9]", "", ticker.lower())
-    return f"{prefix}_{now.strftime('%Y%m%d_%H%M%S')}_{slug}_{secrets.token_hex(3)}"
-
-
-def new_sweep_run_id() -> str:
-    """`run_` + 12 random lowercase alphanumerics (the seed's `run_abc123xyz789`)."""
-    return "run_" + "".join(secrets.choice(_RUN_ID_ALPHABET) for _ in range(12))
-
-
-# Bar-pairs per second the estimate assumes: well under the kernel's ~500 M/s on one
-# core, to leave room for a loaded machine, progress reports and storing the results.
-ESTIMATE_BAR_PAIRS_PER_SECOND = 100e6
-
-
-def estimate_duration_seconds(combinations: int, bars: int) -> int:
-    """Rough run time shown at submission: 1 s to start and load the bars, plus the
-    fused sweep over bars × combinations; 1 s when there are no bars (the job fails fast)."""
-    if bars <= 0:
-        return 1
-    return max(1, math.ceil(1 + bars / 1e6 + combinations * bars / ESTIMATE_BAR_PAIRS_PER_SECOND))
-
-
-def _bars_of(session: Session, tenant_id: str, spec: dict[str, Any]) -> int:
-    """Bars of the dataset the sweep will run on (0 when there is none yet)."""
-    from services.results.datasets import resolve_dataset
-
-    found = resolve_dataset(session, tenant_id, str(spec.get("ticker", "")), str(spec.get("interval") or ""))
-    return int(found.bars) if found is not None else 0
-
-
-def sweep_spec_of(spec: dict[str, Any]) -> SweepSpec:
-    """The domain's sweep of a stored SweepSpec (proto defaults: "" and 0 mean the default)."""
-    return SweepSpec(
-        ticker=str(spec.get("ticker", "")).strip(),
-        fast_range=(int(spec.get("fast_min", 0)), int(spec.get("fast_max", 0))),
-        slow_range=(int(spec.get("slow_min", 0)), int(spec.get("slow_max", 0))),
-        step=int(spec.get("step", 0)),
-        min_trades=int(spec.get("min_trades") or MIN_TRADES_DEFAULT),
-        strategy_type=str(spec.get("strategy_type") or "SMA"),
-        interval=str(spec.get("interval") or ""),
-        direction=str(spec.get("direction") or "long"),
-        fill=str(spec.get("fill") or "next_open"),
-        commission_pct=float(spec.get("commission_pct") or 0.0),
-        slippage_pct=float(spec.get("slippage_pct") or 0.0),
-        initial_cash=float(spec.get("initial_cash") or INITIAL_CASH_DEFAULT),
-    )
-
-
-def validate_sweep_spec(spec: dict[str, Any]) -> int:
-    """Check a sweep spec (a SweepSpec as a dict) with the domain's rules; returns the number of combinations."""
-    sweep = sweep_spec_of(spec)
-    problems = spec_problems(sweep)
-    if problems:
-        raise InvalidArgument("; ".join(f"sweep.{p.field}: {p.message}" for p in problems))
-    return sweep.combinations
 
 
 def add_outbox(session: Session, queue: str, body: bytes, headers: dict[str, Any] | None = None) -> None:
@@ -143,7 +141,8 @@ def append_event(session: Session, job: Job, type_: str, data: dict[str, Any]) -
     return event
 
 
-def _locked_job(session: Session, job_id: str, tenant_id: str | None = None) -> Job:
+def locked_job(session: Session, job_id: str, tenant_id: str | None = None) -> Job:
+    """The job's row, locked until the transaction ends (NOT_FOUND when unknown, or another tenant's)."""
     q = sa.select(Job).where(Job.job_id == job_id).with_for_update()
     if tenant_id is not None:
         q = q.where(Job.tenant_id == tenant_id)
@@ -153,156 +152,74 @@ def _locked_job(session: Session, job_id: str, tenant_id: str | None = None) -> 
     return job
 
 
-def job_message(job: Job) -> bytes:
-    return bus_pb2.JobMessage(job_id=job.job_id, tenant_id=job.tenant_id, kind=job.kind).SerializeToString()
+def job_message(job: Job, kind: jobs_pb2.JobKind.ValueType, **shard: Any) -> bytes:
+    """The JobMessage that asks an engine to run `job` (or the shard of it that `shard` names)."""
+    return bus_pb2.JobMessage(job_id=job.job_id, tenant_id=job.tenant_id, job_kind=kind, **shard).SerializeToString()
 
 
-def _ticker(job: Job) -> str:
-    return str((job.sweep_spec or {}).get("ticker", "") or (job.parameters or {}).get("ticker", ""))
-
-
-def _end(
-    session: Session,
-    job: Job,
-    state: str,
-    *,
-    error_message: str = "",
-    sweep_run_id: str = "",
-    execution_time_seconds: float = 0.0,
-    total_combinations: int = 0,
-) -> None:
-    """Move an active job to an end state: row, final event and JobEnded outbox message together."""
+def end_job(session: Session, job: Job, state: str, finish: Finish, *, error_message: str = "") -> None:
+    """Move an active job to an end state: row, final event (from the kind's `finish`) and
+    JobEnded outbox message together."""
     now = utcnow()
     job.state = state
     job.completed_at = now
-    ts = rfc3339(now)
-    ticker = _ticker(job)
-    payload: dict[str, Any]
     if state == COMPLETED:
         job.percent = 100.0
         job.progress_message = "Completed"
     else:
         job.error_message = error_message
-    if job.kind == DAY_BACKTEST_KIND:
-        # Day-by-day backtests have the seed-002 stream's final events and backtest.* callbacks.
-        from services.results import daybyday
-
-        event, event_type, payload = daybyday.job_end(session, job, state, error_message, ts)
-        append_event(session, job, "done" if state == COMPLETED else "error", event)
-    elif state == COMPLETED:
-        append_event(session, job, "done", {"done": True, "status": COMPLETED, "sweep_run_id": sweep_run_id, "timestamp": ts})
-        event_type = "sweep.completed"
-        payload = {
-            "event_type": event_type,
-            "job_id": job.job_id,
-            "sweep_run_id": sweep_run_id,
-            "status": COMPLETED,
-            "ticker": ticker,
-            "result_data": {
-                "sweep_run_id": sweep_run_id,
-                "total_combinations": total_combinations,
-                "execution_time_seconds": execution_time_seconds,
-                "completed_at": ts,
-            },
-            "timestamp": ts,
-        }
-    else:
-        append_event(session, job, "error", {"error": True, "message": error_message, "status": state, "timestamp": ts})
-        event_type = "sweep.failed"
-        payload = {
-            "event_type": event_type,
-            "job_id": job.job_id,
-            "status": state,
-            "ticker": ticker,
-            "error_message": error_message,
-            "timestamp": ts,
-        }
+    end = finish(session, job, state, error_message, rfc3339(now))
+    append_event(session, job, "done" if state == COMPLETED else "error", end.event)
     ended = bus_pb2.JobEndedMessage(
         job_id=job.job_id,
         tenant_id=job.tenant_id,
         status=state,
-        event_type=event_type,
-        payload_json=json.dumps(payload),
+        event_type=end.event_type,
+        payload_json=json.dumps(end.payload),
         webhook_url=job.webhook_url,
         event_id=str(uuid.uuid4()),
     )
     # add_outbox attaches the trace context of the call that ended the job (engine, user, watchdog).
     add_outbox(session, JOB_EVENTS_QUEUE, ended.SerializeToString())
-    note_job_ended(session, job, state, ticker, sweep_run_id)
+    note_job_ended(session, job, state)
 
 
 # ---------------------------------------------------------------- user side
 
 
-def submit_job(
-    session: Session,
-    *,
-    tenant_id: str,
-    kind: str,
-    parameters: Any,
-    sweep_spec: dict[str, Any],
-    webhook_url: str,
-    notify_email: str,
-    timeout_seconds: int,
-    trace_id: str,
-    headers: dict[str, Any],
-) -> Job:
-    """Insert a queued job, its first event and its JobMessage (outbox) in the caller's transaction."""
+def check_tenant(session: Session, tenant_id: str) -> None:
     if not tenant_exists(session, tenant_id):
         raise NotFound(f"tenant {tenant_id!r} not found")
-    combinations = validate_sweep_spec(sweep_spec)
+
+
+def check_timeout(timeout_seconds: int) -> None:
     if timeout_seconds < 1:
         raise InvalidArgument("timeout_seconds must be positive")
-    now = utcnow()
-    job = queued_job(
-        job_id=new_job_id(kind, str(sweep_spec["ticker"]), now),
-        tenant_id=tenant_id,
-        kind=kind,
-        parameters=parameters,
-        sweep_spec=sweep_spec,
-        webhook_url=webhook_url,
-        notify_email=notify_email,
-        timeout_seconds=timeout_seconds,
-        trace_id=trace_id,
-        combinations=combinations,
-        estimated_duration_seconds=estimate_duration_seconds(combinations, _bars_of(session, tenant_id, sweep_spec)),
-        now=now,
-    )
-    session.add(job)
-    append_queued_event(session, job)
-    add_outbox(session, JOBS_QUEUE, job_message(job), headers)
-    session.flush()
-    return job
 
 
 def queued_job(
+    submission: Submission,
     *,
     job_id: str,
-    tenant_id: str,
-    kind: str,
-    parameters: Any,
-    sweep_spec: dict[str, Any] | None,
-    webhook_url: str,
-    notify_email: str,
-    timeout_seconds: int,
-    trace_id: str,
     combinations: int,
     estimated_duration_seconds: int,
     now: datetime,
+    sweep_spec: dict[str, Any] | None = None,
 ) -> Job:
-    """A new job's row, queued at `now` (the caller adds it, then its first event: `append_queued_event`)."""
+    """A new job's row, queued at `now` (the caller adds it, then its first event and
+    messages: `append_queued_event`, `queue_job`)."""
     return Job(
         job_id=job_id,
-        tenant_id=tenant_id,
-        kind=kind,
+        tenant_id=submission.tenant_id,
+        kind=submission.kind_name,
         state=QUEUED,
-        parameters=parameters,
+        parameters=submission.parameters,
         sweep_spec=sweep_spec,
-        webhook_url=webhook_url,
-        notify_email=notify_email,
-        timeout_seconds=timeout_seconds,
+        webhook_url=submission.webhook_url,
+        notify_email=submission.notify_email,
+        timeout_seconds=submission.timeout_seconds,
         created_at=now,
-        deadline_at=now + timedelta(seconds=timeout_seconds),
+        deadline_at=now + timedelta(seconds=submission.timeout_seconds),
         started_at=None,
         completed_at=None,
         error_message="",
@@ -312,7 +229,7 @@ def queued_job(
         combinations=combinations,
         estimated_duration_seconds=estimated_duration_seconds,
         metrics=None,
-        trace_id=trace_id,
+        trace_id=submission.trace_id,
         last_event_seq=0,
     )
 
@@ -320,6 +237,12 @@ def queued_job(
 def append_queued_event(session: Session, job: Job) -> None:
     """A new job's first event: queued, at its creation time."""
     append_event(session, job, "progress", {"percent": 0, "message": QUEUED_MESSAGE, "timestamp": rfc3339(job.created_at)})
+
+
+def queue_job(session: Session, job: Job, submission: Submission, shards: list[dict[str, Any]] | None = None) -> None:
+    """The job's JobMessages in the outbox: one, or one per shard (JobMessage fields naming it)."""
+    for shard in shards or [{}]:
+        add_outbox(session, JOBS_QUEUE, job_message(job, submission.kind, **shard), submission.headers)
 
 
 def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
@@ -340,11 +263,11 @@ def list_jobs(session: Session, tenant_id: str, limit: int, offset: int, state: 
     return list(rows), int(total)
 
 
-def cancel_job(session: Session, tenant_id: str, job_id: str) -> Job:
-    job = _locked_job(session, job_id, tenant_id)
+def cancel_job(session: Session, kinds: KindLookup, tenant_id: str, job_id: str) -> Job:
+    job = locked_job(session, job_id, tenant_id)
     if job.state not in ACTIVE_STATES:
         raise FailedPrecondition(f"job already {job.state}")
-    _end(session, job, CANCELLED, error_message=CANCELLED_MESSAGE)
+    end_job(session, job, CANCELLED, kinds.for_job(job).finish, error_message=CANCELLED_MESSAGE)
     return job
 
 
@@ -359,35 +282,40 @@ def events_after(session: Session, job_id: str, after_seq: int, limit: int = 500
 # ---------------------------------------------------------------- engine side
 
 
-def start_job(session: Session, job_id: str) -> tuple[bool, Job]:
+def start_job(session: Session, kinds: KindLookup, job_id: str) -> tuple[bool, Job]:
     """Queued → running (or running again after an engine crash); False for ended jobs."""
-    job = _locked_job(session, job_id)
+    job = locked_job(session, job_id)
     if job.state not in ACTIVE_STATES:
         return False, job
-    if job.state == RUNNING and job.kind == DAY_BACKTEST_KIND:
-        return True, job  # another shard of a day-by-day job that is already running
+    if job.state == RUNNING and kinds.for_job(job).sharded:
+        return True, job  # another shard of a job that is already running
     now = utcnow()
     message = "Job started" if job.state == QUEUED else "Job restarted after an interruption"
     job.state = RUNNING
     # A redelivery keeps the first start: the job's run time counts from there.
     job.started_at = job.started_at or now
     job.progress_message = message
-    append_event(session, job, "progress", {"percent": _percent(job.percent), "message": message, "timestamp": rfc3339(now)})
+    append_event(session, job, "progress", {"percent": percent(job.percent), "message": message, "timestamp": rfc3339(now)})
     return True, job
 
 
-def report_progress(session: Session, job_id: str, percent: float, message: str) -> tuple[bool, str]:
+def report_progress(session: Session, job_id: str, percent_done: float, message: str) -> tuple[bool, str]:
     """Record progress of a running job; (stop, reason) tells the engine whether to give up."""
-    if not math.isfinite(percent):
+    if not math.isfinite(percent_done):
         raise InvalidArgument("percent must be a number between 0 and 100")
-    job = _locked_job(session, job_id)
+    job = locked_job(session, job_id)
     if job.state == RUNNING:
-        p = _percent(percent)
+        p = percent(percent_done)
         job.percent = float(p)
         job.progress_message = message
         append_event(session, job, "progress", {"percent": p, "message": message, "timestamp": rfc3339(utcnow())})
         return False, ""
-    if job.state == QUEUED:
+    return stop_reason(job)
+
+
+def stop_reason(job: Job) -> tuple[bool, str]:
+    """(stop, reason) for an engine working on `job` that is not running (False for a queued one)."""
+    if job.state in (QUEUED, RUNNING):
         return False, ""
     if job.state == CANCELLED:
         return True, "job cancelled"
@@ -396,110 +324,11 @@ def report_progress(session: Session, job_id: str, percent: float, message: str)
     return True, "job already completed"
 
 
-@dataclass(frozen=True)
-class SweepRow:
-    """One combo's metrics as the engine reports them (None: undefined)."""
-
-    ticker: str
-    strategy_type: str
-    fast_period: int
-    slow_period: int
-    total_trades: int
-    avg_trade_duration: str
-    metrics: dict[str, float | None]
-
-
-def complete_sweep(
-    session: Session,
-    job_id: str,
-    rows: list[SweepRow],
-    execution_time_seconds: float,
-    bars: int,
-    dataset_version_id: str = "",
-) -> tuple[str, bool]:
-    """Store a sweep's results, save the sweep as a run, and complete its job; (sweep_run_id, stored)."""
-    job = _locked_job(session, job_id)
-    if job.state == COMPLETED:
-        # A redelivered completion: the first one was stored.
-        return job.sweep_run_id or "", True
-    if job.state in (FAILED, CANCELLED):
-        return "", False
-    if job.state != RUNNING:
-        raise FailedPrecondition(f"job {job_id!r} is {job.state}, not running")
-    spec = job.sweep_spec or {}
-    now = utcnow()
-    run_id = new_sweep_run_id()
-    session.add(
-        SweepRun(
-            sweep_run_id=run_id,
-            job_id=job.job_id,
-            tenant_id=job.tenant_id,
-            ticker=str(spec.get("ticker", "")),
-            strategy_type=str(spec.get("strategy_type") or "SMA"),
-            min_trades=int(spec.get("min_trades", 0)),
-            total_combinations=len(rows),
-            execution_time_seconds=float(execution_time_seconds),
-            created_at=now,
-        )
-    )
-    session.flush()
-    if rows:
-        session.execute(
-            sa.insert(SweepResult),
-            [
-                {
-                    "sweep_run_id": run_id,
-                    "ticker": r.ticker,
-                    "strategy_type": r.strategy_type,
-                    "fast_period": r.fast_period,
-                    "slow_period": r.slow_period,
-                    "total_trades": r.total_trades,
-                    "avg_trade_duration": r.avg_trade_duration,
-                    **{k: runs.finite(r.metrics.get(k)) for k in SWEEP_OPTIONAL_METRICS},
-                }
-                for r in rows
-            ],
-        )
-    _save_sweep_run(session, job, run_id, rows, execution_time_seconds, bars, dataset_version_id)
-    started = job.started_at or job.created_at
-    # The seed's callback reports execution_time_seconds as the job's wall time from
-    # submission to completion (its example: queued 10:30:45, done 10:32:52 → 127);
-    # the engine's own compute time is kept beside it as engine_seconds.
-    wall_seconds = round((now - job.created_at).total_seconds(), 1)
-    job.sweep_run_id = run_id
-    job.metrics = {
-        "duration_seconds": round((now - started).total_seconds(), 1),
-        "combinations_tested": len(rows),
-        "execution_time_seconds": wall_seconds,
-        "engine_seconds": round(float(execution_time_seconds), 3),
-        "bars": int(bars),
-    }
-    _end(
-        session,
-        job,
-        COMPLETED,
-        sweep_run_id=run_id,
-        execution_time_seconds=wall_seconds,
-        total_combinations=len(rows),
-    )
-    return run_id, True
-
-
-def _save_sweep_run(session: Session, job: Job, sweep_run_id: str, rows: list[SweepRow], seconds: float, bars: int,
-                    dataset_version_id: str) -> None:
-    """Every sweep is also a saved run (services.results.runs); recording it never fails the sweep."""
-    try:
-        with session.begin_nested():
-            runs.record_sweep_run(session, job, sweep_run_id, rows, float(seconds), int(bars), dataset_version_id)
-    except Exception:  # a bug in the run record must not lose the sweep's results
-        log.exception("could not save the sweep as a run", extra={"job_id": job.job_id, "sweep_run_id": sweep_run_id})
-
-
-def fail_job(session: Session, job_id: str, error_message: str) -> Job:
+def fail_job(session: Session, kinds: KindLookup, job_id: str, error_message: str) -> Job:
     """Running/queued → failed; an ended job is returned unchanged."""
-    job = _locked_job(session, job_id)
+    job = locked_job(session, job_id)
     if job.state in ACTIVE_STATES:
-        _end(session, job, FAILED, error_message=error_message or "Job failed")
+        end_job(session, job, FAILED, kinds.for_job(job).finish, error_message=error_message or "Job failed")
     return job
 
 
@@ -517,24 +346,27 @@ def overdue_job_ids(session: Session, now: datetime, limit: int = 100) -> list[s
     )
 
 
-def time_out_job(session: Session, job_id: str, now: datetime) -> bool:
+def time_out_job(session: Session, kinds: KindLookup, job_id: str, now: datetime) -> bool:
     """Fail an active job whose deadline passed; False when it ended meanwhile."""
-    job = _locked_job(session, job_id)
+    job = locked_job(session, job_id)
     if job.state not in ACTIVE_STATES or job.deadline_at >= now:
         return False
-    _end(session, job, FAILED, error_message=f"Job timed out after {job.timeout_seconds} second{'' if job.timeout_seconds == 1 else 's'}")
+    timeout = job.timeout_seconds
+    message = f"Job timed out after {timeout} second{'' if timeout == 1 else 's'}"
+    end_job(session, job, FAILED, kinds.for_job(job).finish, error_message=message)
     return True
 
 
-def fail_dead_lettered(session: Session, job_id: str, attempts: int) -> bool:
+def fail_dead_lettered(session: Session, kinds: KindLookup, job_id: str, attempts: int) -> bool:
     """Fail a job whose message exhausted its deliveries; False when unknown or already ended."""
     try:
-        job = _locked_job(session, job_id)
+        job = locked_job(session, job_id)
     except NotFound:
         return False
     if job.state not in ACTIVE_STATES:
         return False
-    _end(session, job, FAILED, error_message=f"Job could not be processed after {attempts} attempts")
+    message = f"Job could not be processed after {attempts} attempts"
+    end_job(session, job, FAILED, kinds.for_job(job).finish, error_message=message)
     return True
 
 
@@ -546,7 +378,7 @@ def prune_sent_outbox(session: Session, older_than: datetime) -> int:
     return int(result.rowcount or 0)
 
 
-def requeue_active_jobs(session: Session) -> int:
+def requeue_active_jobs(session: Session, kinds: KindLookup) -> int:
     """Standalone restart: the in-memory queue is gone, so queue a JobMessage again for every active job.
 
     Unsent job messages are marked sent first so each job is queued once.
@@ -559,5 +391,5 @@ def requeue_active_jobs(session: Session) -> int:
     )
     jobs = list(session.scalars(sa.select(Job).where(Job.state.in_(ACTIVE_STATES)).order_by(Job.created_at)))
     for job in jobs:
-        add_outbox(session, JOBS_QUEUE, job_message(job), {})
+        add_outbox(session, JOBS_QUEUE, job_message(job, kinds.for_job(job).kind), {})
     return len(jobs)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from services.results.db import wait_any
 from services.results.models import Job, SweepResult, SweepRun
-from services.results.models_daybyday import DayBacktest, DayBacktestDay
+from services.results.models_day_by_day import DayByDayBacktest, DayByDayBacktestDay
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,9 @@ DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 # States the jobs gauge reports (ended jobs are counted by hindsight_jobs_ended_total instead:
 # counting them in the database would read an ever-growing table).
 ACTIVE_STATES = ("queued", "running")
-SWEEP_KIND = "trading-sweep"
-# Session.info key of the jobs a transaction ended (read after its commit).
+# Session.info keys of the jobs (and among them the sweeps) a transaction ended (read after its commit).
 ENDED_KEY = "jobs_ended"
+SWEEPS_ENDED_KEY = "sweeps_ended"
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,13 @@ class EndedJob:
     """A job that a transaction moved to an end state."""
 
     kind: str
+    state: str
+
+
+@dataclass(frozen=True)
+class EndedSweep:
+    """A sweep that a transaction moved to an end state (seed 001's metrics)."""
+
     state: str
     ticker: str
     seconds: float
@@ -63,17 +71,26 @@ def _seconds(start: datetime | None, end: datetime | None) -> float:
     return max(0.0, (end - start).total_seconds())
 
 
-def note_job_ended(session: Session, job: Job, state: str, ticker: str, sweep_run_id: str = "") -> None:
+def note_job_ended(session: Session, job: Job, state: str) -> None:
     """Note on the session that `job` ended (counted once the transaction commits)."""
-    ended = EndedJob(job.kind, state, ticker, _seconds(job.created_at, job.completed_at), sweep_run_id or "")
-    session.info.setdefault(ENDED_KEY, []).append(ended)
+    session.info.setdefault(ENDED_KEY, []).append(EndedJob(job.kind, state))
+
+
+def note_sweep_ended(session: Session, job: Job, state: str, ticker: str, sweep_run_id: str = "") -> None:
+    """Note on the session that the sweep `job` ended (seed 001's metrics, counted once the transaction commits)."""
+    ended = EndedSweep(state, ticker, _seconds(job.created_at, job.completed_at), sweep_run_id or "")
+    session.info.setdefault(SWEEPS_ENDED_KEY, []).append(ended)
 
 
 class ResultsMetrics:
     """The results service's collectors, and the task that refreshes the database gauges."""
 
-    def __init__(self, refresh_seconds: float = 10.0, settle_seconds: float = 1.0) -> None:
+    def __init__(
+        self, refresh_seconds: float = 10.0, settle_seconds: float = 1.0, kind_names: Iterable[str] = ()
+    ) -> None:
         self.refresh_seconds = refresh_seconds
+        # The kinds the jobs gauge always reports (0 when none is active).
+        self.kind_names = tuple(kind_names)
         # After a job ended, refresh this much later (one read for a burst of endings).
         self.settle_seconds = settle_seconds
         self.registry = CollectorRegistry(auto_describe=True)
@@ -127,13 +144,12 @@ class ResultsMetrics:
             self._loop_ref.call_soon_threadsafe(self._wake.set)
         for ended in ended_jobs:
             self.jobs_ended.labels(kind=ended.kind, state=ended.state).inc()
-            if ended.kind != SWEEP_KIND:
-                continue
-            ticker = ended.ticker or "unknown"
-            self.sweeps_completed.labels(status=ended.state, ticker=ticker).inc()
-            self.sweep_duration.labels(status=ended.state, ticker=ticker).observe(ended.seconds)
-            if ended.sweep_run_id:
-                self._new_runs.append(ended.sweep_run_id)
+        for sweep in info.get(SWEEPS_ENDED_KEY, ()):
+            ticker = sweep.ticker or "unknown"
+            self.sweeps_completed.labels(status=sweep.state, ticker=ticker).inc()
+            self.sweep_duration.labels(status=sweep.state, ticker=ticker).observe(sweep.seconds)
+            if sweep.sweep_run_id:
+                self._new_runs.append(sweep.sweep_run_id)
 
     # ------------------------------------------------------------ what the database holds
 
@@ -149,10 +165,12 @@ class ResultsMetrics:
         }
         # A newer run of a strategy rewrites the same day files: count each day's directory once.
         per_day = (
-            sa.select(sa.func.max(DayBacktestDay.file_bytes).label("b"))
-            .join(DayBacktest, DayBacktest.job_id == DayBacktestDay.job_id)
-            .where(DayBacktest.artifacts_cleared_at.is_(None))
-            .group_by(DayBacktest.tenant_id, DayBacktest.user_id, DayBacktest.strategy_id, DayBacktestDay.date)
+            sa.select(sa.func.max(DayByDayBacktestDay.file_bytes).label("b"))
+            .join(DayByDayBacktest, DayByDayBacktest.job_id == DayByDayBacktestDay.job_id)
+            .where(DayByDayBacktest.artifacts_cleared_at.is_(None))
+            .group_by(
+                DayByDayBacktest.tenant_id, DayByDayBacktest.user_id, DayByDayBacktest.strategy_id, DayByDayBacktestDay.date
+            )
             .subquery()
         )
         artifact_bytes = int(session.scalar(sa.select(sa.func.coalesce(sa.func.sum(per_day.c.b), 0))) or 0)
@@ -182,7 +200,7 @@ class ResultsMetrics:
             self._new_runs = runs + self._new_runs
             raise
         self.queue_depth.set(sum(n for (_, state), n in counts.items() if state == "queued"))
-        kinds = {kind for kind, _ in counts} | {kind for kind, _ in self._kinds_seen} | {SWEEP_KIND}
+        kinds = {kind for kind, _ in counts} | {kind for kind, _ in self._kinds_seen} | set(self.kind_names)
         for kind in kinds:
             for state in ACTIVE_STATES:
                 self.jobs.labels(kind=kind, state=state).set(counts.get((kind, state), 0))

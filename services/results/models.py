@@ -2,42 +2,28 @@
 
 Public ids are strings (`sweep_...`, `run_...`, `ds_...`); rows that only
 exist inside one parent (events, result rows, outbox messages) have integer
-keys. Every time is stored as UTC; `UTCDateTime` hands back aware datetimes on
-both Postgres and SQLite (which keeps no zone).
+keys. Every time is stored as UTC; `UTCDateTime` (services.results.models_base)
+hands back aware datetimes on both Postgres and SQLite (which keeps no zone).
+
+The tables of later areas live in their own modules on the same `Base`
+(models_day_by_day, models_notifications, models_runs); this module imports
+them, so importing it puts every table into `Base.metadata` (migrations,
+schema tests).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
+from services.results import models_day_by_day, models_notifications, models_runs  # noqa: F401  (their tables)
+from services.results.models_base import Base, UTCDateTime
 
-class UTCDateTime(sa.types.TypeDecorator):
-    """A timestamp that goes in and comes out as an aware UTC datetime."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(UTC)
-        # SQLite stores text without an offset: store the UTC wall time.
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: sa.JSON(), float: sa.Double()}
+__all__ = ["Base", "UTCDateTime", "Tenant", "ApiKey", "Job", "JobEvent", "SweepRun", "SweepResult", "Dataset",
+           "DatasetVersion", "OutboxMessage"]
 
 
 class Tenant(Base):
@@ -201,8 +187,3 @@ class OutboxMessage(Base):
     headers: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
-
-
-# Models of later areas live in their own modules on the same Base; importing
-# them here puts every table into Base.metadata (migrations, schema tests).
-from services.results import models_daybyday, models_notifications, models_runs  # noqa: E402,F401

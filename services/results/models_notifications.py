@@ -1,4 +1,4 @@
-"""Models of webhook/email deliveries and tenant notification settings (issue 5) (share `Base` with services.results.models).
+"""Models of webhook/email deliveries and tenant notification settings (on the shared `Base`).
 
 - `NotificationSettings`: a tenant's default webhook URL and email, and the
   secret that signs all its webhooks.
@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.results.models import Base
+from services.results.models_base import Base
 
 
 class NotificationSettings(Base):

@@ -1,4 +1,4 @@
-"""Models of saved runs (issue 4) (share `Base` with services.results.models).
+"""Models of saved runs (on the shared `Base`).
 
 `strategy_runs` has the seed's columns (ticker, strategy, parameters, dates,
 interval, cash, pnl, return_pct, sharpe_ratio, max_drawdown, trade counts,
@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.results.models import Base
+from services.results.models_base import Base
 
 _BigId = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 

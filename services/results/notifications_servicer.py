@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from libs import grpc_util
 from services.results import notifications as n
 from services.results.models_notifications import Delivery, DeliveryAttempt, NotificationSettings
-from services.results.servicer import DatabaseServicer, _require, _unary
+from services.results.rpc import DatabaseServicer, require, unary
 from services.results.timefmt import rfc3339, utcnow
 
 log = logging.getLogger(__name__)
@@ -64,12 +64,12 @@ class NotificationsServicer(DatabaseServicer, notify_pb2_grpc.NotificationsServi
 
     # ------------------------------------------------------------ notifier
 
-    @_unary
+    @unary
     async def RecordEvent(self, request, context):
         event = request.event
         for attempt in range(2):
             try:
-                deliveries, created = await self._write(n.record_event, event)
+                deliveries, created = await self.write(n.record_event, event)
                 break
             except IntegrityError:
                 # Another replica recorded the same event at the same moment: read what it made.
@@ -84,12 +84,12 @@ class NotificationsServicer(DatabaseServicer, notify_pb2_grpc.NotificationsServi
             deliveries=[delivery_pb(d, event.event_type) for d in deliveries], created=created
         )
 
-    @_unary
+    @unary
     async def BeginAttempt(self, request, context):
-        claim = await self._write(
+        claim = await self.write(
             n.begin_attempt,
-            _require(request.delivery_id, "delivery_id"),
-            _require(request.task_id, "task_id"),
+            require(request.delivery_id, "delivery_id"),
+            require(request.task_id, "task_id"),
             request.lease_seconds,
         )
         return notify_pb2.BeginAttemptResponse(
@@ -101,11 +101,11 @@ class NotificationsServicer(DatabaseServicer, notify_pb2_grpc.NotificationsServi
             delivery_created_at=n.rfc3339_ms(claim.delivery_created_at),
         )
 
-    @_unary
+    @unary
     async def FinishAttempt(self, request, context):
         outcome = n.AttemptOutcome(
-            delivery_id=_require(request.delivery_id, "delivery_id"),
-            task_id=_require(request.task_id, "task_id"),
+            delivery_id=require(request.delivery_id, "delivery_id"),
+            task_id=require(request.task_id, "task_id"),
             attempt=request.attempt,
             outcome=request.outcome,
             status_code=request.status_code or None,
@@ -115,15 +115,15 @@ class NotificationsServicer(DatabaseServicer, notify_pb2_grpc.NotificationsServi
             retry_after_seconds=request.retry_after_seconds,
             url=request.url,
         )
-        recorded, state = await self._write(n.finish_attempt, outcome)
+        recorded, state = await self.write(n.finish_attempt, outcome)
         return notify_pb2.FinishAttemptResponse(recorded=recorded, state=state)
 
     # ------------------------------------------------------------ gateway
 
-    @_unary
+    @unary
     async def ListDeliveries(self, request, context):
-        event, rows = await self._read(
-            n.list_deliveries, _require(request.tenant_id, "tenant_id"), _require(request.job_id, "job_id")
+        event, rows = await self.read(
+            n.list_deliveries, require(request.tenant_id, "tenant_id"), require(request.job_id, "job_id")
         )
         event_type = event.event_type if event is not None else ""
         return notify_pb2.ListDeliveriesResponse(
@@ -132,24 +132,24 @@ class NotificationsServicer(DatabaseServicer, notify_pb2_grpc.NotificationsServi
             event_type=event_type,
         )
 
-    @_unary
+    @unary
     async def Redeliver(self, request, context):
-        event, deliveries = await self._write(
-            n.redeliver, _require(request.tenant_id, "tenant_id"), _require(request.job_id, "job_id"), request.channel
+        event, deliveries = await self.write(
+            n.redeliver, require(request.tenant_id, "tenant_id"), require(request.job_id, "job_id"), request.channel
         )
         log.info("redelivery requested", extra={"job_id": event.job_id, "event_id": event.event_id})
         return notify_pb2.RedeliverResponse(
             deliveries=[delivery_pb(d, event.event_type) for d in deliveries], event_id=event.event_id
         )
 
-    @_unary
+    @unary
     async def GetNotificationSettings(self, request, context):
-        row = await self._write(n.tenant_settings, _require(request.tenant_id, "tenant_id"))
+        row = await self.write(n.tenant_settings, require(request.tenant_id, "tenant_id"))
         return notify_pb2.GetNotificationSettingsResponse(settings=settings_pb(row))
 
-    @_unary
+    @unary
     async def UpdateNotificationSettings(self, request, context):
-        tenant_id = _require(request.tenant_id, "tenant_id")
+        tenant_id = require(request.tenant_id, "tenant_id")
 
         def update(s):
             return n.update_settings(
@@ -161,5 +161,5 @@ class NotificationsServicer(DatabaseServicer, notify_pb2_grpc.NotificationsServi
                 rotate_secret=request.rotate_secret,
             )
 
-        row = await self._write(update)
+        row = await self.write(update)
         return notify_pb2.UpdateNotificationSettingsResponse(settings=settings_pb(row))

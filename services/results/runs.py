@@ -317,7 +317,7 @@ def record_sweep_run(
     """Save the run of a completed sweep: its spec, a link to its results, and its best
     combination (parameters and metrics), replayable as a synchronous backtest.
 
-    `rows` are the sweep's combinations (`jobs.SweepRow`: fast/slow periods, total
+    `rows` are the sweep's combinations (`sweeps.SweepRow`: fast/slow periods, total
     trades, avg duration, metrics).
     """
     spec = job.sweep_spec or {}

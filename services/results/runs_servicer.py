@@ -19,7 +19,7 @@ from libs.metric_fields import run_metrics_dict, run_metrics_pb
 from services.results import runs
 from services.results.errors import InvalidArgument
 from services.results.models_runs import StrategyRun
-from services.results.servicer import DatabaseServicer, _unary
+from services.results.rpc import DatabaseServicer, unary
 from services.results.timefmt import rfc3339
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def _run_number(value: int) -> int:
 class RunsServicer(DatabaseServicer, runs_pb2_grpc.RunsServiceServicer):
     """Every RPC of the runs service; all state is in the database."""
 
-    @_unary
+    @unary
     async def SaveRun(self, request, context):
         r = request.run
         if not request.tenant_id:
@@ -140,19 +140,19 @@ class RunsServicer(DatabaseServicer, runs_pb2_grpc.RunsServiceServicer):
             "trades": trades,
             "equity": equity,
         }
-        run = await self._write(lambda s: runs.save_run(s, request.tenant_id, **fields))
+        run = await self.write(lambda s: runs.save_run(s, request.tenant_id, **fields))
         log.info("run saved", extra={"tenant_id": request.tenant_id, "run_id": run.run_number, "kind": run.kind})
         return runs_pb2.SaveRunResponse(run=run_pb(run, has_series=True))
 
-    @_unary
+    @unary
     async def ListRuns(self, request, context):
         limit = request.limit if request.HasField("limit") else runs.DEFAULT_LIST_LIMIT
-        rows, total = await self._read(
+        rows, total = await self.read(
             runs.list_runs, request.tenant_id, request.ticker, request.strategy, request.kind, limit, request.offset
         )
         return runs_pb2.ListRunsResponse(runs=[run_pb(r, with_replay=False) for r in rows], total=total)
 
-    @_unary
+    @unary
     async def GetRun(self, request, context):
         number = _run_number(request.run_id)
 
@@ -160,10 +160,10 @@ class RunsServicer(DatabaseServicer, runs_pb2_grpc.RunsServiceServicer):
             run = runs.get_run(s, request.tenant_id, number)
             return run, runs.has_series(s, run)
 
-        run, stored = await self._read(read)
+        run, stored = await self.read(read)
         return runs_pb2.GetRunResponse(run=run_pb(run, has_series=stored))
 
-    @_unary
+    @unary
     async def CompareRuns(self, request, context):
         numbers = [_run_number(n) for n in request.run_ids]
 
@@ -171,7 +171,7 @@ class RunsServicer(DatabaseServicer, runs_pb2_grpc.RunsServiceServicer):
             rows = runs.get_runs(s, request.tenant_id, numbers)
             return rows, runs.series_of(s, rows)
 
-        rows, series = await self._read(read)
+        rows, series = await self.read(read)
         out = runs_pb2.CompareRunsResponse()
         for r in rows:
             stored = series.get(r.id)
@@ -179,12 +179,12 @@ class RunsServicer(DatabaseServicer, runs_pb2_grpc.RunsServiceServicer):
             out.equity.append(runs_pb2.RunEquity(run_id=r.run_number, points=equity_pb(stored.equity if stored else None)))
         return out
 
-    @_unary
+    @unary
     async def GetRunTrades(self, request, context):
-        run, series = await self._read(runs.run_series, request.tenant_id, _run_number(request.run_id))
+        run, series = await self.read(runs.run_series, request.tenant_id, _run_number(request.run_id))
         return runs_pb2.GetRunTradesResponse(run=run_pb(run, has_series=True), trades=trades_pb(series.trades))
 
-    @_unary
+    @unary
     async def GetRunEquity(self, request, context):
-        run, series = await self._read(runs.run_series, request.tenant_id, _run_number(request.run_id))
+        run, series = await self.read(runs.run_series, request.tenant_id, _run_number(request.run_id))
         return runs_pb2.GetRunEquityResponse(run=run_pb(run, has_series=True), points=equity_pb(series.equity))

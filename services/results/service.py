@@ -15,9 +15,13 @@ from libs import grpc_util
 from libs.bus import JOB_EVENTS_QUEUE, JOBS_DEAD_QUEUE, JOBS_QUEUE, Bus, Consumer, InProcessBus
 from libs.settings import DEV_TENANT, Settings
 from services.results import datasets, jobs, keys, notifications
+from services.results.artifacts import ArtifactStore
 from services.results.background import DeadLetterHandler, OutboxRelay, TimeoutWatchdog
-from services.results.daybyday_servicer import wire_day_backtests
+from services.results.day_by_day import DayByDayConfig
+from services.results.day_by_day_servicer import wire_day_by_day
 from services.results.db import Database, database_url
+from services.results.kinds import registry
+from services.results.kinds.registry import KindRegistry
 from services.results.metrics import ResultsMetrics
 from services.results.notifications_servicer import SERVICE_NAME as NOTIFICATIONS_SERVICE_NAME
 from services.results.notifications_servicer import NotificationsServicer
@@ -89,9 +93,9 @@ def bootstrap(db: Database, settings: Settings) -> None:
                 log.info("demo datasets loaded", extra={"tenant_id": tenant_id, "tickers": ",".join(added)})
 
 
-def _requeue_active_jobs(db: Database) -> int:
+def _requeue_active_jobs(db: Database, kinds: KindRegistry) -> int:
     with db.write() as s:
-        return jobs.requeue_active_jobs(s)
+        return jobs.requeue_active_jobs(s, kinds)
 
 
 def _requeue_notifications(db: Database) -> None:
@@ -112,7 +116,11 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Res
     url = database_url(settings.database_url, settings.standalone, settings.hindsight_data_dir)
     db = Database(url)
     db.wakeups.bind(asyncio.get_running_loop())
-    servicer = ResultsServicer(db, bus, default_timeout_seconds=settings.hindsight_job_timeout_seconds)
+    day_by_day = DayByDayConfig(
+        ArtifactStore(settings.artifact_root()), float(settings.hindsight_artifact_ttl_hours), settings.day_shard_days()
+    )
+    kinds = registry.build(day_by_day)
+    servicer = ResultsServicer(db, bus, kinds, default_timeout_seconds=settings.hindsight_job_timeout_seconds)
 
     def register(server) -> str:
         results_pb2_grpc.add_ResultsServiceServicer_to_server(servicer, server)
@@ -130,7 +138,9 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Res
         notify_pb2_grpc.add_NotificationsServiceServicer_to_server(notifications_servicer, server)
         return NOTIFICATIONS_SERVICE_NAME
 
-    day_registrations, artifact_cleanup = wire_day_backtests(servicer, settings)
+    day_registrations, artifact_cleanup = wire_day_by_day(
+        db, servicer.ready, servicer.stopping, day_by_day, float(settings.hindsight_artifact_cleanup_interval_seconds)
+    )
 
     server = await grpc_util.start_server(
         [register, register_runs, register_notifications, *day_registrations],
@@ -138,24 +148,24 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Res
         port=settings.results_port if port is None else port,
     )
     dead_letters: Consumer | None = None
-    metrics = ResultsMetrics()
+    metrics = ResultsMetrics(kind_names=kinds.names)
     try:
         await db.run(db.migrate)
         await db.run(bootstrap, db, settings)
         if isinstance(bus, InProcessBus):
             # Messages of the in-process bus died with the previous process.
-            n = await db.run(_requeue_active_jobs, db)
+            n = await db.run(_requeue_active_jobs, db, kinds)
             if n:
                 log.info("re-queued unfinished jobs", extra={"jobs": n})
             await db.run(_requeue_notifications, db)
         # The queues (and the jobs queue's dead-letter queue) exist before anything is published or consumed.
         await bus.declare(JOBS_QUEUE)
         await bus.declare(JOB_EVENTS_QUEUE)
-        dead_handler = DeadLetterHandler(db, settings.hindsight_job_max_deliveries)
+        dead_handler = DeadLetterHandler(db, kinds, settings.hindsight_job_max_deliveries)
         dead_letters = await bus.consume(JOBS_DEAD_QUEUE, dead_handler)
         relay = OutboxRelay(db, bus)
         relay.start("results-outbox-relay")
-        watchdog = TimeoutWatchdog(db)
+        watchdog = TimeoutWatchdog(db, kinds)
         watchdog.start("results-timeout-watchdog")
         artifact_cleanup.start()  # expired day-by-day artifacts: now, then periodically
         metrics.start(db)  # counts ended jobs, reads the database gauges now and then

@@ -20,7 +20,7 @@ from domain.rules.strategy import StrategyInvalid, validate_definition
 from services.results.artifacts import check_strategy_id
 from services.results.errors import InvalidArgument, NotFound
 from services.results.keys import tenant_exists
-from services.results.models_daybyday import Strategy
+from services.results.models_day_by_day import Strategy
 from services.results.timefmt import utcnow
 
 MAX_DEFINITION_BYTES = 256 * 1024

@@ -1,14 +1,260 @@
-"""Reading a stored sweep run: the best combinations (the seed's `/sweeps/{id}/best`)."""
+"""Sweeps (seed 001) in results: submission, the engine's results, the job's end, and the
+best combinations of a stored run (the seed's `/sweeps/{id}/best`).
+
+Every function takes a `Session` inside the caller's transaction; the job's
+lifecycle is services.results.jobs, and services.results.kinds.sweep makes this
+the handler of JOB_KIND_SWEEP.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
+import re
+import secrets
+import string
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from services.results.errors import NotFound
-from services.results.models import SweepResult, SweepRun
+from domain.sweep import INITIAL_CASH_DEFAULT, MIN_TRADES_DEFAULT, SweepSpec, spec_problems
+from libs.metric_fields import SWEEP_OPTIONAL_METRICS
+from services.results import jobs, runs
+from services.results.datasets import resolve_dataset
+from services.results.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.results.jobs import JobEnd, Submission
+from services.results.metrics import note_sweep_ended
+from services.results.models import Job, SweepResult, SweepRun
+from services.results.timefmt import utcnow
+
+log = logging.getLogger(__name__)
+
+_RUN_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+# Bar-pairs per second the estimate assumes: well under the kernel's ~500 M/s on one
+# core, to leave room for a loaded machine, progress reports and storing the results.
+ESTIMATE_BAR_PAIRS_PER_SECOND = 100e6
+
+
+# ---------------------------------------------------------------- submission
+
+
+def new_job_id(ticker: str, now: datetime) -> str:
+    """`sweep_20250127_103045_btcusd_ab12cd` (the seed's id plus 6 random hex chars)."""
+    slug = re.sub(r"[^a-z0-9]", "", ticker.lower())
+    return f"sweep_{now.strftime('%Y%m%d_%H%M%S')}_{slug}_{secrets.token_hex(3)}"
+
+
+def new_sweep_run_id() -> str:
+    """`run_` + 12 random lowercase alphanumerics (the seed's `run_abc123xyz789`)."""
+    return "run_" + "".join(secrets.choice(_RUN_ID_ALPHABET) for _ in range(12))
+
+
+def estimate_duration_seconds(combinations: int, bars: int) -> int:
+    """Rough run time shown at submission: 1 s to start and load the bars, plus the
+    fused sweep over bars × combinations; 1 s when there are no bars (the job fails fast)."""
+    if bars <= 0:
+        return 1
+    return max(1, math.ceil(1 + bars / 1e6 + combinations * bars / ESTIMATE_BAR_PAIRS_PER_SECOND))
+
+
+def _bars_of(session: Session, tenant_id: str, spec: dict[str, Any]) -> int:
+    """Bars of the dataset the sweep will run on (0 when there is none yet)."""
+    found = resolve_dataset(session, tenant_id, str(spec.get("ticker", "")), str(spec.get("interval") or ""))
+    return int(found.bars) if found is not None else 0
+
+
+def sweep_spec_of(spec: dict[str, Any]) -> SweepSpec:
+    """The domain's sweep of a stored SweepSpec (proto defaults: "" and 0 mean the default)."""
+    return SweepSpec(
+        ticker=str(spec.get("ticker", "")).strip(),
+        fast_range=(int(spec.get("fast_min", 0)), int(spec.get("fast_max", 0))),
+        slow_range=(int(spec.get("slow_min", 0)), int(spec.get("slow_max", 0))),
+        step=int(spec.get("step", 0)),
+        min_trades=int(spec.get("min_trades") or MIN_TRADES_DEFAULT),
+        strategy_type=str(spec.get("strategy_type") or "SMA"),
+        interval=str(spec.get("interval") or ""),
+        direction=str(spec.get("direction") or "long"),
+        fill=str(spec.get("fill") or "next_open"),
+        commission_pct=float(spec.get("commission_pct") or 0.0),
+        slippage_pct=float(spec.get("slippage_pct") or 0.0),
+        initial_cash=float(spec.get("initial_cash") or INITIAL_CASH_DEFAULT),
+    )
+
+
+def validate_sweep_spec(spec: dict[str, Any]) -> int:
+    """Check a sweep spec (a SweepSpec as a dict) with the domain's rules; returns the number of combinations."""
+    sweep = sweep_spec_of(spec)
+    problems = spec_problems(sweep)
+    if problems:
+        raise InvalidArgument("; ".join(f"sweep.{p.field}: {p.message}" for p in problems))
+    return sweep.combinations
+
+
+def submit(session: Session, submission: Submission, spec: dict[str, Any]) -> Job:
+    """Insert a queued sweep job (`spec`: its SweepSpec as a dict), its first event and its JobMessage."""
+    jobs.check_tenant(session, submission.tenant_id)
+    combinations = validate_sweep_spec(spec)
+    jobs.check_timeout(submission.timeout_seconds)
+    now = utcnow()
+    job = jobs.queued_job(
+        submission,
+        job_id=new_job_id(str(spec["ticker"]), now),
+        combinations=combinations,
+        estimated_duration_seconds=estimate_duration_seconds(combinations, _bars_of(session, submission.tenant_id, spec)),
+        now=now,
+        sweep_spec=spec,
+    )
+    session.add(job)
+    jobs.append_queued_event(session, job)
+    jobs.queue_job(session, job, submission)
+    session.flush()
+    return job
+
+
+# ---------------------------------------------------------------- the engine's results
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """One combo's metrics as the engine reports them (None: undefined)."""
+
+    ticker: str
+    strategy_type: str
+    fast_period: int
+    slow_period: int
+    total_trades: int
+    avg_trade_duration: str
+    metrics: dict[str, float | None]
+
+
+def complete_sweep(
+    session: Session,
+    job_id: str,
+    rows: list[SweepRow],
+    execution_time_seconds: float,
+    bars: int,
+    dataset_version_id: str = "",
+) -> tuple[str, bool]:
+    """Store a sweep's results, save the sweep as a run, and complete its job; (sweep_run_id, stored)."""
+    job = jobs.locked_job(session, job_id)
+    if job.state == jobs.COMPLETED:
+        # A redelivered completion: the first one was stored.
+        return job.sweep_run_id or "", True
+    if job.state in (jobs.FAILED, jobs.CANCELLED):
+        return "", False
+    if job.state != jobs.RUNNING:
+        raise FailedPrecondition(f"job {job_id!r} is {job.state}, not running")
+    spec = job.sweep_spec or {}
+    now = utcnow()
+    run_id = new_sweep_run_id()
+    session.add(
+        SweepRun(
+            sweep_run_id=run_id,
+            job_id=job.job_id,
+            tenant_id=job.tenant_id,
+            ticker=str(spec.get("ticker", "")),
+            strategy_type=str(spec.get("strategy_type") or "SMA"),
+            min_trades=int(spec.get("min_trades", 0)),
+            total_combinations=len(rows),
+            execution_time_seconds=float(execution_time_seconds),
+            created_at=now,
+        )
+    )
+    session.flush()
+    if rows:
+        session.execute(
+            sa.insert(SweepResult),
+            [
+                {
+                    "sweep_run_id": run_id,
+                    "ticker": r.ticker,
+                    "strategy_type": r.strategy_type,
+                    "fast_period": r.fast_period,
+                    "slow_period": r.slow_period,
+                    "total_trades": r.total_trades,
+                    "avg_trade_duration": r.avg_trade_duration,
+                    **{k: runs.finite(r.metrics.get(k)) for k in SWEEP_OPTIONAL_METRICS},
+                }
+                for r in rows
+            ],
+        )
+    _save_sweep_run(session, job, run_id, rows, execution_time_seconds, bars, dataset_version_id)
+    started = job.started_at or job.created_at
+    # The seed's callback reports execution_time_seconds as the job's wall time from
+    # submission to completion (its example: queued 10:30:45, done 10:32:52 → 127);
+    # the engine's own compute time is kept beside it as engine_seconds.
+    wall_seconds = round((now - job.created_at).total_seconds(), 1)
+    job.sweep_run_id = run_id
+    job.metrics = {
+        "duration_seconds": round((now - started).total_seconds(), 1),
+        "combinations_tested": len(rows),
+        "execution_time_seconds": wall_seconds,
+        "engine_seconds": round(float(execution_time_seconds), 3),
+        "bars": int(bars),
+    }
+    jobs.end_job(session, job, jobs.COMPLETED, finish)
+    return run_id, True
+
+
+def _save_sweep_run(session: Session, job: Job, sweep_run_id: str, rows: list[SweepRow], seconds: float, bars: int,
+                    dataset_version_id: str) -> None:
+    """Every sweep is also a saved run (services.results.runs); recording it never fails the sweep."""
+    try:
+        with session.begin_nested():
+            runs.record_sweep_run(session, job, sweep_run_id, rows, float(seconds), int(bars), dataset_version_id)
+    except Exception:  # a bug in the run record must not lose the sweep's results
+        log.exception("could not save the sweep as a run", extra={"job_id": job.job_id, "sweep_run_id": sweep_run_id})
+
+
+# ---------------------------------------------------------------- the job's end
+
+
+def _ticker(job: Job) -> str:
+    return str((job.sweep_spec or {}).get("ticker", "") or (job.parameters or {}).get("ticker", ""))
+
+
+def finish(session: Session, job: Job, state: str, error_message: str, ts: str) -> JobEnd:
+    """A sweep's final event and its seed-001 callback (`sweep.completed` / `sweep.failed`)."""
+    ticker = _ticker(job)
+    sweep_run_id = (job.sweep_run_id or "") if state == jobs.COMPLETED else ""
+    note_sweep_ended(session, job, state, ticker, sweep_run_id)
+    if state == jobs.COMPLETED:
+        metrics = job.metrics or {}
+        event_type = "sweep.completed"
+        payload = {
+            "event_type": event_type,
+            "job_id": job.job_id,
+            "sweep_run_id": sweep_run_id,
+            "status": jobs.COMPLETED,
+            "ticker": ticker,
+            "result_data": {
+                "sweep_run_id": sweep_run_id,
+                "total_combinations": metrics.get("combinations_tested", 0),
+                "execution_time_seconds": metrics.get("execution_time_seconds", 0.0),
+                "completed_at": ts,
+            },
+            "timestamp": ts,
+        }
+        event = {"done": True, "status": jobs.COMPLETED, "sweep_run_id": sweep_run_id, "timestamp": ts}
+        return JobEnd(event, event_type, payload)
+    event_type = "sweep.failed"
+    payload = {
+        "event_type": event_type,
+        "job_id": job.job_id,
+        "status": state,
+        "ticker": ticker,
+        "error_message": error_message,
+        "timestamp": ts,
+    }
+    event = {"error": True, "message": error_message, "status": state, "timestamp": ts}
+    return JobEnd(event, event_type, payload)
+
+
+# ---------------------------------------------------------------- reading a run
 
 
 @dataclass(frozen=True)

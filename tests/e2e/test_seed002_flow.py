@@ -15,7 +15,7 @@ import zipfile
 import httpx
 import numpy as np
 
-from tests.e2e.daybyday_support import (  # noqa: F401  (fixtures)
+from tests.e2e.day_by_day_support import (  # noqa: F401  (fixtures)
     SEED_STRATEGY_ID,
     EventSource,
     auth_headers,

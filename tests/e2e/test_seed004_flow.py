@@ -10,7 +10,7 @@ import time
 
 import requests
 
-from tests.e2e.daybyday_support import (  # noqa: F401  (fixtures)
+from tests.e2e.day_by_day_support import (  # noqa: F401  (fixtures)
     auth_headers,
     dbd_stack_fixture,
     expected_trades,

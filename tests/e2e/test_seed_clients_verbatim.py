@@ -32,7 +32,7 @@ import pandas as pd
 import pytest
 
 from tests.seeds import seed_file
-from tests.e2e.daybyday_support import (  # noqa: F401  (fixtures)
+from tests.e2e.day_by_day_support import (  # noqa: F401  (fixtures)
     SEED_STRATEGY_ID,
     STRATEGY,
     auth_headers,

@@ -98,7 +98,7 @@ class NotifyStack:
     async def submit(self, tenant: str, webhook_url: str = "", notify_email: str = "", ticker: str = "BTC-USD") -> str:
         req = results_pb2.SubmitJobRequest(
             tenant_id=tenant,
-            kind="trading-sweep",
+            job_kind=jobs_pb2.JOB_KIND_SWEEP,
             parameters_json=json.dumps({"ticker": ticker, "fast_range": [10, 20], "slow_range": [20, 30], "step": 5}),
             webhook_url=webhook_url,
             notify_email=notify_email,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hindsight.jobs.v1 import jobs_pb2
+
 from services.notifier.mail import JobSummary, compose
 
 
@@ -16,9 +18,10 @@ def _email(job: JobSummary, payload: dict) -> dict[str, str]:
 
 
 def test_links_open_the_job_in_the_dashboard_beside_the_api():
-    sweep = JobSummary(job_id="sweep_1", status="completed", kind="trading-sweep", sweep_run_id="run_1",
+    sweep = JobSummary(job_id="sweep_1", status="completed", kind=jobs_pb2.JOB_KIND_SWEEP, sweep_run_id="run_1",
                        ticker="BTC-USD")
-    days = JobSummary(job_id="bt_1", status="failed", kind="day-backtest", error_message="boom")
+    days = JobSummary(job_id="bt_1", status="failed", kind=jobs_pb2.JOB_KIND_DAY_BY_DAY,
+                      error_message="boom")
     other = JobSummary(job_id="job_1", status="completed")
     cases = [
         (sweep, {"event_type": "sweep.completed", "status": "completed"}, "https://hindsight.example/ui/sweeps?job=sweep_1"),

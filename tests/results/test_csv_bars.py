@@ -69,7 +69,7 @@ def test_a_huge_bad_cell_is_clipped_in_the_message():
 
 
 def test_status_messages_fit_in_a_grpc_header():
-    from services.results.servicer import MAX_STATUS_MESSAGE_CHARS, status_message
+    from services.results.rpc import MAX_STATUS_MESSAGE_CHARS, status_message
 
     assert status_message(InvalidArgument("short")) == "short"
     long = status_message(InvalidArgument("é" * 50_000))

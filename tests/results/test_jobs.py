@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime
 import re
+from datetime import datetime
 
 import grpc
 import pytest
@@ -53,7 +53,7 @@ async def test_submit_stores_job_event_and_outbox_row_and_relays(pg, pg_db):
     # The outbox row is relayed to the bus and marked sent.
     await eventually(lambda: any(bus_pb2.JobMessage.FromString(b).job_id == job.job_id for b in pg.bus.bodies(JOBS_QUEUE)))
     msg = next(m for m in map(bus_pb2.JobMessage.FromString, pg.bus.bodies(JOBS_QUEUE)) if m.job_id == job.job_id)
-    assert (msg.tenant_id, msg.kind) == (tenant, "trading-sweep")
+    assert (msg.tenant_id, msg.job_kind) == (tenant, jobs_pb2.JOB_KIND_SWEEP)
     await eventually(
         lambda: pg_db.scalar(
             "SELECT count(*) FROM outbox WHERE queue = :q AND sent_at IS NOT NULL AND position(:j in encode(body, 'escape')) > 0",
@@ -97,7 +97,7 @@ async def test_submit_with_bus_disconnected_is_unavailable_and_stores_nothing(pg
 async def test_submit_validation(pg, pg_db):
     tenant, _ = pg_db.tenant()
     bad = [
-        results_pb2.SubmitJobRequest(tenant_id=tenant, kind="trading-sweep"),  # no sweep spec
+        results_pb2.SubmitJobRequest(tenant_id=tenant, job_kind=jobs_pb2.JOB_KIND_SWEEP),  # no sweep spec
         submit_request(tenant, sweep=jobs_pb2.SweepSpec(ticker="X", fast_min=10, fast_max=20, slow_min=20, slow_max=30)),
         submit_request(tenant, sweep=jobs_pb2.SweepSpec(ticker="X", fast_min=30, fast_max=40, slow_min=10, slow_max=20, step=1)),
         submit_request(tenant, parameters_json="{not json"),
@@ -111,6 +111,37 @@ async def test_submit_validation(pg, pg_db):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await pg.stub.SubmitJob(submit_request("no-such-tenant"))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.asyncio
+async def test_submit_names_its_kind_with_job_kind(pg, pg_db):
+    tenant, _ = pg_db.tenant()
+    refused = {
+        "job_kind is required": submit_request(tenant, job_kind=jobs_pb2.JOB_KIND_UNSPECIFIED),
+        "unknown job kind 99": submit_request(tenant, job_kind=99),
+        "unknown job kind 'no-such-kind' (expected one of trading-sweep, day-backtest)": submit_request(
+            tenant, job_kind=jobs_pb2.JOB_KIND_UNSPECIFIED, kind="no-such-kind"
+        ),
+        # The spec must be the kind's own.
+        "day_backtest spec is required for kind 'day-backtest'": submit_request(
+            tenant, job_kind=jobs_pb2.JOB_KIND_DAY_BY_DAY
+        ),
+    }
+    for message, req in refused.items():
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await pg.stub.SubmitJob(req)
+        assert (err.value.code(), err.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT, message)
+    assert pg_db.scalar("SELECT count(*) FROM jobs WHERE tenant_id = :t", t=tenant) == 0
+    # The kind comes back as its enum and, for the API, as the name it has always had.
+    job = (await pg.stub.SubmitJob(submit_request(tenant))).job
+    assert (job.job_kind, job.kind, job.WhichOneof("spec")) == (jobs_pb2.JOB_KIND_SWEEP, "trading-sweep", "sweep")
+    assert pg_db.scalar("SELECT kind FROM jobs WHERE job_id = :j", j=job.job_id) == "trading-sweep"
+    # A client from before JobKind names the kind by that name (deprecated field).
+    legacy = (await pg.stub.SubmitJob(
+        submit_request(tenant, job_kind=jobs_pb2.JOB_KIND_UNSPECIFIED, kind="trading-sweep"))).job
+    assert (legacy.job_kind, legacy.kind) == (jobs_pb2.JOB_KIND_SWEEP, "trading-sweep")
+    listed = (await pg.stub.ListJobs(results_pb2.ListJobsRequest(tenant_id=tenant))).jobs
+    assert {(j.job_kind, j.kind) for j in listed} == {(jobs_pb2.JOB_KIND_SWEEP, "trading-sweep")}
 
 
 @pytest.mark.asyncio
@@ -307,7 +338,7 @@ async def test_dead_lettered_message_fails_the_job(pg, pg_db):
     tenant, _ = pg_db.tenant()
     job = await _submit(pg, tenant)
     handler = pg.bus.consumers[JOBS_DEAD_QUEUE]
-    body = bus_pb2.JobMessage(job_id=job.job_id, tenant_id=tenant, kind="trading-sweep").SerializeToString()
+    body = bus_pb2.JobMessage(job_id=job.job_id, tenant_id=tenant, job_kind=jobs_pb2.JOB_KIND_SWEEP).SerializeToString()
     await handler(Delivery(body=body, delivery_count=2))
     got = (await pg.stub.GetJob(results_pb2.GetJobRequest(tenant_id=tenant, job_id=job.job_id))).job
     assert got.state == jobs_pb2.JOB_STATE_FAILED
@@ -358,11 +389,11 @@ async def test_relay_retries_until_the_broker_takes_messages(services, results_p
 
 def test_stored_states_are_the_proto_state_names():
     # The servicer maps the database's state strings to JobState by these names.
-    assert jobs_module.ACTIVE_STATES + jobs_module.ENDED_STATES == tuple(STATE_NAMES.values())
+    assert tuple(STATE_NAMES.values()) == jobs_module.ACTIVE_STATES + jobs_module.ENDED_STATES
 
 
 def test_the_estimate_follows_bars_times_combinations():
-    from services.results.jobs import ESTIMATE_BAR_PAIRS_PER_SECOND, estimate_duration_seconds
+    from services.results.sweeps import ESTIMATE_BAR_PAIRS_PER_SECOND, estimate_duration_seconds
 
     assert estimate_duration_seconds(8, 0) == 1  # no data: the job fails at once
     small = estimate_duration_seconds(8, 2_000)

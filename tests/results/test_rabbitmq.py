@@ -42,7 +42,7 @@ async def test_submit_reaches_rabbitmq_and_job_ended_is_published(services, resu
         job = (await running.stub.SubmitJob(submit_request(tenant, ticker="BTC-USD"))).job
         await eventually(lambda: any(m.job_id == job.job_id for m in got), timeout=10)
         msg = next(m for m in got if m.job_id == job.job_id)
-        assert (msg.tenant_id, msg.kind) == (tenant, "trading-sweep")
+        assert (msg.tenant_id, msg.job_kind) == (tenant, jobs_pb2.JOB_KIND_SWEEP)
         assert db.scalar(
             "SELECT count(*) FROM outbox WHERE sent_at IS NULL AND position(:j in encode(body, 'escape')) > 0", j=job.job_id
         ) == 0

@@ -12,9 +12,9 @@ import pytest
 from prometheus_client import generate_latest
 
 from services.results.db import Database, sqlite_url
-from services.results.metrics import ResultsMetrics, note_job_ended
+from services.results.metrics import ResultsMetrics, note_job_ended, note_sweep_ended
 from services.results.models import Job, SweepResult, SweepRun, Tenant
-from services.results.models_daybyday import DayBacktest, DayBacktestDay
+from services.results.models_day_by_day import DayByDayBacktest, DayByDayBacktestDay
 from services.results.timefmt import utcnow
 
 
@@ -40,7 +40,7 @@ def _day_run(s, job_id: str, strategy: str, days: dict[str, int], cleared: bool 
     now = utcnow()
     s.add(_job(job_id, "completed", kind="day-backtest"))
     s.flush()
-    s.add(DayBacktest(
+    s.add(DayByDayBacktest(
         job_id=job_id, tenant_id="t", user_id="u1", strategy_id=strategy, strategy_name="s",
         backtest_id=f"{strategy}_x", start_date="2024-01-01", end_date="2024-01-31", ticker="AAA", interval="1m",
         dataset_version_id="v", initial_capital=1.0, slippage_pct=0.0, commission_pct=0.0, strategy_definition={},
@@ -49,7 +49,7 @@ def _day_run(s, job_id: str, strategy: str, days: dict[str, int], cleared: bool 
     ))
     s.flush()
     for n, (date, size) in enumerate(days.items()):
-        s.add(DayBacktestDay(job_id=job_id, date=date, day_number=n + 1, positions=0, pnl=0.0, winning_trades=0,
+        s.add(DayByDayBacktestDay(job_id=job_id, date=date, day_number=n + 1, positions=0, pnl=0.0, winning_trades=0,
                              losing_trades=0, largest_win=0.0, largest_loss=0.0, summary={}, file_bytes=size))
 
 
@@ -83,12 +83,14 @@ async def test_a_committed_job_end_is_counted_once_and_refreshes_the_gauges(db):
             job = _job("sweep_x", "completed", seconds=42.0)
             s.add(job)
             s.flush()
-            note_job_ended(s, job, "completed", "AAA")
+            note_job_ended(s, job, "completed")
+            note_sweep_ended(s, job, "completed", "AAA")
         try:
             with db.write() as s:
                 job = _job("sweep_y", "failed")
                 s.add(job)
-                note_job_ended(s, job, "failed", "AAA")
+                note_job_ended(s, job, "failed")
+                note_sweep_ended(s, job, "failed", "AAA")
                 raise RuntimeError("rolled back")
         except RuntimeError:
             pass

@@ -3,7 +3,7 @@ legacy all-days `POST /api/v1/backtest`) and seed 004 (`/api/v1/backtest/run`, s
 metadata, day files, clear, cleanup).
 
 Both run a stored rule strategy (`/api/v1/strategies`) day by day as a job of
-kind `day-backtest`; results keeps each day's gzip JSON files under
+kind JOB_KIND_DAY_BY_DAY; results keeps each day's gzip JSON files under
 tenant/user/strategy/date. A seed-004 `user_id` is a partition inside the
 caller's tenant. Ids in paths are validated here (and again by results):
 a `..`, an encoded slash, a non-UUID strategy id or a malformed date is a 400.
@@ -28,6 +28,7 @@ import grpc
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from hindsight.backtest.v1 import backtest_pb2, backtest_pb2_grpc
+from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2
 from opentelemetry import trace
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -38,14 +39,12 @@ from services.gateway.body import read_fields
 from services.gateway.deps import BackendDep, CallerDep, checked_id
 from services.gateway.errors import ApiError, invalid
 from services.gateway.routes.jobs import SSE_PING_SECONDS, _after_seq, relaying
-from services.gateway.routes.strategies import results_stub
 from services.gateway.sweep_request import SweepInvalid, _email, check_webhook_target
 from services.gateway.views import timestamp
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["day-by-day backtests"])
 
-KIND = "day-backtest"
 USER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 ISO_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 DMY_DATE_RE = re.compile(r"^(\d{2})-(\d{2})-(\d{4})$")
@@ -57,7 +56,7 @@ LEGACY_WAIT_SECONDS = 600.0
 
 
 def _days_stub(backend: Backend) -> backtest_pb2_grpc.DayBacktestServiceStub:
-    return results_stub(backend, backtest_pb2_grpc.DayBacktestServiceStub, "_hs_day_backtest_stub")
+    return backend.day_by_day
 
 
 def _trace_id() -> str:
@@ -198,7 +197,7 @@ async def submit(backend: Backend, caller: Caller, fields: dict[str, Any], *, ne
         raise invalid("invalid backtest parameters", problems)
     request = results_pb2.SubmitJobRequest(
         tenant_id=caller.tenant_id,
-        kind=KIND,
+        job_kind=jobs_pb2.JOB_KIND_DAY_BY_DAY,
         parameters_json=json.dumps(fields, separators=(",", ":"), default=str),
         webhook_url=webhook,
         day_backtest=spec,
@@ -206,7 +205,7 @@ async def submit(backend: Backend, caller: Caller, fields: dict[str, Any], *, ne
         notify_email=email or "",
     )
     resp = await backend.call(backend.stub.SubmitJob, request)
-    backend.metrics.jobs_queued.labels(ticker=resp.job.day_backtest.ticker, strategy_type=KIND).inc()
+    backend.metrics.jobs_queued.labels(ticker=resp.job.day_backtest.ticker, strategy_type=resp.job.kind).inc()
     return resp.job
 
 

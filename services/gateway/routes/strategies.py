@@ -45,18 +45,8 @@ stops and targets (percent or points from the entry fill) are checked inside eac
 positions still open at `square_off` close at that bar's open (`exit_reason: square_off`)."""
 
 
-def results_stub(backend: Backend, cls: type, attr: str):
-    """A stub of another results service on the gateway's results channel (cached per channel)."""
-    chan = backend._results_channel()
-    cached = getattr(backend, attr, None)
-    if cached is None or cached[0] is not chan:
-        cached = (chan, cls(chan))
-        setattr(backend, attr, cached)
-    return cached[1]
-
-
 def _stub(backend: Backend) -> backtest_pb2_grpc.StrategiesServiceStub:
-    return results_stub(backend, backtest_pb2_grpc.StrategiesServiceStub, "_hs_strategies_stub")
+    return backend.strategies
 
 
 def strategy_view(s: backtest_pb2.Strategy) -> dict[str, Any]:

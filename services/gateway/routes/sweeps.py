@@ -23,7 +23,6 @@ from services.gateway.sweep_request import SweepInvalid, SweepRequest, check_web
 from services.gateway.views import stream_url, sweep_row, timestamp, utc_now
 
 router = APIRouter(tags=["sweeps"])
-SWEEP_KIND = "trading-sweep"
 
 
 class SweepBody(BaseModel):
@@ -99,7 +98,7 @@ async def submit_sweep(backend: Backend, caller: Caller, sweep: SweepRequest) ->
     )
     request = results_pb2.SubmitJobRequest(
         tenant_id=caller.tenant_id,
-        kind=SWEEP_KIND,
+        job_kind=jobs_pb2.JOB_KIND_SWEEP,
         parameters_json=json.dumps(sweep.parameters(), separators=(",", ":")),
         webhook_url=sweep.webhook_url or "",
         timeout_seconds=sweep.timeout_seconds or 0,

@@ -1,8 +1,9 @@
 """Day-by-day backtests (seeds 002 and 004) on the results side: submission, the days the
-engine stores, completion, and what users read (status, metadata, day files), clear and cleanup.
+engine stores, completion, the job's end, and what users read (status, metadata, day files),
+clear and cleanup. services.results.kinds.day_by_day makes this the handler of JOB_KIND_DAY_BY_DAY.
 
 Every function takes a `Session` inside the caller's transaction. Job rows are
-locked before a change (as in services.results.jobs). Artifacts are written
+locked before a change (services.results.jobs.locked_job). Artifacts are written
 through the `ArtifactStore` inside the transaction that records them, after the
 job row is locked, so a cancel (or a clear) and a late write of the engine
 never interleave.
@@ -24,32 +25,29 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from hindsight.bus.v1 import bus_pb2
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from libs.bus import JOBS_QUEUE
 from domain.sessions import session_days
-from services.results import jobs
+from services.results import jobs, runs
 from services.results.artifacts import FILE_NAMES, ArtifactStore, Removed, check_date, check_strategy_id, check_user_id
 from services.results.datasets import load_bars, resolve_dataset
 from services.results.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.results.keys import tenant_exists
+from services.results.jobs import JobEnd, Submission
 from services.results.models import Job
-from services.results.models_daybyday import DayBacktest, DayBacktestDay
+from services.results.models_day_by_day import DayByDayBacktest, DayByDayBacktestDay
 from services.results.strategies import get_strategy
 from services.results.timefmt import rfc3339, utcnow
 
 log = logging.getLogger(__name__)
 
-KIND = jobs.DAY_BACKTEST_KIND
 DEFAULT_CAPITAL = 100_000.0
 MAX_RANGE_DAYS = 3_700
 MAX_DAYS_PER_STORE = 500
 
 
 @dataclass(frozen=True)
-class DayConfig:
+class DayByDayConfig:
     """Where artifacts go, how long they live, how long ranges are split."""
 
     store: ArtifactStore
@@ -114,23 +112,12 @@ def _active_key(tenant_id: str, user_id: str, strategy_id: str) -> str:
 # ---------------------------------------------------------------- submission
 
 
-def submit(
-    session: Session,
-    config: DayConfig,
-    *,
-    tenant_id: str,
-    spec: dict[str, Any],
-    parameters: Any,
-    webhook_url: str,
-    notify_email: str,
-    timeout_seconds: int,
-    trace_id: str,
-    headers: dict[str, Any],
-) -> tuple[Job, DayBacktest]:
-    """Check the spec, queue the job (row, first event, JobMessage) and replace the
-    previous artifacts of the same user (or seed-002 partition) and strategy."""
-    if not tenant_exists(session, tenant_id):
-        raise NotFound(f"tenant {tenant_id!r} not found")
+def submit(session: Session, config: DayByDayConfig, submission: Submission, spec: dict[str, Any]) -> Job:
+    """Check the spec (a DayBacktestSpec as a dict), queue the job (row, first event, one
+    JobMessage per shard) and replace the previous artifacts of the same user (or seed-002
+    partition) and strategy."""
+    tenant_id = submission.tenant_id
+    jobs.check_tenant(session, tenant_id)
     strategy_id = check_strategy_id(str(spec.get("strategy_id") or ""))
     user_id = check_user_id(str(spec.get("user_id") or ""), required=False)
     start = check_date(str(spec.get("start_date") or ""), "start_date")
@@ -142,8 +129,7 @@ def submit(
     capital = _finite(spec.get("initial_capital"), "initial_capital", DEFAULT_CAPITAL, 1e-6, 1e15)
     slippage = _finite(spec.get("slippage_pct") or 0.0, "slippage_percentage", 0.0, 0.0, 50.0)
     commission = _finite(spec.get("commission_pct") or 0.0, "commission_percentage", 0.0, 0.0, 50.0)
-    if timeout_seconds < 1:
-        raise InvalidArgument("timeout_seconds must be positive")
+    jobs.check_timeout(submission.timeout_seconds)
     strategy = get_strategy(session, tenant_id, strategy_id)
     definition = strategy.definition
     ticker = definition["dataset"]["ticker"]
@@ -167,20 +153,13 @@ def submit(
     now = utcnow()
     backtest_id = f"{strategy_id}_{start.isoformat()}_{end.isoformat()}"
     job = jobs.queued_job(
+        submission,
         job_id=new_job_id(now),
-        tenant_id=tenant_id,
-        kind=KIND,
-        parameters=parameters,
-        sweep_spec=None,
-        webhook_url=webhook_url,
-        notify_email=notify_email,
-        timeout_seconds=timeout_seconds,
-        trace_id=trace_id,
         combinations=total_days,
         estimated_duration_seconds=max(1, math.ceil(1 + total_days / 100)),
         now=now,
     )
-    bt = DayBacktest(
+    bt = DayByDayBacktest(
         job_id=job.job_id,
         tenant_id=tenant_id,
         user_id=user_id,
@@ -214,44 +193,33 @@ def submit(
             session.add(bt)
             session.flush()
     except IntegrityError:
-        running = session.scalar(sa.select(DayBacktest).where(DayBacktest.active_key == bt.active_key))
+        running = session.scalar(sa.select(DayByDayBacktest).where(DayByDayBacktest.active_key == bt.active_key))
         if running is None:
             raise
         who = f"user {user_id}" if user_id else f"strategy {strategy_id}"
         raise FailedPrecondition(f"Job already running for {who}: {running.job_id}") from None
     jobs.append_queued_event(session, job)
-    if len(shards) == 1:
-        jobs.add_outbox(session, JOBS_QUEUE, jobs.job_message(job), headers)
-    else:
-        # Days are independent (every day squares off): any engine replica may take any shard.
-        for first, last, offset in shards:
-            msg = bus_pb2.JobMessage(
-                job_id=job.job_id,
-                tenant_id=tenant_id,
-                kind=KIND,
-                day_start=first.isoformat(),
-                day_end=last.isoformat(),
-                day_offset=offset,
-            )
-            jobs.add_outbox(session, JOBS_QUEUE, msg.SerializeToString(), headers)
+    # Days are independent (every day squares off): any engine replica may take any shard.
+    parts = [{"day_start": a.isoformat(), "day_end": b.isoformat(), "day_offset": n} for a, b, n in shards]
+    jobs.queue_job(session, job, submission, parts if len(parts) > 1 else None)
     # A new run replaces the previous artifacts of the same user and strategy.
     previous = session.scalars(
-        sa.select(DayBacktest).where(
-            DayBacktest.tenant_id == tenant_id,
-            DayBacktest.user_id == user_id,
-            DayBacktest.strategy_id == strategy_id,
-            DayBacktest.job_id != job.job_id,
-            DayBacktest.artifacts_cleared_at.is_(None),
+        sa.select(DayByDayBacktest).where(
+            DayByDayBacktest.tenant_id == tenant_id,
+            DayByDayBacktest.user_id == user_id,
+            DayByDayBacktest.strategy_id == strategy_id,
+            DayByDayBacktest.job_id != job.job_id,
+            DayByDayBacktest.artifacts_cleared_at.is_(None),
         )
     ).all()
     for row in previous:
         row.artifacts_cleared_at = now
     config.store.delete_strategy(tenant_id, user_id, strategy_id)
     session.flush()
-    return job, bt
+    return job
 
 
-def spec_of(bt: DayBacktest) -> dict[str, Any]:
+def spec_of(bt: DayByDayBacktest) -> dict[str, Any]:
     """The DayBacktestSpec fields of a run."""
     return {
         "strategy_id": bt.strategy_id,
@@ -271,8 +239,8 @@ def spec_of(bt: DayBacktest) -> dict[str, Any]:
     }
 
 
-def run_of(session: Session, job_id: str) -> DayBacktest:
-    bt = session.get(DayBacktest, job_id)
+def run_of(session: Session, job_id: str) -> DayByDayBacktest:
+    bt = session.get(DayByDayBacktest, job_id)
     if bt is None:
         raise NotFound(f"job {job_id!r} is not a day-by-day backtest")
     return bt
@@ -281,17 +249,17 @@ def run_of(session: Session, job_id: str) -> DayBacktest:
 # ---------------------------------------------------------------- engine side
 
 
-def _days(session: Session, job_id: str) -> list[DayBacktestDay]:
+def _days(session: Session, job_id: str) -> list[DayByDayBacktestDay]:
     return list(
-        session.scalars(sa.select(DayBacktestDay).where(DayBacktestDay.job_id == job_id).order_by(DayBacktestDay.date))
+        session.scalars(sa.select(DayByDayBacktestDay).where(DayByDayBacktestDay.job_id == job_id).order_by(DayByDayBacktestDay.date))
     )
 
 
-def store_days(session: Session, config: DayConfig, job_id: str, days: list[DayIn]) -> tuple[bool, str]:
+def store_days(session: Session, config: DayByDayConfig, job_id: str, days: list[DayIn]) -> tuple[bool, str]:
     """Write the days' files and record them (events included); (stop, reason) like ReportProgress."""
     if len(days) > MAX_DAYS_PER_STORE:
         raise InvalidArgument(f"at most {MAX_DAYS_PER_STORE} days per call")
-    job = jobs._locked_job(session, job_id)
+    job = jobs.locked_job(session, job_id)
     if job.state == jobs.CANCELLED:
         return True, "job cancelled"
     if job.state == jobs.FAILED:
@@ -328,12 +296,12 @@ def store_days(session: Session, config: DayConfig, job_id: str, days: list[DayI
             for k, v in values.items():
                 setattr(row, k, v)
             continue
-        row = DayBacktestDay(job_id=job_id, date=day.date, **values)
+        row = DayByDayBacktestDay(job_id=job_id, date=day.date, **values)
         session.add(row)
         existing[day.date] = row
         head = {"date": day.date, "day_number": day.day_number, "total_days": bt.total_days}
         done = len(existing)
-        percent = jobs._percent(done / max(1, bt.total_days) * 100)
+        percent = jobs.percent(done / max(1, bt.total_days) * 100)
         message = f"Day {day.date} completed ({done}/{bt.total_days})"
         jobs.append_event(session, job, "progress", {"event": "day_started", "data": head, "timestamp": now})
         jobs.append_event(
@@ -355,7 +323,7 @@ def store_days(session: Session, config: DayConfig, job_id: str, days: list[DayI
     return False, ""
 
 
-def overall_summary(bt: DayBacktest, rows: list[DayBacktestDay]) -> dict[str, Any]:
+def overall_summary(bt: DayByDayBacktest, rows: list[DayByDayBacktestDay]) -> dict[str, Any]:
     """Numbers of the whole run (rendered per seed by the callers)."""
     trades = sum(r.positions for r in rows)
     wins = sum(r.winning_trades for r in rows)
@@ -372,7 +340,8 @@ def overall_summary(bt: DayBacktest, rows: list[DayBacktestDay]) -> dict[str, An
     }
 
 
-def seed002_summary(s: dict[str, Any]) -> dict[str, Any]:
+def formatted_summary(s: dict[str, Any]) -> dict[str, Any]:
+    """The overall summary as the stream's backtest_completed and the callback show it (money as strings)."""
     return {
         "total_days": s["total_days"],
         "total_trades": s["total_trades"],
@@ -390,7 +359,7 @@ def complete(
 
     The job completes when the whole range was run, or when a shard finishes and every
     day of the range is stored (the last shard to finish completes it)."""
-    job = jobs._locked_job(session, job_id)
+    job = jobs.locked_job(session, job_id)
     if job.state == jobs.COMPLETED:
         return True, True
     if job.state in (jobs.FAILED, jobs.CANCELLED):
@@ -414,16 +383,12 @@ def complete(
         "shards": bt.shards,
     }
     save_as_run(session, job, bt)
-    jobs._end(session, job, jobs.COMPLETED)
+    jobs.end_job(session, job, jobs.COMPLETED, finish)
     return True, True
 
 
-def save_as_run(session: Session, job: Job, bt: DayBacktest) -> None:
-    """Every backtest is also a saved run (issue 4's services.results.runs); never fails the job."""
-    try:
-        from services.results import runs
-    except ImportError:  # the saved-runs area is not there: nothing to record
-        return
+def save_as_run(session: Session, job: Job, bt: DayByDayBacktest) -> None:
+    """Every backtest is also a saved run (services.results.runs); never fails the job."""
     s = bt.summary or {}
     try:
         with session.begin_nested():
@@ -463,8 +428,9 @@ def save_as_run(session: Session, job: Job, bt: DayBacktest) -> None:
         log.exception("could not save the day-by-day backtest as a run", extra={"job_id": job.job_id})
 
 
-def job_end(session: Session, job: Job, state: str, error_message: str, ts: str) -> tuple[dict, str, dict]:
-    """(final event data, callback event type, callback payload) of a day-by-day job that ends."""
+def finish(session: Session, job: Job, state: str, error_message: str, ts: str) -> JobEnd:
+    """A day-by-day job's end: it no longer holds its user's (or strategy's) one active run,
+    and its final event and callback are seed 002's (`backtest.completed` / `backtest.failed`)."""
     bt = run_of(session, job.job_id)
     bt.active_key = None
     base = {
@@ -476,7 +442,7 @@ def job_end(session: Session, job: Job, state: str, error_message: str, ts: str)
     }
     if state == jobs.COMPLETED:
         s = bt.summary or overall_summary(bt, _days(session, job.job_id))
-        overall = seed002_summary(s)
+        overall = formatted_summary(s)
         event = {
             "event": "backtest_completed",
             "data": {"backtest_id": bt.backtest_id, "overall_summary": overall},
@@ -498,7 +464,7 @@ def job_end(session: Session, job: Job, state: str, error_message: str, ts: str)
             },
             "timestamp": ts,
         }
-        return event, "backtest.completed", payload
+        return JobEnd(event, "backtest.completed", payload)
     event = {
         "event": "error",
         "data": {"date": bt.current_date or None, "error": error_message},
@@ -508,17 +474,17 @@ def job_end(session: Session, job: Job, state: str, error_message: str, ts: str)
         "timestamp": ts,
     }
     payload = {"event_type": "backtest.failed", **base, "status": state, "error_message": error_message, "timestamp": ts}
-    return event, "backtest.failed", payload
+    return JobEnd(event, "backtest.failed", payload)
 
 
 # ---------------------------------------------------------------- user side
 
 
-def find_backtest(session: Session, tenant_id: str, backtest_id: str) -> DayBacktest:
+def find_backtest(session: Session, tenant_id: str, backtest_id: str) -> DayByDayBacktest:
     bt = session.scalar(
-        sa.select(DayBacktest)
-        .where(DayBacktest.tenant_id == tenant_id, DayBacktest.backtest_id == backtest_id)
-        .order_by(DayBacktest.created_at.desc())
+        sa.select(DayByDayBacktest)
+        .where(DayByDayBacktest.tenant_id == tenant_id, DayByDayBacktest.backtest_id == backtest_id)
+        .order_by(DayByDayBacktest.created_at.desc())
         .limit(1)
     )
     if bt is None:
@@ -526,10 +492,10 @@ def find_backtest(session: Session, tenant_id: str, backtest_id: str) -> DayBack
     return bt
 
 
-def status(session: Session, tenant_id: str, job_id: str) -> tuple[Job, DayBacktest, str]:
+def status(session: Session, tenant_id: str, job_id: str) -> tuple[Job, DayByDayBacktest, str]:
     """(job, run, estimated completion RFC 3339 or "")."""
     job = jobs.get_job(session, tenant_id, job_id)
-    bt = session.get(DayBacktest, job_id)
+    bt = session.get(DayByDayBacktest, job_id)
     if bt is None:
         raise NotFound(f"job {job_id!r} is not a day-by-day backtest")
     estimate = ""
@@ -541,16 +507,16 @@ def status(session: Session, tenant_id: str, job_id: str) -> tuple[Job, DayBackt
     return job, bt, estimate
 
 
-def newest_run(session: Session, tenant_id: str, user_id: str, strategy_id: str) -> DayBacktest:
+def newest_run(session: Session, tenant_id: str, user_id: str, strategy_id: str) -> DayByDayBacktest:
     bt = session.scalar(
-        sa.select(DayBacktest)
+        sa.select(DayByDayBacktest)
         .where(
-            DayBacktest.tenant_id == tenant_id,
-            DayBacktest.user_id == user_id,
-            DayBacktest.strategy_id == strategy_id,
-            DayBacktest.artifacts_cleared_at.is_(None),
+            DayByDayBacktest.tenant_id == tenant_id,
+            DayByDayBacktest.user_id == user_id,
+            DayByDayBacktest.strategy_id == strategy_id,
+            DayByDayBacktest.artifacts_cleared_at.is_(None),
         )
-        .order_by(DayBacktest.created_at.desc())
+        .order_by(DayByDayBacktest.created_at.desc())
         .limit(1)
     )
     if bt is None:
@@ -558,7 +524,7 @@ def newest_run(session: Session, tenant_id: str, user_id: str, strategy_id: str)
     return bt
 
 
-def metadata(session: Session, tenant_id: str, user_id: str, strategy_id: str) -> tuple[DayBacktest, Job, list[DayBacktestDay]]:
+def metadata(session: Session, tenant_id: str, user_id: str, strategy_id: str) -> tuple[DayByDayBacktest, Job, list[DayByDayBacktestDay]]:
     user_id = check_user_id(user_id)
     strategy_id = check_strategy_id(strategy_id)
     bt = newest_run(session, tenant_id, user_id, strategy_id)
@@ -568,7 +534,7 @@ def metadata(session: Session, tenant_id: str, user_id: str, strategy_id: str) -
 
 
 def day_files(
-    session: Session, config: DayConfig, tenant_id: str, user_id: str, strategy_id: str, day: str, names: list[str], job_id: str
+    session: Session, config: DayByDayConfig, tenant_id: str, user_id: str, strategy_id: str, day: str, names: list[str], job_id: str
 ) -> list[tuple[str, bytes]]:
     """The stored files of one day (gzip bytes as on disk)."""
     if job_id:
@@ -581,7 +547,7 @@ def day_files(
         user_id = check_user_id(user_id)
         bt = newest_run(session, tenant_id, user_id, check_strategy_id(strategy_id))
     check_date(day)
-    if session.scalar(sa.select(DayBacktestDay.id).where(DayBacktestDay.job_id == bt.job_id, DayBacktestDay.date == day)) is None:
+    if session.scalar(sa.select(DayByDayBacktestDay.id).where(DayByDayBacktestDay.job_id == bt.job_id, DayByDayBacktestDay.date == day)) is None:
         raise NotFound(f"No data found for date {day}")
     out = []
     for name in names or list(FILE_NAMES):
@@ -592,21 +558,21 @@ def day_files(
     return out
 
 
-def clear(session: Session, config: DayConfig, tenant_id: str, user_id: str, strategy_id: str) -> Removed:
+def clear(session: Session, config: DayByDayConfig, tenant_id: str, user_id: str, strategy_id: str) -> Removed:
     """Delete a user's artifacts of a strategy; a queued or running job of theirs for it is cancelled."""
     user_id = check_user_id(user_id)
     strategy_id = check_strategy_id(strategy_id)
     now = utcnow()
     rows = session.scalars(
-        sa.select(DayBacktest).where(
-            DayBacktest.tenant_id == tenant_id, DayBacktest.user_id == user_id, DayBacktest.strategy_id == strategy_id
+        sa.select(DayByDayBacktest).where(
+            DayByDayBacktest.tenant_id == tenant_id, DayByDayBacktest.user_id == user_id, DayByDayBacktest.strategy_id == strategy_id
         )
     ).all()
     for bt in rows:
         if bt.active_key is not None:
-            job = jobs._locked_job(session, bt.job_id)
+            job = jobs.locked_job(session, bt.job_id)
             if job.state in jobs.ACTIVE_STATES:
-                jobs._end(session, job, jobs.CANCELLED, error_message="Job cancelled: its data was cleared")
+                jobs.end_job(session, job, jobs.CANCELLED, finish, error_message="Job cancelled: its data was cleared")
         if bt.artifacts_cleared_at is None:
             bt.artifacts_cleared_at = now
     return config.store.delete_strategy(tenant_id, user_id, strategy_id)
@@ -616,33 +582,33 @@ def has_expired(session: Session) -> bool:
     """Whether some run's artifacts are past their TTL."""
     return (
         session.scalar(
-            sa.select(DayBacktest.job_id)
-            .where(DayBacktest.artifacts_cleared_at.is_(None), DayBacktest.expires_at <= utcnow())
+            sa.select(DayByDayBacktest.job_id)
+            .where(DayByDayBacktest.artifacts_cleared_at.is_(None), DayByDayBacktest.expires_at <= utcnow())
             .limit(1)
         )
         is not None
     )
 
 
-def cleanup(session: Session, config: DayConfig, *, tenant_id: str | None, created_before: datetime | None) -> tuple[int, int]:
+def cleanup(session: Session, config: DayByDayConfig, *, tenant_id: str | None, created_before: datetime | None) -> tuple[int, int]:
     """Delete expired artifacts: runs whose TTL passed (`created_before` None) or that were
     submitted before `created_before`; never those of a queued or running job. (runs, bytes)."""
     now = utcnow()
-    q = sa.select(DayBacktest).where(DayBacktest.artifacts_cleared_at.is_(None), DayBacktest.active_key.is_(None))
-    q = q.where(DayBacktest.expires_at <= now) if created_before is None else q.where(DayBacktest.created_at < created_before)
+    q = sa.select(DayByDayBacktest).where(DayByDayBacktest.artifacts_cleared_at.is_(None), DayByDayBacktest.active_key.is_(None))
+    q = q.where(DayByDayBacktest.expires_at <= now) if created_before is None else q.where(DayByDayBacktest.created_at < created_before)
     if tenant_id is not None:
-        q = q.where(DayBacktest.tenant_id == tenant_id)
-    groups: dict[tuple[str, str, str], list[DayBacktest]] = {}
+        q = q.where(DayByDayBacktest.tenant_id == tenant_id)
+    groups: dict[tuple[str, str, str], list[DayByDayBacktest]] = {}
     for bt in session.scalars(q.limit(10_000)):
         groups.setdefault((bt.tenant_id, bt.user_id, bt.strategy_id), []).append(bt)
     deleted = freed = 0
     for (tenant, user, strategy), rows in groups.items():
         busy = session.scalar(
-            sa.select(DayBacktest.job_id).where(
-                DayBacktest.tenant_id == tenant,
-                DayBacktest.user_id == user,
-                DayBacktest.strategy_id == strategy,
-                DayBacktest.active_key.is_not(None),
+            sa.select(DayByDayBacktest.job_id).where(
+                DayByDayBacktest.tenant_id == tenant,
+                DayByDayBacktest.user_id == user,
+                DayByDayBacktest.strategy_id == strategy,
+                DayByDayBacktest.active_key.is_not(None),
             )
         )
         if busy is not None:  # a newer run is writing into the same directory

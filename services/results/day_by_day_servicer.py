@@ -1,9 +1,9 @@
 """gRPC servicers of `hindsight.backtest.v1`: StrategiesService and DayBacktestService.
 
-They share the results servicer's database, readiness and error mapping; the
-domain code is services.results.strategies and services.results.daybyday.
-Day-by-day jobs are submitted through ResultsService.SubmitJob (kind
-"day-backtest"), which hands them to `DayBacktestServicer.submit`.
+They share the results service's database, readiness and error mapping
+(services.results.rpc); the domain code is services.results.strategies and
+services.results.day_by_day. Day-by-day jobs are submitted through
+ResultsService.SubmitJob (JOB_KIND_DAY_BY_DAY: services.results.kinds.day_by_day).
 """
 
 from __future__ import annotations
@@ -13,31 +13,23 @@ import json
 import logging
 from datetime import timedelta
 
-from google.protobuf.json_format import MessageToDict, ParseDict
 from hindsight.backtest.v1 import backtest_pb2, backtest_pb2_grpc
-from hindsight.results.v1 import results_pb2
 from sqlalchemy.exc import IntegrityError
 
 from libs import grpc_util
-from services.results import daybyday, strategies
-from services.results.daybyday import DayConfig, DayIn
+from services.results import day_by_day, strategies
+from services.results.day_by_day import DayByDayConfig, DayIn
+from services.results.db import Database
 from services.results.errors import InvalidArgument
-from services.results.models_daybyday import Strategy
-from services.results.servicer import (
-    ResultsServicer,
-    _page_limit,
-    _require,
-    _submitted_parameters,
-    _unary,
-    job_to_proto,
-)
+from services.results.kinds.day_by_day import spec_to_proto
+from services.results.models_day_by_day import Strategy
+from services.results.rpc import DatabaseServicer, page_limit, require, unary
 from services.results.timefmt import rfc3339, utcnow
-from services.results.trace_context import trace_headers
 
 log = logging.getLogger(__name__)
 
 STRATEGIES_SERVICE = grpc_util.service_name(backtest_pb2, "StrategiesService")
-DAY_BACKTEST_SERVICE = grpc_util.service_name(backtest_pb2, "DayBacktestService")
+DAY_BY_DAY_SERVICE = grpc_util.service_name(backtest_pb2, "DayBacktestService")
 DEFAULT_STRATEGY_LIMIT = 100
 
 
@@ -51,41 +43,34 @@ def strategy_to_proto(row: Strategy) -> backtest_pb2.Strategy:
     )
 
 
-def spec_to_proto(spec: dict) -> backtest_pb2.DayBacktestSpec:
-    return ParseDict(spec, backtest_pb2.DayBacktestSpec(), ignore_unknown_fields=True)
-
-
-class StrategiesServicer(backtest_pb2_grpc.StrategiesServiceServicer):
+class StrategiesServicer(DatabaseServicer, backtest_pb2_grpc.StrategiesServiceServicer):
     """Strategies CRUD over the results database."""
 
-    def __init__(self, results: ResultsServicer) -> None:
-        self.results = results
-
-    @_unary
+    @unary
     async def CreateStrategy(self, request, context):
-        tenant_id = _require(request.tenant_id, "tenant_id")
-        row = await self.results._write(strategies.create_strategy, tenant_id, request.definition_json)
+        tenant_id = require(request.tenant_id, "tenant_id")
+        row = await self.write(strategies.create_strategy, tenant_id, request.definition_json)
         log.info("strategy created", extra={"tenant_id": tenant_id, "strategy_id": row.strategy_id})
         return backtest_pb2.CreateStrategyResponse(strategy=strategy_to_proto(row))
 
-    @_unary
+    @unary
     async def GetStrategy(self, request, context):
-        row = await self.results._read(strategies.get_strategy, request.tenant_id, _require(request.strategy_id, "strategy_id"))
+        row = await self.read(strategies.get_strategy, request.tenant_id, require(request.strategy_id, "strategy_id"))
         return backtest_pb2.GetStrategyResponse(strategy=strategy_to_proto(row))
 
-    @_unary
+    @unary
     async def ListStrategies(self, request, context):
-        limit = _page_limit(request.limit, request.offset, DEFAULT_STRATEGY_LIMIT)
-        rows, total = await self.results._read(strategies.list_strategies, request.tenant_id, limit, request.offset)
+        limit = page_limit(request.limit, request.offset, DEFAULT_STRATEGY_LIMIT)
+        rows, total = await self.read(strategies.list_strategies, request.tenant_id, limit, request.offset)
         return backtest_pb2.ListStrategiesResponse(strategies=[strategy_to_proto(r) for r in rows], total=total)
 
-    @_unary
+    @unary
     async def PutStrategy(self, request, context):
-        tenant_id = _require(request.tenant_id, "tenant_id")
+        tenant_id = require(request.tenant_id, "tenant_id")
         for attempt in range(3):
             try:
-                row, created = await self.results._write(
-                    strategies.put_strategy, tenant_id, _require(request.strategy_id, "strategy_id"), request.definition_json
+                row, created = await self.write(
+                    strategies.put_strategy, tenant_id, require(request.strategy_id, "strategy_id"), request.definition_json
                 )
                 break
             except IntegrityError:
@@ -93,58 +78,31 @@ class StrategiesServicer(backtest_pb2_grpc.StrategiesServiceServicer):
                     raise
         return backtest_pb2.PutStrategyResponse(strategy=strategy_to_proto(row), created=created)
 
-    @_unary
+    @unary
     async def DeleteStrategy(self, request, context):
-        sid = await self.results._write(
-            strategies.delete_strategy, request.tenant_id, _require(request.strategy_id, "strategy_id")
+        sid = await self.write(
+            strategies.delete_strategy, request.tenant_id, require(request.strategy_id, "strategy_id")
         )
         return backtest_pb2.DeleteStrategyResponse(strategy_id=sid)
 
 
-class DayBacktestServicer(backtest_pb2_grpc.DayBacktestServiceServicer):
-    """Day-by-day backtests: submission (via SubmitJob), what engines store, what users read."""
+class DayByDayServicer(DatabaseServicer, backtest_pb2_grpc.DayBacktestServiceServicer):
+    """Day-by-day backtests: what engines store, what users read (submission: ResultsService.SubmitJob)."""
 
-    def __init__(self, results: ResultsServicer, config: DayConfig) -> None:
-        self.results = results
+    def __init__(self, db: Database, ready: asyncio.Event, config: DayByDayConfig) -> None:
+        super().__init__(db, ready)
         self.config = config
-
-    # ------------------------------------------------------------ called by ResultsServicer
-
-    async def submit(self, request: results_pb2.SubmitJobRequest) -> results_pb2.SubmitJobResponse:
-        if not request.HasField("day_backtest"):
-            raise InvalidArgument("day_backtest spec is required for kind 'day-backtest'")
-        parameters = _submitted_parameters(request)
-        spec = MessageToDict(request.day_backtest, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-        fields = {
-            "tenant_id": request.tenant_id,
-            "spec": spec,
-            "parameters": parameters,
-            "webhook_url": request.webhook_url,
-            "notify_email": request.notify_email,
-            "timeout_seconds": request.timeout_seconds or self.results.default_timeout_seconds,
-            "trace_id": request.trace_id,
-            "headers": trace_headers(),
-        }
-        job, bt = await self.results._write(lambda s: daybyday.submit(s, self.config, **fields))
-        log.info("day-by-day backtest queued", extra={"job_id": job.job_id, "tenant_id": job.tenant_id, "days": bt.total_days})
-        msg = job_to_proto(job)
-        msg.day_backtest.CopyFrom(spec_to_proto(daybyday.spec_of(bt)))
-        return results_pb2.SubmitJobResponse(job=msg)
-
-    async def spec_of_job(self, job_id: str) -> backtest_pb2.DayBacktestSpec:
-        bt = await self.results._read(daybyday.run_of, job_id)
-        return spec_to_proto(daybyday.spec_of(bt))
 
     # ------------------------------------------------------------ user side
 
-    @_unary
+    @unary
     async def FindBacktest(self, request, context):
-        bt = await self.results._read(daybyday.find_backtest, request.tenant_id, _require(request.backtest_id, "backtest_id"))
-        return backtest_pb2.FindBacktestResponse(job_id=bt.job_id, spec=spec_to_proto(daybyday.spec_of(bt)))
+        bt = await self.read(day_by_day.find_backtest, request.tenant_id, require(request.backtest_id, "backtest_id"))
+        return backtest_pb2.FindBacktestResponse(job_id=bt.job_id, spec=spec_to_proto(day_by_day.spec_of(bt)))
 
-    @_unary
+    @unary
     async def GetBacktestStatus(self, request, context):
-        job, bt, estimate = await self.results._read(daybyday.status, request.tenant_id, _require(request.job_id, "job_id"))
+        job, bt, estimate = await self.read(day_by_day.status, request.tenant_id, require(request.job_id, "job_id"))
         return backtest_pb2.GetBacktestStatusResponse(
             job_id=job.job_id,
             user_id=bt.user_id,
@@ -160,14 +118,14 @@ class DayBacktestServicer(backtest_pb2_grpc.DayBacktestServiceServicer):
             backtest_id=bt.backtest_id,
         )
 
-    @_unary
+    @unary
     async def GetBacktestMetadata(self, request, context):
-        bt, job, days = await self.results._read(
-            daybyday.metadata, request.tenant_id, request.user_id, request.strategy_id
+        bt, job, days = await self.read(
+            day_by_day.metadata, request.tenant_id, request.user_id, request.strategy_id
         )
         return backtest_pb2.GetBacktestMetadataResponse(
             job_id=job.job_id,
-            spec=spec_to_proto(daybyday.spec_of(bt)),
+            spec=spec_to_proto(day_by_day.spec_of(bt)),
             status=job.state,
             created_at=rfc3339(bt.created_at),
             expires_at=rfc3339(bt.expires_at),
@@ -186,49 +144,49 @@ class DayBacktestServicer(backtest_pb2_grpc.DayBacktestServiceServicer):
             ],
         )
 
-    @_unary
+    @unary
     async def GetDayFiles(self, request, context):
-        files = await self.results._read(
-            daybyday.day_files,
+        files = await self.read(
+            day_by_day.day_files,
             self.config,
             request.tenant_id,
             request.user_id,
             request.strategy_id,
-            _require(request.date, "date"),
+            require(request.date, "date"),
             list(request.names),
             request.job_id,
         )
         return backtest_pb2.GetDayFilesResponse(files=[backtest_pb2.DayFile(name=n, data=d) for n, d in files])
 
-    @_unary
+    @unary
     async def ClearBacktestData(self, request, context):
-        removed = await self.results._write(
-            daybyday.clear, self.config, request.tenant_id, request.user_id, request.strategy_id
+        removed = await self.write(
+            day_by_day.clear, self.config, request.tenant_id, request.user_id, request.strategy_id
         )
         log.info("day-by-day artifacts cleared", extra={"tenant_id": request.tenant_id, "files": removed.files})
         return backtest_pb2.ClearBacktestDataResponse(deleted_files=removed.files, freed_bytes=removed.bytes)
 
-    @_unary
+    @unary
     async def GetCleanupStatus(self, request, context):
         return backtest_pb2.GetCleanupStatusResponse(cleanup_enabled=True, ttl_hours=self.config.ttl_hours)
 
-    @_unary
+    @unary
     async def RunCleanup(self, request, context):
-        tenant_id = _require(request.tenant_id, "tenant_id")
+        tenant_id = require(request.tenant_id, "tenant_id")
         ttl = request.ttl_hours
         if not 0 <= ttl <= 24 * 3650:
             raise InvalidArgument("ttl_hours must be between 0 and 87600")
         cutoff = utcnow() - timedelta(hours=ttl)
-        runs, freed = await self.results._write(
-            lambda s: daybyday.cleanup(s, self.config, tenant_id=tenant_id, created_before=cutoff)
+        runs, freed = await self.write(
+            lambda s: day_by_day.cleanup(s, self.config, tenant_id=tenant_id, created_before=cutoff)
         )
         return backtest_pb2.RunCleanupResponse(deleted_strategies=runs, freed_bytes=freed, cutoff_time=rfc3339(cutoff))
 
     # ------------------------------------------------------------ engine side
 
-    @_unary
+    @unary
     async def StoreDays(self, request, context):
-        job_id = _require(request.job_id, "job_id")
+        job_id = require(request.job_id, "job_id")
         days = [
             DayIn(
                 date=d.date,
@@ -244,20 +202,20 @@ class DayBacktestServicer(backtest_pb2_grpc.DayBacktestServiceServicer):
             )
             for d in request.days
         ]
-        stop, reason = await self.results._write(daybyday.store_days, self.config, job_id, days)
+        stop, reason = await self.write(day_by_day.store_days, self.config, job_id, days)
         return backtest_pb2.StoreDaysResponse(stop=stop, reason=reason)
 
-    @_unary
+    @unary
     async def CompleteDayBacktest(self, request, context):
-        job_id = _require(request.job_id, "job_id")
-        stored, completed = await self.results._write(
-            daybyday.complete, job_id, request.execution_time_seconds, request.bars, request.whole_range
+        job_id = require(request.job_id, "job_id")
+        stored, completed = await self.write(
+            day_by_day.complete, job_id, request.execution_time_seconds, request.bars, request.whole_range
         )
         log.info("day-by-day backtest completion", extra={"job_id": job_id, "stored": stored, "completed": completed})
         return backtest_pb2.CompleteDayBacktestResponse(stored=stored, completed=completed)
 
 
-def registrations(strategies_servicer: StrategiesServicer, day_servicer: DayBacktestServicer):
+def registrations(strategies_servicer: StrategiesServicer, day_servicer: DayByDayServicer):
     """`register(server)` callables for grpc_util.start_server."""
 
     def reg_strategies(server) -> str:
@@ -266,17 +224,17 @@ def registrations(strategies_servicer: StrategiesServicer, day_servicer: DayBack
 
     def reg_days(server) -> str:
         backtest_pb2_grpc.add_DayBacktestServiceServicer_to_server(day_servicer, server)
-        return DAY_BACKTEST_SERVICE
+        return DAY_BY_DAY_SERVICE
 
     return [reg_strategies, reg_days]
-
 
 
 class ArtifactCleanup:
     """Deletes expired day-by-day artifacts at start and every `interval` seconds, until `stopping` is set."""
 
-    def __init__(self, results: ResultsServicer, config: DayConfig, interval: float) -> None:
-        self.results = results
+    def __init__(self, db: Database, stopping: asyncio.Event, config: DayByDayConfig, interval: float) -> None:
+        self.db = db
+        self.stopping = stopping
         self.config = config
         self.interval = interval
         self.task: asyncio.Task | None = None
@@ -286,17 +244,17 @@ class ArtifactCleanup:
 
     def run_once(self) -> tuple[int, int]:
         # Look before taking the write lock: most passes find nothing to delete.
-        with self.results.db.read() as s:
-            if not daybyday.has_expired(s):
+        with self.db.read() as s:
+            if not day_by_day.has_expired(s):
                 return 0, 0
-        with self.results.db.write() as s:
-            return daybyday.cleanup(s, self.config, tenant_id=None, created_before=None)
+        with self.db.write() as s:
+            return day_by_day.cleanup(s, self.config, tenant_id=None, created_before=None)
 
     async def _run(self) -> None:
-        stopping = self.results.stopping
+        stopping = self.stopping
         while not stopping.is_set():
             try:
-                runs, freed = await self.results.db.run(self.run_once)
+                runs, freed = await self.db.run(self.run_once)
                 if runs:
                     log.info("expired artifacts deleted", extra={"runs": runs, "bytes": freed})
             except Exception:
@@ -311,17 +269,10 @@ class ArtifactCleanup:
                 pass
 
 
-def wire_day_backtests(results: ResultsServicer, settings) -> tuple[list, ArtifactCleanup]:
-    """Create the strategies and day-by-day servicers for `results`; returns their gRPC
-    registrations and the cleanup loop (start it once the database is ready)."""
-    from services.results.artifacts import ArtifactStore
-
-    config = DayConfig(
-        ArtifactStore(settings.artifact_root()),
-        float(settings.hindsight_artifact_ttl_hours),
-        settings.day_shard_days(),
-    )
-    day = DayBacktestServicer(results, config)
-    results.day_backtests = day
-    cleanup = ArtifactCleanup(results, config, float(settings.hindsight_artifact_cleanup_interval_seconds))
-    return registrations(StrategiesServicer(results), day), cleanup
+def wire_day_by_day(
+    db: Database, ready: asyncio.Event, stopping: asyncio.Event, config: DayByDayConfig, cleanup_interval: float
+) -> tuple[list, ArtifactCleanup]:
+    """The strategies and day-by-day servicers' gRPC registrations, and the artifact cleanup
+    loop (start it once the database is ready; it ends when `stopping` is set)."""
+    servicers = registrations(StrategiesServicer(db, ready), DayByDayServicer(db, ready, config))
+    return servicers, ArtifactCleanup(db, stopping, config, cleanup_interval)

@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 import talib  # a test dependency (requirements-dev.txt)
 
-from services.engine.bars import Bars
-from services.engine.daybyday import NoData, day_documents, run_day_backtest
 from domain.rules.strategy import compile_strategy
+from services.engine.bars import Bars
+from services.engine.day_by_day import NoData, day_documents, run_day_by_day
 from services.results.demo_datasets import random_walk_bars
 
-from .daybyday_reference import RefNode, local_days, simulate
+from .day_by_day_reference import RefNode, local_days, simulate
 
 TZ = "Asia/Kolkata"
 
@@ -126,7 +126,7 @@ def _key(t):
 def test_trades_match_the_reference_loop(bars, case):
     definition, ref_nodes, (square_off, s_start, s_end) = CASES[case]
     strategy = compile_strategy({"name": case, "dataset": {"ticker": "T"}, **definition})
-    run = run_day_backtest(bars, strategy, date(2024, 3, 4), date(2024, 4, 12), interval="1m",
+    run = run_day_by_day(bars, strategy, date(2024, 3, 4), date(2024, 4, 12), interval="1m",
                            slippage_pct=0.02, commission_pct=0.03)
     minutes = _minutes(bars)
     sig = _signals(bars, minutes)
@@ -163,7 +163,7 @@ def test_trades_match_the_reference_loop(bars, case):
 def test_documents_link_trades_to_diagnostics(bars):
     definition, _, _ = CASES["two_nodes_shared_exits"]
     strategy = compile_strategy({"name": "docs", "dataset": {"ticker": "T"}, **definition})
-    run = run_day_backtest(bars, strategy, date(2024, 3, 4), date(2024, 3, 15), ticker="T")
+    run = run_day_by_day(bars, strategy, date(2024, 3, 4), date(2024, 3, 15), ticker="T")
     assert [d.date for d in run.days][:2] == [date(2024, 3, 4), date(2024, 3, 5)]
     for day in run.days:
         trades, diag, positions, _ = day_documents(run, day)
@@ -193,9 +193,9 @@ def test_documents_link_trades_to_diagnostics(bars):
 def test_no_bars_in_range_is_no_data(bars):
     strategy = compile_strategy({"dataset": {"ticker": "T"}, "entries": [{"condition": "close > 0"}]})
     with pytest.raises(NoData):
-        run_day_backtest(bars, strategy, date(2023, 1, 1), date(2023, 1, 31))
+        run_day_by_day(bars, strategy, date(2023, 1, 1), date(2023, 1, 31))
     with pytest.raises(NoData):
-        run_day_backtest(bars, strategy, date(2024, 3, 9), date(2024, 3, 10))  # a weekend
+        run_day_by_day(bars, strategy, date(2024, 3, 9), date(2024, 3, 10))  # a weekend
 
 
 def test_event_ids_follow_time_and_parents_come_first(bars):
@@ -203,7 +203,7 @@ def test_event_ids_follow_time_and_parents_come_first(bars):
     # happened first, is the re-entry's parent, and so gets the lower exec id.
     definition, _, _ = CASES["stops_targets_reentries"]
     strategy = compile_strategy({"name": "order", "dataset": {"ticker": "T"}, **definition})
-    run = run_day_backtest(bars, strategy, date(2024, 3, 4), date(2024, 4, 12), ticker="T")
+    run = run_day_by_day(bars, strategy, date(2024, 3, 4), date(2024, 4, 12), ticker="T")
     same_bar_reentries = 0
     for day in run.days:
         _, diag, _, _ = day_documents(run, day)

@@ -1,6 +1,6 @@
 """Day-by-day backtests of rule strategies (seeds 002 and 004).
 
-`run_day_backtest` evaluates a strategy over a date range:
+`run_day_by_day` evaluates a strategy over a date range:
 
 1. Days: the bars' local calendar days (strategy session timezone, else the
    dataset's) inside [start, end] that have bars within the session hours.
@@ -98,7 +98,7 @@ class Day:
 
 
 @dataclass
-class DayBacktestRun:
+class DayByDayRun:
     """Everything the documents of each day are built from."""
 
     strategy: Strategy
@@ -118,7 +118,7 @@ class DayBacktestRun:
     bars_evaluated: int
 
 
-def run_day_backtest(
+def run_day_by_day(
     bars: Bars,
     strategy: Strategy,
     start: date,
@@ -129,7 +129,7 @@ def run_day_backtest(
     slippage_pct: float = 0.0,
     commission_pct: float = 0.0,
     day_offset: int = 0,
-) -> DayBacktestRun:
+) -> DayByDayRun:
     """Trades of every day of [start, end] (numbered from `day_offset` + 1: a shard of a
     longer range keeps the range's numbers); raises NoData when no day has bars."""
     tzname = strategy.timezone or bars.timezone or "UTC"
@@ -214,7 +214,7 @@ def run_day_backtest(
         d.trades.sort(key=lambda t: (t.entry_bar, t.node_index))
         for num, t in enumerate(d.trades, start=1):
             t.position_num = num
-    return DayBacktestRun(
+    return DayByDayRun(
         strategy=strategy,
         ticker=ticker or strategy.ticker,
         ts=ts,
@@ -269,7 +269,8 @@ class DaySummary:
     largest_win: float
     largest_loss: float
 
-    def seed002(self) -> dict[str, Any]:
+    def formatted(self) -> dict[str, Any]:
+        """The day's summary as the trades file and the day_completed event show it (money as strings)."""
         return {
             "total_trades": self.positions,
             "total_pnl": _money(self.pnl),
@@ -317,7 +318,7 @@ class _Clock:
         return self.local(ns).strftime("%H:%M")
 
 
-def _candle(run: DayBacktestRun, clock: _Clock, i: int) -> dict[str, Any]:
+def _candle(run: DayByDayRun, clock: _Clock, i: int) -> dict[str, Any]:
     return {
         "timestamp": clock.naive(int(run.ts[i])),
         "open": float(run.open[i]),
@@ -328,7 +329,7 @@ def _candle(run: DayBacktestRun, clock: _Clock, i: int) -> dict[str, Any]:
     }
 
 
-def _candles(run: DayBacktestRun, clock: _Clock, i: int) -> dict[str, Any]:
+def _candles(run: DayByDayRun, clock: _Clock, i: int) -> dict[str, Any]:
     return {run.ticker: {"current": _candle(run, clock, i), "previous": _candle(run, clock, i - 1) if i > 0 else None}}
 
 
@@ -413,7 +414,7 @@ def _node_variables(t: Trade) -> dict[str, Any]:
     }
 
 
-def day_documents(run: DayBacktestRun, day: Day) -> tuple[dict, dict, dict, DaySummary]:
+def day_documents(run: DayByDayRun, day: Day) -> tuple[dict, dict, dict, DaySummary]:
     """(trades_daily, diagnostics_export, seed-004 day file, summary) of one day."""
     clock = _Clock(run.tz)
     strategy = run.strategy
@@ -642,7 +643,7 @@ def day_documents(run: DayBacktestRun, day: Day) -> tuple[dict, dict, dict, DayS
 
     summary = day_summary(day)
     iso = day.date.isoformat()
-    trades_daily = {"date": iso, "summary": summary.seed002(), "trades": trades_out}
+    trades_daily = {"date": iso, "summary": summary.formatted(), "trades": trades_out}
     diagnostics = {"date": iso, "events_history": events}
     positions_day = {
         "date": day.date.strftime("%d-%m-%Y"),

@@ -1,6 +1,6 @@
 """An independent, plain-Python model of the day-by-day rules, for the tests.
 
-Written from the documented semantics (services/engine/daybyday.py) without
+Written from the documented semantics (services/engine/day_by_day.py) without
 reusing any of the engine's code: signals are given per bar as Python
 booleans (computed by the tests from TA-Lib / pandas), and the bar loop is a
 straightforward object-per-position simulation.

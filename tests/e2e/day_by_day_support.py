@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import create_database, create_vhost, delete_vhost, drop_database
-from tests.engine.daybyday_reference import RefNode, local_days, simulate
+from tests.engine.day_by_day_reference import RefNode, local_days, simulate
 from tests.stacks import _spawn, free_port, start_distributed, start_standalone
 
 # The seeds' own strategy id: clients keep their ids (PUT creates under it).
@@ -153,7 +153,7 @@ def demo_bars():
 
 def expected_trades(start: str, end: str) -> dict[str, list[tuple]]:
     """Trades of STRATEGY per ISO date, computed without the engine: TA-Lib's RSI and the
-    plain-Python bar loop of tests/engine/daybyday_reference.py on the same demo bars.
+    plain-Python bar loop of tests/engine/day_by_day_reference.py on the same demo bars.
     Each trade: (node, re_entry_num, entry ISO time, exit ISO time, entry price, exit price, reason)."""
     import talib
 

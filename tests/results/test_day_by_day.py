@@ -14,6 +14,7 @@ import grpc
 import pytest
 from hindsight.backtest.v1 import backtest_pb2, backtest_pb2_grpc
 from hindsight.bus.v1 import bus_pb2
+from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2
 from sqlalchemy.orm import Session
 
@@ -53,7 +54,9 @@ async def code_of(coro) -> grpc.StatusCode:
 
 def submit(tenant, strategy_id, user_id="", start="2024-01-01", end="2024-01-05", **over):
     spec = backtest_pb2.DayBacktestSpec(strategy_id=strategy_id, user_id=user_id, start_date=start, end_date=end, **over)
-    return results_pb2.SubmitJobRequest(tenant_id=tenant, kind="day-backtest", parameters_json="{}", day_backtest=spec)
+    return results_pb2.SubmitJobRequest(
+        tenant_id=tenant, job_kind=jobs_pb2.JOB_KIND_DAY_BY_DAY, parameters_json="{}", day_backtest=spec
+    )
 
 
 def day(date: str, n: int, positions: int = 1, pnl: float = 10.0) -> backtest_pb2.DayArtifacts:

@@ -1,4 +1,4 @@
-"""Models of strategies and day-by-day backtests (issue 3) (share `Base` with services.results.models).
+"""Models of strategies and day-by-day backtests (on the shared `Base`).
 
 - `strategies`: a tenant's rule strategies; the id is a UUID the tenant may
   choose (PUT), so the key is (tenant_id, strategy_id).
@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.results.models import Base
+from services.results.models_base import Base
 
 _BigId = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 
@@ -37,7 +37,7 @@ class Strategy(Base):
     updated_at: Mapped[datetime]
 
 
-class DayBacktest(Base):
+class DayByDayBacktest(Base):
     """A day-by-day backtest job: spec, progress in days, summary, artifact lifetime."""
 
     __tablename__ = "day_backtests"
@@ -82,7 +82,7 @@ class DayBacktest(Base):
     artifacts_cleared_at: Mapped[datetime | None]
 
 
-class DayBacktestDay(Base):
+class DayByDayBacktestDay(Base):
     """One stored day of a day-by-day backtest (a row of the metadata's daily summaries)."""
 
     __tablename__ = "day_backtest_days"

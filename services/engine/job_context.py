@@ -1,0 +1,62 @@
+"""What a job's runner gets from the engine: results (with retries), the bars cache,
+the shutdown flag, metrics, and the calls every kind makes (fail, progress)."""
+
+from __future__ import annotations
+
+import grpc
+from hindsight.results.v1 import results_pb2, results_pb2_grpc
+from tenacity import AsyncRetrying, retry_if_exception, wait_exponential_jitter
+
+from services.engine.bars_cache import BarsCache
+from services.engine.metrics import EngineMetrics
+
+
+class EngineShuttingDown(Exception):
+    """Raised out of a runner so the bus hands the message back (nack + requeue)."""
+
+
+_TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failed call worth retrying: results unreachable or too slow right now."""
+    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() in _TRANSIENT
+
+
+class JobContext:
+    """The engine's side of a running job, shared by every job of a worker."""
+
+    def __init__(self, stub: results_pb2_grpc.ResultsServiceStub, rpc_timeout: float = 30.0) -> None:
+        self.stub = stub
+        self.rpc_timeout = rpc_timeout
+        self.cache = BarsCache()
+        self.metrics = EngineMetrics()
+        # Set on shutdown: a running job stops at its next progress point and its
+        # message goes back to the queue for another replica (never acked unfinished).
+        self.stopping = False
+
+    async def call(self, method, request, timeout: float | None = None):
+        """A unary call to results that waits out results being unreachable.
+
+        The job's message stays unacked meanwhile, so a restart of results
+        costs no delivery attempt; a shutdown of the engine hands it back.
+        """
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(is_transient), wait=wait_exponential_jitter(multiplier=0.2, max=5), reraise=True
+        ):
+            with attempt:
+                return await method(request, timeout=timeout or self.rpc_timeout)
+
+    async def fail(self, job_id: str, message: str) -> None:
+        """End the job as failed with `message` (results ignores it for an ended job)."""
+        await self.call(self.stub.FailJob, results_pb2.FailJobRequest(job_id=job_id, error_message=message))
+
+    async def progress(self, job_id: str, percent: float, message: str) -> results_pb2.ReportProgressResponse:
+        """Report progress; the answer says whether to stop (cancelled, failed, timed out)."""
+        return await self.call(
+            self.stub.ReportProgress, results_pb2.ReportProgressRequest(job_id=job_id, percent=percent, message=message)
+        )
+
+    def shutting_down(self, job_id: str) -> EngineShuttingDown:
+        """The exception that hands the job's message back to the queue."""
+        return EngineShuttingDown(f"engine shutting down; job {job_id} handed back to the queue")

@@ -1,0 +1,110 @@
+"""JOB_KIND_SWEEP: run a parameter sweep with the sweep kernel (services.engine.sweep)
+and store its rows with results' CompleteSweep."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from hindsight.bus.v1 import bus_pb2
+from hindsight.jobs.v1 import jobs_pb2
+from hindsight.results.v1 import results_pb2
+
+from domain.sweep import sweep_combos
+from services.engine.bars_cache import insufficient_data
+from services.engine.job_context import JobContext
+from services.engine.sweep import SweepCancelled, run_sweep
+
+log = logging.getLogger(__name__)
+
+# The percent range of the stream that the kernel's bar progress maps onto.
+_KERNEL_START, _KERNEL_END = 5.0, 95.0
+
+
+def _clean(row: dict) -> dict:
+    """Drop None values so proto3 `optional` fields stay unset (→ JSON null)."""
+    return {k: v for k, v in row.items() if v is not None}
+
+
+class SweepRunner:
+    """The engine's runner of sweeps (services.engine.kinds.KindRunner)."""
+
+    kind = jobs_pb2.JOB_KIND_SWEEP
+
+    async def run(self, ctx: JobContext, job: jobs_pb2.Job, msg: bus_pb2.JobMessage) -> None:
+        spec = job.sweep
+        combos = sweep_combos(spec.fast_min, spec.fast_max, spec.slow_min, spec.slow_max, spec.step)
+        if (await ctx.progress(job.job_id, 1.0, "Loading historical data")).stop:
+            return
+        resolved = await ctx.call(
+            ctx.stub.ResolveDataset,
+            results_pb2.ResolveDatasetRequest(tenant_id=job.tenant_id, ticker=spec.ticker, interval=spec.interval),
+        )
+        if not resolved.found:
+            await ctx.fail(job.job_id, insufficient_data(spec.ticker))
+            return
+        bars = await ctx.cache.get(ctx.stub, resolved.dataset, resolved.version_id)
+        longest = max(s for _, s in combos) if combos else 0
+        # The slow average needs `longest` bars, and a signal needs a next bar to fill on.
+        if len(bars.close) < longest + 2:
+            await ctx.fail(job.job_id, insufficient_data(spec.ticker))
+            return
+
+        loop = asyncio.get_running_loop()
+        n_combos, n_bars = len(combos), len(bars.close)
+
+        def on_progress(fraction: float) -> bool:
+            if ctx.stopping:
+                return False
+            # Called from the kernel's thread between chunks; a few times a second at most.
+            pct = _KERNEL_START + (_KERNEL_END - _KERNEL_START) * fraction
+            done = round(fraction * n_combos * n_bars / max(n_bars, 1))
+            text = f"Processing {min(done, n_combos)}/{n_combos} combinations ({fraction * 100:.0f}% of {n_bars} bars)"
+            fut = asyncio.run_coroutine_threadsafe(ctx.progress(job.job_id, pct, text), loop)
+            try:
+                return not fut.result(timeout=ctx.rpc_timeout).stop
+            except Exception:
+                fut.cancel()
+                # Progress is advisory; losing one report must not kill the run.
+                log.warning("progress report failed", extra={"job_id": job.job_id}, exc_info=True)
+                return True
+
+        t0 = time.perf_counter()
+        try:
+            rows = await asyncio.to_thread(
+                run_sweep,
+                bars,
+                spec.strategy_type or "SMA",
+                combos,
+                direction=spec.direction or "long",
+                fill=spec.fill or "next_open",
+                commission_pct=spec.commission_pct,
+                slippage_pct=spec.slippage_pct,
+                initial_cash=spec.initial_cash or 10_000.0,
+                progress=on_progress,
+            )
+        except SweepCancelled:
+            if ctx.stopping:
+                raise ctx.shutting_down(job.job_id) from None
+            log.info("sweep stopped on request", extra={"job_id": job.job_id})
+            return
+        elapsed = time.perf_counter() - t0
+        ctx.metrics.observe_sweep(n_combos, n_bars, elapsed)
+        await ctx.progress(job.job_id, 98.0, "Storing results")
+        results = [
+            results_pb2.SweepResult(ticker=spec.ticker, strategy_type=spec.strategy_type or "SMA", **_clean(row))
+            for row in rows
+        ]
+        await ctx.call(
+            ctx.stub.CompleteSweep,
+            results_pb2.CompleteSweepRequest(
+                job_id=job.job_id, results=results, execution_time_seconds=elapsed, bars=n_bars,
+                dataset_version_id=resolved.version_id,
+            ),
+            timeout=max(ctx.rpc_timeout, 60.0),
+        )
+        log.info(
+            "sweep done",
+            extra={"job_id": job.job_id, "combos": n_combos, "bars": n_bars, "seconds": round(elapsed, 3)},
+        )

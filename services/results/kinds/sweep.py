@@ -1,0 +1,36 @@
+"""JOB_KIND_SWEEP: a moving-average parameter sweep (seed 001; spec `hindsight.jobs.v1.SweepSpec`).
+
+The sweep's rules and rows are services.results.sweeps; its results arrive
+through ResultsService.CompleteSweep.
+"""
+
+from __future__ import annotations
+
+from google.protobuf.json_format import MessageToDict, ParseDict
+from hindsight.jobs.v1 import jobs_pb2
+from sqlalchemy.orm import Session
+
+from services.results import sweeps
+from services.results.kinds import JobEnd, Submission
+from services.results.models import Job
+
+
+class SweepKind:
+    """Results' handler of sweeps (services.results.kinds.KindHandler)."""
+
+    kind = jobs_pb2.JOB_KIND_SWEEP
+    # The seed's job type: what the API has always shown as the job's kind.
+    name = "trading-sweep"
+    spec_field = "sweep"
+    sharded = False
+
+    def submit(self, session: Session, submission: Submission) -> Job:
+        spec = MessageToDict(submission.spec, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+        return sweeps.submit(session, submission, spec)
+
+    def describe(self, session: Session | None, job: Job, msg: jobs_pb2.Job) -> None:
+        if job.sweep_spec is not None:
+            ParseDict(job.sweep_spec, msg.sweep, ignore_unknown_fields=True)
+
+    def finish(self, session: Session, job: Job, state: str, error_message: str, ts: str) -> JobEnd:
+        return sweeps.finish(session, job, state, error_message, ts)
