@@ -11,9 +11,10 @@ from libs import telemetry
 from libs.settings import Settings
 from services.gateway import errors
 from services.gateway.backend import Backend
-from services.gateway.body import BodyLimitMiddleware, install_openapi
+from services.gateway.body import BodyLimitMiddleware
 from services.gateway.docs import APP_DESCRIPTION
 from services.gateway.metrics import LatencyMiddleware
+from services.gateway.openapi import install_openapi
 from services.gateway.routes import (
     datasets,
     day_by_day,
@@ -49,7 +50,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.backend = backend
     errors.install(app)
-    install_openapi(app, errors.document_errors)
+    install_openapi(app)
     for module in (system, session, sweeps, pipelines, jobs, datasets, notifications):
         app.include_router(module.router)
     app.include_router(run_routes.router)  # seed 003: synchronous backtests and saved runs

@@ -29,11 +29,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl
 
-from fastapi import FastAPI
-from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic.fields import FieldInfo
-from pydantic.json_schema import models_json_schema
 from pydantic_core import PydanticCustomError
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -479,82 +476,3 @@ class UploadReader(BodyReader[M]):
             yield validate_fields(self.model, form_fields(form), self.message)
         finally:
             await form.close()
-
-
-# ---------------------------------------------------------------- OpenAPI
-
-REF = "#/components/schemas/{model}"
-
-
-def _body_readers(dependant: Any) -> Iterable[BodyReader[Any]]:
-    call = getattr(dependant, "call", None)
-    if isinstance(call, BodyReader):
-        yield call
-    for sub in getattr(dependant, "dependencies", ()):
-        yield from _body_readers(sub)
-
-
-def document_request_bodies(schema: dict[str, Any], routes: Iterable[Any]) -> None:
-    """Give each operation that reads its body with a BodyReader its request body:
-    the model (in components) under each of the reader's media types."""
-    readers: dict[tuple[str, str], BodyReader[Any]] = {}
-    for route in iter_route_contexts(list(routes)):
-        if isinstance(route.original_route, APIRoute) and route.include_in_schema:
-            for reader in _body_readers(route.dependant):
-                for method in route.methods or ():
-                    readers[(str(route.path_format), method.lower())] = reader
-    if not readers:
-        return
-    models = {r.model for r in readers.values()}
-    _, defs = models_json_schema([(m, "validation") for m in models], ref_template=REF)
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for name, value in defs.get("$defs", {}).items():
-        components.setdefault(name, value)
-    for (path, method), reader in readers.items():
-        op = schema.get("paths", {}).get(path, {}).get(method)
-        if op is None:
-            continue
-        name = reader.model.__name__
-        content: dict[str, Any] = {}
-        for media in reader.media_types:
-            if media == FORM:
-                # A url-encoded form carries text: its own schema, lists and objects as their text.
-                components.setdefault(f"{name}Form", _form_schema(components[name]))
-                content[media] = {"schema": {"$ref": REF.format(model=f"{name}Form")}}
-            else:
-                content[media] = {"schema": {"$ref": REF.format(model=name)}}
-        op["requestBody"] = {"required": reader.required, "content": content}
-
-
-def _form_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """The schema of a model's url-encoded form: list and object fields as their text
-    (`"[10, 20]"`, `"10,20"`, JSON text); the other fields as in JSON."""
-    out = json.loads(json.dumps(schema))
-    out["title"] = f"{schema.get('title', '')} (form)".strip()
-    for name, prop in out.get("properties", {}).items():
-        kinds = [p.get("type") for p in prop.get("anyOf", [prop])] + ["$ref" for p in prop.get("anyOf", [prop]) if "$ref" in p]
-        if any(k in ("array", "object", "$ref") for k in kinds):
-            keep = {k: v for k, v in prop.items() if k in ("title", "description", "default")}
-            example = prop.get("examples", [None])[0]
-            text = (
-                f"[{', '.join(str(x) for x in example)}]" if isinstance(example, list) else json.dumps(example)
-            ) if example is not None else None
-            out["properties"][name] = {**keep, "type": "string", **({"examples": [text]} if text else {})}
-    return out
-
-
-def install_openapi(app: FastAPI, complete: Callable[[dict[str, Any]], None] | None = None) -> None:
-    """Complete the app's generated OpenAPI document once per generation: request bodies
-    from the BodyReaders, then `complete(schema)`."""
-    done: dict[str, Any] = {}
-
-    def openapi() -> dict[str, Any]:
-        schema = FastAPI.openapi(app)
-        if done.get("schema") is not schema:
-            document_request_bodies(schema, app.routes)
-            if complete is not None:
-                complete(schema)
-            done["schema"] = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

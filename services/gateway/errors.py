@@ -15,7 +15,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -103,29 +102,6 @@ class ErrorResponse(BaseModel):
     """Every error the API answers."""
 
     error: ErrorDetail
-
-
-def document_errors(schema: dict[str, Any]) -> None:
-    """OpenAPI: the 400 of every operation that takes parameters or a body is `ErrorResponse`
-    (FastAPI would document a 422 of its own shape, which this API never answers)."""
-    _, defs = models_json_schema([(ErrorResponse, "serialization")], ref_template="#/components/schemas/{model}")
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    components.update(defs.get("$defs", {}))
-    ref = {"$ref": "#/components/schemas/ErrorResponse"}
-    for ops in schema.get("paths", {}).values():
-        for op in ops.values():
-            responses = op.get("responses", {})
-            had_422 = responses.pop("422", None) is not None
-            if had_422 or op.get("parameters") or op.get("requestBody"):
-                responses.setdefault(
-                    "400",
-                    {"description": "Invalid request (every problem listed in `details.errors`)",
-                     "content": {"application/json": {"schema": ref}}},
-                )
-    text = str(schema.get("paths", {}))
-    for name in ("HTTPValidationError", "ValidationError"):
-        if f"#/components/schemas/{name}'" not in text:
-            components.pop(name, None)
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
