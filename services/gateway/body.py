@@ -400,7 +400,8 @@ def problems_of(model: type[BaseModel], exc: ValidationError) -> list[dict[str, 
         elif kind == "missing":
             item["message"] = "is required"
         elif kind == "extra_forbidden":
-            item["message"] = "unknown field"
+            known = ", ".join(model.model_fields) if len(loc) == 1 else ""
+            item["message"] = f"unknown field (expected {known})" if known else "unknown field"
         elif isinstance(e.get("input"), list) and field is not None and _shape(field) == "scalar":
             item["message"] = "expected a single value"
         else:

@@ -120,14 +120,21 @@ def _strategy_problems(strategy: str, parameters: dict[str, Any], direction: str
         return {}, problems + exc.errors
 
 
-class BacktestRequest(BacktestSettings):
-    """One backtest of a built-in strategy (or a saved one, `strategy_id`) on one dataset."""
+class _Target(RequestModel):
+    """What a backtest runs (listed first)."""
 
     ticker: Ticker
     strategy: BuiltinStrategy | None = Field(None, description="a built-in strategy; or give strategy_id")
     strategy_id: Annotated[str, AfterValidator(_strategy_id), Field(json_schema_extra={"pattern": STRATEGY_ID_PATTERN})] | None = (
         Field(None, description="a saved strategy")
     )
+
+
+class BacktestRequest(BacktestSettings, _Target):
+    """One backtest of a built-in strategy (or a saved one, `strategy_id`) on one dataset."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
     initial_cash: Cash | None = Field(None, description="the sweep's name for cash")
     _parameters: dict[str, Any] = PrivateAttr(default_factory=dict)
 
