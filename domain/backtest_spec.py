@@ -22,6 +22,10 @@ PERIOD_MAX = 5000
 MAX_SYNC_BARS = 1_000_000
 MAX_SYNC_SOURCE_BARS = 10_000_000
 MAX_SYNC_TRADES = 10_000
+# Day-by-day backtests of rule strategies: the capital they start with unless told, and the
+# most their slippage and commission may be (percent of traded value, per side).
+DAY_BY_DAY_CAPITAL_DEFAULT = 100_000.0
+DAY_BY_DAY_COST_PCT_MAX = 50.0
 
 
 @dataclass(frozen=True)

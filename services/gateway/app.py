@@ -15,9 +15,10 @@ from services.gateway.body import BodyLimitMiddleware
 from services.gateway.browser_guard import BrowserGuard
 from services.gateway.docs import APP_DESCRIPTION
 from services.gateway.metrics import LatencyMiddleware
+from services.gateway.openapi import install_openapi
 from services.gateway.routes import (
-    backtest_days,
     datasets,
+    day_by_day,
     jobs,
     notifications,
     pipelines,
@@ -50,11 +51,12 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.backend = backend
     errors.install(app)
+    install_openapi(app)
     for module in (system, session, sweeps, pipelines, jobs, datasets, notifications):
         app.include_router(module.router)
     app.include_router(run_routes.router)  # seed 003: synchronous backtests and saved runs
     app.include_router(strategies.router)  # rule strategies (day-by-day backtests)
-    app.include_router(backtest_days.router)  # seeds 002 and 004: day-by-day backtests
+    app.include_router(day_by_day.router)  # seeds 002 and 004: day-by-day backtests
     app.include_router(web.router)  # the dashboard at /ui/ (and / for browsers)
     # Added innermost first: latency sees everything, the catch-all sees the body limit's 413s.
     app.add_middleware(BodyLimitMiddleware)

@@ -10,7 +10,7 @@ from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPBearer
 from services.gateway.auth import DEV_CALLER, SESSION_COOKIE, Caller, credentials_of, dev_tenant_allowed
 from services.gateway.backend import Backend
 from services.gateway.errors import ApiError, unauthorized
-from services.gateway.field_values import has_control_characters
+from services.gateway.requests.fields import has_control_characters
 
 # Declared for the OpenAPI description only (auto_error off): the parsing is ours.
 _api_key_doc = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")

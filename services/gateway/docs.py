@@ -48,3 +48,12 @@ without any credentials acts as the dev tenant (unless `HINDSIGHT_REQUIRE_AUTH=1
 
 {METRICS_DOC}
 """
+
+
+def content(media_type: str, description: str, schema: dict | None = None, **extra: object) -> dict:
+    """An OpenAPI response of a non-JSON media type (SSE, CSV, ZIP, ...)."""
+    return {"description": description, "content": {media_type: {"schema": schema or {"type": "string"}}}, **extra}
+
+
+EVENT_STREAM = "text/event-stream"
+NO_MORE_EVENTS = {"description": "Resumed past the last event of an ended job: nothing more will come (an EventSource stops)."}

@@ -14,6 +14,7 @@ import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -87,6 +88,20 @@ def from_grpc(exc: grpc.aio.AioRpcError) -> ApiError:
         return ApiError(500, "internal_error", "internal error")
     message = exc.details() or name.replace("_", " ")
     return ApiError(status, name, message)
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["invalid_request"])
+    message: str
+    details: dict[str, Any] = Field(
+        description='for a 400, `errors`: every problem, one `{"field", "message"}` per field'
+    )
+
+
+class ErrorResponse(BaseModel):
+    """Every error the API answers."""
+
+    error: ErrorDetail
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:

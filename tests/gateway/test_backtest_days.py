@@ -233,7 +233,7 @@ def test_cancel_ends_the_stream_with_an_error_event(alpha, results, days_stub, s
 def test_accepts_gzip_reads_accept_encoding_like_a_server_should(header, accepted):
     from starlette.requests import Request
 
-    from services.gateway.routes.backtest_days import accepts_gzip
+    from services.gateway.routes.day_by_day import accepts_gzip
 
     request = Request({"type": "http", "headers": [(b"accept-encoding", header.encode())]})
     assert accepts_gzip(request) is accepted

@@ -3,150 +3,86 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import AsyncIterator
 from datetime import date
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo
 
 import grpc
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Query
 from hindsight.results.v1 import results_pb2
 
-from services.gateway.body import MAX_UPLOAD_BODY
-from domain.market import CALENDARS, INTERVALS, TICKER_PATTERN, interval_message, ticker_problem
+from services.gateway.body import MAX_UPLOAD_BODY, UploadReader
 from services.gateway.deps import BackendDep, CallerDep, checked_id
 from services.gateway.errors import ApiError, from_grpc, invalid
-from services.gateway.views import dataset_view
+from services.gateway.presenters.datasets import Dataset, DatasetBars, DatasetDeleted, DatasetList, dataset_view
+from services.gateway.requests.datasets import DatasetUpload
 
 router = APIRouter(tags=["datasets"])
 CHUNK_BYTES = 1024 * 1024
 # Upload deadline: the RPC timeout plus time to move the bytes at a modest rate.
 UPLOAD_BYTES_PER_SECOND = 4 * 1024 * 1024
-
-_UPLOAD_DOC = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file", "ticker", "interval"],
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "CSV with header timestamp,open,high,low,close,volume",
-                        },
-                        "ticker": {"type": "string", "pattern": TICKER_PATTERN},
-                        "interval": {"type": "string", "enum": list(INTERVALS)},
-                        "calendar": {"type": "string", "enum": list(CALENDARS), "default": "continuous"},
-                        "timezone": {"type": "string", "description": "IANA zone of naive timestamps (default UTC)"},
-                    },
-                }
-            }
-        },
-    }
-}
-
-
-def _field(form: Any, name: str) -> str | None:
-    values = form.getlist(name)
-    if not values:
-        return None
-    if len(values) > 1 or not isinstance(values[0], str):
-        raise invalid(f"invalid {name}", [{"field": name, "message": "expected a single text value"}])
-    return values[0]
-
-
-def _valid_timezone(name: str) -> bool:
-    if len(name) > 64:
-        return False
-    try:
-        ZoneInfo(name)
-    except Exception:  # ZoneInfoNotFoundError, ValueError for malformed keys
-        return False
-    return True
+# Text fields of an upload.
+MAX_UPLOAD_FIELD = 64 * 1024
+_read_upload = UploadReader(
+    DatasetUpload, message="invalid dataset upload", max_files=1, max_fields=20, max_part_size=MAX_UPLOAD_FIELD
+)
 
 
 @router.post(
     "/api/v1/datasets",
     status_code=201,
     summary="Import a CSV dataset (new version of ticker+interval)",
-    openapi_extra=_UPLOAD_DOC,
+    response_model=Dataset,
 )
-async def import_dataset(request: Request, backend: BackendDep, caller: CallerDep) -> JSONResponse:
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media != "multipart/form-data":
-        raise ApiError(415, "unsupported_media_type", "upload the CSV as multipart/form-data (field `file`)")
-    form = await request.form(max_files=1, max_fields=20, max_part_size=64 * 1024)
-    try:
-        errors: list[dict[str, str]] = []
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str) or len(form.getlist("file")) != 1:
-            errors.append({"field": "file", "message": "a CSV file is required"})
-        ticker = _field(form, "ticker")
-        problem = ticker_problem(ticker) if ticker is not None else "is required"
-        if problem is not None:
-            errors.append({"field": "ticker", "message": problem})
-        interval = _field(form, "interval")
-        if interval not in INTERVALS:
-            errors.append({"field": "interval", "message": interval_message()})
-        calendar = _field(form, "calendar") or "continuous"
-        if calendar not in CALENDARS:
-            errors.append({"field": "calendar", "message": f"must be one of {', '.join(CALENDARS)}"})
-        tz = _field(form, "timezone") or ""
-        if tz and not _valid_timezone(tz):
-            errors.append({"field": "timezone", "message": "unknown IANA timezone"})
-        if errors:
-            raise invalid("invalid dataset upload", errors)
-        assert upload is not None and not isinstance(upload, str)
-        size = upload.size
-        if size is None:
-            upload.file.seek(0, 2)
-            size = upload.file.tell()
-            upload.file.seek(0)
-        if size == 0:
-            raise invalid("invalid dataset upload", [{"field": "file", "message": "the file is empty"}])
-        if size > MAX_UPLOAD_BODY:
-            raise ApiError(413, "payload_too_large", f"file exceeds {MAX_UPLOAD_BODY} bytes")
+async def import_dataset(
+    upload: Annotated[DatasetUpload, Depends(_read_upload)], backend: BackendDep, caller: CallerDep
+) -> dict[str, Any]:
+    file = upload.file
+    size = file.size
+    if size is None:
+        file.file.seek(0, 2)
+        size = file.file.tell()
+        file.file.seek(0)
+    if size == 0:
+        raise invalid("invalid dataset upload", [{"field": "file", "message": "the file is empty"}])
+    if size > MAX_UPLOAD_BODY:
+        raise ApiError(413, "payload_too_large", f"file exceeds {MAX_UPLOAD_BODY} bytes")
 
-        async def chunks() -> AsyncIterator[results_pb2.ImportDatasetRequest]:
-            first = True
-            while True:
-                data = await upload.read(CHUNK_BYTES)
-                if first:
-                    yield results_pb2.ImportDatasetRequest(
-                        tenant_id=caller.tenant_id,
-                        ticker=ticker or "",
-                        interval=interval or "",
-                        calendar=calendar,
-                        timezone=tz,
-                        data=data,
-                    )
-                    first = False
-                elif data:
-                    yield results_pb2.ImportDatasetRequest(data=data)
-                if len(data) < CHUNK_BYTES:
-                    return
+    async def chunks() -> AsyncIterator[results_pb2.ImportDatasetRequest]:
+        first = True
+        while True:
+            data = await file.read(CHUNK_BYTES)
+            if first:
+                yield results_pb2.ImportDatasetRequest(
+                    tenant_id=caller.tenant_id,
+                    ticker=upload.ticker,
+                    interval=upload.interval,
+                    calendar=upload.calendar,
+                    timezone=upload.timezone or "",
+                    data=data,
+                )
+                first = False
+            elif data:
+                yield results_pb2.ImportDatasetRequest(data=data)
+            if len(data) < CHUNK_BYTES:
+                return
 
-        timeout = backend.rpc_timeout + size / UPLOAD_BYTES_PER_SECOND
-        resp = await backend.call(backend.stub.ImportDataset, chunks(), timeout=timeout)
-    finally:
-        await form.close()
-    return JSONResponse(dataset_view(resp.dataset), status_code=201)
+    timeout = backend.rpc_timeout + size / UPLOAD_BYTES_PER_SECOND
+    resp = await backend.call(backend.stub.ImportDataset, chunks(), timeout=timeout)
+    return dataset_view(resp.dataset)
 
 
-@router.get("/api/v1/datasets", summary="Datasets of the caller (latest version of each)")
+@router.get("/api/v1/datasets", summary="Datasets of the caller (latest version of each)", response_model=DatasetList)
 async def list_datasets(backend: BackendDep, caller: CallerDep) -> dict[str, Any]:
     resp = await backend.call(backend.stub.ListDatasets, results_pb2.ListDatasetsRequest(tenant_id=caller.tenant_id))
     return {"datasets": [dataset_view(d) for d in resp.datasets]}
 
 
-@router.delete("/api/v1/datasets/{dataset_id}", summary="Delete a dataset with all its versions")
+@router.delete(
+    "/api/v1/datasets/{dataset_id}", summary="Delete a dataset with all its versions", response_model=DatasetDeleted
+)
 async def delete_dataset(dataset_id: str, backend: BackendDep, caller: CallerDep) -> dict[str, Any]:
     checked_id(dataset_id, "dataset")
     resp = await backend.call(
@@ -182,7 +118,11 @@ def downsample_bars(
     )
 
 
-@router.get("/api/v1/datasets/{dataset_id}/bars", summary="Bars of a dataset's latest version, downsampled for charts")
+@router.get(
+    "/api/v1/datasets/{dataset_id}/bars",
+    summary="Bars of a dataset's latest version, downsampled for charts",
+    response_model=DatasetBars,
+)
 async def dataset_bars(
     dataset_id: str,
     backend: BackendDep,

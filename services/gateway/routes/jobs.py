@@ -15,9 +15,10 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from libs.job_states import STATE_BY_NAME
 from services.gateway.deps import BackendDep, CallerDep, checked_id
+from services.gateway.docs import EVENT_STREAM, NO_MORE_EVENTS, content
 from services.gateway.errors import invalid
 from services.gateway.metrics import GatewayMetrics
-from services.gateway.views import job_view
+from services.gateway.presenters.jobs import Job, JobList, job_list, job_view
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["jobs"])
@@ -26,7 +27,7 @@ SSE_PING_SECONDS = 15
 MAX_SEQ = 2**63 - 1
 
 
-@router.get("/api/v1/jobs", summary="List jobs, newest first")
+@router.get("/api/v1/jobs", summary="List jobs, newest first", response_model=JobList)
 async def list_jobs(
     backend: BackendDep,
     caller: CallerDep,
@@ -46,17 +47,19 @@ async def list_jobs(
         backend.stub.ListJobs,
         results_pb2.ListJobsRequest(tenant_id=caller.tenant_id, limit=limit, offset=offset, state=state),
     )
-    return {"jobs": [job_view(j) for j in resp.jobs], "total": resp.total, "limit": limit, "offset": offset}
+    return job_list(resp.jobs, resp.total, limit, offset)
 
 
-@router.get("/api/v1/jobs/{job_id}", summary="One job")
+@router.get("/api/v1/jobs/{job_id}", summary="One job", response_model=Job)
 async def get_job(job_id: str, backend: BackendDep, caller: CallerDep) -> dict[str, Any]:
     checked_id(job_id, "job")
     resp = await backend.call(backend.stub.GetJob, results_pb2.GetJobRequest(tenant_id=caller.tenant_id, job_id=job_id))
     return job_view(resp.job)
 
 
-@router.delete("/api/v1/jobs/{job_id}", summary="Cancel a queued or running job (409 if it already ended)")
+@router.delete(
+    "/api/v1/jobs/{job_id}", summary="Cancel a queued or running job (409 if it already ended)", response_model=Job
+)
 async def cancel_job(job_id: str, backend: BackendDep, caller: CallerDep) -> dict[str, Any]:
     checked_id(job_id, "job")
     resp = await backend.call(
@@ -118,14 +121,28 @@ _STREAM_DOC = (
 )
 
 
+_STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: content(EVENT_STREAM, "Server-Sent Events: `id: <seq>`, `data: <JSON object>`"),
+    204: NO_MORE_EVENTS,
+}
+
+
 # One handler, two paths; the seed-001 path keeps its own route name (and OpenAPI operation id).
 @router.get(
     "/sse-proxy/jobs/{job_id}/stream",
     name="sse_proxy_stream",
     summary="Job events (SSE, seed 001 path)",
     description=_STREAM_DOC,
+    response_class=EventSourceResponse,
+    responses=_STREAM_RESPONSES,
 )
-@router.get("/api/v1/jobs/{job_id}/stream", summary="Job events (SSE)", description=_STREAM_DOC)
+@router.get(
+    "/api/v1/jobs/{job_id}/stream",
+    summary="Job events (SSE)",
+    description=_STREAM_DOC,
+    response_class=EventSourceResponse,
+    responses=_STREAM_RESPONSES,
+)
 async def job_stream(
     job_id: str,
     request: Request,

@@ -15,8 +15,8 @@ import re
 from typing import Annotated, Any
 
 import grpc
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
 from hindsight.engine.v1 import engine_pb2
 from hindsight.runs.v1 import runs_pb2
 
@@ -29,16 +29,19 @@ from domain.backtest_spec import (
 from domain.market import INTERVAL_MINUTES
 from services.gateway.auth import Caller
 from services.gateway.backend import Backend
-from services.gateway.backtest_request import RequestInvalid, apply_overrides, parse_backtest
-from services.gateway.body import read_fields
+from services.gateway.body import BodyReader
 from services.gateway.deps import BackendDep, CallerDep
-from services.gateway.docs import METRICS_DOC
+from services.gateway.docs import METRICS_DOC, content
 from services.gateway.errors import ApiError, from_grpc, invalid
-from services.gateway.field_values import has_control_characters
-from services.gateway.run_views import backtest_view, compare_view, equity_csv, run_detail, run_summary, trades_csv
+from services.gateway.presenters import runs as shapes
+from services.gateway.requests.fields import has_control_characters
+from services.gateway.requests.runs import BacktestRequest, ReplayRequest
 
 router = APIRouter(tags=["runs"])
 _runs = APIRouter()
+_read_backtest = BodyReader(BacktestRequest, message="invalid backtest request")
+_read_replay = BodyReader(ReplayRequest, message="invalid replay overrides", required=False)
+BacktestDep = Annotated[BacktestRequest, Depends(_read_backtest)]
 
 # Deadline of a synchronous backtest at the engine (loading a large dataset's bars included).
 BACKTEST_TIMEOUT = 60.0
@@ -50,7 +53,7 @@ _RUN_ID = re.compile(r"^[1-9][0-9]{0,15}$")
 BACKTEST_DOC = f"""\
 Runs one backtest while you wait and saves it as a run (its `id` is the run's).
 
-Body (JSON): `ticker`; `strategy` — one of {", ".join(f"`{s}`" for s in BUILTIN_STRATEGIES)} — or
+Body: `ticker`; `strategy` — one of {", ".join(f"`{s}`" for s in BUILTIN_STRATEGIES)} — or
 `strategy_id` (a saved strategy); `parameters` (per strategy, defaults filled in: crossovers
 `fast_period`/`slow_period`, MACD also `signal_period`, RSI `period`/`oversold`/`overbought`);
 `start_date`, `end_date` (YYYY-MM-DD, inclusive, in the dataset's timezone; default: all data);
@@ -133,24 +136,29 @@ async def run_backtest(backend: Backend, caller: Caller, spec: engine_pb2.Backte
     return saved.run, result
 
 
-async def _backtest(request: Request, backend: Backend, caller: Caller) -> JSONResponse:
-    fields = await read_fields(request)
-    try:
-        spec = parse_backtest(fields)
-    except RequestInvalid as exc:
-        raise invalid("invalid backtest request", exc.errors) from None
-    run, result = await run_backtest(backend, caller, spec)
-    return JSONResponse(backtest_view(run, result, _prefix(request)))
+async def _backtest(body: BacktestRequest, request: Request, backend: Backend, caller: Caller) -> dict[str, Any]:
+    run, result = await run_backtest(backend, caller, body.spec())
+    return shapes.backtest_view(run, result, _prefix(request))
 
 
-@router.post("/backtest", summary="Run one backtest synchronously and save it (seed 003)", description=BACKTEST_DOC)
-async def backtest(request: Request, backend: BackendDep, caller: CallerDep) -> JSONResponse:
-    return await _backtest(request, backend, caller)
+@router.post(
+    "/backtest",
+    summary="Run one backtest synchronously and save it (seed 003)",
+    description=BACKTEST_DOC,
+    response_model=shapes.Backtest,
+)
+async def backtest(body: BacktestDep, request: Request, backend: BackendDep, caller: CallerDep) -> dict[str, Any]:
+    return await _backtest(body, request, backend, caller)
 
 
-@router.post("/api/v1/runs/backtest", summary="Run one backtest synchronously and save it", description=BACKTEST_DOC)
-async def backtest_v1(request: Request, backend: BackendDep, caller: CallerDep) -> JSONResponse:
-    return await _backtest(request, backend, caller)
+@router.post(
+    "/api/v1/runs/backtest",
+    summary="Run one backtest synchronously and save it",
+    description=BACKTEST_DOC,
+    response_model=shapes.Backtest,
+)
+async def backtest_v1(body: BacktestDep, request: Request, backend: BackendDep, caller: CallerDep) -> dict[str, Any]:
+    return await _backtest(body, request, backend, caller)
 
 
 def _filter(value: str | None, field: str) -> str:
@@ -161,7 +169,7 @@ def _filter(value: str | None, field: str) -> str:
     return value.strip()
 
 
-@_runs.get("/runs", summary="Saved runs, newest first (seed 003)")
+@_runs.get("/runs", summary="Saved runs, newest first (seed 003)", response_model=shapes.RunList)
 async def list_runs(
     backend: BackendDep,
     caller: CallerDep,
@@ -182,7 +190,7 @@ async def list_runs(
             kind=kind_value, limit=limit, offset=offset,
         ),
     )
-    return {"runs": [run_summary(r) for r in resp.runs], "total": resp.total, "limit": limit, "offset": offset}
+    return {"runs": [shapes.run_summary(r) for r in resp.runs], "total": resp.total, "limit": limit, "offset": offset}
 
 
 def _compare_ids(text: str) -> list[int]:
@@ -198,7 +206,11 @@ def _compare_ids(text: str) -> list[int]:
     return ids
 
 
-@_runs.get("/runs/compare", summary="Runs side by side: parameters, metrics, equity on a common time axis")
+@_runs.get(
+    "/runs/compare",
+    summary="Runs side by side: parameters, metrics, equity on a common time axis",
+    response_model=shapes.RunComparison,
+)
 async def compare_runs(
     request: Request, backend: BackendDep, caller: CallerDep, ids: Annotated[str, Query(max_length=400)]
 ) -> dict[str, Any]:
@@ -208,35 +220,41 @@ async def compare_runs(
     resp = await backend.call(
         backend.runs.CompareRuns, runs_pb2.CompareRunsRequest(tenant_id=caller.tenant_id, run_ids=_compare_ids(ids))
     )
-    return compare_view(resp, _prefix(request))
+    return shapes.compare_view(resp, _prefix(request))
 
 
-@_runs.get("/runs/{run_id}", summary="One saved run (seed 003)")
+@_runs.get("/runs/{run_id}", summary="One saved run (seed 003)", response_model=shapes.RunDetail)
 async def get_run(run_id: str, request: Request, backend: BackendDep, caller: CallerDep) -> dict[str, Any]:
     resp = await backend.call(
         backend.runs.GetRun, runs_pb2.GetRunRequest(tenant_id=caller.tenant_id, run_id=_run_id(run_id))
     )
-    return run_detail(resp.run, _prefix(request))
+    return shapes.run_detail(resp.run, _prefix(request))
 
 
-@_runs.post("/runs/{run_id}/replay", summary="Run a saved run again, with optional overrides (seed 003)")
-async def replay_run(run_id: str, request: Request, backend: BackendDep, caller: CallerDep) -> JSONResponse:
+@_runs.post(
+    "/runs/{run_id}/replay",
+    summary="Run a saved run again, with optional overrides (seed 003)",
+    response_model=shapes.Backtest,
+)
+async def replay_run(
+    run_id: str,
+    overrides: Annotated[ReplayRequest, Depends(_read_replay)],
+    request: Request,
+    backend: BackendDep,
+    caller: CallerDep,
+) -> dict[str, Any]:
     """Body (optional): `start_date`, `end_date`, `interval`, `cash`, `parameters` (merged into the
     run's), and `commission_pct`, `slippage_pct`, `direction`, `fill`. Answers like `POST /backtest`;
     the new run's `replay_of` is this run. A sweep's run replays its best combination."""
     number = _run_id(run_id)
-    fields = await read_fields(request)
     resp = await backend.call(backend.runs.GetRun, runs_pb2.GetRunRequest(tenant_id=caller.tenant_id, run_id=number))
     original = resp.run
     if not original.HasField("replay_spec"):
         why = "its sweep had no combination with enough trades" if original.kind == "sweep" else "it keeps no backtest spec"
         raise ApiError(409, "conflict", f"run {number} cannot be replayed: {why}")
-    try:
-        spec = apply_overrides(original.replay_spec, fields)
-    except RequestInvalid as exc:
-        raise invalid("invalid replay overrides", exc.errors) from None
+    spec = overrides.apply(original.replay_spec)
     run, result = await run_backtest(backend, caller, spec, replay_of=number)
-    return JSONResponse(backtest_view(run, result, _prefix(request)))
+    return shapes.backtest_view(run, result, _prefix(request))
 
 
 def _csv(text: str, filename: str) -> Response:
@@ -245,22 +263,35 @@ def _csv(text: str, filename: str) -> Response:
     )
 
 
-@_runs.get("/runs/{run_id}/trades.csv", summary="A run's trades as CSV", response_class=Response)
+_CSV = "text/csv"
+
+
+@_runs.get(
+    "/runs/{run_id}/trades.csv",
+    summary="A run's trades as CSV",
+    response_class=Response,
+    responses={200: content(_CSV, "One row per trade (header: " + ",".join(shapes.TRADE_COLUMNS) + ")")},
+)
 async def trades_export(run_id: str, backend: BackendDep, caller: CallerDep) -> Response:
     number = _run_id(run_id)
     resp = await backend.call(
         backend.runs.GetRunTrades, runs_pb2.GetRunTradesRequest(tenant_id=caller.tenant_id, run_id=number)
     )
-    return _csv(trades_csv(resp.trades), f"run_{number}_trades.csv")
+    return _csv(shapes.trades_csv(resp.trades), f"run_{number}_trades.csv")
 
 
-@_runs.get("/runs/{run_id}/equity.csv", summary="A run's equity curve as CSV", response_class=Response)
+@_runs.get(
+    "/runs/{run_id}/equity.csv",
+    summary="A run's equity curve as CSV",
+    response_class=Response,
+    responses={200: content(_CSV, "timestamp,equity,buy_and_hold,drawdown_pct")},
+)
 async def equity_export(run_id: str, backend: BackendDep, caller: CallerDep) -> Response:
     number = _run_id(run_id)
     resp = await backend.call(
         backend.runs.GetRunEquity, runs_pb2.GetRunEquityRequest(tenant_id=caller.tenant_id, run_id=number)
     )
-    return _csv(equity_csv(resp.points, resp.run.cash), f"run_{number}_equity.csv")
+    return _csv(shapes.equity_csv(resp.points, resp.run.cash), f"run_{number}_equity.csv")
 
 
 # The seed's root paths, and the same under the versioned prefix.

@@ -11,17 +11,19 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Query, Response
 from hindsight.backtest.v1 import backtest_pb2, backtest_pb2_grpc
 
 from services.gateway.backend import Backend
-from services.gateway.body import read_fields
+from services.gateway.body import BodyReader
 from services.gateway.deps import BackendDep, CallerDep, checked_id
 from services.gateway.errors import ApiError, invalid
-from services.gateway.views import timestamp
+from services.gateway.presenters.strategies import Strategy, StrategyDeleted, StrategyList, strategy_view
+from services.gateway.requests.strategies import StrategyDefinition, strategy_message
 
 router = APIRouter(tags=["strategies"])
+_read_definition = BodyReader(StrategyDefinition, message=strategy_message)
+DefinitionDep = Annotated[StrategyDefinition, Depends(_read_definition)]
 
 STRATEGY_DOC = """A rule strategy, e.g.
 
@@ -49,16 +51,6 @@ def _stub(backend: Backend) -> backtest_pb2_grpc.StrategiesServiceStub:
     return backend.strategies
 
 
-def strategy_view(s: backtest_pb2.Strategy) -> dict[str, Any]:
-    return {
-        "strategy_id": s.strategy_id,
-        "name": s.name,
-        "definition": json.loads(s.definition_json) if s.definition_json else None,
-        "created_at": timestamp(s.created_at),
-        "updated_at": timestamp(s.updated_at),
-    }
-
-
 async def _call(backend: Backend, method, request):
     """A strategies call; a definition refused by results becomes a 400 listing its problems."""
     try:
@@ -70,34 +62,31 @@ async def _call(backend: Backend, method, request):
             except ValueError:
                 raise err from None
             if isinstance(body, dict) and isinstance(body.get("errors"), list):
-                summary = "; ".join(
-                    f"{e.get('field')}: {e.get('message')}"
-                    + (f" (at position {e['position']})" if "position" in e else "")
-                    for e in body["errors"][:5]
-                )
-                raise invalid(f"invalid strategy: {summary}", body["errors"]) from None
+                raise invalid(strategy_message(body["errors"]), body["errors"]) from None
         raise
 
 
-async def _definition(request: Request) -> str:
-    fields = await read_fields(request)
-    if not fields:
-        raise invalid("a strategy definition (JSON object) is required", [{"field": "body", "message": "empty"}])
-    return json.dumps(fields)
+def _definition_json(definition: StrategyDefinition) -> str:
+    return json.dumps(definition.normal_form())
 
 
-@router.post("/api/v1/strategies", status_code=201, summary="Create a strategy", description=STRATEGY_DOC)
-async def create_strategy(request: Request, backend: BackendDep, caller: CallerDep) -> JSONResponse:
-    definition = await _definition(request)
+@router.post(
+    "/api/v1/strategies",
+    status_code=201,
+    summary="Create a strategy",
+    description=STRATEGY_DOC,
+    response_model=Strategy,
+)
+async def create_strategy(definition: DefinitionDep, backend: BackendDep, caller: CallerDep) -> dict[str, Any]:
     resp = await _call(
         backend,
         _stub(backend).CreateStrategy,
-        backtest_pb2.CreateStrategyRequest(tenant_id=caller.tenant_id, definition_json=definition),
+        backtest_pb2.CreateStrategyRequest(tenant_id=caller.tenant_id, definition_json=_definition_json(definition)),
     )
-    return JSONResponse(strategy_view(resp.strategy), status_code=201)
+    return strategy_view(resp.strategy)
 
 
-@router.get("/api/v1/strategies", summary="List strategies, newest first")
+@router.get("/api/v1/strategies", summary="List strategies, newest first", response_model=StrategyList)
 async def list_strategies(
     backend: BackendDep,
     caller: CallerDep,
@@ -111,7 +100,7 @@ async def list_strategies(
     return {"strategies": [strategy_view(s) for s in resp.strategies], "total": resp.total, "limit": limit, "offset": offset}
 
 
-@router.get("/api/v1/strategies/{strategy_id}", summary="One strategy")
+@router.get("/api/v1/strategies/{strategy_id}", summary="One strategy", response_model=Strategy)
 async def get_strategy(strategy_id: str, backend: BackendDep, caller: CallerDep) -> dict[str, Any]:
     checked_id(strategy_id, "strategy")
     resp = await backend.call(
@@ -124,18 +113,25 @@ async def get_strategy(strategy_id: str, backend: BackendDep, caller: CallerDep)
     "/api/v1/strategies/{strategy_id}",
     summary="Replace a strategy (or create it under this UUID: 201)",
     description=STRATEGY_DOC,
+    response_model=Strategy,
+    responses={201: {"model": Strategy, "description": "Created under this UUID"}},
 )
-async def put_strategy(strategy_id: str, request: Request, backend: BackendDep, caller: CallerDep) -> JSONResponse:
-    definition = await _definition(request)
+async def put_strategy(
+    strategy_id: str, definition: DefinitionDep, response: Response, backend: BackendDep, caller: CallerDep
+) -> dict[str, Any]:
     resp = await _call(
         backend,
         _stub(backend).PutStrategy,
-        backtest_pb2.PutStrategyRequest(tenant_id=caller.tenant_id, strategy_id=strategy_id, definition_json=definition),
+        backtest_pb2.PutStrategyRequest(
+            tenant_id=caller.tenant_id, strategy_id=strategy_id, definition_json=_definition_json(definition)
+        ),
     )
-    return JSONResponse(strategy_view(resp.strategy), status_code=201 if resp.created else 200)
+    if resp.created:
+        response.status_code = 201
+    return strategy_view(resp.strategy)
 
 
-@router.delete("/api/v1/strategies/{strategy_id}", summary="Delete a strategy")
+@router.delete("/api/v1/strategies/{strategy_id}", summary="Delete a strategy", response_model=StrategyDeleted)
 async def delete_strategy(strategy_id: str, backend: BackendDep, caller: CallerDep) -> dict[str, Any]:
     checked_id(strategy_id, "strategy")
     resp = await backend.call(

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
 
 from domain import market, sweep
 from domain.backtest_spec import BUILTIN_STRATEGIES
-
 from services.gateway.deps import BackendDep
+from services.gateway.docs import content
 from services.gateway.errors import RETRY_AFTER_SECONDS
-from services.gateway.views import utc_now
+from services.gateway.presenters.common import utc_now
+from services.gateway.presenters.system import Health, SweepLimits, TickerRule, Vocabulary
 
 router = APIRouter(tags=["system"])
 API_VERSION = "1.0.0"
 
 
-@router.get("/health", summary="Health check (seed 001)")
-async def health(backend: BackendDep) -> JSONResponse:
+@router.get(
+    "/health",
+    summary="Health check (seed 001)",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "results cannot serve (Retry-After says when to ask again)"}},
+)
+async def health(backend: BackendDep) -> Any:
     """`{"status": "healthy", "version", "timestamp"}`; 503 with status `unhealthy` when
     results cannot serve. `services` tells which part is down."""
     results = await backend.results_health()
@@ -30,8 +37,9 @@ async def health(backend: BackendDep) -> JSONResponse:
         "timestamp": utc_now(),
         "services": {"gateway": "serving", "results": results},
     }
-    headers = {} if ok else {"Retry-After": str(RETRY_AFTER_SECONDS)}
-    return JSONResponse(body, status_code=200 if ok else 503, headers=headers)
+    if ok:
+        return body
+    return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 @router.get("/livez", summary="Liveness: the gateway process answers", include_in_schema=False)
@@ -39,35 +47,14 @@ async def livez() -> dict[str, str]:
     return {"status": "alive"}
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: content(CONTENT_TYPE_LATEST.split(";")[0], "Prometheus text exposition format")},
+)
 async def metrics(backend: BackendDep) -> Response:
     return Response(generate_latest(backend.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-class TickerRule(BaseModel):
-    pattern: str
-    max_length: int
-    examples: list[str]
-
-
-class SweepLimits(BaseModel):
-    strategy_types: list[str]
-    period: tuple[int, int]
-    step: tuple[int, int]
-    min_trades: tuple[int, int]
-    min_trades_default: int
-    cost_pct_max: float
-    timeout_seconds: tuple[int, int]
-
-
-class Vocabulary(BaseModel):
-    """The domain's vocabulary, so clients (the dashboard among them) need not copy it."""
-
-    intervals: list[str]
-    calendars: list[str]
-    ticker: TickerRule
-    strategies: list[str]
-    sweep: SweepLimits
 
 
 @router.get("/api/v1/vocabulary", summary="Intervals, ticker syntax, strategies and sweep limits")

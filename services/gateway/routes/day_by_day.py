@@ -16,7 +16,6 @@ import gzip
 import io
 import json
 import logging
-import math
 import re
 import uuid
 import zipfile
@@ -25,8 +24,8 @@ from datetime import date
 from typing import Annotated, Any
 
 import grpc
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
 from hindsight.backtest.v1 import backtest_pb2, backtest_pb2_grpc
 from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2
@@ -35,27 +34,31 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.gateway.auth import Caller
 from services.gateway.backend import Backend
-from services.gateway.body import read_fields
+from services.gateway.body import BodyReader
 from services.gateway.deps import BackendDep, CallerDep, checked_id
+from services.gateway.docs import EVENT_STREAM, NO_MORE_EVENTS, content
 from services.gateway.errors import ApiError, invalid
+from services.gateway.presenters import day_by_day as shapes
+from services.gateway.presenters.day_by_day import day_event
+from services.gateway.requests.day_by_day import DayByDayRequest, UserDayByDayRequest, user_id_problem
+from services.gateway.requests.fields import check_webhook
 from services.gateway.routes.jobs import SSE_PING_SECONDS, _after_seq, relaying
-from services.gateway.sweep_request import SweepInvalid, _email, check_webhook_target
-from services.gateway.views import timestamp
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["day-by-day backtests"])
 
-USER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 ISO_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 DMY_DATE_RE = re.compile(r"^(\d{2})-(\d{2})-(\d{4})$")
 BACKTEST_ID_RE = re.compile(r"^(.{36})_(\d{4}-\d{2}-\d{2})_(\d{4}-\d{2}-\d{2})$")
-SEED002_EVENTS = ("day_started", "day_completed", "backtest_completed", "error")
 TRADES_FILE, DIAGNOSTICS_FILE, POSITIONS_FILE = "trades_daily.json.gz", "diagnostics_export.json.gz", "positions.json.gz"
-# How long the legacy all-days endpoint waits for its job.
-LEGACY_WAIT_SECONDS = 600.0
+# How long the all-days endpoint waits for its job.
+ALL_DAYS_WAIT_SECONDS = 600.0
+INVALID_BACKTEST = "invalid backtest parameters"
+_read_start = BodyReader(DayByDayRequest, message=INVALID_BACKTEST)
+_read_run = BodyReader(UserDayByDayRequest, message=INVALID_BACKTEST)
 
 
-def _days_stub(backend: Backend) -> backtest_pb2_grpc.DayBacktestServiceStub:
+def _day_by_day_stub(backend: Backend) -> backtest_pb2_grpc.DayBacktestServiceStub:
     return backend.day_by_day
 
 
@@ -64,7 +67,7 @@ def _trace_id() -> str:
     return format(ctx.trace_id, "032x") if ctx.is_valid else ""
 
 
-# ---------------------------------------------------------------- validation
+# ---------------------------------------------------------------- ids in paths
 
 
 def _bad_path(field: str, message: str) -> ApiError:
@@ -72,8 +75,9 @@ def _bad_path(field: str, message: str) -> ApiError:
 
 
 def check_user_id(value: str) -> str:
-    if not USER_ID_RE.match(value or "") or ".." in value:
-        raise _bad_path("user_id", "1-64 letters, digits, '_', '.', '@' or '-', starting with a letter or digit")
+    why = user_id_problem(value or "")
+    if why is not None:
+        raise _bad_path("user_id", why)
     return value
 
 
@@ -87,7 +91,7 @@ def check_strategy_id(value: str, where: str = "path") -> str:
     return canonical
 
 
-def iso_date(value: Any, field: str) -> str | None:
+def iso_date(value: Any) -> str | None:
     """The date as YYYY-MM-DD, or None when it is not one."""
     if not isinstance(value, str) or not ISO_DATE_RE.match(value):
         return None
@@ -110,99 +114,35 @@ def dmy_date(value: str) -> str:
 
 def check_backtest_id(value: str) -> str:
     m = BACKTEST_ID_RE.match(value or "")
-    if m is None or iso_date(m.group(2), "") is None or iso_date(m.group(3), "") is None:
+    if m is None or iso_date(m.group(2)) is None or iso_date(m.group(3)) is None:
         raise _bad_path("backtest_id", "{strategy_id}_{start_date}_{end_date}")
     check_strategy_id(m.group(1))
     return value
 
 
-def _number(fields: dict, name: str, errors: list, *, default: float, positive: bool = False) -> float:
-    value = fields.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        f = float("nan") if isinstance(value, bool) else float(value)
-    except (TypeError, ValueError):
-        f = float("nan")
-    if not math.isfinite(f):
-        errors.append({"field": name, "message": "must be a number"})
-        return default
-    if (f <= 0 if positive else f < 0) or f > 1e15:
-        errors.append({"field": name, "message": "must be a positive number" if positive else "must be 0 or more"})
-        return default
-    return f
+# ---------------------------------------------------------------- submission
 
 
-def parse_run_fields(fields: dict[str, Any], *, need_user: bool) -> tuple[backtest_pb2.DayBacktestSpec, str]:
-    """The spec of a start/run request and its webhook URL; 400 listing every problem."""
-    errors: list[dict[str, str]] = []
-    user_id = ""
-    if need_user:
-        user_id = fields.get("user_id") if isinstance(fields.get("user_id"), str) else ""
-        if not USER_ID_RE.match(user_id or "") or ".." in user_id:
-            errors.append({"field": "user_id", "message": "required: 1-64 letters, digits, '_', '.', '@' or '-'"})
-    strategy_id = fields.get("strategy_id")
-    try:
-        strategy_id = check_strategy_id(strategy_id, "body") if isinstance(strategy_id, str) else None
-    except ApiError:
-        strategy_id = None
-    if strategy_id is None:
-        errors.append({"field": "strategy_id", "message": "required: the UUID of a strategy"})
-    start = iso_date(fields.get("start_date"), "start_date")
-    end = iso_date(fields.get("end_date"), "end_date")
-    if start is None:
-        errors.append({"field": "start_date", "message": "required: a date YYYY-MM-DD"})
-    if end is None:
-        errors.append({"field": "end_date", "message": "required: a date YYYY-MM-DD"})
-    if start and end and end < start:
-        errors.append({"field": "end_date", "message": "must not be before start_date"})
-    capital = _number(fields, "initial_capital", errors, default=100_000.0, positive=True)
-    slippage = _number(fields, "slippage_percentage", errors, default=0.0)
-    commission = _number(fields, "commission_percentage", errors, default=0.0)
-    for name, value in (("slippage_percentage", slippage), ("commission_percentage", commission)):
-        if value > 50:
-            errors.append({"field": name, "message": "must be at most 50 (percent)"})
-    webhook = fields.get("webhook_url") or ""
-    if webhook and (not isinstance(webhook, str) or not re.match(r"^https?://[^\s/]+", webhook) or len(webhook) > 2048):
-        errors.append({"field": "webhook_url", "message": "must be an http(s) URL"})
-    if errors:
-        raise invalid("invalid backtest parameters", errors)
+async def submit(backend: Backend, caller: Caller, body: DayByDayRequest):
+    # The same SSRF policy as sweeps, at submission; delivery checks again.
+    await check_webhook(body.webhook_url, backend.webhook_policy, message=INVALID_BACKTEST)
     spec = backtest_pb2.DayBacktestSpec(
-        strategy_id=strategy_id or "",
-        user_id=user_id,
-        start_date=start or "",
-        end_date=end or "",
-        initial_capital=capital,
-        slippage_pct=slippage,
-        commission_pct=commission,
+        strategy_id=body.strategy_id,
+        user_id=body.user_id if isinstance(body, UserDayByDayRequest) else "",
+        start_date=body.start_date.isoformat(),
+        end_date=body.end_date.isoformat(),
+        initial_capital=body.initial_capital,
+        slippage_pct=body.slippage_percentage,
+        commission_pct=body.commission_percentage,
     )
-    return spec, webhook
-
-
-async def submit(backend: Backend, caller: Caller, fields: dict[str, Any], *, need_user: bool):
-    spec, webhook = parse_run_fields(fields, need_user=need_user)
-    email = fields.get("notify_email")
-    problems = []
-    if email not in (None, ""):
-        try:
-            email = _email(email)
-        except ValueError as exc:
-            problems.append({"field": "notify_email", "message": str(exc)})
-    try:
-        # The same SSRF policy as sweeps, at submission; delivery checks again.
-        await check_webhook_target(webhook or None, backend.webhook_policy)
-    except SweepInvalid as exc:
-        problems.extend(exc.errors)
-    if problems:
-        raise invalid("invalid backtest parameters", problems)
     request = results_pb2.SubmitJobRequest(
         tenant_id=caller.tenant_id,
         job_kind=jobs_pb2.JOB_KIND_DAY_BY_DAY,
-        parameters_json=json.dumps(fields, separators=(",", ":"), default=str),
-        webhook_url=webhook,
+        parameters_json=json.dumps(body.model_dump(mode="json", exclude_unset=True), separators=(",", ":")),
+        webhook_url=body.webhook_url or "",
         day_backtest=spec,
         trace_id=_trace_id(),
-        notify_email=email or "",
+        notify_email=body.notify_email or "",
     )
     resp = await backend.call(backend.stub.SubmitJob, request)
     backend.metrics.jobs_queued.labels(ticker=resp.job.day_backtest.ticker, strategy_type=resp.job.kind).inc()
@@ -216,81 +156,50 @@ def stream_path(backtest_id: str) -> str:
 # ---------------------------------------------------------------- seed 004
 
 
-@router.post("/api/v1/backtest/run", status_code=202, summary="Run a strategy day by day for a user (seed 004)")
-async def run_backtest(request: Request, backend: BackendDep, caller: CallerDep) -> JSONResponse:
+@router.post(
+    "/api/v1/backtest/run",
+    status_code=202,
+    summary="Run a strategy day by day for a user (seed 004)",
+    response_model=shapes.DayByDayQueued,
+)
+async def run_backtest(
+    body: Annotated[UserDayByDayRequest, Depends(_read_run)], backend: BackendDep, caller: CallerDep
+) -> dict[str, Any]:
     """`{user_id, strategy_id, start_date, end_date}` (optional `initial_capital`,
-    `slippage_percentage`, `commission_percentage`, `webhook_url`). Replaces the user's
-    previous files of the strategy. 409 "Job already running" while the user has a
+    `slippage_percentage`, `commission_percentage`, `webhook_url`, `notify_email`). Replaces the
+    user's previous files of the strategy. 409 "Job already running" while the user has a
     queued or running backtest."""
-    job = await submit(backend, caller, await read_fields(request), need_user=True)
-    return JSONResponse({"job_id": job.job_id, "status": "queued", "message": "Backtest queued successfully"}, status_code=202)
+    job = await submit(backend, caller, body)
+    return {"job_id": job.job_id, "status": "queued", "message": "Backtest queued successfully"}
 
 
-@router.get("/api/v1/backtest/status/{job_id}", summary="Status and progress of a backtest job (seed 004)")
+@router.get(
+    "/api/v1/backtest/status/{job_id}",
+    summary="Status and progress of a backtest job (seed 004)",
+    response_model=shapes.DayByDayStatus,
+)
 async def backtest_status(job_id: str, backend: BackendDep, caller: CallerDep) -> dict[str, Any]:
     checked_id(job_id, "job")
     s = await backend.call(
-        _days_stub(backend).GetBacktestStatus, backtest_pb2.GetBacktestStatusRequest(tenant_id=caller.tenant_id, job_id=job_id)
+        _day_by_day_stub(backend).GetBacktestStatus,
+        backtest_pb2.GetBacktestStatusRequest(tenant_id=caller.tenant_id, job_id=job_id),
     )
-    return {
-        "job_id": s.job_id,
-        "user_id": s.user_id or None,
-        "strategy_id": s.strategy_id,
-        "status": s.status,
-        "progress": {
-            "current_date": s.current_date or None,
-            "completed_days": s.completed_days,
-            "total_days": s.total_days,
-            "percentage": s.percentage,
-        },
-        "started_at": timestamp(s.started_at),
-        "estimated_completion": timestamp(s.estimated_completion),
-        "error": s.error or None,
-    }
+    return shapes.status_view(s)
 
 
-def _dmy(iso: str) -> str:
-    return f"{iso[8:10]}-{iso[5:7]}-{iso[0:4]}"
-
-
-@router.get("/api/v1/backtest/metadata/{user_id}/{strategy_id}", summary="Overall and daily summaries (seed 004)")
+@router.get(
+    "/api/v1/backtest/metadata/{user_id}/{strategy_id}",
+    summary="Overall and daily summaries (seed 004)",
+    response_model=shapes.DayByDayMetadata,
+)
 async def backtest_metadata(user_id: str, strategy_id: str, backend: BackendDep, caller: CallerDep) -> dict[str, Any]:
     check_user_id(user_id)
     check_strategy_id(strategy_id)
     m = await backend.call(
-        _days_stub(backend).GetBacktestMetadata,
+        _day_by_day_stub(backend).GetBacktestMetadata,
         backtest_pb2.GetBacktestMetadataRequest(tenant_id=caller.tenant_id, user_id=user_id, strategy_id=strategy_id),
     )
-    positions = sum(d.positions for d in m.days)
-    wins = sum(d.winning_trades for d in m.days)
-    return {
-        "job_id": m.job_id,
-        "strategy_id": m.spec.strategy_id,
-        "strategy_name": m.spec.strategy_name,
-        "start_date": m.spec.start_date,
-        "end_date": m.spec.end_date,
-        "total_days": m.spec.total_days,
-        "status": m.status,
-        "created_at": timestamp(m.created_at),
-        "expires_at": timestamp(m.expires_at),
-        "overall_summary": {
-            "total_positions": positions,
-            "total_pnl": round(sum(d.pnl for d in m.days), 2),
-            "win_rate": round(wins / positions * 100, 2) if positions else 0.0,
-            "total_winning_trades": wins,
-            "total_losing_trades": sum(d.losing_trades for d in m.days),
-        },
-        "daily_summaries": [
-            {
-                "date": _dmy(d.date),
-                "positions": d.positions,
-                "pnl": round(d.pnl, 2),
-                "has_data": d.has_data,
-                "file_size_kb": d.file_size_kb,
-            }
-            for d in m.days
-        ],
-    }
+    return shapes.metadata_view(m)
 
 
 def accepts_gzip(request: Request) -> bool:
@@ -316,7 +225,7 @@ def accepts_gzip(request: Request) -> bool:
 async def _day_files(backend: Backend, caller: Caller, names: list[str], day: str, *, user_id: str = "",
                      strategy_id: str = "", job_id: str = "") -> list[backtest_pb2.DayFile]:
     resp = await backend.call(
-        _days_stub(backend).GetDayFiles,
+        _day_by_day_stub(backend).GetDayFiles,
         backtest_pb2.GetDayFilesRequest(
             tenant_id=caller.tenant_id, user_id=user_id, strategy_id=strategy_id, date=day, names=names, job_id=job_id
         ),
@@ -327,6 +236,14 @@ async def _day_files(backend: Backend, caller: Caller, names: list[str], day: st
 @router.get(
     "/api/v1/backtest/day/{user_id}/{strategy_id}/{day}",
     summary="One day's positions with diagnostics (seed 004; gzip-encoded when accepted)",
+    response_class=Response,
+    responses={
+        200: {
+            "model": shapes.DayPositions,
+            "description": "The day's JSON; sent as stored, with `Content-Encoding: gzip`, to clients that accept gzip",
+            "headers": {"Content-Encoding": {"description": "gzip when the request accepts it", "schema": {"type": "string"}}},
+        }
+    },
 )
 async def backtest_day(user_id: str, strategy_id: str, day: str, request: Request, backend: BackendDep,
                        caller: CallerDep) -> Response:
@@ -342,82 +259,66 @@ async def backtest_day(user_id: str, strategy_id: str, day: str, request: Reques
     return Response(gzip.decompress(f.data), media_type="application/json", headers=headers)
 
 
-@router.delete("/api/v1/backtest/clear/{user_id}/{strategy_id}", summary="Delete a user's files of a strategy (seed 004)")
+@router.delete(
+    "/api/v1/backtest/clear/{user_id}/{strategy_id}",
+    summary="Delete a user's files of a strategy (seed 004)",
+    response_model=shapes.DayByDayCleared,
+)
 async def clear_backtest(user_id: str, strategy_id: str, backend: BackendDep, caller: CallerDep) -> dict[str, Any]:
     """A queued or running backtest of that user and strategy is cancelled first."""
     check_user_id(user_id)
     check_strategy_id(strategy_id)
     r = await backend.call(
-        _days_stub(backend).ClearBacktestData,
+        _day_by_day_stub(backend).ClearBacktestData,
         backtest_pb2.ClearBacktestDataRequest(tenant_id=caller.tenant_id, user_id=user_id, strategy_id=strategy_id),
     )
-    return {
-        "message": f"Cleared all backtest data for strategy {strategy_id}",
-        "deleted_files": r.deleted_files,
-        "freed_space_mb": round(r.freed_bytes / (1024 * 1024), 3),
-    }
+    return shapes.cleared_view(strategy_id, r)
 
 
-@router.get("/api/v1/backtest/cleanup/status", summary="Artifact cleanup settings (seed 004)")
+@router.get(
+    "/api/v1/backtest/cleanup/status",
+    summary="Artifact cleanup settings (seed 004)",
+    response_model=shapes.CleanupStatus,
+)
 async def cleanup_status(backend: BackendDep, caller: CallerDep) -> dict[str, Any]:
     r = await backend.call(
-        _days_stub(backend).GetCleanupStatus, backtest_pb2.GetCleanupStatusRequest(tenant_id=caller.tenant_id)
+        _day_by_day_stub(backend).GetCleanupStatus, backtest_pb2.GetCleanupStatusRequest(tenant_id=caller.tenant_id)
     )
-    ttl: float | int = int(r.ttl_hours) if float(r.ttl_hours).is_integer() else r.ttl_hours
-    return {
-        "cleanup_enabled": r.cleanup_enabled,
-        "ttl_hours": ttl,
-        "message": "Cleanup runs automatically on startup and periodically",
-    }
+    return shapes.cleanup_status_view(r)
 
 
-@router.post("/api/v1/backtest/cleanup/run", summary="Delete your artifacts older than ttl_hours now (seed 004)")
+@router.post(
+    "/api/v1/backtest/cleanup/run",
+    summary="Delete your artifacts older than ttl_hours now (seed 004)",
+    response_model=shapes.CleanupRun,
+)
 async def cleanup_run(
     backend: BackendDep,
     caller: CallerDep,
     ttl_hours: Annotated[float, Query(ge=0, le=87600)] = 12,
 ) -> dict[str, Any]:
     r = await backend.call(
-        _days_stub(backend).RunCleanup, backtest_pb2.RunCleanupRequest(tenant_id=caller.tenant_id, ttl_hours=ttl_hours)
+        _day_by_day_stub(backend).RunCleanup,
+        backtest_pb2.RunCleanupRequest(tenant_id=caller.tenant_id, ttl_hours=ttl_hours),
     )
-    return {
-        "message": "Cleanup completed",
-        "deleted_strategies": r.deleted_strategies,
-        "freed_space_mb": round(r.freed_bytes / (1024 * 1024), 3),
-        "cutoff_time": timestamp(r.cutoff_time),
-    }
+    return shapes.cleanup_run_view(r)
 
 
 # ---------------------------------------------------------------- seed 002
 
 
-@router.post("/api/v1/backtest/start", summary="Start a day-by-day backtest streamed over SSE (seed 002)")
-async def start_backtest(request: Request, backend: BackendDep, caller: CallerDep) -> dict[str, Any]:
+@router.post(
+    "/api/v1/backtest/start",
+    summary="Start a day-by-day backtest streamed over SSE (seed 002)",
+    response_model=shapes.DayByDayStarted,
+)
+async def start_backtest(
+    body: Annotated[DayByDayRequest, Depends(_read_start)], backend: BackendDep, caller: CallerDep
+) -> dict[str, Any]:
     """`{strategy_id, start_date, end_date}` (optional `initial_capital`, `slippage_percentage`,
     `commission_percentage`). `total_days` counts the days with bars in the strategy's session."""
-    job = await submit(backend, caller, await read_fields(request), need_user=False)
-    spec = job.day_backtest
-    return {
-        "backtest_id": spec.backtest_id,
-        "total_days": spec.total_days,
-        "status": "ready",
-        "stream_url": stream_path(spec.backtest_id),
-        "job_id": job.job_id,
-    }
-
-
-def seed002_event(ev: Any) -> ServerSentEvent | None:
-    """A stored job event as the seed's SSE event (None: not part of the seed's stream)."""
-    try:
-        data = json.loads(ev.data_json)
-    except ValueError:
-        return None
-    if isinstance(data, dict) and data.get("event") in SEED002_EVENTS:
-        return ServerSentEvent(data=json.dumps(data.get("data")), event=data["event"], id=str(ev.seq))
-    if ev.type == "error":
-        message = data.get("message") if isinstance(data, dict) else None
-        return ServerSentEvent(data=json.dumps({"date": None, "error": message or "backtest failed"}), event="error", id=str(ev.seq))
-    return None
+    job = await submit(backend, caller, body)
+    return shapes.started_view(job, stream_path(job.day_backtest.backtest_id))
 
 
 async def _relay(call: Any, first: Any, backend: Backend) -> AsyncIterator[ServerSentEvent]:
@@ -428,7 +329,7 @@ async def _relay(call: Any, first: Any, backend: Backend) -> AsyncIterator[Serve
                 item = await call.read()
             if item is grpc.aio.EOF:
                 return
-            sse = seed002_event(item.event)
+            sse = day_event(item.event)
             item = None
             if sse is not None:
                 yield sse
@@ -437,7 +338,11 @@ async def _relay(call: Any, first: Any, backend: Backend) -> AsyncIterator[Serve
 @router.get(
     "/api/v1/backtest/{backtest_id}/stream",
     summary="Day events of a backtest (SSE, seed 002)",
-    response_model=None,
+    response_class=EventSourceResponse,
+    responses={
+        200: content(EVENT_STREAM, "Server-Sent Events `day_started`, `day_completed`, `backtest_completed`, `error`"),
+        204: NO_MORE_EVENTS,
+    },
 )
 async def backtest_stream(
     backtest_id: str,
@@ -452,7 +357,8 @@ async def backtest_stream(
     check_backtest_id(backtest_id)
     after = _after_seq(request.headers.get("last-event-id"), last_event_id)
     found = await backend.call(
-        _days_stub(backend).FindBacktest, backtest_pb2.FindBacktestRequest(tenant_id=caller.tenant_id, backtest_id=backtest_id)
+        _day_by_day_stub(backend).FindBacktest,
+        backtest_pb2.FindBacktestRequest(tenant_id=caller.tenant_id, backtest_id=backtest_id),
     )
     job = (await backend.call(backend.stub.GetJob, results_pb2.GetJobRequest(tenant_id=caller.tenant_id, job_id=found.job_id))).job
     call = backend.stub.StreamJobEvents(
@@ -475,14 +381,17 @@ async def backtest_stream(
     "/api/v1/backtest/{backtest_id}/day/{day}",
     summary="One day's trades and diagnostics as a ZIP of two .json.gz files (seed 002)",
     response_class=Response,
+    responses={200: content("application/zip", "trades_daily.json.gz and diagnostics_export.json.gz",
+                            {"type": "string", "format": "binary"})},
 )
 async def backtest_day_zip(backtest_id: str, day: str, backend: BackendDep, caller: CallerDep) -> Response:
     check_backtest_id(backtest_id)
-    iso = iso_date(day, "date")
+    iso = iso_date(day)
     if iso is None:
         raise _bad_path("date", "a date YYYY-MM-DD")
     found = await backend.call(
-        _days_stub(backend).FindBacktest, backtest_pb2.FindBacktestRequest(tenant_id=caller.tenant_id, backtest_id=backtest_id)
+        _day_by_day_stub(backend).FindBacktest,
+        backtest_pb2.FindBacktestRequest(tenant_id=caller.tenant_id, backtest_id=backtest_id),
     )
     files = await _day_files(backend, caller, [TRADES_FILE, DIAGNOSTICS_FILE], iso, job_id=found.job_id)
     buf = io.BytesIO()
@@ -496,12 +405,17 @@ async def backtest_day_zip(backtest_id: str, day: str, backend: BackendDep, call
     )
 
 
-@router.post("/api/v1/backtest", summary="Run a day-by-day backtest and return every day at once (seed 002 legacy)")
-async def backtest_all_days(request: Request, backend: BackendDep, caller: CallerDep) -> dict[str, Any]:
+@router.post(
+    "/api/v1/backtest",
+    summary="Run a day-by-day backtest and return every day at once (seed 002 legacy)",
+    response_model=shapes.DayByDayAllDays,
+)
+async def backtest_all_days(
+    body: Annotated[DayByDayRequest, Depends(_read_start)], backend: BackendDep, caller: CallerDep
+) -> dict[str, Any]:
     """Same body as `/api/v1/backtest/start`; waits for the end (up to 10 minutes) and returns
     the overall summary and each day's summary and trades."""
-    job = await submit(backend, caller, await read_fields(request), need_user=False)
-    spec = job.day_backtest
+    job = await submit(backend, caller, body)
     days: list[dict[str, Any]] = []
     final: dict[str, Any] | None = None
     error: str | None = None
@@ -510,7 +424,7 @@ async def backtest_all_days(request: Request, backend: BackendDep, caller: Calle
     async def consume() -> None:
         nonlocal final, error
         async for item in call:
-            sse = seed002_event(item.event)
+            sse = day_event(item.event)
             if sse is None:
                 continue
             payload = json.loads(sse.data)
@@ -522,7 +436,7 @@ async def backtest_all_days(request: Request, backend: BackendDep, caller: Calle
                 error = payload.get("error") or "backtest failed"
 
     try:
-        await asyncio.wait_for(consume(), LEGACY_WAIT_SECONDS)
+        await asyncio.wait_for(consume(), ALL_DAYS_WAIT_SECONDS)
     except TimeoutError:
         raise ApiError(504, "timeout", f"the backtest did not finish in time; follow job {job.job_id}") from None
     except grpc.aio.AioRpcError:
@@ -538,17 +452,7 @@ async def backtest_all_days(request: Request, backend: BackendDep, caller: Calle
             (f,) = await _day_files(backend, caller, [TRADES_FILE], d["date"], job_id=job.job_id)
             trades = json.loads(gzip.decompress(f.data))["trades"]
         out_days.append({"date": d["date"], "day_number": d["day_number"], "summary": d["summary"], "trades": trades})
-    return {
-        "backtest_id": spec.backtest_id,
-        "job_id": job.job_id,
-        "strategy_id": spec.strategy_id,
-        "start_date": spec.start_date,
-        "end_date": spec.end_date,
-        "total_days": spec.total_days,
-        "status": "completed",
-        "overall_summary": final.get("overall_summary"),
-        "days": out_days,
-    }
+    return shapes.all_days_view(job, final.get("overall_summary"), out_days)
 
 
 # ---------------------------------------------------------------- malformed paths

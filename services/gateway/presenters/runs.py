@@ -1,4 +1,4 @@
-"""Saved runs and backtest results -> the JSON (and CSV) shapes of the HTTP API.
+"""Saved runs and synchronous backtests: their JSON (and CSV) shapes.
 
 Seed 003's shapes, with our fields beside them: the summary of a listing (`id`,
 `ticker`, `strategy`, `interval`, `pnl`, `return_pct`, `created_at`), the detail
@@ -18,11 +18,179 @@ from typing import Any
 import numpy as np
 from hindsight.engine.v1 import engine_pb2
 from hindsight.runs.v1 import runs_pb2
+from pydantic import Field, create_model
 
-from libs.metric_fields import run_metrics_dict
+from libs.metric_fields import RUN_METRIC_FLOATS, run_metrics_dict
+from services.gateway.presenters.common import ResponseModel
 
 # Points of the common time axis of a comparison.
 MAX_COMPARE_POINTS = 2000
+
+
+# ---------------------------------------------------------------- shapes
+
+# Every metric of a run: the optional doubles of `hindsight.engine.v1.Metrics` (null:
+# undefined), then the trade counts and the average trade duration.
+RunMetrics = create_model(  # type: ignore[call-overload]
+    "RunMetrics",
+    __base__=ResponseModel,
+    __doc__="A run's metrics (see the API description); undefined values are null.",
+    **{name: (float | None, ...) for name in RUN_METRIC_FLOATS},
+    total_trades=(int, ...),
+    winning_trades=(int, ...),
+    losing_trades=(int | None, ...),
+    avg_trade_duration=(str | None, Field(description='e.g. "5.2 days"')),
+)
+
+
+class RunSummary(ResponseModel):
+    """A run in a listing."""
+
+    id: int
+    ticker: str
+    strategy: str
+    interval: str
+    pnl: float | None
+    return_pct: float | None
+    created_at: str | None
+    kind: str = Field(description="backtest, sweep or day_by_day")
+    start_date: str | None
+    end_date: str | None
+    sharpe_ratio: float | None
+    total_trades: int
+    replay_of: int | None
+
+
+class BestCombination(ResponseModel):
+    parameters: Any
+    score: float | None
+
+
+class RunSweep(ResponseModel):
+    """The sweep a sweep's run stands for (its best combination is the run)."""
+
+    sweep_run_id: str
+    job_id: str | None
+    strategy_type: str
+    fast_range: list[int]
+    slow_range: list[int]
+    step: int
+    combinations: int
+    min_trades: int
+    best: BestCombination | None
+    results_url: str
+
+
+class RunDataset(ResponseModel):
+    dataset_id: str
+    version: int
+
+
+class RunDetail(ResponseModel):
+    """A saved run."""
+
+    id: int
+    ticker: str
+    strategy: str
+    parameters: Any = Field(description="the strategy's parameters (an object)")
+    start_date: str | None
+    end_date: str | None
+    interval: str
+    cash: float
+    pnl: float | None
+    return_pct: float | None
+    sharpe_ratio: float | None
+    max_drawdown: float | None
+    total_trades: int
+    winning_trades: int
+    losing_trades: int | None
+    created_at: str | None
+    kind: str
+    strategy_id: str | None
+    direction: str
+    fill: str
+    commission_pct: float
+    slippage_pct: float
+    metrics: RunMetrics  # type: ignore[valid-type]
+    replay_of: int | None
+    replayable: bool
+    sweep: RunSweep | None
+    job_id: str | None
+    bars: int
+    dataset: RunDataset | None
+    execution_time_seconds: float
+    links: dict[str, str] = Field(description="self and replay; trades_csv and equity_csv when the run keeps its series")
+
+
+class Trade(ResponseModel):
+    side: str
+    entry_time: str
+    exit_time: str
+    entry_price: float
+    exit_price: float
+    units: float
+    entry_value: float
+    exit_value: float
+    pnl: float
+    return_pct: float
+    commission: float
+    duration_seconds: int
+    exit_reason: str
+
+
+class EquityPoint(ResponseModel):
+    timestamp: str
+    equity: float
+    buy_and_hold: float = Field(description="buy-and-hold with the same cash, fill and costs")
+
+
+class BacktestDataset(ResponseModel):
+    dataset_id: str
+    interval: str
+    version: int
+    calendar: str
+    timezone: str
+
+
+class Backtest(RunDetail):
+    """A backtest's result: the saved run, its trades and its equity curve."""
+
+    dataset: BacktestDataset  # type: ignore[assignment]
+    run_id: int
+    source_bars: int = Field(description="bars of the dataset read (more than `bars` when resampled)")
+    trades: list[Trade]
+    equity_curve: list[EquityPoint] = Field(description="at most 2,000 points")
+    equity_curve_points_total: int
+
+
+class RunList(ResponseModel):
+    runs: list[RunSummary]
+    total: int = Field(description="every run matching the filters")
+    limit: int
+    offset: int
+
+
+class ComparedSeries(ResponseModel):
+    id: int
+    equity: list[float | None]
+
+
+class ComparedEquity(ResponseModel):
+    timestamps: list[str]
+    series: list[ComparedSeries]
+
+
+class RunComparison(ResponseModel):
+    """Runs side by side: each metric and parameter a list of values in the order of `ids`."""
+
+    ids: list[int]
+    runs: list[RunDetail]
+    metrics: dict[str, list[Any]]
+    parameters: dict[str, list[Any]]
+    equity: ComparedEquity
+
+
+# ---------------------------------------------------------------- builders
 
 
 def iso(ts_ns: int) -> str:

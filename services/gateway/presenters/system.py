@@ -1,0 +1,45 @@
+"""Health and the domain's vocabulary."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from services.gateway.presenters.common import ResponseModel
+
+
+class ServiceStates(ResponseModel):
+    gateway: str
+    results: str = Field(description="serving, not_serving or unavailable")
+
+
+class Health(ResponseModel):
+    status: str = Field(description="healthy or unhealthy")
+    version: str
+    timestamp: str
+    services: ServiceStates
+
+
+class TickerRule(BaseModel):
+    pattern: str
+    max_length: int
+    examples: list[str]
+
+
+class SweepLimits(BaseModel):
+    strategy_types: list[str]
+    period: tuple[int, int]
+    step: tuple[int, int]
+    min_trades: tuple[int, int]
+    min_trades_default: int
+    cost_pct_max: float
+    timeout_seconds: tuple[int, int]
+
+
+class Vocabulary(BaseModel):
+    """The domain's vocabulary, so clients (the dashboard among them) need not copy it."""
+
+    intervals: list[str]
+    calendars: list[str]
+    ticker: TickerRule
+    strategies: list[str]
+    sweep: SweepLimits

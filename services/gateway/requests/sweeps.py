@@ -1,0 +1,99 @@
+"""A parameter sweep: seed 001's fields (its Zod schema's limits, from `domain.sweep`) and
+the engine's settings."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from domain import sweep
+from domain.market import INTERVALS
+from services.gateway.body import ErrorText, RequestModel, raise_problems
+from services.gateway.requests.fields import Email, HttpUrl, Interval, Ticker
+
+# [min, max] of a moving-average period.
+PeriodRange = Annotated[
+    list[int],
+    Field(
+        min_length=2,
+        max_length=2,
+        description='[min, max]; in a form also "[10, 20]", "10,20" or the field twice',
+        json_schema_extra={"items": {"type": "integer", "minimum": sweep.PERIOD_MIN, "maximum": sweep.PERIOD_MAX}},
+    ),
+    ErrorText("expected [min, max], e.g. [10, 20]"),
+]
+CostPct = Annotated[float, Field(ge=0, le=sweep.COST_PCT_MAX, description="percent of traded value, per side")]
+
+
+class SweepRequest(RequestModel):
+    """A sweep of the (fast, slow) periods of a moving-average crossover over one dataset.
+    `combinations` counts the pairs on the step grid of both ranges with fast < slow."""
+
+    ticker: Ticker
+    fast_range: PeriodRange = Field(examples=[[10, 20]])
+    slow_range: PeriodRange = Field(examples=[[20, 30]])
+    step: Annotated[int, Field(ge=sweep.STEP_MIN, le=sweep.STEP_MAX, examples=[5])]
+    min_trades: Annotated[int, Field(ge=sweep.MIN_TRADES_MIN, le=sweep.MIN_TRADES_MAX)] = sweep.MIN_TRADES_DEFAULT
+    strategy_type: Literal[sweep.STRATEGY_TYPES] = "SMA"  # type: ignore[valid-type]
+    config_path: Literal[sweep.CONFIG_PATHS] | None = None  # type: ignore[valid-type]
+    webhook_url: HttpUrl | None = Field(None, description="called when the job ends")
+    interval: Interval | None = Field(None, description=f"one of {', '.join(INTERVALS)}; default: the finest dataset")
+    direction: Literal[sweep.DIRECTIONS] = "long"  # type: ignore[valid-type]
+    fill: Literal[sweep.FILLS] = "next_open"  # type: ignore[valid-type]
+    commission_pct: CostPct = 0.0
+    slippage_pct: CostPct = 0.0
+    initial_cash: Annotated[float, Field(gt=0, le=sweep.CASH_MAX)] = sweep.INITIAL_CASH_DEFAULT
+    timeout_seconds: Annotated[int, Field(ge=sweep.TIMEOUT_SECONDS_MIN, le=sweep.TIMEOUT_SECONDS_MAX)] | None = Field(
+        None, description=f"default {sweep.TIMEOUT_SECONDS_DEFAULT}"
+    )
+    notify_email: Email | None = Field(None, description="emailed when the job ends")
+
+    @model_validator(mode="after")
+    def _grid(self) -> SweepRequest:
+        raise_problems(type(self), sweep.spec_problems(self.spec()))
+        return self
+
+    def spec(self) -> sweep.SweepSpec:
+        """The domain's sweep."""
+        return sweep.SweepSpec(
+            ticker=self.ticker,
+            fast_range=(self.fast_range[0], self.fast_range[1]),
+            slow_range=(self.slow_range[0], self.slow_range[1]),
+            step=self.step,
+            min_trades=self.min_trades,
+            strategy_type=self.strategy_type,
+            interval=self.interval or "",
+            direction=self.direction,
+            fill=self.fill,
+            commission_pct=self.commission_pct,
+            slippage_pct=self.slippage_pct,
+            initial_cash=self.initial_cash,
+        )
+
+    @property
+    def combinations(self) -> int:
+        return self.spec().combinations
+
+    def parameters(self) -> dict[str, Any]:
+        """The sweep's parameters as stored with the job and shown back (normalized)."""
+        out: dict[str, Any] = {
+            "ticker": self.ticker,
+            "fast_range": list(self.fast_range),
+            "slow_range": list(self.slow_range),
+            "step": self.step,
+            "min_trades": self.min_trades,
+            "strategy_type": self.strategy_type,
+        }
+        if self.config_path is not None:
+            out["config_path"] = self.config_path
+        if self.interval is not None:
+            out["interval"] = self.interval
+        out.update(
+            direction=self.direction,
+            fill=self.fill,
+            commission_pct=self.commission_pct,
+            slippage_pct=self.slippage_pct,
+            initial_cash=self.initial_cash,
+        )
+        return out
