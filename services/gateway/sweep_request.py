@@ -179,7 +179,11 @@ def http_url(value: Any) -> str:
         raise _Problem("must be a valid http(s) URL") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise _Problem("must be a valid http(s) URL")
-    return text
+    try:
+        # Stored and sent in ASCII: a Unicode host IDNA-normalised (`①②⑦.0.0.1` is 127.0.0.1).
+        return ssrf.normalize_url(text)
+    except ssrf.UnsafeUrl as exc:
+        raise _Problem(str(exc)) from None
 
 
 def _email(value: Any) -> str:
@@ -263,8 +267,9 @@ def parse_sweep(fields: dict[str, Any], *, require_webhook: bool = False) -> Swe
 
 async def check_webhook_target(
     url: str | None, policy: ssrf.AddressPolicy, *, field: str = "webhook_url", resolver: ssrf.Resolver | None = None
-) -> None:
+) -> str | None:
     """SSRF check of a (syntactically valid) webhook URL; raises `SweepInvalid` naming `field`.
+    Returns the URL in the ASCII form to store (`ssrf.normalize_url`).
 
     The host is resolved and every address must be public (or allow-listed):
     loopback, private, link-local, multicast, unspecified and cloud-metadata
@@ -273,10 +278,12 @@ async def check_webhook_target(
     checks the address again when it connects.
     """
     if not url:
-        return
+        return url
     try:
+        url = ssrf.normalize_url(url)
         await asyncio.wait_for(ssrf.check_url(url, policy, resolver), WEBHOOK_RESOLVE_TIMEOUT)
     except ssrf.UnsafeUrl as exc:
         raise SweepInvalid([{"field": field, "message": str(exc)}]) from None
     except (ssrf.UnresolvableHost, TimeoutError) as exc:
         log.info("webhook host not resolvable at submission; checked again at delivery: %s", exc)
+    return url

@@ -191,7 +191,7 @@ async def submit(backend: Backend, caller: Caller, fields: dict[str, Any], *, ne
             problems.append({"field": "notify_email", "message": str(exc)})
     try:
         # The same SSRF policy as sweeps, at submission; delivery checks again.
-        await check_webhook_target(webhook or None, backend.webhook_policy)
+        webhook = await check_webhook_target(webhook or None, backend.webhook_policy) or ""
     except SweepInvalid as exc:
         problems.extend(exc.errors)
     if problems:
