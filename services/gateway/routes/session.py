@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from services.gateway.auth import SESSION_COOKIE, SESSION_MAX_AGE
 from services.gateway.body import read_fields
+from services.gateway.backend import Backend
 from services.gateway.deps import BackendDep
 from services.gateway.errors import ApiError, invalid
 
@@ -28,10 +29,20 @@ _LOGIN_BODY = {
 }
 
 
+def cookie_attributes(backend: Backend) -> dict:
+    """The session cookie's attributes: HttpOnly, SameSite=Strict, and Secure unless
+    HINDSIGHT_INSECURE_COOKIES is set (plain-HTTP development). Secure does not depend on the
+    request's scheme, so behind a TLS-terminating proxy the cookie is Secure too; browsers
+    keep Secure cookies of http://localhost and http://127.0.0.1, so `make run` needs nothing."""
+    secure = not backend.settings.hindsight_insecure_cookies
+    return {"path": "/", "httponly": True, "samesite": "strict", "secure": secure}
+
+
 @router.post("/api/v1/auth/login", summary="Exchange an API key for a session cookie", openapi_extra=_LOGIN_BODY)
 async def login(request: Request, backend: BackendDep) -> JSONResponse:
-    """Sets `hindsight_session` (HttpOnly, SameSite=Lax, 7 days). The body is read as
-    JSON whatever its Content-Type. A wrong key is 401."""
+    """Sets `hindsight_session` (HttpOnly, SameSite=Strict, Secure unless
+    HINDSIGHT_INSECURE_COOKIES=1; 7 days). The body is read as JSON whatever its
+    Content-Type. A wrong key is 401."""
     fields = await read_fields(request)
     api_key = fields.get("api_key")
     if not isinstance(api_key, str) or not api_key.strip():
@@ -41,19 +52,13 @@ async def login(request: Request, backend: BackendDep) -> JSONResponse:
         raise ApiError(500, "internal_error", "internal error")
     response = JSONResponse({"authenticated": True, "tenant_id": caller.tenant_id, "expires_in": SESSION_MAX_AGE})
     response.set_cookie(
-        SESSION_COOKIE,
-        backend.sessions.sign(caller.key_id),
-        max_age=SESSION_MAX_AGE,
-        path="/",
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
+        SESSION_COOKIE, backend.sessions.sign(caller.key_id), max_age=SESSION_MAX_AGE, **cookie_attributes(backend)
     )
     return response
 
 
 @router.post("/api/v1/auth/logout", summary="Clear the session cookie")
-async def logout(request: Request) -> JSONResponse:
+async def logout(request: Request, backend: BackendDep) -> JSONResponse:
     response = JSONResponse({"authenticated": False})
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
+    response.delete_cookie(SESSION_COOKIE, **cookie_attributes(backend))
     return response
