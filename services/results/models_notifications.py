@@ -98,5 +98,5 @@ class DeliveryAttempt(Base):
     status_code: Mapped[int | None]
     error: Mapped[str] = mapped_column(sa.Text, default="")
     latency_ms: Mapped[float]
-    # delivered, retry or failed
+    # delivered, retry or failed; started while in progress, interrupted when it never finished
     outcome: Mapped[str] = mapped_column(sa.String(16))
