@@ -2,10 +2,11 @@
 
 Fernet (AES-128-CBC + HMAC-SHA256, from `cryptography`) with keys derived from
 HINDSIGHT_SECRET_KEY: one or more comma-separated strings of at least 32
-characters; the first encrypts, every one decrypts, so a key is rotated by
-putting the new one first and keeping the old one after it. Standalone mode without the variable generates a key into the data
-directory (`secret_key`, mode 0600); the distributed mode requires it (a
-Kubernetes Secret in deploy/k8s).
+characters, each stretched into a Fernet key with HKDF-SHA256; the first
+encrypts, every one decrypts, so a key is rotated by putting the new one first
+and keeping the old one after it. Standalone mode without the variable
+generates a key into the data directory (`secret_key`, mode 0600); the
+distributed mode requires it (a Kubernetes Secret in deploy/k8s).
 
 A sealed value is `enc:v1:<Fernet token>`. A value without that prefix is a
 plaintext row from before encryption: it is read as it is, and sealed by the

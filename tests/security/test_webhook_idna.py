@@ -62,11 +62,11 @@ def test_unicode_hosts_are_normalised_or_refused_at_submission(stack, receiver):
             r = sweep(c, url)
             assert r.status_code == 400, (url, r.text)
             assert r.json()["error"]["details"]["errors"][0]["field"] == "webhook_url"
-        for path, body in (("/api/v1/settings/notifications", {"webhook_url": "http://💩.la/"}),
-                           ("/api/v1/backtest/run", {"user_id": "u1", "strategy_id": "5708424d-5962-4629-978c-05b3a174e104",
-                                                     "start_date": "2024-01-01", "end_date": "2024-01-02",
-                                                     "webhook_url": "http://💩.la/"})):
-            r = c.request("PUT" if "settings" in path else "POST", path, json=body)
+        run = {"user_id": "u1", "strategy_id": "5708424d-5962-4629-978c-05b3a174e104",
+               "start_date": "2024-01-01", "end_date": "2024-01-02", "webhook_url": "http://💩.la/"}
+        for method, path, body in (("PUT", "/api/v1/settings/notifications", {"webhook_url": "http://💩.la/"}),
+                                   ("POST", "/api/v1/backtest/run", run)):
+            r = c.request(method, path, json=body)
             assert r.status_code == 400 and "webhook_url" in r.text, (path, r.text)
 
         # Normalises to an allowed place: stored (and shown) in ASCII.
