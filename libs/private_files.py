@@ -7,6 +7,7 @@ take permissions away.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def touch_private(path: Path) -> Path:
     return path
 
 
-def open_private_new(path: Path):
+def open_private_new(path: Path) -> io.BufferedWriter:
     """A new file (must not exist) opened for binary writing, created 0600."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     return os.fdopen(fd, "wb")

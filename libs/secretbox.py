@@ -16,7 +16,6 @@ plaintext row from before encryption: it is read as it is, and sealed by the
 from __future__ import annotations
 
 import base64
-import os
 import secrets
 from pathlib import Path
 

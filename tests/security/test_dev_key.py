@@ -11,7 +11,6 @@ from __future__ import annotations
 import socket
 import threading
 
-import httpx
 import pytest
 
 from tests.security.conftest import banner, settled_deliveries, start_standalone_at, stop, sweep

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from services.gateway.auth import SESSION_COOKIE, SESSION_MAX_AGE
-from services.gateway.body import read_fields
 from services.gateway.backend import Backend
+from services.gateway.body import read_fields
 from services.gateway.deps import BackendDep
 from services.gateway.errors import ApiError, invalid
 
