@@ -15,6 +15,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from starlette.requests import Request
 
 from libs.settings import DEV_TENANT, Settings
+from libs.settings import LOOPBACK_HOSTS as LOOPBACK_HOSTS  # re-exported: bind names that count as loopback
 from services.gateway.errors import unauthorized
 
 SESSION_COOKIE = "hindsight_session"
