@@ -15,6 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # The key the seeds' examples send; standalone mode accepts it on loopback.
 SEED_DEV_API_KEY = "dev-key-000000000000000000000000"
 DEV_TENANT = "dev"
+# Bind addresses that count as loopback for the standalone dev conveniences.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost", "[::1]"})
 
 
 class Settings(BaseSettings):
@@ -39,6 +41,14 @@ class Settings(BaseSettings):
     hindsight_require_auth: bool = False
     # Signs session cookies; standalone generates and keeps one in the data dir.
     hindsight_session_secret: str = ""
+    # Encrypts the secrets the database keeps (webhook signing secrets): one or more
+    # comma-separated strings of 32+ characters, the first encrypts, all decrypt (rotation).
+    # Required in the distributed mode; standalone generates and keeps one in the data dir.
+    hindsight_secret_key: str = ""
+    # 1: the session cookie is sent without `Secure` (plain-HTTP development on a
+    # non-loopback address). Browsers keep Secure cookies of http://localhost and
+    # http://127.0.0.1, so loopback needs no such setting.
+    hindsight_insecure_cookies: bool = False
     hindsight_job_timeout_seconds: int = 3600
     hindsight_job_max_deliveries: int = 3
     # TTL of day-by-day artifacts (hours).
@@ -106,6 +116,28 @@ class Settings(BaseSettings):
     def standalone(self) -> bool:
         return self.hindsight_mode == "standalone"
 
+    @property
+    def loopback_bind(self) -> bool:
+        return self.hindsight_host.strip().lower() in LOOPBACK_HOSTS
+
+    def dev_access(self) -> bool:
+        """The standalone dev conveniences hold: the dev key, requests without
+        credentials acting as the dev tenant, webhooks to loopback receivers.
+
+        Only in standalone mode, bound to loopback, with HINDSIGHT_REQUIRE_AUTH unset.
+        """
+        return self.standalone and self.loopback_bind and not self.hindsight_require_auth
+
+    def dev_access_off_reason(self) -> str:
+        """Why `dev_access()` is False (empty when it is True)."""
+        if not self.standalone:
+            return "distributed mode"
+        if self.hindsight_require_auth:
+            return "HINDSIGHT_REQUIRE_AUTH is set"
+        if not self.loopback_bind:
+            return f"bound to {self.hindsight_host}, not loopback"
+        return ""
+
     def bootstrap_keys(self) -> list[tuple[str, str]]:
         """Parsed HINDSIGHT_BOOTSTRAP_KEYS as (tenant, key) pairs."""
         pairs = []
@@ -131,6 +163,7 @@ class Settings(BaseSettings):
         from urllib.parse import urlsplit
 
         values = [self.hindsight_dev_api_key, self.hindsight_session_secret]
+        values += [k.strip() for k in self.hindsight_secret_key.split(",") if k.strip()]
         values += [key for _, key in self.bootstrap_keys()]
         for url in (self.database_url, self.amqp_url, self.hindsight_smtp_url):
             try:

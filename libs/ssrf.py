@@ -13,7 +13,12 @@ they hide inside an IPv6 address (IPv4-mapped `::ffff:a.b.c.d`, NAT64,
 `2130706433`, `0x7f000001`, `0177.0.0.1` and `127.1` are all 127.0.0.1.
 
 An allow-list of CIDRs (`HINDSIGHT_WEBHOOK_ALLOW`) opens chosen ranges for
-local receivers; standalone mode adds loopback to it.
+local receivers; standalone mode bound to loopback without
+HINDSIGHT_REQUIRE_AUTH adds loopback to it (and only that case).
+
+Hosts are IDNA-normalised (UTS #46) before anything else: `①②⑦.0.0.1` is
+127.0.0.1 and `bücher.de` is `xn--bcher-kva.de`; a host that does not
+normalise is refused.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import idna
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -162,20 +169,74 @@ class AddressPolicy:
 
 
 @lru_cache(maxsize=32)
-def policy_for(allow: str, standalone: bool) -> AddressPolicy:
-    """The policy of a process: HINDSIGHT_WEBHOOK_ALLOW, plus loopback in standalone mode."""
+def policy_for(allow: str, loopback: bool) -> AddressPolicy:
+    """The policy of a process: HINDSIGHT_WEBHOOK_ALLOW, plus loopback when `loopback`
+    (standalone bound to loopback without HINDSIGHT_REQUIRE_AUTH: `Settings.dev_access()`)."""
     networks = parse_allow_list(allow)
-    if standalone:
+    if loopback:
         networks = LOOPBACK_NETWORKS + networks
     return AddressPolicy(networks)
 
 
-def split_url(url: str) -> tuple[str, str, int]:
-    """(scheme, host, port) of an http(s) URL; UnsafeUrl for anything else."""
+def normalize_host(host: str) -> str:
+    """The ASCII form of a URL's host: IDNA (UTS #46) for a non-ASCII name, so
+    `①②⑦.0.0.1` is `127.0.0.1` and `Bücher.de` is `xn--bcher-kva.de`; an ASCII host is
+    returned as it is. UnsafeUrl when the host has no valid ASCII form."""
+    if host.isascii():
+        if not host or any(c.isspace() or ord(c) < 0x21 or ord(c) == 0x7F for c in host):
+            raise UnsafeUrl("webhook URL has no valid host")
+        return host
+    if ":" in host:  # an IPv6 literal has no Unicode spelling
+        raise UnsafeUrl("webhook URL host is not a valid IPv6 address")
+    trailing = host.endswith((".", "\u3002", "\uff0e", "\uff61"))
+    try:
+        ascii_host = idna.encode(host.rstrip(".\u3002\uff0e\uff61"), uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError, ValueError) as exc:
+        raise UnsafeUrl(f"webhook URL host is not a valid internationalised domain name ({exc})") from None
+    if not ascii_host:
+        raise UnsafeUrl("webhook URL has no valid host")
+    return ascii_host + ("." if trailing else "")
+
+
+def _ascii_part(text: str) -> str:
+    """Percent-encode (UTF-8) every non-ASCII character of a path or query."""
+    if text.isascii():
+        return text
+    return "".join(c if c.isascii() else quote(c, safe="") for c in text)
+
+
+def normalize_url(url: str) -> str:
+    """An http(s) URL in the ASCII form an HTTP client sends: the host IDNA-normalised,
+    non-ASCII characters of the rest percent-encoded, no fragment. An all-ASCII URL is
+    returned unchanged. UnsafeUrl for anything that is not a usable http(s) URL."""
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError:
+        host = parts.hostname or ""
+    except (ValueError, TypeError):
+        raise UnsafeUrl("webhook URL is not a valid URL") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise UnsafeUrl("webhook URL must use http or https")
+    ascii_host = normalize_host(host)
+    if url.isascii():
+        return url
+    netloc = f"[{ascii_host}]" if ":" in ascii_host else ascii_host
+    if port is not None:
+        netloc += f":{port}"
+    if parts.username is not None:
+        userinfo = quote(parts.username, safe="!$&'()*+,;=-._~%")
+        if parts.password is not None:
+            userinfo += ":" + quote(parts.password, safe="!$&'()*+,;=-._~%")
+        netloc = f"{userinfo}@{netloc}"
+    return urlunsplit((parts.scheme.lower(), netloc, _ascii_part(parts.path), _ascii_part(parts.query), ""))
+
+
+def split_url(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of an http(s) URL, the host in its ASCII (IDNA) form; UnsafeUrl for anything else."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except (ValueError, TypeError):
         raise UnsafeUrl("webhook URL is not a valid URL") from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
@@ -183,7 +244,7 @@ def split_url(url: str) -> tuple[str, str, int]:
     host = parts.hostname or ""
     if not host:
         raise UnsafeUrl("webhook URL has no host")
-    return scheme, host, port or (443 if scheme == "https" else 80)
+    return scheme, normalize_host(host), port or (443 if scheme == "https" else 80)
 
 
 async def system_resolve(host: str, port: int) -> list[str]:

@@ -17,6 +17,7 @@ import uvicorn
 
 from libs import telemetry
 from libs.bus import InProcessBus
+from libs.private_files import make_private_dir, write_private_text
 from libs.settings import Settings
 
 log = logging.getLogger("hindsight.standalone")
@@ -28,9 +29,42 @@ def _session_secret(settings: Settings) -> str:
         return settings.hindsight_session_secret
     path = settings.hindsight_data_dir / "session_secret"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
+        write_private_text(path, secrets.token_urlsafe(32))
+    path.chmod(0o600)
     return path.read_text().strip()
+
+
+def start_banner(settings: Settings, url: str) -> str:
+    """What `make run` prints once the gateway listens: where things are, and which of
+    the dev conveniences (dev key, credential-less dev tenant, loopback webhooks) hold."""
+    lines = ["", "Hindsight standalone is up"]
+    if settings.dev_access():
+        lines += [
+            f"  Dashboard {url}/  (log in with the API key below)",
+            f"  API      {url}",
+            f"  Docs     {url}/docs",
+            f"  API key  {settings.hindsight_dev_api_key}  (tenant 'dev'; header X-API-Key)",
+            f"  Data     {settings.hindsight_data_dir.resolve()}",
+            "  Demo datasets: DEMO-DAILY (1d, 24/7), DEMO-MINUTE (1m sessions) — synthetic prices",
+            "  Requests without credentials act as tenant 'dev' (bound to loopback, HINDSIGHT_REQUIRE_AUTH unset)",
+            "  Webhooks to loopback receivers (127.0.0.0/8, ::1) are allowed in standalone mode"
+            " (bound to loopback, HINDSIGHT_REQUIRE_AUTH unset)",
+        ]
+    else:
+        why = settings.dev_access_off_reason()
+        lines += [
+            f"  Dashboard {url}/  (log in with an API key)",
+            f"  API      {url}",
+            f"  Docs     {url}/docs",
+            f"  API key  none: the dev key is off ({why}); credentials are required.",
+            "           Keys: HINDSIGHT_BOOTSTRAP_KEYS=tenant:key, or python -m services.results.admin",
+            f"  Data     {settings.hindsight_data_dir.resolve()}",
+            (f"  Webhooks to loopback receivers are refused ({why}) outside HINDSIGHT_WEBHOOK_ALLOW="
+             f"{settings.hindsight_webhook_allow}" if settings.hindsight_webhook_allow.strip() else
+             f"  Webhooks to loopback receivers are refused ({why}); HINDSIGHT_WEBHOOK_ALLOW opens ranges"),
+        ]
+    lines += ["  Ctrl-C stops everything.", ""]
+    return "\n".join(lines)
 
 
 async def serve(settings: Settings) -> None:
@@ -39,7 +73,7 @@ async def serve(settings: Settings) -> None:
     from services.notifier.service import start as start_notifier
     from services.results.service import start as start_results
 
-    settings.hindsight_data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(settings.hindsight_data_dir)  # 0700: database, artifacts, keys
     settings = settings.model_copy(update={"hindsight_session_secret": _session_secret(settings)})
     telemetry.register_secrets(settings.hindsight_session_secret)
     bus = InProcessBus(settings.hindsight_job_max_deliveries)
@@ -62,17 +96,7 @@ async def serve(settings: Settings) -> None:
     )
     server = uvicorn.Server(config)
     url = f"http://{settings.hindsight_host}:{settings.hindsight_port}"
-    banner = (
-        f"\nHindsight standalone is up\n"
-        f"  Dashboard {url}/  (log in with the API key below)\n"
-        f"  API      {url}\n"
-        f"  Docs     {url}/docs\n"
-        f"  API key  {settings.hindsight_dev_api_key}  (tenant 'dev'; header X-API-Key)\n"
-        f"  Data     {settings.hindsight_data_dir.resolve()}\n"
-        f"  Demo datasets: DEMO-DAILY (1d, 24/7), DEMO-MINUTE (1m sessions) — synthetic prices\n"
-        f"  Webhooks to loopback receivers (127.0.0.0/8, ::1) are allowed in standalone mode\n"
-        f"  Ctrl-C stops everything.\n"
-    )
+    banner = start_banner(settings, url)
     try:
         serve_task = asyncio.create_task(server.serve())
         while not server.started and not serve_task.done():

@@ -4,12 +4,17 @@
 database if it does not exist, runs the Alembic migrations, starts results,
 engine, notifier and gateway (logs and pids under .run/), and waits until each
 reports healthy. `python -m services.up stop` sends SIGTERM and waits for the drain.
+
+Unless set, HINDSIGHT_BOOTSTRAP_KEYS gets a random key for tenant `dev` and
+HINDSIGHT_SECRET_KEY a random key, both kept in .run/ (0600) for the next start:
+the seeds' public dev key is for standalone on loopback only.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -19,6 +24,17 @@ from pathlib import Path
 RUN_DIR = Path(".run")
 PIDS = RUN_DIR / "pids.json"
 SERVICES = ("results", "engine", "notifier", "gateway")
+
+
+def _kept_secret(name: str, make) -> str:
+    """A value generated once and kept in .run/<name> (0600)."""
+    from libs.private_files import make_private_dir, write_private_text
+
+    path = RUN_DIR / name
+    if not path.exists():
+        make_private_dir(RUN_DIR)
+        write_private_text(path, make())
+    return path.read_text().strip()
 
 
 def _ensure_database(url: str) -> None:
@@ -85,7 +101,9 @@ def start() -> int:
     RUN_DIR.mkdir(exist_ok=True)
     env = dict(os.environ, HINDSIGHT_MODE="distributed", PYTHONUNBUFFERED="1")
     if not env.get("HINDSIGHT_BOOTSTRAP_KEYS"):
-        env["HINDSIGHT_BOOTSTRAP_KEYS"] = f"dev:{settings.hindsight_dev_api_key}"
+        env["HINDSIGHT_BOOTSTRAP_KEYS"] = "dev:" + _kept_secret("dev_key", lambda: "hs_" + secrets.token_urlsafe(32))
+    if not env.get("HINDSIGHT_SECRET_KEY"):
+        env["HINDSIGHT_SECRET_KEY"] = _kept_secret("secret_key", lambda: secrets.token_urlsafe(48))
     if not env.get("HINDSIGHT_SESSION_SECRET"):
         env["HINDSIGHT_SESSION_SECRET"] = os.urandom(24).hex()
     _ensure_database(settings.database_url)

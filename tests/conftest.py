@@ -12,6 +12,9 @@ import psycopg
 import pytest
 
 PG_ADMIN = os.environ.get("HINDSIGHT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+# The distributed mode needs a key for the secrets the database keeps (libs.secretbox): every
+# process the tests start (in this process or as a child) uses this one.
+os.environ.setdefault("HINDSIGHT_SECRET_KEY", "test-secret-key-" + secrets.token_hex(16))
 AMQP_BASE = os.environ.get("HINDSIGHT_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672")
 
 

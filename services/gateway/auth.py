@@ -15,12 +15,12 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from starlette.requests import Request
 
 from libs.settings import DEV_TENANT, Settings
+from libs.settings import LOOPBACK_HOSTS as LOOPBACK_HOSTS  # re-exported: bind names that count as loopback
 from services.gateway.errors import unauthorized
 
 SESSION_COOKIE = "hindsight_session"
 SESSION_MAX_AGE = 7 * 24 * 3600
 _SESSION_SALT = "hindsight.session.v1"
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost", "[::1]"})
 MAX_KEY_LENGTH = 512
 
 
@@ -45,11 +45,7 @@ class Credentials:
 def dev_tenant_allowed(settings: Settings) -> bool:
     """Requests without credentials act as the dev tenant only in standalone mode,
     bound to loopback, unless HINDSIGHT_REQUIRE_AUTH is set."""
-    return (
-        settings.standalone
-        and not settings.hindsight_require_auth
-        and settings.hindsight_host.strip().lower() in LOOPBACK_HOSTS
-    )
+    return settings.dev_access()
 
 
 def credentials_of(request: Request) -> Credentials | None:

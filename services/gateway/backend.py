@@ -54,7 +54,7 @@ class Backend:
         self.auth_cache = AuthCache(ttl_seconds=5.0)
         self.metrics = GatewayMetrics()
         # Where webhooks may point (fails at start on a malformed HINDSIGHT_WEBHOOK_ALLOW).
-        self.webhook_policy = policy_for(settings.hindsight_webhook_allow, settings.standalone)
+        self.webhook_policy = policy_for(settings.hindsight_webhook_allow, settings.dev_access())
         self._channel: grpc.aio.Channel | None = None
         self._stub: results_pb2_grpc.ResultsServiceStub | None = None
         self._health: health_pb2_grpc.HealthStub | None = None

@@ -23,3 +23,11 @@ class AttemptResult:
     latency_ms: float = 0.0
     # Seconds the receiver asked us to wait (Retry-After).
     retry_after: float | None = None
+    # What really happened, for the notifier's log only: the recorded `error` of a network
+    # failure is the same whatever it was (refused, reset, timed out, DNS), so a tenant
+    # cannot use /deliveries to tell a closed port from a filtered one.
+    detail: str = ""
+
+
+# The recorded error of every network failure of a webhook attempt.
+NETWORK_ERROR = "network error"

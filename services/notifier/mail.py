@@ -3,7 +3,10 @@
 HINDSIGHT_SMTP_URL is `smtp://[user:password@]host[:port][?starttls=auto|required|never&timeout=S&cafile=PATH]`
 or `smtps://...` (TLS from the first byte, port 465). Plain `smtp://` upgrades
 with STARTTLS whenever the server offers it (`auto`); `required` refuses a
-server that does not; credentials are sent with AUTH after the upgrade.
+server that does not. Credentials are sent with AUTH only over TLS: with
+`auto`, a server that offers no STARTTLS gets no password (the attempt fails
+and is retried); only `starttls=never` sends it in clear, and the notifier
+warns about that at start.
 
 The message has a plain-text and an HTML part: the job, its parameters, its
 top results as a table, and links to them. SMTP 4xx answers and connection
@@ -90,6 +93,11 @@ class SmtpConfig:
 
     def tls_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=self.cafile)
+
+    @property
+    def plain_auth(self) -> bool:
+        """Credentials go out without TLS (`starttls=never` with a user): allowed, but said."""
+        return bool(self.username) and not self.use_tls and self.start_tls is False
 
 
 def _fmt(value: Any, pattern: str) -> str:
@@ -204,6 +212,9 @@ class EmailSender:
         self.config = config
         self.sender = sender
         self.public_url = public_url
+        if config is not None and config.plain_auth:
+            log.warning("HINDSIGHT_SMTP_URL has starttls=never: the SMTP password is sent without TLS to %s:%s",
+                        config.host, config.port)
 
     @property
     def timeout_seconds(self) -> float:
@@ -228,19 +239,30 @@ class EmailSender:
         # Flattened here (CRLF, long header lines kept whole) rather than by aiosmtplib, which folds at 78.
         raw = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
         try:
-            await aiosmtplib.send(
-                raw,
-                sender=parseaddr(str(message["From"]))[1],
-                recipients=[str(message["To"])],
+            # STARTTLS is decided here, not by aiosmtplib, so that AUTH never goes out in clear by accident.
+            smtp = aiosmtplib.SMTP(
                 hostname=c.host,
                 port=c.port,
-                username=c.username,
-                password=c.password,
                 use_tls=c.use_tls,
-                start_tls=c.start_tls,
+                start_tls=False,
                 tls_context=c.tls_context() if (c.use_tls or c.start_tls is not False) else None,
                 timeout=c.timeout,
             )
+            async with smtp:
+                encrypted = c.use_tls
+                if not c.use_tls and c.start_tls is not False:
+                    await smtp.ehlo()
+                    if smtp.supports_extension("starttls"):
+                        await smtp.starttls()
+                        encrypted = True
+                    elif c.start_tls is True:
+                        return done(RETRYABLE, error="the SMTP server offers no STARTTLS (starttls=required)")
+                if c.username:
+                    if not encrypted and not c.plain_auth:
+                        return done(RETRYABLE, error="the SMTP server offers no STARTTLS: the password is not sent "
+                                                     "without TLS (starttls=never would allow it)")
+                    await smtp.login(c.username, c.password or "")
+                await smtp.sendmail(parseaddr(str(message["From"]))[1], [str(message["To"])], raw)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = exc.recipients[0] if exc.recipients else None
             code = refused.code if refused is not None else 550

@@ -22,7 +22,10 @@ from services.notifier.worker import NOTIFY_RECORDS_QUEUE, NotifierWorker
 
 log = logging.getLogger(__name__)
 
-STANDALONE_LOOPBACK_NOTE = "webhooks to loopback (127.0.0.0/8, ::1) are allowed in standalone mode"
+STANDALONE_LOOPBACK_NOTE = (
+    "webhooks to loopback (127.0.0.0/8, ::1) are allowed in standalone mode"
+    " (bound to loopback, HINDSIGHT_REQUIRE_AUTH unset)"
+)
 
 
 @dataclass
@@ -67,7 +70,7 @@ async def start(
     settings: Settings, bus: Bus, *, port: int | None = None, resolver: ssrf.Resolver | None = None
 ) -> NotifierHandle:
     """Start the notifier (port None: settings.notifier_port; 0: a free one). `resolver` replaces DNS (tests)."""
-    policy = ssrf.policy_for(settings.hindsight_webhook_allow, settings.standalone)
+    policy = ssrf.policy_for(settings.hindsight_webhook_allow, settings.dev_access())
     smtp = SmtpConfig.parse(settings.hindsight_smtp_url)
     retry = RetryPolicy.from_settings(settings)
     server = await grpc_util.start_server(
@@ -97,8 +100,10 @@ async def start(
     # HINDSIGHT_METRICS_PORT (the deployments' setting) is served by libs.runner for every gRPC service.
     if not settings.standalone and settings.notifier_metrics_port and not settings.hindsight_metrics_port:
         metrics_server = await asyncio.to_thread(metrics.serve, settings.notifier_metrics_port)
-    if settings.standalone:
+    if settings.dev_access():
         log.warning(STANDALONE_LOOPBACK_NOTE)
+    elif settings.standalone:
+        log.info("webhooks to loopback are refused (%s)", settings.dev_access_off_reason())
     log.info(
         "notifier consuming",
         extra={

@@ -9,8 +9,12 @@ still verifies the certificate against the URL's host name. No proxy from the
 environment is used, and redirects are not followed.
 
 2xx delivers; 429 and 5xx, timeouts, refused or reset connections and DNS
-failures are retried; a forbidden address, a 3xx and any other 4xx end the
-delivery as failed.
+failures are retried; a forbidden address, a URL that cannot be sent (its host
+has no valid IDNA form), a 3xx and any other 4xx end the delivery as failed.
+
+Every network failure (refused, reset, timed out, DNS, a broken answer) is
+recorded as the same `network error`: /deliveries is no port scanner. What
+really happened goes to the notifier's log (`AttemptResult.detail`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any
 import httpcore
 
 from libs import ssrf, telemetry
-from services.notifier.attempt import DELIVERED, PERMANENT, RETRYABLE, AttemptResult
+from services.notifier.attempt import DELIVERED, NETWORK_ERROR, PERMANENT, RETRYABLE, AttemptResult
 from services.notifier.signing import EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, signature
 
 log = logging.getLogger(__name__)
@@ -157,9 +161,18 @@ class WebhookSender:
         t = self.timeout_seconds
         start = time.perf_counter()
 
-        def done(kind: str, status: int | None = None, error: str = "", retry_after: float | None = None):
-            return AttemptResult(kind, status, error, (time.perf_counter() - start) * 1000, retry_after)
+        def done(kind: str, status: int | None = None, error: str = "", retry_after: float | None = None,
+                 detail: str = ""):
+            return AttemptResult(kind, status, error, (time.perf_counter() - start) * 1000, retry_after, detail)
 
+        def network(detail: str) -> AttemptResult:
+            return done(RETRYABLE, error=NETWORK_ERROR, detail=detail)
+
+        try:
+            # A URL stored before hosts were normalised (or by another writer): sent in ASCII, or not at all.
+            url = ssrf.normalize_url(url)
+        except ssrf.UnsafeUrl as exc:
+            return done(PERMANENT, error=str(exc))
         try:
             async with asyncio.timeout(t):
                 async with self.pool.stream(
@@ -179,16 +192,16 @@ class WebhookSender:
         except ssrf.UnsafeUrl as exc:
             return done(PERMANENT, error=str(exc))
         except ssrf.UnresolvableHost as exc:
-            return done(RETRYABLE, error=str(exc))
+            return network(str(exc))
         except (TimeoutError, httpcore.TimeoutException):
-            return done(RETRYABLE, error=f"timed out after {t:g}s")
+            return network(f"timed out after {t:g}s")
         except httpcore.UnsupportedProtocol as exc:
             return done(PERMANENT, error=f"unsupported URL: {exc}")
         except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.ProxyError, OSError) as exc:
-            return done(RETRYABLE, error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-        except Exception as exc:  # a bad URL, a TLS oddity: an attempt error, not a crash
-            log.warning("webhook attempt failed unexpectedly", exc_info=True)
-            return done(RETRYABLE, error=f"{type(exc).__name__}: {exc}")
+            return network(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        except Exception as exc:  # a TLS oddity, a client bug: an attempt error, not a crash
+            log.debug("webhook attempt failed unexpectedly", exc_info=True)
+            return network(f"unexpected {type(exc).__name__}: {exc}")
         kind = classify_status(status)
         if 300 <= status < 400:
             return done(kind, status, f"HTTP {status}: redirects are not followed", retry_after)

@@ -266,7 +266,8 @@ class NotifierWorker:
             extra={
                 "delivery_id": task.delivery_id, "job_id": task.event.job_id, "event_id": task.event.event_id,
                 "channel": task.channel, "attempt": claim.attempt, "outcome": outcome,
-                "status_code": result.status_code, "error": error, "latency_ms": round(result.latency_ms, 1),
+                "status_code": result.status_code, "error": error, "detail": result.detail or None,
+                "latency_ms": round(result.latency_ms, 1),
                 "retry_in_seconds": round(delay, 3) if delay is not None else None,
             },
         )

@@ -6,7 +6,8 @@ digits and ``_ . @ -`` starting with a letter or digit, canonical UUIDs, real
 ISO dates, a fixed set of file names) and checked to stay under the root, so no
 input can name a file outside the store. Files are written to a temporary name
 in the same directory and renamed into place (atomic on POSIX): a reader sees
-the previous file or the complete new one, never a half-written one.
+the previous file or the complete new one, never a half-written one. Files are
+created 0600 and directories 0700: only the service's user reads them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from libs.private_files import make_private_dir, open_private_new
 from services.results.errors import InvalidArgument
 from services.results.keys import TENANT_ID_RE
 
@@ -93,14 +95,14 @@ class ArtifactStore:
     def write_day(self, tenant_id: str, user_id: str, strategy_id: str, day: str, files: list[tuple[str, bytes]]) -> int:
         """Write (or replace) a day's files atomically; returns the bytes written."""
         directory = self.day_dir(tenant_id, user_id, strategy_id, day)
-        directory.mkdir(parents=True, exist_ok=True)
+        make_private_dir(directory)  # 0700, like every directory of the store it creates
         total = 0
         for name, data in files:
             if name not in FILE_NAMES:
                 raise InvalidArgument(f"unknown artifact file {name!r}")
             final = directory / name
             tmp = directory / f".{name}.{uuid.uuid4().hex}.tmp"
-            with open(tmp, "wb") as fh:
+            with open_private_new(tmp) as fh:  # 0600
                 fh.write(data)
             os.replace(tmp, final)
             total += len(data)

@@ -22,6 +22,10 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from libs.private_files import make_private_dir, touch_private
+from libs.secretbox import SecretBox
+from services.results.sealed import attach, seal_plaintext
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -44,10 +48,25 @@ def normalize_url(url: str) -> str:
 
 
 def sqlite_url(data_dir: Path) -> str:
-    """The standalone database file inside the data directory (created if missing)."""
-    data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    """The standalone database file inside the data directory (the directory created 0700 if missing)."""
+    data_dir = make_private_dir(Path(data_dir))
     return f"sqlite:///{(data_dir / 'hindsight.db').resolve()}"
+
+
+def secure_sqlite_file(url: str) -> None:
+    """The SQLite database file of `url` exists with mode 0600 before SQLite opens it (SQLite
+    gives its -wal and -shm files the database file's mode), and so do those files if present."""
+    database = sa.engine.make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if not path.parent.exists():
+        return  # SQLite reports the missing directory itself
+    touch_private(path)
+    for suffix in ("-wal", "-shm", "-journal"):
+        other = Path(f"{path}{suffix}")
+        if other.exists():
+            other.chmod(0o600)
 
 
 def database_url(database_url: str, standalone: bool, data_dir: Path) -> str:
@@ -63,6 +82,7 @@ def make_engine(url: str) -> sa.Engine:
     """An engine for Postgres (psycopg 3) or SQLite (WAL, foreign keys on, usable from any thread)."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
+        secure_sqlite_file(url)
         engine = sa.create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
@@ -93,13 +113,17 @@ def make_engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_size=DB_THREADS, max_overflow=4, pool_pre_ping=True)
 
 
-def upgrade_head(engine: sa.Engine) -> None:
-    """Alembic `upgrade head` on this engine (idempotent; serialized across replicas on Postgres)."""
+def upgrade_head(engine: sa.Engine, secret_box: SecretBox | None = None) -> None:
+    """Alembic `upgrade head` on this engine (idempotent; serialized across replicas on Postgres).
+
+    `secret_box` seals the secrets migrations encrypt (0005_secrets_at_rest).
+    """
     from alembic import command
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["secret_box"] = secret_box
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
@@ -189,9 +213,13 @@ def mark_job_event_added(session: Session, job_id: str) -> None:
 class Database:
     """The engine, sessions, the thread pool that runs them, and the wake-up signals."""
 
-    def __init__(self, url: str, engine: sa.Engine | None = None) -> None:
+    def __init__(self, url: str, engine: sa.Engine | None = None, secret_box: SecretBox | None = None) -> None:
         self.url = normalize_url(url)
         self.engine = engine or make_engine(self.url)
+        # Seals and opens the secrets the database keeps (services.results.sealed).
+        self.secret_box = secret_box
+        if secret_box is not None:
+            attach(self.engine, secret_box)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self.engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False)
@@ -204,7 +232,14 @@ class Database:
         self.commit_hooks: list[Callable[[dict], None]] = []
 
     def migrate(self) -> None:
-        upgrade_head(self.engine)
+        upgrade_head(self.engine, self.secret_box)
+
+    def seal_plaintext_secrets(self) -> int:
+        """Seal secrets still stored in plaintext (a migration that ran without the key); the count."""
+        if self.secret_box is None:
+            return 0
+        with self.engine.begin() as conn:
+            return seal_plaintext(conn, self.secret_box)
 
     def session(self) -> Session:
         """A bare session; the caller manages its transaction (the outbox relay)."""

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from libs.settings import SEED_DEV_API_KEY, Settings
 from services.results.errors import InvalidArgument, NotFound, Unauthenticated
 from services.results.models import ApiKey, Tenant
 from services.results.timefmt import utcnow
@@ -111,15 +112,28 @@ def ensure_key(session: Session, tenant_id: str, key: str) -> bool:
     return True
 
 
-def authenticate(session: Session, api_key: str = "", key_id: str = "") -> tuple[str, str]:
-    """(tenant_id, key_id) of a valid, unrevoked key; Unauthenticated otherwise."""
+def refused_key_hashes(settings: Settings) -> frozenset[str]:
+    """SHA-256 of the keys this process refuses even when stored: the dev key (the seeds'
+    public one and HINDSIGHT_DEV_API_KEY) outside standalone-on-loopback-without-
+    HINDSIGHT_REQUIRE_AUTH, unless HINDSIGHT_BOOTSTRAP_KEYS names it explicitly."""
+    if settings.dev_access():
+        return frozenset()
+    explicit = {key for _, key in settings.bootstrap_keys()}
+    dev_keys = {SEED_DEV_API_KEY, settings.hindsight_dev_api_key} - explicit
+    return frozenset(key_sha256(k) for k in dev_keys if k)
+
+
+def authenticate(
+    session: Session, api_key: str = "", key_id: str = "", refused: frozenset[str] = frozenset()
+) -> tuple[str, str]:
+    """(tenant_id, key_id) of a valid, unrevoked key that is not `refused` (SHA-256s); Unauthenticated otherwise."""
     if api_key:
         row = session.scalar(sa.select(ApiKey).where(ApiKey.key_sha256 == key_sha256(api_key)))
     elif key_id:
         row = session.get(ApiKey, key_id)
     else:
         raise Unauthenticated("no credentials given")
-    if row is None or row.revoked_at is not None:
+    if row is None or row.revoked_at is not None or row.key_sha256 in refused:
         raise Unauthenticated("invalid or revoked API key")
     return row.tenant_id, row.key_id
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from libs.secretbox import SecretBox, key_text_for
 from libs.settings import Settings
 from libs.telemetry import setup_logging
 from services.results.db import Database, database_url
@@ -19,7 +20,13 @@ def main() -> None:
     setup_logging("results-migrate")
     settings = Settings()
     url = database_url(settings.database_url, True, settings.hindsight_data_dir)
-    db = Database(url)
+    box = None
+    if settings.hindsight_secret_key.strip() or not settings.database_url:
+        # The environment's key, or the standalone data directory's: secrets are sealed as they migrate.
+        box = SecretBox(key_text_for(settings.hindsight_secret_key, True, settings.hindsight_data_dir))
+    else:
+        log.warning("HINDSIGHT_SECRET_KEY is not set: secrets are encrypted when results starts")
+    db = Database(url, secret_box=box)
     try:
         db.migrate()
     finally:

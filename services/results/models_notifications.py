@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.results.models_base import Base
+from services.results.sealed import EncryptedText
 
 
 class NotificationSettings(Base):
@@ -29,7 +30,8 @@ class NotificationSettings(Base):
 
     tenant_id: Mapped[str] = mapped_column(sa.ForeignKey("tenants.tenant_id", ondelete="CASCADE"), primary_key=True)
     webhook_url: Mapped[str] = mapped_column(sa.Text, default="")
-    webhook_secret: Mapped[str] = mapped_column(sa.String(128))
+    # Encrypted at rest (HINDSIGHT_SECRET_KEY): stored as enc:v1:<Fernet token>.
+    webhook_secret: Mapped[str] = mapped_column(EncryptedText)
     notify_email: Mapped[str] = mapped_column(sa.Text, default="")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -96,5 +98,5 @@ class DeliveryAttempt(Base):
     status_code: Mapped[int | None]
     error: Mapped[str] = mapped_column(sa.Text, default="")
     latency_ms: Mapped[float]
-    # delivered, retry or failed
+    # delivered, retry or failed; started while in progress, interrupted when it never finished
     outcome: Mapped[str] = mapped_column(sa.String(16))

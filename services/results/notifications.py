@@ -10,8 +10,11 @@ notifier drives a delivery through three calls, each one transaction:
 2. `begin_attempt`: only the delivery's current task (`task_id`) may attempt
    it, and only one at a time (a lease, which lapses if the notifier dies
    mid-attempt). A duplicate task is dropped; a task whose delivery ended is
-   dropped.
-3. `finish_attempt`: records the attempt; on `retry` draws a new task token
+   dropped. The attempt is recorded (outcome `started`) before anything is
+   sent, so an attempt cut off by a crash of the notifier or the broker still
+   shows: the next claim of the delivery marks it `interrupted` (and lists show
+   a `started` attempt whose lease lapsed as `interrupted` until then).
+3. `finish_attempt`: records the attempt's outcome; on `retry` draws a new task token
    and writes the next task to the outbox with a delay header (the relay
    publishes it into the broker's delay queue), on `failed` writes the task
    to the dead-letter queue, on `delivered` ends the delivery. Recording the
@@ -50,6 +53,9 @@ CHANNELS = (WEBHOOK, EMAIL)
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 RETRY = "retry"
 OUTCOMES = (DELIVERED, RETRY, FAILED)
+# An attempt in progress, and one that never finished (its notifier or the broker died mid-attempt).
+STARTED, INTERRUPTED = "started", "interrupted"
+INTERRUPTED_ERROR = "interrupted: the attempt did not finish (the notifier or the broker stopped)"
 MIN_SECRET_LENGTH, MAX_SECRET_LENGTH = 16, 128
 MAX_TARGET_LENGTH = 2048
 MAX_ERROR_LENGTH = 2000
@@ -273,9 +279,46 @@ def begin_attempt(session: Session, delivery_id: str, task_id: str, lease_second
     now = utcnow()
     if d.lease_until is not None and d.lease_until > now:
         return AttemptClaim(False, "busy", retry_after_seconds=(d.lease_until - now).total_seconds())
+    cut_off = _attempt_row(session, d.delivery_id, d.attempts + 1)
+    if cut_off is not None:
+        # Claimed before, never finished: its notifier (or the broker) died mid-attempt.
+        cut_off.outcome = INTERRUPTED
+        cut_off.error = INTERRUPTED_ERROR
+        d.attempts += 1
     d.lease_until = now + timedelta(seconds=min(max(lease_seconds, 1.0), MAX_LEASE_SECONDS))
+    attempt = d.attempts + 1
+    session.add(
+        DeliveryAttempt(
+            delivery_id=d.delivery_id,
+            attempt=attempt,
+            started_at=now,
+            url=attempt_url(d),
+            status_code=None,
+            error="",
+            latency_ms=0.0,
+            outcome=STARTED,
+        )
+    )
     secret = tenant_settings(session, d.tenant_id).webhook_secret if d.channel == WEBHOOK else ""
-    return AttemptClaim(True, attempt=d.attempts + 1, webhook_secret=secret, delivery_created_at=d.created_at)
+    return AttemptClaim(True, attempt=attempt, webhook_secret=secret, delivery_created_at=d.created_at)
+
+
+def attempt_url(d: Delivery) -> str:
+    """Where an attempt of `d` goes: the URL, or mailto:address."""
+    return d.target if d.channel == WEBHOOK else "mailto:" + d.target
+
+
+def _attempt_row(session: Session, delivery_id: str, attempt: int) -> DeliveryAttempt | None:
+    return session.scalar(
+        sa.select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == delivery_id, DeliveryAttempt.attempt == attempt)
+    )
+
+
+def shown_outcome(a: DeliveryAttempt, d: Delivery, now: datetime) -> str:
+    """An attempt's outcome as lists show it: a `started` one whose claim lapsed was interrupted."""
+    if a.outcome == STARTED and a.attempt == d.attempts + 1 and d.lease_until is not None and d.lease_until > now:
+        return STARTED
+    return INTERRUPTED if a.outcome == STARTED else a.outcome
 
 
 @dataclass(frozen=True)
@@ -304,18 +347,16 @@ def finish_attempt(session: Session, a: AttemptOutcome) -> tuple[bool, str]:
     if d.state != PENDING or d.task_id != a.task_id or a.attempt != d.attempts + 1:
         return False, d.state  # recorded before (a retried call) or superseded
     now = utcnow()
-    session.add(
-        DeliveryAttempt(
-            delivery_id=d.delivery_id,
-            attempt=a.attempt,
-            started_at=a.started_at,
-            url=a.url[:MAX_TARGET_LENGTH + 16] or d.target,
-            status_code=a.status_code,
-            error=a.error[:MAX_ERROR_LENGTH],
-            latency_ms=max(0.0, float(a.latency_ms)),
-            outcome=a.outcome,
-        )
-    )
+    row = _attempt_row(session, d.delivery_id, a.attempt)  # recorded `started` by begin_attempt
+    if row is None:  # claimed by a results version that did not record started attempts
+        row = DeliveryAttempt(delivery_id=d.delivery_id, attempt=a.attempt)
+        session.add(row)
+    row.started_at = a.started_at
+    row.url = a.url[:MAX_TARGET_LENGTH + 16] or attempt_url(d)
+    row.status_code = a.status_code
+    row.error = a.error[:MAX_ERROR_LENGTH]
+    row.latency_ms = max(0.0, float(a.latency_ms))
+    row.outcome = a.outcome
     d.attempts = a.attempt
     d.lease_until = None
     event = session.get(NotificationEvent, d.event_id)

@@ -23,6 +23,7 @@ SERVICE_NAME = grpc_util.service_name(notify_pb2, "NotificationsService")
 
 
 def delivery_pb(d: Delivery, event_type: str = "", history: list[DeliveryAttempt] | None = None) -> notify_pb2.Delivery:
+    now = utcnow()
     msg = notify_pb2.Delivery(
         delivery_id=d.delivery_id,
         event_id=d.event_id,
@@ -38,14 +39,17 @@ def delivery_pb(d: Delivery, event_type: str = "", history: list[DeliveryAttempt
         next_attempt_at=rfc3339(d.next_attempt_at) if d.state == n.PENDING else "",
     )
     for a in history or ():
+        outcome = n.shown_outcome(a, d, now)
+        if outcome == n.INTERRUPTED and a.attempt > d.attempts:
+            msg.attempts += 1  # cut off, not yet marked so by the next claim: it counts all the same
         msg.history.add(
             attempt=a.attempt,
             started_at=n.rfc3339_ms(a.started_at),
             url=a.url,
             status_code=a.status_code or 0,
-            error=a.error,
+            error=a.error or (n.INTERRUPTED_ERROR if outcome == n.INTERRUPTED else ""),
             latency_ms=a.latency_ms,
-            outcome=a.outcome,
+            outcome=outcome,
         )
     return msg
 

@@ -11,9 +11,10 @@ from hindsight.notify.v1 import notify_pb2_grpc
 from hindsight.results.v1 import results_pb2, results_pb2_grpc
 from hindsight.runs.v1 import runs_pb2_grpc
 
-from libs import grpc_util
+from libs import grpc_util, telemetry
 from libs.bus import JOB_EVENTS_QUEUE, JOBS_DEAD_QUEUE, JOBS_QUEUE, Bus, Consumer, InProcessBus
-from libs.settings import DEV_TENANT, Settings
+from libs.secretbox import SecretBox, SecretKeyError, key_text_for
+from libs.settings import DEV_TENANT, SEED_DEV_API_KEY, Settings
 from services.results import datasets, jobs, keys, notifications
 from services.results.artifacts import ArtifactStore
 from services.results.background import DeadLetterHandler, OutboxRelay, TimeoutWatchdog
@@ -74,8 +75,9 @@ class ResultsHandle:
 
 
 def bootstrap(db: Database, settings: Settings) -> None:
-    """Dev key and demo data (standalone), bootstrap tenants and keys (any mode)."""
-    if settings.standalone:
+    """Dev key (standalone on loopback without HINDSIGHT_REQUIRE_AUTH only) and demo data
+    (standalone), bootstrap tenants and keys (any mode)."""
+    if settings.dev_access():
         with db.write() as s:
             if keys.ensure_key(s, DEV_TENANT, settings.hindsight_dev_api_key):
                 log.info("dev API key created", extra={"tenant_id": DEV_TENANT})
@@ -83,6 +85,11 @@ def bootstrap(db: Database, settings: Settings) -> None:
             added = datasets.ensure_demo_datasets(s, DEV_TENANT, only_if_none=False)
             if added:
                 log.info("demo datasets loaded", extra={"tenant_id": DEV_TENANT, "tickers": ",".join(added)})
+    elif settings.standalone:
+        log.info("no dev API key (%s): create keys with services.results.admin or HINDSIGHT_BOOTSTRAP_KEYS",
+                 settings.dev_access_off_reason())
+    if not settings.dev_access() and SEED_DEV_API_KEY in {key for _, key in settings.bootstrap_keys()}:
+        log.warning("HINDSIGHT_BOOTSTRAP_KEYS names the seeds' public dev key: anyone who read the README can use it")
     for tenant_id, key in settings.bootstrap_keys():
         with db.write() as s:
             if keys.ensure_key(s, tenant_id, key):
@@ -114,13 +121,21 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Res
     database is migrated and bootstrapped.
     """
     url = database_url(settings.database_url, settings.standalone, settings.hindsight_data_dir)
-    db = Database(url)
+    try:
+        key_text = key_text_for(settings.hindsight_secret_key, settings.standalone, settings.hindsight_data_dir)
+        box = SecretBox(key_text)
+    except SecretKeyError as exc:
+        raise SystemExit(str(exc)) from None
+    telemetry.register_secrets(*key_text.split(","))
+    db = Database(url, secret_box=box)
     db.wakeups.bind(asyncio.get_running_loop())
     day_by_day = DayByDayConfig(
         ArtifactStore(settings.artifact_root()), float(settings.hindsight_artifact_ttl_hours), settings.day_shard_days()
     )
     kinds = registry.build(day_by_day)
     servicer = ResultsServicer(db, bus, kinds, default_timeout_seconds=settings.hindsight_job_timeout_seconds)
+    # The dev key outside standalone on loopback: refused even if an earlier start created it.
+    servicer.refused_key_hashes = keys.refused_key_hashes(settings)
 
     def register(server) -> str:
         results_pb2_grpc.add_ResultsServiceServicer_to_server(servicer, server)
@@ -151,6 +166,9 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Res
     metrics = ResultsMetrics(kind_names=kinds.names)
     try:
         await db.run(db.migrate)
+        sealed = await db.run(db.seal_plaintext_secrets)
+        if sealed:
+            log.info("plaintext secrets encrypted at rest", extra={"rows": sealed})
         await db.run(bootstrap, db, settings)
         if isinstance(bus, InProcessBus):
             # Messages of the in-process bus died with the previous process.

@@ -75,6 +75,8 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
         super().__init__(db, asyncio.Event())
         self.bus = bus
         self.kinds = kinds
+        # Keys refused even when stored (the dev key outside standalone on loopback), set by the wiring.
+        self.refused_key_hashes: frozenset[str] = frozenset()
         self.default_timeout_seconds = default_timeout_seconds
         # Set at shutdown: open event streams end with UNAVAILABLE so clients reconnect elsewhere.
         self.stopping = asyncio.Event()
@@ -83,7 +85,7 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
 
     @unary
     async def Authenticate(self, request, context):
-        tenant_id, key_id = await self.read(keys.authenticate, request.api_key, request.key_id)
+        tenant_id, key_id = await self.read(keys.authenticate, request.api_key, request.key_id, self.refused_key_hashes)
         return results_pb2.AuthenticateResponse(tenant_id=tenant_id, key_id=key_id)
 
     # ------------------------------------------------------------ jobs (user side)

@@ -21,16 +21,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.stacks import DEV_KEY, ROOT, Stack, start_standalone
+from tests.stacks import ROOT, Stack, start_standalone
 
 pytestmark = pytest.mark.timeout(120)
 LAUNCHER = ROOT / ".venv" / "bin" / "hindsight"
+# Credentials are required, so the seeds' public dev key is refused: tenant 'dev' gets a key of its own.
+DEV_KEY = "cli-key-" + "k" * 32
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = start_standalone(tmp_path_factory.mktemp("cli-data"), tmp_path_factory.mktemp("cli-logs"),
-                         {"HINDSIGHT_REQUIRE_AUTH": "1"})
+                         {"HINDSIGHT_REQUIRE_AUTH": "1", "HINDSIGHT_BOOTSTRAP_KEYS": f"dev:{DEV_KEY}"})
     yield s
     s.stop(signal.SIGINT)
 

@@ -18,8 +18,9 @@ from tests.deploy.conftest import K8S, K8S_VERSIONS, ROOT, SERVICES, Rendered, l
 GRPC_PORTS = {"results": 50051, "engine": 50052, "notifier": 50053}
 # Secret keys each of our containers gets (name of the container -> keys), required or optional.
 SECRET_KEYS = {
-    "results": {"DATABASE_URL": True, "AMQP_URL": True, "HINDSIGHT_BOOTSTRAP_KEYS": False},
-    "migrate": {"DATABASE_URL": True},
+    "results": {"DATABASE_URL": True, "AMQP_URL": True, "HINDSIGHT_SECRET_KEY": True,
+                "HINDSIGHT_BOOTSTRAP_KEYS": False},
+    "migrate": {"DATABASE_URL": True, "HINDSIGHT_SECRET_KEY": True},
     "engine": {"AMQP_URL": True},
     "notifier": {"AMQP_URL": True, "HINDSIGHT_SMTP_URL": False},
     "gateway": {"HINDSIGHT_SESSION_SECRET": True},

@@ -112,7 +112,9 @@ def test_auth_required_and_session_cookie(stack):
         r = c.post("/api/v1/auth/login", json={"api_key": stack.api_key})
         assert r.status_code == 200
         assert "httponly" in r.headers["set-cookie"].lower()
-        assert c.get("/api/v1/jobs").status_code == 200  # the cookie jar carries the session
+        # The session authenticates (a Secure cookie: sent as a browser sends it to loopback).
+        session = {"Cookie": r.headers["set-cookie"].split(";", 1)[0]}
+        assert c.get("/api/v1/jobs", headers=session).status_code == 200
 
 
 def test_sweep_end_to_end(stack, client):

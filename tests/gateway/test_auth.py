@@ -24,10 +24,12 @@ def test_login_sets_an_httponly_session_cookie_that_authenticates(gw_distributed
         cookie = r.headers["set-cookie"]
         assert cookie.startswith("hindsight_session=")
         lowered = cookie.lower()
-        assert "httponly" in lowered and "samesite=lax" in lowered and "max-age=604800" in lowered
+        assert "httponly" in lowered and "samesite=strict" in lowered and "max-age=604800" in lowered
+        assert "secure" in lowered  # even over plain HTTP (tests/security/test_cookie.py)
         assert ALPHA_KEY not in cookie
-        # The jar now carries the cookie.
-        r = c.get("/api/v1/jobs")
+        # The cookie authenticates (sent as a browser sends a Secure cookie to loopback;
+        # httpx's jar keeps Secure cookies for https only).
+        r = c.get("/api/v1/jobs", headers={"Cookie": cookie.split(";", 1)[0]})
         assert r.status_code == 200, r.text
         # Logout clears it.
         r = c.post("/api/v1/auth/logout")
@@ -120,7 +122,9 @@ def test_revoked_key_and_its_sessions_stop_working_within_seconds(gw_distributed
 
     with httpx.Client(base_url=gw_distributed.url, timeout=20) as c:
         assert c.get("/api/v1/jobs", headers={"X-API-Key": REVOKEE_KEY}).status_code == 200
-        assert c.post("/api/v1/auth/login", json={"api_key": REVOKEE_KEY}).status_code == 200
+        login = c.post("/api/v1/auth/login", json={"api_key": REVOKEE_KEY})
+        assert login.status_code == 200
+        c.headers["Cookie"] = login.headers["set-cookie"].split(";", 1)[0]  # a Secure cookie, sent as a browser does
         assert c.get("/api/v1/jobs").status_code == 200  # session cookie
         key_id = results.stub().Authenticate(results_pb2.AuthenticateRequest(api_key=REVOKEE_KEY), timeout=10).key_id
         assert admin(["--data-dir", str(results.settings.hindsight_data_dir), "revoke-key", key_id]) == 0

@@ -87,7 +87,9 @@ def test_failed_job_stream_ends_with_the_error_event(alpha: httpx.Client, result
 
 def test_stream_with_session_cookie_like_the_seed_browser_client(gw_distributed: Gateway, results: Results) -> None:
     with httpx.Client(base_url=gw_distributed.url, timeout=20) as c:
-        assert c.post("/api/v1/auth/login", json={"api_key": ALPHA_KEY}).status_code == 200
+        login = c.post("/api/v1/auth/login", json={"api_key": ALPHA_KEY})
+        assert login.status_code == 200
+        c.headers["Cookie"] = login.headers["set-cookie"].split(";", 1)[0]  # a Secure cookie, sent as a browser does
         job_id = _submit(c)
         run_job(results.stub(), job_id)
         with c.stream("GET", f"/sse-proxy/jobs/{job_id}/stream") as resp:

@@ -99,7 +99,7 @@ async def test_down_slow_and_5xx_receivers_are_retried_with_backoff_until_one_su
     assert d.state == "delivered" and d.attempts == 5
     outcomes = [(a.status_code, a.outcome) for a in d.history]
     assert outcomes == [(503, "retry"), (429, "retry"), (0, "retry"), (502, "retry"), (200, "delivered")]
-    assert "timed out" in d.history[2].error
+    assert d.history[2].error == "network error"  # a timeout, recorded like any network failure
     # Backoff: 0.2 s, 0.4 s (Retry-After 1 s wins), 0.8 s, then 1 s (the cap), ±10% jitter.
     gaps = [b.at - a.at for a, b in pairwise(got)]
     # Never early; late only by the broker's and the relay's latency (loose bounds: shared CI machines).
@@ -132,7 +132,7 @@ async def test_receiver_down_for_several_intervals_then_up_gets_each_event_once(
         listing = await s.settled(tenant, job_id, timeout=20)
         (d,) = listing.deliveries
         assert d.state == "delivered" and d.attempts >= 4
-        assert all("Connect" in a.error or "refused" in a.error.lower() for a in d.history[:-1]), d.history
+        assert all(a.error == "network error" for a in d.history[:-1]), d.history  # refused, not told apart
     mine = {r.event_id for job in jobs for r in s.receiver.for_job(job)}
     assert len(mine) == 3
     assert all(s.receiver.successes_by_event()[e] == 1 for e in mine)

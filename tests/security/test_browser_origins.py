@@ -99,11 +99,14 @@ def test_a_page_of_another_origin_cannot_write_without_credentials(dev_stack: St
 def test_cookie_writes_with_simple_bodies_need_the_csrf_token(auth_stack: Stack) -> None:
     key = {"X-API-Key": auth_stack.api_key}
     before = _job_count(auth_stack, key)
-    with auth_stack.client() as c:
-        login = c.post("/api/v1/auth/login", json={"api_key": auth_stack.api_key})
+    with auth_stack.client() as first:
+        login = first.post("/api/v1/auth/login", json={"api_key": auth_stack.api_key})
         assert login.status_code == 200, login.text
-        token = c.cookies.get("hindsight_csrf")
-        assert token and re.fullmatch(r"[0-9a-f]{64}", token)
+    # The cookies are Secure (a browser keeps them on http://localhost); httpx sends Secure
+    # cookies over https only, so this client sends them by hand, as the browser would.
+    session, token = login.cookies.get("hindsight_session"), login.cookies.get("hindsight_csrf")
+    assert session and token and re.fullmatch(r"[0-9a-f]{64}", token)
+    with auth_stack.client(headers={"Cookie": f"hindsight_session={session}; hindsight_csrf={token}"}) as c:
         form = {"ticker": "DEMO-DAILY", "fast_range": "[10, 20]", "slow_range": "[20, 30]", "step": "5"}
         for content in ({"data": form}, {"content": '{"ticker": "DEMO-DAILY"}', "headers": {"Content-Type": "text/plain"}}):
             r = c.post("/api/v1/strategy/sweep", **content)

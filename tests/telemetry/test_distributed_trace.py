@@ -116,6 +116,7 @@ def run(tmp_path_factory) -> Run:
             # The dev key through a session login, the ops key as X-API-Key and as a Bearer token.
             login = http.post("/api/v1/auth/login", json={"api_key": DEV_KEY})
             assert login.status_code == 200, login.text
+            http.headers["Cookie"] = login.headers["set-cookie"].split(";", 1)[0]  # Secure: sent as a browser does
             assert http.get("/api/v1/jobs").status_code == 200
             resp = http.post(
                 "/api/v1/strategy/sweep",

@@ -14,6 +14,8 @@ import pytest
 
 from tests.stacks import ROOT, Stack, start_standalone
 
+# Credentials are required, so the seeds' public dev key is refused: tenant 'dev' gets a key of its own.
+WEB_KEY = "web-key-" + "w" * 32
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
 VIEWPORT = {"width": 1366, "height": 768}  # laptop width
@@ -32,7 +34,8 @@ CHROMIUM_ARGS = [
 @pytest.fixture(scope="package")
 def web_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = start_standalone(
-        tmp_path_factory.mktemp("web-data"), tmp_path_factory.mktemp("web-logs"), {"HINDSIGHT_REQUIRE_AUTH": "1"}
+        tmp_path_factory.mktemp("web-data"), tmp_path_factory.mktemp("web-logs"),
+        {"HINDSIGHT_REQUIRE_AUTH": "1", "HINDSIGHT_BOOTSTRAP_KEYS": f"dev:{WEB_KEY}"},
     )
     yield stack
     stack.stop(signal.SIGINT)

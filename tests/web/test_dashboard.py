@@ -15,14 +15,13 @@ from datetime import date, timedelta
 import httpx
 import pytest
 
-from tests.stacks import DEV_KEY
-from tests.web.conftest import SCREENSHOTS, VIEWPORT, Browser
+from tests.web.conftest import SCREENSHOTS, VIEWPORT, WEB_KEY, Browser
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def api(browser: Browser) -> httpx.Client:
-    return httpx.Client(base_url=browser.base_url, headers={"X-API-Key": DEV_KEY}, timeout=30)
+    return httpx.Client(base_url=browser.base_url, headers={"X-API-Key": WEB_KEY}, timeout=30)
 
 
 def wait_progress_done(page, bar: str) -> None:
@@ -46,7 +45,7 @@ def test_login_page_guards_the_dashboard(browser: Browser) -> None:
     page.fill("#api-key", "not-a-key")
     page.click("#login-submit")
     assert "invalid API key" in page.inner_text("#login-form .error-box")
-    page.fill("#api-key", DEV_KEY)
+    page.fill("#api-key", WEB_KEY)
     page.click("#login-submit")
     page.wait_for_url(re.compile(r"/ui/$"))
     page.wait_for_selector("#sweep-form")

@@ -72,7 +72,11 @@ def _http_url(value: str) -> str:
     why = http_url_problem(value)
     if why is not None:
         raise problem(why)
-    return value
+    try:
+        # Stored and sent in ASCII: a Unicode host IDNA-normalised (`①②⑦.0.0.1` is 127.0.0.1).
+        return ssrf.normalize_url(value)
+    except ssrf.UnsafeUrl as exc:
+        raise problem(str(exc)) from None
 
 
 def _email(value: str) -> str:
