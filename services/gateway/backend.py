@@ -62,13 +62,14 @@ class Backend:
         self._engine: engine_pb2_grpc.EngineServiceStub | None = None
 
     async def open(self) -> None:
-        self._channel = channel(self.settings.results_addr)
+        token = self.settings.hindsight_internal_token
+        self._channel = channel(self.settings.results_addr, token=token)
         self._stub = results_pb2_grpc.ResultsServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._runs = runs_pb2_grpc.RunsServiceStub(self._channel)
         self._notifications = notify_pb2_grpc.NotificationsServiceStub(self._channel)
         # Synchronous backtests are answered by the engine itself.
-        self._engine_channel = channel(self.settings.engine_addr)
+        self._engine_channel = channel(self.settings.engine_addr, token=token)
         self._engine = engine_pb2_grpc.EngineServiceStub(self._engine_channel)
 
     async def close(self) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from libs import grpc_util, ssrf
+from libs import grpc_util, ssrf, telemetry
 from libs.bus import JOB_EVENTS_QUEUE, NOTIFY_QUEUE, Bus
 from libs.settings import Settings
 from services.notifier.mail import EmailSender, SmtpConfig
@@ -34,7 +34,7 @@ class NotifierHandle:
     metrics: NotifierMetrics
     _channel: object
     _webhooks: WebhookSender
-    _metrics_server: object | None = None
+    _metrics_server: telemetry.MetricsServer | None = None
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -51,8 +51,7 @@ class NotifierHandle:
         await self._webhooks.close()
         await self._channel.close()
         if self._metrics_server is not None:
-            await asyncio.to_thread(self._metrics_server.shutdown)
-            self._metrics_server.server_close()
+            await asyncio.to_thread(self._metrics_server.close)
         await self.grpc.stop(grace)
 
 
@@ -71,10 +70,11 @@ async def start(
     smtp = SmtpConfig.parse(settings.hindsight_smtp_url)
     retry = RetryPolicy.from_settings(settings)
     server = await grpc_util.start_server(
-        [], host="127.0.0.1" if settings.standalone else "0.0.0.0",
+        [], host=settings.grpc_bind_host(),
         port=settings.notifier_port if port is None else port,
+        token=settings.hindsight_internal_token,
     )
-    chan = grpc_util.channel(settings.results_addr)
+    chan = grpc_util.channel(settings.results_addr, token=settings.hindsight_internal_token)
     webhooks = WebhookSender(policy, settings.hindsight_webhook_timeout_seconds, resolver=resolver)
     emails = EmailSender(smtp, settings.hindsight_smtp_from, public_url(settings))
     metrics = NotifierMetrics()
@@ -96,7 +96,10 @@ async def start(
     metrics_server = None
     # HINDSIGHT_METRICS_PORT (the deployments' setting) is served by libs.runner for every gRPC service.
     if not settings.standalone and settings.notifier_metrics_port and not settings.hindsight_metrics_port:
-        metrics_server = await asyncio.to_thread(metrics.serve, settings.notifier_metrics_port)
+        metrics_server = await asyncio.to_thread(
+            telemetry.serve_metrics, settings.notifier_metrics_port, [metrics.registry],
+            host=settings.hindsight_metrics_host, token=settings.hindsight_metrics_token,
+        )
     if settings.standalone:
         log.warning(STANDALONE_LOOPBACK_NOTE)
     log.info(

@@ -227,7 +227,7 @@ def _end(
     )
     # add_outbox attaches the trace context of the call that ended the job (engine, user, watchdog).
     add_outbox(session, JOB_EVENTS_QUEUE, ended.SerializeToString())
-    note_job_ended(session, job, state, ticker, sweep_run_id)
+    note_job_ended(session, job, state, sweep_run_id)
 
 
 # ---------------------------------------------------------------- user side

@@ -206,7 +206,7 @@ async def submit(backend: Backend, caller: Caller, fields: dict[str, Any], *, ne
         notify_email=email or "",
     )
     resp = await backend.call(backend.stub.SubmitJob, request)
-    backend.metrics.jobs_queued.labels(ticker=resp.job.day_backtest.ticker, strategy_type=KIND).inc()
+    backend.metrics.jobs_queued.labels(strategy_type=KIND).inc()
     return resp.job
 
 
