@@ -65,8 +65,11 @@ async def serve(settings: Settings) -> None:
         settings.hindsight_metrics_port, [registry], host=settings.hindsight_metrics_host,
         token=settings.hindsight_metrics_token, process=False,
     )
+    # No proxy in front of a laptop's stack: X-Forwarded-For from loopback is not trusted, so a
+    # local client cannot pose as other addresses to the throttle of failed logins.
     config = uvicorn.Config(
-        app, host=settings.hindsight_host, port=settings.hindsight_port, log_config=None, timeout_graceful_shutdown=5
+        app, host=settings.hindsight_host, port=settings.hindsight_port, log_config=None, timeout_graceful_shutdown=5,
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     url = f"http://{settings.hindsight_host}:{settings.hindsight_port}"

@@ -230,8 +230,21 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
 
     @_unary
     async def Authenticate(self, request, context):
-        tenant_id, key_id = await self._read(keys.authenticate, request.api_key, request.key_id)
+        tenant_id, key_id = await self._read(keys.authenticate, request.api_key, request.key_id, request.session_token)
         return results_pb2.AuthenticateResponse(tenant_id=tenant_id, key_id=key_id)
+
+    @_unary
+    async def CreateSession(self, request, context):
+        new = await self._write(keys.create_session, request.api_key, int(request.ttl_seconds))
+        log.info("session created", extra={"tenant_id": new.tenant_id, "key_id": new.key_id})
+        return results_pb2.CreateSessionResponse(
+            session_token=new.token, tenant_id=new.tenant_id, key_id=new.key_id, expires_at=rfc3339(new.expires_at)
+        )
+
+    @_unary
+    async def RevokeSession(self, request, context):
+        revoked = await self._write(keys.revoke_session, _require(request.session_token, "session_token"))
+        return results_pb2.RevokeSessionResponse(revoked=revoked)
 
     # ------------------------------------------------------------ jobs (user side)
 
