@@ -137,7 +137,7 @@ class Settings(BaseSettings):
 
     # Sessions (issue 12): lifetime of a session cookie from its login (seconds). Sessions
     # live at results; logout and the revocation of their API key end them at once.
-    hindsight_session_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    hindsight_session_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1)
     # Failed logins (issue 12), per gateway process: each client address may fail this many
     # key or session checks in a burst, each key prefix (first 8 characters) this many; the
     # allowance comes back evenly over the window. Beyond it: 429 with Retry-After.

@@ -96,10 +96,13 @@ async def start(
     metrics_server = None
     # HINDSIGHT_METRICS_PORT (the deployments' setting) is served by libs.runner for every gRPC service.
     if not settings.standalone and settings.notifier_metrics_port and not settings.hindsight_metrics_port:
-        metrics_server = await asyncio.to_thread(
-            telemetry.serve_metrics, settings.notifier_metrics_port, [metrics.registry],
-            host=settings.hindsight_metrics_host, token=settings.hindsight_metrics_token,
-        )
+        try:
+            metrics_server = await asyncio.to_thread(
+                telemetry.serve_metrics, settings.notifier_metrics_port, [metrics.registry],
+                host=settings.hindsight_metrics_host, token=settings.hindsight_metrics_token,
+            )
+        except OSError as exc:  # its own default port: taken by another process on this machine
+            log.error("notifier metrics not served: cannot bind port %d: %s", settings.notifier_metrics_port, exc)
     if settings.standalone:
         log.warning(STANDALONE_LOOPBACK_NOTE)
     log.info(
