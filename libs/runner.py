@@ -1,5 +1,6 @@
 """Run one service as its own process (the distributed mode): telemetry, bus,
-start, /metrics, wait for SIGTERM/SIGINT, drain."""
+start, /metrics, wait for SIGTERM/SIGINT, drain. The process refuses to start
+without HINDSIGHT_INTERNAL_TOKEN (the token of its gRPC calls and server)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 from libs import telemetry
 from libs.bus import AmqpBus
-from libs.grpc_util import install_signal_handlers
+from libs.grpc_util import install_signal_handlers, require_internal_token
 from libs.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ def run_service(name: str, start: Callable[..., Awaitable[Any]], needs_database:
     telemetry.register_secrets(*settings.secret_values())
     if not settings.amqp_url or (needs_database and not settings.database_url):
         settings.require_distributed()
+    require_internal_token(settings.hindsight_internal_token)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -30,7 +32,8 @@ def run_service(name: str, start: Callable[..., Awaitable[Any]], needs_database:
         bus = AmqpBus(settings.amqp_url, name, settings.hindsight_job_max_deliveries)
         await bus.start()
         handle = await start(settings, bus)
-        metrics = telemetry.serve_metrics(settings.hindsight_metrics_port, [handle.metrics.registry])
+        metrics = telemetry.serve_metrics(settings.hindsight_metrics_port, [handle.metrics.registry],
+                                          host=settings.hindsight_metrics_host, token=settings.hindsight_metrics_token)
         log.info("%s serving gRPC on port %d", name, handle.port)
         await stop.wait()
         log.info("%s draining", name)

@@ -154,15 +154,45 @@ class Settings(BaseSettings):
         if missing:
             raise SystemExit(f"distributed mode needs {', '.join(missing)} in the environment")
 
-    # Telemetry (issue 6). Prometheus /metrics of a gRPC service process (results, engine,
-    # notifier) on this port; 0: not served. Standalone: the gateway's /metrics shows everything.
+    # Telemetry (issue 6). Prometheus /metrics of a process on a port of its own (the gRPC
+    # services; the distributed gateway and standalone too); 0: not served. Standalone's
+    # gateway /metrics also shows everything.
     hindsight_metrics_port: int = 0
+    # Address of that port: loopback unless configured (Kubernetes: 0.0.0.0, for Prometheus).
+    hindsight_metrics_host: str = "127.0.0.1"
+    # Scrape token (issue 12): when set, every /metrics wants `Authorization: Bearer <token>`.
+    # The gateway's /metrics on its public port needs it anyway, except standalone on
+    # loopback without HINDSIGHT_REQUIRE_AUTH.
+    hindsight_metrics_token: str = ""
+
+    # Internal gRPC (issue 12): every call between services carries this token and every
+    # gRPC server refuses calls without it (health checks excepted). Required by the
+    # distributed processes; standalone uses a random one of its process.
+    hindsight_internal_token: str = ""
+    # Address the gRPC servers bind in the distributed mode: loopback unless configured
+    # (Kubernetes: 0.0.0.0 of the pod). Standalone always binds loopback.
+    hindsight_grpc_host: str = "127.0.0.1"
+
+    # Sessions (issue 12): lifetime of a session cookie from its login (seconds). Sessions
+    # live at results; logout and the revocation of their API key end them at once.
+    hindsight_session_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1)
+    # Failed logins (issue 12), per gateway process: each client address may fail this many
+    # key or session checks in a burst, each key prefix (first 8 characters) this many; the
+    # allowance comes back evenly over the window. Beyond it: 429 with Retry-After.
+    hindsight_auth_failures_per_address: int = Field(default=20, ge=1)
+    hindsight_auth_failures_per_key_prefix: int = Field(default=10, ge=1)
+    hindsight_auth_failure_window_seconds: float = Field(default=60.0, gt=0)
+
+    def grpc_bind_host(self) -> str:
+        """Where the gRPC servers listen: loopback in standalone, HINDSIGHT_GRPC_HOST otherwise."""
+        return "127.0.0.1" if self.standalone else self.hindsight_grpc_host
 
     def secret_values(self) -> list[str]:
         """Values that must never appear in a log line: API keys, the session secret, passwords in URLs."""
         from urllib.parse import urlsplit
 
-        values = [self.hindsight_dev_api_key, self.hindsight_session_secret]
+        values = [self.hindsight_dev_api_key, self.hindsight_session_secret, self.hindsight_internal_token,
+                  self.hindsight_metrics_token]
         values += [k.strip() for k in self.hindsight_secret_key.split(",") if k.strip()]
         values += [key for _, key in self.bootstrap_keys()]
         for url in (self.database_url, self.amqp_url, self.hindsight_smtp_url):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import atexit
 import contextvars
+import hmac
 import inspect
 import json
 import logging
@@ -600,19 +601,60 @@ class MetricsServer:
         self._server.server_close()
 
 
-def serve_metrics(port: int, registries: Iterable[Any], host: str = "0.0.0.0") -> MetricsServer | None:
-    """Serve `registries` and the process collectors as Prometheus text on `host:port/metrics`
-    (port 0: not served). A port that cannot be bound raises: a deployment that asked
-    for metrics gets them or does not start."""
+def scrape_authorized(authorization: str | None, token: str) -> bool:
+    """Whether an `Authorization` header value is `Bearer <token>` (scheme case-insensitive)."""
+    scheme, _, given = (authorization or "").strip().partition(" ")
+    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+SCRAPE_REFUSED = b"/metrics needs Authorization: Bearer <HINDSIGHT_METRICS_TOKEN>\n"
+
+
+def _guarded(app: Callable[..., Any], token: str) -> Callable[..., Any]:
+    """A WSGI app that answers 401 unless the request carries the scrape token."""
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if scrape_authorized(environ.get("HTTP_AUTHORIZATION"), token):
+            return app(environ, start_response)
+        start_response("401 Unauthorized", [("Content-Type", "text/plain; charset=utf-8"),
+                                            ("WWW-Authenticate", 'Bearer realm="metrics"')])
+        return [SCRAPE_REFUSED]
+
+    return guarded
+
+
+def serve_metrics(
+    port: int, registries: Iterable[Any], host: str = "127.0.0.1", token: str = "", process: bool = True
+) -> MetricsServer | None:
+    """Serve `registries` (and, with `process`, the process collectors) as Prometheus text on
+    `host:port/metrics` (port 0: not served); with a `token`, only to `Authorization: Bearer
+    <token>`. A port that cannot be bound raises: a deployment that asked for metrics gets
+    them or does not start."""
     if not port:
         return None
-    from prometheus_client import CollectorRegistry, start_http_server
+    import socket
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from prometheus_client import CollectorRegistry, make_wsgi_app
+    from prometheus_client.exposition import ThreadingWSGIServer
 
     combined = CollectorRegistry(auto_describe=True)
     for registry in registries:
         combined.register(RegistryCollector(registry))  # ValueError on a metric name served twice
-    add_process_collectors(combined)
-    server, thread = start_http_server(port, addr=host, registry=combined)
+    if process:
+        add_process_collectors(combined)
+
+    class Server(ThreadingWSGIServer):
+        address_family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+            pass
+
+    app = make_wsgi_app(combined)
+    server = make_server(host, port, _guarded(app, token) if token else app, Server, handler_class=Quiet)
+    thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
+    thread.start()
     bound = server.server_address[1]
-    log.info("metrics on :%d/metrics", bound)
+    log.info("metrics on %s:%d/metrics", host, bound, extra={"scrape_token": bool(token)})
     return MetricsServer(bound, server, thread)

@@ -74,8 +74,12 @@ async def serve(settings: Settings) -> None:
     from services.results.service import start as start_results
 
     make_private_dir(settings.hindsight_data_dir)  # 0700: database, artifacts, keys
-    settings = settings.model_copy(update={"hindsight_session_secret": _session_secret(settings)})
-    telemetry.register_secrets(settings.hindsight_session_secret)
+    # The services of this process authenticate to each other with a token of its own (unless one is set).
+    internal_token = settings.hindsight_internal_token or secrets.token_urlsafe(32)
+    settings = settings.model_copy(
+        update={"hindsight_session_secret": _session_secret(settings), "hindsight_internal_token": internal_token}
+    )
+    telemetry.register_secrets(settings.hindsight_session_secret, internal_token)
     bus = InProcessBus(settings.hindsight_job_max_deliveries)
     await bus.start()
     results = await start_results(settings, bus, port=0)
@@ -91,8 +95,15 @@ async def serve(settings: Settings) -> None:
     for handle in (results, engine, notifier):
         registry.register(telemetry.RegistryCollector(handle.metrics.registry))
     telemetry.add_process_collectors(registry)
+    metrics_server = telemetry.serve_metrics(
+        settings.hindsight_metrics_port, [registry], host=settings.hindsight_metrics_host,
+        token=settings.hindsight_metrics_token, process=False,
+    )
+    # No proxy in front of a laptop's stack: X-Forwarded-For from loopback is not trusted, so a
+    # local client cannot pose as other addresses to the throttle of failed logins.
     config = uvicorn.Config(
-        app, host=settings.hindsight_host, port=settings.hindsight_port, log_config=None, timeout_graceful_shutdown=5
+        app, host=settings.hindsight_host, port=settings.hindsight_port, log_config=None, timeout_graceful_shutdown=5,
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     url = f"http://{settings.hindsight_host}:{settings.hindsight_port}"
@@ -110,6 +121,8 @@ async def serve(settings: Settings) -> None:
         await notifier.stop(grace=1.0)
         await results.stop(grace=2.0)
         await bus.close()
+        if metrics_server is not None:
+            metrics_server.close()
         print("Hindsight stopped.", flush=True)
 
 

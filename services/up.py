@@ -106,12 +106,16 @@ def start() -> int:
         env["HINDSIGHT_SECRET_KEY"] = _kept_secret("secret_key", lambda: secrets.token_urlsafe(48))
     if not env.get("HINDSIGHT_SESSION_SECRET"):
         env["HINDSIGHT_SESSION_SECRET"] = os.urandom(24).hex()
+    # The services authenticate to each other on gRPC with this shared token.
+    if not env.get("HINDSIGHT_INTERNAL_TOKEN"):
+        env["HINDSIGHT_INTERNAL_TOKEN"] = os.urandom(24).hex()
     _ensure_database(settings.database_url)
     subprocess.run([sys.executable, "-m", "services.results.migrate"], env=env, check=True)
     pids: dict[str, int] = {}
-    # One machine: each gRPC service's /metrics on a port of its own, from HINDSIGHT_METRICS_PORT (default 9464) up.
+    # One machine: each service's /metrics on a loopback port of its own, from HINDSIGHT_METRICS_PORT
+    # (default 9464) up; the gateway's public /metrics needs HINDSIGHT_METRICS_TOKEN in this mode.
     base = int(env.get("HINDSIGHT_METRICS_PORT") or 9464)
-    metrics_ports = {"results": base, "engine": base + 1, "notifier": base + 2}
+    metrics_ports = {"results": base, "engine": base + 1, "notifier": base + 2, "gateway": base + 3}
     for name in SERVICES:
         log = open(RUN_DIR / f"{name}.log", "ab")
         own_env = dict(env, HINDSIGHT_METRICS_PORT=str(metrics_ports.get(name, 0)))
@@ -133,7 +137,7 @@ def start() -> int:
     key = env["HINDSIGHT_BOOTSTRAP_KEYS"].split(",")[0].partition(":")[2]
     print(f"\nHindsight distributed mode is up\n  API      {url}\n  Docs     {url}/docs\n"
           f"  API key  {key}  (credentials are always required in this mode)\n  Logs     .run/*.log\n"
-          f"  Metrics  {url}/metrics, {', '.join(f'{n} :{p}/metrics' for n, p in metrics_ports.items())}\n"
+          f"  Metrics  {', '.join(f'{n} :{p}/metrics' for n, p in metrics_ports.items())}\n"
           "  `make down` stops it.")
     return 0
 

@@ -121,6 +121,7 @@ def start_distributed(
         HINDSIGHT_PORT=str(ports["gateway"]),
         HINDSIGHT_BOOTSTRAP_KEYS=f"e2e:{key}",
         HINDSIGHT_SESSION_SECRET=os.urandom(16).hex(),
+        HINDSIGHT_INTERNAL_TOKEN=os.urandom(16).hex(),
         RESULTS_PORT=str(ports["results"]),
         ENGINE_PORT=str(ports["engine"]),
         NOTIFIER_PORT=str(ports["notifier"]),

@@ -45,7 +45,7 @@ class EngineHandle:
 
 
 async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> EngineHandle:
-    chan = grpc_util.channel(settings.results_addr)
+    chan = grpc_util.channel(settings.results_addr, token=settings.hindsight_internal_token)
     stub = results_pb2_grpc.ResultsServiceStub(chan)
     context = JobContext(stub, rpc_timeout=settings.hindsight_rpc_timeout)
     worker = EngineWorker(context, bus, registry.build(chan))
@@ -56,8 +56,9 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Eng
         engine_pb2_grpc.add_EngineServiceServicer_to_server(backtests, server)
         return SERVICE_NAME
 
-    server = await grpc_util.start_server([register_backtests], host="127.0.0.1" if settings.standalone else "0.0.0.0",
-                                          port=settings.engine_port if port is None else port)
+    server = await grpc_util.start_server([register_backtests], host=settings.grpc_bind_host(),
+                                          port=settings.engine_port if port is None else port,
+                                          token=settings.hindsight_internal_token)
     await worker.start()
     await server.set_serving(True)
     return EngineHandle(server, worker, bus, chan)

@@ -17,6 +17,7 @@ from types import FrameType
 import uvicorn
 
 from libs import telemetry
+from libs.grpc_util import require_internal_token
 from libs.settings import Settings
 from services.gateway.app import create_app
 
@@ -38,8 +39,15 @@ def main() -> None:
         # cookies must verify on every replica, so the secret cannot be per-process.
         if not settings.hindsight_session_secret:
             raise SystemExit("distributed mode needs HINDSIGHT_SESSION_SECRET in the environment")
+        require_internal_token(settings.hindsight_internal_token)
     app = create_app(settings)
-    telemetry.add_process_collectors(app.state.backend.metrics.registry)
+    registry = app.state.backend.metrics.registry
+    telemetry.add_process_collectors(registry)
+    # The scrape port (Kubernetes: 9464, like the gRPC services), apart from the public HTTP port.
+    metrics_server = telemetry.serve_metrics(
+        settings.hindsight_metrics_port, [registry], host=settings.hindsight_metrics_host,
+        token=settings.hindsight_metrics_token, process=False,
+    )
     config = uvicorn.Config(
         app,
         host=settings.hindsight_host,
@@ -59,7 +67,11 @@ def main() -> None:
     # drained shutdown exits 0 rather than dying of the signal.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_cleanly)
-    asyncio.run(server.serve())
+    try:
+        asyncio.run(server.serve())
+    finally:
+        if metrics_server is not None:
+            metrics_server.close()
 
 
 if __name__ == "__main__":

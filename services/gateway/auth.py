@@ -1,8 +1,12 @@
 """Who is calling: API key headers, the session cookie, or (standalone on
 loopback, no credentials at all) the dev tenant.
 
-Keys are checked by results (`Authenticate`); successful lookups are cached for
-a few seconds only, so a revoked key stops working quickly.
+Keys and sessions are checked by results (`Authenticate`), which keeps the
+sessions: a login creates one, logout and the revocation of its key end it.
+The cookie holds the session's token, signed with HINDSIGHT_SESSION_SECRET so a
+forged or stale cookie is refused here without a call. Successful lookups are
+cached for a few seconds only, so a revoked key or a session ended elsewhere
+stops working quickly (logout drops the cache entry of its own gateway at once).
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ from libs.settings import LOOPBACK_HOSTS as LOOPBACK_HOSTS  # re-exported: bind 
 from services.gateway.errors import unauthorized
 
 SESSION_COOKIE = "hindsight_session"
-SESSION_MAX_AGE = 7 * 24 * 3600
-_SESSION_SALT = "hindsight.session.v1"
+# v2: the cookie holds a session token (v1 held a key id, valid until it expired).
+_SESSION_SALT = "hindsight.session.v2"
 MAX_KEY_LENGTH = 512
 
 
@@ -71,18 +75,19 @@ def credentials_of(request: Request) -> Credentials | None:
 
 
 class SessionSigner:
-    """Signs and checks session cookies holding a key id."""
+    """Signs and checks session cookies holding a session token."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, max_age_seconds: int) -> None:
         self._serializer = URLSafeTimedSerializer(secret, salt=_SESSION_SALT)
+        self.max_age = max_age_seconds
 
-    def sign(self, key_id: str) -> str:
-        return self._serializer.dumps(key_id)
+    def sign(self, session_token: str) -> str:
+        return self._serializer.dumps(session_token)
 
-    def key_id(self, token: str) -> str:
-        """The key id of a valid, unexpired token; raises a 401 otherwise."""
+    def session_token(self, cookie: str) -> str:
+        """The session token of a validly signed, unexpired cookie; raises a 401 otherwise."""
         try:
-            value = self._serializer.loads(token, max_age=SESSION_MAX_AGE)
+            value = self._serializer.loads(cookie, max_age=self.max_age)
         except SignatureExpired as exc:
             raise unauthorized("session expired, log in again") from exc
         except BadSignature as exc:
@@ -113,6 +118,9 @@ class AuthCache:
             self._entries.pop(digest, None)
             return None
         return caller
+
+    def drop(self, digest: str) -> None:
+        self._entries.pop(digest, None)
 
     def put(self, digest: str, caller: Caller) -> None:
         if len(self._entries) >= self.max_entries:

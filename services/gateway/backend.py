@@ -24,6 +24,7 @@ from libs.settings import Settings
 from libs.ssrf import policy_for
 from services.gateway.auth import AuthCache, Caller, SessionSigner
 from services.gateway.errors import ApiError, from_grpc, unauthorized, unavailable
+from services.gateway.login_throttle import LoginThrottle
 from services.gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,10 @@ class Backend:
             log.warning("HINDSIGHT_SESSION_SECRET is empty: session cookies will not survive a restart")
             secret = secrets.token_urlsafe(32)
         self.session_secret = secret
-        self.sessions = SessionSigner(secret)
+        self.session_ttl = int(settings.hindsight_session_ttl_seconds)
+        self.sessions = SessionSigner(secret, self.session_ttl)
         self.auth_cache = AuthCache(ttl_seconds=5.0)
+        self.login_throttle = LoginThrottle.from_settings(settings)
         self.metrics = GatewayMetrics()
         # Where webhooks may point (fails at start on a malformed HINDSIGHT_WEBHOOK_ALLOW).
         self.webhook_policy = policy_for(settings.hindsight_webhook_allow, settings.dev_access())
@@ -66,7 +69,8 @@ class Backend:
         self._engine: engine_pb2_grpc.EngineServiceStub | None = None
 
     async def open(self) -> None:
-        self._channel = channel(self.settings.results_addr)
+        token = self.settings.hindsight_internal_token
+        self._channel = channel(self.settings.results_addr, token=token)
         self._stub = results_pb2_grpc.ResultsServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._runs = runs_pb2_grpc.RunsServiceStub(self._channel)
@@ -74,7 +78,7 @@ class Backend:
         self._strategies = backtest_pb2_grpc.StrategiesServiceStub(self._channel)
         self._day_by_day = backtest_pb2_grpc.DayBacktestServiceStub(self._channel)
         # Synchronous backtests are answered by the engine itself.
-        self._engine_channel = channel(self.settings.engine_addr)
+        self._engine_channel = channel(self.settings.engine_addr, token=token)
         self._engine = engine_pb2_grpc.EngineServiceStub(self._engine_channel)
 
     async def close(self) -> None:
@@ -160,28 +164,77 @@ class Backend:
             return "unavailable"
         return "serving" if resp.status == health_pb2.HealthCheckResponse.SERVING else "not_serving"
 
-    async def authenticate_key(self, api_key: str) -> Caller:
-        """The caller of a raw API key (cached briefly); 401 when results does not know it."""
+    async def authenticate_key(self, api_key: str, client: str = "", path: str = "") -> Caller:
+        """The caller of a raw API key (cached briefly); 401 when results does not know it,
+        429 while `client` or the key's prefix has too many failed logins (login_throttle)."""
+        self.login_throttle.check(client, api_key)
         if not api_key or len(api_key) > 512:
+            self.login_throttle.failed(client, "malformed API key", path, api_key)
             raise unauthorized("invalid API key")
         digest = AuthCache.digest("key", api_key)
         cached = self.auth_cache.get(digest)
         if cached is not None:
             return cached
-        caller = await self._authenticate(results_pb2.AuthenticateRequest(api_key=api_key), "invalid API key")
+        try:
+            caller = await self._authenticate(results_pb2.AuthenticateRequest(api_key=api_key), "invalid API key")
+        except ApiError as err:
+            if err.status == 401:
+                self.login_throttle.failed(client, "unknown or revoked API key", path, api_key)
+            raise
         self.auth_cache.put(digest, caller)
         return caller
 
-    async def authenticate_session(self, token: str) -> Caller:
-        """The caller of a session cookie: signature and age here, the key's validity at results."""
-        key_id = self.sessions.key_id(token)
-        digest = AuthCache.digest("session", key_id)
+    async def authenticate_session(self, cookie: str, client: str = "", path: str = "") -> Caller:
+        """The caller of a session cookie: signature and age here, the session (and its key) at results."""
+        self.login_throttle.check(client)
+        try:
+            token = self.sessions.session_token(cookie)
+        except ApiError:
+            self.login_throttle.failed(client, "invalid or expired session cookie", path)
+            raise
+        digest = AuthCache.digest("session", token)
         cached = self.auth_cache.get(digest)
         if cached is not None:
             return cached
-        caller = await self._authenticate(results_pb2.AuthenticateRequest(key_id=key_id), "session no longer valid")
+        try:
+            caller = await self._authenticate(
+                results_pb2.AuthenticateRequest(session_token=token), "session ended, log in again"
+            )
+        except ApiError as err:
+            if err.status == 401:
+                self.login_throttle.failed(client, "ended or unknown session", path)
+            raise
         self.auth_cache.put(digest, caller)
         return caller
+
+    async def login(self, api_key: str, client: str = "", path: str = "") -> tuple[Caller, str]:
+        """A new session for an API key: (its caller, the signed cookie value); throttled like every key check."""
+        self.login_throttle.check(client, api_key)
+        if len(api_key) > 512:
+            self.login_throttle.failed(client, "malformed API key", path, api_key)
+            raise unauthorized("invalid API key")
+        try:
+            resp = await self.call(
+                self.stub.CreateSession,
+                results_pb2.CreateSessionRequest(api_key=api_key, ttl_seconds=self.session_ttl),
+            )
+        except ApiError as err:
+            if err.status < 500:
+                self.login_throttle.failed(client, "unknown or revoked API key", path, api_key)
+                raise unauthorized("invalid API key") from None
+            raise
+        return Caller(tenant_id=resp.tenant_id, key_id=resp.key_id), self.sessions.sign(resp.session_token)
+
+    async def logout(self, cookie: str) -> bool:
+        """End the session of a cookie at results (and in this gateway's cache); False when
+        the cookie holds no valid session (nothing to end)."""
+        try:
+            token = self.sessions.session_token(cookie)
+        except ApiError:
+            return False
+        self.auth_cache.drop(AuthCache.digest("session", token))
+        resp = await self.call(self.stub.RevokeSession, results_pb2.RevokeSessionRequest(session_token=token))
+        return resp.revoked
 
     async def _authenticate(self, request: results_pb2.AuthenticateRequest, message: str) -> Caller:
         try:

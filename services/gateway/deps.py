@@ -39,10 +39,16 @@ async def get_caller(
         if dev_tenant_allowed(backend.settings):
             return DEV_CALLER
         raise unauthorized("credentials required: X-API-Key, Authorization: Bearer, or a session cookie")
+    client, path = client_address(request), request.url.path
     if creds.api_key is not None:
-        return await backend.authenticate_key(creds.api_key)
+        return await backend.authenticate_key(creds.api_key, client, path)
     assert creds.session_token is not None
-    return await backend.authenticate_session(creds.session_token)
+    return await backend.authenticate_session(creds.session_token, client, path)
+
+
+def client_address(request: Request) -> str:
+    """The client's address as the throttle of failed logins counts it."""
+    return request.client.host if request.client is not None else "unknown"
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]

@@ -19,6 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from libs.grpc_util import INTERNAL_AUTH_FAILED
+
 log = logging.getLogger(__name__)
 
 # Seconds a client should wait before retrying when results (or the broker behind it) is unavailable.
@@ -79,6 +81,10 @@ def from_grpc(exc: grpc.aio.AioRpcError) -> ApiError:
     """Translate a failed results call into the HTTP error the client sees."""
     code = exc.code()
     status, name = _GRPC_TO_HTTP.get(code, (500, "internal_error"))
+    if code == grpc.StatusCode.UNAUTHENTICATED and exc.details() == INTERNAL_AUTH_FAILED:
+        # Our own token was refused, not the client's credentials: a deployment error.
+        log.error("results refused the gateway's call: HINDSIGHT_INTERNAL_TOKEN differs between the services")
+        return ApiError(500, "internal_error", "internal error")
     if status == 503:
         log.warning("results call failed: %s %s", code.name, exc.details())
         return unavailable()

@@ -1,5 +1,9 @@
 """Prometheus metrics of the gateway (seed 001's names), one registry per app so
-several apps in one process (tests, the standalone launcher) do not clash."""
+several apps in one process (tests, the standalone launcher) do not clash.
+
+Labels take values from closed sets only (strategy types, route templates): never a
+ticker, tenant, user or id, which would expose tenants' data to whoever reads the
+metrics and let them grow the series without bound (issue 12)."""
 
 from __future__ import annotations
 
@@ -19,8 +23,8 @@ class GatewayMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.jobs_queued = Counter(
             "pipeline_trading_sweep_jobs_queued_total",
-            "Total trading sweep jobs queued",
-            ["ticker", "strategy_type"],
+            "Total trading sweep jobs queued, by strategy type (day-by-day backtests: day-backtest)",
+            ["strategy_type"],
             registry=self.registry,
         )
         self.api_latency = Histogram(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics_core import Metric
 
 log = logging.getLogger(__name__)
@@ -50,16 +50,6 @@ class NotifierMetrics:
     def collector(self) -> RegistryCollector:
         """A collector that exposes these metrics through another registry (the standalone gateway's)."""
         return RegistryCollector(self.registry)
-
-    def serve(self, port: int, addr: str = "0.0.0.0") -> object | None:
-        """Serve /metrics on `port`; None (logged) when the port cannot be bound."""
-        try:
-            server, _thread = start_http_server(port, addr=addr, registry=self.registry)
-        except OSError as exc:
-            log.error("notifier metrics not served: cannot bind port %d: %s", port, exc)
-            return None
-        log.info("notifier metrics on :%d/metrics", port)
-        return server
 
 
 class RegistryCollector:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from libs import grpc_util, ssrf
+from libs import grpc_util, ssrf, telemetry
 from libs.bus import JOB_EVENTS_QUEUE, NOTIFY_QUEUE, Bus
 from libs.settings import Settings
 from services.notifier.mail import EmailSender, SmtpConfig
@@ -37,7 +37,7 @@ class NotifierHandle:
     metrics: NotifierMetrics
     _channel: object
     _webhooks: WebhookSender
-    _metrics_server: object | None = None
+    _metrics_server: telemetry.MetricsServer | None = None
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -54,8 +54,7 @@ class NotifierHandle:
         await self._webhooks.close()
         await self._channel.close()
         if self._metrics_server is not None:
-            await asyncio.to_thread(self._metrics_server.shutdown)
-            self._metrics_server.server_close()
+            await asyncio.to_thread(self._metrics_server.close)
         await self.grpc.stop(grace)
 
 
@@ -74,10 +73,11 @@ async def start(
     smtp = SmtpConfig.parse(settings.hindsight_smtp_url)
     retry = RetryPolicy.from_settings(settings)
     server = await grpc_util.start_server(
-        [], host="127.0.0.1" if settings.standalone else "0.0.0.0",
+        [], host=settings.grpc_bind_host(),
         port=settings.notifier_port if port is None else port,
+        token=settings.hindsight_internal_token,
     )
-    chan = grpc_util.channel(settings.results_addr)
+    chan = grpc_util.channel(settings.results_addr, token=settings.hindsight_internal_token)
     webhooks = WebhookSender(policy, settings.hindsight_webhook_timeout_seconds, resolver=resolver)
     emails = EmailSender(smtp, settings.hindsight_smtp_from, public_url(settings))
     metrics = NotifierMetrics()
@@ -99,7 +99,13 @@ async def start(
     metrics_server = None
     # HINDSIGHT_METRICS_PORT (the deployments' setting) is served by libs.runner for every gRPC service.
     if not settings.standalone and settings.notifier_metrics_port and not settings.hindsight_metrics_port:
-        metrics_server = await asyncio.to_thread(metrics.serve, settings.notifier_metrics_port)
+        try:
+            metrics_server = await asyncio.to_thread(
+                telemetry.serve_metrics, settings.notifier_metrics_port, [metrics.registry],
+                host=settings.hindsight_metrics_host, token=settings.hindsight_metrics_token,
+            )
+        except OSError as exc:  # its own default port: taken by another process on this machine
+            log.error("notifier metrics not served: cannot bind port %d: %s", settings.notifier_metrics_port, exc)
     if settings.dev_access():
         log.warning(STANDALONE_LOOPBACK_NOTE)
     elif settings.standalone:

@@ -1,4 +1,5 @@
-"""Tenants and API keys. Only a key's SHA-256 is stored; the key is shown once."""
+"""Tenants, API keys and the sessions of logins. Only the SHA-256 of a key or of a
+session token is stored; a key is shown once, a session token only to the gateway."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -14,11 +15,14 @@ from sqlalchemy.orm import Session
 
 from libs.settings import SEED_DEV_API_KEY, Settings
 from services.results.errors import InvalidArgument, NotFound, Unauthenticated
-from services.results.models import ApiKey, Tenant
+from services.results.models import ApiKey, LoginSession, Tenant
 from services.results.timefmt import utcnow
 
 TENANT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 KEY_PREFIX = "hs_"
+SESSION_PREFIX = "hss_"
+# Longest session a login may ask for (the gateway's HINDSIGHT_SESSION_TTL_SECONDS).
+MAX_SESSION_TTL_SECONDS = 366 * 24 * 3600
 
 
 def key_sha256(key: str) -> str:
@@ -124,9 +128,21 @@ def refused_key_hashes(settings: Settings) -> frozenset[str]:
 
 
 def authenticate(
-    session: Session, api_key: str = "", key_id: str = "", refused: frozenset[str] = frozenset()
+    session: Session,
+    api_key: str = "",
+    key_id: str = "",
+    refused: frozenset[str] = frozenset(),
+    session_token: str = "",
 ) -> tuple[str, str]:
-    """(tenant_id, key_id) of a valid, unrevoked key that is not `refused` (SHA-256s); Unauthenticated otherwise."""
+    """(tenant_id, key_id) of a valid, unrevoked key that is not `refused` (SHA-256s), or of a
+    live session of such a key; Unauthenticated otherwise."""
+    if session_token:
+        tenant_id, session_key_id = authenticate_session(session, session_token)
+        if refused:
+            owner = session.get(ApiKey, session_key_id)
+            if owner is None or owner.key_sha256 in refused:
+                raise Unauthenticated("invalid or revoked API key")
+        return tenant_id, session_key_id
     if api_key:
         row = session.scalar(sa.select(ApiKey).where(ApiKey.key_sha256 == key_sha256(api_key)))
     elif key_id:
@@ -138,6 +154,61 @@ def authenticate(
     return row.tenant_id, row.key_id
 
 
+@dataclass(frozen=True)
+class NewSession:
+    """A session just created: its token (shown to the gateway only), owner and end."""
+
+    token: str
+    tenant_id: str
+    key_id: str
+    expires_at: datetime
+
+
+def create_session(
+    session: Session, api_key: str, ttl_seconds: int, refused: frozenset[str] = frozenset()
+) -> NewSession:
+    """A login: a new session of a valid, unrevoked key, ending `ttl_seconds` from now.
+
+    Sessions that ended (expired, any key) are deleted on the way: logins are few
+    (throttled at the gateway) and the table stays small without a sweeper.
+    """
+    if not 0 < ttl_seconds <= MAX_SESSION_TTL_SECONDS:
+        raise InvalidArgument(f"ttl_seconds must be between 1 and {MAX_SESSION_TTL_SECONDS}")
+    tenant_id, key_id = authenticate(session, api_key=api_key, refused=refused)
+    now = utcnow()
+    session.execute(sa.delete(LoginSession).where(LoginSession.expires_at < now))
+    token = SESSION_PREFIX + secrets.token_urlsafe(32)
+    expires_at = now + timedelta(seconds=ttl_seconds)
+    session.add(LoginSession(token_sha256=key_sha256(token), key_id=key_id, created_at=now, expires_at=expires_at,
+                             revoked_at=None))
+    session.flush()
+    return NewSession(token, tenant_id, key_id, expires_at)
+
+
+def authenticate_session(session: Session, token: str) -> tuple[str, str]:
+    """(tenant_id, key_id) of a live session (not expired, not revoked, its key not revoked)."""
+    row = session.execute(
+        sa.select(LoginSession, ApiKey)
+        .join(ApiKey, ApiKey.key_id == LoginSession.key_id)
+        .where(LoginSession.token_sha256 == key_sha256(token))
+    ).first()
+    if row is None:
+        raise Unauthenticated("invalid session")
+    login, key = row
+    if login.revoked_at is not None or key.revoked_at is not None or login.expires_at <= utcnow():
+        raise Unauthenticated("session ended, log in again")
+    return key.tenant_id, key.key_id
+
+
+def revoke_session(session: Session, token: str) -> bool:
+    """End a session now; False when it was unknown or had already ended."""
+    row = session.get(LoginSession, key_sha256(token), with_for_update=True)
+    if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
+        return False
+    row.revoked_at = utcnow()
+    return True
+
+
 def list_keys(session: Session, tenant_id: str | None = None) -> list[KeyInfo]:
     q = sa.select(ApiKey).order_by(ApiKey.tenant_id, ApiKey.created_at)
     if tenant_id:
@@ -146,13 +217,19 @@ def list_keys(session: Session, tenant_id: str | None = None) -> list[KeyInfo]:
 
 
 def revoke_key(session: Session, key_id: str) -> bool:
-    """Revoke a key; False when it was already revoked."""
+    """Revoke a key, and end its sessions; False when it was already revoked."""
     row = session.get(ApiKey, key_id, with_for_update=True)
     if row is None:
         raise NotFound(f"key {key_id!r} not found")
     if row.revoked_at is not None:
         return False
-    row.revoked_at = utcnow()
+    now = utcnow()
+    row.revoked_at = now
+    session.execute(
+        sa.update(LoginSession)
+        .where(LoginSession.key_id == key_id, LoginSession.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
     return True
 
 

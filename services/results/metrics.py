@@ -11,6 +11,10 @@ Two kinds:
   day-by-day artifacts stored — the same on every replica, so aggregate them
   with `max`, not `sum` — and the best Sharpe ratio of each sweep this replica
   completed (read from its stored results).
+
+Labels take values from closed sets only (end states, job kinds, strategy types):
+never a ticker, tenant or id, which would show tenants' data to whoever reads the
+metrics and let anyone grow the series without bound (issue 12).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 # States the jobs gauge reports (ended jobs are counted by hindsight_jobs_ended_total instead:
 # counting them in the database would read an ever-growing table).
 ACTIVE_STATES = ("queued", "running")
+# Strategy types a sweep label may name; anything else is counted as "other".
+STRATEGY_TYPES = frozenset({"SMA", "EMA", "MACD"})
 # Session.info keys of the jobs (and among them the sweeps) a transaction ended (read after its commit).
 ENDED_KEY = "jobs_ended"
 SWEEPS_ENDED_KEY = "sweeps_ended"
@@ -55,7 +61,6 @@ class EndedSweep:
     """A sweep that a transaction moved to an end state (seed 001's metrics)."""
 
     state: str
-    ticker: str
     seconds: float
     sweep_run_id: str
 
@@ -76,10 +81,16 @@ def note_job_ended(session: Session, job: Job, state: str) -> None:
     session.info.setdefault(ENDED_KEY, []).append(EndedJob(job.kind, state))
 
 
-def note_sweep_ended(session: Session, job: Job, state: str, ticker: str, sweep_run_id: str = "") -> None:
+def note_sweep_ended(session: Session, job: Job, state: str, sweep_run_id: str = "") -> None:
     """Note on the session that the sweep `job` ended (seed 001's metrics, counted once the transaction commits)."""
-    ended = EndedSweep(state, ticker, _seconds(job.created_at, job.completed_at), sweep_run_id or "")
+    ended = EndedSweep(state, _seconds(job.created_at, job.completed_at), sweep_run_id or "")
     session.info.setdefault(SWEEPS_ENDED_KEY, []).append(ended)
+
+
+def strategy_label(strategy_type: str | None) -> str:
+    """A strategy type as a label value: one of STRATEGY_TYPES (empty: SMA, the default) or "other"."""
+    value = (strategy_type or "SMA").upper()
+    return value if value in STRATEGY_TYPES else "other"
 
 
 class ResultsMetrics:
@@ -98,13 +109,13 @@ class ResultsMetrics:
         self.sweeps_completed = Counter(
             "pipeline_trading_sweep_jobs_completed_total",
             "Total completed trading sweeps (status: completed, failed, cancelled)",
-            ["status", "ticker"],
+            ["status"],
             registry=r,
         )
         self.sweep_duration = Histogram(
             "pipeline_trading_sweep_duration_seconds",
             "Trading sweep job duration, from submission to its end",
-            ["status", "ticker"],
+            ["status"],
             buckets=DURATION_BUCKETS,
             registry=r,
         )
@@ -120,8 +131,8 @@ class ResultsMetrics:
         self.best_sharpe = Gauge(
             "hindsight_sweep_best_sharpe_ratio",
             "Best Sharpe ratio among the combinations with at least min_trades trades, of the latest sweep "
-            "per ticker and strategy type",
-            ["ticker", "strategy_type"],
+            "per strategy type (any tenant, any ticker)",
+            ["strategy_type"],
             registry=r,
         )
         self.refresh_failures = Counter(
@@ -145,16 +156,15 @@ class ResultsMetrics:
         for ended in ended_jobs:
             self.jobs_ended.labels(kind=ended.kind, state=ended.state).inc()
         for sweep in info.get(SWEEPS_ENDED_KEY, ()):
-            ticker = sweep.ticker or "unknown"
-            self.sweeps_completed.labels(status=sweep.state, ticker=ticker).inc()
-            self.sweep_duration.labels(status=sweep.state, ticker=ticker).observe(sweep.seconds)
+            self.sweeps_completed.labels(status=sweep.state).inc()
+            self.sweep_duration.labels(status=sweep.state).observe(sweep.seconds)
             if sweep.sweep_run_id:
                 self._new_runs.append(sweep.sweep_run_id)
 
     # ------------------------------------------------------------ what the database holds
 
-    def read_gauges(self, session: Session, run_ids: list[str]) -> tuple[dict, int, list[tuple[str, str, float]]]:
-        """(active jobs by (kind, state), artifact bytes, [(ticker, strategy, best sharpe)] of `run_ids`)."""
+    def read_gauges(self, session: Session, run_ids: list[str]) -> tuple[dict, int, list[tuple[str, float]]]:
+        """(active jobs by (kind, state), artifact bytes, [(strategy type, best sharpe)] of `run_ids`, oldest first)."""
         counts = {
             (kind, state): int(n)
             for kind, state, n in session.execute(
@@ -174,23 +184,23 @@ class ResultsMetrics:
             .subquery()
         )
         artifact_bytes = int(session.scalar(sa.select(sa.func.coalesce(sa.func.sum(per_day.c.b), 0))) or 0)
-        best: list[tuple[str, str, float]] = []
+        best: list[tuple[str, float]] = []
         if run_ids:
             rows = session.execute(
-                sa.select(SweepRun.ticker, SweepRun.strategy_type, sa.func.max(SweepResult.sharpe_ratio))
+                sa.select(SweepRun.strategy_type, sa.func.max(SweepResult.sharpe_ratio))
                 .join(SweepResult, SweepResult.sweep_run_id == SweepRun.sweep_run_id)
                 .where(SweepRun.sweep_run_id.in_(run_ids), SweepResult.total_trades >= SweepRun.min_trades)
-                .group_by(SweepRun.sweep_run_id, SweepRun.ticker, SweepRun.strategy_type, SweepRun.created_at)
+                .group_by(SweepRun.sweep_run_id, SweepRun.strategy_type, SweepRun.created_at)
                 .order_by(SweepRun.created_at)
             )
-            best = [(t, s, float(v)) for t, s, v in rows if v is not None]
+            best = [(s, float(v)) for s, v in rows if v is not None]
         return counts, artifact_bytes, best
 
     async def refresh(self) -> None:
         """Read the database gauges now."""
         runs, self._new_runs = self._new_runs, []
 
-        def read() -> tuple[dict, int, list[tuple[str, str, float]]]:
+        def read() -> tuple[dict, int, list[tuple[str, float]]]:
             with self._db.read() as s:
                 return self.read_gauges(s, runs)
 
@@ -206,8 +216,8 @@ class ResultsMetrics:
                 self.jobs.labels(kind=kind, state=state).set(counts.get((kind, state), 0))
                 self._kinds_seen.add((kind, state))
         self.artifact_bytes.set(artifact_bytes)
-        for ticker, strategy, sharpe in best:  # oldest first: the latest sweep wins
-            self.best_sharpe.labels(ticker=ticker, strategy_type=strategy or "SMA").set(sharpe)
+        for strategy, sharpe in best:  # oldest first: the latest sweep wins
+            self.best_sharpe.labels(strategy_type=strategy_label(strategy)).set(sharpe)
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():

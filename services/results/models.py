@@ -49,6 +49,19 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class LoginSession(Base):
+    """A session from a login with an API key (the dashboard's cookie). It ends at
+    `expires_at`, at logout, or when its key is revoked; only its token's SHA-256 is kept."""
+
+    __tablename__ = "sessions"
+
+    token_sha256: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(sa.ForeignKey("api_keys.key_id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    revoked_at: Mapped[datetime | None]
+
+
 class Job(Base):
     """A submitted job (a trading sweep) and its lifecycle."""
 

@@ -159,8 +159,9 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Res
 
     server = await grpc_util.start_server(
         [register, register_runs, register_notifications, *day_registrations],
-        host="127.0.0.1" if settings.standalone else "0.0.0.0",
+        host=settings.grpc_bind_host(),
         port=settings.results_port if port is None else port,
+        token=settings.hindsight_internal_token,
     )
     dead_letters: Consumer | None = None
     metrics = ResultsMetrics(kind_names=kinds.names)

@@ -85,8 +85,23 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
 
     @unary
     async def Authenticate(self, request, context):
-        tenant_id, key_id = await self.read(keys.authenticate, request.api_key, request.key_id, self.refused_key_hashes)
+        tenant_id, key_id = await self.read(
+            keys.authenticate, request.api_key, request.key_id, self.refused_key_hashes, request.session_token
+        )
         return results_pb2.AuthenticateResponse(tenant_id=tenant_id, key_id=key_id)
+
+    @unary
+    async def CreateSession(self, request, context):
+        new = await self.write(keys.create_session, request.api_key, int(request.ttl_seconds), self.refused_key_hashes)
+        log.info("session created", extra={"tenant_id": new.tenant_id, "key_id": new.key_id})
+        return results_pb2.CreateSessionResponse(
+            session_token=new.token, tenant_id=new.tenant_id, key_id=new.key_id, expires_at=rfc3339(new.expires_at)
+        )
+
+    @unary
+    async def RevokeSession(self, request, context):
+        revoked = await self.write(keys.revoke_session, require(request.session_token, "session_token"))
+        return results_pb2.RevokeSessionResponse(revoked=revoked)
 
     # ------------------------------------------------------------ jobs (user side)
 

@@ -221,7 +221,7 @@ def finish(session: Session, job: Job, state: str, error_message: str, ts: str) 
     """A sweep's final event and its seed-001 callback (`sweep.completed` / `sweep.failed`)."""
     ticker = _ticker(job)
     sweep_run_id = (job.sweep_run_id or "") if state == jobs.COMPLETED else ""
-    note_sweep_ended(session, job, state, ticker, sweep_run_id)
+    note_sweep_ended(session, job, state, sweep_run_id)
     if state == jobs.COMPLETED:
         metrics = job.metrics or {}
         event_type = "sweep.completed"

@@ -17,13 +17,15 @@ from tests.deploy.conftest import K8S, K8S_VERSIONS, ROOT, SERVICES, Rendered, l
 
 GRPC_PORTS = {"results": 50051, "engine": 50052, "notifier": 50053}
 # Secret keys each of our containers gets (name of the container -> keys), required or optional.
+# Every service: the internal gRPC token (required) and the scrape token (optional).
+TOKENS = {"HINDSIGHT_INTERNAL_TOKEN": True, "HINDSIGHT_METRICS_TOKEN": False}
 SECRET_KEYS = {
     "results": {"DATABASE_URL": True, "AMQP_URL": True, "HINDSIGHT_SECRET_KEY": True,
-                "HINDSIGHT_BOOTSTRAP_KEYS": False},
+                "HINDSIGHT_BOOTSTRAP_KEYS": False, **TOKENS},
     "migrate": {"DATABASE_URL": True, "HINDSIGHT_SECRET_KEY": True},
-    "engine": {"AMQP_URL": True},
-    "notifier": {"AMQP_URL": True, "HINDSIGHT_SMTP_URL": False},
-    "gateway": {"HINDSIGHT_SESSION_SECRET": True},
+    "engine": {"AMQP_URL": True, **TOKENS},
+    "notifier": {"AMQP_URL": True, "HINDSIGHT_SMTP_URL": False, **TOKENS},
+    "gateway": {"HINDSIGHT_SESSION_SECRET": True, **TOKENS},
 }
 # ConfigMap keys that are not Settings fields: read elsewhere (telemetry) or reserved for it.
 NON_SETTINGS_KEYS = {"HINDSIGHT_LOG_LEVEL", "HINDSIGHT_METRICS_PORT"}
@@ -322,8 +324,9 @@ def test_prometheus_scrape_annotations_and_otel_endpoint(rendered):
         template = rendered.get("Deployment", svc)["spec"]["template"]
         ann = template["metadata"]["annotations"]
         assert ann["prometheus.io/scrape"] == "true" and ann["prometheus.io/path"] == "/metrics"
-        port = config["HINDSIGHT_PORT"] if svc == "gateway" else config["HINDSIGHT_METRICS_PORT"]
-        assert ann["prometheus.io/port"] == port
+        # Every service, the gateway included, on the scrape port: never the gateway's public one.
+        port = config["HINDSIGHT_METRICS_PORT"]
+        assert ann["prometheus.io/port"] == port != config["HINDSIGHT_PORT"]
         if svc == "notifier":  # it serves /metrics on a setting of its own
             assert config["NOTIFIER_METRICS_PORT"] == port
         ports = {p["containerPort"] for p in template["spec"]["containers"][0]["ports"]}

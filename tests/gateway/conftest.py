@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from hindsight.results.v1 import results_pb2_grpc
 
 from libs.bus import InProcessBus
+from libs.grpc_util import blocking_channel
 from libs.settings import SEED_DEV_API_KEY, Settings
 from services.gateway.app import create_app
 
@@ -78,7 +79,7 @@ class Results:
     def stub(self) -> results_pb2_grpc.ResultsServiceStub:
         """A synchronous stub for playing the engine (real gRPC)."""
         if self._channel is None:
-            self._channel = grpc.insecure_channel(self.addr)
+            self._channel = blocking_channel(self.addr)  # with the internal token, as every service
         return results_pb2_grpc.ResultsServiceStub(self._channel)
 
     def close_channel(self) -> None:

@@ -24,7 +24,8 @@ def test_health_has_the_seed_shape(gw: Gateway) -> None:
 
 def test_health_needs_no_credentials_even_when_auth_is_required(gw_distributed: Gateway) -> None:
     assert httpx.get(gw_distributed.url + "/health").status_code == 200
-    assert httpx.get(gw_distributed.url + "/metrics").status_code == 200
+    # /metrics is not public: a scrape token, or the scrape port (tests/security/test_metrics_exposure.py).
+    assert httpx.get(gw_distributed.url + "/metrics").status_code == 401
     assert httpx.get(gw_distributed.url + "/openapi.json").status_code == 200
     assert httpx.get(gw_distributed.url + "/docs").status_code == 200
 
@@ -51,8 +52,9 @@ def test_metrics_count_queued_sweeps_and_latency_by_route(gw: Gateway) -> None:
         assert c.post("/api/v1/strategy/sweep", data=SEED_FORM).status_code == 202
         c.get("/api/v1/jobs/does-not-exist")
     text = httpx.get(gw.url + "/metrics").text
-    m = re.search(r'pipeline_trading_sweep_jobs_queued_total\{strategy_type="SMA",ticker="BTC-USD"\} (\S+)', text)
+    m = re.search(r'pipeline_trading_sweep_jobs_queued_total\{strategy_type="SMA"\} (\S+)', text)
     assert m and float(m.group(1)) >= 1, text
+    assert "BTC-USD" not in text  # a ticker is a tenant's data: never a label
     assert 'pipeline_trading_api_latency_seconds_bucket{endpoint="/api/v1/strategy/sweep",le="0.1"}' in text
     # The route template, never the raw path (one series per job id would explode).
     assert 'endpoint="/api/v1/jobs/{job_id}"' in text

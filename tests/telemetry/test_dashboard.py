@@ -26,7 +26,8 @@ SEED_PANELS = {
     "Job Success Rate": {"pipeline_trading_sweep_jobs_completed_total"},
     "Average Job Duration (p50 / p95 / p99)": {"pipeline_trading_sweep_duration_seconds_bucket"},
     "Trading API Health": {"up", "pipeline_trading_api_latency_seconds_bucket"},
-    "Results Per Ticker": {"pipeline_trading_sweep_jobs_completed_total"},
+    # Per strategy type: a ticker is a tenant's data and no label carries one (issue 12).
+    "Results Per Strategy Type": {"pipeline_trading_sweep_jobs_queued_total"},
     "Best Performing Strategies": {"hindsight_sweep_best_sharpe_ratio"},
 }
 # Labels Prometheus adds to every series (target labels), and histogram buckets' `le`.

@@ -72,7 +72,7 @@ def test_database_gauges(db):
         counts, artifact_bytes, best = metrics.read_gauges(s, ["run_a"])
     assert counts == {("trading-sweep", "queued"): 2, ("trading-sweep", "running"): 1}
     assert artifact_bytes == 100 + 250
-    assert best == [("AAA", "EMA", 1.5)]
+    assert best == [("EMA", 1.5)]  # by strategy type: no ticker (a tenant's data) in a label
 
 
 async def test_a_committed_job_end_is_counted_once_and_refreshes_the_gauges(db):
@@ -84,13 +84,13 @@ async def test_a_committed_job_end_is_counted_once_and_refreshes_the_gauges(db):
             s.add(job)
             s.flush()
             note_job_ended(s, job, "completed")
-            note_sweep_ended(s, job, "completed", "AAA")
+            note_sweep_ended(s, job, "completed")
         try:
             with db.write() as s:
                 job = _job("sweep_y", "failed")
                 s.add(job)
                 note_job_ended(s, job, "failed")
-                note_sweep_ended(s, job, "failed", "AAA")
+                note_sweep_ended(s, job, "failed")
                 raise RuntimeError("rolled back")
         except RuntimeError:
             pass
@@ -98,10 +98,10 @@ async def test_a_committed_job_end_is_counted_once_and_refreshes_the_gauges(db):
     finally:
         await metrics.stop()
     text = generate_latest(metrics.registry).decode()
-    assert 'pipeline_trading_sweep_jobs_completed_total{status="completed",ticker="AAA"} 1.0' in text
+    assert 'pipeline_trading_sweep_jobs_completed_total{status="completed"} 1.0' in text
     assert 'pipeline_trading_sweep_jobs_completed_total{status="failed"' not in text  # never committed
-    assert 'pipeline_trading_sweep_duration_seconds_bucket{le="60.0",status="completed",ticker="AAA"} 1.0' in text
-    assert 'pipeline_trading_sweep_duration_seconds_bucket{le="30.0",status="completed",ticker="AAA"} 0.0' in text
+    assert 'pipeline_trading_sweep_duration_seconds_bucket{le="60.0",status="completed"} 1.0' in text
+    assert 'pipeline_trading_sweep_duration_seconds_bucket{le="30.0",status="completed"} 0.0' in text
     assert 'hindsight_jobs_ended_total{kind="trading-sweep",state="completed"} 1.0' in text
     assert "hindsight_job_queue_depth 0.0" in text
     assert db.commit_hooks == []

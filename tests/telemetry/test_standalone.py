@@ -83,8 +83,10 @@ def test_one_metrics_endpoint_shows_every_service_once(stack):
         "process_resident_memory_bytes",  # the process
     ):
         assert name in families, name
-    assert 'pipeline_trading_sweep_jobs_completed_total{status="completed",ticker="DEMO-DAILY"} 1.0' in text
-    assert re.search(r'^hindsight_sweep_best_sharpe_ratio\{strategy_type="SMA",ticker="DEMO-DAILY"\} ', text, re.MULTILINE)
+    assert 'pipeline_trading_sweep_jobs_completed_total{status="completed"} 1.0' in text
+    assert 'pipeline_trading_sweep_jobs_queued_total{strategy_type="SMA"} 1.0' in text
+    assert re.search(r'^hindsight_sweep_best_sharpe_ratio\{strategy_type="SMA"\} ', text, re.MULTILINE)
+    assert "DEMO-DAILY" not in text  # no ticker (a tenant's data) in any label
 
 
 def test_tracing_is_off_and_says_so(stack):

@@ -145,7 +145,7 @@ async def submit(backend: Backend, caller: Caller, body: DayByDayRequest):
         notify_email=body.notify_email or "",
     )
     resp = await backend.call(backend.stub.SubmitJob, request)
-    backend.metrics.jobs_queued.labels(ticker=resp.job.day_backtest.ticker, strategy_type=resp.job.kind).inc()
+    backend.metrics.jobs_queued.labels(strategy_type=resp.job.kind).inc()
     return resp.job
 
 

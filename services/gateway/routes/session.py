@@ -1,4 +1,5 @@
-"""Login and logout: an API key exchanged for an HttpOnly session cookie."""
+"""Login and logout: an API key exchanged for an HttpOnly session cookie whose session
+lives at results (logout, key revocation and the lifetime end it)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from services.gateway.auth import SESSION_COOKIE, SESSION_MAX_AGE
+from services.gateway.auth import SESSION_COOKIE
 from services.gateway.backend import Backend
 from services.gateway.body import BodyReader
-from services.gateway.deps import BackendDep
-from services.gateway.errors import ApiError
+from services.gateway.deps import BackendDep, client_address
 from services.gateway.presenters.session import LoginResult, LogoutResult
 from services.gateway.requests.session import LoginRequest
 
@@ -32,18 +32,20 @@ async def login(
     body: Annotated[LoginRequest, Depends(_read_login)], request: Request, response: Response, backend: BackendDep
 ) -> dict[str, Any]:
     """Sets `hindsight_session` (HttpOnly, SameSite=Strict, Secure unless
-    HINDSIGHT_INSECURE_COOKIES=1; 7 days). The body is read as JSON whatever its
-    Content-Type. A wrong key is 401."""
-    caller = await backend.authenticate_key(body.api_key)
-    if not caller.key_id:
-        raise ApiError(500, "internal_error", "internal error")
-    response.set_cookie(
-        SESSION_COOKIE, backend.sessions.sign(caller.key_id), max_age=SESSION_MAX_AGE, **cookie_attributes(backend)
-    )
-    return {"authenticated": True, "tenant_id": caller.tenant_id, "expires_in": SESSION_MAX_AGE}
+    HINDSIGHT_INSECURE_COOKIES=1; HINDSIGHT_SESSION_TTL_SECONDS, 7 days unless set). The body
+    is read as JSON whatever its Content-Type. A wrong key is 401; too many failed logins from
+    an address or for a key prefix are a 429 with Retry-After."""
+    caller, cookie = await backend.login(body.api_key, client_address(request), request.url.path)
+    response.set_cookie(SESSION_COOKIE, cookie, max_age=backend.session_ttl, **cookie_attributes(backend))
+    return {"authenticated": True, "tenant_id": caller.tenant_id, "expires_in": backend.session_ttl}
 
 
-@router.post("/api/v1/auth/logout", summary="Clear the session cookie", response_model=LogoutResult)
-async def logout(response: Response, backend: BackendDep) -> dict[str, Any]:
+@router.post("/api/v1/auth/logout", summary="End the session and clear its cookie", response_model=LogoutResult)
+async def logout(request: Request, response: Response, backend: BackendDep) -> dict[str, Any]:
+    """Ends the cookie's session at results (the cookie no longer works anywhere, even if
+    kept), then clears the cookie. Without a valid session cookie there is nothing to end."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        await backend.logout(cookie)
     response.delete_cookie(SESSION_COOKIE, **cookie_attributes(backend))
     return {"authenticated": False}

@@ -1,18 +1,20 @@
-"""Health, liveness, Prometheus metrics and the domain vocabulary (no authentication)."""
+"""Health, liveness and the domain vocabulary (no authentication), Prometheus metrics (a scrape token)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from domain import market, sweep
 from domain.backtest_spec import BUILTIN_STRATEGIES
+from libs import telemetry
+from services.gateway.auth import dev_tenant_allowed
 from services.gateway.deps import BackendDep
 from services.gateway.docs import content
-from services.gateway.errors import RETRY_AFTER_SECONDS
+from services.gateway.errors import RETRY_AFTER_SECONDS, ApiError
 from services.gateway.presenters.common import utc_now
 from services.gateway.presenters.system import Health, SweepLimits, TickerRule, Vocabulary
 
@@ -49,11 +51,25 @@ async def livez() -> dict[str, str]:
 
 @router.get(
     "/metrics",
-    summary="Prometheus metrics",
+    summary="Prometheus metrics (scrape token)",
     response_class=Response,
     responses={200: content(CONTENT_TYPE_LATEST.split(";")[0], "Prometheus text exposition format")},
 )
-async def metrics(backend: BackendDep) -> Response:
+async def metrics(request: Request, backend: BackendDep) -> Response:
+    """Prometheus text. Needs `Authorization: Bearer <HINDSIGHT_METRICS_TOKEN>`, except in
+    standalone mode on loopback without HINDSIGHT_REQUIRE_AUTH when no token is set.
+    Deployments scrape `HINDSIGHT_METRICS_PORT` instead, a port of its own."""
+    settings = backend.settings
+    token = settings.hindsight_metrics_token
+    open_here = not token and dev_tenant_allowed(settings)
+    if not open_here and not telemetry.scrape_authorized(request.headers.get("authorization"), token):
+        raise ApiError(
+            401,
+            "unauthenticated",
+            "/metrics needs Authorization: Bearer <HINDSIGHT_METRICS_TOKEN>" if token else
+            "/metrics is not served on this port without HINDSIGHT_METRICS_TOKEN; scrape HINDSIGHT_METRICS_PORT",
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
     return Response(generate_latest(backend.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
