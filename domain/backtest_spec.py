@@ -26,6 +26,15 @@ MAX_SYNC_TRADES = 10_000
 # most their slippage and commission may be (percent of traded value, per side).
 DAY_BY_DAY_CAPITAL_DEFAULT = 100_000.0
 DAY_BY_DAY_COST_PCT_MAX = 50.0
+# A day-by-day backtest's user (seed 004's partition inside a tenant): its id's rule.
+USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
+USER_ID_RULE = "1-64 letters, digits, '_', '.', '@' or '-', starting with a letter or digit"
+_USER_ID = re.compile(USER_ID_PATTERN)
+
+
+def user_id_problem(value: str) -> str | None:
+    """Why `value` is not a user id (no path parts either), or None."""
+    return None if _USER_ID.match(value) and ".." not in value else USER_ID_RULE
 
 
 @dataclass(frozen=True)

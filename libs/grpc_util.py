@@ -69,7 +69,7 @@ def _bearer(token: str) -> str:
     return f"Bearer {token}"
 
 
-class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
+class TokenAuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Refuses (UNAUTHENTICATED) every call that does not carry the internal token, health checks excepted."""
 
     def __init__(self, token: str) -> None:
@@ -92,7 +92,7 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
                         extra={"method": method, "refused": self._refused})
             self._last_log, self._refused = now, 0
 
-    async def intercept_service(self, continuation, handler_call_details):
+    async def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
         method = handler_call_details.method or ""
         if method.startswith(OPEN_METHOD_PREFIXES) or self._authorized(handler_call_details.invocation_metadata):
             return await continuation(handler_call_details)
@@ -126,35 +126,35 @@ def _with_token(details: grpc.aio.ClientCallDetails, header: str) -> grpc.aio.Cl
                                       details.wait_for_ready)
 
 
-class _UnaryUnaryToken(grpc.aio.UnaryUnaryClientInterceptor):
+class _UnaryUnaryToken(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     def __init__(self, header: str) -> None:
         self.header = header
 
-    async def intercept_unary_unary(self, continuation, client_call_details, request):
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
         return await continuation(_with_token(client_call_details, self.header), request)
 
 
-class _UnaryStreamToken(grpc.aio.UnaryStreamClientInterceptor):
+class _UnaryStreamToken(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
     def __init__(self, header: str) -> None:
         self.header = header
 
-    async def intercept_unary_stream(self, continuation, client_call_details, request):
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
         return await continuation(_with_token(client_call_details, self.header), request)
 
 
-class _StreamUnaryToken(grpc.aio.StreamUnaryClientInterceptor):
+class _StreamUnaryToken(grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
     def __init__(self, header: str) -> None:
         self.header = header
 
-    async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
+    async def intercept_stream_unary(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
         return await continuation(_with_token(client_call_details, self.header), request_iterator)
 
 
-class _StreamStreamToken(grpc.aio.StreamStreamClientInterceptor):
+class _StreamStreamToken(grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
     def __init__(self, header: str) -> None:
         self.header = header
 
-    async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
+    async def intercept_stream_stream(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
         return await continuation(_with_token(client_call_details, self.header), request_iterator)
 
 
@@ -226,8 +226,7 @@ def channel(addr: str, token: str = "") -> grpc.aio.Channel:
     )
 
 
-class _BlockingToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
-                     grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+class _BlockingToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor, grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):  # type: ignore[misc]  # noqa: E501
     """The internal token on every call of a blocking channel."""
 
     def __init__(self, header: str) -> None:
@@ -239,21 +238,21 @@ class _BlockingToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInt
         return _BlockingCallDetails(details.method, details.timeout, metadata, details.credentials,
                                     details.wait_for_ready, details.compression)
 
-    def intercept_unary_unary(self, continuation, client_call_details, request):
+    def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
         return continuation(self._details(client_call_details), request)
 
-    def intercept_unary_stream(self, continuation, client_call_details, request):
+    def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
         return continuation(self._details(client_call_details), request)
 
-    def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
+    def intercept_stream_unary(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
         return continuation(self._details(client_call_details), request_iterator)
 
-    def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
+    def intercept_stream_stream(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
         return continuation(self._details(client_call_details), request_iterator)
 
 
 @dataclass(frozen=True)
-class _BlockingCallDetails(grpc.ClientCallDetails):
+class _BlockingCallDetails(grpc.ClientCallDetails):  # type: ignore[misc]
     method: str
     timeout: float | None
     metadata: Any
@@ -278,6 +277,6 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
             pass
 
 
-def service_name(add_fn_module, service: str) -> str:
+def service_name(add_fn_module: Any, service: str) -> str:
     """Full name of a service from its generated _pb2 module, e.g. hindsight.results.v1.ResultsService."""
-    return add_fn_module.DESCRIPTOR.services_by_name[service].full_name
+    return str(add_fn_module.DESCRIPTOR.services_by_name[service].full_name)

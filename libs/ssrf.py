@@ -250,7 +250,7 @@ def split_url(url: str) -> tuple[str, str, int]:
 async def system_resolve(host: str, port: int) -> list[str]:
     """Every address `host` resolves to (getaddrinfo, off the event loop)."""
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(info[4][0] for info in infos))
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 async def resolve_checked(host: str, port: int, policy: AddressPolicy, resolver: Resolver | None = None) -> list[IPAddress]:

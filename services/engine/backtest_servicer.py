@@ -45,6 +45,7 @@ from domain.backtest_spec import (
     strategy_name,
 )
 from domain.market import INTERVAL_MINUTES, interval_name
+from domain.sweep import CASH_MAX
 from libs.metric_fields import run_metrics_pb
 from services.engine import backtest as bt
 from services.engine.bars_cache import BarsCache, insufficient_data
@@ -120,7 +121,7 @@ def check_spec(spec: engine_pb2.BacktestSpec) -> dict[str, Any]:
     if start and end and start > end:
         raise _invalid("start_date", "must not be after end_date")
     cash = spec.cash or 10_000.0
-    if not (math.isfinite(cash) and 0 < cash <= 1e15):
+    if not (math.isfinite(cash) and 0 < cash <= CASH_MAX):
         raise _invalid("cash", "must be a number greater than 0")
     return {
         "ticker": ticker,

@@ -23,7 +23,7 @@ class GatewayMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.jobs_queued = Counter(
             "pipeline_trading_sweep_jobs_queued_total",
-            "Total trading sweep jobs queued, by strategy type (day-by-day backtests: day-backtest)",
+            "Total trading sweep jobs queued, by strategy type (day-by-day backtests: under their job kind)",
             ["strategy_type"],
             registry=self.registry,
         )

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from domain.backtest_spec import USER_ID_RULE, user_id_problem
 from libs.private_files import make_private_dir, open_private_new
 from services.results.errors import InvalidArgument
 from services.results.keys import TENANT_ID_RE
 
-USER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 TRADES_FILE = "trades_daily.json.gz"
 DIAGNOSTICS_FILE = "diagnostics_export.json.gz"
@@ -37,10 +37,8 @@ NO_USER = "_"
 def check_user_id(user_id: str, *, required: bool = True) -> str:
     if not user_id and not required:
         return ""
-    if not USER_ID_RE.match(user_id or "") or ".." in user_id:
-        raise InvalidArgument(
-            "user_id must be 1-64 letters, digits, '_', '.', '@' or '-', starting with a letter or digit"
-        )
+    if user_id_problem(user_id or "") is not None:
+        raise InvalidArgument(f"user_id must be {USER_ID_RULE}")
     return user_id
 
 

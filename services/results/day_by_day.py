@@ -28,7 +28,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from domain.backtest_spec import DAY_BY_DAY_CAPITAL_DEFAULT, DAY_BY_DAY_COST_PCT_MAX
 from domain.sessions import session_days
+from domain.sweep import CASH_MAX
 from services.results import jobs, runs
 from services.results.artifacts import FILE_NAMES, ArtifactStore, Removed, check_date, check_strategy_id, check_user_id
 from services.results.datasets import load_bars, resolve_dataset
@@ -41,7 +43,6 @@ from services.results.timefmt import rfc3339, utcnow
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CAPITAL = 100_000.0
 MAX_RANGE_DAYS = 3_700
 MAX_DAYS_PER_STORE = 500
 
@@ -126,9 +127,9 @@ def submit(session: Session, config: DayByDayConfig, submission: Submission, spe
         raise InvalidArgument("end_date must not be before start_date")
     if (end - start).days > MAX_RANGE_DAYS:
         raise InvalidArgument(f"a backtest covers at most {MAX_RANGE_DAYS} days")
-    capital = _finite(spec.get("initial_capital"), "initial_capital", DEFAULT_CAPITAL, 1e-6, 1e15)
-    slippage = _finite(spec.get("slippage_pct") or 0.0, "slippage_percentage", 0.0, 0.0, 50.0)
-    commission = _finite(spec.get("commission_pct") or 0.0, "commission_percentage", 0.0, 0.0, 50.0)
+    capital = _finite(spec.get("initial_capital"), "initial_capital", DAY_BY_DAY_CAPITAL_DEFAULT, 1e-6, CASH_MAX)
+    slippage = _finite(spec.get("slippage_pct") or 0.0, "slippage_percentage", 0.0, 0.0, DAY_BY_DAY_COST_PCT_MAX)
+    commission = _finite(spec.get("commission_pct") or 0.0, "commission_percentage", 0.0, 0.0, DAY_BY_DAY_COST_PCT_MAX)
     jobs.check_timeout(submission.timeout_seconds)
     strategy = get_strategy(session, tenant_id, strategy_id)
     definition = strategy.definition

@@ -168,7 +168,7 @@ async def test_plaintext_rows_are_encrypted_by_the_migration_and_keep_working(pg
 def test_distributed_results_refuses_to_start_without_a_key(pg_url, amqp_url, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "HINDSIGHT_SECRET_KEY"}
     env.update(HINDSIGHT_MODE="distributed", DATABASE_URL=pg_url, AMQP_URL=amqp_url, RESULTS_PORT="0",
-               HINDSIGHT_METRICS_PORT="0", PYTHONUNBUFFERED="1")
+               HINDSIGHT_METRICS_PORT="0", PYTHONUNBUFFERED="1", HINDSIGHT_INTERNAL_TOKEN="test-internal-token-0123456789")
     proc = subprocess.Popen([sys.executable, "-m", "services.results"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

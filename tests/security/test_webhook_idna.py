@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 
-import grpc
 import pytest
 from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2, results_pb2_grpc
 
+from libs import grpc_util
 from tests.conftest import create_database, create_vhost, delete_vhost, drop_database
 from tests.notifier.receivers import Receiver
 from tests.security.conftest import settled_deliveries, start_standalone_at, stop, sweep
@@ -83,10 +83,10 @@ def test_unicode_hosts_are_normalised_or_refused_at_submission(stack, receiver):
 
 def _submit_raw(stack, webhook_url: str) -> str:
     """A job whose stored webhook URL bypassed the gateway (a row from before normalisation)."""
-    with grpc.insecure_channel(stack.env["RESULTS_ADDR"]) as chan:
+    with grpc_util.blocking_channel(stack.env["RESULTS_ADDR"], stack.env["HINDSIGHT_INTERNAL_TOKEN"]) as chan:
         stub = results_pb2_grpc.ResultsServiceStub(chan)
         req = results_pb2.SubmitJobRequest(
-            tenant_id="e2e", kind="trading-sweep", webhook_url=webhook_url,
+            tenant_id="e2e", job_kind=jobs_pb2.JOB_KIND_SWEEP, webhook_url=webhook_url,
             parameters_json=json.dumps({"ticker": "BTC-USD"}),
             sweep=jobs_pb2.SweepSpec(ticker="BTC-USD", fast_min=10, fast_max=20, slow_min=20, slow_max=30, step=5,
                                      min_trades=10, strategy_type="SMA"),

@@ -17,7 +17,7 @@ class JobProgress(ResponseModel):
 
 
 class Job(ResponseModel):
-    """A job of any kind (`kind`: trading-sweep, day-backtest, ...)."""
+    """A job of any kind (`kind`: the public name of its job kind)."""
 
     job_id: str
     kind: str

@@ -3,24 +3,19 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, model_validator
 
-from domain.backtest_spec import DAY_BY_DAY_CAPITAL_DEFAULT, DAY_BY_DAY_COST_PCT_MAX
+from domain.backtest_spec import (
+    DAY_BY_DAY_CAPITAL_DEFAULT,
+    DAY_BY_DAY_COST_PCT_MAX,
+    USER_ID_PATTERN,
+    user_id_problem,
+)
 from domain.sweep import CASH_MAX
 from services.gateway.body import RequestModel, problem, raise_problems
 from services.gateway.requests.fields import Email, HttpUrl, IsoDate, Uuid
-
-USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
-USER_ID_RULE = "1-64 letters, digits, '_', '.', '@' or '-', starting with a letter or digit"
-_USER_ID = re.compile(USER_ID_PATTERN)
-
-
-def user_id_problem(value: str) -> str | None:
-    """Why `value` is not a seed-004 user id (a partition inside the tenant), or None."""
-    return None if _USER_ID.match(value) and ".." not in value else USER_ID_RULE
 
 
 def _user_id(value: str) -> str:
