@@ -215,7 +215,7 @@ def test_insufficient_data_fails_visibly(client):
 def test_bad_input_changes_nothing(client):
     before = client.get("/api/v1/jobs").json()["total"]
     bad = [
-        {"ticker": "AB"},
+        {"ticker": "BTC USD"},  # the domain's ticker rule (1-32 characters, no spaces; "AB" is a ticker now)
         {"fast_range": "[0, 20]"},
         {"slow_range": "[20, 501]"},
         {"step": "0"},
