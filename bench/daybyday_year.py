@@ -124,10 +124,10 @@ def run_once(c: httpx.Client, start: str, end: str) -> tuple[float, dict]:
 
 
 def engine_only(df: pd.DataFrame) -> float:
+    from domain.rules.strategy import compile_strategy
     from services.engine.bars import Bars
     from services.engine.day_by_day import run_day_by_day
     from services.engine.kinds.day_by_day import build_day
-    from domain.rules.strategy import compile_strategy
 
     ts = pd.DatetimeIndex(pd.to_datetime(df["timestamp"])).tz_localize(TZ).tz_convert("UTC").as_unit("ns").asi8
     bars = Bars(ts, df["open"].to_numpy(), df["high"].to_numpy(), df["low"].to_numpy(), df["close"].to_numpy(),

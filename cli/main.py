@@ -18,8 +18,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any, NoReturn
 
-from domain.market import INTERVALS
-
 from cli.client import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
@@ -31,6 +29,7 @@ from cli.client import (
     ProgressReader,
 )
 from cli.render import ProgressBar, fmt_num, kv, table
+from domain.market import INTERVALS
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 

@@ -226,7 +226,7 @@ def channel(addr: str, token: str = "") -> grpc.aio.Channel:
     )
 
 
-class _BlockingToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor, grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):  # type: ignore[misc]  # noqa: E501
+class _BlockingToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor, grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):  # type: ignore[misc]
     """The internal token on every call of a blocking channel."""
 
     def __init__(self, header: str) -> None:

@@ -117,7 +117,7 @@ def start() -> int:
     base = int(env.get("HINDSIGHT_METRICS_PORT") or 9464)
     metrics_ports = {"results": base, "engine": base + 1, "notifier": base + 2, "gateway": base + 3}
     for name in SERVICES:
-        log = open(RUN_DIR / f"{name}.log", "ab")
+        log = open(RUN_DIR / f"{name}.log", "ab")  # noqa: SIM115 - the child process keeps it
         own_env = dict(env, HINDSIGHT_METRICS_PORT=str(metrics_ports.get(name, 0)))
         proc = subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=own_env, stdout=log, stderr=log,
                                 start_new_session=True)

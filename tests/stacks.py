@@ -71,7 +71,7 @@ class Stack:
 
 def _spawn(name: str, module: str, env: dict, log_dir: Path) -> tuple[subprocess.Popen, Path]:
     log = log_dir / f"{name}.log"
-    fh = open(log, "ab")
+    fh = open(log, "ab")  # noqa: SIM115 - the child process keeps it
     proc = subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
     return proc, log
 

@@ -18,8 +18,6 @@ from domain.market import NS_PER_DAY, PERIODS_PER_YEAR
 from domain.sessions import local_wall
 
 
-
-
 def _f64(name: str, a) -> np.ndarray:
     arr = np.ascontiguousarray(a, dtype=np.float64)
     if arr.ndim != 1:

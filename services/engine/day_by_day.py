@@ -574,7 +574,7 @@ def day_documents(run: DayByDayRun, day: Day) -> tuple[dict, dict, dict, DaySumm
 
     trades_out: list[dict[str, Any]] = []
     positions_out: list[dict[str, Any]] = []
-    for t, entry_flow, exit_flow, exit_ev, entry_ev in links:
+    for t, entry_flow, exit_flow, _exit_ev, entry_ev in links:
         node = t.node
         entry_ids = [e["execution_id"] for e in entry_flow]
         exit_ids = [e["execution_id"] for e in exit_flow]

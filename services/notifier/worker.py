@@ -143,7 +143,7 @@ class NotifierWorker:
     async def on_job_ended(self, d: Delivery) -> None:
         try:
             event = bus_pb2.JobEndedMessage.FromString(d.body)
-        except Exception:  # noqa: BLE001 - not ours: nothing to deliver
+        except Exception:
             log.error("job event is not a JobEndedMessage; dropped")
             return
         telemetry.annotate(job_id=event.job_id)
@@ -214,7 +214,7 @@ class NotifierWorker:
     async def on_task(self, d: Delivery) -> None:
         try:
             task = notify_pb2.DeliveryTask.FromString(d.body)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.error("delivery task is not a DeliveryTask; dropped")
             return
         telemetry.annotate(job_id=task.event.job_id)
@@ -320,7 +320,7 @@ class NotifierWorker:
     async def on_record(self, d: Delivery) -> None:
         try:
             request = notify_pb2.FinishAttemptRequest.FromString(d.body)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.error("attempt record is not a FinishAttemptRequest; dropped")
             return
         try:

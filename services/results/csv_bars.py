@@ -42,7 +42,9 @@ def check_timezone(name: str) -> str:
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise InvalidArgument(f"unknown timezone {_quoted(name)} (expected an IANA name such as 'UTC' or 'America/New_York')")
+        raise InvalidArgument(
+            f"unknown timezone {_quoted(name)} (expected an IANA name such as 'UTC' or 'America/New_York')"
+        ) from None
     return name
 
 

@@ -485,7 +485,7 @@ def resend_unrecorded_events(session: Session, since: datetime, limit: int = 10_
     for row_id, body in rows:
         try:
             by_event[bus_pb2.JobEndedMessage.FromString(body).event_id] = row_id
-        except Exception:  # noqa: BLE001 - a foreign row: not ours to resend
+        except Exception:
             log.debug("outbox row %s is not a JobEndedMessage", row_id)
     if not by_event:
         return 0

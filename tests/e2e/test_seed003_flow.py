@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.seeds import seed_file
 from tests.conftest import create_database, create_vhost, delete_vhost, drop_database
+from tests.seeds import seed_file
 from tests.stacks import DEV_KEY, Stack, _spawn, free_port, start_distributed, wait_healthy
 
 SEED_PORT = 8086

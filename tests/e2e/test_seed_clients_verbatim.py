@@ -31,13 +31,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.seeds import seed_file
 from tests.e2e.day_by_day_support import (  # noqa: F401  (fixtures)
     SEED_STRATEGY_ID,
     STRATEGY,
     auth_headers,
     dbd_stack_fixture,
 )
+from tests.seeds import seed_file
 
 CLIENTS = Path(__file__).parent / "seed_clients"
 

@@ -51,7 +51,7 @@ def local_days(ts_ns: list[int], tz: str, start: str | None, end: str | None) ->
     return [days[d] for d in sorted(days)]
 
 
-def simulate(o, h, l, c, day_bars: list[list[int]], minutes: list[str], square_off: str | None, nodes: list[RefNode]):
+def simulate(o, h, l, c, day_bars: list[list[int]], minutes: list[str], square_off: str | None, nodes: list[RefNode]):  # noqa: E741
     trades: list[RefTrade] = []
     for bars in day_bars:
         sq_bar = next((b for b in bars if square_off and minutes[b] >= square_off), None)

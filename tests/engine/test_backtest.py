@@ -122,7 +122,7 @@ def expected(name: str, strategy: str, p: dict, direction: str, fill: str, fees:
     m = {
         "sharpe_ratio": sharpe,
         "sortino_ratio": empyrical.sortino_ratio(daily, annualization=P) if any(r < 0 for r in daily) else None,
-        "total_return_pct": math.fsum([CASH] + pnls) / CASH * 100.0 - 100.0,
+        "total_return_pct": math.fsum([CASH, *pnls]) / CASH * 100.0 - 100.0,
         "annualized_return": empyrical.annual_return(daily, annualization=P) * 100.0,
         "max_drawdown_pct": mdd,
         "win_rate_pct": len(wins) / len(pnls) * 100.0 if pnls else None,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.engine.rules.evaluate import SeriesContext, evaluate
 from domain.rules.expr import ExpressionError, parse_condition
 from domain.rules.strategy import StrategyInvalid, validate_definition
+from services.engine.rules.evaluate import SeriesContext, evaluate
 
 
 @pytest.mark.parametrize(

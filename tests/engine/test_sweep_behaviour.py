@@ -153,7 +153,7 @@ def test_chunking_and_fusion_do_not_change_results(monkeypatch, strategy):
 
 def test_metric_keys_are_the_sweep_result_fields():
     # The engine keeps its own list (no gRPC in the kernel's module); the proto is the source.
-    assert ("ticker", "strategy_type") + METRIC_KEYS == SWEEP_RESULT_FIELDS
+    assert ("ticker", "strategy_type", *METRIC_KEYS) == SWEEP_RESULT_FIELDS
 
 
 def test_result_shape_is_json_clean(daily_bars):

@@ -208,7 +208,7 @@ async def test_address_is_checked_again_at_delivery_time(notify_stack):
     for host in ("rebind.example", "metadata.example"):
         jobs[host] = await s.submit(tenant, webhook_url=f"http://{host}:{s.receiver.port}/hook")
         await s.fail(jobs[host])
-    for host, job_id in jobs.items():
+    for job_id in jobs.values():
         (d,) = (await s.settled(tenant, job_id)).deliveries
         assert d.state == "failed" and d.attempts == 1, d
         assert "refused" in d.history[0].error and d.history[0].status_code == 0

@@ -40,7 +40,7 @@ async def test_unknown_credentials_are_unauthenticated(pg, request_):
 
 @pytest.mark.asyncio
 async def test_revoked_key_is_refused(pg, pg_db):
-    tenant, key = pg_db.tenant()
+    _tenant, key = pg_db.tenant()
     key_id = (await pg.stub.Authenticate(results_pb2.AuthenticateRequest(api_key=key))).key_id
     with Session(pg_db.engine) as s, s.begin():
         assert keys.revoke_key(s, key_id) is True

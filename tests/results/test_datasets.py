@@ -3,8 +3,8 @@ resolution and bars for the engine, deletion."""
 
 from __future__ import annotations
 
-import numpy as np
 import grpc
+import numpy as np
 import pytest
 from hindsight.results.v1 import results_pb2
 

@@ -12,10 +12,9 @@ def test_sqlite_write_rolls_back_everything_including_savepoints(tmp_path):
     db = Database(sqlite_url(tmp_path))
     try:
         db.migrate()
-        with pytest.raises(RuntimeError):
-            with db.write() as s:
-                keys.ensure_key(s, "acme", "k-1")  # uses savepoints
-                raise RuntimeError("abort the transaction")
+        with pytest.raises(RuntimeError), db.write() as s:
+            keys.ensure_key(s, "acme", "k-1")  # uses savepoints
+            raise RuntimeError("abort the transaction")
         with db.read() as s:
             assert keys.list_tenants(s) == [] and keys.list_keys(s) == []
         with db.write() as s:

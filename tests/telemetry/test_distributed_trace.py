@@ -234,7 +234,7 @@ def test_one_trace_from_the_request_to_the_webhook(run):
     for s in tree.spans:
         parent = tree.by_id.get(s["parent_span_id"])
         if parent is not None:
-            crossing = parent["service"] != s["service"] or s["kind"] == "producer" and s["service"] == "results"
+            crossing = parent["service"] != s["service"] or (s["kind"] == "producer" and s["service"] == "results")
             assert s["remote_parent"] == crossing, (parent["name"], s["name"])
 
     # The receiver got the POST's own context.

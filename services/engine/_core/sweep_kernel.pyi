@@ -1,6 +1,7 @@
 """Type stub for the compiled fused sweep kernel (sweep_kernel.pyx)."""
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.engine import indicators as ma
-from services.engine._core import ta_kernel
 from domain.rules.expr import (
     Arith,
     BoolOp,
@@ -30,6 +28,8 @@ from domain.rules.expr import (
     TimeLit,
     TimeOfDay,
 )
+from services.engine import indicators as ma
+from services.engine._core import ta_kernel
 
 Value = np.ndarray | float
 
