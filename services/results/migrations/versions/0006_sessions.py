@@ -1,7 +1,7 @@
 """Sessions kept at results, so logout and key revocation end them (issue 12).
 
 Revision ID: 0006_sessions
-Revises: 0004_daybyday
+Revises: 0005_secrets_at_rest
 """
 
 from __future__ import annotations
