@@ -25,6 +25,7 @@ from services.results.runs_servicer import SERVICE_NAME as RUNS_SERVICE_NAME
 from services.results.runs_servicer import RunsServicer
 from services.results.servicer import ResultsServicer
 from services.results.timefmt import utcnow
+from services.results.uploads import UploadSlots, limit_malloc_arenas
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +110,14 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Res
     The gRPC server answers health NOT_SERVING (and RPCs UNAVAILABLE) until the
     database is migrated and bootstrapped.
     """
+    limit_malloc_arenas()  # before the pools start their threads (see uploads.py)
     url = database_url(settings.database_url, settings.standalone, settings.hindsight_data_dir)
     db = Database(url)
     db.wakeups.bind(asyncio.get_running_loop())
     servicer = ResultsServicer(db, bus, default_timeout_seconds=settings.hindsight_job_timeout_seconds)
+    servicer.upload_slots = UploadSlots(settings.hindsight_max_concurrent_uploads)
+    # Standalone spools uploads under the data directory (a /tmp on tmpfs would be memory too).
+    servicer.upload_dir = settings.hindsight_data_dir / "uploads" if settings.standalone else None
 
     def register(server) -> str:
         results_pb2_grpc.add_ResultsServiceServicer_to_server(servicer, server)

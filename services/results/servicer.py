@@ -25,8 +25,7 @@ from domain.market import INTERVALS, interval_message
 from libs.bus import Bus
 from libs.job_states import STATE_BY_NAME, STATE_NAMES
 from libs.metric_fields import SWEEP_OPTIONAL_METRICS, SWEEP_RESULT_FIELDS
-from services.results import datasets, jobs, keys, sweeps
-from services.results.csv_bars import parse_bars_csv
+from services.results import datasets, jobs, keys, sweeps, uploads
 from services.results.datasets import DatasetView
 from services.results.db import Database, wait_any
 from services.results.errors import (
@@ -35,6 +34,7 @@ from services.results.errors import (
     NotFound,
     ResourceExhausted,
     ResultsError,
+    TooManyRequests,
     Unauthenticated,
     Unavailable,
 )
@@ -61,6 +61,9 @@ _CODES: dict[type[ResultsError], grpc.StatusCode] = {
 }
 
 
+# Trailing metadata of a refusal that a retry after this many seconds may get past (a 429 in the gateway).
+RETRY_AFTER_METADATA = "retry-after"
+
 # gRPC carries the message in a header (percent-encoded, 16 KiB hard limit): a longer one
 # would reach the caller as a broken stream instead of the error it is.
 MAX_STATUS_MESSAGE_CHARS = 1000
@@ -72,6 +75,13 @@ def status_message(exc: Exception) -> str:
 
 
 async def _abort_for(context: grpc.aio.ServicerContext, method: str, exc: Exception) -> None:
+    if isinstance(exc, TooManyRequests):
+        # RESOURCE_EXHAUSTED as "too large" is, told apart by the wait it asks for.
+        await context.abort(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            status_message(exc),
+            trailing_metadata=((RETRY_AFTER_METADATA, str(exc.retry_after_seconds)),),
+        )
     if isinstance(exc, ResultsError):
         code = next(c for t, c in _CODES.items() if isinstance(exc, t))
         await context.abort(code, status_message(exc))
@@ -226,6 +236,10 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
         self.stopping = asyncio.Event()
         # Day-by-day backtests (services.results.daybyday_servicer), set by the wiring.
         self.day_backtests = None
+        # Concurrent dataset uploads, and where they are spooled (None: the system's temporary
+        # directory); the wiring sets both from the settings.
+        self.upload_slots = uploads.UploadSlots()
+        self.upload_dir = None
 
     # ------------------------------------------------------------ auth
 
@@ -357,27 +371,45 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
     @_unary
     async def ImportDataset(self, request_iterator, context):
         self._check_ready()
+        # Past the cap the upload is refused before its first chunk is read.
+        with self.upload_slots.take():
+            try:
+                view = await self._import_dataset(request_iterator)
+            finally:
+                await asyncio.to_thread(uploads.release_memory)
+        return results_pb2.ImportDatasetResponse(dataset=dataset_to_proto(view))
+
+    async def _import_dataset(self, request_iterator) -> DatasetView:
+        """Chunks to a temporary file, parsed from there in chunks; the database gets the encoded blob."""
         meta = None
-        buf = bytearray()
-        async for chunk in request_iterator:
+        size = 0
+        with uploads.spool_file(self.upload_dir) as spool:
+            async for chunk in request_iterator:
+                if meta is None:
+                    # The first message says what the data is: refuse bad metadata before reading the rest.
+                    tenant_id = _require(chunk.tenant_id, "tenant_id")
+                    meta = datasets.check_metadata(chunk.ticker, chunk.interval, chunk.calendar, chunk.timezone)
+                size += len(chunk.data)
+                if size > MAX_IMPORT_BYTES:
+                    raise ResourceExhausted("the CSV upload is larger than 512 MB (the limit per import)")
+                if chunk.data:
+                    await asyncio.to_thread(spool.write, chunk.data)
             if meta is None:
-                # The first message says what the data is: refuse bad metadata before reading the rest.
-                tenant_id = _require(chunk.tenant_id, "tenant_id")
-                meta = datasets.check_metadata(chunk.ticker, chunk.interval, chunk.calendar, chunk.timezone)
-            if len(buf) + len(chunk.data) > MAX_IMPORT_BYTES:
-                raise ResourceExhausted("the CSV upload is larger than 512 MB (the limit per import)")
-            buf.extend(chunk.data)
-        if meta is None:
-            raise InvalidArgument("empty upload: the first message must carry tenant_id, ticker and interval")
-        ticker, interval, calendar, timezone = meta
-        bars = await self.db.run(parse_bars_csv, buf, timezone)
-        del buf
-        view = await self._write(datasets.store_dataset, tenant_id, ticker, interval, calendar, timezone, bars)
+                raise InvalidArgument("empty upload: the first message must carry tenant_id, ticker and interval")
+            ticker, interval, calendar, timezone = meta
+            encoded = await self.db.run(uploads.parse_and_encode, spool, timezone)
+        # On a connection of its own, closed afterwards: the driver's copy of the blob goes with it.
+        view = await self._in_session(
+            functools.partial(self.db.write, discard_connection=True),
+            datasets.store_dataset,
+            (tenant_id, ticker, interval, calendar, timezone, encoded),
+        )
         log.info(
             "dataset imported",
-            extra={"tenant_id": tenant_id, "dataset_id": view.dataset_id, "version": view.version, "bars": view.bars},
+            extra={"tenant_id": tenant_id, "dataset_id": view.dataset_id, "version": view.version, "bars": view.bars,
+                   "bytes": size},
         )
-        return results_pb2.ImportDatasetResponse(dataset=dataset_to_proto(view))
+        return view
 
     @_unary
     async def ListDatasets(self, request, context):
