@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     # any engine replica may run (days are independent: every day squares off).
     # Standalone has one engine: there a range is one shard unless this is set.
     hindsight_day_shard_days: int = 60
+    # Dataset uploads one results process imports at once; more are refused (429, Retry-After).
+    hindsight_max_concurrent_uploads: int = Field(default=2, ge=1)
 
     def day_shard_days(self) -> int:
         """Days per shard of a day-by-day backtest (0: never split)."""

@@ -77,9 +77,24 @@ _GRPC_TO_HTTP: dict[grpc.StatusCode, tuple[int, str]] = {
 }
 
 
+def _retry_after(exc: grpc.aio.AioRpcError) -> int | None:
+    """Seconds of results' `retry-after` trailing metadata (a refusal for now, not for good)."""
+    try:
+        for key, value in exc.trailing_metadata() or ():
+            if key == "retry-after":
+                return min(max(int(value), 1), 3600)
+    except (TypeError, ValueError):
+        pass
+    return None
+
+
 def from_grpc(exc: grpc.aio.AioRpcError) -> ApiError:
     """Translate a failed results call into the HTTP error the client sees."""
     code = exc.code()
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and (wait := _retry_after(exc)) is not None:
+        # Too many at once (e.g. concurrent uploads), unlike a plain RESOURCE_EXHAUSTED (too large: 413).
+        return ApiError(429, "too_many_requests", exc.details() or "too many requests, retry later",
+                        headers={"Retry-After": str(wait)})
     status, name = _GRPC_TO_HTTP.get(code, (500, "internal_error"))
     if code == grpc.StatusCode.UNAUTHENTICATED and exc.details() == INTERNAL_AUTH_FAILED:
         # Our own token was refused, not the client's credentials: a deployment error.

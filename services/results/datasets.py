@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
 from domain.market import CALENDARS, INTERVAL_RANK, INTERVALS, interval_message, normalize_ticker, ticker_problem
-from services.results.bar_arrays import BarArrays
+from services.results.bar_arrays import BarArrays, EncodedBars
 from services.results.csv_bars import check_timezone
 from services.results.demo_datasets import demo_datasets
 from services.results.errors import InvalidArgument, NotFound
@@ -92,10 +92,12 @@ def store_dataset(
     interval: str,
     calendar: str,
     timezone: str,
-    bars: BarArrays,
+    bars: BarArrays | EncodedBars,
     demo: bool = False,
 ) -> DatasetView:
-    """Add `bars` as the next version of the tenant's ticker+interval dataset (created on first import)."""
+    """Add `bars` as the next version of the tenant's ticker+interval dataset (created on first import).
+
+    `EncodedBars` (an import's, encoded before the transaction) keep the arrays out of it."""
     ticker, interval, calendar, timezone = check_metadata(ticker, interval, calendar, timezone)
     if not tenant_exists(session, tenant_id):
         raise NotFound(f"tenant {tenant_id!r} not found")
@@ -122,15 +124,16 @@ def store_dataset(
             assert ds is not None
     # The newest import says what the bars are.
     ds.calendar, ds.timezone, ds.demo = calendar, timezone, demo
+    encoded = bars if isinstance(bars, EncodedBars) else bars.encode()
     last = session.scalar(sa.select(sa.func.max(DatasetVersion.version)).where(DatasetVersion.dataset_id == ds.dataset_id))
     version = DatasetVersion(
         version_id="dsv_" + secrets.token_hex(12),
         dataset_id=ds.dataset_id,
         version=(last or 0) + 1,
-        bars=len(bars),
-        start_at=_ns_to_datetime(bars.ts[0]),
-        end_at=_ns_to_datetime(bars.ts[-1]),
-        bars_npz=bars.to_npz(),
+        bars=len(encoded),
+        start_at=_ns_to_datetime(encoded.first_ts),
+        end_at=_ns_to_datetime(encoded.last_ts),
+        bars_npz=encoded.npz,
         created_at=now,
     )
     session.add(version)

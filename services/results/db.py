@@ -222,7 +222,8 @@ class Database:
             attach(self.engine, secret_box)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._write_sessions = sessionmaker(self.engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False)
+        self._write_engine = self.engine.execution_options(**{WRITE_OPTION: True})
+        self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
         # SQLite allows one writer: serialize this process's write transactions
         # instead of letting them fail with "database is locked".
         self._write_lock = threading.Lock() if self.is_sqlite else None
@@ -252,17 +253,29 @@ class Database:
             yield session
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
-        """A session in a transaction, committed at the end (rolled back on an exception)."""
+    def write(self, *, discard_connection: bool = False) -> Iterator[Session]:
+        """A session in a transaction, committed at the end (rolled back on an exception).
+
+        `discard_connection`: on a connection of its own, closed afterwards instead of going
+        back to the pool. For writes of large values: the drivers keep a buffer as large as
+        the largest value a connection sent (libpq's output buffer; the sqlite3 module's
+        cached statement holds its bound copy) for as long as the connection lives.
+        """
         lock = self._write_lock
         if lock is not None:
             lock.acquire()
+        own = None
         try:
-            with self._write_sessions() as session:
+            if discard_connection:
+                own = self._write_engine.connect()
+            with self._write_sessions(**({"bind": own} if own is not None else {})) as session:
                 with session.begin():
                     yield session
                 info = dict(session.info)
         finally:
+            if own is not None:
+                own.detach()  # closed, not pooled
+                own.close()
             if lock is not None:
                 lock.release()
         self.wakeups.after_commit(bool(info.get("outbox_added")), set(info.get("job_events_added", ())))

@@ -29,3 +29,12 @@ class Unavailable(ResultsError):
 
 class ResourceExhausted(ResultsError):
     """The request is larger than the service accepts (→ RESOURCE_EXHAUSTED)."""
+
+
+class TooManyRequests(ResultsError):
+    """Too much at once; retry after `retry_after_seconds` (→ RESOURCE_EXHAUSTED with a
+    `retry-after` trailing metadata entry, which tells it from a request that is too large)."""
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds

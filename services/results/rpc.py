@@ -24,6 +24,7 @@ from services.results.errors import (
     NotFound,
     ResourceExhausted,
     ResultsError,
+    TooManyRequests,
     Unauthenticated,
     Unavailable,
 )
@@ -54,8 +55,19 @@ def status_message(exc: Exception) -> str:
     return text if len(text) <= MAX_STATUS_MESSAGE_CHARS else text[: MAX_STATUS_MESSAGE_CHARS - 3] + "..."
 
 
+# Trailing metadata of a refusal that a retry after this many seconds may get past (a 429 in the gateway).
+RETRY_AFTER_METADATA = "retry-after"
+
+
 async def abort_for(context: grpc.aio.ServicerContext, method: str, exc: Exception) -> None:
     """End the call with the status code of `exc` (INTERNAL, logged, for anything unexpected)."""
+    if isinstance(exc, TooManyRequests):
+        # RESOURCE_EXHAUSTED as "too large" is, told apart by the wait it asks for.
+        await context.abort(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            status_message(exc),
+            trailing_metadata=((RETRY_AFTER_METADATA, str(exc.retry_after_seconds)),),
+        )
     if isinstance(exc, ResultsError):
         code = next(c for t, c in _CODES.items() if isinstance(exc, t))
         await context.abort(code, status_message(exc))
@@ -150,6 +162,11 @@ class DatabaseServicer:
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(session, *args)` in one transaction, committed when it returns, on the pool."""
         return await self._in_session(self.db.write, fn, args)
+
+    async def write_discarding_connection(self, fn: Callable[..., T], *args: Any) -> T:
+        """`write` on a connection of its own, closed afterwards (drivers keep a buffer the size
+        of the largest value sent per connection: a dataset's blob would stay in the pool)."""
+        return await self._in_session(functools.partial(self.db.write, discard_connection=True), fn, args)
 
     async def _in_session(self, open_session, fn, args):
         self.check_ready()

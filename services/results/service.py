@@ -30,6 +30,7 @@ from services.results.runs_servicer import SERVICE_NAME as RUNS_SERVICE_NAME
 from services.results.runs_servicer import RunsServicer
 from services.results.servicer import ResultsServicer
 from services.results.timefmt import utcnow
+from services.results.uploads import UploadSlots, limit_malloc_arenas
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Res
     The gRPC server answers health NOT_SERVING (and RPCs UNAVAILABLE) until the
     database is migrated and bootstrapped.
     """
+    limit_malloc_arenas()  # before the pools start their threads (see uploads.py)
     url = database_url(settings.database_url, settings.standalone, settings.hindsight_data_dir)
     try:
         key_text = key_text_for(settings.hindsight_secret_key, settings.standalone, settings.hindsight_data_dir)
@@ -136,6 +138,9 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Res
     servicer = ResultsServicer(db, bus, kinds, default_timeout_seconds=settings.hindsight_job_timeout_seconds)
     # The dev key outside standalone on loopback: refused even if an earlier start created it.
     servicer.refused_key_hashes = keys.refused_key_hashes(settings)
+    servicer.upload_slots = UploadSlots(settings.hindsight_max_concurrent_uploads)
+    # Standalone spools uploads under the data directory (a /tmp on tmpfs would be memory too).
+    servicer.upload_dir = settings.hindsight_data_dir / "uploads" if settings.standalone else None
 
     def register(server) -> str:
         results_pb2_grpc.add_ResultsServiceServicer_to_server(servicer, server)

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2, results_pb2_grpc
@@ -22,8 +23,7 @@ from domain.market import INTERVALS, interval_message
 from libs.bus import Bus
 from libs.job_states import STATE_NAMES
 from libs.metric_fields import SWEEP_OPTIONAL_METRICS, SWEEP_RESULT_FIELDS
-from services.results import datasets, jobs, keys, sweeps
-from services.results.csv_bars import parse_bars_csv
+from services.results import datasets, jobs, keys, sweeps, uploads
 from services.results.datasets import DatasetView
 from services.results.db import Database, wait_any
 from services.results.errors import InvalidArgument, ResourceExhausted, Unavailable
@@ -77,6 +77,10 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
         self.kinds = kinds
         # Keys refused even when stored (the dev key outside standalone on loopback), set by the wiring.
         self.refused_key_hashes: frozenset[str] = frozenset()
+        # Concurrent dataset uploads, and where they are spooled (None: the system's temporary
+        # directory); the wiring sets both from the settings.
+        self.upload_slots = uploads.UploadSlots()
+        self.upload_dir: Path | None = None
         self.default_timeout_seconds = default_timeout_seconds
         # Set at shutdown: open event streams end with UNAVAILABLE so clients reconnect elsewhere.
         self.stopping = asyncio.Event()
@@ -231,27 +235,43 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
     @unary
     async def ImportDataset(self, request_iterator, context):
         self.check_ready()
+        # Past the cap the upload is refused before its first chunk is read.
+        with self.upload_slots.take():
+            try:
+                view = await self._import_dataset(request_iterator)
+            finally:
+                await asyncio.to_thread(uploads.release_memory)
+        return results_pb2.ImportDatasetResponse(dataset=dataset_to_proto(view))
+
+    async def _import_dataset(self, request_iterator) -> DatasetView:
+        """Chunks to a temporary file, parsed from there in chunks; the database gets the encoded blob."""
         meta = None
-        buf = bytearray()
-        async for chunk in request_iterator:
+        size = 0
+        with uploads.spool_file(self.upload_dir) as spool:
+            async for chunk in request_iterator:
+                if meta is None:
+                    # The first message says what the data is: refuse bad metadata before reading the rest.
+                    tenant_id = require(chunk.tenant_id, "tenant_id")
+                    meta = datasets.check_metadata(chunk.ticker, chunk.interval, chunk.calendar, chunk.timezone)
+                size += len(chunk.data)
+                if size > MAX_IMPORT_BYTES:
+                    raise ResourceExhausted("the CSV upload is larger than 512 MB (the limit per import)")
+                if chunk.data:
+                    await asyncio.to_thread(spool.write, chunk.data)
             if meta is None:
-                # The first message says what the data is: refuse bad metadata before reading the rest.
-                tenant_id = require(chunk.tenant_id, "tenant_id")
-                meta = datasets.check_metadata(chunk.ticker, chunk.interval, chunk.calendar, chunk.timezone)
-            if len(buf) + len(chunk.data) > MAX_IMPORT_BYTES:
-                raise ResourceExhausted("the CSV upload is larger than 512 MB (the limit per import)")
-            buf.extend(chunk.data)
-        if meta is None:
-            raise InvalidArgument("empty upload: the first message must carry tenant_id, ticker and interval")
-        ticker, interval, calendar, timezone = meta
-        bars = await self.db.run(parse_bars_csv, buf, timezone)
-        del buf
-        view = await self.write(datasets.store_dataset, tenant_id, ticker, interval, calendar, timezone, bars)
+                raise InvalidArgument("empty upload: the first message must carry tenant_id, ticker and interval")
+            ticker, interval, calendar, timezone = meta
+            encoded = await self.db.run(uploads.parse_and_encode, spool, timezone)
+        # On a connection of its own, closed afterwards: the driver's copy of the blob goes with it.
+        view = await self.write_discarding_connection(
+            datasets.store_dataset, tenant_id, ticker, interval, calendar, timezone, encoded
+        )
         log.info(
             "dataset imported",
-            extra={"tenant_id": tenant_id, "dataset_id": view.dataset_id, "version": view.version, "bars": view.bars},
+            extra={"tenant_id": tenant_id, "dataset_id": view.dataset_id, "version": view.version, "bars": view.bars,
+                   "bytes": size},
         )
-        return results_pb2.ImportDatasetResponse(dataset=dataset_to_proto(view))
+        return view
 
     @unary
     async def ListDatasets(self, request, context):

@@ -74,3 +74,72 @@ def test_status_messages_fit_in_a_grpc_header():
     assert status_message(InvalidArgument("short")) == "short"
     long = status_message(InvalidArgument("é" * 50_000))
     assert len(long) == MAX_STATUS_MESSAGE_CHARS and long.endswith("...")
+
+
+# ---------------------------------------------------------------- chunks (uploads are parsed from a file in chunks)
+
+def _daily(n: int, start: str = "2024-01-01") -> list[str]:
+    days = np.datetime64(start) + np.arange(n)
+    return [f"{d},{10 + i % 3},{12 + i % 3},9,11,{i}\n" for i, d in enumerate(days.astype(str))]
+
+
+CHUNK_CASES = [
+    # (lines after the header, the error or None); the boundaries below fall on every row.
+    (_daily(9), None),
+    ([*_daily(4), "\n", "   \n", *_daily(4, "2024-02-01")], None),  # blank lines: the checked reader
+    (_daily(4) + _daily(1, "2024-01-04") + _daily(3, "2024-03-01"), "row 6: duplicate timestamp 2024-01-04T00:00:00Z (same as row 5)"),
+    ([*_daily(4), "\n", *_daily(1, "2023-12-01")], "row 7: timestamp 2023-12-01T00:00:00Z is earlier than row 5's (2024-01-04T00:00:00Z); rows must be sorted oldest first"),
+    ([*_daily(6), "2024-02-01,10,11,9,10.5,1,7\n"], "row 8: expected 6 fields like the header, saw 7"),
+    ([*_daily(6), "2024-02-01,10,11,9,x,1\n", *_daily(3, "2024-03-01")], "row 8: close is not a number: 'x'"),
+    ([*_daily(5), "2024-02-01,10,8,9,10,1\n"], "row 7: high (8) is below low (9)"),
+]
+
+
+@pytest.mark.parametrize("lines,error", CHUNK_CASES)
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 1000])
+def test_chunk_boundaries_change_nothing(lines, error, chunk_rows):
+    data = (H + "".join(lines)).encode()
+    if error is None:
+        whole = parse_bars_csv(data)
+        chunked = parse_bars_csv(data, max_chunk_rows=chunk_rows)
+        for name in ("ts", "open", "high", "low", "close", "volume"):
+            assert np.array_equal(getattr(whole, name), getattr(chunked, name))
+        assert len(chunked) == len([line for line in lines if line.strip()])
+    else:
+        with pytest.raises(InvalidArgument) as err:
+            parse_bars_csv(data, max_chunk_rows=chunk_rows)
+        assert str(err.value) == error
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 1000])
+def test_row_limit_counts_every_chunk_and_comes_first(chunk_rows):
+    with pytest.raises(InvalidArgument, match=r"^the CSV file has more than 5 data rows"):
+        parse_bars_csv((H + "".join(_daily(6))).encode(), max_rows=5, max_chunk_rows=chunk_rows)
+    # Blank lines do not count, wherever they are.
+    ok = parse_bars_csv((H + "".join([*_daily(3), "\n", *_daily(2, "2024-02-01")])).encode(), max_rows=5,
+                        max_chunk_rows=chunk_rows)
+    assert len(ok) == 5
+    # A file over the limit is refused as such even with a bad value in it.
+    bad = [*_daily(2), "2024-01-03,10,11,9,10.5,-1\n", *_daily(4, "2024-02-01")]
+    with pytest.raises(InvalidArgument, match=r"^the CSV file has more than 5 data rows"):
+        parse_bars_csv((H + "".join(bad)).encode(), max_rows=5, max_chunk_rows=chunk_rows)
+
+
+def test_a_file_is_parsed_from_disk_in_chunks(tmp_path):
+    from services.results.csv_bars import parse_bars_file
+
+    lines = _daily(3000, "2000-01-01")
+    path = tmp_path / "bars.csv"
+    path.write_text(H + "".join(lines))
+    with open(path, "rb") as f:
+        bars = parse_bars_file(f, chunk_bytes=1, max_chunk_rows=128)  # 24 chunks
+    assert len(bars) == 3000 and bars.volume[-1] == 2999.0
+    assert np.all(np.diff(bars.ts) == 86_400 * 10**9)
+
+
+def test_only_white_space_is_empty():
+    for data in (b"", b"  \n\n\t\r\n"):
+        with pytest.raises(InvalidArgument, match=r"^the CSV file is empty"):
+            parse_bars_csv(data)
+    with pytest.raises(InvalidArgument, match=r"^the CSV file has a header but no data rows"):
+        parse_bars_csv((H + "\n\n").encode(), max_chunk_rows=1)
