@@ -29,6 +29,7 @@ from cli.client import (
     ProgressReader,
 )
 from cli.render import ProgressBar, fmt_num, kv, table
+from domain.backtest_spec import DIRECTIONS, FILLS
 from domain.market import INTERVALS
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -596,8 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--step", type=int, default=5)
     s.add_argument("--min-trades", type=int, default=10, help="combos with fewer trades are left out of best (10-1000)")
     s.add_argument("--interval", choices=INTERVALS, help="default: the finest dataset")
-    s.add_argument("--direction", choices=["long", "short", "both"])
-    s.add_argument("--fill", choices=["next_open", "close"])
+    s.add_argument("--direction", choices=DIRECTIONS)
+    s.add_argument("--fill", choices=FILLS)
     s.add_argument("--commission", type=float, help="percent per side")
     s.add_argument("--slippage", type=float, help="percent per side")
     s.add_argument("--cash", type=float)
@@ -618,8 +619,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--cash", type=float)
     b.add_argument("--commission", type=float, help="percent per side")
     b.add_argument("--slippage", type=float, help="percent per side")
-    b.add_argument("--direction", choices=["long", "short", "both"])
-    b.add_argument("--fill", choices=["next_open", "close"])
+    b.add_argument("--direction", choices=DIRECTIONS)
+    b.add_argument("--fill", choices=FILLS)
 
     r = command("runs", "saved runs: list (default), show, replay, compare")
     r.add_argument("--ticker")

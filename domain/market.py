@@ -84,10 +84,6 @@ def ticker_problem(value: object) -> str | None:
     return None
 
 
-def is_ticker(value: object) -> bool:
-    return ticker_problem(value) is None
-
-
 def normalize_ticker(value: str) -> str:
     """The stored spelling of a ticker: surrounding whitespace removed, upper case."""
     return value.strip().upper()

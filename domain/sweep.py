@@ -11,12 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from domain.backtest_spec import DIRECTIONS, FILLS
 from domain.market import INTERVALS, interval_message, ticker_problem
 
 STRATEGY_TYPES: Final = ("SMA", "EMA", "MACD")
 CONFIG_PATHS: Final = ("minimum", "standard")
-DIRECTIONS: Final = ("long", "short", "both")
-FILLS: Final = ("next_open", "close")
 
 PERIOD_MIN: Final = 1
 PERIOD_MAX: Final = 500

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from domain.backtest_spec import DIRECTIONS, FILLS
 from domain.market import INTERVAL_MINUTES
 from domain.metrics import finite
 from domain.sessions import local_wall
@@ -237,7 +238,7 @@ def run_backtest(
             raise ValueError(f"{name} must be in [0, 100)")
     if not (math.isfinite(initial_cash) and initial_cash > 0):
         raise ValueError("initial_cash must be positive")
-    if fill not in ("next_open", "close") or direction not in ("long", "short", "both"):
+    if fill not in FILLS or direction not in DIRECTIONS:
         raise ValueError("bad fill or direction")
     costs = {"fill": fill, "commission_pct": commission_pct, "slippage_pct": slippage_pct, "initial_cash": initial_cash}
     if strategy in _KERNEL_STRATEGY:

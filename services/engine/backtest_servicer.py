@@ -44,7 +44,7 @@ from domain.backtest_spec import (
     normalize_parameters,
     strategy_name,
 )
-from domain.market import INTERVAL_MINUTES, interval_name
+from domain.market import INTERVAL_MINUTES, divides, interval_name
 from domain.sweep import CASH_MAX
 from libs.metric_fields import run_metrics_pb
 from services.engine import backtest as bt
@@ -147,8 +147,7 @@ def choose_dataset(datasets: list[results_pb2.Dataset], ticker: str, interval: s
     by_minutes = sorted(mine, key=lambda d: INTERVAL_MINUTES[d.interval])
     if interval is None:
         return by_minutes[0]
-    want = INTERVAL_MINUTES[interval]
-    usable = [d for d in by_minutes if INTERVAL_MINUTES[d.interval] <= want and want % INTERVAL_MINUTES[d.interval] == 0]
+    usable = [d for d in by_minutes if divides(d.interval, interval)]
     if not usable:
         finest = by_minutes[0].interval
         raise _invalid("interval", f"{interval} is finer than the data of {ticker} (finest: {finest}); "

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.settings import Settings
@@ -102,9 +103,6 @@ class BrowserGuard:
             max_age=600,
         )
 
-    def _refuse(self, status: int, code: str, message: str) -> ApiError:
-        return ApiError(status, code, message)
-
     def _own_origins(self, scope: Scope, headers: Headers) -> set[str]:
         host = headers.get("host", "").strip().lower()
         schemes = {scope.get("scheme", "http"), "http", "https"} if _host_name(host) in LOOPBACK_HOSTS else {
@@ -114,7 +112,7 @@ class BrowserGuard:
 
     def check(self, scope: Scope, headers: Headers) -> ApiError | None:
         if "*" not in self.hosts and _host_name(headers.get("host", "")) not in self.hosts:
-            return self._refuse(400, "host_not_allowed", "this Host is not served here (HINDSIGHT_ALLOWED_HOSTS)")
+            return ApiError(400, "host_not_allowed", "this Host is not served here (HINDSIGHT_ALLOWED_HOSTS)")
         method = scope.get("method", "GET").upper()
         if method in SAFE_METHODS:
             return None
@@ -124,7 +122,7 @@ class BrowserGuard:
             origin = _origin_of(headers["referer"])
         trusted = self._own_origins(scope, headers) | set(self.origins)
         if origin_header == "null" or (origin is not None and origin not in trusted):
-            return self._refuse(403, "cross_origin_refused", "requests from this origin are not allowed (HINDSIGHT_CORS_ORIGINS)")
+            return ApiError(403, "cross_origin_refused", "requests from this origin are not allowed (HINDSIGHT_CORS_ORIGINS)")
         if "x-api-key" in headers or "authorization" in headers:
             return None
         cookies = _cookies(headers)
@@ -135,7 +133,7 @@ class BrowserGuard:
         simple_body = headers.get("content-type", "").split(";")[0].strip().lower() in SIMPLE_BODY_TYPES
         if token_ok or not simple_body:
             return None
-        return self._refuse(
+        return ApiError(
             403,
             "csrf_token_required",
             "a request authenticated by the session cookie needs the X-CSRF-Token header "
@@ -172,12 +170,7 @@ class BrowserGuard:
 
 
 def _cookies(headers: Headers) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for part in headers.get("cookie", "").split(";"):
-        name, sep, value = part.strip().partition("=")
-        if sep and name:
-            out.setdefault(name, value)
-    return out
+    return cookie_parser(headers.get("cookie", ""))
 
 
 def _session_set_by(set_cookies: list[bytes]) -> tuple[str | None, bool]:

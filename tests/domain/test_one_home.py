@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from domain.market import INTERVALS
+
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = [p for d in ("services", "libs", "cli") for p in (ROOT / d).rglob("*.py") if "gen" not in p.parts]
 SOURCES += list((ROOT / "services/gateway/web/static").rglob("*.js"))
-# A literal list of intervals: two interval names side by side in quotes.
-INTERVAL_LIST = re.compile(r"""["'](1m|5m|15m|1h)["']\s*,\s*["'](3m|5m|15m|30m|1h|1d)["']""")
+# A literal list of intervals: two interval names side by side in quotes (any two of them).
+_NAME = "|".join(map(re.escape, INTERVALS))
+INTERVAL_LIST = re.compile(rf"""["']({_NAME})["']\s*,\s*["']({_NAME})["']""")
 # A ticker rule: a regular expression with the ticker's character class.
 TICKER_REGEX = re.compile(r"""A-Za-z0-9\._\^=/-|A-Z0-9\._\^=/-|A-Za-z0-9\._-\]\{1,32""")
 

@@ -9,6 +9,7 @@ another port.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import re
 import signal
@@ -158,14 +159,23 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 def page_server(tmp_path_factory: pytest.TempPathFactory, page_port: int) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("pages")
     (root / "index.html").write_text("<!doctype html><title>another origin</title>")
-    handler = lambda *a, **kw: _Quiet(*a, directory=str(root), **kw)  # noqa: E731
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", page_port), handler)
+    with _serving(root, page_port):
+        yield root
+
+
+@contextlib.contextmanager
+def _serving(root: Path, port: int) -> Iterator[None]:
+    """`root` served over HTTP on 127.0.0.1:`port` (a page of another origin)."""
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", port), lambda *a, **kw: _Quiet(*a, directory=str(root), **kw))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield root
-    server.shutdown()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
-def _run_in_page(root: Path, origin_url: str, script: str, tmp_path: Path) -> dict:
+def _run_in_page(origin_url: str, script: str, tmp_path: Path) -> dict:
     from playwright.sync_api import sync_playwright
 
     from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS
@@ -215,7 +225,7 @@ def test_seed001_browser_snippet_from_an_allowed_origin(auth_stack: Stack, page_
                                                         tmp_path: Path) -> None:
     job_id = _submit(auth_stack, {"X-API-Key": auth_stack.api_key})
     script = _seed001_browser(auth_stack, job_id, auth_stack.api_key, credentialed=True)
-    out = _run_in_page(page_server, f"http://localhost:{page_port}", script, tmp_path)
+    out = _run_in_page(f"http://localhost:{page_port}", script, tmp_path)
     assert out["ok"], out
     assert "Done!" in out["seen"], out  # the stream reached its done event through the cookie
 
@@ -224,14 +234,9 @@ def test_seed001_browser_snippet_from_another_origin_is_refused(auth_stack: Stac
                                                                 tmp_path: Path) -> None:
     job_id = _submit(auth_stack, {"X-API-Key": auth_stack.api_key})
     other = free_port()
-    server = socketserver.ThreadingTCPServer(
-        ("127.0.0.1", other), lambda *a, **kw: _Quiet(*a, directory=str(page_server), **kw))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        script = _seed001_browser(auth_stack, job_id, auth_stack.api_key, credentialed=True)
-        out = _run_in_page(page_server, f"http://localhost:{other}", script, tmp_path)
-    finally:
-        server.shutdown()
+    script = _seed001_browser(auth_stack, job_id, auth_stack.api_key, credentialed=True)
+    with _serving(page_server, other):
+        out = _run_in_page(f"http://localhost:{other}", script, tmp_path)
     assert not out["ok"] and "Failed to fetch" in out["error"], out  # CORS refused the login
 
 
@@ -246,18 +251,13 @@ def test_seed004_browser_fetch_from_an_allowed_origin_and_not_another(dev_stack:
         return {{ ok: true, status: response.status, job_id }};
       }} catch (err) {{ return {{ ok: false, error: String(err) }}; }}
     }}"""
-    out = _run_in_page(page_server, f"http://localhost:{page_port}", script, tmp_path)
+    out = _run_in_page(f"http://localhost:{page_port}", script, tmp_path)
     # The request crossed origins and its JSON answer was readable: the seed's strategy does
     # not exist on this stack, so the answer is the API's 404, read by the page.
     assert out["ok"] and out["status"] in (202, 404), out
     with httpx.Client() as c:
         assert c.get(f"{dev_stack.base_url}/health").status_code == 200
     other = free_port()
-    server = socketserver.ThreadingTCPServer(
-        ("127.0.0.1", other), lambda *a, **kw: _Quiet(*a, directory=str(page_server), **kw))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        refused = _run_in_page(page_server, f"http://localhost:{other}", script, tmp_path / "other")
-    finally:
-        server.shutdown()
+    with _serving(page_server, other):
+        refused = _run_in_page(f"http://localhost:{other}", script, tmp_path / "other")
     assert not refused["ok"] and "Failed to fetch" in refused["error"], refused
