@@ -25,7 +25,6 @@ from services.gateway.errors import unauthorized
 SESSION_COOKIE = "hindsight_session"
 # v2: the cookie holds a session token (v1 held a key id, valid until it expired).
 _SESSION_SALT = "hindsight.session.v2"
-MAX_KEY_LENGTH = 512
 
 
 @dataclass(frozen=True)

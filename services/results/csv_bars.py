@@ -526,14 +526,6 @@ def parse_bars_csv(data: bytes | bytearray, timezone: str = "UTC", max_rows: int
     return parse_bars_file(io.BytesIO(data), timezone, max_rows, **chunking)
 
 
-def _parse_fast(data: bytes | bytearray, timezone: str, max_rows: int) -> BarArrays | None:
-    """The fast reader alone (tests): the bars of a valid file, else None."""
-    f = io.BytesIO(data)
-    plan = _scan(f, CHUNK_BYTES, MAX_CHUNK_ROWS)
-    out = _Filler(min(plan.lines + 1, max_rows))
-    return out.bars() if _fast_pass(f, timezone, max_rows, plan, out) else None
-
-
 def _parse_checked(data: bytes | bytearray, timezone: str, max_rows: int) -> BarArrays:
     """The checked reader alone (tests): every value read as text and checked."""
     f = io.BytesIO(data)

@@ -137,12 +137,7 @@ def authenticate(
     """(tenant_id, key_id) of a valid, unrevoked key that is not `refused` (SHA-256s), or of a
     live session of such a key; Unauthenticated otherwise."""
     if session_token:
-        tenant_id, session_key_id = authenticate_session(session, session_token)
-        if refused:
-            owner = session.get(ApiKey, session_key_id)
-            if owner is None or owner.key_sha256 in refused:
-                raise Unauthenticated("invalid or revoked API key")
-        return tenant_id, session_key_id
+        return authenticate_session(session, session_token, refused)
     if api_key:
         row = session.scalar(sa.select(ApiKey).where(ApiKey.key_sha256 == key_sha256(api_key)))
     elif key_id:
@@ -185,8 +180,9 @@ def create_session(
     return NewSession(token, tenant_id, key_id, expires_at)
 
 
-def authenticate_session(session: Session, token: str) -> tuple[str, str]:
-    """(tenant_id, key_id) of a live session (not expired, not revoked, its key not revoked)."""
+def authenticate_session(session: Session, token: str, refused: frozenset[str] = frozenset()) -> tuple[str, str]:
+    """(tenant_id, key_id) of a live session (not expired, not revoked, its key not revoked
+    and not `refused`)."""
     row = session.execute(
         sa.select(LoginSession, ApiKey)
         .join(ApiKey, ApiKey.key_id == LoginSession.key_id)
@@ -197,6 +193,8 @@ def authenticate_session(session: Session, token: str) -> tuple[str, str]:
     login, key = row
     if login.revoked_at is not None or key.revoked_at is not None or login.expires_at <= utcnow():
         raise Unauthenticated("session ended, log in again")
+    if key.key_sha256 in refused:
+        raise Unauthenticated("invalid or revoked API key")
     return key.tenant_id, key.key_id
 
 
