@@ -102,6 +102,22 @@ class Settings(BaseSettings):
     # Dataset uploads one results process imports at once; more are refused (429, Retry-After).
     hindsight_max_concurrent_uploads: int = Field(default=2, ge=1)
 
+    # Fair tenants (issue 12). Jobs one engine process runs at once (the sweep kernel
+    # releases the GIL: up to one per core helps).
+    hindsight_engine_concurrency: int = Field(default=2, ge=1)
+    # Jobs of one tenant that the engines run at once; its other jobs wait in the queue
+    # while other tenants' jobs start.
+    hindsight_tenant_max_running_jobs: int = Field(default=1, ge=1)
+    # Unfinished (queued + running) jobs of one tenant; more are refused (429, Retry-After).
+    hindsight_tenant_max_active_jobs: int = Field(default=100, ge=1)
+    # Bar-pairs (a sweep's combinations x bars) of one tenant's unfinished jobs; more are
+    # refused (429, Retry-After), a single job larger than this with a 400.
+    hindsight_tenant_max_queued_bar_pairs: int = Field(default=10**13, ge=1)
+    # Largest timeout_seconds a job may ask for (at most 86400); larger ones get a 400.
+    hindsight_max_timeout_seconds: int = Field(default=86_400, ge=1, le=86_400)
+    # Seconds before a job held back by its tenant's running limit is offered to engines again.
+    hindsight_tenant_wait_seconds: float = Field(default=1.0, gt=0, le=60)
+
     def day_shard_days(self) -> int:
         """Days per shard of a day-by-day backtest (0: never split)."""
         if self.standalone and "hindsight_day_shard_days" not in self.model_fields_set:

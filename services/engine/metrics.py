@@ -32,6 +32,14 @@ class EngineMetrics:
             buckets=KERNEL_BUCKETS,
             registry=self.registry,
         )
+        self.jobs_deferred = Counter(
+            "hindsight_engine_jobs_deferred_total",
+            "Jobs handed back to the queue for a while because their tenant already ran its limit of jobs",
+            registry=self.registry,
+        )
+
+    def job_deferred(self) -> None:
+        self.jobs_deferred.inc()
 
     def observe_sweep(self, combos: int, bars: int, seconds: float) -> None:
         pairs = combos * bars

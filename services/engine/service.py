@@ -48,7 +48,7 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Eng
     chan = grpc_util.channel(settings.results_addr, token=settings.hindsight_internal_token)
     stub = results_pb2_grpc.ResultsServiceStub(chan)
     context = JobContext(stub, rpc_timeout=settings.hindsight_rpc_timeout)
-    worker = EngineWorker(context, bus, registry.build(chan))
+    worker = EngineWorker(context, bus, registry.build(chan), concurrency=settings.hindsight_engine_concurrency)
     # Synchronous backtests share the jobs' cache of bars.
     backtests = BacktestServicer(stub, context.cache, rpc_timeout=settings.hindsight_rpc_timeout)
 

@@ -25,13 +25,20 @@ log = logging.getLogger(__name__)
 
 
 class EngineWorker:
-    """Runs jobs from the bus; one at a time per worker (prefetch 1)."""
+    """Runs jobs from the bus, up to `concurrency` at once (the bus's prefetch).
 
-    def __init__(self, context: JobContext, bus: Bus, runners: KindRunners) -> None:
+    A job whose tenant already runs as many jobs as it may (results' StartJob answers
+    `retry_after_seconds`) is not run: its message is published again with that delay
+    and this one acked, so the next message (another tenant's job) takes the slot.
+    """
+
+    def __init__(self, context: JobContext, bus: Bus, runners: KindRunners, *, concurrency: int = 1) -> None:
         self.context = context
         self.bus = bus
         self.runners = runners
+        self.concurrency = max(1, concurrency)
         self.jobs_run = 0
+        self.jobs_deferred = 0
         self.consumer: Consumer | None = None
 
     @property
@@ -39,7 +46,7 @@ class EngineWorker:
         return self.context.metrics
 
     async def start(self) -> None:
-        self.consumer = await self.bus.consume(JOBS_QUEUE, self.handle, prefetch=1)
+        self.consumer = await self.bus.consume(JOBS_QUEUE, self.handle, prefetch=self.concurrency)
 
     async def stop(self) -> None:
         """Stop taking jobs; a running job is interrupted and its message handed back."""
@@ -53,6 +60,9 @@ class EngineWorker:
         telemetry.annotate(job_id=msg.job_id)  # on the consume span and every log line of this job
         started = await ctx.call(ctx.stub.StartJob, results_pb2.StartJobRequest(job_id=msg.job_id))
         if not started.proceed:
+            if started.retry_after_seconds > 0:
+                await self.defer(delivery, started.retry_after_seconds)
+                return
             log.info("job not runnable any more; skipping", extra={"job_id": msg.job_id})
             return
         job = started.job
@@ -72,3 +82,13 @@ class EngineWorker:
             log.exception("job failed", extra={"job_id": job.job_id})
             await ctx.fail(job.job_id, f"Engine error: {exc}")
         self.jobs_run += 1
+
+    async def defer(self, delivery: Delivery, seconds: float) -> None:
+        """Queue the message again, reaching the engines after `seconds` (its tenant is at its
+        running limit). Returning acks this delivery; if the publish fails the handler raises
+        and the message goes back to the queue as it is."""
+        headers = {k: v for k, v in delivery.headers.items() if not str(k).startswith("x-")}
+        await self.bus.publish(JOBS_QUEUE, delivery.body, headers, delay_seconds=seconds)
+        self.jobs_deferred += 1
+        self.metrics.job_deferred()
+        log.debug("job deferred: its tenant runs enough jobs already", extra={"seconds": seconds})

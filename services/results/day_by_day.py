@@ -159,6 +159,8 @@ def submit(session: Session, config: DayByDayConfig, submission: Submission, spe
         combinations=total_days,
         estimated_duration_seconds=max(1, math.ceil(1 + total_days / 100)),
         now=now,
+        # One strategy over the bars of its trading days.
+        bar_pairs=int((plan.ends - plan.starts).sum()),
     )
     bt = DayByDayBacktest(
         job_id=job.job_id,

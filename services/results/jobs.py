@@ -204,6 +204,7 @@ def queued_job(
     combinations: int,
     estimated_duration_seconds: int,
     now: datetime,
+    bar_pairs: int = 0,
     sweep_spec: dict[str, Any] | None = None,
 ) -> Job:
     """A new job's row, queued at `now` (the caller adds it, then its first event and
@@ -228,6 +229,7 @@ def queued_job(
         sweep_run_id=None,
         combinations=combinations,
         estimated_duration_seconds=estimated_duration_seconds,
+        bar_pairs=bar_pairs,
         metrics=None,
         trace_id=submission.trace_id,
         last_event_seq=0,

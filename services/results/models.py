@@ -69,6 +69,7 @@ class Job(Base):
     __table_args__ = (
         sa.Index("ix_jobs_tenant_created", "tenant_id", "created_at"),
         sa.Index("ix_jobs_state_deadline", "state", "deadline_at"),
+        sa.Index("ix_jobs_tenant_state", "tenant_id", "state"),
     )
 
     job_id: Mapped[str] = mapped_column(sa.String(96), primary_key=True)
@@ -92,6 +93,8 @@ class Job(Base):
     sweep_run_id: Mapped[str | None] = mapped_column(sa.String(32))
     combinations: Mapped[int]
     estimated_duration_seconds: Mapped[int]
+    # The job's work: a sweep's combinations × bars, a day-by-day run's bars (tenant quotas).
+    bar_pairs: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
     metrics: Mapped[dict[str, Any] | None]
     trace_id: Mapped[str] = mapped_column(sa.String(32), default="")
     # seq of the job's newest event; bumped under the row lock when one is appended.

@@ -26,6 +26,7 @@ from services.results.kinds.registry import KindRegistry
 from services.results.metrics import ResultsMetrics
 from services.results.notifications_servicer import SERVICE_NAME as NOTIFICATIONS_SERVICE_NAME
 from services.results.notifications_servicer import NotificationsServicer
+from services.results.quotas import TenantLimits
 from services.results.runs_servicer import SERVICE_NAME as RUNS_SERVICE_NAME
 from services.results.runs_servicer import RunsServicer
 from services.results.servicer import ResultsServicer
@@ -139,6 +140,13 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Res
     # The dev key outside standalone on loopback: refused even if an earlier start created it.
     servicer.refused_key_hashes = keys.refused_key_hashes(settings)
     servicer.upload_slots = UploadSlots(settings.hindsight_max_concurrent_uploads)
+    servicer.limits = TenantLimits(
+        max_running=settings.hindsight_tenant_max_running_jobs,
+        max_active=settings.hindsight_tenant_max_active_jobs,
+        max_queued_bar_pairs=settings.hindsight_tenant_max_queued_bar_pairs,
+        max_timeout_seconds=settings.hindsight_max_timeout_seconds,
+        wait_seconds=settings.hindsight_tenant_wait_seconds,
+    )
     # Standalone spools uploads under the data directory (a /tmp on tmpfs would be memory too).
     servicer.upload_dir = settings.hindsight_data_dir / "uploads" if settings.standalone else None
 

@@ -23,7 +23,7 @@ from domain.market import INTERVALS, interval_message
 from libs.bus import Bus
 from libs.job_states import STATE_NAMES
 from libs.metric_fields import SWEEP_OPTIONAL_METRICS, SWEEP_RESULT_FIELDS
-from services.results import datasets, jobs, keys, sweeps, uploads
+from services.results import datasets, jobs, keys, quotas, sweeps, uploads
 from services.results.datasets import DatasetView
 from services.results.db import Database, wait_any
 from services.results.errors import InvalidArgument, ResourceExhausted, Unavailable
@@ -82,6 +82,8 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
         self.upload_slots = uploads.UploadSlots()
         self.upload_dir: Path | None = None
         self.default_timeout_seconds = default_timeout_seconds
+        # What one tenant may queue and run at once (fair tenants); the wiring sets the operator's.
+        self.limits = quotas.TenantLimits()
         # Set at shutdown: open event streams end with UNAVAILABLE so clients reconnect elsewhere.
         self.stopping = asyncio.Event()
 
@@ -126,13 +128,17 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
             parameters=submitted_parameters(request.parameters_json, request.timeout_seconds),
             webhook_url=request.webhook_url,
             notify_email=request.notify_email,
-            timeout_seconds=request.timeout_seconds or self.default_timeout_seconds,
+            timeout_seconds=request.timeout_seconds or min(self.default_timeout_seconds, self.limits.max_timeout_seconds),
             trace_id=request.trace_id,
             headers=trace_headers(),
         )
 
+        quotas.check_timeout(submission.timeout_seconds, self.limits)
+
         def submit(s: Session) -> jobs_pb2.Job:
-            return self.kinds.job_proto(handler.submit(s, submission), s)
+            job = handler.submit(s, submission)
+            quotas.check_submission(s, job, self.limits)  # a refusal rolls the job back
+            return self.kinds.job_proto(job, s)
 
         for attempt in range(3):
             try:
@@ -289,13 +295,16 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
     async def StartJob(self, request, context):
         job_id = require(request.job_id, "job_id")
 
-        def start(s: Session) -> tuple[bool, jobs_pb2.Job]:
+        def start(s: Session) -> tuple[bool, float, jobs_pb2.Job]:
+            job = jobs.locked_job(s, job_id)
+            if job.state == jobs.QUEUED and (wait := quotas.start_delay(s, job, self.limits)):
+                return False, wait, self.kinds.job_proto(job, s)  # its tenant runs enough already
             proceed, job = jobs.start_job(s, self.kinds, job_id)
             # The engine gets the kind's spec in full.
-            return proceed, self.kinds.job_proto(job, s)
+            return proceed, 0.0, self.kinds.job_proto(job, s)
 
-        proceed, msg = await self.write(start)
-        return results_pb2.StartJobResponse(proceed=proceed, job=msg)
+        proceed, wait, msg = await self.write(start)
+        return results_pb2.StartJobResponse(proceed=proceed, job=msg, retry_after_seconds=wait)
 
     @unary
     async def ResolveDataset(self, request, context):

@@ -100,12 +100,14 @@ def submit(session: Session, submission: Submission, spec: dict[str, Any]) -> Jo
     combinations = validate_sweep_spec(spec)
     jobs.check_timeout(submission.timeout_seconds)
     now = utcnow()
+    bars = _bars_of(session, submission.tenant_id, spec)
     job = jobs.queued_job(
         submission,
         job_id=new_job_id(str(spec["ticker"]), now),
         combinations=combinations,
-        estimated_duration_seconds=estimate_duration_seconds(combinations, _bars_of(session, submission.tenant_id, spec)),
+        estimated_duration_seconds=estimate_duration_seconds(combinations, bars),
         now=now,
+        bar_pairs=combinations * bars,
         sweep_spec=spec,
     )
     session.add(job)

@@ -74,7 +74,9 @@ async def metrics(request: Request, backend: BackendDep) -> Response:
 
 
 @router.get("/api/v1/vocabulary", summary="Intervals, ticker syntax, strategies and sweep limits")
-async def vocabulary() -> Vocabulary:
+async def vocabulary(backend: BackendDep) -> Vocabulary:
+    """What the API accepts; `sweep.timeout_seconds` is this server's (operator's) range."""
+    timeout_max = min(sweep.TIMEOUT_SECONDS_MAX, backend.settings.hindsight_max_timeout_seconds)
     return Vocabulary(
         intervals=list(market.INTERVALS),
         calendars=list(market.CALENDARS),
@@ -91,6 +93,6 @@ async def vocabulary() -> Vocabulary:
             min_trades=(sweep.MIN_TRADES_MIN, sweep.MIN_TRADES_MAX),
             min_trades_default=sweep.MIN_TRADES_DEFAULT,
             cost_pct_max=sweep.COST_PCT_MAX,
-            timeout_seconds=(sweep.TIMEOUT_SECONDS_MIN, sweep.TIMEOUT_SECONDS_MAX),
+            timeout_seconds=(sweep.TIMEOUT_SECONDS_MIN, timeout_max),
         ),
     )
