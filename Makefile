@@ -15,7 +15,6 @@ help: ## list targets
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q -r requirements-dev.txt
-	$(VPY) -c "import site,os; open(os.path.join(site.getsitepackages()[0],'hindsight-paths.pth'),'w').write('$(CURDIR)\n$(CURDIR)/$(GEN)\n')"
 	touch $@
 
 $(GEN)/.stamp: $(PROTOS) $(STAMP)
@@ -30,13 +29,15 @@ engine: $(STAMP) ## compile the Cython kernels in place
 
 build: $(STAMP) protos engine cli browser ## virtualenv, generated protos, Cython engine, the hindsight CLI (idempotent)
 
-# The `hindsight` command (cli/main.py) in the virtualenv: a launcher script, because the flat
-# layout does not `pip install -e .`; the repo root reaches sys.path through hindsight-paths.pth.
-$(VENV)/bin/hindsight: $(STAMP)
-	printf '#!%s\n# Installed by `make build`: the hindsight CLI (cli/main.py).\nimport sys\nfrom cli.main import main\nsys.exit(main())\n' "$(CURDIR)/$(VPY)" > $@
-	chmod +x $@
+# The project itself, editable (pyproject.toml): its packages, the generated `hindsight`
+# protobuf package, and the console scripts `hindsight` and `hindsight-admin` in .venv/bin.
+EDITABLE := $(VENV)/.editable-stamp
+$(EDITABLE): $(STAMP) $(GEN)/.stamp pyproject.toml
+	rm -f $(VENV)/lib/python*/site-packages/hindsight-paths.pth
+	$(VPY) -m pip install -q --no-build-isolation --no-deps -e .
+	touch $@
 
-cli: $(VENV)/bin/hindsight ## install the `hindsight` command into .venv/bin
+cli: $(EDITABLE) ## pip install -e . : the packages and the `hindsight` / `hindsight-admin` commands in .venv/bin
 
 # Debian's chromium for the browser tests (Playwright drives it by path; never `playwright install`).
 browser: ## chromium for the browser tests (apt-get as root; skipped when /usr/bin/chromium exists)
