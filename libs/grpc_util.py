@@ -185,23 +185,34 @@ class GrpcServer:
         await self.server.stop(grace)
 
 
+class PortUnavailable(OSError):
+    """A server's port is held by another process (or cannot be bound): the message names
+    the setting that moves it."""
+
+
+# No SO_REUSEPORT: a second server on a port another process holds must fail, not share it.
+SERVER_OPTIONS = [*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)]
+
+
 async def start_server(
     register: Iterable[Callable[[grpc.aio.Server], str]],
     host: str = "127.0.0.1",
     port: int = 0,
     interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
     token: str = "",
+    port_setting: str = "",
 ) -> GrpcServer:
     """Start a grpc.aio server; each `register(server)` adds a servicer and returns its full service name.
 
-    Port 0 picks a free port (tests). Health starts NOT_SERVING until the
+    Port 0 picks a free port (tests). A port another process holds raises PortUnavailable
+    naming `port_setting` (SO_REUSEPORT is off, so it is never silently shared). Health starts NOT_SERVING until the
     caller calls `set_serving(True)` once its dependencies are ready. Every call
     but health checks must carry the internal `token` (empty: this process's
     own, see `internal_token`); that check comes first, then telemetry's
     interceptors (a span per call, the call's job id in its logs).
     """
     server = grpc.aio.server(
-        options=CHANNEL_OPTIONS,
+        options=SERVER_OPTIONS,
         interceptors=[TokenAuthInterceptor(internal_token(token)), *telemetry.grpc_server_interceptors(),
                       *interceptors],
     )
@@ -209,9 +220,13 @@ async def start_server(
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:  # grpcio raises this when the address cannot be bound
+        bound = 0
     if bound == 0:
-        raise OSError(f"cannot bind gRPC server to {host}:{port}")
+        fix = f"; set {port_setting} to a free port" if port_setting else ""
+        raise PortUnavailable(f"gRPC port {host}:{port} is in use by another process or cannot be bound{fix}")
     await server.start()
     gs = GrpcServer(server, bound, health_servicer, names)
     await gs.set_serving(False)

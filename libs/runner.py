@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from libs import telemetry
 from libs.bus import AmqpBus
-from libs.grpc_util import install_signal_handlers, require_internal_token
+from libs.grpc_util import PortUnavailable, install_signal_handlers, require_internal_token
 from libs.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,11 @@ def run_service(name: str, start: Callable[..., Awaitable[Any]], needs_database:
         install_signal_handlers(stop)
         bus = AmqpBus(settings.amqp_url, name, settings.hindsight_job_max_deliveries)
         await bus.start()
-        handle = await start(settings, bus)
+        try:
+            handle = await start(settings, bus)
+        except BaseException:
+            await bus.close()  # a failed start leaves no connection for the closing loop to trip on
+            raise
         metrics = telemetry.serve_metrics(settings.hindsight_metrics_port, [handle.metrics.registry],
                                           host=settings.hindsight_metrics_host, token=settings.hindsight_metrics_token)
         log.info("%s serving gRPC on port %d", name, handle.port)
@@ -44,5 +49,8 @@ def run_service(name: str, start: Callable[..., Awaitable[Any]], needs_database:
 
     try:
         asyncio.run(main())
+    except PortUnavailable as exc:
+        print(f"{name}: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
     finally:
         telemetry.shutdown_telemetry()

@@ -8,9 +8,11 @@ talk to each other over real gRPC on loopback ports.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import secrets
+import socket
 import sys
 
 import uvicorn
@@ -133,11 +135,37 @@ def main() -> None:
     if settings.database_url or settings.amqp_url:
         log.warning("DATABASE_URL/AMQP_URL are ignored in standalone mode (use `make up` for the distributed mode)")
         settings = settings.model_copy(update={"database_url": "", "amqp_url": ""})
+    problem = port_problem(settings.hindsight_host, settings.hindsight_port)
+    if problem:
+        print(problem, file=sys.stderr, flush=True)
+        sys.exit(2)
     try:
         asyncio.run(serve(settings))
     except KeyboardInterrupt:
         pass
     sys.exit(0)
+
+
+def port_problem(host: str, port: int) -> str:
+    """Why the API cannot listen on host:port (empty when it can), with the setting that fixes it.
+
+    Checked before anything starts, as uvicorn binds (SO_REUSEADDR, no SO_REUSEPORT), so a
+    taken port is one clear line rather than a log record after the services started."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return f"cannot listen on {host}:{port}: {exc.strerror}; set HINDSIGHT_HOST to an address of this machine"
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(addr)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (f"port {port} on {host} is already in use (another Hindsight, or another program): "
+                        f"stop it, or start on another port: HINDSIGHT_PORT={port + 1} make run")
+            return f"cannot listen on {host}:{port}: {exc.strerror}; set HINDSIGHT_HOST / HINDSIGHT_PORT"
+    return ""
 
 
 if __name__ == "__main__":

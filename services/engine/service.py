@@ -58,7 +58,7 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Eng
 
     server = await grpc_util.start_server([register_backtests], host=settings.grpc_bind_host(),
                                           port=settings.engine_port if port is None else port,
-                                          token=settings.hindsight_internal_token)
+                                          token=settings.hindsight_internal_token, port_setting="ENGINE_PORT")
     await worker.start()
     await server.set_serving(True)
     return EngineHandle(server, worker, bus, chan)

@@ -76,6 +76,7 @@ async def start(
         [], host=settings.grpc_bind_host(),
         port=settings.notifier_port if port is None else port,
         token=settings.hindsight_internal_token,
+        port_setting="NOTIFIER_PORT",
     )
     chan = grpc_util.channel(settings.results_addr, token=settings.hindsight_internal_token)
     webhooks = WebhookSender(policy, settings.hindsight_webhook_timeout_seconds, resolver=resolver)

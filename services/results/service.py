@@ -175,6 +175,7 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Res
         host=settings.grpc_bind_host(),
         port=settings.results_port if port is None else port,
         token=settings.hindsight_internal_token,
+        port_setting="RESULTS_PORT",
     )
     dead_letters: Consumer | None = None
     metrics = ResultsMetrics(kind_names=kinds.names)
