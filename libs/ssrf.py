@@ -105,6 +105,10 @@ def refusal(ip: IPAddress) -> str | None:
     return None
 
 
+# Refusals an operator may lift with HINDSIGHT_WEBHOOK_ALLOW for a receiver on its own network.
+_ALLOWABLE = frozenset({"loopback address", "private address", "link-local address", "non-public address"})
+
+
 def literal_ip(host: str) -> IPAddress | None:
     """The address a host names literally (any IPv4 spelling the resolver accepts, or IPv6), else None."""
     text = host.strip().strip("[]")
@@ -163,9 +167,13 @@ class AddressPolicy:
         why = self.refusal(addr)
         if why is not None:
             article = "an" if why[0] in "aeiou" else "a"
+            # Private, loopback, link-local...: a receiver on the operator's own network is
+            # plausible, and the operator can allow it.
+            hint = (f" (the server's operator can allow it: HINDSIGHT_WEBHOOK_ALLOW={addr}/{addr.max_prefixlen})"
+                    if why in _ALLOWABLE else "")
             if host and literal_ip(host) is None:
-                raise UnsafeUrl(f"webhook address refused: {host} resolves to {addr}, {article} {why}")
-            raise UnsafeUrl(f"webhook address refused: {addr} is {article} {why}")
+                raise UnsafeUrl(f"webhook address refused: {host} resolves to {addr}, {article} {why}{hint}")
+            raise UnsafeUrl(f"webhook address refused: {addr} is {article} {why}{hint}")
 
 
 @lru_cache(maxsize=32)

@@ -20,7 +20,7 @@ from pathlib import Path
 from libs.settings import Settings
 from services.results import keys
 from services.results.db import Database, normalize_url, sqlite_url
-from services.results.errors import ResultsError
+from services.results.errors import NotFound, ResultsError
 from services.results.timefmt import rfc3339
 
 
@@ -29,7 +29,7 @@ def _out(line: str = "") -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m services.results.admin", description="Manage tenants and API keys.")
+    p = argparse.ArgumentParser(prog="hindsight-admin", description="Manage tenants and API keys.")
     p.add_argument("--database-url", help="database URL (default: DATABASE_URL)")
     p.add_argument("--data-dir", type=Path, help="standalone data directory holding hindsight.db (default: HINDSIGHT_DATA_DIR)")
     sub = p.add_subparsers(dest="command", required=True)
@@ -46,17 +46,43 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+# Commands that only read or change what exists: they never create a database.
+_NEEDS_EXISTING = ("list-keys", "list-tenants", "revoke-key")
+
+
+class NoDatabase(Exception):
+    """The standalone data directory holds no database yet."""
+
+
 def _database(args: argparse.Namespace) -> Database:
     settings = Settings()
     url = args.database_url or settings.database_url
     if url:
         return Database(normalize_url(url))
-    return Database(sqlite_url(args.data_dir or settings.hindsight_data_dir))
+    data_dir = Path(args.data_dir or settings.hindsight_data_dir)
+    if args.command in _NEEDS_EXISTING and not (data_dir / "hindsight.db").is_file():
+        raise NoDatabase(
+            f"no Hindsight database in {data_dir}: give the data directory of a stack that has run "
+            "(--data-dir DIR or HINDSIGHT_DATA_DIR; `make run` uses ./.hindsight), or --database-url / DATABASE_URL"
+        )
+    return Database(sqlite_url(data_dir))
+
+
+def _tenant_hint(exc: ResultsError, args: argparse.Namespace) -> str:
+    """What to do about an unknown tenant."""
+    if isinstance(exc, NotFound) and args.command == "create-key" and "tenant" in str(exc):
+        return (f"\n  create it first: hindsight-admin create-tenant {args.tenant}"
+                f"\n  or in one step:  hindsight-admin create-key {args.tenant} --create-tenant")
+    return ""
 
 
 def run(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    db = _database(args)
+    try:
+        db = _database(args)
+    except NoDatabase as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
     try:
         db.migrate()
         if args.command == "create-tenant":
@@ -85,11 +111,14 @@ def run(argv: list[str] | None = None) -> int:
             _out(f"key {args.key_id} revoked" if changed else f"key {args.key_id} was already revoked")
         elif args.command == "list-tenants":
             with db.read() as s:
-                for t in keys.list_tenants(s):
-                    _out(t)
+                tenants = keys.list_tenants(s)
+            for t in tenants:
+                _out(t)
+            if not tenants:
+                sys.stderr.write("no tenants yet: hindsight-admin create-tenant NAME\n")
         return 0
     except ResultsError as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {exc}{_tenant_hint(exc, args)}\n")
         return 1
     finally:
         db.close()

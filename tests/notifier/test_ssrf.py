@@ -117,5 +117,9 @@ async def test_refusal_messages_read_as_english():
         await ssrf.check_url("http://0.0.0.0/", STRICT)
     with pytest.raises(ssrf.UnsafeUrl, match=r"zero\.example resolves to 0\.0\.0\.0, an unspecified address$"):
         await ssrf.check_url("http://zero.example/", STRICT, resolver)
-    with pytest.raises(ssrf.UnsafeUrl, match=r"10\.0\.0\.1 is a private address$"):
+    # Issue 16: a refusal the operator can lift says how.
+    with pytest.raises(ssrf.UnsafeUrl, match=r"10\.0\.0\.1 is a private address "
+                       r"\(the server's operator can allow it: HINDSIGHT_WEBHOOK_ALLOW=10\.0\.0\.1/32\)$"):
         await ssrf.check_url("http://10.0.0.1/", STRICT)
+    with pytest.raises(ssrf.UnsafeUrl, match=r"::1 is a loopback address \(.*HINDSIGHT_WEBHOOK_ALLOW=::1/128\)$"):
+        await ssrf.check_url("http://[::1]/", STRICT)
