@@ -595,7 +595,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fast", type=int_range, required=True, metavar="MIN:MAX", help="fast period range, e.g. 10:20")
     s.add_argument("--slow", type=int_range, required=True, metavar="MIN:MAX", help="slow period range, e.g. 20:30")
     s.add_argument("--step", type=int, default=5)
-    s.add_argument("--min-trades", type=int, default=10, help="combos with fewer trades are left out of best (10-1000)")
+    s.add_argument("--min-trades", type=int, default=None,
+                   help="combos with fewer trades are left out of best (10-1000; default: the API's, 50)")
     s.add_argument("--interval", choices=INTERVALS, help="default: the finest dataset")
     s.add_argument("--direction", choices=DIRECTIONS)
     s.add_argument("--fill", choices=FILLS)

@@ -100,6 +100,8 @@ def test_sweep_json_matches_the_api(stack: Stack) -> None:
     assert out["best"]["results"] == best["results"]
     scores = [r["score"] for r in out["best"]["results"]]
     assert scores == sorted(scores, reverse=True)
+    # Issue 16: one default for min_trades, the API's (seed 001: 50), also in the CLI.
+    assert best["min_trades"] == 50
 
     # Without --json on a pipe: no progress bar, just the table on stdout.
     r = run(stack, "sweep", "DEMO-DAILY", "--fast", "10:20", "--slow", "20:30", "--step", "5")

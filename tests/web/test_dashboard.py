@@ -68,6 +68,8 @@ def test_sweep_form_shows_api_errors(browser: Browser) -> None:
 
 def test_sweep_from_the_form(browser: Browser) -> None:
     page = browser.page
+    # Issue 16: the form starts from the API's min_trades default (seed 001: 50), as the CLI does.
+    assert page.input_value("input[name=min_trades]") == "50"
     page.select_option("#sweep-ticker", "DEMO-DAILY")
     page.select_option("#sweep-strategy", "SMA")
     for name, value in {"fast_min": "10", "fast_max": "20", "slow_min": "20", "slow_max": "30", "step": "5",

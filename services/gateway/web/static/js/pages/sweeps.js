@@ -3,7 +3,7 @@
 // the score; a click on a cell (or a row) backtests that combination synchronously and
 // shows its equity curve against buy-and-hold.
 
-import { api } from '../api.js';
+import { api, vocabulary } from '../api.js';
 import { lineChart, purge, scoreHeatmap } from '../charts.js';
 import {
   badge, clear, duration, errorBox, formValues, h, infoBox, int, num, numberOrUndefined, pct, progressBar, show,
@@ -45,6 +45,8 @@ function numberInput(name, value, attrs = {}) {
 
 export async function render(root, { query, navigate }) {
   const closers = [];
+  // The API's own default (seed 001: 50), so an omitted and a shown value agree.
+  const minTradesDefault = (await vocabulary()).sweep.min_trades_default;
   const formMsg = h('div', { id: 'sweep-form-msg' });
   const tickerSelect = h('select', { name: 'ticker', id: 'sweep-ticker', required: true });
   const intervalSelect = h('select', { name: 'interval', id: 'sweep-interval' });
@@ -60,7 +62,7 @@ export async function render(root, { query, navigate }) {
     h('fieldset', { class: 'full' }, h('legend', {}, 'Slow period: from – to'),
       h('div', { class: 'pair' }, numberInput('slow_min', 20, { min: 1, max: 500 }), '–', numberInput('slow_max', 30, { min: 1, max: 500 }))),
     h('label', {}, 'Step', numberInput('step', 5, { min: 1, max: 50 })),
-    h('label', {}, 'Min trades', numberInput('min_trades', 10, { min: 10, max: 1000 })),
+    h('label', {}, 'Min trades', numberInput('min_trades', minTradesDefault, { min: 10, max: 1000 })),
     h('details', { class: 'full' }, h('summary', {}, 'Costs, direction, fill, webhook'),
       h('div', { class: 'grid', style: { display: 'grid', gridTemplateColumns: '1fr 1fr', gap: '.6rem .8rem', marginTop: '.5rem' } },
         h('label', {}, 'Commission % per side', h('input', { type: 'number', name: 'commission_pct', value: '0', step: 'any', min: 0 })),
