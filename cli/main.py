@@ -486,6 +486,19 @@ def cmd_strategies(api: Api, out: Output, args: argparse.Namespace) -> int:
             table(body["strategies"], STRATEGY_COLUMNS)
             print(f"{len(body['strategies'])} of {body['total']} strategies")
         return EXIT_OK
+    if action == "builtin":
+        body = api.get("/api/v1/strategies/builtin")
+        if out.json:
+            out.emit_json(body)
+        else:
+            for b in body["strategies"]:
+                also = ", ".join(b["aliases"])
+                print(f"{b['name']}" + (f"  (also: {also})" if also else ""))
+                print(f"  {b['description']}")
+                for p in b["parameters"]:
+                    kind = "int" if p["type"] == "integer" else "number"
+                    print(f"  {p['name']:<14} {kind:<6} default {p['default']:g}  range {p['min']:g}..{p['max']:g}")
+        return EXIT_OK
     if action == "show":
         s = api.get(f"/api/v1/strategies/{args.strategy_id}")
         out.emit_json(s) if out.json else print_strategy(s)
@@ -667,11 +680,12 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_parser("delete", parents=[common], help="delete a dataset with all its versions").add_argument("dataset_id")
 
     st = command("strategies", "rule strategies (for day-by-day backtests): list (default), show, create, update, "
-                               "delete")
+                               "delete; builtin: the built-in strategies")
     st.add_argument("--limit", type=int, default=100)
     st.add_argument("--offset", type=int, default=0)
     sts = st.add_subparsers(dest="strategies_action", metavar="ACTION")
     sts.add_parser("list", parents=[common], help="strategies, newest first")
+    sts.add_parser("builtin", parents=[common], help="the built-in strategies: parameters, defaults, ranges, aliases")
     sts.add_parser("show", parents=[common], help="one strategy with its definition").add_argument("strategy_id")
     file_help = "a JSON definition (see /docs, strategies), '-' for stdin; `--json strategies show` output works too"
     sts.add_parser("create", parents=[common], help="create a strategy from a JSON file").add_argument(

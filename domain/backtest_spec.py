@@ -65,6 +65,14 @@ BUILTIN_STRATEGIES: dict[str, tuple[Param, ...]] = {
     ),
     "buy_and_hold": (),
 }
+# What each built-in does, in one sentence (GET /api/v1/strategies/builtin, /docs).
+BUILTIN_DESCRIPTIONS: dict[str, str] = {
+    "sma_crossover": "Long while the simple moving average of fast_period closes is above that of slow_period.",
+    "ema_crossover": "Long while the exponential moving average of fast_period closes is above that of slow_period.",
+    "macd_crossover": "Long while the MACD line (EMA fast_period - EMA slow_period) is above its signal_period EMA.",
+    "rsi_reversion": "Buys when RSI(period) falls below oversold, sells when it rises above overbought.",
+    "buy_and_hold": "Buys at the first bar and holds to the end: the benchmark of every run.",
+}
 # Other spellings clients use for the built-ins (the sweep's strategy_type names among them).
 STRATEGY_ALIASES = {
     "sma": "sma_crossover",
@@ -92,6 +100,17 @@ class SpecInvalid(Exception):
     def __init__(self, errors: list[dict[str, str]]) -> None:
         super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
         self.errors = errors
+
+
+def strategy_aliases(name: str) -> list[str]:
+    """The other names a built-in answers to (the sweep's strategy_type among them)."""
+    sweep = [t for t, n in SWEEP_STRATEGY.items() if n == name]
+    return sweep + sorted(a for a, n in STRATEGY_ALIASES.items() if n == name)
+
+
+def param_aliases(name: str) -> list[str]:
+    """The other names a parameter answers to."""
+    return sorted(a for a, n in PARAM_ALIASES.items() if n == name)
 
 
 def strategy_name(value: str) -> str | None:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from domain.backtest_spec import DIRECTIONS, FILLS
+from domain.backtest_spec import DIRECTIONS, FILLS, SWEEP_STRATEGY, strategy_name
 from domain.market import INTERVALS, interval_message, ticker_problem
 
 STRATEGY_TYPES: Final = ("SMA", "EMA", "MACD")
@@ -30,6 +30,17 @@ INITIAL_CASH_DEFAULT: Final = 10_000.0
 TIMEOUT_SECONDS_MIN: Final = 1
 TIMEOUT_SECONDS_MAX: Final = 86_400
 TIMEOUT_SECONDS_DEFAULT: Final = 3_600
+
+
+def sweep_strategy_type(value: object) -> str | None:
+    """The sweep's strategy type a name means, or None: `SMA`, `sma`, `sma_crossover` (the
+    backtests' name) and the backtests' aliases all mean `SMA`."""
+    if not isinstance(value, str):
+        return None
+    if value.strip().upper() in STRATEGY_TYPES:
+        return value.strip().upper()
+    builtin = strategy_name(value)
+    return next((t for t, name in SWEEP_STRATEGY.items() if name == builtin), None)
 
 
 def sweep_combos(fast_min: int, fast_max: int, slow_min: int, slow_max: int, step: int) -> list[tuple[int, int]]:

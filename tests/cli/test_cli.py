@@ -360,3 +360,13 @@ def test_days_run_and_show(stack: Stack, tmp_path: Path) -> None:
     r = run(stack, "--json", "days", "show", sid, "--user", "nobody")
     assert r.returncode == 4 and r.stdout == "" and json.loads(r.stderr)["error"]["code"] == "not_found"
     assert run(stack, "days", "run", sid, "--start", "2024-01-01").returncode == 2  # --end is required
+
+
+def test_strategies_builtin(stack: Stack) -> None:
+    """Issue 16: the built-in strategies' parameters from the terminal."""
+    listed = run_json(stack, "strategies", "builtin")
+    assert [s["name"] for s in listed["strategies"]][:3] == ["sma_crossover", "ema_crossover", "macd_crossover"]
+    r = run(stack, "strategies", "builtin")
+    assert r.returncode == 0, r.stderr
+    assert "sma_crossover  (also: SMA, sma)" in r.stdout
+    assert "fast_period    int    default 10  range 1..5000" in r.stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from domain import sweep
 from domain.market import INTERVALS
@@ -35,7 +35,9 @@ class SweepRequest(RequestModel):
     slow_range: PeriodRange = Field(examples=[[20, 30]])
     step: Annotated[int, Field(ge=sweep.STEP_MIN, le=sweep.STEP_MAX, examples=[5])]
     min_trades: Annotated[int, Field(ge=sweep.MIN_TRADES_MIN, le=sweep.MIN_TRADES_MAX)] = sweep.MIN_TRADES_DEFAULT
-    strategy_type: Literal[sweep.STRATEGY_TYPES] = "SMA"  # type: ignore[valid-type]
+    strategy_type: Literal[sweep.STRATEGY_TYPES] = Field(  # type: ignore[valid-type]
+        "SMA", description="SMA, EMA or MACD; the backtests' names (sma_crossover, ...) and any case mean the same"
+    )
     config_path: Literal[sweep.CONFIG_PATHS] | None = None  # type: ignore[valid-type]
     webhook_url: HttpUrl | None = Field(None, description="called when the job ends")
     interval: Interval | None = Field(None, description=f"one of {', '.join(INTERVALS)}; default: the finest dataset")
@@ -48,6 +50,11 @@ class SweepRequest(RequestModel):
         None, description=f"default {sweep.TIMEOUT_SECONDS_DEFAULT}"
     )
     notify_email: Email | None = Field(None, description="emailed when the job ends")
+
+    @field_validator("strategy_type", mode="before")
+    @classmethod
+    def _strategy_alias(cls, value: Any) -> Any:
+        return sweep.sweep_strategy_type(value) or value  # an unknown name fails as a Literal
 
     @model_validator(mode="after")
     def _grid(self) -> SweepRequest:

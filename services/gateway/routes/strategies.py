@@ -18,7 +18,14 @@ from services.gateway.backend import Backend
 from services.gateway.body import BodyReader
 from services.gateway.deps import BackendDep, CallerDep, checked_id
 from services.gateway.errors import ApiError, invalid
-from services.gateway.presenters.strategies import Strategy, StrategyDeleted, StrategyList, strategy_view
+from services.gateway.presenters.strategies import (
+    BuiltinStrategyList,
+    Strategy,
+    StrategyDeleted,
+    StrategyList,
+    builtin_strategies,
+    strategy_view,
+)
 from services.gateway.requests.strategies import StrategyDefinition, strategy_message
 
 router = APIRouter(tags=["strategies"])
@@ -84,6 +91,18 @@ async def create_strategy(definition: DefinitionDep, backend: BackendDep, caller
         backtest_pb2.CreateStrategyRequest(tenant_id=caller.tenant_id, definition_json=_definition_json(definition)),
     )
     return strategy_view(resp.strategy)
+
+
+@router.get(
+    "/api/v1/strategies/builtin",
+    summary="The built-in strategies: parameters, defaults, ranges and aliases",
+    response_model=BuiltinStrategyList,
+)
+async def list_builtin_strategies() -> BuiltinStrategyList:
+    """The strategies backtests (`strategy`) and sweeps (`strategy_type`) run without a rule
+    definition. A name is accepted in any case and under any of its aliases, in both places:
+    `SMA`, `sma` and `sma_crossover` are one strategy."""
+    return builtin_strategies()
 
 
 @router.get("/api/v1/strategies", summary="List strategies, newest first", response_model=StrategyList)
