@@ -255,6 +255,9 @@ def submit_and_follow(
             out.emit_json({"job": submitted, "result": final, result_key: None})
         else:
             print(f"{what} failed: {message}", file=sys.stderr)
+            hint = api.get(f"/api/v1/jobs/{job_id}").get("hint")
+            if hint:
+                print(f"hint: {hint}", file=sys.stderr)
         return EXIT_JOB_FAILED
     return submitted, final, started
 

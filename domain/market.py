@@ -97,3 +97,20 @@ def normalize_ticker(value: str) -> str:
 PERIODS_PER_YEAR: Final[dict[str, int]] = {"continuous": 365, "sessions": 252}
 CALENDARS: Final[tuple[str, ...]] = tuple(PERIODS_PER_YEAR)
 DAYS_PER_MONTH: Final = 30.4375
+
+
+# Seed 001's failure message for a ticker without (enough) bars: the public API keeps it word
+# for word (job error_message, stream, webhook), so what to do about it travels beside it.
+_INSUFFICIENT_DATA = "Insufficient historical data for ticker "
+_INSUFFICIENT_DATA_RE = re.compile(re.escape(_INSUFFICIENT_DATA) + r"(\S{1,32})$")
+
+
+def insufficient_data(ticker: str) -> str:
+    """The seed's message for a ticker without (enough) bars."""
+    return _INSUFFICIENT_DATA + ticker
+
+
+def insufficient_data_ticker(message: str) -> str | None:
+    """The ticker a failure message says lacks data (the message may carry a prefix), or None."""
+    found = _INSUFFICIENT_DATA_RE.search(message or "")
+    return found.group(1) if found else None

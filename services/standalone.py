@@ -42,7 +42,7 @@ def start_banner(settings: Settings, url: str) -> str:
     lines = ["", "Hindsight standalone is up"]
     if settings.dev_access():
         lines += [
-            f"  Dashboard {url}/  (log in with the API key below)",
+            f"  Dashboard {url}/  (no login needed here: you are tenant 'dev')",
             f"  API      {url}",
             f"  Docs     {url}/docs",
             f"  API key  {settings.hindsight_dev_api_key}  (tenant 'dev'; header X-API-Key)",
@@ -59,7 +59,7 @@ def start_banner(settings: Settings, url: str) -> str:
             f"  API      {url}",
             f"  Docs     {url}/docs",
             f"  API key  none: the dev key is off ({why}); credentials are required.",
-            "           Keys: HINDSIGHT_BOOTSTRAP_KEYS=tenant:key, or python -m services.results.admin",
+            "           Keys: HINDSIGHT_BOOTSTRAP_KEYS=tenant:key, or hindsight-admin create-key TENANT --create-tenant",
             f"  Data     {settings.hindsight_data_dir.resolve()}",
             (f"  Webhooks to loopback receivers are refused ({why}) outside HINDSIGHT_WEBHOOK_ALLOW="
              f"{settings.hindsight_webhook_allow}" if settings.hindsight_webhook_allow.strip() else

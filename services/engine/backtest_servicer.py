@@ -44,11 +44,11 @@ from domain.backtest_spec import (
     normalize_parameters,
     strategy_name,
 )
-from domain.market import INTERVAL_MINUTES, divides, interval_name
+from domain.market import INTERVAL_MINUTES, divides, insufficient_data, interval_name
 from domain.sweep import CASH_MAX
 from libs.metric_fields import run_metrics_pb
 from services.engine import backtest as bt
-from services.engine.bars_cache import BarsCache, insufficient_data
+from services.engine.bars_cache import BarsCache
 
 log = logging.getLogger(__name__)
 

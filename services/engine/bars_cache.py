@@ -45,8 +45,3 @@ class BarsCache:
             while len(self._items) > self._max:
                 self._items.popitem(last=False)
             return bars
-
-
-def insufficient_data(ticker: str) -> str:
-    """The seed's failure message for a ticker without (enough) bars."""
-    return f"Insufficient historical data for ticker {ticker}"

@@ -177,6 +177,11 @@ def test_exit_codes(stack: Stack) -> None:
     failed = run(stack, "--json", "sweep", "BTC-USD", "--fast", "10:20", "--slow", "20:30")
     assert failed.returncode == 1
     assert json.loads(failed.stdout)["result"]["message"] == "Insufficient historical data for ticker BTC-USD"
+    # Issue 16: the seed's message stays word for word; what to do comes beside it.
+    plain = run(stack, "sweep", "BTC-USD", "--fast", "10:20", "--slow", "20:30")
+    assert plain.returncode == 1
+    assert "sweep failed: Insufficient historical data for ticker BTC-USD" in plain.stderr
+    assert "hint: No bars for BTC-USD yet: import a CSV with `hindsight datasets import FILE --ticker BTC-USD" in plain.stderr
 
     usage = run(stack, "sweep", "DEMO-DAILY", "--fast", "ten", "--slow", "20:30")
     assert usage.returncode == 2 and "MIN:MAX" in usage.stderr

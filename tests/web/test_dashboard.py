@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import re
 from datetime import date, timedelta
 
@@ -298,6 +299,21 @@ def test_jobs_list_and_cancel(browser: Browser) -> None:
         finally:
             for job_id in ids:
                 c.delete(f"/api/v1/jobs/{job_id}")
+
+
+def test_failed_job_shows_what_to_do(browser: Browser) -> None:
+    """Issue 16: a sweep of a ticker without bars says how to import them, on the Jobs page."""
+    page = browser.page
+    with api(browser) as c:
+        job_id = c.post("/api/v1/strategy/sweep", json={"ticker": "NODATA-X", "fast_range": [10, 20],
+                                                        "slow_range": [20, 30], "step": 5}).json()["job_id"]
+        for _ in range(100):
+            if c.get(f"/api/v1/jobs/{job_id}").json()["status"] == "failed":
+                break
+            time.sleep(0.1)
+    browser.goto("/ui/jobs")
+    hint = page.wait_for_selector(".job-hint")
+    assert "hindsight datasets import FILE --ticker NODATA-X" in hint.inner_text()
 
 
 def test_datasets_upload_and_chart(browser: Browser) -> None:

@@ -30,8 +30,8 @@ from hindsight.bus.v1 import bus_pb2
 from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2
 
+from domain.market import insufficient_data
 from domain.rules.strategy import StrategyInvalid, compile_strategy
-from services.engine.bars_cache import insufficient_data
 from services.engine.day_by_day import DayByDayRun, NoData, day_documents, run_day_by_day
 from services.engine.job_context import JobContext
 

@@ -11,8 +11,8 @@ from hindsight.bus.v1 import bus_pb2
 from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2
 
+from domain.market import insufficient_data
 from domain.sweep import sweep_combos
-from services.engine.bars_cache import insufficient_data
 from services.engine.job_context import JobContext
 from services.engine.sweep import SweepCancelled, run_sweep
 

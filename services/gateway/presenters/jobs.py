@@ -7,6 +7,7 @@ from typing import Any
 from hindsight.jobs.v1 import jobs_pb2
 from pydantic import Field
 
+from domain.market import insufficient_data_ticker
 from libs.job_states import STATE_NAMES
 from services.gateway.presenters.common import ResponseModel, json_or, timestamp
 
@@ -37,6 +38,7 @@ class Job(ResponseModel):
     timeout_seconds: int
     trace_id: str | None
     stream_url: str
+    hint: str | None = Field(None, description="what to do about a failure, when there is a known remedy")
 
 
 class JobList(ResponseModel):
@@ -75,7 +77,18 @@ def job_view(job: jobs_pb2.Job) -> dict[str, Any]:
         "timeout_seconds": job.timeout_seconds,
         "trace_id": job.trace_id or None,
         "stream_url": stream_url(job.job_id),
+        "hint": failure_hint(job.error_message),
     }
+
+
+def failure_hint(message: str) -> str | None:
+    """What to do about a job's failure (the message itself stays the seed's, word for word)."""
+    ticker = insufficient_data_ticker(message)
+    if ticker is not None:
+        return (f"No bars for {ticker} yet: import a CSV with `hindsight datasets import FILE --ticker {ticker} "
+                f"--interval 1d` or POST /api/v1/datasets (README: Bring your own data); "
+                "GET /api/v1/datasets lists what you have.")
+    return None
 
 
 def job_list(jobs: Any, total: int, limit: int, offset: int) -> dict[str, Any]:

@@ -75,7 +75,9 @@ export async function render(root, { query }) {
       format: (j) => (j.status === 'running' || j.status === 'queued' ? `${num(j.progress.percent, 0)} %` : '') },
     { key: 'created_at', label: 'Created (UTC)', format: (j) => when(j.created_at) },
     { key: 'took', label: 'Took', sortable: false, format: (j) => duration(j.started_at, j.completed_at) },
-    { key: 'error_message', label: 'Error', wrap: true, format: (j) => (j.error_message ? h('span', { class: 'neg small' }, j.error_message) : '') },
+    { key: 'error_message', label: 'Error', wrap: true, format: (j) => (j.error_message
+      ? h('span', {}, h('span', { class: 'neg small' }, j.error_message), j.hint ? h('div', { class: 'small muted job-hint' }, j.hint) : '')
+      : '') },
     { key: 'actions', label: '', sortable: false, format: (j) => (j.status === 'queued' || j.status === 'running'
       ? h('button', { class: 'danger small', dataset: { cancel: j.job_id }, onclick: (ev) => cancel(j, ev.target) }, 'Cancel') : '') },
   ];
