@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-import time
 import re
+import time
 from datetime import date, timedelta
 
 import httpx
