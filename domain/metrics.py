@@ -119,3 +119,54 @@ def combo_metrics(
         "trades_per_month": finite(ntrades / (span_days / DAYS_PER_MONTH)) if span_days > 0 else None,
         "avg_trade_duration": format_duration(duration_ns / ntrades) if ntrades else "0.0 days",
     }
+
+
+def day_by_day_metrics(
+    *,
+    initial_cash: float,
+    day_pnls: list[float],
+    periods_per_year: float,
+    span_days: float,
+    ntrades: int,
+    nwins: int,
+    gross_profit: float,
+    gross_loss: float,
+    duration_ns: float,
+) -> dict[str, Any]:
+    """A day-by-day run's metrics, defined as above on its day-end equity.
+
+    Every day of such a run squares off, so its equity at a day's end is the initial cash
+    plus the P&L of the days so far: E_d = cash + sum(pnl_1..d). The daily returns are
+    E_d / E_{d-1} - 1 (E_0 = cash), one per trading day of the range, trades or not; the
+    max drawdown is over those day-end equities (intraday dips are not seen).
+    """
+    cash = float(initial_cash)
+    equity, peak, worst = cash, cash, 0.0
+    n, mean, m2, dsq = 0, 0.0, 0.0, 0.0
+    for pnl in day_pnls:
+        before, equity = equity, equity + float(pnl)
+        r = equity / before - 1.0 if before > 0.0 else 0.0
+        n += 1
+        delta = r - mean
+        mean += delta / n
+        m2 += delta * (r - mean)
+        if r < 0.0:
+            dsq += r * r
+        peak = max(peak, equity)
+        if peak > 0.0:
+            worst = min(worst, equity / peak - 1.0)
+    return combo_metrics(
+        periods_per_year=periods_per_year,
+        span_days=span_days,
+        growth=equity / cash,
+        ndays=n,
+        mean=mean,
+        m2=m2,
+        dsq=dsq,
+        max_drawdown_pct=worst * 100.0,
+        ntrades=ntrades,
+        nwins=nwins,
+        gross_profit=gross_profit,
+        gross_loss=gross_loss,
+        duration_ns=duration_ns,
+    )

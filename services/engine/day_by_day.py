@@ -268,6 +268,10 @@ class DaySummary:
     losing: int
     largest_win: float
     largest_loss: float
+    # For the run's metrics (profit factor, average trade duration); not in the seed's shapes.
+    gross_profit: float = 0.0
+    gross_loss: float = 0.0
+    trade_ns: int = 0
 
     def formatted(self) -> dict[str, Any]:
         """The day's summary as the trades file and the day_completed event show it (money as strings)."""
@@ -291,6 +295,9 @@ def day_summary(day: Day) -> DaySummary:
         losing=len(losses),
         largest_win=max(wins) if wins else 0.0,
         largest_loss=min(losses) if losses else 0.0,
+        gross_profit=math.fsum(wins),
+        gross_loss=math.fsum(losses),
+        trade_ns=sum(max(0, t.exit_ns - t.entry_ns) for t in day.trades),
     )
 
 

@@ -29,14 +29,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from domain.backtest_spec import DAY_BY_DAY_CAPITAL_DEFAULT, DAY_BY_DAY_COST_PCT_MAX
-from domain.sessions import session_days
+from domain.market import NS_PER_DAY, PERIODS_PER_YEAR
+from domain.metrics import day_by_day_metrics
+from domain.sessions import SessionDays, session_days
 from domain.sweep import CASH_MAX
 from services.results import jobs, runs
 from services.results.artifacts import FILE_NAMES, ArtifactStore, Removed, check_date, check_strategy_id, check_user_id
+from services.results.bar_arrays import BarArrays
 from services.results.datasets import load_bars, resolve_dataset
 from services.results.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.results.jobs import JobEnd, Submission
-from services.results.models import Job
+from services.results.models import Dataset, DatasetVersion, Job
 from services.results.models_day_by_day import DayByDayBacktest, DayByDayBacktestDay
 from services.results.strategies import get_strategy
 from services.results.timefmt import rfc3339, utcnow
@@ -83,6 +86,9 @@ class DayIn:
     largest_win: float
     largest_loss: float
     files: list[tuple[str, bytes]]
+    gross_profit: float = 0.0
+    gross_loss: float = 0.0
+    trade_seconds: float = 0.0
 
 
 def new_job_id(now: datetime) -> str:
@@ -138,14 +144,8 @@ def submit(session: Session, config: DayByDayConfig, submission: Submission, spe
     view = resolve_dataset(session, tenant_id, ticker, interval)
     if view is None:
         raise InvalidArgument(f"Failed to fetch market data: no {ticker} dataset{f' at {interval}' if interval else ''}")
-    sess = definition.get("session") or {}
-
-    def minutes(key: str) -> int | None:
-        v = sess.get(key)
-        return None if not v else int(v[:2]) * 60 + int(v[3:])
-
     bars = load_bars(session, view.version_id)
-    plan = session_days(bars.ts, sess.get("timezone") or view.timezone, start, end, minutes("start"), minutes("end"))
+    plan = _plan(bars, definition, view.timezone, start, end)
     total_days = int(plan.days.size)
     shards = shard_ranges(plan.dates(), config.shard_days) if total_days else []
     if total_days == 0:
@@ -222,6 +222,17 @@ def submit(session: Session, config: DayByDayConfig, submission: Submission, spe
     return job
 
 
+def _plan(bars: BarArrays, definition: dict[str, Any], dataset_timezone: str, start: date, end: date) -> SessionDays:
+    """The trading days of [start, end] as the strategy's session sees them (domain.sessions)."""
+    sess = definition.get("session") or {}
+
+    def minutes(key: str) -> int | None:
+        v = sess.get(key)
+        return None if not v else int(v[:2]) * 60 + int(v[3:])
+
+    return session_days(bars.ts, sess.get("timezone") or dataset_timezone, start, end, minutes("start"), minutes("end"))
+
+
 def spec_of(bt: DayByDayBacktest) -> dict[str, Any]:
     """The DayBacktestSpec fields of a run."""
     return {
@@ -291,6 +302,9 @@ def store_days(session: Session, config: DayByDayConfig, job_id: str, days: list
             "losing_trades": day.losing,
             "largest_win": float(day.largest_win),
             "largest_loss": float(day.largest_loss),
+            "gross_profit": float(day.gross_profit),
+            "gross_loss": float(day.gross_loss),
+            "trade_seconds": float(day.trade_seconds),
             "summary": day.summary,
             "file_bytes": size,
         }
@@ -390,36 +404,80 @@ def complete(
     return True, True
 
 
+def run_figures(session: Session, bt: DayByDayBacktest, rows: list[DayByDayBacktestDay]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """A finished day-by-day backtest's metrics (domain.metrics.day_by_day_metrics, on its
+    day-end equity) and its equity curve against buy-and-hold, one point per trading day.
+
+    Buy-and-hold puts the initial capital into the underlying at the open of the first
+    trading day's first session bar and holds it; each point is marked at the close of the
+    day's last session bar, where the strategy's day ends."""
+    version = session.get(DatasetVersion, bt.dataset_version_id)
+    dataset = session.get(Dataset, version.dataset_id) if version is not None else None
+    if dataset is None:
+        raise NotFound(f"dataset version {bt.dataset_version_id} is gone")
+    bars = load_bars(session, bt.dataset_version_id)
+    plan = _plan(bars, bt.strategy_definition, dataset.timezone,
+                 date.fromisoformat(bt.start_date), date.fromisoformat(bt.end_date))
+    by_date = {r.date: r for r in rows}
+    days = [d.isoformat() for d in plan.dates()]
+    pnls = [float(by_date[d].pnl) if d in by_date else 0.0 for d in days]
+    ntrades = sum(r.positions for r in rows)
+    metrics = day_by_day_metrics(
+        initial_cash=bt.initial_capital,
+        day_pnls=pnls,
+        periods_per_year=PERIODS_PER_YEAR.get(dataset.calendar, 365),
+        span_days=(int(bars.ts[plan.ends[-1] - 1]) - int(bars.ts[plan.starts[0]])) / NS_PER_DAY if days else 0.0,
+        ntrades=ntrades,
+        nwins=sum(r.winning_trades for r in rows),
+        gross_profit=math.fsum(r.gross_profit for r in rows),
+        gross_loss=math.fsum(r.gross_loss for r in rows),
+        duration_ns=math.fsum(r.trade_seconds for r in rows) * 1e9,
+    )
+    ts, equity, hold = [], [], []
+    if days:
+        units = bt.initial_capital / float(bars.open[plan.starts[0]])
+        cash = bt.initial_capital
+        for j, pnl in enumerate(pnls):
+            last = int(plan.ends[j]) - 1
+            cash += pnl
+            ts.append(int(bars.ts[last]))
+            equity.append(cash)
+            hold.append(units * float(bars.close[last]))
+    return metrics, {"ts": ts, "equity": equity, "buy_and_hold": hold}
+
+
 def save_as_run(session: Session, job: Job, bt: DayByDayBacktest) -> None:
-    """Every backtest is also a saved run (services.results.runs); never fails the job."""
+    """Every backtest is also a saved run (services.results.runs), with the full metric set
+    and an equity curve; never fails the job."""
     s = bt.summary or {}
     try:
         with session.begin_nested():
+            metrics, curve = run_figures(session, bt, _days(session, job.job_id))
+            parameters = {"backtest_id": bt.backtest_id, "strategy_id": bt.strategy_id,
+                          "definition": bt.strategy_definition}
+            if bt.user_id:
+                parameters["user_id"] = bt.user_id
             runs.save_run(
                 session,
                 bt.tenant_id,
                 kind="day_by_day",
                 ticker=bt.ticker,
                 strategy=(bt.strategy_name or "rules")[:64],
-                parameters={
-                    "backtest_id": bt.backtest_id,
-                    "user_id": bt.user_id or None,
-                    "strategy_id": bt.strategy_id,
-                    "definition": bt.strategy_definition,
-                },
+                parameters=parameters,
                 start_date=bt.start_date,
                 end_date=bt.end_date,
                 interval=bt.interval,
                 cash=bt.initial_capital,
                 metrics={
+                    **metrics,
                     "pnl": s.get("total_pnl"),
-                    "total_return_pct": (s.get("total_pnl") or 0.0) / bt.initial_capital * 100,
                     "final_equity": bt.initial_capital + (s.get("total_pnl") or 0.0),
-                    "win_rate_pct": s.get("win_rate") if s.get("total_trades") else None,
-                    "total_trades": s.get("total_trades"),
                     "winning_trades": s.get("winning_trades"),
                     "losing_trades": s.get("losing_trades"),
+                    "buy_and_hold_return_pct": (curve["buy_and_hold"][-1] / bt.initial_capital - 1) * 100
+                    if curve["buy_and_hold"] else None,
                 },
+                equity=curve,
                 commission_pct=bt.commission_pct,
                 slippage_pct=bt.slippage_pct,
                 strategy_id=bt.strategy_id,

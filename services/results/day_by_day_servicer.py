@@ -199,6 +199,9 @@ class DayByDayServicer(DatabaseServicer, backtest_pb2_grpc.DayBacktestServiceSer
                 largest_win=d.largest_win,
                 largest_loss=d.largest_loss,
                 files=[(f.name, f.data) for f in d.files],
+                gross_profit=d.gross_profit,
+                gross_loss=d.gross_loss,
+                trade_seconds=d.trade_seconds,
             )
             for d in request.days
         ]

@@ -98,6 +98,11 @@ class DayByDayBacktestDay(Base):
     losing_trades: Mapped[int]
     largest_win: Mapped[float]
     largest_loss: Mapped[float]
+    # The day's positions: gross profit (>= 0), gross loss (<= 0) and summed durations (seconds),
+    # for the run's profit factor and average trade duration.
+    gross_profit: Mapped[float] = mapped_column(default=0.0, server_default="0")
+    gross_loss: Mapped[float] = mapped_column(default=0.0, server_default="0")
+    trade_seconds: Mapped[float] = mapped_column(default=0.0, server_default="0")
     # Seed 002's day summary (what day_completed carries).
     summary: Mapped[dict[str, Any]]
     # Bytes of the day's files on disk.

@@ -62,6 +62,9 @@ def build_day(run: DayByDayRun, day) -> backtest_pb2.DayArtifacts:
         losing_trades=s.losing,
         largest_win=s.largest_win,
         largest_loss=s.largest_loss,
+        gross_profit=s.gross_profit,
+        gross_loss=s.gross_loss,
+        trade_seconds=s.trade_ns / 1e9,
         files=[
             backtest_pb2.DayFile(name="trades_daily.json.gz", data=_gz(trades)),
             backtest_pb2.DayFile(name="diagnostics_export.json.gz", data=_gz(diagnostics)),

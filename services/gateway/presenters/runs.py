@@ -295,7 +295,7 @@ def run_detail(run: runs_pb2.Run, prefix: str = "") -> dict[str, Any]:
         "slippage_pct": run.slippage_pct,
         "metrics": metrics_view(m),
         "replay_of": run.replay_of or None,
-        "replayable": run.HasField("replay_spec"),
+        "replayable": run.HasField("replay_spec") or (run.kind == "day_by_day" and bool(run.strategy_id)),
         "sweep": sweep_view(run),
         "job_id": run.job_id or None,
         "bars": run.bars,
@@ -430,3 +430,12 @@ def equity_csv(points: Any, cash: float) -> str:
         dd = (p.equity / peak - 1.0) * 100.0 if peak > 0 else None
         w.writerow((iso(p.ts), _cell(p.equity), _cell(p.buy_and_hold), _cell(dd) if dd is not None else ""))
     return buf.getvalue()
+
+
+class DayByDayReplayQueued(ResponseModel):
+    """A day-by-day run's replay: the new job, as seed 004's run answers, and the run replayed."""
+
+    job_id: str
+    status: str
+    message: str
+    replay_of: int

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from hindsight.engine.v1 import engine_pb2
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
@@ -177,7 +177,35 @@ class BacktestRequest(BacktestSettings, _Target):
 
 class ReplayRequest(BacktestSettings):
     """Overrides of a replay: the original run's spec with these fields replaced
-    (`parameters` merged into the original's). An empty body replays the run as it was."""
+    (`parameters` merged into the original's). An empty body replays the run as it was.
+    A day-by-day run takes `start_date`, `end_date`, `cash`, the costs and `user_id`."""
+
+    user_id: str | None = Field(None, description="day-by-day runs only: the user the new run is kept under")
+
+    # What a day-by-day replay may not change: it runs the saved strategy as it is.
+    NOT_DAY_BY_DAY: ClassVar[tuple[str, ...]] = ("parameters", "interval", "direction", "fill")
+
+    def day_by_day_problems(self) -> list[dict[str, str]]:
+        """The overrides a day-by-day run does not take, one problem each."""
+        return [{"field": f, "message": "a day-by-day run replays its saved strategy: this cannot be changed"}
+                for f in self.NOT_DAY_BY_DAY if getattr(self, f) is not None]
+
+    def day_by_day_request(self, original: dict[str, Any]) -> dict[str, Any]:
+        """The seed-004 run request of a day-by-day replay (`original`: the run's own values)."""
+        body = dict(original)
+        if self.start_date:
+            body["start_date"] = self.start_date.isoformat()
+        if self.end_date:
+            body["end_date"] = self.end_date.isoformat()
+        if self.cash is not None:
+            body["initial_capital"] = self.cash
+        for name, field in (("commission", "commission_percentage"), ("slippage", "slippage_percentage")):
+            pct = self._pct(name)
+            if pct is not None:
+                body[field] = pct
+        if self.user_id is not None:
+            body["user_id"] = self.user_id
+        return {k: v for k, v in body.items() if v not in (None, "")}
 
     @model_validator(mode="after")
     def _rules(self) -> ReplayRequest:

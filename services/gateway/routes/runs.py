@@ -11,14 +11,16 @@ seed 002).
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any
 
 import grpc
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from hindsight.engine.v1 import engine_pb2
 from hindsight.runs.v1 import runs_pb2
+from pydantic import ValidationError
 
 from domain.backtest_spec import (
     BUILTIN_STRATEGIES,
@@ -29,13 +31,15 @@ from domain.backtest_spec import (
 from domain.market import INTERVAL_MINUTES
 from services.gateway.auth import Caller
 from services.gateway.backend import Backend
-from services.gateway.body import BodyReader
+from services.gateway.body import BodyReader, problems_of
 from services.gateway.deps import BackendDep, CallerDep
 from services.gateway.docs import METRICS_DOC, content
 from services.gateway.errors import ApiError, from_grpc, invalid
 from services.gateway.presenters import runs as shapes
+from services.gateway.requests.day_by_day import DayByDayRequest, UserDayByDayRequest
 from services.gateway.requests.fields import has_control_characters
 from services.gateway.requests.runs import BacktestRequest, ReplayRequest
+from services.gateway.routes.day_by_day import submit as submit_day_by_day
 
 router = APIRouter(tags=["runs"])
 _runs = APIRouter()
@@ -235,6 +239,7 @@ async def get_run(run_id: str, request: Request, backend: BackendDep, caller: Ca
     "/runs/{run_id}/replay",
     summary="Run a saved run again, with optional overrides (seed 003)",
     response_model=shapes.Backtest,
+    responses={202: {"model": shapes.DayByDayReplayQueued, "description": "a day-by-day run's replay: a new job"}},
 )
 async def replay_run(
     run_id: str,
@@ -245,16 +250,49 @@ async def replay_run(
 ) -> dict[str, Any]:
     """Body (optional): `start_date`, `end_date`, `interval`, `cash`, `parameters` (merged into the
     run's), and `commission_pct`, `slippage_pct`, `direction`, `fill`. Answers like `POST /backtest`;
-    the new run's `replay_of` is this run. A sweep's run replays its best combination."""
+    the new run's `replay_of` is this run. A sweep's run replays its best combination. A day-by-day
+    run (`kind` day_by_day) takes `start_date`, `end_date`, `cash`, the costs and `user_id`, and is
+    answered 202 with the new day-by-day job (seed 004's shape, plus `replay_of`)."""
     number = _run_id(run_id)
     resp = await backend.call(backend.runs.GetRun, runs_pb2.GetRunRequest(tenant_id=caller.tenant_id, run_id=number))
     original = resp.run
+    if original.kind == "day_by_day":
+        return await _replay_day_by_day(original, overrides, backend, caller)
+    if overrides.user_id is not None:
+        raise invalid("invalid replay overrides", [{"field": "user_id", "message": "only a day-by-day run has a user"}])
     if not original.HasField("replay_spec"):
         why = "its sweep had no combination with enough trades" if original.kind == "sweep" else "it keeps no backtest spec"
         raise ApiError(409, "conflict", f"run {number} cannot be replayed: {why}")
     spec = overrides.apply(original.replay_spec)
     run, result = await run_backtest(backend, caller, spec, replay_of=number)
     return shapes.backtest_view(run, result, _prefix(request))
+
+
+async def _replay_day_by_day(original: runs_pb2.Run, overrides: ReplayRequest, backend: Backend,
+                             caller: Caller) -> JSONResponse:
+    """A day-by-day run again: a new day-by-day job of its strategy (as saved now) with the
+    overrides, answered 202 like seed 004's run; the job saves its own run when it ends."""
+    saved = json.loads(original.parameters_json or "{}")
+    base = {
+        "strategy_id": original.strategy_id,
+        "start_date": original.start_date,
+        "end_date": original.end_date,
+        "initial_capital": original.cash,
+        "commission_percentage": original.commission_pct,
+        "slippage_percentage": original.slippage_pct,
+        "user_id": saved.get("user_id") if isinstance(saved, dict) else None,
+    }
+    if problems := overrides.day_by_day_problems():
+        raise invalid("invalid replay overrides", problems)
+    fields = overrides.day_by_day_request(base)
+    model = UserDayByDayRequest if fields.get("user_id") else DayByDayRequest
+    try:
+        body = model.model_validate(fields)
+    except ValidationError as exc:
+        raise invalid("invalid replay overrides", problems_of(model, exc)) from None
+    job = await submit_day_by_day(backend, caller, body)
+    return JSONResponse({"job_id": job.job_id, "status": "queued", "message": "Backtest queued successfully",
+                         "replay_of": original.run_id}, status_code=202)
 
 
 def _csv(text: str, filename: str) -> Response:

@@ -78,14 +78,18 @@ export async function render(root, { params, navigate }) {
 
   // ---- replay
   const replayMsg = h('div', { id: 'replay-msg' });
+  // A day-by-day run replays its saved strategy as a new job: dates, cash, costs and user only.
+  const dayByDay = run.kind === 'day_by_day';
   const replayForm = h('form', { class: 'grid', id: 'replay-form' },
     h('label', {}, 'Start date', h('input', { type: 'date', name: 'start_date', value: run.start_date || '' })),
     h('label', {}, 'End date', h('input', { type: 'date', name: 'end_date', value: run.end_date || '' })),
-    h('label', {}, 'Interval', h('select', { name: 'interval' }, ['', ...intervals].map((i) => h('option', { value: i }, i || `same (${run.interval})`)))),
+    dayByDay
+      ? h('label', {}, 'User', h('input', { type: 'text', name: 'user_id', placeholder: (run.parameters && run.parameters.user_id) || 'none' }))
+      : h('label', {}, 'Interval', h('select', { name: 'interval' }, ['', ...intervals].map((i) => h('option', { value: i }, i || `same (${run.interval})`)))),
     h('label', {}, 'Cash', h('input', { type: 'number', name: 'cash', step: 'any', placeholder: String(run.cash) })),
     h('label', {}, 'Commission %', h('input', { type: 'number', name: 'commission_pct', step: 'any', placeholder: String(run.commission_pct) })),
     h('label', {}, 'Slippage %', h('input', { type: 'number', name: 'slippage_pct', step: 'any', placeholder: String(run.slippage_pct) })),
-    h('label', { class: 'full' }, 'Parameters to change (JSON, merged into the run\'s)', h('textarea', { name: 'parameters', rows: 2, id: 'replay-parameters', placeholder: '{"fast_period": 12}' })),
+    dayByDay ? null : h('label', { class: 'full' }, 'Parameters to change (JSON, merged into the run\'s)', h('textarea', { name: 'parameters', rows: 2, id: 'replay-parameters', placeholder: '{"fast_period": 12}' })),
     h('div', { class: 'full actions' }, h('button', { type: 'submit', id: 'replay-run', disabled: !run.replayable }, 'Replay'),
       run.replayable ? null : h('span', { class: 'small muted' }, 'This run keeps no backtest spec to replay.')),
     h('div', { class: 'full' }, replayMsg));
@@ -97,6 +101,7 @@ export async function render(root, { params, navigate }) {
     if (v.start_date && v.start_date !== run.start_date) body.start_date = v.start_date;
     if (v.end_date && v.end_date !== run.end_date) body.end_date = v.end_date;
     if (v.interval) body.interval = v.interval;
+    if (v.user_id) body.user_id = v.user_id;
     for (const k of ['cash', 'commission_pct', 'slippage_pct']) if (v[k] !== '') body[k] = numberOrUndefined(v[k]);
     if (v.parameters) {
       try { body.parameters = JSON.parse(v.parameters); } catch (err) { show(replayMsg, errorBox(new Error(`Parameters must be JSON: ${err.message}`))); return; }
@@ -105,6 +110,12 @@ export async function render(root, { params, navigate }) {
     button.disabled = true;
     try {
       const out = await api(`/api/v1/runs/${run.id}/replay`, { method: 'POST', json: body });
+      if (out.job_id) { // a day-by-day replay: a job that saves its run when it ends
+        show(replayMsg, h('div', { class: 'ok-box' }, `Queued day-by-day job ${out.job_id}; its run appears in Runs when it ends. `,
+          h('a', { href: '/ui/jobs', 'data-link': true }, 'Follow it in Jobs')));
+        button.disabled = false;
+        return;
+      }
       navigate(`/ui/runs/${out.id}`);
     } catch (err) { show(replayMsg, errorBox(err)); button.disabled = false; }
   });
