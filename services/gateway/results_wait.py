@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -140,7 +140,7 @@ class JobEvents:
             raise
         return call
 
-    async def _read(self) -> AsyncIterator[jobs_pb2.JobEvent | None]:
+    async def _read(self) -> AsyncGenerator[jobs_pb2.JobEvent | None, None]:
         call = self._open()
         while True:
             try:
