@@ -233,11 +233,18 @@ async def start_server(
     return gs
 
 
-def channel(addr: str, token: str = "") -> grpc.aio.Channel:
+def channel(addr: str, token: str = "", max_reconnect_backoff: float | None = None) -> grpc.aio.Channel:
     """A client channel with our message limits, the internal `token` on every call (empty:
-    this process's own) and trace propagation when tracing is on."""
+    this process's own) and trace propagation when tracing is on.
+
+    `max_reconnect_backoff` (seconds) caps the wait between the channel's attempts to reach
+    a server that went away. gRPC's own cap is 120 s, and its backoff grows 1.6-fold from 1 s,
+    so a client that must notice a restarted server soon (the gateway's SSE streams) sets it."""
+    options = list(CHANNEL_OPTIONS)
+    if max_reconnect_backoff is not None:
+        options.append(("grpc.max_reconnect_backoff_ms", max(1, int(max_reconnect_backoff * 1000))))
     return grpc.aio.insecure_channel(
-        addr, options=CHANNEL_OPTIONS, interceptors=[*token_interceptors(token), *telemetry.grpc_client_interceptors()]
+        addr, options=options, interceptors=[*token_interceptors(token), *telemetry.grpc_client_interceptors()]
     )
 
 

@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     notifier_port: int = 50053
     # Extra: gRPC deadline the gateway uses for unary calls (seconds).
     hindsight_rpc_timeout: float = Field(default=10.0)
+    # Seconds an SSE stream waits out an unreachable results (a restart), per outage. An
+    # open stream stays open (keep-alive comments) while the gateway reconnects and resumes
+    # after the last event it sent; a new stream request (an EventSource's reconnect) waits
+    # before answering. Past it the stream ends, or the request gets a 503. Nothing is sent
+    # while a new request waits: a proxy in front needs a longer read timeout. 0: no waiting.
+    hindsight_sse_results_wait_seconds: float = Field(default=60.0, ge=0, le=3600)
 
     # Notifier (issue 5). Retries of a webhook/email: the n-th retry waits
     # base * factor**(n-1) seconds (at most max_delay), times a random factor in

@@ -1,7 +1,9 @@
 """The gateway's connection to results, and the per-app state built around it.
 
 Every unary call carries the deadline HINDSIGHT_RPC_TIMEOUT, so an unreachable
-or stuck results answers 503 in bounded time instead of hanging the client.
+or stuck results answers 503 in bounded time instead of hanging the client. SSE
+stream requests wait a bounded time for an unreachable results first (`wait`,
+services/gateway/results_wait.py).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from services.gateway.auth import AuthCache, Caller, SessionSigner
 from services.gateway.errors import ApiError, from_grpc, unauthorized, unavailable
 from services.gateway.login_throttle import LoginThrottle
 from services.gateway.metrics import GatewayMetrics
+from services.gateway.results_wait import Patience, call_waiting
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,9 @@ T = TypeVar("T")
 RESULTS_SERVICE = "hindsight.results.v1.ResultsService"
 # Health probes should answer fast even when the RPC deadline is long.
 HEALTH_TIMEOUT = 2.0
+# Longest pause between the channel's attempts to reach a results that went away, so a
+# restarted results is found within seconds (gRPC's own backoff grows to 120 s).
+RESULTS_RECONNECT_SECONDS = 2.0
 
 
 def _not_open() -> ApiError:
@@ -70,7 +76,7 @@ class Backend:
 
     async def open(self) -> None:
         token = self.settings.hindsight_internal_token
-        self._channel = channel(self.settings.results_addr, token=token)
+        self._channel = channel(self.settings.results_addr, token=token, max_reconnect_backoff=RESULTS_RECONNECT_SECONDS)
         self._stub = results_pb2_grpc.ResultsServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._runs = runs_pb2_grpc.RunsServiceStub(self._channel)
@@ -133,10 +139,22 @@ class Backend:
             raise _not_open()
         return self._engine
 
-    async def call(self, method: Callable[..., Awaitable[T]], request: Any, timeout: float | None = None) -> T:
-        """A unary results call with our deadline; gRPC failures become `ApiError`s."""
+    @property
+    def sse_results_wait(self) -> float:
+        """Seconds an SSE stream waits out an unreachable results (HINDSIGHT_SSE_RESULTS_WAIT_SECONDS)."""
+        return float(self.settings.hindsight_sse_results_wait_seconds)
+
+    async def call(
+        self, method: Callable[..., Awaitable[T]], request: Any, timeout: float | None = None,
+        wait: Patience | None = None,
+    ) -> T:
+        """A unary results call with our deadline; gRPC failures become `ApiError`s. With
+        `wait`, an unreachable results is waited for while that patience lasts (SSE streams)."""
+        deadline = timeout if timeout is not None else self.rpc_timeout
         try:
-            return await method(request, timeout=timeout if timeout is not None else self.rpc_timeout)
+            if wait is not None:
+                return await call_waiting(method, request, deadline, wait)
+            return await method(request, timeout=deadline)
         except grpc.aio.AioRpcError as exc:
             raise from_grpc(exc) from None
 
@@ -164,9 +182,11 @@ class Backend:
             return "unavailable"
         return "serving" if resp.status == health_pb2.HealthCheckResponse.SERVING else "not_serving"
 
-    async def authenticate_key(self, api_key: str, client: str = "", path: str = "") -> Caller:
+    async def authenticate_key(self, api_key: str, client: str = "", path: str = "",
+                               wait: Patience | None = None) -> Caller:
         """The caller of a raw API key (cached briefly); 401 when results does not know it,
-        429 while `client` or the key's prefix has too many failed logins (login_throttle)."""
+        429 while `client` or the key's prefix has too many failed logins (login_throttle).
+        `wait`: how long to wait for an unreachable results (a 503 after it)."""
         self.login_throttle.check(client, api_key)
         if not api_key or len(api_key) > 512:
             self.login_throttle.failed(client, "malformed API key", path, api_key)
@@ -176,7 +196,7 @@ class Backend:
         if cached is not None:
             return cached
         try:
-            caller = await self._authenticate(results_pb2.AuthenticateRequest(api_key=api_key), "invalid API key")
+            caller = await self._authenticate(results_pb2.AuthenticateRequest(api_key=api_key), "invalid API key", wait)
         except ApiError as err:
             if err.status == 401:
                 self.login_throttle.failed(client, "unknown or revoked API key", path, api_key)
@@ -184,8 +204,10 @@ class Backend:
         self.auth_cache.put(digest, caller)
         return caller
 
-    async def authenticate_session(self, cookie: str, client: str = "", path: str = "") -> Caller:
-        """The caller of a session cookie: signature and age here, the session (and its key) at results."""
+    async def authenticate_session(self, cookie: str, client: str = "", path: str = "",
+                                   wait: Patience | None = None) -> Caller:
+        """The caller of a session cookie: signature and age here, the session (and its key) at
+        results (waiting for an unreachable results as `authenticate_key`)."""
         self.login_throttle.check(client)
         try:
             token = self.sessions.session_token(cookie)
@@ -198,7 +220,7 @@ class Backend:
             return cached
         try:
             caller = await self._authenticate(
-                results_pb2.AuthenticateRequest(session_token=token), "session ended, log in again"
+                results_pb2.AuthenticateRequest(session_token=token), "session ended, log in again", wait
             )
         except ApiError as err:
             if err.status == 401:
@@ -236,9 +258,11 @@ class Backend:
         resp = await self.call(self.stub.RevokeSession, results_pb2.RevokeSessionRequest(session_token=token))
         return resp.revoked
 
-    async def _authenticate(self, request: results_pb2.AuthenticateRequest, message: str) -> Caller:
+    async def _authenticate(
+        self, request: results_pb2.AuthenticateRequest, message: str, wait: Patience | None = None
+    ) -> Caller:
         try:
-            resp = await self.call(self.stub.Authenticate, request)
+            resp = await self.call(self.stub.Authenticate, request, wait=wait)
         except ApiError as err:
             if err.status < 500:
                 raise unauthorized(message) from None

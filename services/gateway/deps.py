@@ -11,6 +11,7 @@ from services.gateway.auth import DEV_CALLER, SESSION_COOKIE, Caller, credential
 from services.gateway.backend import Backend
 from services.gateway.errors import ApiError, unauthorized
 from services.gateway.requests.fields import has_control_characters
+from services.gateway.results_wait import Patience
 
 # Declared for the OpenAPI description only (auto_error off): the parsing is ours.
 _api_key_doc = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
@@ -25,6 +26,15 @@ def get_backend(request: Request) -> Backend:
 BackendDep = Annotated[Backend, Depends(get_backend)]
 
 
+def results_patience(backend: BackendDep) -> Patience:
+    """How long an SSE stream request waits for an unreachable results, all its calls
+    together (one object per request: FastAPI caches a dependency within a request)."""
+    return Patience.for_seconds(backend.sse_results_wait)
+
+
+PatienceDep = Annotated[Patience, Depends(results_patience)]
+
+
 async def get_caller(
     request: Request,
     backend: BackendDep,
@@ -34,6 +44,23 @@ async def get_caller(
 ) -> Caller:
     """The tenant a request acts for; 401 without valid credentials (except the
     standalone dev tenant on loopback for requests with none at all)."""
+    return await _caller(request, backend)
+
+
+async def get_stream_caller(
+    request: Request,
+    backend: BackendDep,
+    patience: PatienceDep,
+    _k: Annotated[str | None, Depends(_api_key_doc)] = None,
+    _b: Annotated[object, Depends(_bearer_doc)] = None,
+    _c: Annotated[str | None, Depends(_cookie_doc)] = None,
+) -> Caller:
+    """`get_caller` for SSE streams: an unreachable results (a restart) is waited for
+    within the request's patience, then 503; never a caller without results' word."""
+    return await _caller(request, backend, patience)
+
+
+async def _caller(request: Request, backend: Backend, wait: Patience | None = None) -> Caller:
     creds = credentials_of(request)
     if creds is None:
         if dev_tenant_allowed(backend.settings):
@@ -41,9 +68,9 @@ async def get_caller(
         raise unauthorized("credentials required: X-API-Key, Authorization: Bearer, or a session cookie")
     client, path = client_address(request), request.url.path
     if creds.api_key is not None:
-        return await backend.authenticate_key(creds.api_key, client, path)
+        return await backend.authenticate_key(creds.api_key, client, path, wait)
     assert creds.session_token is not None
-    return await backend.authenticate_session(creds.session_token, client, path)
+    return await backend.authenticate_session(creds.session_token, client, path, wait)
 
 
 def client_address(request: Request) -> str:
@@ -52,6 +79,7 @@ def client_address(request: Request) -> str:
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
+StreamCallerDep = Annotated[Caller, Depends(get_stream_caller)]
 
 MAX_ID_LENGTH = 200
 

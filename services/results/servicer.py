@@ -180,6 +180,11 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
     async def StreamJobEvents(self, request, context) -> AsyncIterator[results_pb2.StreamJobEventsResponse]:
         job_id = require(request.job_id, "job_id")
         await self.read(jobs.get_job, request.tenant_id, job_id)  # NOT_FOUND for other tenants
+        if self.stopping.is_set():  # no headers from a results on its way out
+            raise Unavailable("results service is shutting down; reconnect to resume the stream")
+        # Headers now, not with the first event (which may be minutes away): the gateway,
+        # reconnecting after an outage, counts the stream as open from here.
+        await context.send_initial_metadata(())
         last = max(0, request.after_seq)
         wake = self.db.wakeups.watch_job(job_id)
 

@@ -152,9 +152,11 @@ class Harness:
         self.tmp = tmp
         self._results: list[Results] = []
         self._gateways: list[Gateway] = []
+        self._started = 0  # results started so far (stopped ones included): each its own data dir
 
     def results(self, **over: Any) -> Results:
-        data_dir = self.tmp / f"results-{len(self._results)}"
+        data_dir = self.tmp / f"results-{self._started}"
+        self._started += 1
         data_dir.mkdir()
         settings = base_settings(data_dir, **over)
         handle, bus = self.loop.run(start_results(settings))

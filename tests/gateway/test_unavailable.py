@@ -1,5 +1,7 @@
 """When results is down or goes away, the gateway answers 503 + Retry-After in
-bounded time and ends open streams; it never hangs."""
+bounded time; SSE streams wait for it first, for HINDSIGHT_SSE_RESULTS_WAIT_SECONDS
+(an open stream with keep-alive comments, then it ends; a new one before answering).
+It never hangs."""
 
 from __future__ import annotations
 
@@ -39,23 +41,31 @@ def test_results_never_reachable(harness: Harness) -> None:
 
 def test_results_stopped_mid_flight(harness: Harness) -> None:
     results = harness.results()
-    g = harness.gateway(results.addr, hindsight_rpc_timeout=2.0)
+    wait = 2.0
+    g = harness.gateway(results.addr, hindsight_rpc_timeout=2.0, hindsight_sse_results_wait_seconds=wait)
     with httpx.Client(base_url=g.url, timeout=15, headers={"X-API-Key": ALPHA_KEY}) as c:
         job_id = c.post("/api/v1/strategy/sweep", json=SEED_JSON).json()["job_id"]
         with c.stream("GET", f"/api/v1/jobs/{job_id}/stream") as resp:
-            events = sse_events(resp.iter_lines())
-            assert next(events)["id"] >= 1
+            lines = resp.iter_lines()
+            assert next(sse_events(lines))["id"] >= 1
             t0 = time.monotonic()
             harness.stop_results(results)
-            # The stream ends (the client would reconnect with Last-Event-ID).
-            assert list(events) == []
-        assert time.monotonic() - t0 < 15
+            # Kept open while the gateway waits for results, then ended with no event made
+            # up (the client would reconnect with Last-Event-ID).
+            rest = list(lines)
+        ended = time.monotonic() - t0
+        assert ": waiting for results" in rest and not any(line.startswith("data:") for line in rest), rest
+        assert wait <= ended < wait + 10
 
         t0 = time.monotonic()
         _assert_503(c.get(f"/api/v1/jobs/{job_id}"))
         _assert_503(c.post("/api/v1/strategy/sweep", json=SEED_JSON))
         _assert_503(c.get("/api/v1/jobs"))
-        _assert_503(c.get(f"/api/v1/jobs/{job_id}/stream"))
         r = c.get("/health")
         assert r.status_code == 503 and r.json()["status"] == "unhealthy"
         assert time.monotonic() - t0 < 10
+
+        # A new stream request waits for results as long, then answers 503 as the rest.
+        t0 = time.monotonic()
+        _assert_503(c.get(f"/api/v1/jobs/{job_id}/stream"))
+        assert wait <= time.monotonic() - t0 < wait + 10

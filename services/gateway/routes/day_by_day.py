@@ -35,14 +35,15 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from services.gateway.auth import Caller
 from services.gateway.backend import Backend
 from services.gateway.body import BodyReader
-from services.gateway.deps import BackendDep, CallerDep, checked_id
+from services.gateway.deps import BackendDep, CallerDep, PatienceDep, StreamCallerDep, checked_id
 from services.gateway.docs import EVENT_STREAM, NO_MORE_EVENTS, content
 from services.gateway.errors import ApiError, invalid
 from services.gateway.presenters import day_by_day as shapes
 from services.gateway.presenters.day_by_day import day_event
 from services.gateway.requests.day_by_day import DayByDayRequest, UserDayByDayRequest, user_id_problem
 from services.gateway.requests.fields import check_webhook
-from services.gateway.routes.jobs import SSE_PING_SECONDS, _after_seq, relaying
+from services.gateway.results_wait import JobEvents
+from services.gateway.routes.jobs import SSE_PING_SECONDS, _after_seq, open_events, relaying, waiting
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["day-by-day backtests"])
@@ -321,16 +322,12 @@ async def start_backtest(
     return shapes.started_view(job, stream_path(job.day_backtest.backtest_id))
 
 
-async def _relay(call: Any, first: Any, backend: Backend) -> AsyncIterator[ServerSentEvent]:
-    async with relaying(call, backend.metrics, "backtest", log):
-        item = first
-        while True:
-            if item is None:
-                item = await call.read()
-            if item is grpc.aio.EOF:
-                return
-            sse = day_event(item.event)
-            item = None
+async def _relay(events: JobEvents, backend: Backend) -> AsyncIterator[ServerSentEvent]:
+    """The job's events as day events (others skipped), and a comment while results is
+    unreachable: the stream waits for it and resumes (routes/jobs.py `_relay`)."""
+    async with relaying(events, backend.metrics, "backtest", log):
+        async for event in events:
+            sse = waiting() if event is None else day_event(event)
             if sse is not None:
                 yield sse
 
@@ -348,33 +345,29 @@ async def backtest_stream(
     backtest_id: str,
     request: Request,
     backend: BackendDep,
-    caller: CallerDep,
+    caller: StreamCallerDep,
+    patience: PatienceDep,
     last_event_id: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
     """Events `day_started`, `day_completed` (day summary, `has_detail_data`),
     `backtest_completed` (`overall_summary`) and `error`, each with an `id`; reconnect with
-    `Last-Event-ID` to resume. After the last event a reconnect gets 204 (EventSource stops)."""
+    `Last-Event-ID` to resume. After the last event a reconnect gets 204 (EventSource stops).
+    A restart of the results service is waited out as on the job stream (`: waiting for
+    results` comments, up to HINDSIGHT_SSE_RESULTS_WAIT_SECONDS)."""
     check_backtest_id(backtest_id)
     after = _after_seq(request.headers.get("last-event-id"), last_event_id)
     found = await backend.call(
         _day_by_day_stub(backend).FindBacktest,
         backtest_pb2.FindBacktestRequest(tenant_id=caller.tenant_id, backtest_id=backtest_id),
+        wait=patience,
     )
-    job = (await backend.call(backend.stub.GetJob, results_pb2.GetJobRequest(tenant_id=caller.tenant_id, job_id=found.job_id))).job
-    call = backend.stub.StreamJobEvents(
-        results_pb2.StreamJobEventsRequest(tenant_id=caller.tenant_id, job_id=found.job_id, after_seq=after)
-    )
-    first = None
-    if job.state in (3, 4, 5):  # ended: a reconnect after the last event gets 204 so EventSource stops
-        try:
-            first = await call.read()
-        except grpc.aio.AioRpcError as exc:
-            call.cancel()
-            raise ApiError(503, "service_unavailable", f"event stream unavailable: {exc.code().name}") from None
-        if first is grpc.aio.EOF:
-            call.cancel()
-            return Response(status_code=204)
-    return EventSourceResponse(_relay(call, first, backend), ping=SSE_PING_SECONDS, headers={"Cache-Control": "no-cache"})
+    job = (await backend.call(
+        backend.stub.GetJob, results_pb2.GetJobRequest(tenant_id=caller.tenant_id, job_id=found.job_id), wait=patience
+    )).job
+    events = await open_events(backend, caller.tenant_id, found.job_id, after, job.state)
+    if events is None:
+        return Response(status_code=204)
+    return EventSourceResponse(_relay(events, backend), ping=SSE_PING_SECONDS, headers={"Cache-Control": "no-cache"})
 
 
 @router.get(

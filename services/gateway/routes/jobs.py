@@ -14,17 +14,23 @@ from hindsight.results.v1 import results_pb2
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from libs.job_states import STATE_BY_NAME
-from services.gateway.deps import BackendDep, CallerDep, checked_id
+from services.gateway.backend import Backend
+from services.gateway.deps import BackendDep, CallerDep, PatienceDep, StreamCallerDep, checked_id
 from services.gateway.docs import EVENT_STREAM, NO_MORE_EVENTS, content
-from services.gateway.errors import invalid
+from services.gateway.errors import from_grpc, invalid
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.presenters.jobs import Job, JobList, job_list, job_view
+from services.gateway.results_wait import JobEvents
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["jobs"])
 # Keep-alive comment every 15 s so proxies do not close idle streams.
 SSE_PING_SECONDS = 15
+# The comment a stream sends while results is unreachable and the gateway waits for it.
+WAITING_COMMENT = "waiting for results"
 MAX_SEQ = 2**63 - 1
+# States after which a job's stream has a last event.
+_ENDED = frozenset({jobs_pb2.JOB_STATE_COMPLETED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED})
 
 
 @router.get("/api/v1/jobs", summary="List jobs, newest first", response_model=JobList)
@@ -82,10 +88,13 @@ def _after_seq(header: str | None, query: str | None) -> int:
 
 
 @asynccontextmanager
-async def relaying(call: Any, metrics: GatewayMetrics, stream: str, logger: logging.Logger) -> AsyncIterator[None]:
+async def relaying(
+    events: JobEvents, metrics: GatewayMetrics, stream: str, logger: logging.Logger
+) -> AsyncIterator[None]:
     """Around the relay of a results event stream to an SSE client: counts the client,
-    logs (and ends on) a gRPC stream that ended early other than by cancel, and cancels
-    the gRPC stream at the end (a client that disconnects included)."""
+    logs (and ends on) a gRPC stream that ended early other than by cancel (results
+    refused it, or stayed unreachable past the wait), and cancels the gRPC stream at the
+    end (a client that disconnects included)."""
     metrics.sse_clients.inc()
     try:
         yield
@@ -93,31 +102,53 @@ async def relaying(call: Any, metrics: GatewayMetrics, stream: str, logger: logg
         if exc.code() != grpc.StatusCode.CANCELLED:
             logger.warning("%s event stream from results ended early: %s %s", stream, exc.code().name, exc.details())
     finally:
-        call.cancel()
+        await events.aclose()
         metrics.sse_clients.dec()
 
 
-async def _relay(call: Any, metrics: GatewayMetrics, first: list[Any] = ()) -> AsyncIterator[ServerSentEvent]:
+def waiting() -> ServerSentEvent:
+    """The keep-alive comment of a stream waiting for results (`: waiting for results`)."""
+    return ServerSentEvent(comment=WAITING_COMMENT)
+
+
+async def open_events(backend: Backend, tenant_id: str, job_id: str, after: int, state: int) -> JobEvents | None:
+    """The job's events after `after` for a new stream, or None when an ended job (`state`) is
+    resumed past its last event (204, which tells an EventSource to stop reconnecting;
+    a 200 with no events would make it retry forever). The read ahead waits out an
+    outage of results like the stream itself, then answers 503."""
+    events = JobEvents(backend.stub, tenant_id, job_id, after, backend.sse_results_wait)
+    if not (after and state in _ENDED):
+        return events
+    left = False
+    try:
+        left = await events.any_left()
+    except grpc.aio.AioRpcError as exc:
+        raise from_grpc(exc) from None
+    finally:
+        if not left:
+            await events.aclose()
+    return events if left else None
+
+
+async def _relay(events: JobEvents, metrics: GatewayMetrics) -> AsyncIterator[ServerSentEvent]:
     """Re-emit results' job events as SSE: `id: <seq>`, `data: <json>` (the default
-    "message" type, so `EventSource.onmessage` fires). Ends when results ends the
-    stream (after the terminal event) or goes away; the client reconnects with
+    "message" type, so `EventSource.onmessage` fires), and a comment while results is
+    unreachable (the stream waits for it and resumes). Ends when results ends the stream
+    (after the terminal event) or stays away past the wait; the client reconnects with
     Last-Event-ID. A client that disconnects cancels the gRPC stream."""
-    async with relaying(call, metrics, "job", log):
-        for item in first:  # an event read ahead to decide between 204 and a stream
-            yield ServerSentEvent(data=item.event.data_json, id=str(item.event.seq))
-        async for item in call:
-            yield ServerSentEvent(data=item.event.data_json, id=str(item.event.seq))
+    async with relaying(events, metrics, "job", log):
+        async for event in events:
+            yield waiting() if event is None else ServerSentEvent(data=event.data_json, id=str(event.seq))
 
-
-# States after which a job's stream has a last event.
-_ENDED = frozenset({jobs_pb2.JOB_STATE_COMPLETED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED})
 
 _STREAM_DOC = (
     "Server-Sent Events of the job: `{percent, message, timestamp}` progress events, then "
     "`{done: true, status, sweep_run_id}` or `{error: true, message, timestamp}`; each event has an "
     "`id`. Reconnect with `Last-Event-ID` (or `?last_event_id=`) to resume after that event. "
     "A stream opened after the job ended replays it and closes; resumed past its last event it answers 204 "
-    "(which stops an EventSource from reconnecting)."
+    "(which stops an EventSource from reconnecting). While the results service restarts, an open stream stays "
+    "open (`: waiting for results` comments) and resumes, and a new request waits for it; both for up to "
+    "HINDSIGHT_SSE_RESULTS_WAIT_SECONDS (then the stream ends, or the request gets a 503)."
 )
 
 
@@ -147,28 +178,21 @@ async def job_stream(
     job_id: str,
     request: Request,
     backend: BackendDep,
-    caller: CallerDep,
+    caller: StreamCallerDep,
+    patience: PatienceDep,
     last_event_id: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
     checked_id(job_id, "job")
     after = _after_seq(request.headers.get("last-event-id"), last_event_id)
     # Unknown (or another tenant's) job: a JSON 404 before any stream starts.
-    got = await backend.call(backend.stub.GetJob, results_pb2.GetJobRequest(tenant_id=caller.tenant_id, job_id=job_id))
-    call = backend.stub.StreamJobEvents(
-        results_pb2.StreamJobEventsRequest(tenant_id=caller.tenant_id, job_id=job_id, after_seq=after)
+    got = await backend.call(
+        backend.stub.GetJob, results_pb2.GetJobRequest(tenant_id=caller.tenant_id, job_id=job_id), wait=patience
     )
-    first: list[Any] = []
-    if after and got.job.state in _ENDED:
-        # An ended job resumed past its last event: 204, which tells an EventSource to
-        # stop reconnecting (a 200 with no events would make it retry forever).
-        async for item in call:
-            first.append(item)
-            break
-        if not first:
-            call.cancel()
-            return Response(status_code=204)
+    events = await open_events(backend, caller.tenant_id, job_id, after, got.job.state)
+    if events is None:
+        return Response(status_code=204)
     return EventSourceResponse(
-        _relay(call, backend.metrics, first),
+        _relay(events, backend.metrics),
         ping=SSE_PING_SECONDS,
         headers={"Cache-Control": "no-cache"},
     )
