@@ -16,7 +16,14 @@ from hindsight.results.v1 import results_pb2
 from services.gateway.body import MAX_UPLOAD_BODY, UploadReader
 from services.gateway.deps import BackendDep, CallerDep, checked_id
 from services.gateway.errors import ApiError, from_grpc, invalid
-from services.gateway.presenters.datasets import Dataset, DatasetBars, DatasetDeleted, DatasetList, dataset_view
+from services.gateway.presenters.datasets import (
+    DatasetBars,
+    DatasetDeleted,
+    DatasetImport,
+    DatasetList,
+    dataset_view,
+    import_view,
+)
 from services.gateway.requests.datasets import DatasetUpload
 
 router = APIRouter(tags=["datasets"])
@@ -34,7 +41,7 @@ _read_upload = UploadReader(
     "/api/v1/datasets",
     status_code=201,
     summary="Import a CSV dataset (new version of ticker+interval)",
-    response_model=Dataset,
+    response_model=DatasetImport,
 )
 async def import_dataset(
     upload: Annotated[DatasetUpload, Depends(_read_upload)], backend: BackendDep, caller: CallerDep
@@ -61,6 +68,8 @@ async def import_dataset(
                     interval=upload.interval,
                     calendar=upload.calendar,
                     timezone=upload.timezone or "",
+                    format=upload.format or "",
+                    columns=upload.columns or "",
                     data=data,
                 )
                 first = False
@@ -71,7 +80,7 @@ async def import_dataset(
 
     timeout = backend.rpc_timeout + size / UPLOAD_BYTES_PER_SECOND
     resp = await backend.call(backend.stub.ImportDataset, chunks(), timeout=timeout)
-    return dataset_view(resp.dataset)
+    return import_view(resp.dataset, resp.report)
 
 
 @router.get("/api/v1/datasets", summary="Datasets of the caller (latest version of each)", response_model=DatasetList)
