@@ -17,8 +17,8 @@ README's "Bring your own data" describes them. Plain Python: no pandas, no I/O.
   futures files have one), the open time in Unix milliseconds, or microseconds (spot files
   from 2025 on), UTC.
 - ``metatrader``: MetaTrader's "Export bars": MT5 tab-separated with a header
-  ``<DATE> <TIME> <OPEN> <HIGH> <LOW> <CLOSE> <TICKVOL> <VOL> <SPREAD>`` (no ``<TIME>``
-  for daily bars), MT4 comma-separated without a header
+  ``<DATE> <TIME> <OPEN> <HIGH> <LOW> <CLOSE> <TICKVOL> <VOL> <SPREAD>`` (``<TIME>`` may
+  be absent: the bars are then dates), MT4 comma-separated without a header
   (``2024.01.02,09:30,open,high,low,close,volume``); dates ``YYYY.MM.DD``, broker server
   time without a zone (read in the dataset's timezone); the volume is ``<VOL>`` unless it
   is all zero (forex), then ``<TICKVOL>``.

@@ -15,7 +15,7 @@ Rules (the API docs repeat them):
   high >= low, high >= max(open, close), low <= min(open, close);
 - timestamps strictly increasing (no duplicates);
 - blank lines are skipped (and, in Yahoo files, rows holding `null`, counted);
-- UTF-8 text, or UTF-16 with a byte-order mark (MetaTrader 5 writes that), read as UTF-8
+- UTF-8 text, or UTF-16 with a byte-order mark (as Windows programs may save text), read as UTF-8
   from a transcoded copy.
 
 Every error names the row as a spreadsheet numbers it (the header is row 1; in a file
@@ -335,7 +335,7 @@ def _scan(f, chunk_bytes: int, max_chunk_rows: int) -> _Plan:
 
 
 def _utf8(f, directory):
-    """`f` itself, or for UTF-16 text (a byte-order mark first, as MetaTrader 5 writes) a
+    """`f` itself, or for UTF-16 text (a byte-order mark first, as Windows programs may write) a
     temporary UTF-8 copy under `directory`, transcoded block by block."""
     f.seek(0)
     if f.read(2) not in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):

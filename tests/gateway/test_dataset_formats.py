@@ -150,7 +150,7 @@ def test_binance_futures_file_with_a_header_and_many_chunks(alpha: httpx.Client)
 
 
 def test_metatrader5_utf16_tab_separated_tick_volume(alpha: httpx.Client) -> None:
-    # MT5's "Export bars" of a forex pair: tab-separated, UTF-16 with a byte-order mark, <VOL>
+    # MT5's "Export bars" of a forex pair: tab-separated, saved as UTF-16 (with its byte-order mark), <VOL>
     # all zero (no exchange volume) so <TICKVOL> is the volume. Times are the broker's server
     # time, read in the dataset's timezone (here a fixed UTC+2: IANA's Etc/GMT-2).
     text = "\r\n".join([
@@ -173,7 +173,7 @@ def test_metatrader5_utf16_tab_separated_tick_volume(alpha: httpx.Client) -> Non
 
 
 def test_metatrader5_daily_with_real_volume(alpha: httpx.Client) -> None:
-    # Daily bars have no <TIME>; an exchange-traded symbol has a real <VOL>, which is used.
+    # An export without <TIME> (dates alone); an exchange-traded symbol has a real <VOL>, which is used.
     text = "\n".join([
         "<DATE>\t<OPEN>\t<HIGH>\t<LOW>\t<CLOSE>\t<TICKVOL>\t<VOL>\t<SPREAD>",
         "2024.01.02\t4745.25\t4760.00\t4720.50\t4742.75\t180000\t1650000\t25",
