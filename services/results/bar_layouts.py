@@ -222,7 +222,7 @@ def _metatrader(line: str, header_cells) -> Layout:
         timestamp = (by_upper[bf.MT_DATE],) + ((by_upper[bf.MT_TIME],) if bf.MT_TIME in by_upper else ())
         fields = {n: by_upper[c] for n, c in bf.MT_FIELDS.items()}
         vol, tick = by_upper.get(bf.MT_VOL), by_upper.get(bf.MT_TICKVOL)
-        fields["volume"] = vol or tick  # type: ignore[assignment]
+        fields["volume"] = vol or tick or ""  # one of them is there (checked above)
         alt = tick if vol and tick else None
         used = {*timestamp, *fields.values(), *([alt] if alt else [])}
         return Layout(format="metatrader", sep=sep, timestamp=timestamp, fields=fields, alt_volume=alt,

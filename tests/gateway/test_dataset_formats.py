@@ -241,6 +241,10 @@ def test_column_mapping(alpha: httpx.Client) -> None:
     assert _bars(alpha, ds)[0]["close"] == 10.25
 
 
+def test_vocabulary_lists_the_formats(alpha: httpx.Client) -> None:
+    assert alpha.get("/api/v1/vocabulary").json()["dataset_formats"] == ["generic", "yahoo", "binance", "metatrader"]
+
+
 # ---------------------------------------------------------------- bad input
 
 
