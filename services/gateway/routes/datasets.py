@@ -46,6 +46,13 @@ _read_upload = UploadReader(
 async def import_dataset(
     upload: Annotated[DatasetUpload, Depends(_read_upload)], backend: BackendDep, caller: CallerDep
 ) -> dict[str, Any]:
+    """The file is read as `format` says (domain/bar_formats.py): `generic` (a header
+    timestamp,open,high,low,close,volume in any case and order, or the columns `columns`
+    names; ISO or Unix times; TradingView's chart export is one), `yahoo`, `binance` or
+    `metatrader`. The answer is the new version with what was read: `format`, `columns`
+    (field → the file's column), `dropped` (columns not used), `rows_dropped` (Yahoo's null
+    rows) and `notes`. A file that is not of its format is a 400 naming the columns expected
+    and the format its first line looks like; nothing is stored then."""
     file = upload.file
     size = file.size
     if size is None:
