@@ -30,6 +30,7 @@ from cli.client import (
 )
 from cli.render import ProgressBar, fmt_num, kv, table
 from domain.backtest_spec import DIRECTIONS, FILLS
+from domain.bar_formats import FORMATS
 from domain.market import INTERVALS
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -429,8 +430,9 @@ def cmd_datasets(api: Api, out: Output, args: argparse.Namespace) -> int:
         raise UsageError(f"no such file: {path}")
     size = path.stat().st_size
     fields = {"ticker": args.ticker, "interval": args.interval, "calendar": args.calendar}
-    if args.timezone:
-        fields["timezone"] = args.timezone
+    for name in ("timezone", "format", "columns"):
+        if getattr(args, name):
+            fields[name] = getattr(args, name)
     bar = out.progress("upload ")
     started = time.monotonic()
     with path.open("rb") as fh:
@@ -449,7 +451,18 @@ def cmd_datasets(api: Api, out: Output, args: argparse.Namespace) -> int:
     else:
         print(f"imported {ds['ticker']} {ds['interval']}: {fmt_num(ds['bars'])} bars, {ds['start']} -> {ds['end']}, "
               f"version {ds['version']} ({ds['dataset_id']}) in {time.monotonic() - started:.1f} s")
+        print(import_summary(ds))
     return EXIT_OK
+
+
+def import_summary(ds: dict[str, Any]) -> str:
+    """What the import read: `format: …`, each field's column, the columns dropped, the notes."""
+    used = ", ".join(f"{name}={column}" for name, column in ds.get("columns", {}).items())
+    lines = [f"format {ds.get('format', 'generic')}: {used}"]
+    if ds.get("dropped"):
+        lines.append(f"dropped: {', '.join(ds['dropped'])}")
+    lines += ds.get("notes", [])
+    return "\n".join(lines)
 
 
 def read_definition(name: str) -> dict[str, Any]:
@@ -674,12 +687,17 @@ def build_parser() -> argparse.ArgumentParser:
     d = command("datasets", "datasets: list (default), import, delete")
     ds = d.add_subparsers(dest="datasets_action", metavar="ACTION")
     ds.add_parser("list", parents=[common], help="datasets (latest version of each)")
-    imp = ds.add_parser("import", parents=[common], help="import a CSV (timestamp,open,high,low,close,volume)")
+    imp = ds.add_parser("import", parents=[common], help="import a CSV: generic (timestamp,open,high,low,close,volume), "
+                        "yahoo, binance or metatrader (--format), or any header by --columns")
     imp.add_argument("file")
     imp.add_argument("--ticker", required=True)
     imp.add_argument("--interval", required=True, choices=INTERVALS)
     imp.add_argument("--calendar", default="continuous", choices=["continuous", "sessions"])
     imp.add_argument("--timezone", help="IANA zone of naive timestamps (default UTC)")
+    imp.add_argument("--format", choices=FORMATS, help="the file's format (default generic: "
+                     "timestamp,open,high,low,close,volume; TradingView's chart export too)")
+    imp.add_argument("--columns", metavar="FIELD:COLUMN,...",
+                     help="a generic file's columns by name, e.g. timestamp:Day,close:Last")
     ds.add_parser("delete", parents=[common], help="delete a dataset with all its versions").add_argument("dataset_id")
 
     st = command("strategies", "rule strategies (for day-by-day backtests): list (default), show, create, update, "

@@ -24,6 +24,7 @@ from libs.bus import Bus
 from libs.job_states import STATE_NAMES
 from libs.metric_fields import SWEEP_OPTIONAL_METRICS, SWEEP_RESULT_FIELDS
 from services.results import datasets, jobs, keys, quotas, sweeps, uploads
+from services.results.csv_bars import ImportReport, check_format
 from services.results.datasets import DatasetView
 from services.results.db import Database, wait_any
 from services.results.errors import InvalidArgument, ResourceExhausted, Unavailable
@@ -64,6 +65,12 @@ def dataset_to_proto(d: DatasetView) -> results_pb2.Dataset:
         version=d.version,
         demo=d.demo,
         created_at=rfc3339(d.created_at),
+    )
+
+
+def report_to_proto(r: ImportReport) -> results_pb2.ImportReport:
+    return results_pb2.ImportReport(
+        format=r.format, columns=r.columns, dropped=r.dropped, rows_dropped=r.rows_dropped, notes=r.notes
     )
 
 
@@ -249,12 +256,12 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
         # Past the cap the upload is refused before its first chunk is read.
         with self.upload_slots.take():
             try:
-                view = await self._import_dataset(request_iterator)
+                view, report = await self._import_dataset(request_iterator)
             finally:
                 await asyncio.to_thread(uploads.release_memory)
-        return results_pb2.ImportDatasetResponse(dataset=dataset_to_proto(view))
+        return results_pb2.ImportDatasetResponse(dataset=dataset_to_proto(view), report=report_to_proto(report))
 
-    async def _import_dataset(self, request_iterator) -> DatasetView:
+    async def _import_dataset(self, request_iterator) -> tuple[DatasetView, ImportReport]:
         """Chunks to a temporary file, parsed from there in chunks; the database gets the encoded blob."""
         meta = None
         size = 0
@@ -264,6 +271,8 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
                     # The first message says what the data is: refuse bad metadata before reading the rest.
                     tenant_id = require(chunk.tenant_id, "tenant_id")
                     meta = datasets.check_metadata(chunk.ticker, chunk.interval, chunk.calendar, chunk.timezone)
+                    fmt, columns = chunk.format, chunk.columns
+                    check_format(fmt, columns)
                 size += len(chunk.data)
                 if size > MAX_IMPORT_BYTES:
                     raise ResourceExhausted("the CSV upload is larger than 512 MB (the limit per import)")
@@ -272,7 +281,7 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
             if meta is None:
                 raise InvalidArgument("empty upload: the first message must carry tenant_id, ticker and interval")
             ticker, interval, calendar, timezone = meta
-            encoded = await self.db.run(uploads.parse_and_encode, spool, timezone)
+            encoded, report = await self.db.run(uploads.parse_and_encode, spool, timezone, fmt, columns, self.upload_dir)
         # On a connection of its own, closed afterwards: the driver's copy of the blob goes with it.
         view = await self.write_discarding_connection(
             datasets.store_dataset, tenant_id, ticker, interval, calendar, timezone, encoded
@@ -280,9 +289,9 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
         log.info(
             "dataset imported",
             extra={"tenant_id": tenant_id, "dataset_id": view.dataset_id, "version": view.version, "bars": view.bars,
-                   "bytes": size},
+                   "bytes": size, "format": report.format},
         )
-        return view
+        return view, report
 
     @unary
     async def ListDatasets(self, request, context):

@@ -1,5 +1,5 @@
 """Dataset uploads in bounded memory: the CSV is spooled to an unnamed temporary file as its
-chunks arrive, parsed from there chunk by chunk (csv_bars.parse_bars_file) and encoded for
+chunks arrive, parsed from there chunk by chunk (csv_bars.import_bars_file) and encoded for
 storage before the database sees it; a per-process cap on concurrent uploads refuses the
 one too many at once, and memory the import used is handed back to the system after it.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from services.results.bar_arrays import COLUMNS, EncodedBars
-from services.results.csv_bars import parse_bars_file
+from services.results.csv_bars import ImportReport, import_bars_file
 from services.results.errors import TooManyRequests
 
 DEFAULT_MAX_CONCURRENT_UPLOADS = 2
@@ -56,15 +56,20 @@ def spool_file(directory: Path | None) -> BinaryIO:
     return tempfile.TemporaryFile(dir=directory, prefix="upload-", suffix=".csv")
 
 
-def parse_and_encode(f: BinaryIO, timezone: str) -> EncodedBars:
-    """The CSV's bars, encoded for the database. Each array is freed once compressed, and
-    none is left when this returns: the store step holds only the compressed blob."""
-    bars = parse_bars_file(f, timezone)
-    columns = {c: getattr(bars, c) for c in COLUMNS}
-    del bars
-    encoded = EncodedBars.of(columns, consume=True)
+def parse_and_encode(
+    f: BinaryIO, timezone: str, fmt: str = "", columns: str = "", directory: Path | None = None
+) -> tuple[EncodedBars, ImportReport]:
+    """The file's bars (in format `fmt`, or by the `columns` mapping), encoded for the database,
+    and the report of what was read. Each array is freed once compressed, and none is left
+    when this returns: the store step holds only the compressed blob. `directory`: where a
+    UTF-16 file's UTF-8 copy goes (beside the spooled upload)."""
+    imported = import_bars_file(f, timezone, fmt, columns, spool_dir=directory)
+    report = imported.report
+    arrays = {c: getattr(imported.bars, c) for c in COLUMNS}
+    del imported
+    encoded = EncodedBars.of(arrays, consume=True)
     release_memory()  # the parser's leftovers, before the store step adds its own
-    return encoded
+    return encoded, report
 
 
 # glibc's mallopt parameter for the number of malloc arenas.

@@ -173,6 +173,21 @@ def test_runs_jobs_datasets_and_backtest_json(stack: Stack, tmp_path: Path) -> N
     assert json.loads(r.stderr)["error"]["code"] == "conflict"
 
 
+def test_datasets_import_format_and_columns(stack: Stack, tmp_path: Path) -> None:
+    csv = tmp_path / "acme.csv"
+    csv.write_text("Day,First,Max,Min,Last,Shares\n2024-01-02,10,11,9,10.5,100\n2024-01-03,10.5,12,10,11.5,200\n")
+    ds = run_json(stack, "datasets", "import", str(csv), "--ticker", "CLI-MAP", "--interval", "1d",
+                  "--columns", "timestamp:Day,open:First,high:Max,low:Min,close:Last,volume:Shares")
+    assert ds["bars"] == 2 and ds["format"] == "generic" and ds["dropped"] == []
+    assert ds["columns"] == {"timestamp": "Day", "open": "First", "high": "Max", "low": "Min", "close": "Last",
+                             "volume": "Shares"}
+    # Without the mapping the API's 400 names the missing columns (exit 4); an unknown format is a usage error.
+    r = run(stack, "datasets", "import", str(csv), "--ticker", "CLI-MAP", "--interval", "1d")
+    assert r.returncode == 4 and "the header lacks column(s) timestamp, open, high, low, close, volume" in r.stderr
+    r = run(stack, "datasets", "import", str(csv), "--ticker", "CLI-MAP", "--interval", "1d", "--format", "csv")
+    assert r.returncode == 2 and "invalid choice: 'csv'" in r.stderr
+
+
 def test_exit_codes(stack: Stack) -> None:
     failed = run(stack, "--json", "sweep", "BTC-USD", "--fast", "10:20", "--slow", "20:30")
     assert failed.returncode == 1

@@ -44,7 +44,7 @@ def test_row_limit_and_not_utf8():
     with pytest.raises(InvalidArgument, match="more than 2 data rows"):
         parse_bars_csv((H + "2024-01-01,1,2,0.5,1.5,1\n2024-01-02,1,2,0.5,1.5,1\n2024-01-03,1,2,0.5,1.5,1\n").encode(), max_rows=2)
     with pytest.raises(InvalidArgument, match="not UTF-8"):
-        parse_bars_csv(b"\xff\xfe\x00t\x00i")
+        parse_bars_csv(b"\xff\xfftimestamp,open\n")
 
 
 def test_fast_and_checked_paths_agree():
@@ -143,3 +143,91 @@ def test_only_white_space_is_empty():
             parse_bars_csv(data)
     with pytest.raises(InvalidArgument, match=r"^the CSV file has a header but no data rows"):
         parse_bars_csv((H + "\n\n").encode(), max_chunk_rows=1)
+
+
+# ---------------------------------------------------------------- formats
+
+
+def _import(data: bytes, fmt: str, max_chunk_rows: int = 1000, **kw):
+    import io
+
+    from services.results.csv_bars import import_bars_file
+
+    return import_bars_file(io.BytesIO(data), fmt=fmt, max_chunk_rows=max_chunk_rows, **kw)
+
+
+YAHOO = "Date,Open,High,Low,Close,Adj Close,Volume\n"
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 1000])
+def test_yahoo_null_rows_are_dropped_and_counted_in_every_chunk(chunk_rows):
+    rows = [f"2024-01-{d:02d},10,11,9,10.5,10.4,{d}\n" if d % 3 else f"2024-01-{d:02d},null,null,null,null,null,null\n"
+            for d in range(1, 11)]
+    got = _import((YAHOO + "".join(rows)).encode(), "yahoo", chunk_rows)
+    assert len(got.bars) == 7 and got.bars.volume.tolist() == [1, 2, 4, 5, 7, 8, 10]
+    assert got.report.rows_dropped == 3
+    assert got.report.notes[-1] == "3 rows with null values dropped (the first: row 4)"
+    # Only nulls: nothing to store.
+    with pytest.raises(InvalidArgument, match=r"^no bars left: every one of the 2 data rows holds null values$"):
+        _import((YAHOO + "2024-01-01,null,null,null,null,null,null\n" * 2).encode(), "yahoo", chunk_rows)
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 1000])
+def test_files_without_a_header_number_rows_from_the_first_line(chunk_rows):
+    mt4 = "".join(f"2024.01.02,09:{m:02d},1.1,1.2,1.0,1.1,{m}\n" for m in range(5))
+    got = _import(mt4.encode(), "metatrader", chunk_rows)
+    assert len(got.bars) == 5 and got.bars.volume.tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(InvalidArgument, match=r"^row 4: duplicate timestamp 2024-01-02T09:02:00Z \(same as row 3\)$"):
+        _import(mt4.replace("09:03", "09:02").encode(), "metatrader", chunk_rows)
+    with pytest.raises(InvalidArgument, match=r"^row 3: expected 7 fields like the first row, saw 8$"):
+        _import(mt4.replace(",2\n", ",2,9\n").encode(), "metatrader", chunk_rows)
+
+
+def test_metatrader_volume_is_chosen_over_the_whole_file():
+    # <VOL> is zero in the first chunks and not in the last: <VOL> is used.
+    head = "<DATE>\t<TIME>\t<OPEN>\t<HIGH>\t<LOW>\t<CLOSE>\t<TICKVOL>\t<VOL>\t<SPREAD>\n"
+    rows = [f"2024.01.02\t09:{m:02d}:00\t1.1\t1.2\t1.0\t1.1\t{m + 10}\t{m // 4 * 5}\t1\n" for m in range(6)]
+    got = _import((head + "".join(rows)).encode(), "metatrader", 2)
+    assert got.bars.volume.tolist() == [0, 0, 0, 0, 5, 5] and got.report.columns["volume"] == "<VOL>"
+    zero = [r.replace(f"\t{m // 4 * 5}\t1\n", "\t0\t1\n") for m, r in enumerate(rows)]
+    got = _import((head + "".join(zero)).encode(), "metatrader", 2)
+    assert got.bars.volume.tolist() == [10, 11, 12, 13, 14, 15] and got.report.columns["volume"] == "<TICKVOL>"
+
+
+def test_fast_and_checked_paths_agree_for_every_format():
+    from services.results.csv_bars import _parse_checked
+
+    files = {
+        "yahoo": YAHOO + "".join(f"2024-01-{d:02d},10,11,9,10.5,10.4,{d}\n" for d in range(1, 20)),
+        "binance": "".join(f"{1735689600000000 + i * 60_000_000},1,2,0.5,1.5,{i},0,0,0,0,0,0\n" for i in range(20)),
+        "metatrader": "".join(f"2024.01.02,09:{m:02d},1.1,1.2,1.0,1.1,{m}\n" for m in range(20)),
+        "generic": "time,open,high,low,close,Volume\n" + "".join(f"{1704205800 + i * 60},1,2,0.5,1.5,{i}\n"
+                                                                  for i in range(20)),
+    }
+    for fmt, text in files.items():
+        fast = _import(text.encode(), fmt).bars
+        checked = _parse_checked(text.encode(), "UTC", 10_000, fmt)
+        for name in ("ts", "open", "high", "low", "close", "volume"):
+            assert np.array_equal(getattr(fast, name), getattr(checked, name)), (fmt, name)
+
+
+def test_unix_times_and_iso_may_mix_and_bad_ones_are_named():
+    got = _import((H + "1704205800,1,2,0.5,1.5,1\n2024-01-02T14:31:00Z,1,2,0.5,1.5,1\n1704205920000,1,2,0.5,1.5,1\n")
+                  .encode(), "generic")
+    assert list(got.bars.ts) == [ns("2024-01-02T14:30"), ns("2024-01-02T14:31"), ns("2024-01-02T14:32")]
+    assert got.report.notes == ["timestamps with a UTC offset (or Z) converted to UTC", "Unix times in seconds, UTC",
+                                "Unix times in milliseconds, UTC"]
+    with pytest.raises(InvalidArgument, match=r"^row 3: timestamp '9999999999999999999' is outside the years"):
+        parse_bars_csv((H + "1704205800,1,2,0.5,1.5,1\n9999999999999999999,1,2,0.5,1.5,1\n").encode())
+    with pytest.raises(InvalidArgument, match=r"^row 2: timestamp '17042058' is not an ISO date or date-time"):
+        parse_bars_csv((H + "17042058,1,2,0.5,1.5,1\n").encode())
+
+
+def test_utf16_files_are_read():
+    text = H + "2024-01-02,1,2,0.5,1.5,1\n"
+    for codec in ("utf-16", "utf-16-be"):
+        data = text.encode(codec) if codec == "utf-16" else b"\xfe\xff" + text.encode(codec)
+        got = _import(data, "generic")
+        assert list(got.bars.ts) == [ns("2024-01-02")] and got.report.notes[0] == "read as UTF-16 text"
+    with pytest.raises(InvalidArgument, match="byte-order mark but is not UTF-16 text"):
+        _import(b"\xff\xfe" + text.encode("utf-16-le") + b"\x00", "generic")

@@ -7,6 +7,7 @@ from typing import Any
 from hindsight.results.v1 import results_pb2
 from pydantic import Field
 
+from domain.bar_formats import FIELDS
 from services.gateway.presenters.common import ResponseModel, timestamp
 
 
@@ -22,6 +23,19 @@ class Dataset(ResponseModel):
     version: int
     demo: bool
     created_at: str | None
+
+
+class DatasetImport(Dataset):
+    """The new version, and what the import read from the file."""
+
+    format: str = Field(description="the format the file was read as: generic, yahoo, binance or metatrader")
+    columns: dict[str, str] = Field(
+        description="each field (timestamp, open, high, low, close, volume) and the file's column it came from "
+        "(MetaTrader's timestamp: '<DATE> <TIME>'; a file without a header: its format's column names)"
+    )
+    dropped: list[str] = Field(description="the file's columns not used, in the file's order")
+    rows_dropped: int = Field(description="rows left out (Yahoo Finance's rows of null values)")
+    notes: list[str] = Field(description="how timestamps were read, which volume was used, rows dropped: in words")
 
 
 class DatasetList(ResponseModel):
@@ -70,4 +84,15 @@ def dataset_view(ds: results_pb2.Dataset) -> dict[str, Any]:
         "version": ds.version,
         "demo": ds.demo,
         "created_at": timestamp(ds.created_at),
+    }
+
+
+def import_view(ds: results_pb2.Dataset, report: results_pb2.ImportReport) -> dict[str, Any]:
+    return {
+        **dataset_view(ds),
+        "format": report.format,
+        "columns": {name: report.columns[name] for name in FIELDS if name in report.columns},
+        "dropped": list(report.dropped),
+        "rows_dropped": report.rows_dropped,
+        "notes": list(report.notes),
     }

@@ -40,6 +40,7 @@ class Vocabulary(BaseModel):
 
     intervals: list[str]
     calendars: list[str]
+    dataset_formats: list[str] = Field(description="the `format` values of a dataset import")
     ticker: TickerRule
     strategies: list[str]
     sweep: SweepLimits

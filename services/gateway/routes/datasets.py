@@ -16,7 +16,14 @@ from hindsight.results.v1 import results_pb2
 from services.gateway.body import MAX_UPLOAD_BODY, UploadReader
 from services.gateway.deps import BackendDep, CallerDep, checked_id
 from services.gateway.errors import ApiError, from_grpc, invalid
-from services.gateway.presenters.datasets import Dataset, DatasetBars, DatasetDeleted, DatasetList, dataset_view
+from services.gateway.presenters.datasets import (
+    DatasetBars,
+    DatasetDeleted,
+    DatasetImport,
+    DatasetList,
+    dataset_view,
+    import_view,
+)
 from services.gateway.requests.datasets import DatasetUpload
 
 router = APIRouter(tags=["datasets"])
@@ -34,11 +41,18 @@ _read_upload = UploadReader(
     "/api/v1/datasets",
     status_code=201,
     summary="Import a CSV dataset (new version of ticker+interval)",
-    response_model=Dataset,
+    response_model=DatasetImport,
 )
 async def import_dataset(
     upload: Annotated[DatasetUpload, Depends(_read_upload)], backend: BackendDep, caller: CallerDep
 ) -> dict[str, Any]:
+    """The file is read as `format` says (domain/bar_formats.py): `generic` (a header
+    timestamp,open,high,low,close,volume in any case and order, or the columns `columns`
+    names; ISO or Unix times; TradingView's chart export is one), `yahoo`, `binance` or
+    `metatrader`. The answer is the new version with what was read: `format`, `columns`
+    (field → the file's column), `dropped` (columns not used), `rows_dropped` (Yahoo's null
+    rows) and `notes`. A file that is not of its format is a 400 naming the columns expected
+    and the format its first line looks like; nothing is stored then."""
     file = upload.file
     size = file.size
     if size is None:
@@ -61,6 +75,8 @@ async def import_dataset(
                     interval=upload.interval,
                     calendar=upload.calendar,
                     timezone=upload.timezone or "",
+                    format=upload.format or "",
+                    columns=upload.columns or "",
                     data=data,
                 )
                 first = False
@@ -71,7 +87,7 @@ async def import_dataset(
 
     timeout = backend.rpc_timeout + size / UPLOAD_BYTES_PER_SECOND
     resp = await backend.call(backend.stub.ImportDataset, chunks(), timeout=timeout)
-    return dataset_view(resp.dataset)
+    return import_view(resp.dataset, resp.report)
 
 
 @router.get("/api/v1/datasets", summary="Datasets of the caller (latest version of each)", response_model=DatasetList)

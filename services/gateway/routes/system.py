@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from domain import market, sweep
+from domain import bar_formats, market, sweep
 from domain.backtest_spec import BUILTIN_STRATEGIES
 from libs import telemetry
 from services.gateway.auth import dev_tenant_allowed
@@ -73,13 +73,14 @@ async def metrics(request: Request, backend: BackendDep) -> Response:
     return Response(generate_latest(backend.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/api/v1/vocabulary", summary="Intervals, ticker syntax, strategies and sweep limits")
+@router.get("/api/v1/vocabulary", summary="Intervals, calendars, dataset formats, ticker syntax, strategies and sweep limits")
 async def vocabulary(backend: BackendDep) -> Vocabulary:
     """What the API accepts; `sweep.timeout_seconds` is this server's (operator's) range."""
     timeout_max = min(sweep.TIMEOUT_SECONDS_MAX, backend.settings.hindsight_max_timeout_seconds)
     return Vocabulary(
         intervals=list(market.INTERVALS),
         calendars=list(market.CALENDARS),
+        dataset_formats=list(bar_formats.FORMATS),
         ticker=TickerRule(
             pattern=market.TICKER_PATTERN,
             max_length=market.TICKER_MAX_LENGTH,
