@@ -32,10 +32,11 @@ Definitions
   on session calendars, 182 on continuous ones, half of P), the Sharpe ratio of
   ``domain.metrics`` on those returns: mean / std (ddof = 1) x sqrt(P), dated at the
   window's last day; null when the window's returns do not vary.
-- **exposure_pct**: the share of the run's span (first to last point of the equity curve)
-  during which a position was open: the union of the trades' [entry, exit] times (fill bar
-  times, as ``avg_trade_duration`` counts them) over the span, in percent; ``long_pct`` and
-  ``short_pct`` the same for long and for short trades.
+- **exposure_pct**: the share of the run's bars with a position open at their close, in
+  percent: a bar is in the market when some trade has entry fill bar <= the bar < exit fill
+  bar (by bar time; overlapping positions count once). ``long_pct`` and ``short_pct`` count
+  the bars with a long, a short position open. Counted by the engine on a backtest's bars,
+  and on a day-by-day run's session bars of its trading days when the run is saved.
 - **trade_returns_pct**: each trade's return in percent, oldest first (a backtest's: pnl
   over the equity committed at the entry; a day-by-day position's: pnl over entry price x
   quantity).
@@ -288,34 +289,46 @@ class TradeSpan:
     return_pct: float
 
 
-def _covered(intervals: list[tuple[int, int]], lo: int, hi: int) -> int:
-    """Length of the union of [a, b] intervals, clipped to [lo, hi]."""
-    total, cur_a, cur_b = 0, None, None
-    for a, b in sorted((max(a, lo), min(b, hi)) for a, b in intervals):
-        if b <= a:
-            continue
-        if cur_b is None or a > cur_b:
-            if cur_b is not None and cur_a is not None:
-                total += cur_b - cur_a
-            cur_a, cur_b = a, b
-        elif b > cur_b:
-            cur_b = b
-    if cur_a is not None and cur_b is not None:
-        total += cur_b - cur_a
-    return total
+@dataclass(frozen=True)
+class MarketBars:
+    """How many of a run's bars had a position open (the exposure's counts)."""
+
+    bars: int
+    in_market: int
+    long_bars: int
+    short_bars: int
 
 
-def exposure(trades: Sequence[TradeSpan], first_ts: int, last_ts: int) -> dict[str, float | None]:
-    """`{exposure_pct, long_pct, short_pct}`: time with a position open over the span."""
-    span = int(last_ts) - int(first_ts)
-    if span <= 0:
+def bars_in_market(bar_ts: IntArray, trades: Sequence[TradeSpan]) -> MarketBars:
+    """Count the bars with a position open: a bar is in the market when some trade has
+    entry_ts <= its time < exit_ts (the trade's fill bars: held from its entry bar to the bar
+    before its exit, i.e. open at those bars' closes); overlapping trades count once."""
+    n = int(bar_ts.shape[0])
+
+    def count(side: str | None) -> int:
+        picked = [t for t in trades if side is None or t.side == side]
+        if not picked or n == 0:
+            return 0
+        a = np.searchsorted(bar_ts, np.asarray([t.entry_ts for t in picked], dtype=np.int64), side="left")
+        b = np.searchsorted(bar_ts, np.asarray([t.exit_ts for t in picked], dtype=np.int64), side="left")
+        ok = b > a
+        diff = np.zeros(n + 1, dtype=np.int64)
+        np.add.at(diff, a[ok], 1)
+        np.add.at(diff, b[ok], -1)
+        return int((np.cumsum(diff[:n]) > 0).sum())
+
+    return MarketBars(bars=n, in_market=count(None), long_bars=count("long"), short_bars=count("short"))
+
+
+def exposure(counts: MarketBars | None) -> dict[str, float | None]:
+    """`{exposure_pct, long_pct, short_pct}`: bars in the market over the run's bars, in percent."""
+    if counts is None or counts.bars <= 0:
         return {"exposure_pct": None, "long_pct": None, "short_pct": None}
-
-    def share(side: str | None) -> float | None:
-        spans = [(t.entry_ts, t.exit_ts) for t in trades if side is None or t.side == side]
-        return finite(_covered(spans, int(first_ts), int(last_ts)) / span * 100.0)
-
-    return {"exposure_pct": share(None), "long_pct": share("long"), "short_pct": share("short")}
+    return {
+        "exposure_pct": finite(counts.in_market / counts.bars * 100.0),
+        "long_pct": finite(counts.long_bars / counts.bars * 100.0),
+        "short_pct": finite(counts.short_bars / counts.bars * 100.0),
+    }
 
 
 # ------------------------------------------------------------------ downsampling
@@ -389,6 +402,7 @@ def build_report(
     curve: Curve,
     days: DayEnds,
     trades: Sequence[TradeSpan],
+    market_bars: MarketBars | None,
     window: int | None = None,
     max_points: int = MAX_CHART_POINTS,
 ) -> dict[str, Any]:
@@ -418,9 +432,7 @@ def build_report(
     }
 
     short = shorter_than_two_months(days)
-    first_ts = int(curve.ts[0]) if curve.ts.size else 0
-    last_ts = int(curve.ts[-1]) if curve.ts.size else 0
-    exp = exposure(trades, first_ts, last_ts)
+    exp = exposure(market_bars)
     return {
         "periods_per_year": periods_per_year,
         "days": len(days),
@@ -436,7 +448,12 @@ def build_report(
         "daily_returns": return_distribution(returns),
         "trade_returns_pct": [_value(t.return_pct) for t in trades],
         "exposure_pct": exp["exposure_pct"],
-        "exposure": {"long_pct": exp["long_pct"], "short_pct": exp["short_pct"]},
+        "exposure": {
+            "long_pct": exp["long_pct"],
+            "short_pct": exp["short_pct"],
+            "bars": market_bars.bars if market_bars else None,
+            "bars_in_market": market_bars.in_market if market_bars else None,
+        },
         "trades_total": len(trades),
         "trades": trade_markers(trades),
     }

@@ -80,17 +80,14 @@ def pandas_drawdowns(ts: np.ndarray, equity: np.ndarray, cash: float) -> list[di
     return sorted(out, key=lambda d: (d["depth_pct"], d["start"]))[:5]
 
 
-def pandas_exposure(spans: list[tuple[int, int]], lo: int, hi: int) -> float:
-    """An event sweep: +1 at each entry, -1 at each exit; time with a count above 0."""
-    events = sorted([(max(a, lo), 1) for a, b in spans if min(b, hi) > max(a, lo)]
-                    + [(min(b, hi), -1) for a, b in spans if min(b, hi) > max(a, lo)], key=lambda e: (e[0], e[1]))
-    frame = pd.DataFrame(events, columns=["t", "d"])
-    if frame.empty:
-        return 0.0
-    frame["open"] = frame["d"].cumsum()
-    frame["next"] = frame["t"].shift(-1)
-    held = frame[(frame["open"] > 0)]
-    return float((held["next"] - held["t"]).sum()) / (hi - lo) * 100
+def pandas_in_market(bar_ts: np.ndarray, spans: list[tuple[int, int]]) -> int:
+    """Bars at whose time some [entry, exit) span holds, by broadcasting every bar against every span."""
+    if not spans:
+        return 0
+    frame = pd.DataFrame(spans, columns=["entry", "exit"])
+    t = bar_ts[:, None]
+    held = (frame["entry"].to_numpy()[None, :] <= t) & (t < frame["exit"].to_numpy()[None, :])
+    return int(held.any(axis=1).sum())
 
 
 # ------------------------------------------------------------------ tests
@@ -173,26 +170,29 @@ def test_rolling_sharpe_is_undefined_where_returns_do_not_vary() -> None:
     assert rp.rolling_sharpe(r, 30, 252).size == 0
 
 
-def test_exposure_equals_an_event_sweep() -> None:
+def test_exposure_equals_a_bar_by_bar_count() -> None:
     rng = np.random.default_rng(7)
-    lo, hi = 1_000 * 10**9, 50_000_000 * 10**9
-    starts = np.sort(rng.integers(lo - 10**12, hi, 400))
-    trades = [rp.TradeSpan("long" if i % 3 else "short", int(a), int(a + rng.integers(1, 400_000) * 10**9), 1.0, 1.0, 0.0)
-              for i, a in enumerate(starts.tolist())]
-    got = rp.exposure(trades, lo, hi)
+    bar_ts = np.cumsum(rng.integers(1, 5, 3000)).astype(np.int64) * 60 * 10**9
+    entries = np.sort(rng.choice(bar_ts[:-1], 300))
+    trades = [rp.TradeSpan("long" if i % 3 else "short", int(a), int(a + rng.integers(1, 200) * 60 * 10**9), 1.0, 1.0, 0.0)
+              for i, a in enumerate(entries.tolist())]
+    counts = rp.bars_in_market(bar_ts, trades)
     spans = [(t.entry_ts, t.exit_ts) for t in trades]
-    assert close(got["exposure_pct"], pandas_exposure(spans, lo, hi))
-    assert close(got["long_pct"], pandas_exposure([(t.entry_ts, t.exit_ts) for t in trades if t.side == "long"], lo, hi))
-    assert close(got["short_pct"], pandas_exposure([(t.entry_ts, t.exit_ts) for t in trades if t.side == "short"], lo, hi))
-    assert 0 < got["exposure_pct"] <= 100
+    assert counts.in_market == pandas_in_market(bar_ts, spans)
+    assert counts.long_bars == pandas_in_market(bar_ts, [(t.entry_ts, t.exit_ts) for t in trades if t.side == "long"])
+    assert counts.short_bars == pandas_in_market(bar_ts, [(t.entry_ts, t.exit_ts) for t in trades if t.side == "short"])
+    got = rp.exposure(counts)
+    assert close(got["exposure_pct"], counts.in_market / 3000 * 100)
+    assert 0 < got["exposure_pct"] <= 100 and got["long_pct"] + got["short_pct"] >= got["exposure_pct"]
 
 
-def test_exposure_of_back_to_back_trades_is_their_summed_time() -> None:
-    day = NS_PER_DAY
-    trades = [rp.TradeSpan("long", 1 * day, 4 * day, 0, 0, 0), rp.TradeSpan("short", 4 * day, 6 * day, 0, 0, 0)]
-    assert rp.exposure(trades, 0, 10 * day) == {"exposure_pct": 50.0, "long_pct": 30.0, "short_pct": 20.0}
-    assert rp.exposure([], 0, 10 * day) == {"exposure_pct": 0.0, "long_pct": 0.0, "short_pct": 0.0}
-    assert rp.exposure(trades, 5, 5) == {"exposure_pct": None, "long_pct": None, "short_pct": None}
+def test_exposure_counts_bars_from_the_entry_bar_to_the_one_before_the_exit() -> None:
+    ts = np.arange(10, dtype=np.int64) * NS_PER_DAY
+    trades = [rp.TradeSpan("long", 1 * NS_PER_DAY, 4 * NS_PER_DAY, 0, 0, 0),
+              rp.TradeSpan("short", 4 * NS_PER_DAY, 6 * NS_PER_DAY, 0, 0, 0)]
+    assert rp.exposure(rp.bars_in_market(ts, trades)) == {"exposure_pct": 50.0, "long_pct": 30.0, "short_pct": 20.0}
+    assert rp.exposure(rp.bars_in_market(ts, [])) == {"exposure_pct": 0.0, "long_pct": 0.0, "short_pct": 0.0}
+    assert rp.exposure(None) == {"exposure_pct": None, "long_pct": None, "short_pct": None}
 
 
 def test_daily_pnl_only_below_two_months() -> None:
@@ -204,7 +204,7 @@ def test_daily_pnl_only_below_two_months() -> None:
     assert close(pnl[0]["pnl"], short.equity[0] - CASH)
     assert close(sum(p["pnl"] for p in pnl), short.equity[-1] - CASH)
     report = rp.build_report(cash=CASH, periods_per_year=365, curve=rp.Curve.of(short.ts, short.equity, short.equity),
-                             days=short, trades=[])
+                             days=short, trades=[], market_bars=None)
     assert report["calendar"] == "daily" and len(report["daily_pnl"]) == 59
 
 
@@ -235,9 +235,11 @@ def test_report_of_a_long_series_stays_small() -> None:
     days = _days(n, seed=11, start="1920-01-01")
     curve = rp.Curve.of(days.ts[:2000], days.equity[:2000], days.equity[:2000])
     trades = [rp.TradeSpan("long", int(days.ts[i]), int(days.ts[i + 1]), 1.0, 1.1, 10.0) for i in range(0, 20_000, 2)]
-    report = rp.build_report(cash=CASH, periods_per_year=365, curve=curve, days=days, trades=trades)
+    report = rp.build_report(cash=CASH, periods_per_year=365, curve=curve, days=days, trades=trades,
+                             market_bars=rp.MarketBars(1_000_000, 500_000, 500_000, 0))
     assert report["rolling_sharpe"]["points_total"] == n - 181 and len(report["rolling_sharpe"]["points"]) <= 2000
     assert len(report["trades"]) == rp.MAX_TRADE_MARKERS and report["trades_total"] == 10_000
     assert len(report["trade_returns_pct"]) == 10_000
     with pytest.raises(ValueError):
-        rp.build_report(cash=CASH, periods_per_year=365, curve=curve, days=days, trades=[], window=1)
+        rp.build_report(cash=CASH, periods_per_year=365, curve=curve, days=days, trades=[], market_bars=None,
+                        window=1)

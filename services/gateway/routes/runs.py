@@ -4,13 +4,14 @@
 as a run at results; `GET /runs` lists, `GET /runs/{id}` shows, `POST
 /runs/{id}/replay` runs a saved run again (with optional overrides) as a new
 run linked to it; beyond the seed, `GET /runs/compare?ids=1,2,3` and the CSV
-exports. Every path is served at the seed's root and under `/api/v1/runs`
+exports and the report (`/runs/{id}/report`, and as one HTML file). Every path is served at the seed's root and under `/api/v1/runs`
 (the backtest itself at `/api/v1/runs/backtest`; `/api/v1/backtest` belongs to
 seed 002).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Annotated, Any
@@ -22,6 +23,7 @@ from hindsight.engine.v1 import engine_pb2
 from hindsight.runs.v1 import runs_pb2
 from pydantic import ValidationError
 
+from domain import report as rp
 from domain.backtest_spec import (
     BUILTIN_STRATEGIES,
     MAX_SYNC_BARS,
@@ -36,6 +38,7 @@ from services.gateway.deps import BackendDep, CallerDep
 from services.gateway.docs import METRICS_DOC, content
 from services.gateway.errors import ApiError, from_grpc, invalid
 from services.gateway.presenters import runs as shapes
+from services.gateway.presenters.report import DEFINITIONS_DOC, RunReport, report_view
 from services.gateway.requests.day_by_day import DayByDayRequest, UserDayByDayRequest
 from services.gateway.requests.fields import has_control_characters
 from services.gateway.requests.runs import BacktestRequest, ReplayRequest
@@ -135,7 +138,8 @@ async def run_backtest(backend: Backend, caller: Caller, spec: engine_pb2.Backte
     )
     saved = await backend.call(
         backend.runs.SaveRun,
-        runs_pb2.SaveRunRequest(tenant_id=caller.tenant_id, run=run, trades=result.trades, equity=result.equity),
+        runs_pb2.SaveRunRequest(tenant_id=caller.tenant_id, run=run, trades=result.trades, equity=result.equity,
+                                day_ends=result.day_ends, exposure=result.exposure),
     )
     return saved.run, result
 
@@ -330,6 +334,49 @@ async def equity_export(run_id: str, backend: BackendDep, caller: CallerDep) -> 
         backend.runs.GetRunEquity, runs_pb2.GetRunEquityRequest(tenant_id=caller.tenant_id, run_id=number)
     )
     return _csv(shapes.equity_csv(resp.points, resp.run.cash), f"run_{number}_equity.csv")
+
+
+REPORT_DOC = f"""\
+The run's report (the tearsheet): every chart of the run page in one answer. The equity
+curve against buy-and-hold and its underwater curve; the 5 deepest drawdowns; monthly and
+yearly returns (or, for runs shorter than two months, each day's P&L: `calendar` says
+which); the rolling Sharpe ratio; the distribution of daily returns and every trade's
+return; the exposure; the trades to draw on the price chart (the price itself:
+`links.bars`). Every run that keeps its series has one: backtests, replays and day-by-day
+runs; a sweep's run keeps none (404: replay it, and read the new run's report).
+
+`window`: days with bars in each rolling-Sharpe window ({rp.MIN_WINDOW}–{rp.MAX_WINDOW}; default half
+of P: 126 on session calendars, 182 on continuous ones); anything else is a 400.
+
+### Definitions
+
+{DEFINITIONS_DOC}
+"""
+
+WindowQuery = Annotated[
+    int | None,
+    Query(ge=rp.MIN_WINDOW, le=rp.MAX_WINDOW,
+          description="days with bars in each rolling-Sharpe window (default 126 on session calendars, 182 on 24/7)"),
+]
+
+
+async def _report(run_id: str, window: int | None, request: Request, backend: Backend, caller: Caller) -> dict[str, Any]:
+    resp = await backend.call(
+        backend.runs.GetRunSeries, runs_pb2.GetRunSeriesRequest(tenant_id=caller.tenant_id, run_id=_run_id(run_id))
+    )
+    return await asyncio.to_thread(report_view, resp, window, _prefix(request))
+
+
+@_runs.get(
+    "/runs/{run_id}/report",
+    summary="A run's report: drawdowns, monthly returns, rolling Sharpe, distributions, exposure",
+    description=REPORT_DOC,
+    response_model=RunReport,
+)
+async def run_report(
+    run_id: str, request: Request, backend: BackendDep, caller: CallerDep, window: WindowQuery = None
+) -> dict[str, Any]:
+    return await _report(run_id, window, request, backend, caller)
 
 
 # The seed's root paths, and the same under the versioned prefix.
