@@ -28,8 +28,9 @@ Definitions
   curve keeps its peak and trough); on a downsampled curve a recovery time is the first
   kept point at or above the peak (at most one stretch, 1/998 of the run, late), and
   drawdowns shorter than a stretch are not seen.
-- **rolling_sharpe**: over a window of w daily returns (w days with bars: 126 by default
-  on session calendars, 182 on continuous ones, half of P), the Sharpe ratio of
+- **rolling_sharpe**: over a window of w daily returns (w days with bars: by default half
+  a year, P / 2: 126 on session calendars, 182 on continuous ones; half the run's days for
+  a run shorter than P days), the Sharpe ratio of
   ``domain.metrics`` on those returns: mean / std (ddof = 1) x sqrt(P), dated at the
   window's last day; null when the window's returns do not vary.
 - **exposure_pct**: the share of the run's bars with a position open at their close, in
@@ -75,9 +76,13 @@ MAX_WINDOW: Final = 2520
 MAX_TRADE_MARKERS: Final = 5000
 
 
-def default_window(periods_per_year: float) -> int:
-    """Half a year of days with bars: 126 on session calendars (P = 252), 182 on continuous ones."""
-    return max(MIN_WINDOW, int(periods_per_year // 2))
+def default_window(periods_per_year: float, days: int | None = None) -> int:
+    """Half a year of days with bars: 126 on session calendars (P = 252), 182 on continuous
+    ones; for a run of fewer than P days, half its days (so a short run still has a curve)."""
+    half_year = max(MIN_WINDOW, int(periods_per_year // 2))
+    if days is None or days >= periods_per_year:
+        return half_year
+    return min(half_year, max(MIN_WINDOW, days // 2))
 
 
 def iso(ts_ns: int) -> str:
@@ -407,7 +412,7 @@ def build_report(
     max_points: int = MAX_CHART_POINTS,
 ) -> dict[str, Any]:
     """Every section of the report (the module docstring), JSON-ready."""
-    w = default_window(periods_per_year) if window is None else int(window)
+    w = default_window(periods_per_year, len(days)) if window is None else int(window)
     if not MIN_WINDOW <= w <= MAX_WINDOW:
         raise ValueError(f"window must be between {MIN_WINDOW} and {MAX_WINDOW} days")
     returns = daily_returns(days.equity, cash)

@@ -206,6 +206,13 @@ def test_daily_pnl_only_below_two_months() -> None:
     report = rp.build_report(cash=CASH, periods_per_year=365, curve=rp.Curve.of(short.ts, short.equity, short.equity),
                              days=short, trades=[], market_bars=None)
     assert report["calendar"] == "daily" and len(report["daily_pnl"]) == 59
+    assert report["rolling_sharpe"]["window"] == 29  # a short run: half its days
+
+
+def test_the_default_window_is_half_a_year_or_half_a_short_run() -> None:
+    assert (rp.default_window(252), rp.default_window(365)) == (126, 182)
+    assert (rp.default_window(252, 252), rp.default_window(365, 5000)) == (126, 182)
+    assert (rp.default_window(252, 200), rp.default_window(365, 40), rp.default_window(365, 3)) == (100, 20, 2)
 
 
 def test_distribution_counts_every_day() -> None:

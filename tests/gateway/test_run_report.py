@@ -220,7 +220,8 @@ def test_a_short_run_reports_daily_pnl(stack: Stack) -> None:
         report = c.get(f"/runs/{bt['id']}/report").json()
     assert report["calendar"] == "daily" and len(report["daily_pnl"]) == 46
     assert math.isclose(sum(d["pnl"] for d in report["daily_pnl"]), bt["metrics"]["pnl"], rel_tol=REL)
-    assert report["rolling_sharpe"]["points"] == []  # fewer days than the window
+    assert report["rolling_sharpe"]["window"] == 23  # a short run: half its days
+    assert len(report["rolling_sharpe"]["points"]) == 46 - 23 + 1
 
 
 def test_a_run_saved_before_the_report_existed_says_what_is_approximate(stack: Stack) -> None:

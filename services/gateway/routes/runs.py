@@ -346,7 +346,8 @@ return; the exposure; the trades to draw on the price chart (the price itself:
 runs; a sweep's run keeps none (404: replay it, and read the new run's report).
 
 `window`: days with bars in each rolling-Sharpe window ({rp.MIN_WINDOW}–{rp.MAX_WINDOW}; default half
-of P: 126 on session calendars, 182 on continuous ones); anything else is a 400.
+of P: 126 on session calendars, 182 on continuous ones, or half the run's days when it is shorter
+than P days); anything else is a 400.
 
 ### Definitions
 
@@ -356,7 +357,8 @@ of P: 126 on session calendars, 182 on continuous ones); anything else is a 400.
 WindowQuery = Annotated[
     int | None,
     Query(ge=rp.MIN_WINDOW, le=rp.MAX_WINDOW,
-          description="days with bars in each rolling-Sharpe window (default 126 on session calendars, 182 on 24/7)"),
+          description="days with bars in each rolling-Sharpe window (default: 126 on session calendars, 182 on "
+                      "24/7 ones; half the run's days for a run shorter than a year)"),
 ]
 
 
