@@ -283,3 +283,53 @@ def test_the_report_is_documented(stack: Stack) -> None:
     schema = spec["components"]["schemas"]["RunReport"]
     assert {"monthly_returns", "drawdowns", "rolling_sharpe", "exposure_pct", "trade_returns_pct"} <= set(
         schema["properties"])
+
+
+def test_report_html_is_one_self_contained_file(stack: Stack) -> None:
+    import re
+    import tomllib
+    from pathlib import Path
+
+    version = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]["version"]
+    with stack.client() as c:
+        bt = c.post("/backtest", json={"ticker": "DEMO-MINUTE", "strategy": "sma_crossover", "direction": "both"}).json()
+        r = c.get(f"/api/v1/runs/{bt['id']}/report.html")
+        assert r.status_code == 200, r.text[:500]
+        assert r.headers["content-type"] == "text/html; charset=utf-8"
+        assert r.headers["content-disposition"] == f'attachment; filename="run_{bt["id"]}_report.html"'
+        page = r.text
+        assert len(r.content) < 5_000_000
+        assert f"Run #{bt['id']}: sma_crossover on DEMO-MINUTE" in page and f"Hindsight {version}" in page
+        assert bt["dataset"]["dataset_id"] in page and "fast_period" in page and 'data-metric="sharpe_ratio"' in page
+        # Nothing is loaded from anywhere: no external element, and a policy that forbids connections.
+        markup = page.split('<script type="application/json"', 1)[0]
+        assert not re.search(r"<(link|img|iframe|object|embed)\b", markup)
+        assert not re.search(r"""\b(src|href)\s*=\s*["']""", markup)
+        assert "connect-src 'none'" in markup and "default-src 'none'" in markup
+        data = page.split('<script type="application/json" id="report-data">', 1)[1].split("</script>", 1)[0]
+        embedded = __import__("json").loads(data)
+        assert embedded["report"]["run_id"] == bt["id"] and 0 < len(embedded["bars"]) <= 2000
+        report = c.get(f"/api/v1/runs/{bt['id']}/report").json()
+        assert embedded["report"]["monthly_returns"] == report["monthly_returns"]
+        assert embedded["report"]["drawdowns"] == report["drawdowns"]
+        assert_error(c.get("/runs/999999/report.html"), 404)
+        assert_error(c.get(f"/runs/{bt['id']}/report.html", params={"window": "1"}), 400)
+    with stack.client("report-b") as other:
+        assert_error(other.get(f"/runs/{bt['id']}/report.html"), 404)
+
+
+def test_html_cannot_be_broken_out_of_by_a_runs_text() -> None:
+    from services.gateway import report_html
+
+    evil = "</script><script>alert(1)</script>"
+    report = {
+        "run_id": 1, "hindsight_version": "0.1.0", "generated_at": "2024-01-01T00:00:00Z", "notes": [evil],
+        "run": {"id": 1, "strategy": evil, "ticker": "X", "kind": "backtest", "parameters": {"name": evil, "d": {"x": evil}},
+                "cash": 1.0, "direction": "long", "fill": "close", "commission_pct": 0, "slippage_pct": 0, "bars": 1,
+                "metrics": {}},
+        "dataset": None, "exposure": {"long_pct": None, "short_pct": None, "bars": None, "bars_in_market": None},
+        "exposure_pct": None, "calendar": "monthly", "rolling_sharpe": {"window": 2}, "trades_total": 0,
+        "daily_returns": {"count": 0},
+    }
+    page = report_html.render(report, None)
+    assert page.count("<script") == 3 and evil not in page

@@ -31,6 +31,7 @@ from domain.backtest_spec import (
     MAX_SYNC_TRADES,
 )
 from domain.market import INTERVAL_MINUTES
+from services.gateway import report_html
 from services.gateway.auth import Caller
 from services.gateway.backend import Backend
 from services.gateway.body import BodyReader, problems_of
@@ -42,6 +43,7 @@ from services.gateway.presenters.report import DEFINITIONS_DOC, RunReport, repor
 from services.gateway.requests.day_by_day import DayByDayRequest, UserDayByDayRequest
 from services.gateway.requests.fields import has_control_characters
 from services.gateway.requests.runs import BacktestRequest, ReplayRequest
+from services.gateway.routes.datasets import chart_bars, in_days, version_bars
 from services.gateway.routes.day_by_day import submit as submit_day_by_day
 
 router = APIRouter(tags=["runs"])
@@ -379,6 +381,49 @@ async def run_report(
     run_id: str, request: Request, backend: BackendDep, caller: CallerDep, window: WindowQuery = None
 ) -> dict[str, Any]:
     return await _report(run_id, window, request, backend, caller)
+
+
+# Candles of the price chart in report.html (each stretch's extremes kept).
+REPORT_PRICE_BARS = 2000
+_HTML = "text/html"
+
+
+def _run_price(ts, cols, zone: str, first_day: str, last_day: str) -> list[dict[str, Any]]:
+    keep = in_days(ts, zone, first_day, last_day)
+    return chart_bars(ts[keep], [c[keep] for c in cols], REPORT_PRICE_BARS)
+
+
+@_runs.get(
+    "/runs/{run_id}/report.html",
+    summary="A run's report as one self-contained HTML file (opens offline)",
+    response_class=Response,
+    responses={200: content(_HTML, "One HTML file: the report's charts (plotly.js and the data inline), metrics, "
+                                   "parameters, dataset and version, the Hindsight version; it makes no request")},
+)
+async def run_report_html(
+    run_id: str, request: Request, backend: BackendDep, caller: CallerDep, window: WindowQuery = None
+) -> Response:
+    """The report of `GET /runs/{id}/report` (same `window`) with the run's price (at most
+    2,000 candles over its days), as an attachment `run_<id>_report.html` to share: it opens
+    from disk, offline, and asks nothing of any server."""
+    number = _run_id(run_id)
+    resp = await backend.call(
+        backend.runs.GetRunSeries, runs_pb2.GetRunSeriesRequest(tenant_id=caller.tenant_id, run_id=number)
+    )
+    report = await asyncio.to_thread(report_view, resp, window, _prefix(request))
+    bars = None
+    if resp.dataset_version_id and report["first_day"] and report["dataset"]:
+        try:
+            ts, cols = await version_bars(backend, resp.dataset_version_id)
+        except ApiError as exc:  # the version was deleted meanwhile: the report without its price
+            if exc.status != 404:
+                raise
+        else:
+            bars = await asyncio.to_thread(_run_price, ts, cols, report["dataset"]["timezone"], report["first_day"],
+                                           report["last_day"])
+    text = await asyncio.to_thread(report_html.render, report, bars)
+    return Response(text, media_type="text/html; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="run_{number}_report.html"'})
 
 
 # The seed's root paths, and the same under the versioned prefix.
