@@ -95,6 +95,21 @@ class Api:
         except ValueError:
             return resp.status_code, resp.text
 
+    def get_bytes(self, path: str, timeout: float | None = None, **params: Any) -> bytes:
+        """The raw body of a GET (a file to save as it is); errors as for `request`."""
+        kw: dict[str, Any] = {"params": {k: v for k, v in params.items() if v is not None}, "headers": {"Accept": "*/*"}}
+        if timeout is not None:
+            kw["timeout"] = timeout
+        try:
+            resp = self.http.request("GET", path, **kw)
+        except httpx.TimeoutException as exc:
+            raise CliError(f"the API at {self.base_url} did not answer in time ({type(exc).__name__})", EXIT_UNREACHABLE) from None
+        except httpx.HTTPError as exc:
+            raise CliError(f"cannot reach the API at {self.base_url}: {exc}", EXIT_UNREACHABLE) from None
+        if resp.status_code >= 400:
+            raise _error_of(resp)
+        return resp.content
+
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
 
