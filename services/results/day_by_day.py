@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import secrets
+import zlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -482,31 +483,42 @@ def run_trades(store: ArtifactStore, bt: DayByDayBacktest, rows: list[DayByDayBa
     for row in rows:
         if row.positions <= 0 or len(out) >= MAX_RUN_TRADES:
             continue
-        daily = store.read(bt.tenant_id, bt.user_id, bt.strategy_id, row.date, "trades_daily.json.gz")
-        detail = store.read(bt.tenant_id, bt.user_id, bt.strategy_id, row.date, "positions.json.gz")
-        if daily is None or detail is None:
-            continue
-        listed = json.loads(gzip.decompress(daily)).get("trades") or []
-        positions = json.loads(gzip.decompress(detail)).get("positions") or []
-        for t, p in zip(listed, positions):
-            qty = float(p.get("quantity") or 0.0)
-            entry, exit_ = float(p["entry_price"]), float(p["exit_price"])
-            out.append({
-                "side": "short" if str(p.get("side", "")).upper() == "SELL" else "long",
-                "entry_ts": _epoch_ns(t["entry_time"]),
-                "exit_ts": _epoch_ns(t["exit_time"]),
-                "entry_price": entry,
-                "exit_price": exit_,
-                "units": qty,
-                "entry_value": entry * qty,
-                "exit_value": exit_ * qty,
-                "pnl": float(p["pnl"]),
-                "return_pct": float(p["pnl_percent"]),
-                "commission": float(p.get("commission") or 0.0),
-                "exit_reason": str(p.get("exit_reason_code") or ""),
-            })
+        try:
+            out.extend(_day_trades(store, bt, row.date))
+        except (OSError, EOFError, zlib.error, ValueError, KeyError, TypeError, AttributeError):  # a damaged file
+            log.warning("could not read a day's trades back", extra={"job_id": bt.job_id, "date": row.date},
+                        exc_info=True)
     out.sort(key=lambda t: (t["entry_ts"], t["exit_ts"]))
     return out[:MAX_RUN_TRADES]
+
+
+def _day_trades(store: ArtifactStore, bt: DayByDayBacktest, day: str) -> list[dict[str, Any]]:
+    """One day's positions as trades (run_trades); none when its files are gone."""
+    daily = store.read(bt.tenant_id, bt.user_id, bt.strategy_id, day, "trades_daily.json.gz")
+    detail = store.read(bt.tenant_id, bt.user_id, bt.strategy_id, day, "positions.json.gz")
+    if daily is None or detail is None:
+        return []
+    listed = json.loads(gzip.decompress(daily)).get("trades") or []
+    positions = json.loads(gzip.decompress(detail)).get("positions") or []
+    out: list[dict[str, Any]] = []
+    for t, p in zip(listed, positions):
+        qty = float(p.get("quantity") or 0.0)
+        entry, exit_ = float(p["entry_price"]), float(p["exit_price"])
+        out.append({
+            "side": "short" if str(p.get("side", "")).upper() == "SELL" else "long",
+            "entry_ts": _epoch_ns(t["entry_time"]),
+            "exit_ts": _epoch_ns(t["exit_time"]),
+            "entry_price": entry,
+            "exit_price": exit_,
+            "units": qty,
+            "entry_value": entry * qty,
+            "exit_value": exit_ * qty,
+            "pnl": float(p["pnl"]),
+            "return_pct": float(p["pnl_percent"]),
+            "commission": float(p.get("commission") or 0.0),
+            "exit_reason": str(p.get("exit_reason_code") or ""),
+        })
+    return out
 
 
 def save_as_run(session: Session, job: Job, bt: DayByDayBacktest, store: ArtifactStore | None = None) -> None:
