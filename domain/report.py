@@ -42,10 +42,18 @@ Definitions
   over the equity committed at the entry; a day-by-day position's: pnl over entry price x
   quantity).
 - **daily_returns**: the daily returns' distribution in percent: a histogram of
-  ``HISTOGRAM_BINS`` equal bins from the lowest to the highest, with count, mean, standard
+  40 equal bins from the lowest to the highest, with count, mean, standard
   deviation (ddof = 1), lowest, highest and the share of positive days.
 
-Charts get at most ``MAX_CHART_POINTS`` points a series: longer series keep, in equal
+Differences from quantstats' tearsheet: a drawdown starts at its peak (quantstats: the first
+day below it) and its length is in days of 24 h from the peak (quantstats: whole days from the
+first day below it, both ends counted); drawdowns are taken on the equity curve of every bar
+(quantstats: on daily returns); exposure is the share of bars holding a position (quantstats:
+the share of days with a non-zero return, rounded up to a whole percent). Monthly returns and
+the rolling Sharpe ratio are the same (months compound the daily returns; quantstats' rolling
+Sharpe is the same formula, 126 periods by default).
+
+Charts get at most 2,000 points a series (the rolling Sharpe ratio, the equity curve); longer series keep, in equal
 stretches, each stretch's lowest and highest value (and the first and last point), so
 every extreme stays visible. Undefined values are ``None``, never NaN or infinity.
 """
