@@ -1,7 +1,7 @@
 """Issue 13 in headless Chromium: the run page's report for a backtest and for a day-by-day
 run (every chart has drawn data, the page asks nothing of anyone but the gateway), and the
 downloaded report.html opened from disk with the network off (every chart drawn from the
-file alone). Screenshots: run-report.png, run-report-drawdowns.png, run-report-days.png,
+file alone); a sweep's run says to replay it, and its replay has the report. Screenshots: run-report.png, run-report-drawdowns.png, run-report-days.png,
 run-report-file.png."""
 
 from __future__ import annotations
@@ -158,6 +158,26 @@ def test_downloaded_report_renders_from_disk_with_the_network_off(browser: Brows
     finally:
         browser.context.set_offline(False)
         view.close()
+
+
+def test_a_sweeps_run_says_to_replay_it_for_a_report(browser: Browser) -> None:
+    logged_in(browser)
+    page = browser.page
+    with api(browser) as c:
+        job_id = c.post("/api/v1/strategy/sweep", json={"ticker": "DEMO-DAILY", "fast_range": [10, 12],
+                                                        "slow_range": [20, 22], "step": 2, "min_trades": 10}).json()["job_id"]
+        deadline = time.time() + 60
+        while c.get(f"/api/v1/jobs/{job_id}").json()["status"] != "completed":
+            assert time.time() < deadline
+            time.sleep(0.2)
+        run_id = next(r["id"] for r in c.get("/api/v1/runs", params={"kind": "sweep"}).json()["runs"]
+                      if c.get(f"/api/v1/runs/{r['id']}").json()["job_id"] == job_id)
+    browser.goto(f"/ui/runs/{run_id}")
+    box = page.wait_for_selector("#run-no-report .info-box")
+    assert "Replay this run" in box.inner_text() and page.query_selector("#run-report-download") is None
+    page.click("#replay-run")
+    page.wait_for_url(re.compile(rf"/ui/runs/(?!{run_id}$)\d+$"))
+    every_chart_has_data(page, RUN_CHARTS)
 
 
 def test_the_report_pages_talk_to_the_gateway_only(browser: Browser) -> None:
