@@ -1,8 +1,8 @@
 """Issue 13 in headless Chromium: the run page's report for a backtest and for a day-by-day
 run (every chart has drawn data, the page asks nothing of anyone but the gateway), and the
 downloaded report.html opened from disk with the network off (every chart drawn from the
-file alone); a sweep's run says to replay it, and its replay has the report. Screenshots: run-report.png, run-report-drawdowns.png, run-report-days.png,
-run-report-file.png."""
+file alone); a sweep's run says to replay it, and its replay has the report. Screenshots:
+run-report.png, run-report-drawdowns.png, run-report-days.png, run-report-file.png."""
 
 from __future__ import annotations
 
