@@ -253,6 +253,12 @@ def _price_trade(t: Trade, slip: float, comm: float) -> None:
 # ---------------------------------------------------------------- documents
 
 
+def _price(x: float | None) -> str:
+    """A stop or target level as a reader wants it: to the cent (the raw level stays in the
+    evaluated condition's numbers)."""
+    return "-" if x is None or not math.isfinite(x) else f"{x:.2f}"
+
+
 def _money(x: float) -> str:
     """Seed 002's decimal strings: two places."""
     return f"{x:.2f}"
@@ -516,7 +522,7 @@ def day_documents(run: DayByDayRun, day: Day) -> tuple[dict, dict, dict, DaySumm
                     "node_name": f"{node.name} {'stop-loss' if is_sl else 'target'}",
                     "node_type": "EntryNode",
                     "signal_emitted": True,
-                    "conditions_preview": f"{lhs_name} {op} {name} ({finite(level)})",
+                    "conditions_preview": f"{lhs_name} {op} {name} ({_price(level)})",
                     "evaluated_conditions": {
                         "expression": f"{lhs_name} {op} {name}",
                         "result": True,

@@ -45,7 +45,9 @@ def test_login_page_guards_the_dashboard(browser: Browser) -> None:
     page.wait_for_url(re.compile(r"/ui/login\?next="))
     page.fill("#api-key", "not-a-key")
     page.click("#login-submit")
-    assert "invalid API key" in page.inner_text("#login-form .error-box")
+    refused = page.inner_text("#login-form .error-box")
+    assert "invalid API key" in refused
+    assert "Log in with an API key" not in refused  # issue 16: one message, not two stacked
     page.fill("#api-key", WEB_KEY)
     page.click("#login-submit")
     page.wait_for_url(re.compile(r"/ui/$"))
@@ -174,6 +176,43 @@ def test_day_by_day_backtest_and_a_day(browser: Browser) -> None:
     assert first.query_selector("table.candles tbody tr") is not None
     page.wait_for_selector("#day-chart .main-svg")
     browser.shot("days-day-detail")
+    # Issue 16: stop and target levels read as prices, not floats' full expansions.
+    previews = page.eval_on_selector_all("#day-positions .position h3 code", "cs => cs.map(c => c.textContent)")
+    for text in previews:
+        for level in re.findall(r"(?:stop_loss|target) \(([^)]*)\)", text):
+            assert re.fullmatch(r"-?\d+\.\d{2}", level), previews
+
+    # Issue 16: opening Day by day again shows the last run, and Jobs names its strategy.
+    page.click("nav a[data-section=jobs]")
+    page.wait_for_selector("#jobs-table tbody tr")
+    page.click("nav a[data-section=days]")
+    page.wait_for_selector("#days-job-id")
+    assert page.inner_text("#days-job-id") == job_id
+    page.wait_for_selector("#days-summary")
+    page.click("nav a[data-section=jobs]")
+    row = page.wait_for_selector(f'#jobs-table tbody tr:has-text("{job_id}")')
+    with api(browser) as c:
+        name = c.get(f"/api/v1/strategies/{strategy_id}").json()["name"]
+    page.wait_for_function("([id, name]) => [...document.querySelectorAll('#jobs-table tbody tr')]"
+                           ".some(tr => tr.textContent.includes(id) && tr.textContent.includes(name))", arg=[job_id, name])
+    assert "100 %" in row.inner_text()  # a finished job shows its progress too
+
+
+def test_strategy_session_in_words(browser: Browser) -> None:
+    """Issue 16: a strategy with only `square_off` set reads as such, never "undefined"."""
+    page = browser.page
+    with api(browser) as c:
+        base = c.get("/api/v1/strategies").json()["strategies"][0]["definition"]
+        made = c.post("/api/v1/strategies", json={**base, "name": "Square-off only",
+                                                  "session": {"square_off": "15:15"}}).json()
+    try:
+        browser.goto(f"/ui/days?strategy={made['strategy_id']}")
+        page.wait_for_selector(f'#days-strategy option[value="{made["strategy_id"]}"]', state="attached")
+        info = page.inner_text("#days-strategy-info")
+        assert "whole day · square off 15:15" in info and "undefined" not in info, info
+    finally:
+        with api(browser) as c:
+            c.delete(f"/api/v1/strategies/{made['strategy_id']}")
 
 
 def test_edit_and_delete_a_strategy(browser: Browser) -> None:
