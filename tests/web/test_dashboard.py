@@ -369,7 +369,7 @@ def test_datasets_upload_and_chart(browser: Browser) -> None:
     page.select_option("#upload-interval", "1d")
     page.click("#upload-submit")
     ok = page.wait_for_selector("#upload-msg .ok-box")
-    assert "Imported WEB-TEST 1d" in ok.inner_text()
+    assert "Imported WEB-TEST 1d (generic)" in ok.inner_text()
     page.wait_for_selector('#upload-progress [aria-valuenow="100"]', state="attached")
     page.wait_for_selector("#dataset-chart .main-svg")
     assert "WEB-TEST" in page.inner_text("#datasets-table")
@@ -380,6 +380,20 @@ def test_datasets_upload_and_chart(browser: Browser) -> None:
     page.click("#upload-submit")
     err = page.wait_for_selector("#upload-msg .error-box")
     assert err.inner_text().strip() and "{" not in err.inner_text()
+
+    # Issue 16: the form takes the exports people have — a Yahoo Finance file, its null row dropped.
+    yahoo = ["Date,Open,High,Low,Close,Adj Close,Volume"]
+    for i in range(30):
+        day = date(2023, 3, 1) + timedelta(days=i)
+        p = 100 + i
+        yahoo.append(f"{day},null,null,null,null,null,null" if i == 5 else f"{day},{p},{p + 2},{p - 2},{p + 1},{p + 0.9},1000")
+    page.set_input_files("#upload-file", files=[{"name": "yahoo.csv", "mimeType": "text/csv",
+                                                 "buffer": ("\n".join(yahoo) + "\n").encode()}])
+    page.fill("#upload-ticker", "WEB-YAHOO")
+    page.select_option("#upload-format", "yahoo")
+    page.click("#upload-submit")
+    ok = page.wait_for_selector("#upload-msg .ok-box:has-text('WEB-YAHOO')")
+    assert "Imported WEB-YAHOO 1d (yahoo): 29 bars" in ok.inner_text() and "1 row dropped" in ok.inner_text()
 
 
 def test_charts_offer_no_way_off_the_gateway(browser: Browser) -> None:
