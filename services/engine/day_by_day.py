@@ -9,8 +9,9 @@
    an entry node's exit signal is the OR of the exit nodes that apply to it.
 3. Positions: the Cython state machine (``_core/daybyday_kernel.pyx``) walks the
    days' bars: signals at a bar's close fill at the next bar's open; stop-loss
-   and target are checked inside each bar (a gap through the level fills at the
-   open; the stop wins a bar that touches both); positions still open at the
+   and target are checked inside each bar (a bar that opens beyond either exits
+   at its open, the open having come first; only when the open lies between them
+   and the bar reaches both does the stop win); positions still open at the
    square-off bar close at its open (without a square-off time: at the day's
    last close). Days are independent: each starts and ends flat.
 4. Costs: each fill moves `slippage_pct` percent against the trade; commission
