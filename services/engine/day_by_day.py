@@ -154,7 +154,10 @@ def run_day_by_day(
     ]
 
     o, h, lo, c, v = (np.ascontiguousarray(a[:n]) for a in (bars.open, bars.high, bars.low, bars.close, bars.volume))
-    ctx = SeriesContext(o, h, lo, c, v, minute, day)
+    # VWAP restarts at the strategy's session start (DESIGN.md), not at local midnight: bars
+    # before a narrower session are a segment of their own and never enter the session's VWAP.
+    vwap_segment = day * 2 + (minute >= strategy.session_start) if strategy.session_start is not None else day
+    ctx = SeriesContext(o, h, lo, c, v, minute, vwap_segment)
     entries = strategy.entries
     entry_eval = [evaluate(e.condition, ctx) for e in entries]
     exit_eval = [evaluate(x.condition, ctx) for x in strategy.exits]

@@ -40,10 +40,12 @@ def _minutes(bars: Bars) -> list[str]:
     return [datetime.fromtimestamp(ns / 1e9, zone).strftime("%H:%M") for ns in bars.ts.tolist()]
 
 
-def _vwap(bars: Bars) -> np.ndarray:
+def _vwap(bars: Bars, session_start: str | None = None) -> np.ndarray:
+    """VWAP restarting each local day, and at the session's start when it has one (DESIGN.md)."""
     zone = ZoneInfo(TZ)
-    day = [datetime.fromtimestamp(ns / 1e9, zone).date() for ns in bars.ts.tolist()]
-    df = pd.DataFrame({"pv": (bars.high + bars.low + bars.close) / 3 * bars.volume, "v": bars.volume, "d": day})
+    local = [datetime.fromtimestamp(ns / 1e9, zone) for ns in bars.ts.tolist()]
+    key = [(t.date(), bool(session_start) and t.strftime("%H:%M") >= session_start) for t in local]
+    df = pd.DataFrame({"pv": (bars.high + bars.low + bars.close) / 3 * bars.volume, "v": bars.volume, "d": key})
     g = df.groupby("d")
     return (g["pv"].cumsum() / g["v"].cumsum()).to_numpy()
 
@@ -67,6 +69,7 @@ def _signals(bars: Bars, minutes: list[str]) -> dict[str, np.ndarray]:
             "rsi>60": rsi > 60,
             "sma_x": _crosses_above(talib.SMA(c, 10), talib.SMA(c, 30)),
             "c<vwap": c < _vwap(bars),
+            "c<vwap@09:30": c < _vwap(bars, "09:30"),
             "macd": (line > sig) & after10,
             "c<bbl": c < low_band,
             "c>bbu": c > up,
@@ -93,7 +96,7 @@ CASES = {
                          "quantity": 5, "stop_loss": {"points": 5}, "target": {"percent": 0.5}, "max_reentries": 1}],
             "exits": [{"id": "x1", "condition": "close < VWAP"}],
         },
-        [("s1", "sell", 5, ("points", 5.0), ("percent", 0.5), 1, "sma_x", ["c<vwap"])],
+        [("s1", "sell", 5, ("points", 5.0), ("percent", 0.5), 1, "sma_x", ["c<vwap@09:30"])],
         (None, "09:30", "15:00"),
     ),
     "two_nodes_shared_exits": (
