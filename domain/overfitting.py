@@ -1,0 +1,407 @@
+"""Overfitting statistics of a sweep: how much of the best combination's Sharpe ratio is luck.
+
+A sweep tries N combinations on one history and keeps the best. With hundreds of
+trials, the best in-sample Sharpe ratio is mostly the maximum of noise; these
+statistics (Bailey & López de Prado, "The Deflated Sharpe Ratio", 2014; Bailey,
+Borwein, López de Prado & Zhu, "The Probability of Backtest Overfitting", 2015)
+say how much. They are defined exactly as follows (the API's /docs repeat it):
+
+Trials
+------
+Every combination of the grid, including those under ``min_trades``. Each has
+the daily-return series its Sharpe ratio uses (``domain.metrics``: one return per
+local day, r_d = E_d / E_{d-1} - 1). SR_n = mean / std (ddof=1) of those daily
+returns, not annualised; a zero standard deviation gives 0. V = the variance
+(ddof=1) of the SR_n. T = the number of daily returns (the same for all trials).
+
+PSR and DSR of the top result
+-----------------------------
+The top result is the first row of the sweep's ``best``. With its SR, skewness γ3
+and kurtosis γ4 (population moments, non-excess: a normal distribution gives 3):
+
+- PSR(SR*) = Φ((SR - SR*) · √(T - 1) / √(1 - γ3·SR + (γ4 - 1)/4 · SR²));
+- SR0 = √V · ((1 - γ) · Φ⁻¹(1 - 1/N) + γ · Φ⁻¹(1 - 1/(N·e))), γ the
+  Euler–Mascheroni constant, N the number of trials (``expected_max_sharpe``);
+- ``probabilistic_sharpe_ratio`` = PSR(0); ``deflated_sharpe_ratio`` = PSR(SR0).
+
+PBO by CSCV
+-----------
+1. The T × N matrix of daily returns is split into S contiguous blocks of equal
+   size (``pbo_blocks``, default 16, even, from 4 to 16), dropping the first
+   T mod S rows.
+2. For each of the C(S, S/2) choices of in-sample blocks (the rest out of sample,
+   in the lexicographic order of ``itertools.combinations``): n* = the in-sample
+   best by per-period Sharpe ratio (ties: the first in grid order); ω = the
+   out-of-sample rank of n* (1 = worst ... N = best, average ranks for ties) /
+   (N + 1); λ = ln(ω / (1 - ω)), the split's logit.
+3. PBO = the share of splits with λ ≤ 0.
+
+Where N < 2 or T < 2S, every value is null and ``reason`` says why; so are PSR
+and DSR when no combination reached ``min_trades`` (there is no top result).
+
+Why blocks of sums: the engine accumulates, per block and combination, the sum
+and the sum of squares of the daily returns (2·S·N numbers) instead of keeping
+the T × N matrix, so its memory follows the grid, not days × grid; the Sharpe
+ratio of any union of blocks follows from them exactly (up to rounding, which
+is why a variance within rounding of zero counts as zero).
+
+Pure Python and NumPy: Φ and Φ⁻¹ are ``statistics.NormalDist``'s.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from itertools import combinations
+from statistics import NormalDist
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+EULER_GAMMA: Final = 0.57721566490153286061
+PBO_BLOCKS_DEFAULT: Final = 16
+# At least 4 blocks: with 2 there are only two splits and PBO can only be 0, 1/2 or 1.
+PBO_BLOCKS_MIN: Final = 4
+# At most 16: C(16, 8) = 12,870 splits, each ranking every combination (C(18, 9) would be 48,620).
+PBO_BLOCKS_MAX: Final = 16
+
+# A variance computed from sums within this many ulps of the sum of squares is zero.
+_VARIANCE_ULPS: Final = 64.0
+# The CSCV's (halves x trials) matrix of Sharpe ratios is computed this many values at a
+# time (8 MiB of float64 for each of its few temporaries) and kept whole up to
+# _CSCV_KEEP_VALUES (64 MiB: S2's 12,870 x 590 are kept); larger grids compute it twice.
+_CSCV_CHUNK_VALUES: Final = 1 << 20
+_CSCV_KEEP_VALUES: Final = 1 << 23
+
+_NORMAL: Final = NormalDist()
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def pbo_blocks_problem(blocks: int) -> str | None:
+    """Why ``blocks`` cannot be the number of CSCV blocks, or None."""
+    if not PBO_BLOCKS_MIN <= blocks <= PBO_BLOCKS_MAX or blocks % 2:
+        return f"must be an even integer from {PBO_BLOCKS_MIN} to {PBO_BLOCKS_MAX}"
+    return None
+
+
+# ------------------------------------------------------------------ the trials' moments
+
+
+@dataclass(frozen=True)
+class TrialMoments:
+    """Per trial (grid order): the per-period Sharpe ratio of its daily returns and their
+    population skewness and (non-excess) kurtosis; ``days`` = T."""
+
+    sharpe: FloatArray
+    skewness: FloatArray
+    kurtosis: FloatArray
+    days: int
+
+
+def trial_moments(
+    days: int, mean: FloatArray, m2: FloatArray, m3: FloatArray, m4: FloatArray
+) -> TrialMoments:
+    """From each trial's mean and sums of 2nd, 3rd and 4th powers of the deviations from
+    it (what the sweep kernel accumulates). A trial with no dispersion (m2 = 0) has SR 0,
+    skewness 0 and kurtosis 3: PSR's denominator is then 1 whatever they are."""
+    mean, m2, m3, m4 = (np.asarray(a, dtype=np.float64) for a in (mean, m2, m3, m4))
+    n = float(days)
+    spread = (m2 > 0.0) & (n >= 2)
+    safe = np.where(spread, m2, 1.0)
+    sharpe = np.where(spread, mean / np.sqrt(safe / max(n - 1.0, 1.0)), 0.0)
+    var_pop = safe / max(n, 1.0)
+    skewness = np.where(spread, (m3 / max(n, 1.0)) / var_pop**1.5, 0.0)
+    kurtosis = np.where(spread, (m4 / max(n, 1.0)) / var_pop**2, 3.0)
+    return TrialMoments(sharpe, skewness, kurtosis, int(days))
+
+
+def returns_moments(returns: npt.ArrayLike) -> TrialMoments:
+    """The moments of each column of a T x N matrix of daily returns (two passes)."""
+    r = np.asarray(returns, dtype=np.float64)
+    if r.ndim != 2:
+        raise ValueError("returns must be a days x trials matrix")
+    mean = r.mean(axis=0) if r.shape[0] else np.zeros(r.shape[1])
+    d = r - mean
+    return trial_moments(r.shape[0], mean, (d**2).sum(axis=0), (d**3).sum(axis=0), (d**4).sum(axis=0))
+
+
+# ------------------------------------------------------------------ PSR, SR0, DSR
+
+
+def probabilistic_sharpe_ratio(sr: float, skewness: float, kurtosis: float, days: int, benchmark: float) -> float | None:
+    """PSR(benchmark) of a per-period Sharpe ratio over ``days`` returns; None when undefined
+    (fewer than 2 returns, or a non-positive variance term, which only degenerate
+    two-point distributions reach)."""
+    if days < 2:
+        return None
+    spread = 1.0 - skewness * sr + (kurtosis - 1.0) / 4.0 * sr * sr
+    if not (math.isfinite(spread) and spread > 0.0):
+        return None
+    z = (sr - benchmark) * math.sqrt(days - 1) / math.sqrt(spread)
+    return _NORMAL.cdf(z) if math.isfinite(z) else None
+
+
+def expected_max_sharpe(variance: float, trials: int) -> float:
+    """SR0: the expected maximum of ``trials`` Sharpe ratios of variance ``variance`` whose
+    true value is 0 (the False Strategy theorem's approximation)."""
+    if trials < 2:
+        raise ValueError("the expected maximum needs at least 2 trials")
+    n = float(trials)
+    return math.sqrt(variance) * (
+        (1.0 - EULER_GAMMA) * _NORMAL.inv_cdf(1.0 - 1.0 / n) + EULER_GAMMA * _NORMAL.inv_cdf(1.0 - 1.0 / (n * math.e))
+    )
+
+
+# ------------------------------------------------------------------ PBO by CSCV
+
+
+def day_blocks(days: int, blocks: int) -> npt.NDArray[np.int32]:
+    """The CSCV block of each daily return (0 .. blocks-1), -1 for the first T mod S dropped."""
+    if blocks < 1:
+        raise ValueError("blocks must be positive")
+    out = np.full(days, -1, dtype=np.int32)
+    size = days // blocks
+    if size:
+        out[days - size * blocks :] = np.repeat(np.arange(blocks, dtype=np.int32), size)
+    return out
+
+
+@dataclass(frozen=True)
+class BlockSums:
+    """Per CSCV block and trial: the sum and the sum of squares of the daily returns
+    (arrays blocks x trials) and the number of returns in each block."""
+
+    sums: FloatArray
+    squares: FloatArray
+    rows: int
+
+    @property
+    def blocks(self) -> int:
+        return int(self.sums.shape[0])
+
+    @property
+    def trials(self) -> int:
+        return int(self.sums.shape[1])
+
+
+def block_sums(returns: npt.ArrayLike, blocks: int) -> BlockSums:
+    """The block sums of a T x N matrix of daily returns (``day_blocks``' split)."""
+    r = np.asarray(returns, dtype=np.float64)
+    size = r.shape[0] // blocks
+    kept = r[r.shape[0] - size * blocks :].reshape(blocks, size, r.shape[1])
+    return BlockSums(kept.sum(axis=1), (kept * kept).sum(axis=1), size)
+
+
+def cscv_splits(blocks: int) -> npt.NDArray[np.intp]:
+    """The in-sample blocks of every split, one row each, in ``itertools.combinations`` order."""
+    return np.array(list(combinations(range(blocks), blocks // 2)), dtype=np.intp).reshape(-1, blocks // 2)
+
+
+@dataclass(frozen=True)
+class _SumPlan:
+    """How to sum rows of a (blocks x trials) array over each of a list of subsets of
+    blocks of one size: a leaf picks rows (``pick``); otherwise each subset is the union
+    of its first and second half, whose sums are computed once per distinct half (by
+    ``left`` and ``right``) and spread back with ``left_of`` / ``right_of``."""
+
+    pick: npt.NDArray[np.intp] | None
+    left: _SumPlan | None = None
+    left_of: npt.NDArray[np.intp] | None = None
+    right: _SumPlan | None = None
+    right_of: npt.NDArray[np.intp] | None = None
+
+
+def _sum_plan(subsets: npt.NDArray[np.intp]) -> _SumPlan:
+    if subsets.shape[1] == 1:
+        return _SumPlan(subsets[:, 0].copy())
+    k = subsets.shape[1] // 2
+    left, left_of = np.unique(subsets[:, :k], axis=0, return_inverse=True)
+    right, right_of = np.unique(subsets[:, k:], axis=0, return_inverse=True)
+    return _SumPlan(None, _sum_plan(left), left_of.reshape(-1), _sum_plan(right), right_of.reshape(-1))
+
+
+def _subset_sums(values: FloatArray, plan: _SumPlan) -> FloatArray:
+    """Row k: the sum of ``values``' rows in the plan's k-th subset. A subset costs about
+    one addition per trial instead of one per block; every trial goes through the same
+    additions in the same order, so trials with equal returns get bit-equal sums (ties
+    stay ties)."""
+    if plan.pick is not None:
+        return values[plan.pick]
+    assert plan.left is not None and plan.right is not None
+    out = _subset_sums(values, plan.left)[plan.left_of]
+    out += _subset_sums(values, plan.right)[plan.right_of]
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _halves(blocks: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], _SumPlan]:
+    """The CSCV's halves (``cscv_splits``), each one's complement (the row of the other
+    half) and the plan to sum them."""
+    halves = cscv_splits(blocks)
+    index = {tuple(row): i for i, row in enumerate(halves.tolist())}
+    everything = set(range(blocks))
+    complement = np.array([index[tuple(sorted(everything - set(row)))] for row in halves.tolist()], dtype=np.intp)
+    return halves, complement, _sum_plan(halves)
+
+
+def _half_sharpe(block: BlockSums, plan: _SumPlan, cols: slice) -> FloatArray:
+    """The Sharpe ratio of the union of each row's blocks, for the trials ``cols``, up to a
+    positive factor common to all (rankings only): sum / √m2, 0 where the variance is zero
+    or within rounding of it."""
+    n = block.blocks // 2 * block.rows
+    sums = _subset_sums(block.sums[:, cols], plan)
+    squares = _subset_sums(block.squares[:, cols], plan)
+    m2 = sums * sums
+    m2 *= -1.0 / n
+    m2 += squares
+    squares *= _VARIANCE_ULPS * np.finfo(np.float64).eps
+    flat = m2 <= squares
+    m2[flat] = 1.0
+    np.sqrt(m2, out=m2)
+    sums /= m2
+    sums[flat] = 0.0
+    return sums
+
+
+@dataclass(frozen=True)
+class Cscv:
+    """The outcome of CSCV: the share of splits with logit <= 0, and every split's logit."""
+
+    pbo: float
+    logits: FloatArray
+
+
+def cscv(block: BlockSums) -> Cscv:
+    """PBO by combinatorially symmetric cross-validation over the block sums (module docstring).
+
+    The out-of-sample half of a split is the in-sample half of another (its complement),
+    so the Sharpe ratio of every half is computed once, as a (halves x trials) matrix,
+    in chunks of trials: a first pass finds each split's in-sample best (the first
+    maximum: grid order breaks ties); a second counts the trials below and equal to it
+    out of sample, from the matrix kept whole when it has at most ``_CSCV_KEEP_VALUES``
+    values, else from the chunks computed again."""
+    s, n_trials = block.blocks, block.trials
+    if s < 2 or s % 2 or n_trials < 2 or block.rows < 1:
+        raise ValueError("CSCV needs an even number of blocks, at least 2 trials and non-empty blocks")
+    if s // 2 * block.rows < 2:
+        raise ValueError("each half needs at least 2 returns")
+    # complement[i]: the row of halves that is split i's out-of-sample half
+    halves, complement, plan = _halves(s)
+    k = halves.shape[0]
+    width = max(1, _CSCV_CHUNK_VALUES // k)
+    chunks = [slice(lo, min(lo + width, n_trials)) for lo in range(0, n_trials, width)]
+    kept = np.empty((k, n_trials)) if k * n_trials <= _CSCV_KEEP_VALUES else None
+
+    def sharpe(cols: slice) -> FloatArray:
+        return kept[:, cols] if kept is not None else _half_sharpe(block, plan, cols)
+
+    best_value = np.full(k, -np.inf)
+    best = np.zeros(k, dtype=np.intp)
+    rows = np.arange(k)
+    for cols in chunks:
+        sr = _half_sharpe(block, plan, cols)
+        if kept is not None:
+            kept[:, cols] = sr
+        arg = np.argmax(sr, axis=1)
+        value = sr[rows, arg]
+        better = value > best_value  # strictly: an equal later trial does not replace the first
+        best_value[better] = value[better]
+        best[better] = arg[better] + cols.start
+    # the out-of-sample Sharpe ratio of each split's in-sample best ...
+    star = np.empty(k)
+    for cols in chunks:
+        mine = np.flatnonzero((best >= cols.start) & (best < cols.stop))
+        if mine.size:
+            star[mine] = sharpe(cols)[complement[mine], best[mine] - cols.start]
+    # ... and its rank there: row j of the matrix is the out-of-sample half of split complement[j]
+    below = np.zeros(k, dtype=np.int64)
+    equal = np.zeros(k, dtype=np.int64)
+    threshold = star[complement][:, None]
+    for cols in chunks:
+        sr = sharpe(cols)
+        below[complement] += np.count_nonzero(sr < threshold, axis=1)
+        equal[complement] += np.count_nonzero(sr == threshold, axis=1)
+    omega = (below + (equal + 1) / 2.0) / (n_trials + 1)
+    logits = np.log(omega / (1.0 - omega))
+    return Cscv(float(np.count_nonzero(logits <= 0.0)) / k, logits)
+
+
+# ------------------------------------------------------------------ a sweep's statistics
+
+
+@dataclass(frozen=True)
+class SweepStatistics:
+    """What the whole grid tells, before its top result is known (the engine computes
+    it); ``reason`` says why the values are None, if they are."""
+
+    trials: int
+    days: int
+    pbo_blocks: int
+    sharpe_variance: float | None = None
+    expected_max_sharpe: float | None = None
+    pbo: float | None = None
+    logits: list[float] | None = None
+    reason: str | None = None
+    # Per trial, grid order: the moments the top result's PSR and DSR need.
+    moments: TrialMoments | None = field(default=None, repr=False)
+
+
+def sweep_statistics(moments: TrialMoments, block: BlockSums | None, pbo_blocks: int) -> SweepStatistics:
+    """V, SR0 and PBO of a grid from its trials' moments and block sums."""
+    trials, days = int(moments.sharpe.shape[0]), moments.days
+    base: dict[str, Any] = {"trials": trials, "days": days, "pbo_blocks": pbo_blocks}
+    if trials < 2:
+        return SweepStatistics(**base, reason=f"{trials} trial: the statistics need at least 2 combinations")
+    if days < 2 * pbo_blocks:
+        return SweepStatistics(
+            **base, reason=f"{days} daily returns: {pbo_blocks} blocks need at least {2 * pbo_blocks} ({pbo_blocks} x 2)"
+        )
+    finite = bool(np.all(np.isfinite(moments.sharpe)))
+    if block is not None:
+        finite = finite and bool(np.all(np.isfinite(block.sums)) and np.all(np.isfinite(block.squares)))
+    if not finite:
+        return SweepStatistics(**base, reason="a combination's daily returns are not all finite (its equity reached 0)")
+    if block is None or block.blocks != pbo_blocks or block.trials != trials:
+        raise ValueError("the block sums do not match the trials and pbo_blocks")
+    variance = float(np.var(moments.sharpe, ddof=1))
+    outcome = cscv(block)
+    return SweepStatistics(
+        **base,
+        sharpe_variance=variance,
+        expected_max_sharpe=expected_max_sharpe(variance, trials),
+        pbo=outcome.pbo,
+        logits=outcome.logits.tolist(),
+        moments=moments,
+    )
+
+
+def overfitting_view(stats: SweepStatistics, top: int | None) -> dict[str, Any]:
+    """The ``overfitting`` object of ``best``, ``top`` being the grid index of its first row
+    (None when no combination qualifies)."""
+    psr = dsr = None
+    reason = stats.reason
+    if reason is None and stats.moments is not None and stats.expected_max_sharpe is not None:
+        if top is None:
+            reason = "no combination reached min_trades: there is no top result for PSR and DSR"
+        else:
+            m = stats.moments
+            sr, skew, kurt = float(m.sharpe[top]), float(m.skewness[top]), float(m.kurtosis[top])
+            psr = probabilistic_sharpe_ratio(sr, skew, kurt, m.days, 0.0)
+            dsr = probabilistic_sharpe_ratio(sr, skew, kurt, m.days, stats.expected_max_sharpe)
+            if psr is None or dsr is None:
+                reason = "the top result's returns make PSR undefined (a non-positive variance term)"
+    return {
+        "trials": stats.trials,
+        "probabilistic_sharpe_ratio": psr,
+        "deflated_sharpe_ratio": dsr,
+        "expected_max_sharpe": stats.expected_max_sharpe,
+        "pbo": stats.pbo,
+        "pbo_blocks": stats.pbo_blocks,
+        "logits": stats.logits,
+        "days": stats.days,
+        "sharpe_variance": stats.sharpe_variance,
+        "reason": reason,
+    }
