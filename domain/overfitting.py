@@ -4,46 +4,15 @@ A sweep tries N combinations on one history and keeps the best. With hundreds of
 trials, the best in-sample Sharpe ratio is mostly the maximum of noise; these
 statistics (Bailey & López de Prado, "The Deflated Sharpe Ratio", 2014; Bailey,
 Borwein, López de Prado & Zhu, "The Probability of Backtest Overfitting", 2015)
-say how much. They are defined exactly as follows (the API's /docs repeat it):
+say how much. ``DEFINITIONS`` below defines them exactly; the API's /docs show
+that text.
 
-Trials
-------
-Every combination of the grid, including those under ``min_trades``. Each has
-the daily-return series its Sharpe ratio uses (``domain.metrics``: one return per
-local day, r_d = E_d / E_{d-1} - 1). SR_n = mean / std (ddof=1) of those daily
-returns, not annualised; a zero standard deviation gives 0. V = the variance
-(ddof=1) of the SR_n. T = the number of daily returns (the same for all trials).
-
-PSR and DSR of the top result
------------------------------
-The top result is the first row of the sweep's ``best``. With its SR, skewness γ3
-and kurtosis γ4 (population moments, non-excess: a normal distribution gives 3):
-
-- PSR(SR*) = Φ((SR - SR*) · √(T - 1) / √(1 - γ3·SR + (γ4 - 1)/4 · SR²));
-- SR0 = √V · ((1 - γ) · Φ⁻¹(1 - 1/N) + γ · Φ⁻¹(1 - 1/(N·e))), γ the
-  Euler–Mascheroni constant, N the number of trials (``expected_max_sharpe``);
-- ``probabilistic_sharpe_ratio`` = PSR(0); ``deflated_sharpe_ratio`` = PSR(SR0).
-
-PBO by CSCV
------------
-1. The T × N matrix of daily returns is split into S contiguous blocks of equal
-   size (``pbo_blocks``, default 16, even, from 4 to 16), dropping the first
-   T mod S rows.
-2. For each of the C(S, S/2) choices of in-sample blocks (the rest out of sample,
-   in the lexicographic order of ``itertools.combinations``): n* = the in-sample
-   best by per-period Sharpe ratio (ties: the first in grid order); ω = the
-   out-of-sample rank of n* (1 = worst ... N = best, average ranks for ties) /
-   (N + 1); λ = ln(ω / (1 - ω)), the split's logit.
-3. PBO = the share of splits with λ ≤ 0.
-
-Where N < 2 or T < 2S, every value is null and ``reason`` says why; so are PSR
-and DSR when no combination reached ``min_trades`` (there is no top result).
-
-Why blocks of sums: the engine accumulates, per block and combination, the sum
-and the sum of squares of the daily returns (2·S·N numbers) instead of keeping
+Why blocks of sums: the engine accumulates, per CSCV block and combination, the
+sum and the sum of squares of the daily returns (2·S·N numbers) instead of keeping
 the T × N matrix, so its memory follows the grid, not days × grid; the Sharpe
-ratio of any union of blocks follows from them exactly (up to rounding, which
-is why a variance within rounding of zero counts as zero).
+ratio of any union of blocks follows from them exactly (up to rounding, which is
+why a variance within rounding of zero counts as zero, and why Sharpe ratios
+equal to 1e-9 relative are ties).
 
 Pure Python and NumPy: Φ and Φ⁻¹ are ``statistics.NormalDist``'s.
 """
@@ -67,6 +36,9 @@ PBO_BLOCKS_MIN: Final = 4
 # At most 16: C(16, 8) = 12,870 splits, each ranking every combination (C(18, 9) would be 48,620).
 PBO_BLOCKS_MAX: Final = 16
 
+# Sharpe ratios of a CSCV half that agree to this relative difference are a tie.
+TIE_RELATIVE: Final = 1e-9
+
 # A variance computed from sums within this many ulps of the sum of squares is zero.
 _VARIANCE_ULPS: Final = 64.0
 # The CSCV's (halves x trials) matrix of Sharpe ratios is computed this many values at a
@@ -78,6 +50,36 @@ _CSCV_KEEP_VALUES: Final = 1 << 23
 _NORMAL: Final = NormalDist()
 
 FloatArray = npt.NDArray[np.float64]
+
+DEFINITIONS: Final = f"""\
+**Trials**: every combination of the grid, including those under `min_trades`. Each has
+the daily-return series its Sharpe ratio uses. SRₙ = mean / std (ddof = 1) of those daily
+returns, not annualised; a zero standard deviation gives 0. V = the variance (ddof = 1) of
+the SRₙ. T = the number of daily returns (`days`), N the number of trials (`trials`).
+
+**PSR and DSR of the top result** (the first row of `best`), with its SR, skewness γ₃ and
+kurtosis γ₄ (population moments, non-excess: a normal distribution gives 3):
+
+* PSR(SR*) = Φ((SR − SR*)·√(T − 1) / √(1 − γ₃·SR + (γ₄ − 1)/4·SR²));
+* `expected_max_sharpe` SR₀ = √V·((1 − γ)·Φ⁻¹(1 − 1/N) + γ·Φ⁻¹(1 − 1/(N·e))), γ the
+  Euler–Mascheroni constant;
+* `probabilistic_sharpe_ratio` = PSR(0); `deflated_sharpe_ratio` = PSR(SR₀).
+
+**PBO by CSCV** (combinatorially symmetric cross-validation):
+
+1. The T × N matrix of daily returns is split into S contiguous blocks of equal size
+   (`pbo_blocks`: even, from {PBO_BLOCKS_MIN} to {PBO_BLOCKS_MAX}, default {PBO_BLOCKS_DEFAULT}),
+   dropping the first T mod S rows.
+2. For each of the C(S, S/2) choices of in-sample blocks (the rest out of sample), in the
+   order of Python's `itertools.combinations`: n* = the in-sample best by per-period Sharpe
+   ratio (ties: the first in grid order, which is fast ascending, then slow ascending);
+   ω = the out-of-sample rank of n* (1 = worst … N = best, average ranks for ties) / (N + 1);
+   λ = ln(ω / (1 − ω)), the split's entry in `logits`. Sharpe ratios equal to 1e-9 relative
+   are ties (they differ by rounding only).
+3. `pbo` = the share of splits with λ ≤ 0.
+
+Where N < 2 or T < 2S, every value is `null` and `reason` says why; so are PSR and DSR
+when no combination reached `min_trades` (there is no top result)."""
 
 
 def pbo_blocks_problem(blocks: int) -> str | None:
@@ -277,12 +279,16 @@ class Cscv:
 def cscv(block: BlockSums) -> Cscv:
     """PBO by combinatorially symmetric cross-validation over the block sums (module docstring).
 
+    Two Sharpe ratios that agree to ``TIE_RELATIVE`` are a tie: combinations that held
+    the same positions over a half have the same Sharpe ratio there in exact arithmetic,
+    and only rounding (their equities differ) would otherwise order them.
+
     The out-of-sample half of a split is the in-sample half of another (its complement),
     so the Sharpe ratio of every half is computed once, as a (halves x trials) matrix,
-    in chunks of trials: a first pass finds each split's in-sample best (the first
-    maximum: grid order breaks ties); a second counts the trials below and equal to it
-    out of sample, from the matrix kept whole when it has at most ``_CSCV_KEEP_VALUES``
-    values, else from the chunks computed again."""
+    in chunks of trials; it is kept whole when it has at most ``_CSCV_KEEP_VALUES``
+    values, else its chunks are computed again for each of the three passes: each
+    split's in-sample maximum, the first trial (grid order) that ties it, and the
+    trials below and tied with that one out of sample."""
     s, n_trials = block.blocks, block.trials
     if s < 2 or s % 2 or n_trials < 2 or block.rows < 1:
         raise ValueError("CSCV needs an even number of blocks, at least 2 trials and non-empty blocks")
@@ -294,22 +300,24 @@ def cscv(block: BlockSums) -> Cscv:
     width = max(1, _CSCV_CHUNK_VALUES // k)
     chunks = [slice(lo, min(lo + width, n_trials)) for lo in range(0, n_trials, width)]
     kept = np.empty((k, n_trials)) if k * n_trials <= _CSCV_KEEP_VALUES else None
+    if kept is not None:
+        for cols in chunks:
+            kept[:, cols] = _half_sharpe(block, plan, cols)
 
     def sharpe(cols: slice) -> FloatArray:
         return kept[:, cols] if kept is not None else _half_sharpe(block, plan, cols)
 
-    best_value = np.full(k, -np.inf)
-    best = np.zeros(k, dtype=np.intp)
+    top = np.full(k, -np.inf)
+    for cols in chunks:
+        np.maximum(top, sharpe(cols).max(axis=1), out=top)
+    floor = (top - np.abs(top) * TIE_RELATIVE)[:, None]
+    best = np.full(k, -1, dtype=np.intp)  # the first trial that ties the in-sample maximum
     rows = np.arange(k)
     for cols in chunks:
-        sr = _half_sharpe(block, plan, cols)
-        if kept is not None:
-            kept[:, cols] = sr
-        arg = np.argmax(sr, axis=1)
-        value = sr[rows, arg]
-        better = value > best_value  # strictly: an equal later trial does not replace the first
-        best_value[better] = value[better]
-        best[better] = arg[better] + cols.start
+        ties = sharpe(cols) >= floor
+        first = np.argmax(ties, axis=1)
+        found = (best < 0) & ties[rows, first]
+        best[found] = first[found] + cols.start
     # the out-of-sample Sharpe ratio of each split's in-sample best ...
     star = np.empty(k)
     for cols in chunks:
@@ -317,14 +325,17 @@ def cscv(block: BlockSums) -> Cscv:
         if mine.size:
             star[mine] = sharpe(cols)[complement[mine], best[mine] - cols.start]
     # ... and its rank there: row j of the matrix is the out-of-sample half of split complement[j]
+    centre = star[complement]
+    spread = np.abs(centre) * TIE_RELATIVE
+    low, high = (centre - spread)[:, None], (centre + spread)[:, None]
     below = np.zeros(k, dtype=np.int64)
-    equal = np.zeros(k, dtype=np.int64)
-    threshold = star[complement][:, None]
+    tied = np.zeros(k, dtype=np.int64)
     for cols in chunks:
         sr = sharpe(cols)
-        below[complement] += np.count_nonzero(sr < threshold, axis=1)
-        equal[complement] += np.count_nonzero(sr == threshold, axis=1)
-    omega = (below + (equal + 1) / 2.0) / (n_trials + 1)
+        under = np.count_nonzero(sr < low, axis=1)
+        below[complement] += under
+        tied[complement] += np.count_nonzero(sr <= high, axis=1) - under
+    omega = (below + (tied + 1) / 2.0) / (n_trials + 1)
     logits = np.log(omega / (1.0 - omega))
     return Cscv(float(np.count_nonzero(logits <= 0.0)) / k, logits)
 
@@ -378,6 +389,33 @@ def sweep_statistics(moments: TrialMoments, block: BlockSums | None, pbo_blocks:
     )
 
 
+# The thresholds of the plain-language reading: skill needs both a DSR of at least 0.95 (the
+# usual 5 % test) and a PBO under 0.1; a DSR under 0.5 or a PBO of 0.5 or more reads as overfit.
+READING_DSR_SKILL: Final = 0.95
+READING_PBO_SKILL: Final = 0.1
+READING_DSR_LUCK: Final = 0.5
+READING_PBO_LUCK: Final = 0.5
+
+
+def overfitting_reading(dsr: float | None, pbo: float | None) -> str:
+    """One plain-language sentence on the DSR and the PBO (the dashboard and the email show it)."""
+    if dsr is None and pbo is None:
+        return "Not enough data for the overfitting statistics."
+    facts = []
+    if dsr is not None:
+        facts.append(f"the chance that the best combination's true Sharpe ratio beats the best that luck alone "
+                     f"would show over this many trials is {dsr:.0%} (deflated Sharpe ratio)")
+    if pbo is not None:
+        facts.append(f"the in-sample best fell to the bottom half out of sample in {pbo:.0%} of the splits (PBO)")
+    if (dsr is not None and dsr < READING_DSR_LUCK) or (pbo is not None and pbo >= READING_PBO_LUCK):
+        verdict = "Probably overfit"
+    elif dsr is not None and dsr >= READING_DSR_SKILL and pbo is not None and pbo < READING_PBO_SKILL:
+        verdict = "Probably a real edge"
+    else:
+        verdict = "Inconclusive"
+    return f"{verdict}: {' and '.join(facts)}."
+
+
 def overfitting_view(stats: SweepStatistics, top: int | None) -> dict[str, Any]:
     """The ``overfitting`` object of ``best``, ``top`` being the grid index of its first row
     (None when no combination qualifies)."""
@@ -404,4 +442,5 @@ def overfitting_view(stats: SweepStatistics, top: int | None) -> dict[str, Any]:
         "days": stats.days,
         "sharpe_variance": stats.sharpe_variance,
         "reason": reason,
+        "reading": overfitting_reading(dsr, stats.pbo),
     }
