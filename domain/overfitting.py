@@ -403,8 +403,8 @@ def overfitting_reading(dsr: float | None, pbo: float | None) -> str:
         return "Not enough data for the overfitting statistics."
     facts = []
     if dsr is not None:
-        facts.append(f"the chance that the best combination's true Sharpe ratio beats the best that luck alone "
-                     f"would show over this many trials is {dsr:.0%} (deflated Sharpe ratio)")
+        facts.append(f"the deflated Sharpe ratio puts the chance that the best combination beats luck over this "
+                     f"many trials at {dsr:.0%}")
     if pbo is not None:
         facts.append(f"the in-sample best fell to the bottom half out of sample in {pbo:.0%} of the splits (PBO)")
     if (dsr is not None and dsr < READING_DSR_LUCK) or (pbo is not None and pbo >= READING_PBO_LUCK):

@@ -178,3 +178,13 @@ def test_pbo_blocks_rule(blocks: int) -> None:
 @pytest.mark.parametrize("blocks", [4, 6, 10, 16])
 def test_pbo_blocks_allowed(blocks: int) -> None:
     assert of.pbo_blocks_problem(blocks) is None
+
+
+def test_the_plain_language_reading() -> None:
+    assert of.overfitting_reading(0.99, 0.02).startswith("Probably a real edge: ")
+    assert of.overfitting_reading(0.3, 0.02).startswith("Probably overfit: ")
+    assert of.overfitting_reading(0.99, 0.6).startswith("Probably overfit: ")
+    assert of.overfitting_reading(0.8, 0.2).startswith("Inconclusive: ")
+    text = of.overfitting_reading(0.857, 0.479)
+    assert "at 86%" in text and "48% of the splits (PBO)" in text and text.endswith(".")
+    assert of.overfitting_reading(None, None) == "Not enough data for the overfitting statistics."
