@@ -12,7 +12,7 @@ sum and the sum of squares of the daily returns (2·S·N numbers) instead of kee
 the T × N matrix, so its memory follows the grid, not days × grid; the Sharpe
 ratio of any union of blocks follows from them exactly (up to rounding, which is
 why a variance within rounding of zero counts as zero, and why Sharpe ratios
-equal to 1e-9 relative are ties).
+are compared on their first 30 significant bits).
 
 Pure Python and NumPy: Φ and Φ⁻¹ are ``statistics.NormalDist``'s.
 """
@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import combinations
 from statistics import NormalDist
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -36,20 +39,25 @@ PBO_BLOCKS_MIN: Final = 4
 # At most 16: C(16, 8) = 12,870 splits, each ranking every combination (C(18, 9) would be 48,620).
 PBO_BLOCKS_MAX: Final = 16
 
-# Sharpe ratios of a CSCV half that agree to this relative difference are a tie.
-TIE_RELATIVE: Final = 1e-9
+# Sharpe ratios of a CSCV half are compared on their first 30 significant bits (about 9
+# significant digits; the 22 low bits of the 52-bit mantissa cleared): equal there, they tie.
+TIE_BITS: Final = 30
+_TIE_MASK: Final = np.int64(~((1 << (52 - TIE_BITS)) - 1))
 
 # A variance computed from sums within this many ulps of the sum of squares is zero.
 _VARIANCE_ULPS: Final = 64.0
 # The CSCV's (halves x trials) matrix of Sharpe ratios is computed this many values at a
-# time (8 MiB of float64 for each of its few temporaries) and kept whole up to
-# _CSCV_KEEP_VALUES (64 MiB: S2's 12,870 x 590 are kept); larger grids compute it twice.
-_CSCV_CHUNK_VALUES: Final = 1 << 20
+# time (2 MiB of float64 for each of its few temporaries: they stay in cache) and kept
+# whole up to _CSCV_KEEP_VALUES (64 MiB: S2's 12,870 x 590 are kept); larger grids
+# compute it twice.
+_CSCV_CHUNK_VALUES: Final = 1 << 18
 _CSCV_KEEP_VALUES: Final = 1 << 23
 
 _NORMAL: Final = NormalDist()
 
 FloatArray = npt.NDArray[np.float64]
+T = TypeVar("T")
+R = TypeVar("R")
 
 DEFINITIONS: Final = f"""\
 **Trials**: every combination of the grid, including those under `min_trades`. Each has
@@ -74,8 +82,9 @@ kurtosis γ₄ (population moments, non-excess: a normal distribution gives 3):
    order of Python's `itertools.combinations`: n* = the in-sample best by per-period Sharpe
    ratio (ties: the first in grid order, which is fast ascending, then slow ascending);
    ω = the out-of-sample rank of n* (1 = worst … N = best, average ranks for ties) / (N + 1);
-   λ = ln(ω / (1 − ω)), the split's entry in `logits`. Sharpe ratios equal to 1e-9 relative
-   are ties (they differ by rounding only).
+   λ = ln(ω / (1 − ω)), the split's entry in `logits`. Sharpe ratios are compared on their
+   first 30 significant bits (about 9 digits): equal there, they are ties (combinations that
+   held the same positions differ by rounding only).
 3. `pbo` = the share of splits with λ ≤ 0.
 
 Where N < 2 or T < 2S, every value is `null` and `reason` says why; so are PSR and DSR
@@ -225,16 +234,19 @@ def _sum_plan(subsets: npt.NDArray[np.intp]) -> _SumPlan:
     return _SumPlan(None, _sum_plan(left), left_of.reshape(-1), _sum_plan(right), right_of.reshape(-1))
 
 
-def _subset_sums(values: FloatArray, plan: _SumPlan) -> FloatArray:
-    """Row k: the sum of ``values``' rows in the plan's k-th subset. A subset costs about
-    one addition per trial instead of one per block; every trial goes through the same
-    additions in the same order, so trials with equal returns get bit-equal sums (ties
-    stay ties)."""
+def _subset_sums(values: FloatArray, plan: _SumPlan, out: FloatArray | None = None,
+                 scratch: FloatArray | None = None) -> FloatArray:
+    """Row k: the sum of ``values``' rows in the plan's k-th subset (into ``out``, with
+    ``scratch`` of the same shape as room, when given). A subset costs about one addition
+    per trial instead of one per block; every trial goes through the same additions in
+    the same order, so trials with equal returns get bit-equal sums (ties stay ties)."""
     if plan.pick is not None:
-        return values[plan.pick]
-    assert plan.left is not None and plan.right is not None
-    out = _subset_sums(values, plan.left)[plan.left_of]
-    out += _subset_sums(values, plan.right)[plan.right_of]
+        return np.take(values, plan.pick, axis=0, out=out, mode="clip")
+    assert plan.left is not None and plan.left_of is not None
+    assert plan.right is not None and plan.right_of is not None
+    out = np.take(_subset_sums(values, plan.left), plan.left_of, axis=0, out=out, mode="clip")
+    scratch = np.take(_subset_sums(values, plan.right), plan.right_of, axis=0, out=scratch, mode="clip")
+    out += scratch
     return out
 
 
@@ -243,29 +255,54 @@ def _halves(blocks: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], _S
     """The CSCV's halves (``cscv_splits``), each one's complement (the row of the other
     half) and the plan to sum them."""
     halves = cscv_splits(blocks)
-    index = {tuple(row): i for i, row in enumerate(halves.tolist())}
-    everything = set(range(blocks))
-    complement = np.array([index[tuple(sorted(everything - set(row)))] for row in halves.tolist()], dtype=np.intp)
-    return halves, complement, _sum_plan(halves)
+    masks = (np.int64(1) << halves.astype(np.int64)).sum(axis=1)  # each half as a bit set
+    order = np.argsort(masks)
+    complement = order[np.searchsorted(masks, ((1 << blocks) - 1) ^ masks, sorter=order)]
+    return halves, complement.astype(np.intp), _sum_plan(halves)
 
 
-def _half_sharpe(block: BlockSums, plan: _SumPlan, cols: slice) -> FloatArray:
+class _Workspace:
+    """The buffers of ``_half_sharpe`` for chunks of up to ``width`` trials, allocated once
+    per CSCV: a fresh array of megabytes for every step costs more (page faults) than the
+    arithmetic in it."""
+
+    def __init__(self, halves: int, width: int) -> None:
+        self.both = np.empty((halves, 2 * width))
+        self.scratch = np.empty((halves, 2 * width))
+        self.m2 = np.empty((halves, width))
+        self.flat = np.empty((halves, width), dtype=bool)
+        self.sharpe = np.empty((halves, width))
+
+    def views(self, width: int) -> tuple[FloatArray, FloatArray, FloatArray, npt.NDArray[np.bool_], FloatArray]:
+        if width == self.m2.shape[1]:
+            return self.both, self.scratch, self.m2, self.flat, self.sharpe
+        return (np.empty((self.m2.shape[0], 2 * width)), np.empty((self.m2.shape[0], 2 * width)),
+                self.m2[:, :width].copy(), self.flat[:, :width].copy(), np.empty((self.m2.shape[0], width)))
+
+
+def _half_sharpe(block: BlockSums, plan: _SumPlan, cols: slice, ws: _Workspace) -> FloatArray:
     """The Sharpe ratio of the union of each row's blocks, for the trials ``cols``, up to a
-    positive factor common to all (rankings only): sum / √m2, 0 where the variance is zero
-    or within rounding of it."""
+    positive factor common to all (rankings only): sum / √(n·squares − sum²), 0 where the
+    variance is zero or within rounding of it; on its first ``TIE_BITS`` significant bits
+    (a monotone map: the order stays, and values equal but for rounding become equal).
+    The result is a buffer of ``ws``: valid until the next call."""
     n = block.blocks // 2 * block.rows
-    sums = _subset_sums(block.sums[:, cols], plan)
-    squares = _subset_sums(block.squares[:, cols], plan)
-    m2 = sums * sums
-    m2 *= -1.0 / n
-    m2 += squares
+    width = cols.stop - cols.start
+    both, scratch, m2, flat, out = ws.views(width)
+    # sums and n x squares side by side: one pass of the plan for both
+    _subset_sums(np.concatenate([block.sums[:, cols], n * block.squares[:, cols]], axis=1), plan, both, scratch)
+    sums, squares = both[:, :width], both[:, width:]
+    np.multiply(sums, sums, out=m2)
+    np.subtract(squares, m2, out=m2)  # n x the sum of squared deviations
     squares *= _VARIANCE_ULPS * np.finfo(np.float64).eps
-    flat = m2 <= squares
-    m2[flat] = 1.0
-    np.sqrt(m2, out=m2)
-    sums /= m2
-    sums[flat] = 0.0
-    return sums
+    np.less_equal(m2, squares, out=flat)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        np.sqrt(m2, out=m2)
+        np.divide(sums, m2, out=out)
+    np.copyto(out, 0.0, where=flat)
+    bits = out.view(np.int64)
+    bits &= _TIE_MASK
+    return out
 
 
 @dataclass(frozen=True)
@@ -276,66 +313,114 @@ class Cscv:
     logits: FloatArray
 
 
-def cscv(block: BlockSums) -> Cscv:
+def _workers() -> int:
+    """Threads for the CSCV: the CPUs this process may use, at most 4 (NumPy releases the
+    GIL in its loops, so chunks of trials run side by side)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(4, cpus))
+
+
+def _in_groups(items: list[T], groups: int, work: Callable[[list[T]], list[R]]) -> list[R]:
+    """``work`` over ``items`` in at most ``groups`` contiguous groups, one thread each; the
+    results in the order of ``items`` (so whatever is merged from them does not depend on
+    the number of threads)."""
+    size = -(-len(items) // max(1, groups))
+    parts = [items[i : i + size] for i in range(0, len(items), size)]
+    if len(parts) == 1:
+        return work(parts[0])
+    with ThreadPoolExecutor(len(parts)) as pool:
+        return [r for done in pool.map(work, parts) for r in done]
+
+
+def cscv(block: BlockSums, workers: int | None = None) -> Cscv:
     """PBO by combinatorially symmetric cross-validation over the block sums (module docstring).
 
-    Two Sharpe ratios that agree to ``TIE_RELATIVE`` are a tie: combinations that held
-    the same positions over a half have the same Sharpe ratio there in exact arithmetic,
-    and only rounding (their equities differ) would otherwise order them.
+    Sharpe ratios are compared on their first ``TIE_BITS`` significant bits: combinations
+    that held the same positions over a half have the same Sharpe ratio there in exact
+    arithmetic, and only rounding (their equities differ) would otherwise order them.
 
     The out-of-sample half of a split is the in-sample half of another (its complement),
-    so the Sharpe ratio of every half is computed once, as a (halves x trials) matrix,
-    in chunks of trials; it is kept whole when it has at most ``_CSCV_KEEP_VALUES``
-    values, else its chunks are computed again for each of the three passes: each
-    split's in-sample maximum, the first trial (grid order) that ties it, and the
-    trials below and tied with that one out of sample."""
+    so the Sharpe ratio of every half is computed once, as a (halves x trials) matrix, in
+    chunks of trials (on ``workers`` threads; the result is the same for any number): the
+    first maximum of each row over the chunks in order is the split's in-sample best (a
+    later trial replaces it only when strictly better: grid order breaks ties). The matrix
+    is kept whole when it has at most ``_CSCV_KEEP_VALUES`` values, else its chunks are
+    computed again to rank each best out of sample."""
     s, n_trials = block.blocks, block.trials
     if s < 2 or s % 2 or n_trials < 2 or block.rows < 1:
         raise ValueError("CSCV needs an even number of blocks, at least 2 trials and non-empty blocks")
     if s // 2 * block.rows < 2:
         raise ValueError("each half needs at least 2 returns")
+    threads = _workers() if workers is None else max(1, workers)
     # complement[i]: the row of halves that is split i's out-of-sample half
     halves, complement, plan = _halves(s)
     k = halves.shape[0]
     width = max(1, _CSCV_CHUNK_VALUES // k)
     chunks = [slice(lo, min(lo + width, n_trials)) for lo in range(0, n_trials, width)]
     kept = np.empty((k, n_trials)) if k * n_trials <= _CSCV_KEEP_VALUES else None
-    if kept is not None:
-        for cols in chunks:
-            kept[:, cols] = _half_sharpe(block, plan, cols)
-
-    def sharpe(cols: slice) -> FloatArray:
-        return kept[:, cols] if kept is not None else _half_sharpe(block, plan, cols)
-
-    top = np.full(k, -np.inf)
-    for cols in chunks:
-        np.maximum(top, sharpe(cols).max(axis=1), out=top)
-    floor = (top - np.abs(top) * TIE_RELATIVE)[:, None]
-    best = np.full(k, -1, dtype=np.intp)  # the first trial that ties the in-sample maximum
     rows = np.arange(k)
-    for cols in chunks:
-        ties = sharpe(cols) >= floor
-        first = np.argmax(ties, axis=1)
-        found = (best < 0) & ties[rows, first]
-        best[found] = first[found] + cols.start
-    # the out-of-sample Sharpe ratio of each split's in-sample best ...
-    star = np.empty(k)
-    for cols in chunks:
-        mine = np.flatnonzero((best >= cols.start) & (best < cols.stop))
-        if mine.size:
-            star[mine] = sharpe(cols)[complement[mine], best[mine] - cols.start]
-    # ... and its rank there: row j of the matrix is the out-of-sample half of split complement[j]
-    centre = star[complement]
-    spread = np.abs(centre) * TIE_RELATIVE
-    low, high = (centre - spread)[:, None], (centre + spread)[:, None]
-    below = np.zeros(k, dtype=np.int64)
-    tied = np.zeros(k, dtype=np.int64)
-    for cols in chunks:
-        sr = sharpe(cols)
-        under = np.count_nonzero(sr < low, axis=1)
-        below[complement] += under
-        tied[complement] += np.count_nonzero(sr <= high, axis=1) - under
-    omega = (below + (tied + 1) / 2.0) / (n_trials + 1)
+
+    def maxima(part: list[slice]) -> list[tuple[npt.NDArray[np.intp], FloatArray]]:
+        ws, out = _Workspace(k, width), []
+        for cols in part:
+            sr = _half_sharpe(block, plan, cols, ws)
+            if kept is not None:
+                kept[:, cols] = sr
+            first = np.argmax(sr, axis=1)
+            out.append((first + cols.start, sr[rows, first]))
+        return out
+
+    best_value = np.full(k, -np.inf)
+    best = np.zeros(k, dtype=np.intp)
+    for first, value in _in_groups(chunks, threads, maxima):
+        better = value > best_value
+        best_value[better] = value[better]
+        best[better] = first[better]
+
+    # the out-of-sample Sharpe ratio of each split's in-sample best, and its rank there:
+    # row j of the matrix is the out-of-sample half of split complement[j]
+    if kept is not None:
+        threshold = kept[complement, best][complement]
+        step = max(1, _CSCV_CHUNK_VALUES // n_trials)
+
+        def ranks(part: list[int]) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
+            return [(np.count_nonzero(kept[lo : lo + step] < threshold[lo : lo + step, None], axis=1),
+                     np.count_nonzero(kept[lo : lo + step] <= threshold[lo : lo + step, None], axis=1))
+                    for lo in part]
+
+        counted = _in_groups(list(range(0, k, step)), threads, ranks)
+        below = np.concatenate([c[0] for c in counted])[np.argsort(complement)]
+        upto = np.concatenate([c[1] for c in counted])[np.argsort(complement)]
+    else:
+        def stars(part: list[slice]) -> list[tuple[npt.NDArray[np.intp], FloatArray]]:
+            ws, out = _Workspace(k, width), []
+            for cols in part:
+                mine = np.flatnonzero((best >= cols.start) & (best < cols.stop))
+                if mine.size:
+                    out.append((mine, _half_sharpe(block, plan, cols, ws)[complement[mine], best[mine] - cols.start]))
+            return out
+
+        star = np.empty(k)
+        for mine, value in _in_groups(chunks, threads, stars):
+            star[mine] = value
+        threshold_all = star[complement][:, None]
+
+        def counts(part: list[slice]) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
+            ws = _Workspace(k, width)
+            return [(np.count_nonzero((sr := _half_sharpe(block, plan, cols, ws)) < threshold_all, axis=1),
+                     np.count_nonzero(sr <= threshold_all, axis=1)) for cols in part]
+
+        below_rows = np.zeros(k, dtype=np.int64)
+        upto_rows = np.zeros(k, dtype=np.int64)
+        for under, at_most in _in_groups(chunks, threads, counts):
+            below_rows += under
+            upto_rows += at_most
+        below, upto = below_rows[np.argsort(complement)], upto_rows[np.argsort(complement)]
+    # average rank of the ties: below + (tied + 1) / 2, the best itself among the tied
+    omega = (below + (upto - below + 1) / 2.0) / (n_trials + 1)
     logits = np.log(omega / (1.0 - omega))
     return Cscv(float(np.count_nonzero(logits <= 0.0)) / k, logits)
 

@@ -188,3 +188,20 @@ def test_the_plain_language_reading() -> None:
     text = of.overfitting_reading(0.857, 0.479)
     assert "at 86%" in text and "48% of the splits (PBO)" in text and text.endswith(".")
     assert of.overfitting_reading(None, None) == "Not enough data for the overfitting statistics."
+
+
+def test_cscv_is_the_same_on_any_number_of_threads_and_without_the_kept_matrix(monkeypatch) -> None:
+    rng = np.random.default_rng(11)
+    r = rng.normal(0, 0.01, (200, 700))
+    r[:, 5] = r[:, 4]  # ties
+    r[:, 9] = 0.0
+    b = of.block_sums(r, 8)
+    one = of.cscv(b, workers=1)
+    assert np.array_equal(of.cscv(b, workers=3).logits, one.logits)
+    monkeypatch.setattr(of, "_CSCV_KEEP_VALUES", 0)  # grids too large to keep: computed again
+    monkeypatch.setattr(of, "_CSCV_CHUNK_VALUES", 70 * 64)  # several chunks of trials
+    for workers in (1, 2):
+        assert np.array_equal(of.cscv(b, workers=workers).logits, one.logits)
+    want_pbo, want_logits = ref_cscv(r[:, :40], 8)
+    got = of.cscv(of.block_sums(r[:, :40], 8), workers=2)
+    assert got.pbo == want_pbo and np.allclose(got.logits, want_logits, rtol=1e-12)

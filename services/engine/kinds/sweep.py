@@ -107,8 +107,10 @@ class SweepRunner:
                     pbo_blocks=spec.pbo_blocks or PBO_BLOCKS_DEFAULT, **settings,
                 )
                 rows, statistics = outcome.rows, statistics_message(outcome.statistics)
+                statistics_seconds = outcome.statistics_seconds
             else:
-                rows, statistics = await asyncio.to_thread(run_sweep, bars, strategy, combos, **settings), None
+                rows = await asyncio.to_thread(run_sweep, bars, strategy, combos, **settings)
+                statistics, statistics_seconds = None, 0.0
         except SweepCancelled:
             if ctx.stopping:
                 raise ctx.shutting_down(job.job_id) from None
@@ -131,5 +133,6 @@ class SweepRunner:
         )
         log.info(
             "sweep done",
-            extra={"job_id": job.job_id, "combos": n_combos, "bars": n_bars, "seconds": round(elapsed, 3)},
+            extra={"job_id": job.job_id, "combos": n_combos, "bars": n_bars, "seconds": round(elapsed, 3),
+                   "statistics_seconds": round(statistics_seconds, 3)},
         )
