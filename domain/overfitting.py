@@ -14,6 +14,11 @@ ratio of any union of blocks follows from them exactly (up to rounding, which is
 why a variance within rounding of zero counts as zero, and why Sharpe ratios
 are compared on their first 30 significant bits).
 
+Cost: the CSCV ranks every trial in each of C(S, S/2) splits, O(C(S, S/2) x N)
+whatever the number of bars: with S = 16, about 0.1 s for S2's 590 trials and 0.8 s
+for 5,000 on one core of the development machine (about 20 s for the largest grid,
+124,750 trials).
+
 Pure Python and NumPy: Φ and Φ⁻¹ are ``statistics.NormalDist``'s.
 """
 
@@ -280,14 +285,14 @@ class _Workspace:
                 self.m2[:, :width].copy(), self.flat[:, :width].copy(), np.empty((self.m2.shape[0], width)))
 
 
-def _half_sharpe(block: BlockSums, plan: _SumPlan, cols: slice, ws: _Workspace) -> FloatArray:
+def _half_sharpe(block: BlockSums, plan: _SumPlan, cols: slice | npt.NDArray[np.intp], ws: _Workspace) -> FloatArray:
     """The Sharpe ratio of the union of each row's blocks, for the trials ``cols``, up to a
     positive factor common to all (rankings only): sum / √(n·squares − sum²), 0 where the
     variance is zero or within rounding of it; on its first ``TIE_BITS`` significant bits
     (a monotone map: the order stays, and values equal but for rounding become equal).
     The result is a buffer of ``ws``: valid until the next call."""
     n = block.blocks // 2 * block.rows
-    width = cols.stop - cols.start
+    width = cols.stop - cols.start if isinstance(cols, slice) else len(cols)
     both, scratch, m2, flat, out = ws.views(width)
     # sums and n x squares side by side: one pass of the plan for both
     _subset_sums(np.concatenate([block.sums[:, cols], n * block.squares[:, cols]], axis=1), plan, both, scratch)
@@ -395,17 +400,15 @@ def cscv(block: BlockSums, workers: int | None = None) -> Cscv:
         below = np.concatenate([c[0] for c in counted])[np.argsort(complement)]
         upto = np.concatenate([c[1] for c in counted])[np.argsort(complement)]
     else:
-        def stars(part: list[slice]) -> list[tuple[npt.NDArray[np.intp], FloatArray]]:
-            ws, out = _Workspace(k, width), []
-            for cols in part:
-                mine = np.flatnonzero((best >= cols.start) & (best < cols.stop))
-                if mine.size:
-                    out.append((mine, _half_sharpe(block, plan, cols, ws)[complement[mine], best[mine] - cols.start]))
-            return out
-
+        # the few trials that are some split's best, alone: the same arithmetic, so the
+        # same bits as in the chunks below
+        winners, column = np.unique(best, return_inverse=True)
         star = np.empty(k)
-        for mine, value in _in_groups(chunks, threads, stars):
-            star[mine] = value
+        for lo in range(0, winners.shape[0], width):
+            part = winners[lo : lo + width]
+            mine = np.flatnonzero((column >= lo) & (column < lo + part.shape[0]))
+            star[mine] = _half_sharpe(block, plan, part, _Workspace(k, part.shape[0]))[complement[mine],
+                                                                                     column[mine] - lo]
         threshold_all = star[complement][:, None]
 
         def counts(part: list[slice]) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
@@ -506,6 +509,8 @@ def overfitting_view(stats: SweepStatistics, top: int | None) -> dict[str, Any]:
     (None when no combination qualifies)."""
     psr = dsr = None
     reason = stats.reason
+    if reason is None and stats.moments is None:
+        reason = "the trials' moments are missing: PSR and DSR cannot be computed"
     if reason is None and stats.moments is not None and stats.expected_max_sharpe is not None:
         if top is None:
             reason = "no combination reached min_trades: there is no top result for PSR and DSR"
