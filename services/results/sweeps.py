@@ -156,7 +156,6 @@ def overfitting_message(view: dict[str, Any]) -> results_pb2.SweepOverfitting:
     return out
 
 
-
 @dataclass(frozen=True)
 class SweepRow:
     """One combo's metrics as the engine reports them (None: undefined)."""

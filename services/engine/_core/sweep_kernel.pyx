@@ -12,8 +12,11 @@ series:
 2. For every bar of the chunk (outer loop) every combination is advanced (inner
    loop) using only scalar per-combination state: position, units, cash,
    running peak and worst drawdown, trade counters, Welford accumulators of the
-   daily returns, and for MACD the fast EMA and the signal-EMA state. No
-   per-combination array over bars is ever allocated.
+   daily returns (with their 3rd and 4th central moments, for the overfitting
+   statistics), and for MACD the fast EMA and the signal-EMA state. No
+   per-combination array over bars is ever allocated; with ``day_block`` the day
+   ends also add each return to its CSCV block's sum and sum of squares
+   (blocks x combinations, ``Days``).
 3. Between chunks the GIL is taken back to call ``progress(fraction)`` (throttled
    by time); a False answer stops the sweep and the kernel returns None.
 
@@ -700,7 +703,7 @@ def sweep(const double[::1] open_, const double[::1] close, const int64_t[::1] t
     none; ``domain.overfitting.day_blocks``) and ``blocks`` > 0, the dict also has
     ``block_sum`` and ``block_sq``: float64 [blocks, combinations], the sum and the sum
     of squares of each combination's daily returns in each block."""
-    cdef Py_ssize_t m = fast_idx.shape[0], npd = periods.shape[0], k, b
+    cdef Py_ssize_t m = fast_idx.shape[0], npd = periods.shape[0], k
     _check(open_, close, ts, day_end, periods, kind, direction, fill, signal_period)
     if kind == KIND_WANT:
         raise ValueError("a sweep needs an indicator kind")
