@@ -96,6 +96,21 @@ def test_sweep_from_the_form(browser: Browser) -> None:
     z = page.evaluate("() => document.getElementById('sweep-heatmap').data[0].z")
     assert sum(v is not None for r in z for v in r) == best["returned"]
 
+    # Beside the heatmap: the grid's overfitting statistics, a plain-language reading and the
+    # histogram of the logits of every CSCV split.
+    o = best["overfitting"]
+    page.wait_for_selector("#sweep-logits .main-svg")
+    assert page.inner_text("#sweep-overfitting-reading") == o["reading"]
+    assert page.inner_text("#sweep-overfitting dd[data-stat=dsr]") == f"{o['deflated_sharpe_ratio']:.3f}"
+    assert page.inner_text("#sweep-overfitting dd[data-stat=pbo]") == f"{o['pbo']:.3f}"
+    assert page.inner_text("#sweep-overfitting dd[data-stat=trials]") == "8"
+    drawn = page.evaluate("() => document.getElementById('sweep-logits').data.map(t => t.x.length)")
+    assert sum(drawn) == len(o["logits"]) == 12_870
+    heat_box, panel_box = (page.query_selector(s).bounding_box() for s in ("#sweep-heatmap", "#sweep-overfitting"))
+    assert panel_box["x"] >= heat_box["x"] + heat_box["width"] - 1  # beside it, at laptop width
+    assert hidden_width(page, "#sweep-overfitting") == 0
+    browser.shot("sweeps-overfitting")
+
     # Sorted by score, descending; a click on a header sorts by that column, again reverses it.
     def col(key: str) -> list[str]:
         return page.eval_on_selector_all(
