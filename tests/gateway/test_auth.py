@@ -136,3 +136,14 @@ def test_revoked_key_and_its_sessions_stop_working_within_seconds(gw_distributed
                 break
             time.sleep(0.25)
         assert (by_key, by_cookie) == (401, 401)
+
+
+def test_whoami_says_whether_a_login_is_needed(gw: Gateway, gw_require_auth: Gateway) -> None:
+    """Issue 16: the dashboard asks this to show "no login needed" instead of "Log in"."""
+    with gw.client() as c:
+        assert c.get("/api/v1/auth/whoami").json() == {"tenant_id": "dev", "dev_access": True}
+    with gw_require_auth.client() as c:
+        r = c.get("/api/v1/auth/whoami")
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthenticated"
+        me = c.get("/api/v1/auth/whoami", headers={"X-API-Key": ALPHA_KEY}).json()
+        assert me == {"tenant_id": "alpha", "dev_access": False}

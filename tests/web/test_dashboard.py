@@ -45,7 +45,9 @@ def test_login_page_guards_the_dashboard(browser: Browser) -> None:
     page.wait_for_url(re.compile(r"/ui/login\?next="))
     page.fill("#api-key", "not-a-key")
     page.click("#login-submit")
-    assert "invalid API key" in page.inner_text("#login-form .error-box")
+    refused = page.inner_text("#login-form .error-box")
+    assert "invalid API key" in refused
+    assert "Log in with an API key" not in refused  # issue 16: one message, not two stacked
     page.fill("#api-key", WEB_KEY)
     page.click("#login-submit")
     page.wait_for_url(re.compile(r"/ui/$"))
@@ -93,6 +95,21 @@ def test_sweep_from_the_form(browser: Browser) -> None:
     # The heatmap holds every combination of the results at its (fast, slow) cell.
     z = page.evaluate("() => document.getElementById('sweep-heatmap').data[0].z")
     assert sum(v is not None for r in z for v in r) == best["returned"]
+
+    # Beside the heatmap: the grid's overfitting statistics, a plain-language reading and the
+    # histogram of the logits of every CSCV split.
+    o = best["overfitting"]
+    page.wait_for_selector("#sweep-logits .main-svg")
+    assert page.inner_text("#sweep-overfitting-reading") == o["reading"]
+    assert page.inner_text("#sweep-overfitting dd[data-stat=dsr]") == f"{o['deflated_sharpe_ratio']:.3f}"
+    assert page.inner_text("#sweep-overfitting dd[data-stat=pbo]") == f"{o['pbo']:.3f}"
+    assert page.inner_text("#sweep-overfitting dd[data-stat=trials]") == "8"
+    drawn = page.evaluate("() => document.getElementById('sweep-logits').data.map(t => t.x.length)")
+    assert sum(drawn) == len(o["logits"]) == 12_870
+    heat_box, panel_box = (page.query_selector(s).bounding_box() for s in ("#sweep-heatmap", "#sweep-overfitting"))
+    assert panel_box["x"] >= heat_box["x"] + heat_box["width"] - 1  # beside it, at laptop width
+    assert hidden_width(page, "#sweep-overfitting") == 0
+    browser.shot("sweeps-overfitting")
 
     # Sorted by score, descending; a click on a header sorts by that column, again reverses it.
     def col(key: str) -> list[str]:
@@ -174,6 +191,43 @@ def test_day_by_day_backtest_and_a_day(browser: Browser) -> None:
     assert first.query_selector("table.candles tbody tr") is not None
     page.wait_for_selector("#day-chart .main-svg")
     browser.shot("days-day-detail")
+    # Issue 16: stop and target levels read as prices, not floats' full expansions.
+    previews = page.eval_on_selector_all("#day-positions .position h3 code", "cs => cs.map(c => c.textContent)")
+    for text in previews:
+        for level in re.findall(r"(?:stop_loss|target) \(([^)]*)\)", text):
+            assert re.fullmatch(r"-?\d+\.\d{2}", level), previews
+
+    # Issue 16: opening Day by day again shows the last run, and Jobs names its strategy.
+    page.click("nav a[data-section=jobs]")
+    page.wait_for_selector("#jobs-table tbody tr")
+    page.click("nav a[data-section=days]")
+    page.wait_for_selector("#days-job-id")
+    assert page.inner_text("#days-job-id") == job_id
+    page.wait_for_selector("#days-summary")
+    page.click("nav a[data-section=jobs]")
+    row = page.wait_for_selector(f'#jobs-table tbody tr:has-text("{job_id}")')
+    with api(browser) as c:
+        name = c.get(f"/api/v1/strategies/{strategy_id}").json()["name"]
+    page.wait_for_function("([id, name]) => [...document.querySelectorAll('#jobs-table tbody tr')]"
+                           ".some(tr => tr.textContent.includes(id) && tr.textContent.includes(name))", arg=[job_id, name])
+    assert "100 %" in row.inner_text()  # a finished job shows its progress too
+
+
+def test_strategy_session_in_words(browser: Browser) -> None:
+    """Issue 16: a strategy with only `square_off` set reads as such, never "undefined"."""
+    page = browser.page
+    with api(browser) as c:
+        base = c.get("/api/v1/strategies").json()["strategies"][0]["definition"]
+        made = c.post("/api/v1/strategies", json={**base, "name": "Square-off only",
+                                                  "session": {"square_off": "15:15"}}).json()
+    try:
+        browser.goto(f"/ui/days?strategy={made['strategy_id']}")
+        page.wait_for_selector(f'#days-strategy option[value="{made["strategy_id"]}"]', state="attached")
+        info = page.inner_text("#days-strategy-info")
+        assert "whole day · square off 15:15" in info and "undefined" not in info, info
+    finally:
+        with api(browser) as c:
+            c.delete(f"/api/v1/strategies/{made['strategy_id']}")
 
 
 def test_edit_and_delete_a_strategy(browser: Browser) -> None:
@@ -330,7 +384,7 @@ def test_datasets_upload_and_chart(browser: Browser) -> None:
     page.select_option("#upload-interval", "1d")
     page.click("#upload-submit")
     ok = page.wait_for_selector("#upload-msg .ok-box")
-    assert "Imported WEB-TEST 1d" in ok.inner_text()
+    assert "Imported WEB-TEST 1d (generic)" in ok.inner_text()
     page.wait_for_selector('#upload-progress [aria-valuenow="100"]', state="attached")
     page.wait_for_selector("#dataset-chart .main-svg")
     assert "WEB-TEST" in page.inner_text("#datasets-table")
@@ -341,6 +395,20 @@ def test_datasets_upload_and_chart(browser: Browser) -> None:
     page.click("#upload-submit")
     err = page.wait_for_selector("#upload-msg .error-box")
     assert err.inner_text().strip() and "{" not in err.inner_text()
+
+    # Issue 16: the form takes the exports people have — a Yahoo Finance file, its null row dropped.
+    yahoo = ["Date,Open,High,Low,Close,Adj Close,Volume"]
+    for i in range(30):
+        day = date(2023, 3, 1) + timedelta(days=i)
+        p = 100 + i
+        yahoo.append(f"{day},null,null,null,null,null,null" if i == 5 else f"{day},{p},{p + 2},{p - 2},{p + 1},{p + 0.9},1000")
+    page.set_input_files("#upload-file", files=[{"name": "yahoo.csv", "mimeType": "text/csv",
+                                                 "buffer": ("\n".join(yahoo) + "\n").encode()}])
+    page.fill("#upload-ticker", "WEB-YAHOO")
+    page.select_option("#upload-format", "yahoo")
+    page.click("#upload-submit")
+    ok = page.wait_for_selector("#upload-msg .ok-box:has-text('WEB-YAHOO')")
+    assert "Imported WEB-YAHOO 1d (yahoo): 29 bars" in ok.inner_text() and "1 row dropped" in ok.inner_text()
 
 
 def test_charts_offer_no_way_off_the_gateway(browser: Browser) -> None:

@@ -15,3 +15,11 @@ class LoginResult(ResponseModel):
 
 class LogoutResult(ResponseModel):
     authenticated: bool
+
+
+class WhoAmI(ResponseModel):
+    tenant_id: str
+    dev_access: bool = Field(
+        description="true when no credentials were sent and the dev tenant was assumed (standalone on loopback "
+        "without HINDSIGHT_REQUIRE_AUTH): no login is needed"
+    )

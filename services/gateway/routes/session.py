@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from services.gateway.auth import SESSION_COOKIE
 from services.gateway.backend import Backend
 from services.gateway.body import BodyReader
-from services.gateway.deps import BackendDep, client_address
-from services.gateway.presenters.session import LoginResult, LogoutResult
+from services.gateway.deps import BackendDep, CallerDep, client_address
+from services.gateway.presenters.session import LoginResult, LogoutResult, WhoAmI
 from services.gateway.requests.session import LoginRequest
 
 router = APIRouter(tags=["auth"])
@@ -49,3 +49,11 @@ async def logout(request: Request, response: Response, backend: BackendDep) -> d
         await backend.logout(cookie)
     response.delete_cookie(SESSION_COOKIE, **cookie_attributes(backend))
     return {"authenticated": False}
+
+
+@router.get("/api/v1/auth/whoami", summary="The tenant this request acts for", response_model=WhoAmI)
+async def whoami(caller: CallerDep) -> dict[str, Any]:
+    """The tenant of the key, Bearer token or session cookie sent; in standalone on loopback
+    without HINDSIGHT_REQUIRE_AUTH, a request without credentials acts as the dev tenant
+    (`dev_access`: no login needed). 401 without valid credentials elsewhere."""
+    return {"tenant_id": caller.tenant_id, "dev_access": caller.dev}

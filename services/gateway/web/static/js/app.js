@@ -50,7 +50,18 @@ function renderSession() {
         navigate('/ui/login');
       } }, 'Log out'));
   } else {
-    box.append(h('a', { href: '/ui/login', 'data-link': true }, 'Log in'));
+    const link = h('a', { href: '/ui/login', 'data-link': true, id: 'login-link' }, 'Log in');
+    box.append(link);
+    // Standalone on loopback needs no login: say so instead of offering one.
+    fetch('/api/v1/auth/whoami', { credentials: 'same-origin' })
+      .then((r) => (r.ok ? r.json() : null))
+      .then((me) => {
+        if (me && me.dev_access && !sessionStorage.getItem('hindsight.tenant')) {
+          clear(box).append(h('span', { id: 'dev-access', title: 'standalone on loopback: requests without a key act as the dev tenant' },
+            `tenant ${me.tenant_id} (no login needed)`));
+        }
+      })
+      .catch(() => {});
   }
 }
 export { renderSession };

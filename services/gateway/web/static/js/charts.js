@@ -86,6 +86,27 @@ export async function scoreHeatmap(el, rows, { onPick, metric = 'score', label =
   el.__onPick = onPick;
 }
 
+/**
+ * The histogram of a sweep's CSCV logits (λ of every split); λ <= 0 (the in-sample best fell
+ * to the bottom half out of sample) on the left of the line at 0, in red.
+ */
+export async function logitHistogram(el, logits) {
+  const Plotly = await loadPlotly();
+  const overfit = logits.filter((x) => x <= 0), held = logits.filter((x) => x > 0);
+  const lo = Math.min(0, ...logits), hi = Math.max(0, ...logits);
+  const size = Math.max((hi - lo) / 30, 1e-3);
+  const bins = { start: lo - size / 2, end: hi + size / 2, size };
+  const bar = (name, x, color) => ({
+    type: 'histogram', name, x, xbins: bins, autobinx: false, marker: { color },
+    hovertemplate: `λ %{x}<br>%{y} splits<extra>${name}</extra>`,
+  });
+  await Plotly.react(el, [bar('λ ≤ 0 (overfit)', overfit, '#dc2626'), bar('λ > 0', held, '#16a34a')], layout({
+    barmode: 'overlay', bargap: 0.05,
+    xaxis: { title: { text: 'logit λ of each split' }, zeroline: true, zerolinecolor: '#1b2430', zerolinewidth: 2 },
+    yaxis: { title: { text: 'splits' } },
+  }), CONFIG);
+}
+
 /** Lines over time. series: [{name, x: [iso], y: [number|null], dash?, color?}] */
 export async function lineChart(el, series, { title, yTitle, yType } = {}) {
   const Plotly = await loadPlotly();

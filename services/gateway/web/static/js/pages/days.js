@@ -115,6 +115,17 @@ function candleTable(candleData) {
     h('thead', {}, h('tr', {}, ['Candle', 'Time', 'Open', 'High', 'Low', 'Close', 'Volume'].map((c) => h('th', {}, c)))), h('tbody', {}, rows)));
 }
 
+/** A strategy's session in words, from whichever of its fields are set. */
+export function sessionText(session) {
+  const s = session || {};
+  const parts = [];
+  if (s.start || s.end) parts.push(`session ${s.start || 'first bar'}–${s.end || 'last bar'}`);
+  else parts.push('whole day');
+  if (s.square_off) parts.push(`square off ${s.square_off}`);
+  if (s.timezone) parts.push(s.timezone);
+  return parts.join(' · ');
+}
+
 function positionBlock(p) {
   const entry = p.diagnostic_data || {};
   const exit = p.exit_diagnostic_data || {};
@@ -135,7 +146,7 @@ export async function render(root, { query }) {
   const closers = [];
   const formMsg = h('div', { id: 'days-form-msg' });
   const strategySelect = h('select', { name: 'strategy_id', id: 'days-strategy', required: true });
-  const strategyInfo = h('div', { class: 'small muted' });
+  const strategyInfo = h('div', { class: 'small muted', id: 'days-strategy-info' });
   const strategyMsg = h('div', { id: 'strategy-msg' });
   const editButton = h('button', { type: 'button', class: 'secondary small', id: 'strategy-edit', onclick: () => editStrategy() }, 'Edit');
   const deleteButton = h('button', { type: 'button', class: 'danger small', id: 'strategy-delete', onclick: () => deleteStrategy() }, 'Delete');
@@ -157,7 +168,7 @@ export async function render(root, { query }) {
     h('div', { class: 'full' }, formMsg));
 
   const newMsg = h('div');
-  const newText = h('textarea', { rows: 14, id: 'strategy-json' });
+  const newText = h('textarea', { rows: 26, id: 'strategy-json' });
   newText.value = JSON.stringify(EXAMPLE_STRATEGY, null, 2);
   const editorTitle = h('summary', { id: 'strategy-editor-title' }, 'New strategy (JSON)');
   const saveButton = h('button', { type: 'button', id: 'strategy-save', class: 'hidden', onclick: () => saveStrategy() }, 'Save changes');
@@ -172,10 +183,12 @@ export async function render(root, { query }) {
   const progressCard = h('div', { class: 'card hidden', id: 'days-progress' });
   const calendarCard = h('div', { class: 'card hidden', id: 'days-calendar' });
   const dayCard = h('div', { class: 'card hidden', id: 'day-detail' });
+  // The JSON editor gets the page's whole width below the run form and results.
   root.append(h('h1', {}, 'Day-by-day backtests'),
     h('div', { class: 'split' },
-      h('div', {}, h('div', { class: 'card' }, h('h2', {}, 'Run a strategy day by day'), form), newForm),
-      h('div', {}, progressCard, calendarCard, dayCard)));
+      h('div', {}, h('div', { class: 'card' }, h('h2', {}, 'Run a strategy day by day'), form)),
+      h('div', {}, progressCard, calendarCard, dayCard)),
+    newForm);
 
   // ---- strategies and datasets
   let strategies = [];
@@ -205,7 +218,7 @@ export async function render(root, { query }) {
     const def = s.definition;
     const ds = datasets.find((d) => d.ticker === def.dataset?.ticker && d.interval === def.dataset?.interval);
     strategyInfo.append(
-      `${def.dataset?.ticker} ${def.dataset?.interval} · session ${def.session?.start}–${def.session?.end} ${def.session?.timezone || ''}`,
+      `${def.dataset?.ticker} ${def.dataset?.interval} · ${sessionText(def.session)}`,
       h('br'), ...(def.entries || []).map((e) => h('div', {}, 'entry ', h('code', {}, e.condition))),
       ...(def.exits || []).map((e) => h('div', {}, 'exit ', h('code', {}, e.condition))),
       ds ? h('div', {}, `data ${ds.start.slice(0, 10)} → ${ds.end.slice(0, 10)}`) : h('div', { class: 'neg' }, 'no dataset for this ticker and interval yet'));
@@ -438,7 +451,15 @@ export async function render(root, { query }) {
   });
 
   await loadStrategies(query.get('strategy'));
-  const jobId = query.get('job');
+  let jobId = query.get('job');
+  if (!jobId && !query.get('strategy')) {
+    // Opening the page shows the latest day-by-day run, as it was left.
+    try {
+      const recent = await api('/api/v1/jobs', { query: { limit: 50 } });
+      const last = recent.jobs.find((j) => j.kind === 'day-backtest');
+      if (last) jobId = last.job_id;
+    } catch { /* nothing to show yet */ }
+  }
   if (jobId) {
     try {
       const job = await api(`/api/v1/jobs/${encodeURIComponent(jobId)}`);

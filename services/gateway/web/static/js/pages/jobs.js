@@ -8,13 +8,17 @@ const STATES = ['', 'queued', 'running', 'completed', 'failed', 'cancelled'];
 const PAGE = 25;
 const REFRESH_MS = 2000;
 
+// Strategy names by id, for the day-by-day jobs (whose parameters keep only the id).
+const strategyNames = new Map();
+
 function describe(job) {
   const p = job.parameters || {};
   if (job.kind === 'trading-sweep') {
     return `${p.strategy_type || ''} ${p.ticker || ''} fast ${JSON.stringify(p.fast_range)} slow ${JSON.stringify(p.slow_range)} step ${p.step}`;
   }
   if (job.kind === 'day-backtest') {
-    return `strategy ${String(p.strategy_id || '').slice(0, 8)}… ${p.start_date || ''} → ${p.end_date || ''}${p.user_id ? ` (user ${p.user_id})` : ''}`;
+    const name = strategyNames.get(p.strategy_id) || `strategy ${String(p.strategy_id || '').slice(0, 8)}…`;
+    return `${name} ${p.start_date || ''} → ${p.end_date || ''}${p.user_id ? ` (user ${p.user_id})` : ''}`;
   }
   return job.kind;
 }
@@ -72,7 +76,7 @@ export async function render(root, { query }) {
     { key: 'what', label: 'What', wrap: true, value: describe, format: (j) => h('span', { class: 'small' }, describe(j)) },
     { key: 'status', label: 'State', format: (j) => badge(j.status) },
     { key: 'percent', label: 'Progress', num: true, value: (j) => j.progress.percent,
-      format: (j) => (j.status === 'running' || j.status === 'queued' ? `${num(j.progress.percent, 0)} %` : '') },
+      format: (j) => (j.status === 'completed' ? '100 %' : `${num(j.progress.percent, 0)} %`) },
     { key: 'created_at', label: 'Created (UTC)', format: (j) => when(j.created_at) },
     { key: 'took', label: 'Took', sortable: false, format: (j) => duration(j.started_at, j.completed_at) },
     { key: 'error_message', label: 'Error', wrap: true, format: (j) => (j.error_message
@@ -89,6 +93,13 @@ export async function render(root, { query }) {
     clearTimeout(timer);
     try {
       const out = await api('/api/v1/jobs', { query: { limit: PAGE, offset, status } });
+      const unnamed = out.jobs.some((j) => j.kind === 'day-backtest' && !strategyNames.has((j.parameters || {}).strategy_id));
+      if (unnamed) {
+        try {
+          const list = await api('/api/v1/strategies', { query: { limit: 1000 } });
+          for (const st of list.strategies) strategyNames.set(st.strategy_id, st.name);
+        } catch { /* the ids will do */ }
+      }
       table.setRows(out.jobs);
       root.querySelector('#jobs-total').textContent = `${out.total} job${out.total === 1 ? '' : 's'}`;
       clear(pager).append(

@@ -13,7 +13,8 @@ export async function render(root, { query, navigate }) {
   const form = h('form', { class: 'card', id: 'login-form' },
     h('h1', {}, 'Log in'),
     h('p', { class: 'muted small' }, 'Use an API key. The gateway keeps you signed in with a session cookie for 7 days. ',
-      '`make run` prints the dev key; in that standalone mode the dashboard also works without logging in.'),
+      'On the machine running ', h('code', {}, 'make run'), ' (standalone on loopback) the dashboard works without logging in; ',
+      'elsewhere ask your operator for a key (', h('code', {}, 'hindsight-admin create-key TENANT'), ').'),
     h('label', {}, 'API key', key),
     h('div', { class: 'actions', style: { marginTop: '.8rem' } }, h('button', { type: 'submit', id: 'login-submit' }, 'Log in')),
     msg);
@@ -26,7 +27,8 @@ export async function render(root, { query, navigate }) {
       renderSession();
       navigate(safeNext, { replace: true });
     } catch (err) {
-      show(msg, errorBox(err));
+      // One message: the 401's "Log in with an API key" hint would repeat what this page is.
+      show(msg, errorBox(err.status === 401 ? new Error(err.message) : err));
     }
   });
   root.append(h('div', { class: 'login' }, form));

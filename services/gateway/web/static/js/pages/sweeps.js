@@ -1,10 +1,11 @@
 // Sweeps (seed 001's dashboard flow): a "New sweep" form, live progress from the job's
 // SSE stream, then the best results as a sortable table and a fast × slow heatmap of
-// the score; a click on a cell (or a row) backtests that combination synchronously and
-// shows its equity curve against buy-and-hold.
+// the score, with the grid's overfitting statistics beside it (DSR, PBO, a plain-language
+// reading and the histogram of the CSCV logits); a click on a cell (or a row) backtests
+// that combination synchronously and shows its equity curve against buy-and-hold.
 
 import { api, vocabulary } from '../api.js';
-import { lineChart, purge, scoreHeatmap } from '../charts.js';
+import { lineChart, logitHistogram, purge, scoreHeatmap } from '../charts.js';
 import {
   badge, clear, duration, errorBox, formValues, h, infoBox, int, num, numberOrUndefined, pct, progressBar, show,
   signClass, sortableTable, when,
@@ -38,6 +39,42 @@ const RESULT_COLUMNS = [
   { key: 'trades_per_month', label: 'Trades/mo', num: true, format: (r) => num(r.trades_per_month, 1) },
   { key: 'avg_trade_duration', label: 'Avg trade', title: 'average trade duration', value: (r) => parseFloat(r.avg_trade_duration) },
 ];
+
+// The overfitting statistics of a sweep run (`best`'s `overfitting`): the numbers, the
+// reading the API gives in plain words, and the histogram of the logits of every split.
+function overfittingPanel(o) {
+  const panel = h('div', { class: 'overfitting', id: 'sweep-overfitting' }, h('h3', {}, 'Overfitting'));
+  const chart = h('div', { class: 'chart small', id: 'sweep-logits' });
+  const noDraw = { panel, draw: async () => {} };
+  if (!o) {
+    panel.append(h('p', { class: 'small muted' }, 'Not computed for this run (it was stored before the statistics existed).'));
+    return noDraw;
+  }
+  if (o.reading) panel.append(h('p', { class: 'reading', id: 'sweep-overfitting-reading' }, o.reading));
+  if (o.reason) panel.append(h('p', { class: 'small muted', id: 'sweep-overfitting-reason' }, o.reason));
+  const splits = o.logits ? o.logits.length : null;
+  const items = [
+    ['Deflated Sharpe ratio (DSR)', num(o.deflated_sharpe_ratio, 3), 'dsr',
+      'probability that the best row\'s true Sharpe ratio beats the best of N trials without skill (SR₀)'],
+    ['Probability of backtest overfitting (PBO)', num(o.pbo, 3), 'pbo',
+      'share of CSCV splits where the in-sample best fell to the bottom half out of sample'],
+    ['Probabilistic Sharpe ratio (PSR)', num(o.probabilistic_sharpe_ratio, 3), 'psr', 'probability that the best row\'s true Sharpe ratio is above 0'],
+    ['Expected max Sharpe SR₀ (per day)', num(o.expected_max_sharpe, 4), 'sr0', 'the best per-day Sharpe ratio N trials without skill would show'],
+    ['Trials N', int(o.trials), 'trials', 'every combination of the grid, including those under min trades'],
+    ['Daily returns T', int(o.days), 'days', 'daily returns of each trial'],
+    ['CSCV blocks S / splits', `${o.pbo_blocks} / ${splits === null ? '—' : int(splits)}`, 'blocks', 'C(S, S/2) splits'],
+  ];
+  panel.append(h('dl', { class: 'stats' }, items.flatMap(([label, value, key, title]) => [
+    h('dt', { title }, label), h('dd', { dataset: { stat: key } }, value)])));
+  if (!o.logits || !o.logits.length) return noDraw;
+  panel.append(h('div', { class: 'small muted' }, 'Logits λ of the splits: λ ≤ 0 (red) means the in-sample best was below the median out of sample.'), chart);
+  return {
+    panel,
+    draw: async () => {
+      try { await logitHistogram(chart, o.logits); } catch (err) { chart.replaceWith(errorBox(err)); }
+    },
+  };
+}
 
 function numberInput(name, value, attrs = {}) {
   return h('input', { type: 'number', name, value: String(value), step: '1', required: true, ...attrs });
@@ -204,15 +241,21 @@ export async function render(root, { query, navigate }) {
       best = await api(`/api/v1/sweeps/${encodeURIComponent(runId)}/best`, { query: { ticker: params.ticker, limit: 1000 } });
     } catch (err) { resultsCard.append(errorBox(err)); return; }
     const heat = h('div', { class: 'chart', id: 'sweep-heatmap' });
+    const overfitting = overfittingPanel(best.overfitting);
     const excluded = best.excluded_below_min_trades || 0;
     resultsCard.append(
       h('h2', {}, 'Results'),
       h('div', { class: 'small muted' }, `Sweep run `, h('code', {}, best.sweep_run_id), ` · ${best.total_results} combinations with ≥ ${best.min_trades} trades`,
         excluded ? ` · ${excluded} below min trades (blank cells)` : '',
         best.returned < best.total_results ? ` · the heatmap and table show the best ${best.returned}` : ''),
-      h('h3', {}, 'Score by fast × slow period'),
-      h('div', { class: 'small muted' }, 'Click a cell for that combination\'s equity curve against buy-and-hold.'),
-      heat);
+      h('div', { class: 'beside' },
+        h('div', {},
+          h('h3', {}, 'Score by fast × slow period'),
+          h('div', { class: 'small muted' }, 'Click a cell for that combination\'s equity curve against buy-and-hold.'),
+          heat),
+        overfitting.panel));
+    await overfitting.draw();
+    closers.push(() => purge(overfitting.panel.querySelector('#sweep-logits')));
     if (!best.results.length) {
       resultsCard.append(infoBox(`No combination reached ${best.min_trades} trades: lower "Min trades" or widen the ranges.`));
       heat.remove();
