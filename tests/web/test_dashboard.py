@@ -83,6 +83,8 @@ def test_sweep_from_the_form(browser: Browser) -> None:
     wait_progress_done(page, "#sweep-progress")
     job_id = page.inner_text("#sweep-job-id")
     assert f"job={job_id}" in page.url
+    # Issue 16: "Queued 8 combinations." goes once the sweep has ended.
+    page.wait_for_function("() => document.getElementById('sweep-form-msg').textContent === ''")
 
     page.wait_for_selector("#sweep-heatmap .main-svg")
     page.wait_for_selector("#sweep-table tbody tr")
@@ -136,13 +138,30 @@ def test_sweep_from_the_form(browser: Browser) -> None:
            }""",
         [top["fast_period"], top["slow_period"]],
     )
+    with api(browser) as c:
+        runs_before = c.get("/runs", params={"limit": 0}).json()["total"]
     page.mouse.click(x, y)
     page.wait_for_selector("#sweep-equity-chart .main-svg", timeout=30_000)
     card = page.inner_text("#sweep-equity")
-    assert f"SMA {top['fast_period']}/{top['slow_period']} on DEMO-DAILY" in card and "Saved as run" in card
+    assert f"SMA {top['fast_period']}/{top['slow_period']} on DEMO-DAILY" in card and "Preview (not saved)" in card
     names = page.evaluate("() => document.getElementById('sweep-equity-chart').data.map(t => t.name)")
     assert names == [f"SMA {top['fast_period']}/{top['slow_period']}", "buy and hold"]
+    # Issue 16: a click saves nothing; the clicked cell and its row stay marked.
+    with api(browser) as c:
+        assert c.get("/runs", params={"limit": 0}).json()["total"] == runs_before
+    shape = page.evaluate("() => document.getElementById('sweep-heatmap').layout.shapes")
+    cell = page.evaluate("([f, s]) => { const d = document.getElementById('sweep-heatmap').data[0];"
+                         " return [d.x.indexOf(s), d.y.indexOf(f)]; }", [top["fast_period"], top["slow_period"]])
+    assert len(shape) == 1 and (shape[0]["x0"] + 0.5, shape[0]["y0"] + 0.5) == tuple(cell)
+    selected = page.eval_on_selector_all("#sweep-table tbody tr.selected", "trs => trs.map(t => t.textContent)")
+    assert len(selected) == 1 and selected[0].startswith(f"{top['fast_period']}{top['slow_period']}")
     browser.shot("sweeps-results")
+    # "Save as run" saves it, once.
+    page.click("#sweep-save-run")
+    page.wait_for_selector("#sweep-saved a")
+    assert page.inner_text("#sweep-saved").startswith("Saved as run #")
+    with api(browser) as c:
+        assert c.get("/runs", params={"limit": 0}).json()["total"] == runs_before + 1
 
 
 def list_index(page, key: str) -> int:

@@ -106,8 +106,10 @@ def _engine_error(exc: grpc.aio.AioRpcError) -> ApiError:
     return from_grpc(exc)
 
 
-async def run_backtest(backend: Backend, caller: Caller, spec: engine_pb2.BacktestSpec, replay_of: int = 0):
-    """Backtest on the engine, then save the run at results; (saved run, result)."""
+async def run_backtest(backend: Backend, caller: Caller, spec: engine_pb2.BacktestSpec, replay_of: int = 0,
+                       save: bool = True):
+    """Backtest on the engine, then save the run at results (unless `save` is False: then the
+    run is returned unsaved, without a number); (run, result)."""
     try:
         result = await backend.engine.Backtest(
             engine_pb2.BacktestRequest(tenant_id=caller.tenant_id, spec=spec),
@@ -138,6 +140,8 @@ async def run_backtest(backend: Backend, caller: Caller, spec: engine_pb2.Backte
         execution_time_seconds=result.execution_time_seconds,
         replay_spec=done,
     )
+    if not save:
+        return run, result
     saved = await backend.call(
         backend.runs.SaveRun,
         runs_pb2.SaveRunRequest(tenant_id=caller.tenant_id, run=run, trades=result.trades, equity=result.equity,
@@ -169,6 +173,18 @@ async def backtest(body: BacktestDep, request: Request, backend: BackendDep, cal
 )
 async def backtest_v1(body: BacktestDep, request: Request, backend: BackendDep, caller: CallerDep) -> dict[str, Any]:
     return await _backtest(body, request, backend, caller)
+
+
+@router.post(
+    "/api/v1/runs/backtest/preview",
+    summary="Run one backtest synchronously without saving it",
+    description="The same request and answer as `POST /api/v1/runs/backtest`, but nothing is saved: `id` is "
+    "null and there are no links. The dashboard previews a sweep's combination this way.",
+    response_model=shapes.BacktestPreview,
+)
+async def backtest_preview(body: BacktestDep, backend: BackendDep, caller: CallerDep) -> dict[str, Any]:
+    run, result = await run_backtest(backend, caller, body.spec(), save=False)
+    return shapes.preview_view(run, result)
 
 
 def _filter(value: str | None, field: str) -> str:

@@ -86,6 +86,17 @@ export async function scoreHeatmap(el, rows, { onPick, metric = 'score', label =
   el.__onPick = onPick;
 }
 
+/** Outline the heatmap cell of (fast, slow), the one last clicked (categorical axes: cells sit at their index). */
+export async function markHeatmapCell(el, fast, slow) {
+  const Plotly = await loadPlotly();
+  const trace = el.data && el.data[0];
+  if (!trace) return;
+  const j = trace.x.indexOf(slow), i = trace.y.indexOf(fast);
+  if (i < 0 || j < 0) return;
+  await Plotly.relayout(el, { shapes: [{ type: 'rect', xref: 'x', yref: 'y', x0: j - 0.5, x1: j + 0.5, y0: i - 0.5, y1: i + 0.5,
+    line: { color: '#111827', width: 2.5 }, fillcolor: 'rgba(0,0,0,0)', name: 'picked' }] });
+}
+
 /**
  * The histogram of a sweep's CSCV logits (λ of every split); λ <= 0 (the in-sample best fell
  * to the bottom half out of sample) on the left of the line at 0, in red.

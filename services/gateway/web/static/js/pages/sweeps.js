@@ -5,7 +5,7 @@
 // that combination synchronously and shows its equity curve against buy-and-hold.
 
 import { api, vocabulary } from '../api.js';
-import { lineChart, logitHistogram, purge, scoreHeatmap } from '../charts.js';
+import { lineChart, logitHistogram, markHeatmapCell, purge, scoreHeatmap } from '../charts.js';
 import {
   badge, clear, duration, errorBox, formValues, h, infoBox, int, num, numberOrUndefined, pct, progressBar, show,
   signClass, sortableTable, when,
@@ -215,6 +215,7 @@ export async function render(root, { query, navigate }) {
       onProgress: (p, message) => bar.set(p, message),
       onDone: async (data) => {
         bar.finish(true, 'Completed');
+        show(formMsg, null); // "Queued N combinations." is over
         progressCard.querySelector('#sweep-cancel')?.remove();
         let runId = data.sweep_run_id;
         if (!runId) {
@@ -225,6 +226,7 @@ export async function render(root, { query, navigate }) {
       },
       onError: (message) => {
         bar.finish(false, message);
+        show(formMsg, null);
         progressCard.querySelector('#sweep-cancel')?.remove();
         progressCard.append(h('div', { class: 'error-box', id: 'sweep-error' }, message));
         loadRecent();
@@ -261,7 +263,14 @@ export async function render(root, { query, navigate }) {
       heat.remove();
       return;
     }
-    const pick = ({ fast, slow }) => showEquity(fast, slow, params, best.results.find((r) => r.fast_period === fast && r.slow_period === slow));
+    // A click previews the combination (nothing saved) and stays marked in the heatmap and the table.
+    let picked = null;
+    const pick = ({ fast, slow }) => {
+      picked = { fast, slow };
+      markHeatmapCell(heat, fast, slow).catch(() => {});
+      table.setRows(best.results);
+      return showEquity(fast, slow, params, best.results.find((r) => r.fast_period === fast && r.slow_period === slow));
+    };
     try {
       await scoreHeatmap(heat, best.results, { onPick: pick });
     } catch (err) { heat.replaceWith(errorBox(err)); }
@@ -269,6 +278,7 @@ export async function render(root, { query, navigate }) {
     const table = sortableTable(RESULT_COLUMNS, best.results, {
       sort: { key: 'score', dir: 'desc' },
       onRowClick: (r) => pick({ fast: r.fast_period, slow: r.slow_period }),
+      rowClass: (r) => (picked && r.fast_period === picked.fast && r.slow_period === picked.slow ? 'selected' : ''),
     });
     table.id = 'sweep-table';
     resultsCard.append(h('h3', {}, `Best results (${best.returned})`), h('div', { class: 'small muted' }, 'Click a column to sort; click a row for its equity curve.'), table);
@@ -281,16 +291,14 @@ export async function render(root, { query, navigate }) {
     const status = h('div', { class: 'small muted' }, 'Running the backtest…');
     equityCard.append(status);
     equityCard.scrollIntoView({ behavior: 'smooth', block: 'nearest' });
+    const request = {
+      ticker: params.ticker, strategy, parameters: { fast_period: fast, slow_period: slow },
+      interval: params.interval || undefined, cash: params.initial_cash, commission_pct: params.commission_pct,
+      slippage_pct: params.slippage_pct, direction: params.direction, fill: params.fill,
+    };
     let result;
     try {
-      result = await api('/api/v1/runs/backtest', {
-        method: 'POST',
-        json: {
-          ticker: params.ticker, strategy, parameters: { fast_period: fast, slow_period: slow },
-          interval: params.interval || undefined, cash: params.initial_cash, commission_pct: params.commission_pct,
-          slippage_pct: params.slippage_pct, direction: params.direction, fill: params.fill,
-        },
-      });
+      result = await api('/api/v1/runs/backtest/preview', { method: 'POST', json: request });
     } catch (err) {
       status.replaceWith(err.status === 404 && err.code === 'not_found' && /no such resource/.test(err.message)
         ? errorBox(new Error('Equity curves need the synchronous backtest endpoint (POST /api/v1/runs/backtest), which this gateway does not serve.'))
@@ -298,8 +306,18 @@ export async function render(root, { query, navigate }) {
       return;
     }
     const m = result.metrics || {};
+    const saved = h('span', { id: 'sweep-saved' });
+    const saveButton = h('button', { type: 'button', class: 'small', id: 'sweep-save-run', onclick: async () => {
+      saveButton.disabled = true;
+      try {
+        const run = await api('/api/v1/runs/backtest', { method: 'POST', json: request });
+        saveButton.remove();
+        saved.append('Saved as run ', h('a', { href: `/ui/runs/${run.id}`, 'data-link': true }, `#${run.id}`));
+      } catch (err) { saveButton.disabled = false; saved.append(errorBox(err)); }
+    } }, 'Save as run');
+    equityCard.querySelector('h2').after(h('div', { class: 'actions' }, saveButton, saved));
     status.replaceWith(h('div', { class: 'small muted' },
-      `Saved as run `, h('a', { href: `/ui/runs/${result.id}`, 'data-link': true }, `#${result.id}`),
+      'Preview (not saved)',
       ` · return ${pct(m.total_return_pct, 1)} vs buy-and-hold ${pct(m.buy_and_hold_return_pct, 1)}`,
       ` · ${m.total_trades} trades · max drawdown ${pct(m.max_drawdown_pct, 1)}`,
       row && row.score !== undefined ? ` · sweep score ${num(row.score, 3)}` : ''));
