@@ -7,7 +7,6 @@ tests/e2e/day_by_day_support.py) on the demo bars, and the report's definitions
 from __future__ import annotations
 
 import math
-import time
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -18,6 +17,7 @@ import pandas as pd
 from tests.e2e.day_by_day_support import (  # noqa: F401  (fixtures)
     TZ,
     auth_headers,
+    completed_run,
     dbd_stack_fixture,
     demo_bars,
     expected_trades,
@@ -37,16 +37,8 @@ def close(a, b) -> bool:
 
 def test_day_by_day_report_equals_the_reference(dbd_stack, seed_strategy):
     with httpx.Client(base_url=dbd_stack.base_url, headers=auth_headers(dbd_stack), timeout=60) as c:
-        r = c.post("/api/v1/backtest/run", json={"user_id": "report-user", "strategy_id": seed_strategy,
-                                                 "start_date": START, "end_date": END})
-        assert r.status_code == 202, r.text
-        job_id = r.json()["job_id"]
-        deadline = time.time() + 120
-        while (job := c.get(f"/api/v1/jobs/{job_id}").json())["status"] != "completed":
-            assert job["status"] in ("queued", "running") and time.time() < deadline, job
-            time.sleep(0.2)
-        listed = c.get("/runs", params={"kind": "day_by_day", "limit": 1000}).json()["runs"]
-        run_id = next(x["id"] for x in listed if c.get(f"/runs/{x['id']}").json()["job_id"] == job_id)
+        _, run = completed_run(c, seed_strategy, "report-user", START, END)
+        run_id = run["id"]
         report = c.get(f"/api/v1/runs/{run_id}/report", params={"window": 10}).json()
         trades_csv = c.get(f"/runs/{run_id}/trades.csv")
         assert trades_csv.status_code == 200
