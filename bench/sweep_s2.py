@@ -32,6 +32,17 @@ simulation, results):
 All three must agree on every pair's total return (relative 1e-9) and trade
 count (an open position at the end counts as a trade in all three).
 
+(d) The overfitting statistics (issue 14): first in this process, ``run_sweep`` vs
+``run_sweep_with_statistics`` (the kernel's extra moments and CSCV block sums, then
+the CSCV of 12,870 splits x 590 trials); then S2 through the stack: two standalone
+stacks side by side, one computing the statistics (the default) and one started with
+``HINDSIGHT_SWEEP_STATISTICS=0``, each with the S2 bars uploaded as a CSV. One
+sweep on each warms the engine's cache of bars; then ``--stack-runs`` rounds, each
+timing one S2 sweep on each stack (which goes first alternates), from the POST to the
+end of the job's event stream (GET /api/v1/jobs/{id}/stream, as the seed's client
+follows a job) and its ``best`` read (limit 10, with the ``overfitting`` object). The ratio of the medians is the cost of the statistics end to end
+(target: at most +20 %).
+
 Peak memory is measured separately per engine, each in a fresh subprocess
 (``--probe ENGINE``): the child builds the same data, records its resident set
 size (VmRSS), resets the kernel's high-water mark (``/proc/self/clear_refs``,
@@ -290,6 +301,113 @@ def _agree(name: str, ours: dict, other: dict, combos) -> bool:
     return ok
 
 
+def statistics_in_process(bars: Bars, combos, runs: int = 3) -> tuple[float, float]:
+    """Best-of-``runs`` seconds of run_sweep and of run_sweep_with_statistics, interleaved."""
+    from domain.overfitting import PBO_BLOCKS_DEFAULT
+    from services.engine.sweep import run_sweep, run_sweep_with_statistics
+
+    plain, stats = [], []
+    for _ in range(runs):
+        t = time.perf_counter()
+        run_sweep(bars, "SMA", combos, initial_cash=CASH)
+        plain.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        run_sweep_with_statistics(bars, "SMA", combos, initial_cash=CASH, pbo_blocks=PBO_BLOCKS_DEFAULT)
+        stats.append(time.perf_counter() - t)
+    return min(plain), min(stats)
+
+
+def _write_csv(bars: Bars, path) -> None:
+    import pandas as pd
+
+    stamps = pd.to_datetime(bars.ts, utc=True).strftime("%Y-%m-%dT%H:%M:%SZ")
+    pd.DataFrame({"timestamp": stamps, "open": bars.open, "high": bars.high, "low": bars.low, "close": bars.close,
+                  "volume": 1}).to_csv(path, index=False, float_format="%.10g")
+
+
+def _timed_sweep(client, ticker: str, body: dict) -> tuple[float, dict, float]:
+    """(seconds from the POST to best read, best, seconds of the GET best alone)."""
+    t = time.perf_counter()
+    r = client.post("/api/v1/strategy/sweep", json=dict(body, ticker=ticker))
+    if r.status_code != 202:
+        raise SystemExit(f"the S2 sweep answered {r.status_code}: {r.text[:300]}")
+    job_id = r.json()["job_id"]
+    # Followed as the seed's client and the dashboard follow a job: its event stream, to the end.
+    with client.stream("GET", f"/api/v1/jobs/{job_id}/stream") as events:
+        for line in events.iter_lines():
+            if line.startswith("data:") and ('"done"' in line or '"error"' in line):
+                break
+    job = client.get(f"/api/v1/jobs/{job_id}").json()
+    if job["status"] != "completed":
+        raise SystemExit(f"the S2 sweep ended {job['status']}: {job.get('error_message')}")
+    t_best = time.perf_counter()
+    best = client.get(f"/api/v1/sweeps/{job['sweep_run_id']}/best", params={"limit": 10}).json()
+    end = time.perf_counter()
+    best["engine_seconds"] = (job.get("metrics") or {}).get("engine_seconds")
+    return end - t, best, end - t_best
+
+
+def through_the_stack(bars: Bars, runs: int) -> float:
+    """S2 through two standalone stacks, with and without the statistics; the ratio of the
+    median end-to-end times (with / without)."""
+    import shutil
+    import signal
+    import statistics
+    import tempfile
+    from pathlib import Path
+
+    import httpx
+
+    from bench.fairness import upload
+    from tests.stacks import start_standalone
+
+    body = {"fast_range": [5, 100], "slow_range": [10, 200], "step": 5, "min_trades": 10, "strategy_type": "SMA",
+            "timeout_seconds": 3600}
+    work = Path(tempfile.mkdtemp(prefix="bench-s2-stack-"))
+    stacks = {}
+    try:
+        csv = work / "s2.csv"
+        _write_csv(bars, csv)
+        for name, flag in (("with", "1"), ("without", "0")):
+            (work / name).mkdir()
+            stacks[name] = start_standalone(work / name / "data", work / name, {"HINDSIGHT_SWEEP_STATISTICS": flag})
+        clients = {n: httpx.Client(base_url=s.base_url, timeout=120, headers={"X-API-Key": s.api_key})
+                   for n, s in stacks.items()}
+        for name, c in clients.items():
+            print(f"    {name} statistics: S2 bars uploaded in {upload(c, csv, 'S2-MIN'):.0f} s", flush=True)
+        for name, c in clients.items():  # loads the bars into the engine's cache
+            seconds, best, _ = _timed_sweep(c, "S2-MIN", body)
+            o = best["overfitting"]
+            shown = "null" if o is None else (f"DSR {o['deflated_sharpe_ratio']:.3f}, PBO {o['pbo']:.3f}, "
+                                              f"{o['trials']} trials x {o['days']} days, {len(o['logits'])} splits")
+            print(f"    {name} statistics, first sweep (bars loaded): {seconds:.2f} s; overfitting: {shown}",
+                  flush=True)
+        times: dict[str, list[float]] = {n: [] for n in clients}
+        reads: dict[str, list[float]] = {n: [] for n in clients}
+        engine: dict[str, list[float]] = {n: [] for n in clients}
+        for i in range(runs):
+            order = list(clients) if i % 2 == 0 else list(reversed(clients))  # neither always goes first
+            for name in order:
+                seconds, best, read = _timed_sweep(clients[name], "S2-MIN", body)
+                times[name].append(seconds)
+                engine[name].append(best["engine_seconds"] or 0.0)
+                reads[name].append(read)
+        for c in clients.values():
+            c.close()
+        for name, ts in times.items():
+            print(f"    {name:7s} statistics: {', '.join(f'{t:.2f}' for t in ts)} s; median "
+                  f"{statistics.median(ts):.2f} s (of which the engine's run {statistics.median(engine[name]):.2f} s, "
+                  f"GET best {statistics.median(reads[name]) * 1000:.0f} ms)",
+                  flush=True)
+        print(f"    fastest runs: with {min(times['with']):.2f} s, without {min(times['without']):.2f} s "
+              f"(x{min(times['with']) / min(times['without']):.3f})", flush=True)
+        return statistics.median(times["with"]) / statistics.median(times["without"])
+    finally:
+        for s in stacks.values():
+            s.stop(signal.SIGINT)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bars", type=int, default=N_BARS)
@@ -297,6 +415,9 @@ def main(argv=None) -> int:
     ap.add_argument("--vbt-chunk", type=int, default=59, help="pairs per vectorbt from_signals call")
     ap.add_argument("--vbt-pairs", type=int, default=None, help="run vectorbt on the first N pairs only (quick look)")
     ap.add_argument("--skip-memory", action="store_true", help="no per-engine memory subprocesses")
+    ap.add_argument("--skip-stack", action="store_true", help="no S2 through the stack with/without the statistics")
+    ap.add_argument("--only-statistics", action="store_true", help="only (d): the cost of the overfitting statistics")
+    ap.add_argument("--stack-runs", type=int, default=9, help="timed S2 sweeps per stack")
     ap.add_argument("--probe", choices=sorted(ENGINES), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -315,6 +436,9 @@ def main(argv=None) -> int:
     bar_pairs = args.bars * len(combos)
 
     import services.engine.sweep  # noqa: F401  (load the extension before timing)
+
+    if args.only_statistics:
+        return statistics_report(bars, combos, args)
 
     print("(a) ours: fused Cython kernel, one thread", flush=True)
     times = []
@@ -392,7 +516,26 @@ def main(argv=None) -> int:
     )
     if mem:
         print("  ours memory follows bars, not bars x pairs: see the probes at 1/10 of the pairs and 1/4 of the bars")
+    statistics_report(bars, combos, args)
     return 0 if ok else 1
+
+
+TARGET_STATISTICS_RATIO = 1.20
+
+
+def statistics_report(bars: Bars, combos, args) -> int:
+    """(d): what the overfitting statistics cost, in process and through the stack."""
+    print("\n(d) overfitting statistics (PSR, DSR, PBO by CSCV over 16 blocks)", flush=True)
+    plain, stats = statistics_in_process(bars, combos)
+    print(f"    in process, best of 3: run_sweep {plain:.3f} s, run_sweep_with_statistics {stats:.3f} s "
+          f"(x{stats / plain:.3f})", flush=True)
+    if args.skip_stack:
+        return 0
+    ratio = through_the_stack(bars, args.stack_runs)
+    print(f"  S2 through the stack, with the statistics vs without (medians): x{ratio:.3f} end to end "
+          f"({(ratio - 1) * 100:+.1f} %; target at most +{(TARGET_STATISTICS_RATIO - 1) * 100:.0f} %: "
+          f"{'met' if ratio <= TARGET_STATISTICS_RATIO else 'NOT met'})", flush=True)
+    return 0
 
 
 if __name__ == "__main__":

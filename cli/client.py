@@ -78,8 +78,8 @@ class Api:
     def request(self, method: str, path: str, **kw: Any) -> Any:
         return self.request_with_status(method, path, **kw)[1]
 
-    def request_with_status(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
-        """(HTTP status, parsed body) of a successful request; a CliError otherwise."""
+    def _send(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        """A successful response; a CliError when the API is unreachable, slow, or refuses."""
         try:
             resp = self.http.request(method, path, **kw)
         except httpx.TimeoutException as exc:
@@ -88,12 +88,24 @@ class Api:
             raise CliError(f"cannot reach the API at {self.base_url}: {exc}", EXIT_UNREACHABLE) from None
         if resp.status_code >= 400:
             raise _error_of(resp)
+        return resp
+
+    def request_with_status(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+        """(HTTP status, parsed body) of a successful request; a CliError otherwise."""
+        resp = self._send(method, path, **kw)
         if not resp.content:
             return resp.status_code, None
         try:
             return resp.status_code, resp.json()
         except ValueError:
             return resp.status_code, resp.text
+
+    def get_bytes(self, path: str, timeout: float | None = None, **params: Any) -> bytes:
+        """The raw body of a GET (a file to save as it is); errors as for `request`."""
+        kw: dict[str, Any] = {"params": {k: v for k, v in params.items() if v is not None}, "headers": {"Accept": "*/*"}}
+        if timeout is not None:
+            kw["timeout"] = timeout
+        return self._send("GET", path, **kw).content
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})

@@ -108,6 +108,7 @@ DAY_COLUMNS = [
     ("data", lambda d: "yes" if d.get("has_data") else "-", 0),
     ("file KB", "file_size_kb", 1),
 ]
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # The results partition of a day-by-day run when --user is not given: the dashboard's
 # default too, so a run started from either shows in the other.
 DEFAULT_DAYS_USER = "dashboard"
@@ -370,6 +371,8 @@ def cmd_runs(api: Api, out: Output, args: argparse.Namespace) -> int:
         run = api.post(f"/api/v1/runs/{args.run_id}/replay", {k: v for k, v in body.items() if v is not None})
         out.emit_json(run) if out.json else print_run(run)
         return EXIT_OK
+    if action == "report":
+        return runs_report(api, out, args)
     # compare
     body = api.get("/api/v1/runs/compare", ids=",".join(str(i) for i in args.run_ids))
     if out.json:
@@ -380,6 +383,58 @@ def cmd_runs(api: Api, out: Output, args: argparse.Namespace) -> int:
     rows += [{"name": name, **dict(zip(heads, values))} for name, values in body["parameters"].items()
              if not any(isinstance(v, (dict, list)) for v in values)]
     table(rows, [("", "name", 0), *((h, h, 3) for h in heads)])
+    return EXIT_OK
+
+
+def runs_report(api: Api, out: Output, args: argparse.Namespace) -> int:
+    """`runs report ID -o FILE`: the report as one HTML file (opens offline, to share); without
+    -o, the report's tables on the terminal (or its JSON with --json)."""
+    path = f"/api/v1/runs/{args.run_id}/report"
+    if args.output:
+        target = Path(args.output)
+        if target.is_dir():
+            raise UsageError(f"{target} is a directory: give a file name, e.g. -o run_{args.run_id}.html")
+        body = api.get_bytes(f"{path}.html", timeout=300.0, window=args.window)
+        try:
+            target.write_bytes(body)
+        except OSError as exc:
+            raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
+        if out.json:
+            out.emit_json({"run_id": args.run_id, "file": str(target.resolve()), "bytes": len(body)})
+        else:
+            print(f"wrote {target} ({len(body) / 1e6:.1f} MB): the report of run {args.run_id}, one file that opens "
+                  "offline in any current browser")
+        return EXIT_OK
+    report = api.get(path, window=args.window)
+    if out.json:
+        out.emit_json(report)
+        return EXIT_OK
+    print_run(report["run"])
+    if report["calendar"] == "daily":
+        print("\ndaily P&L")
+        table(report["daily_pnl"] or [], [("date", "date", 0), ("pnl", "pnl", 2), ("return %", "return_pct", 2)])
+    else:
+        print("\nmonthly returns %")
+        years: dict[int, dict[str, Any]] = {}
+        for m in report["monthly_returns"]:
+            years.setdefault(m["year"], {"year": m["year"]})[MONTHS[m["month"] - 1]] = m["return_pct"]
+        for y in report["yearly_returns"]:
+            years.setdefault(y["year"], {"year": y["year"]})["year %"] = y["return_pct"]
+        table(list(years.values()), [("year", "year", 0), *((name, name, 1) for name in MONTHS), ("year %", "year %", 1)])
+    print("\nworst drawdowns")
+    table(report["drawdowns"], [("start", "start", 0), ("trough", "trough", 0),
+                                ("recovery", lambda d: d["recovery"] or "not recovered", 0),
+                                ("depth %", "depth_pct", 2), ("days", "length_days", 1)])
+    exp = report["exposure"]
+    shown = "not counted (replay the run)" if report["exposure_pct"] is None else (
+        f"{fmt_num(report['exposure_pct'], 1)} % of bars ({fmt_num(exp['long_pct'], 1)} % long, "
+        f"{fmt_num(exp['short_pct'], 1)} % short)")
+    points = report["rolling_sharpe"]["points"]
+    last = points[-1][1] if points else None
+    kv([("exposure", shown), (f"rolling Sharpe ({report['rolling_sharpe']['window']} days), last", last),
+        ("trades", report["trades_total"]), ("days", report["days"])])
+    for note in report["notes"]:
+        print(f"note: {note}")
     return EXIT_OK
 
 
@@ -653,7 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--direction", choices=DIRECTIONS)
     b.add_argument("--fill", choices=FILLS)
 
-    r = command("runs", "saved runs: list (default), show, replay, compare")
+    r = command("runs", "saved runs: list (default), show, replay, report, compare")
     r.add_argument("--ticker")
     r.add_argument("--strategy")
     r.add_argument("--kind", choices=["backtest", "sweep", "day_by_day"])
@@ -672,6 +727,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--cash", type=float)
     rp.add_argument("--commission", type=float)
     rp.add_argument("--slippage", type=float)
+    rep = rs.add_parser("report", parents=[common], help="a run's report: -o FILE saves it as one HTML file "
+                        "(opens offline); without -o, its tables")
+    rep.add_argument("run_id", type=int)
+    rep.add_argument("-o", "--output", metavar="FILE", help="write the report as one self-contained HTML file")
+    rep.add_argument("--window", type=int, help="days in each rolling-Sharpe window (default: half a year)")
     cp = rs.add_parser("compare", parents=[common], help="runs side by side")
     cp.add_argument("run_ids", type=int, nargs="+")
 

@@ -13,6 +13,7 @@ from typing import Final
 
 from domain.backtest_spec import DIRECTIONS, FILLS, SWEEP_STRATEGY, strategy_name
 from domain.market import INTERVALS, interval_message, ticker_problem
+from domain.overfitting import PBO_BLOCKS_DEFAULT, pbo_blocks_problem
 
 STRATEGY_TYPES: Final = ("SMA", "EMA", "MACD")
 CONFIG_PATHS: Final = ("minimum", "standard")
@@ -104,6 +105,8 @@ class SweepSpec:
     commission_pct: float = 0.0
     slippage_pct: float = 0.0
     initial_cash: float = INITIAL_CASH_DEFAULT
+    # CSCV blocks of the overfitting statistics (domain.overfitting)
+    pbo_blocks: int = PBO_BLOCKS_DEFAULT
 
     @property
     def combinations(self) -> int:
@@ -140,6 +143,7 @@ def spec_problems(spec: SweepSpec) -> list[Problem]:
             check(name, f"must be a number from 0 to {COST_PCT_MAX:g}")
     if not 0 < spec.initial_cash <= CASH_MAX:
         check("initial_cash", "must be a number greater than 0")
+    check("pbo_blocks", pbo_blocks_problem(spec.pbo_blocks))
     if not out:
         out += grid_problems(spec.fast_range, spec.slow_range, spec.step)
     return out

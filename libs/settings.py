@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     # Seconds before a job held back by its tenant's running limit is offered to engines again.
     hindsight_tenant_wait_seconds: float = Field(default=1.0, gt=0, le=60)
 
+    # Overfitting statistics (issue 14): the engine computes PSR, DSR and PBO for every
+    # sweep. Off only to measure what they cost (make bench); `best` then says they were
+    # not computed.
+    hindsight_sweep_statistics: bool = True
+
     def day_shard_days(self) -> int:
         """Days per shard of a day-by-day backtest (0: never split)."""
         if self.standalone and "hindsight_day_shard_days" not in self.model_fields_set:

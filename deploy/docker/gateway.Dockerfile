@@ -22,6 +22,8 @@ RUN mkdir -p libs/gen \
  && rm -rf protos
 COPY services/__init__.py services/__init__.py
 COPY services/gateway/ services/gateway/
+# The version a run report names (services/gateway/presenters/report.py reads [project] version).
+COPY pyproject.toml pyproject.toml
 # Build-only packages leave the venv (the runtime needs neither protoc nor Cython); bytecode is
 # compiled here because the runtime's root filesystem is read-only.
 RUN pip uninstall -y -q grpcio-tools cython \

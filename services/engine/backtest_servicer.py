@@ -45,6 +45,7 @@ from domain.backtest_spec import (
     strategy_name,
 )
 from domain.market import INTERVAL_MINUTES, divides, insufficient_data, interval_name
+from domain.report import TradeSpan, bars_in_market
 from domain.sweep import CASH_MAX
 from libs.metric_fields import run_metrics_pb
 from services.engine import backtest as bt
@@ -246,6 +247,18 @@ def compute(bars: Any, values: dict[str, Any], dataset: results_pb2.Dataset) -> 
     eq, bh = result.equity[keep].tolist(), result.benchmark[keep].tolist()
     out.equity.extend(
         engine_pb2.EquityPoint(ts=int(ts[i]), equity=e, buy_and_hold=b) for i, e, b in zip(keep.tolist(), eq, bh)
+    )
+    spans = [TradeSpan("long" if t.side > 0 else "short", t.entry_ts, t.exit_ts, t.entry_price, t.exit_price,
+                       t.return_pct) for t in result.trades]
+    held = bars_in_market(ts, spans)
+    out.exposure.CopyFrom(engine_pb2.Exposure(bars=held.bars, in_market=held.in_market, long_bars=held.long_bars,
+                                              short_bars=held.short_bars))
+    # Every day's last bar, never downsampled: the daily returns the metrics (and the run report) use.
+    ends = np.flatnonzero(run_bars.day_ends())
+    days = run_bars.day_index()[ends].astype("datetime64[D]").astype(str).tolist()
+    out.day_ends.extend(
+        engine_pb2.DayEndPoint(date=d, ts=int(t), equity=e, buy_and_hold=b)
+        for d, t, e, b in zip(days, ts[ends].tolist(), result.equity[ends].tolist(), result.benchmark[ends].tolist())
     )
     out.execution_time_seconds = time.perf_counter() - t0
     return out

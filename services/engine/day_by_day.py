@@ -9,8 +9,9 @@
    an entry node's exit signal is the OR of the exit nodes that apply to it.
 3. Positions: the Cython state machine (``_core/daybyday_kernel.pyx``) walks the
    days' bars: signals at a bar's close fill at the next bar's open; stop-loss
-   and target are checked inside each bar (a gap through the level fills at the
-   open; the stop wins a bar that touches both); positions still open at the
+   and target are checked inside each bar (a bar that opens beyond either exits
+   at its open, the open having come first; only when the open lies between them
+   and the bar reaches both does the stop win); positions still open at the
    square-off bar close at its open (without a square-off time: at the day's
    last close). Days are independent: each starts and ends flat.
 4. Costs: each fill moves `slippage_pct` percent against the trade; commission
@@ -153,7 +154,10 @@ def run_day_by_day(
     ]
 
     o, h, lo, c, v = (np.ascontiguousarray(a[:n]) for a in (bars.open, bars.high, bars.low, bars.close, bars.volume))
-    ctx = SeriesContext(o, h, lo, c, v, minute, day)
+    # VWAP restarts at the strategy's session start (DESIGN.md), not at local midnight: bars
+    # before a narrower session are a segment of their own and never enter the session's VWAP.
+    vwap_segment = day * 2 + (minute >= strategy.session_start) if strategy.session_start is not None else day
+    ctx = SeriesContext(o, h, lo, c, v, minute, vwap_segment)
     entries = strategy.entries
     entry_eval = [evaluate(e.condition, ctx) for e in entries]
     exit_eval = [evaluate(x.condition, ctx) for x in strategy.exits]

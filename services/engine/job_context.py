@@ -26,9 +26,12 @@ def is_transient(exc: BaseException) -> bool:
 class JobContext:
     """The engine's side of a running job, shared by every job of a worker."""
 
-    def __init__(self, stub: results_pb2_grpc.ResultsServiceStub, rpc_timeout: float = 30.0) -> None:
+    def __init__(self, stub: results_pb2_grpc.ResultsServiceStub, rpc_timeout: float = 30.0,
+                 sweep_statistics: bool = True) -> None:
         self.stub = stub
         self.rpc_timeout = rpc_timeout
+        # Sweeps compute their overfitting statistics (HINDSIGHT_SWEEP_STATISTICS).
+        self.sweep_statistics = sweep_statistics
         self.cache = BarsCache()
         self.metrics = EngineMetrics()
         # Set on shutdown: a running job stops at its next progress point and its

@@ -47,7 +47,8 @@ class EngineHandle:
 async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> EngineHandle:
     chan = grpc_util.channel(settings.results_addr, token=settings.hindsight_internal_token)
     stub = results_pb2_grpc.ResultsServiceStub(chan)
-    context = JobContext(stub, rpc_timeout=settings.hindsight_rpc_timeout)
+    context = JobContext(stub, rpc_timeout=settings.hindsight_rpc_timeout,
+                         sweep_statistics=settings.hindsight_sweep_statistics)
     worker = EngineWorker(context, bus, registry.build(chan), concurrency=settings.hindsight_engine_concurrency)
     # Synchronous backtests share the jobs' cache of bars.
     backtests = BacktestServicer(stub, context.cache, rpc_timeout=settings.hindsight_rpc_timeout)

@@ -41,11 +41,18 @@ counted as a trade. An account whose equity is no longer positive stops trading.
 
 Metrics and the score are defined in ``domain/metrics.py``; this module feeds them what
 the kernel accumulates.
+
+``run_sweep_with_statistics`` also returns the grid's overfitting statistics
+(``domain/overfitting.py``): the kernel accumulates, besides each combination's
+Welford moments of its daily returns, their 3rd and 4th central moments and the
+sum and sum of squares of the returns in each CSCV block — O(blocks x
+combinations) memory, never days x combinations.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -53,6 +60,7 @@ import numpy as np
 
 from domain.market import NS_PER_DAY
 from domain.metrics import combo_metrics, finite
+from domain.overfitting import BlockSums, SweepStatistics, day_blocks, sweep_statistics, trial_moments
 from services.engine._core import sweep_kernel as _k
 from services.engine.bars import Bars
 from services.engine.indicators import MACD_SIGNAL_PERIOD
@@ -157,6 +165,47 @@ def run_sweep(
     False from a call before the end raises :class:`SweepCancelled`.
     ``signal_period`` is MACD's signal EMA (sweeps use 9; single backtests may set it).
     """
+    rows, _, _ = _sweep(bars, strategy_type, combos, direction, fill, commission_pct, slippage_pct, initial_cash,
+                        progress, signal_period, None)
+    return rows
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    """A sweep's rows (as ``run_sweep``'s) and its grid's overfitting statistics."""
+
+    rows: list[dict]
+    statistics: SweepStatistics
+    # Seconds spent on the statistics after the kernel (the CSCV, mostly).
+    statistics_seconds: float = 0.0
+
+
+def run_sweep_with_statistics(
+    bars: Bars,
+    strategy_type: str,
+    combos: list[tuple[int, int]],
+    *,
+    pbo_blocks: int,
+    direction: str = "long",
+    fill: str = "next_open",
+    commission_pct: float = 0.0,
+    slippage_pct: float = 0.0,
+    initial_cash: float = 10_000.0,
+    progress: Callable[[float], bool] | None = None,
+    signal_period: int = MACD_SIGNAL_PERIOD,
+) -> SweepOutcome:
+    """``run_sweep`` plus the overfitting statistics of the grid, every combination being a
+    trial (``domain.overfitting``; the CSCV over ``pbo_blocks`` blocks)."""
+    if pbo_blocks < 2 or pbo_blocks % 2:
+        raise ValueError("pbo_blocks must be an even number of at least 2")
+    rows, stats, seconds = _sweep(bars, strategy_type, combos, direction, fill, commission_pct, slippage_pct,
+                                  initial_cash, progress, signal_period, pbo_blocks)
+    assert stats is not None
+    return SweepOutcome(rows, stats, seconds)
+
+
+def _sweep(bars, strategy_type, combos, direction, fill, commission_pct, slippage_pct, initial_cash, progress,
+           signal_period, pbo_blocks: int | None) -> tuple[list[dict], SweepStatistics | None, float]:
     kind, pairs = _prepare(bars, strategy_type, combos, direction, fill)
     commission = _pct_arg("commission_pct", commission_pct, 100.0)
     slippage = _pct_arg("slippage_pct", slippage_pct, 100.0)
@@ -164,15 +213,19 @@ def run_sweep(
     if not math.isfinite(cash0) or cash0 <= 0:
         raise ValueError("initial_cash must be positive")
     if not pairs:
-        return []
+        return [], None, 0.0
 
     periods, fast_idx, slow_idx = _columns(pairs)
+    day_end = bars.day_ends().astype(np.uint8)
+    # The kernel takes one daily return at each day end (the last bar is always one).
+    n_days = int(np.count_nonzero(day_end))
+    blocks = {} if pbo_blocks is None else {"day_block": day_blocks(n_days, pbo_blocks), "blocks": pbo_blocks}
 
     out = _k.sweep(
         bars.open,
         bars.close,
         bars.ts,
-        bars.day_ends().astype(np.uint8),
+        day_end,
         periods,
         fast_idx,
         slow_idx,
@@ -186,12 +239,20 @@ def run_sweep(
         progress=progress,
         chunk=max(1, min(CHUNK_BARS, CHUNK_MAX_VALUES // len(periods))),
         progress_interval=PROGRESS_INTERVAL_S,
+        **blocks,
     )
     if out is None:
         raise SweepCancelled("sweep cancelled by its progress callback")
     if progress is not None:
         progress(1.0)  # informational: the results are complete either way
-    return _metrics(bars, pairs, out, cash0)
+    stats = None
+    started = time.perf_counter()
+    if pbo_blocks is not None:
+        moments = trial_moments(n_days, out["mean"], out["m2"], out.pop("m3"), out.pop("m4"))
+        # T // S days per block; with fewer days than 2 x blocks there is no CSCV (the statistics say why)
+        sums = BlockSums(out.pop("block_sum"), out.pop("block_sq"), n_days // pbo_blocks)
+        stats = sweep_statistics(moments, sums, pbo_blocks)
+    return _metrics(bars, pairs, out, cash0), stats, time.perf_counter() - started
 
 
 @dataclass(frozen=True)
@@ -294,7 +355,9 @@ __all__ = [
     "STRATEGY_TYPES",
     "Recorded",
     "SweepCancelled",
+    "SweepOutcome",
     "check_bars",
     "run_one",
     "run_sweep",
+    "run_sweep_with_statistics",
 ]

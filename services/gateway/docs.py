@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from domain.overfitting import DEFINITIONS
+
 SCORE_DOC = """\
 **score** = `sharpe_ratio × (1 + max_drawdown_pct / 100)`: the Sharpe ratio discounted
 by the depth of the worst drawdown (`max_drawdown_pct` is ≤ 0, so a −20 % drawdown keeps
@@ -30,6 +32,16 @@ the default) or at the signal bar's close (`fill=close`); commission and slippag
 percentages of traded value on entry and on exit; a position still open at the end is
 closed at the last close and counted as a trade. Undefined values are `null`, never NaN."""
 
+OVERFITTING_DOC = f"""\
+`best` also tells how much its first row is worth after the grid's trials: with hundreds
+of combinations, the best in-sample Sharpe ratio is mostly luck. `deflated_sharpe_ratio`
+(DSR) is the probability that its true Sharpe ratio beats the best that N trials without
+skill would show (SR₀); `pbo` is the probability that the in-sample best is below the
+median out of sample (Bailey & López de Prado, 2014; Bailey, Borwein, López de Prado &
+Zhu, 2015). The webhook and the email of a completed sweep carry both.
+
+{DEFINITIONS}"""
+
 APP_DESCRIPTION = f"""\
 Hindsight: backtests and parameter sweeps over historical OHLCV bars.
 
@@ -47,6 +59,10 @@ without any credentials acts as the dev tenant (unless `HINDSIGHT_REQUIRE_AUTH=1
 ## Metrics
 
 {METRICS_DOC}
+
+## Overfitting statistics of a sweep
+
+{OVERFITTING_DOC}
 """
 
 

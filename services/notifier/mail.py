@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import aiosmtplib
 from hindsight.jobs.v1 import jobs_pb2
 
+from domain.overfitting import overfitting_reading
 from services.notifier.attempt import DELIVERED, PERMANENT, RETRYABLE, AttemptResult
 from services.notifier.payloads import callback_payload, event_type
 from services.notifier.signing import EVENT_ID_HEADER, EVENT_TYPE_HEADER
@@ -109,6 +110,19 @@ def _fmt(value: Any, pattern: str) -> str:
         return str(value)
 
 
+def _overfitting(payload: dict[str, Any]) -> tuple[str, str] | None:
+    """(the DSR and PBO of a completed sweep's callback, their plain-language reading), or
+    None for a job whose callback has none."""
+    data = payload.get("result_data")
+    if not isinstance(data, dict) or not ({"deflated_sharpe_ratio", "pbo"} & set(data)):
+        return None
+    dsr, pbo = data.get("deflated_sharpe_ratio"), data.get("pbo")
+    dsr = dsr if isinstance(dsr, int | float) else None
+    pbo = pbo if isinstance(pbo, int | float) else None
+    numbers = f"deflated Sharpe ratio {_fmt(dsr, '{:.3f}')}, probability of backtest overfitting {_fmt(pbo, '{:.3f}')}"
+    return numbers, overfitting_reading(dsr, pbo)
+
+
 @dataclass(frozen=True)
 class JobSummary:
     """What an email tells about a job (from results; any part may be missing)."""
@@ -150,6 +164,7 @@ def compose(
     links.append(("Deliveries", f"{base}/api/v1/jobs/{quote(job.job_id)}/deliveries"))
     params = job.parameters or {}
     rows = job.results or []
+    overfitting = _overfitting(payload) if ok else None
 
     text = [f"Job {job.job_id} {'completed' if ok else 'failed'}.", ""]
     text.append(f"Event:  {etype} ({event_id})")
@@ -157,6 +172,8 @@ def compose(
         text.append(f"Ticker: {ticker}")
     if not ok:
         text.append(f"Error:  {payload.get('error_message') or job.error_message or 'unknown'}")
+    if overfitting:
+        text += ["", f"Overfitting: {overfitting[0]}", f"  {overfitting[1]}"]
     if params:
         text += ["", "Parameters:"] + [f"  {k}: {json.dumps(v)}" for k, v in params.items()]
     if rows:
@@ -175,6 +192,8 @@ def compose(
     if not ok:
         parts.append(f"Error: {e(str(payload.get('error_message') or job.error_message or 'unknown'))}<br>")
     parts.append("</p>")
+    if overfitting:
+        parts.append(f"<h3>Overfitting</h3><p><b>{e(overfitting[0])}</b><br>{e(overfitting[1])}</p>")
     if params:
         parts.append("<h3>Parameters</h3><table>")
         parts += [f"<tr><th align='left'>{e(k)}</th><td>{e(json.dumps(v))}</td></tr>" for k, v in params.items()]

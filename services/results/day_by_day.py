@@ -16,14 +16,17 @@ generic ``percent``/``message``/``done``/``error`` keys of other jobs' streams.
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import math
 import secrets
+import zlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -31,6 +34,7 @@ from sqlalchemy.orm import Session
 from domain.backtest_spec import DAY_BY_DAY_CAPITAL_DEFAULT, DAY_BY_DAY_COST_PCT_MAX
 from domain.market import NS_PER_DAY, PERIODS_PER_YEAR
 from domain.metrics import day_by_day_metrics
+from domain.report import TradeSpan, bars_in_market
 from domain.sessions import SessionDays, session_days
 from domain.sweep import CASH_MAX
 from services.results import jobs, runs
@@ -370,7 +374,8 @@ def formatted_summary(s: dict[str, Any]) -> dict[str, Any]:
 
 
 def complete(
-    session: Session, job_id: str, execution_time_seconds: float, bars: int, whole_range: bool = True
+    session: Session, job_id: str, execution_time_seconds: float, bars: int, whole_range: bool = True,
+    store: ArtifactStore | None = None,
 ) -> tuple[bool, bool]:
     """An engine finished its days (the whole range, or one shard); (stored, job completed).
 
@@ -399,14 +404,18 @@ def complete(
         "bars": int(bars),
         "shards": bt.shards,
     }
-    save_as_run(session, job, bt)
+    save_as_run(session, job, bt, store)
     jobs.end_job(session, job, jobs.COMPLETED, finish)
     return True, True
 
 
-def run_figures(session: Session, bt: DayByDayBacktest, rows: list[DayByDayBacktestDay]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+def run_figures(
+    session: Session, bt: DayByDayBacktest, rows: list[DayByDayBacktestDay], trades: list[dict[str, Any]] | None = None
+) -> tuple[dict[str, Any], dict[str, list[Any]], list[str], dict[str, int]]:
     """A finished day-by-day backtest's metrics (domain.metrics.day_by_day_metrics, on its
-    day-end equity) and its equity curve against buy-and-hold, one point per trading day.
+    day-end equity), its equity curve against buy-and-hold, one point per trading day, the
+    trading days (YYYY-MM-DD, in the session's timezone) of those points, and how many of the
+    days' session bars `trades` held a position at (domain.report.bars_in_market).
 
     Buy-and-hold puts the initial capital into the underlying at the open of the first
     trading day's first session bar and holds it; each point is marked at the close of the
@@ -443,16 +452,85 @@ def run_figures(session: Session, bt: DayByDayBacktest, rows: list[DayByDayBackt
             ts.append(int(bars.ts[last]))
             equity.append(cash)
             hold.append(units * float(bars.close[last]))
-    return metrics, {"ts": ts, "equity": equity, "buy_and_hold": hold}
+    session_bars = (
+        np.concatenate([np.arange(a, b) for a, b in zip(plan.starts.tolist(), plan.ends.tolist())])
+        if days else np.empty(0, dtype=np.int64)
+    )
+    held = bars_in_market(np.asarray(bars.ts)[session_bars], [
+        TradeSpan(t["side"], t["entry_ts"], t["exit_ts"], t["entry_price"], t["exit_price"], t["return_pct"])
+        for t in trades or []
+    ])
+    exposure = {"bars": held.bars, "in_market": held.in_market, "long_bars": held.long_bars,
+                "short_bars": held.short_bars}
+    return metrics, {"ts": ts, "equity": equity, "buy_and_hold": hold}, days, exposure
 
 
-def save_as_run(session: Session, job: Job, bt: DayByDayBacktest) -> None:
-    """Every backtest is also a saved run (services.results.runs), with the full metric set
-    and an equity curve; never fails the job."""
+# Positions a day-by-day run keeps as its trades (beyond: the first ones, and the report says so).
+MAX_RUN_TRADES = 100_000
+
+
+def _epoch_ns(text: str) -> int:
+    # The trades file writes instants with their UTC offset, to the second.
+    return int(datetime.fromisoformat(text).timestamp()) * 1_000_000_000
+
+
+def run_trades(store: ArtifactStore, bt: DayByDayBacktest, rows: list[DayByDayBacktestDay]) -> list[dict[str, Any]]:
+    """The positions of a finished run as trades (engine.v1.Trade fields), oldest first, read
+    back from its day files: instants from seed 002's trades file (with their offsets), exact
+    prices, P&L and commission from seed 004's positions file (same positions, same order).
+    A day whose files are gone (cleared) contributes none."""
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        if row.positions <= 0 or len(out) >= MAX_RUN_TRADES:
+            continue
+        try:
+            out.extend(_day_trades(store, bt, row.date))
+        except (OSError, EOFError, zlib.error, ValueError, KeyError, TypeError, AttributeError):  # a damaged file
+            log.warning("could not read a day's trades back", extra={"job_id": bt.job_id, "date": row.date},
+                        exc_info=True)
+    out.sort(key=lambda t: (t["entry_ts"], t["exit_ts"]))
+    return out[:MAX_RUN_TRADES]
+
+
+def _day_trades(store: ArtifactStore, bt: DayByDayBacktest, day: str) -> list[dict[str, Any]]:
+    """One day's positions as trades (run_trades); none when its files are gone."""
+    daily = store.read(bt.tenant_id, bt.user_id, bt.strategy_id, day, "trades_daily.json.gz")
+    detail = store.read(bt.tenant_id, bt.user_id, bt.strategy_id, day, "positions.json.gz")
+    if daily is None or detail is None:
+        return []
+    listed = json.loads(gzip.decompress(daily)).get("trades") or []
+    positions = json.loads(gzip.decompress(detail)).get("positions") or []
+    out: list[dict[str, Any]] = []
+    for t, p in zip(listed, positions):
+        qty = float(p.get("quantity") or 0.0)
+        entry, exit_ = float(p["entry_price"]), float(p["exit_price"])
+        out.append({
+            "side": "short" if str(p.get("side", "")).upper() == "SELL" else "long",
+            "entry_ts": _epoch_ns(t["entry_time"]),
+            "exit_ts": _epoch_ns(t["exit_time"]),
+            "entry_price": entry,
+            "exit_price": exit_,
+            "units": qty,
+            "entry_value": entry * qty,
+            "exit_value": exit_ * qty,
+            "pnl": float(p["pnl"]),
+            "return_pct": float(p["pnl_percent"]),
+            "commission": float(p.get("commission") or 0.0),
+            "exit_reason": str(p.get("exit_reason_code") or ""),
+        })
+    return out
+
+
+def save_as_run(session: Session, job: Job, bt: DayByDayBacktest, store: ArtifactStore | None = None) -> None:
+    """Every backtest is also a saved run (services.results.runs), with the full metric set,
+    an equity curve (one point per trading day, which is also its day-end equity) and its
+    positions as trades (read back from the day files when `store` is given); never fails the job."""
     s = bt.summary or {}
     try:
         with session.begin_nested():
-            metrics, curve = run_figures(session, bt, _days(session, job.job_id))
+            rows = _days(session, job.job_id)
+            trades = run_trades(store, bt, rows) if store is not None else None
+            metrics, curve, days, exposure = run_figures(session, bt, rows, trades)
             parameters = {"backtest_id": bt.backtest_id, "strategy_id": bt.strategy_id,
                           "definition": bt.strategy_definition}
             if bt.user_id:
@@ -478,6 +556,10 @@ def save_as_run(session: Session, job: Job, bt: DayByDayBacktest) -> None:
                     if curve["buy_and_hold"] else None,
                 },
                 equity=curve,
+                day_ends={"date": days, **curve},
+                trades=trades or [],
+                # Counted only from the trades read back (a run completed without its files: unknown).
+                exposure=exposure if trades is not None else None,
                 commission_pct=bt.commission_pct,
                 slippage_pct=bt.slippage_pct,
                 strategy_id=bt.strategy_id,

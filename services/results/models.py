@@ -130,6 +130,9 @@ class SweepRun(Base):
     total_combinations: Mapped[int]
     execution_time_seconds: Mapped[float]
     created_at: Mapped[datetime]
+    # The overfitting statistics shown by `best` (domain.overfitting.overfitting_view);
+    # None for runs stored without them.
+    overfitting: Mapped[dict[str, Any] | None]
 
 
 class SweepResult(Base):

@@ -18,15 +18,20 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from domain.backtest_spec import SWEEP_STRATEGY
+from domain.market import NS_PER_DAY
+from domain.report import day_ends_of_curve
+from domain.sessions import local_wall
 from libs.metric_fields import RUN_METRIC_FLOATS
 from services.results.errors import InvalidArgument, NotFound
 from services.results.keys import tenant_exists
 from services.results.models import Dataset, DatasetVersion, Job
+from services.results.models_day_by_day import DayByDayBacktest
 from services.results.models_runs import RunCounter, StrategyRun, StrategyRunSeries
 from services.results.timefmt import utcnow
 
@@ -35,6 +40,10 @@ DEFAULT_LIST_LIMIT = 100
 MAX_LIST_LIMIT = 1000
 MAX_COMPARE = 20
 _DATE_LEN = 10
+# Key of the day-end equity inside a run's stored curve (StrategyRunSeries.equity).
+DAY_ENDS_KEY = "day_ends"
+# Key of the exposure's bar counts inside a run's stored curve.
+EXPOSURE_KEY = "exposure"
 
 
 def finite(x: Any) -> float | None:
@@ -101,8 +110,13 @@ def save_run(
     execution_time_seconds: float = 0.0,
     trades: list[dict[str, Any]] | None = None,
     equity: dict[str, list[Any]] | None = None,
+    day_ends: dict[str, list[Any]] | None = None,
+    exposure: dict[str, int] | None = None,
 ) -> StrategyRun:
-    """Store a run (and its trades and equity curve when given); returns it with its number."""
+    """Store a run (and its trades, equity curve and day-end equity when given); returns it
+    with its number. The day ends ({date, ts, equity, buy_and_hold}: every local day's last
+    bar, never downsampled) and the exposure's bar counts ({bars, in_market, long_bars,
+    short_bars}) ride in the curve's JSON, so no column was added for them."""
     if kind not in KINDS:
         raise InvalidArgument(f"run kind must be one of {', '.join(KINDS)}")
     ticker, strategy = (ticker or "").strip().upper(), (strategy or "").strip().lower()
@@ -160,13 +174,12 @@ def save_run(
     session.add(run)
     session.flush()
     if trades is not None or equity is not None:
-        session.add(
-            StrategyRunSeries(
-                run_id=run.id,
-                trades=list(trades or []),
-                equity=equity or {"ts": [], "equity": [], "buy_and_hold": []},
-            )
-        )
+        curve: dict[str, Any] = dict(equity or {"ts": [], "equity": [], "buy_and_hold": []})
+        if day_ends is not None:
+            curve[DAY_ENDS_KEY] = day_ends
+        if exposure is not None:
+            curve[EXPOSURE_KEY] = exposure
+        session.add(StrategyRunSeries(run_id=run.id, trades=list(trades or []), equity=curve))
         session.flush()
     return run
 
@@ -247,6 +260,98 @@ def run_series(session: Session, tenant_id: str, run_number: int) -> tuple[Strat
             + (" (a sweep keeps its best combination's metrics: replay the run to get them)" if run.kind == "sweep" else "")
         )
     return run, series
+
+
+@dataclass(frozen=True)
+class RunDataset:
+    """The dataset version a run used, as its report needs it."""
+
+    dataset_id: str
+    interval: str
+    version: int
+    version_id: str
+    calendar: str
+    # Timezone of the run's days: the dataset's, or a day-by-day strategy's session timezone.
+    timezone: str
+
+
+@dataclass(frozen=True)
+class ReportSeries:
+    """What a run's report is computed from."""
+
+    run: StrategyRun
+    series: StrategyRunSeries
+    dataset: RunDataset | None
+    day_ends: dict[str, list[Any]]
+    # "stored", or "curve": derived from the stored curve (runs saved before day ends were kept).
+    day_ends_source: str
+    # {bars, in_market, long_bars, short_bars}; None: not counted (runs saved before the report).
+    exposure: dict[str, int] | None
+
+
+def _version_row(session: Session, tenant_id: str, where: list[Any]) -> Any:
+    # Named columns only: a version's row also holds its bars (tens of MB for large datasets).
+    q = (
+        sa.select(Dataset.dataset_id, Dataset.interval, Dataset.calendar, Dataset.timezone,
+                  DatasetVersion.version, DatasetVersion.version_id)
+        .join(DatasetVersion, DatasetVersion.dataset_id == Dataset.dataset_id)
+        .where(Dataset.tenant_id == tenant_id, *where)
+    )
+    return session.execute(q.limit(1)).first()
+
+
+def run_dataset(session: Session, run: StrategyRun) -> RunDataset | None:
+    """The dataset version of a run (None when it is gone): a backtest's by its dataset id and
+    version number, a day-by-day run's through its job (which also names the session timezone)."""
+    timezone = None
+    if run.kind == "day_by_day" and run.job_id:
+        bt = session.execute(
+            sa.select(DayByDayBacktest.dataset_version_id, DayByDayBacktest.strategy_definition)
+            .where(DayByDayBacktest.job_id == run.job_id, DayByDayBacktest.tenant_id == run.tenant_id)
+        ).first()
+        if bt is None:
+            return None
+        row = _version_row(session, run.tenant_id, [DatasetVersion.version_id == bt.dataset_version_id])
+        session_def = (bt.strategy_definition or {}).get("session") or {}
+        timezone = session_def.get("timezone") if isinstance(session_def, dict) else None
+    elif run.dataset_id:
+        row = _version_row(session, run.tenant_id, [Dataset.dataset_id == run.dataset_id,
+                                                   DatasetVersion.version == (run.dataset_version or 0)])
+    else:
+        return None
+    if row is None:
+        return None
+    return RunDataset(dataset_id=row.dataset_id, interval=row.interval, version=row.version,
+                      version_id=row.version_id, calendar=row.calendar, timezone=timezone or row.timezone)
+
+
+def _day_ends_from_curve(curve: dict[str, list[Any]], timezone: str) -> dict[str, list[Any]]:
+    """The last stored point of each local day (exact when the curve kept every bar)."""
+    ts = np.asarray(curve.get("ts") or [], dtype=np.int64)
+    try:
+        days = np.floor_divide(local_wall(ts, timezone or "UTC"), NS_PER_DAY)
+    except (ValueError, KeyError):  # an unknown zone cannot be stored; be safe anyway
+        days = np.floor_divide(ts, NS_PER_DAY)
+    idx, day_numbers = day_ends_of_curve(ts, np.asarray(curve.get("equity") or [], dtype=np.float64), days)
+    equity, hold = curve.get("equity") or [], curve.get("buy_and_hold") or []
+    return {
+        "date": day_numbers.astype("datetime64[D]").astype(str).tolist(),
+        "ts": ts[idx].tolist(),
+        "equity": [equity[i] for i in idx.tolist()],
+        "buy_and_hold": [hold[i] for i in idx.tolist()],
+    }
+
+
+def report_series(session: Session, tenant_id: str, run_number: int) -> ReportSeries:
+    """A run's curve, day-end equity, trades and dataset; NotFound when it keeps no series (sweeps)."""
+    run, series = run_series(session, tenant_id, run_number)
+    dataset = run_dataset(session, run)
+    curve = series.equity or {}
+    stored, exposure = curve.get(DAY_ENDS_KEY), curve.get(EXPOSURE_KEY)
+    if stored:
+        return ReportSeries(run, series, dataset, stored, "stored", exposure)
+    return ReportSeries(run, series, dataset, _day_ends_from_curve(curve, dataset.timezone if dataset else "UTC"),
+                        "curve", exposure)
 
 
 # ---------------------------------------------------------------- sweeps

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = grpc_util.service_name(runs_pb2, "RunsService")
 _TRADE_FIELDS = tuple(f.name for f in engine_pb2.Trade.DESCRIPTOR.fields)
+EXPOSURE_FIELDS = frozenset(f.name for f in engine_pb2.Exposure.DESCRIPTOR.fields)
 MAX_RUN_NUMBER = 2**53
 
 
@@ -87,6 +88,23 @@ def equity_pb(curve: dict[str, list[Any]] | None) -> list[engine_pb2.EquityPoint
     ]
 
 
+def day_ends_dict(points: Any) -> dict[str, list[Any]]:
+    return {
+        "date": [p.date for p in points],
+        "ts": [p.ts for p in points],
+        "equity": [p.equity for p in points],
+        "buy_and_hold": [p.buy_and_hold for p in points],
+    }
+
+
+def day_ends_pb(days: dict[str, list[Any]]) -> list[engine_pb2.DayEndPoint]:
+    return [
+        engine_pb2.DayEndPoint(date=str(d), ts=int(t), equity=e, buy_and_hold=b)
+        for d, t, e, b in zip(days.get("date", []), days.get("ts", []), days.get("equity", []),
+                              days.get("buy_and_hold", []))
+    ]
+
+
 def _run_number(value: int) -> int:
     if not 1 <= value <= MAX_RUN_NUMBER:
         raise InvalidArgument("run_id must be a positive integer")
@@ -139,6 +157,9 @@ class RunsServicer(DatabaseServicer, runs_pb2_grpc.RunsServiceServicer):
             "execution_time_seconds": r.execution_time_seconds,
             "trades": trades,
             "equity": equity,
+            "day_ends": day_ends_dict(request.day_ends) if request.day_ends else None,
+            "exposure": {name: int(getattr(request.exposure, name)) for name in sorted(EXPOSURE_FIELDS)}
+            if request.HasField("exposure") else None,
         }
         run = await self.write(lambda s: runs.save_run(s, request.tenant_id, **fields))
         log.info("run saved", extra={"tenant_id": request.tenant_id, "run_id": run.run_number, "kind": run.kind})
@@ -188,3 +209,25 @@ class RunsServicer(DatabaseServicer, runs_pb2_grpc.RunsServiceServicer):
     async def GetRunEquity(self, request, context):
         run, series = await self.read(runs.run_series, request.tenant_id, _run_number(request.run_id))
         return runs_pb2.GetRunEquityResponse(run=run_pb(run, has_series=True), points=equity_pb(series.equity))
+
+    @unary
+    async def GetRunSeries(self, request, context):
+        got = await self.read(runs.report_series, request.tenant_id, _run_number(request.run_id))
+        out = runs_pb2.GetRunSeriesResponse(
+            run=run_pb(got.run, has_series=True),
+            points=equity_pb(got.series.equity),
+            day_ends=day_ends_pb(got.day_ends),
+            trades=trades_pb(got.series.trades),
+            day_ends_source=got.day_ends_source,
+        )
+        if got.exposure is not None:
+            out.exposure.CopyFrom(engine_pb2.Exposure(**{k: int(v) for k, v in got.exposure.items()
+                                                         if k in EXPOSURE_FIELDS}))
+        if got.dataset is not None:
+            d = got.dataset
+            out.dataset.CopyFrom(engine_pb2.DatasetUsed(
+                dataset_id=d.dataset_id, interval=d.interval, version=d.version, calendar=d.calendar,
+                timezone=d.timezone,
+            ))
+            out.dataset_version_id = d.version_id
+        return out

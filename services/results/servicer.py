@@ -246,6 +246,8 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
         for r in best.rows:
             # Undefined metrics (None) stay unset.
             out.results.add(**{name: getattr(r, name) for name in SWEEP_RESULT_FIELDS if getattr(r, name) is not None})
+        if best.run.overfitting is not None:
+            out.overfitting.CopyFrom(sweeps.overfitting_message(best.run.overfitting))
         return out
 
     # ------------------------------------------------------------ datasets
@@ -358,8 +360,10 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
             )
             for r in request.results
         ]
+        statistics = sweeps.statistics_of(request.statistics, len(rows)) if request.HasField("statistics") else None
         run_id, stored = await self.write(
-            sweeps.complete_sweep, job_id, rows, request.execution_time_seconds, request.bars, request.dataset_version_id
+            sweeps.complete_sweep, job_id, rows, request.execution_time_seconds, request.bars, request.dataset_version_id,
+            statistics,
         )
         log.info("sweep completion", extra={"job_id": job_id, "sweep_run_id": run_id, "stored": stored})
         return results_pb2.CompleteSweepResponse(sweep_run_id=run_id, stored=stored)

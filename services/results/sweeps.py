@@ -17,9 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
+from hindsight.results.v1 import results_pb2
 from sqlalchemy.orm import Session
 
+from domain.overfitting import PBO_BLOCKS_DEFAULT, SweepStatistics, TrialMoments, overfitting_view
 from domain.sweep import INITIAL_CASH_DEFAULT, MIN_TRADES_DEFAULT, SweepSpec, spec_problems
 from libs.metric_fields import SWEEP_OPTIONAL_METRICS
 from services.results import jobs, runs
@@ -82,6 +85,7 @@ def sweep_spec_of(spec: dict[str, Any]) -> SweepSpec:
         commission_pct=float(spec.get("commission_pct") or 0.0),
         slippage_pct=float(spec.get("slippage_pct") or 0.0),
         initial_cash=float(spec.get("initial_cash") or INITIAL_CASH_DEFAULT),
+        pbo_blocks=int(spec.get("pbo_blocks") or PBO_BLOCKS_DEFAULT),
     )
 
 
@@ -120,6 +124,38 @@ def submit(session: Session, submission: Submission, spec: dict[str, Any]) -> Jo
 # ---------------------------------------------------------------- the engine's results
 
 
+def statistics_of(msg: results_pb2.SweepStatistics, n_rows: int) -> SweepStatistics:
+    """The engine's statistics of a grid of ``n_rows`` combinations (InvalidArgument when
+    they do not describe it)."""
+    optional = {name: getattr(msg, name) if msg.HasField(name) else None
+                for name in ("sharpe_variance", "expected_max_sharpe", "pbo")}
+    moments = None
+    if msg.sharpe:
+        if not len(msg.sharpe) == len(msg.skewness) == len(msg.kurtosis) == msg.trials == n_rows:
+            raise InvalidArgument("statistics: one Sharpe ratio, skewness and kurtosis per result is needed")
+        moments = TrialMoments(np.array(msg.sharpe), np.array(msg.skewness), np.array(msg.kurtosis), int(msg.days))
+    return SweepStatistics(
+        trials=int(msg.trials), days=int(msg.days), pbo_blocks=int(msg.pbo_blocks),
+        logits=list(msg.logits) if optional["pbo"] is not None else None, reason=msg.reason or None,
+        moments=moments, **optional,
+    )
+
+
+def overfitting_message(view: dict[str, Any]) -> results_pb2.SweepOverfitting:
+    """A run's stored ``overfitting`` (domain.overfitting.overfitting_view) as the proto."""
+    out = results_pb2.SweepOverfitting(
+        trials=int(view.get("trials") or 0), pbo_blocks=int(view.get("pbo_blocks") or 0),
+        days=int(view.get("days") or 0), reason=str(view.get("reason") or ""), reading=str(view.get("reading") or ""),
+    )
+    for name in ("probabilistic_sharpe_ratio", "deflated_sharpe_ratio", "expected_max_sharpe", "pbo",
+                 "sharpe_variance"):
+        value = runs.finite(view.get(name))
+        if value is not None:
+            setattr(out, name, value)
+    out.logits.extend(view.get("logits") or [])
+    return out
+
+
 @dataclass(frozen=True)
 class SweepRow:
     """One combo's metrics as the engine reports them (None: undefined)."""
@@ -140,8 +176,12 @@ def complete_sweep(
     execution_time_seconds: float,
     bars: int,
     dataset_version_id: str = "",
+    statistics: SweepStatistics | None = None,
 ) -> tuple[str, bool]:
-    """Store a sweep's results, save the sweep as a run, and complete its job; (sweep_run_id, stored)."""
+    """Store a sweep's results, save the sweep as a run, and complete its job; (sweep_run_id, stored).
+
+    ``statistics`` (the engine's, over the grid in the order of ``rows``) become the
+    run's ``overfitting``, with the PSR and DSR of the first row of its ``best``."""
     job = jobs.locked_job(session, job_id)
     if job.state == jobs.COMPLETED:
         # A redelivered completion: the first one was stored.
@@ -184,6 +224,10 @@ def complete_sweep(
                 for r in rows
             ],
         )
+    if statistics is not None:
+        run = session.get(SweepRun, run_id)
+        assert run is not None
+        run.overfitting = overfitting_view(statistics, _top_index(session, run, rows))
     _save_sweep_run(session, job, run_id, rows, execution_time_seconds, bars, dataset_version_id)
     started = job.started_at or job.created_at
     # The seed's callback reports execution_time_seconds as the job's wall time from
@@ -200,6 +244,16 @@ def complete_sweep(
     }
     jobs.end_job(session, job, jobs.COMPLETED, finish)
     return run_id, True
+
+
+def _top_index(session: Session, run: SweepRun, rows: list[SweepRow]) -> int | None:
+    """The position in ``rows`` (grid order) of the first row of the run's ``best``, None
+    when no combination has ``min_trades`` trades."""
+    first = session.scalars(_best_rows(run, [SweepResult.sweep_run_id == run.sweep_run_id]).limit(1)).first()
+    if first is None:
+        return None
+    pair = (first.fast_period, first.slow_period)
+    return next((i for i, r in enumerate(rows) if (r.fast_period, r.slow_period) == pair), None)
 
 
 def _save_sweep_run(session: Session, job: Job, sweep_run_id: str, rows: list[SweepRow], seconds: float, bars: int,
@@ -226,6 +280,8 @@ def finish(session: Session, job: Job, state: str, error_message: str, ts: str) 
     note_sweep_ended(session, job, state, sweep_run_id)
     if state == jobs.COMPLETED:
         metrics = job.metrics or {}
+        run = session.get(SweepRun, sweep_run_id) if sweep_run_id else None
+        overfitting = (run.overfitting if run is not None else None) or {}
         event_type = "sweep.completed"
         payload = {
             "event_type": event_type,
@@ -238,6 +294,10 @@ def finish(session: Session, job: Job, state: str, error_message: str, ts: str) 
                 "total_combinations": metrics.get("combinations_tested", 0),
                 "execution_time_seconds": metrics.get("execution_time_seconds", 0.0),
                 "completed_at": ts,
+                # Beside the seed's fields (its schema keeps unknown keys out of the way):
+                # how much the best result is worth after the grid's trials (null: not computed).
+                "deflated_sharpe_ratio": overfitting.get("deflated_sharpe_ratio"),
+                "pbo": overfitting.get("pbo"),
             },
             "timestamp": ts,
         }
@@ -288,10 +348,17 @@ def sweep_best(session: Session, tenant_id: str, sweep_run_id: str, ticker: str,
             sa.func.count().filter(sa.not_(qualifies)),
         ).where(*where)
     ).one()
-    rows = session.scalars(
+    rows = session.scalars(_best_rows(run, where).limit(limit))
+    return SweepBest(run, list(rows), int(counts[0] or 0), int(counts[1] or 0))
+
+
+def _best_rows(run: SweepRun, where: list[Any]) -> sa.Select[tuple[SweepResult]]:
+    """The rows of ``best``, in its order: those with at least min_trades trades, by score
+    descending (undefined last), then in the order the engine reported them (grid order).
+    The overfitting statistics' top result is the first of them."""
+    qualifies = SweepResult.total_trades >= run.min_trades
+    return (
         sa.select(SweepResult)
         .where(*where, qualifies)
         .order_by(SweepResult.score.desc().nulls_last(), SweepResult.id)
-        .limit(limit)
     )
-    return SweepBest(run, list(rows), int(counts[0] or 0), int(counts[1] or 0))

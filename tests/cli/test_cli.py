@@ -390,3 +390,25 @@ def test_strategies_builtin(stack: Stack) -> None:
     assert r.returncode == 0, r.stderr
     assert "sma_crossover  (also: SMA, sma)" in r.stdout
     assert "fast_period    int    default 10  range 1..5000" in r.stdout
+
+
+def test_runs_report_writes_one_html_file(stack: Stack, tmp_path: Path) -> None:
+    """Issue 13: `hindsight runs report ID -o run.html` saves the self-contained report."""
+    bt = run_json(stack, "backtest", "DEMO-DAILY", "-p", "fast_period=10", "-p", "slow_period=30")
+    target = tmp_path / "run.html"
+    r = run(stack, "runs", "report", str(bt["id"]), "-o", str(target))
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert f"wrote {target}" in r.stdout and "opens offline" in r.stdout
+    page = target.read_text()
+    assert page.startswith("<!doctype html>") and f"Run #{bt['id']}: sma_crossover on DEMO-DAILY" in page
+    assert target.stat().st_size < 5_000_000
+    with httpx.Client(base_url=stack.base_url, headers={"X-API-Key": DEV_KEY}, timeout=60) as c:
+        api_report = c.get(f"/api/v1/runs/{bt['id']}/report", params={"window": 30}).json()
+    report = run_json(stack, "runs", "report", str(bt["id"]), "--window", "30")
+    assert report["monthly_returns"] == api_report["monthly_returns"] and report["rolling_sharpe"]["window"] == 30
+    text = run(stack, "runs", "report", str(bt["id"]))
+    assert text.returncode == 0 and "monthly returns %" in text.stdout and "worst drawdowns" in text.stdout
+    missing = run(stack, "runs", "report", "999999", "-o", str(tmp_path / "x.html"))
+    assert missing.returncode == 4 and "not found" in missing.stderr and not (tmp_path / "x.html").exists()
+    bad = run(stack, "runs", "report", str(bt["id"]), "--window", "1")
+    assert bad.returncode == 4 and "window" in bad.stderr

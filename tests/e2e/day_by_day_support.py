@@ -185,3 +185,30 @@ def expected_trades(start: str, end: str) -> dict[str, list[tuple]]:
 
 def json_lines(items: Iterator) -> list:
     return [json.loads(x) for x in items]
+
+
+def wait_completed(c: httpx.Client, job_id: str, timeout: float = 120) -> dict:
+    """The job once completed (failing if it ends otherwise or takes longer)."""
+    deadline = time.time() + timeout
+    while (job := c.get(f"/api/v1/jobs/{job_id}").json())["status"] != "completed":
+        assert job["status"] in ("queued", "running") and time.time() < deadline, job
+        time.sleep(0.2)
+    return job
+
+
+def run_of_job(c: httpx.Client, job_id: str) -> dict:
+    """The saved run (its detail) that a day-by-day job left."""
+    listed = c.get("/runs", params={"kind": "day_by_day", "limit": 1000}).json()["runs"]
+    match = [r for r in listed if c.get(f"/runs/{r['id']}").json()["job_id"] == job_id]
+    assert len(match) == 1, listed
+    return c.get(f"/runs/{match[0]['id']}").json()
+
+
+def completed_run(c: httpx.Client, strategy_id: str, user_id: str, start: str, end: str) -> tuple[str, dict]:
+    """Run the strategy day by day for `user_id` over [start, end]; (job id, its saved run)."""
+    r = c.post("/api/v1/backtest/run", json={"user_id": user_id, "strategy_id": strategy_id,
+                                             "start_date": start, "end_date": end})
+    assert r.status_code == 202, r.text
+    job_id = r.json()["job_id"]
+    wait_completed(c, job_id)
+    return job_id, run_of_job(c, job_id)

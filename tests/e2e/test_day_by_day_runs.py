@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -20,10 +19,13 @@ import pytest
 from tests.e2e.day_by_day_support import (  # noqa: F401  (fixtures)
     TZ,
     auth_headers,
+    completed_run,
     dbd_stack_fixture,
     demo_bars,
     expected_trades,
+    run_of_job,
     seed_strategy_fixture,
+    wait_completed,
 )
 
 START, END = "2024-01-08", "2024-02-02"
@@ -31,24 +33,9 @@ QTY = 10
 PERIODS = 252  # DEMO-MINUTE is on the sessions calendar
 
 
-def run_of(c: httpx.Client, job_id: str) -> dict:
-    listed = c.get("/runs", params={"kind": "day_by_day", "limit": 1000}).json()["runs"]
-    match = [r for r in listed if c.get(f"/runs/{r['id']}").json()["job_id"] == job_id]
-    assert len(match) == 1, listed
-    return c.get(f"/runs/{match[0]['id']}").json()
-
-
 def test_day_by_day_run_has_full_metrics_and_equity(dbd_stack, seed_strategy):
     with httpx.Client(base_url=dbd_stack.base_url, headers=auth_headers(dbd_stack), timeout=60) as c:
-        r = c.post("/api/v1/backtest/run", json={"user_id": "metrics-user", "strategy_id": seed_strategy,
-                                                 "start_date": START, "end_date": END})
-        assert r.status_code == 202, r.text
-        job_id = r.json()["job_id"]
-        deadline = time.time() + 120
-        while (job := c.get(f"/api/v1/jobs/{job_id}").json())["status"] != "completed":
-            assert job["status"] in ("queued", "running") and time.time() < deadline, job
-            time.sleep(0.2)
-        run = run_of(c, job_id)
+        _, run = completed_run(c, seed_strategy, "metrics-user", START, END)
         curve = list(csv.DictReader(io.StringIO(c.get(f"/runs/{run['id']}/equity.csv").text)))
 
     # The independent expectation, day by day.
@@ -100,15 +87,7 @@ def test_day_by_day_run_has_full_metrics_and_equity(dbd_stack, seed_strategy):
 
 def test_day_by_day_run_replays_with_overrides(dbd_stack, seed_strategy):
     with httpx.Client(base_url=dbd_stack.base_url, headers=auth_headers(dbd_stack), timeout=60) as c:
-        r = c.post("/api/v1/backtest/run", json={"user_id": "replay-user", "strategy_id": seed_strategy,
-                                                 "start_date": START, "end_date": END})
-        assert r.status_code == 202, r.text
-        first = r.json()["job_id"]
-        deadline = time.time() + 120
-        while c.get(f"/api/v1/jobs/{first}").json()["status"] != "completed":
-            assert time.time() < deadline
-            time.sleep(0.2)
-        run = run_of(c, first)
+        _, run = completed_run(c, seed_strategy, "replay-user", START, END)
         assert run["replayable"] is True
 
         # What a day-by-day run cannot change: 400, nothing queued.
@@ -124,10 +103,8 @@ def test_day_by_day_run_replays_with_overrides(dbd_stack, seed_strategy):
         assert r.status_code == 202, r.text
         assert r.json()["replay_of"] == run["id"] and r.json()["status"] == "queued"
         job_id = r.json()["job_id"]
-        while (job := c.get(f"/api/v1/jobs/{job_id}").json())["status"] != "completed":
-            assert job["status"] in ("queued", "running") and time.time() < deadline, job
-            time.sleep(0.2)
-        again = run_of(c, job_id)
+        wait_completed(c, job_id)
+        again = run_of_job(c, job_id)
         assert (again["start_date"], again["end_date"], again["cash"]) == (START, "2024-01-19", 50_000)
         assert again["commission_pct"] == 0.01 and again["parameters"]["user_id"] == "replay-user-2"
         assert again["total_trades"] > 0 and again["metrics"]["sharpe_ratio"] is not None

@@ -147,3 +147,21 @@ def test_the_readme_receiver_is_about_ten_lines():
     code = README_RECEIVER.search(Path(ROOT / "README.md").read_text()).group(1)
     lines = [line for line in code.splitlines() if line.strip()]
     assert len(lines) <= 12, lines
+
+
+def test_a_completed_sweep_callback_and_email_carry_its_dsr_and_pbo(client, smtp):
+    receiver = Receiver().start()
+    try:
+        job_id = sweep(client, "DEMO-DAILY", webhook_url=receiver.url, notify_email="dsr@example.com", pbo_blocks=8)
+        settled(client, job_id, n=2)
+        (got,) = receiver.for_job(job_id)
+        data = got.json["result_data"]
+    finally:
+        receiver.stop()
+    best = client.get(f"/api/v1/sweeps/{data['sweep_run_id']}/best").json()["overfitting"]
+    assert best["pbo_blocks"] == 8 and len(best["logits"]) == 70
+    assert data["deflated_sharpe_ratio"] == best["deflated_sharpe_ratio"] and data["pbo"] == best["pbo"]
+    assert isinstance(data["pbo"], float) and isinstance(data["deflated_sharpe_ratio"], float)
+    msg = next(m for m in smtp.messages if job_id in m["Subject"])
+    text = next(p.get_content() for p in msg.walk() if p.get_content_type() == "text/plain")
+    assert f"probability of backtest overfitting {data['pbo']:.3f}" in text and best["reading"] in text

@@ -149,6 +149,12 @@ def test_sweep_end_to_end(stack, client):
     run_id = final["sweep_run_id"]
     best = client.get(f"/api/v1/sweeps/{run_id}/best", params={"ticker": TICKER, "limit": 5}).json()
     assert best["sweep_run_id"] == run_id and best["ticker"] == TICKER
+    # The overfitting statistics of the grid (issue 14): every combination a trial, 900 daily returns.
+    o = best["overfitting"]
+    assert (o["trials"], o["days"], o["pbo_blocks"], o["reason"]) == (8, 900, 16, None), o
+    assert len(o["logits"]) == 12_870 and o["pbo"] == sum(x <= 0 for x in o["logits"]) / 12_870
+    assert 0 <= o["deflated_sharpe_ratio"] <= o["probabilistic_sharpe_ratio"] <= 1 and o["expected_max_sharpe"] > 0
+    assert o["reading"]
     assert best["returned"] == len(best["results"]) <= 5
     assert best["total_results"] + best["excluded_below_min_trades"] == 8
     scores = [row["score"] for row in best["results"]]
@@ -228,6 +234,9 @@ def test_bad_input_changes_nothing(client):
         {"fast_range": "[10, 30]", "slow_range": "[20, 30]"},
         {"webhook_url": "ftp://example.com/x"},
         {"fast_range": "not-a-list"},
+        {"pbo_blocks": "15"},
+        {"pbo_blocks": "2"},
+        {"pbo_blocks": "32"},
     ]
     for over in bad:
         r = submit_form(client, **over)

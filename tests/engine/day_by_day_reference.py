@@ -94,6 +94,12 @@ def simulate(o, h, l, c, day_bars: list[list[int]], minutes: list[str], square_o
                 buy = n.side == "buy"
                 sl_hit = p["stop"] is not None and (l[b] <= p["stop"] if buy else h[b] >= p["stop"])
                 tg_hit = p["tgt"] is not None and (h[b] >= p["tgt"] if buy else l[b] <= p["tgt"])
+                # DESIGN.md: a bar that opens beyond the target exits at its open, the open
+                # having come first; the stop wins only when the open lies between the two.
+                opens_past_target = p["tgt"] is not None and (o[b] >= p["tgt"] if buy else o[b] <= p["tgt"])
+                opens_past_stop = p["stop"] is not None and (o[b] <= p["stop"] if buy else o[b] >= p["stop"])
+                if opens_past_target and not opens_past_stop:
+                    sl_hit = False
                 if sl_hit:
                     px = min(o[b], p["stop"]) if buy else max(o[b], p["stop"])
                     del pos[n.id]

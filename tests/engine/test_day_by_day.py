@@ -40,10 +40,12 @@ def _minutes(bars: Bars) -> list[str]:
     return [datetime.fromtimestamp(ns / 1e9, zone).strftime("%H:%M") for ns in bars.ts.tolist()]
 
 
-def _vwap(bars: Bars) -> np.ndarray:
+def _vwap(bars: Bars, session_start: str | None = None) -> np.ndarray:
+    """VWAP restarting each local day, and at the session's start when it has one (DESIGN.md)."""
     zone = ZoneInfo(TZ)
-    day = [datetime.fromtimestamp(ns / 1e9, zone).date() for ns in bars.ts.tolist()]
-    df = pd.DataFrame({"pv": (bars.high + bars.low + bars.close) / 3 * bars.volume, "v": bars.volume, "d": day})
+    local = [datetime.fromtimestamp(ns / 1e9, zone) for ns in bars.ts.tolist()]
+    key = [(t.date(), bool(session_start) and t.strftime("%H:%M") >= session_start) for t in local]
+    df = pd.DataFrame({"pv": (bars.high + bars.low + bars.close) / 3 * bars.volume, "v": bars.volume, "d": key})
     g = df.groupby("d")
     return (g["pv"].cumsum() / g["v"].cumsum()).to_numpy()
 
@@ -67,6 +69,7 @@ def _signals(bars: Bars, minutes: list[str]) -> dict[str, np.ndarray]:
             "rsi>60": rsi > 60,
             "sma_x": _crosses_above(talib.SMA(c, 10), talib.SMA(c, 30)),
             "c<vwap": c < _vwap(bars),
+            "c<vwap@09:30": c < _vwap(bars, "09:30"),
             "macd": (line > sig) & after10,
             "c<bbl": c < low_band,
             "c>bbu": c > up,
@@ -93,7 +96,7 @@ CASES = {
                          "quantity": 5, "stop_loss": {"points": 5}, "target": {"percent": 0.5}, "max_reentries": 1}],
             "exits": [{"id": "x1", "condition": "close < VWAP"}],
         },
-        [("s1", "sell", 5, ("points", 5.0), ("percent", 0.5), 1, "sma_x", ["c<vwap"])],
+        [("s1", "sell", 5, ("points", 5.0), ("percent", 0.5), 1, "sma_x", ["c<vwap@09:30"])],
         (None, "09:30", "15:00"),
     ),
     "two_nodes_shared_exits": (
@@ -217,3 +220,35 @@ def test_event_ids_follow_time_and_parents_come_first(bars):
                 parent = diag["events_history"][e["parent_execution_id"]]
                 same_bar_reentries += parent["candle_data"]["T"]["current"] == e["candle_data"]["T"]["current"]
     assert same_bar_reentries > 0  # the case this is about occurs in the month
+
+
+@pytest.mark.parametrize(("side", "bar2", "reason", "exit_px"), [
+    # DESIGN.md's case: long at 100, stop 90, target 110; the bar opens at 111 and falls to 85.
+    # The open came first: +11 at the target side, not -10 at the stop.
+    ("buy", (111.0, 112.0, 85.0, 86.0), "target", 111.0),
+    ("sell", (89.0, 115.0, 88.0, 114.0), "target", 89.0),
+    # Opening through the stop exits there, whatever the range does next.
+    ("buy", (85.0, 115.0, 84.0, 114.0), "stop_loss", 85.0),
+    ("sell", (115.0, 116.0, 85.0, 86.0), "stop_loss", 115.0),
+    # Opening between the two, the range reaching both: the stop wins, at its level.
+    ("buy", (100.0, 111.0, 89.0, 100.0), "stop_loss", 90.0),
+    ("sell", (100.0, 111.0, 89.0, 100.0), "stop_loss", 110.0),
+])
+def test_the_open_comes_first(side, bar2, reason, exit_px):
+    """Issue 15, item 3: a bar that opens beyond the stop or the target exits at its open."""
+    opens = [100.0, 100.0, bar2[0], 100.0, 100.0]
+    highs = [100.5, 100.5, bar2[1], 100.5, 100.5]
+    lows = [99.5, 99.5, bar2[2], 99.5, 99.5]
+    closes = [100.0, 100.0, bar2[3], 100.0, 100.0]
+    ts = pd.date_range("2024-03-04 09:15", periods=5, freq="min", tz=TZ).tz_convert("UTC").as_unit("ns").asi8
+    b = Bars(ts, np.array(opens), np.array(highs), np.array(lows), np.array(closes), np.ones(5), timezone=TZ,
+             calendar="sessions")
+    strategy = compile_strategy({"name": "open first", "dataset": {"ticker": "T"}, "entries": [
+        {"id": "e", "condition": "time == 09:15", "side": side, "quantity": 1,
+         "stop_loss": {"type": "points", "value": 10}, "target": {"type": "points", "value": 10}}]})
+    run = run_day_by_day(b, strategy, date(2024, 3, 4), date(2024, 3, 4), interval="1m")
+    (trade,) = [t for d in run.days for t in d.trades]
+    assert (trade.entry_bar, trade.entry_raw) == (1, 100.0)
+    assert (trade.exit_bar, trade.reason, trade.exit_raw) == (2, reason, exit_px)
+    sign = 1 if side == "buy" else -1
+    assert trade.pnl == pytest.approx(sign * (exit_px - 100.0))

@@ -28,6 +28,8 @@ NON_JSON = {
     ("get", "/runs/{run_id}/equity.csv"): "text/csv",
     ("get", "/api/v1/runs/{run_id}/trades.csv"): "text/csv",
     ("get", "/api/v1/runs/{run_id}/equity.csv"): "text/csv",
+    ("get", "/runs/{run_id}/report.html"): "text/html",
+    ("get", "/api/v1/runs/{run_id}/report.html"): "text/html",
     ("get", "/api/v1/backtest/{backtest_id}/day/{day}"): "application/zip",
     ("get", "/metrics"): "text/plain",
 }

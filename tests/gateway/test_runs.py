@@ -25,7 +25,7 @@ from services.results.demo_datasets import demo_daily, demo_minute
 from tests.gateway.conftest import Gateway, Harness, base_settings
 from tests.gateway.helpers import assert_error
 
-KEYS = {t: f"{t}-key-" + t[-1] * 24 for t in ("runs-a", "runs-b", "runs-c", "runs-d", "runs-e")}
+KEYS = {t: f"{t}-key-" + t[-1] * 24 for t in ("runs-a", "runs-b", "runs-c", "runs-d", "runs-e", "runs-w")}
 SEED_FIELDS = {"id", "ticker", "strategy", "parameters", "start_date", "end_date", "interval", "cash", "pnl",
                "return_pct", "sharpe_ratio", "max_drawdown", "total_trades", "winning_trades", "losing_trades",
                "created_at"}
@@ -456,3 +456,17 @@ def test_engine_down_is_503_and_runs_still_read(stack: Stack) -> None:
         assert r.headers.get("retry-after") == "5"
         assert c.get("/runs", params={"limit": 1}).status_code == 200
         assert_error(c.post("/runs/1/replay"), 503)
+
+
+def test_preview_runs_the_backtest_and_saves_nothing(stack: Stack) -> None:
+    """Issue 16: the dashboard previews a sweep's combination without saving a run each click."""
+    with stack.client("runs-w") as c:
+        before = c.get("/runs", params={"limit": 0}).json()["total"]
+        preview = _post(c, SMA, "/api/v1/runs/backtest/preview")
+        assert preview["id"] is None and preview["run_id"] is None and preview["links"] == {}
+        saved = _post(c, SMA, "/api/v1/runs/backtest")
+        assert preview["metrics"] == saved["metrics"] and preview["trades"] == saved["trades"]
+        assert preview["equity_curve"] == saved["equity_curve"]
+        assert c.get("/runs", params={"limit": 0}).json()["total"] == before + 1  # the saved one only
+        err = assert_error(c.post("/api/v1/runs/backtest/preview", json={"strategy": "nope"}), 400)
+        assert any(e["field"] == "strategy" for e in err["details"]["errors"])

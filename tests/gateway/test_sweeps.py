@@ -164,6 +164,13 @@ VIOLATIONS: list[tuple[str, Any]] = [
     ("interval", "7h"),
     ("direction", "sideways"),
     ("fill", "open"),
+    ("pbo_blocks", 15),
+    ("pbo_blocks", 2),
+    ("pbo_blocks", 0),
+    ("pbo_blocks", 18),
+    ("pbo_blocks", -16),
+    ("pbo_blocks", 7.5),
+    ("pbo_blocks", "sixteen"),
     ("commission_pct", 10.5),
     ("commission_pct", -1),
     ("slippage_pct", 11),
@@ -334,3 +341,42 @@ def test_best_has_the_seed_shape(alpha: httpx.Client, beta: httpx.Client, result
         assert_error(alpha.get(f"/api/v1/sweeps/{run_id}/best", params={"limit": bad}), 400, "invalid_request")
     assert_error(alpha.get("/api/v1/sweeps/run_nonexistent/best"), 404)
     assert_error(beta.get(f"/api/v1/sweeps/{run_id}/best"), 404)
+
+
+def test_best_shows_the_overfitting_statistics(alpha: httpx.Client, results: Results) -> None:
+    import numpy as np
+    from hindsight.results.v1 import results_pb2
+
+    from domain import overfitting as of
+
+    accepted = alpha.post("/api/v1/strategy/sweep", json=dict(SEED_JSON, pbo_blocks=4))
+    assert accepted.status_code == 202, accepted.text
+    job_id = accepted.json()["job_id"]
+    assert alpha.get(f"/api/v1/jobs/{job_id}").json()["parameters"]["pbo_blocks"] == 4
+    rows = [sweep_row(10, 20, 87, 2.47), sweep_row(10, 25, 102, 2.31), sweep_row(15, 20, 12, 9.99)]
+    r = np.random.default_rng(0).normal(0.0002, 0.01, (101, 3))
+    st = of.sweep_statistics(of.returns_moments(r), of.block_sums(r, 4), 4)
+    stub = results.stub()
+    assert stub.StartJob(results_pb2.StartJobRequest(job_id=job_id), timeout=10).proceed
+    stats = results_pb2.SweepStatistics(
+        trials=3, days=101, pbo_blocks=4, sharpe_variance=st.sharpe_variance, expected_max_sharpe=st.expected_max_sharpe,
+        pbo=st.pbo, logits=st.logits, sharpe=st.moments.sharpe.tolist(), skewness=st.moments.skewness.tolist(),
+        kurtosis=st.moments.kurtosis.tolist(),
+    )
+    run_id = stub.CompleteSweep(
+        results_pb2.CompleteSweepRequest(job_id=job_id, results=rows, execution_time_seconds=1.0, statistics=stats),
+        timeout=10,
+    ).sweep_run_id
+    best = alpha.get(f"/api/v1/sweeps/{run_id}/best").json()
+    o = best["overfitting"]
+    assert list(o) == ["trials", "probabilistic_sharpe_ratio", "deflated_sharpe_ratio", "expected_max_sharpe", "pbo",
+                       "pbo_blocks", "logits", "days", "sharpe_variance", "reason", "reading"]
+    want = of.overfitting_view(st, 0)  # best's first row is (10, 20), the grid's first
+    assert o == want  # doubles go through gRPC and JSON unchanged
+    assert o["reason"] is None and len(o["logits"]) == 6 and 0 <= o["pbo"] <= 1
+
+    # a run stored without statistics: null, the rest of the seed's shape as it was
+    plain = alpha.post("/api/v1/strategy/sweep", json=SEED_JSON).json()["job_id"]
+    assert "pbo_blocks" not in alpha.get(f"/api/v1/jobs/{plain}").json()["parameters"]
+    best = alpha.get(f"/api/v1/sweeps/{run_job(stub, plain)}/best").json()
+    assert best["overfitting"] is None

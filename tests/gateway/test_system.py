@@ -43,6 +43,9 @@ def test_docs_state_the_score_formula_and_metrics(gw: Gateway) -> None:
     assert "ddof = 1" in text and "√P" in text
     best = spec["paths"]["/api/v1/sweeps/{sweep_run_id}/best"]["get"]
     assert "sharpe_ratio × (1 + max_drawdown_pct / 100)" in best["description"]
+    for definition in ("deflated_sharpe_ratio", "PSR(SR*) = Φ((SR − SR*)·√(T − 1)", "Φ⁻¹(1 − 1/(N·e))",
+                       "dropping the first T mod S rows", "`pbo` = the share of splits with λ ≤ 0", "pbo_blocks"):
+        assert definition in best["description"] and definition in text, definition
     sweep_body = spec["paths"]["/api/v1/strategy/sweep"]["post"]["requestBody"]["content"]
     assert {"application/x-www-form-urlencoded", "application/json"} <= set(sweep_body)
 

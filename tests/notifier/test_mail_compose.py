@@ -35,3 +35,19 @@ def test_links_open_the_job_in_the_dashboard_beside_the_api():
         assert f"<a href='{dashboard}'>Dashboard</a>" in html, html
         # The API links stay.
         assert f"https://hindsight.example/api/v1/jobs/{job.job_id}" in text
+
+
+def test_a_completed_sweep_email_tells_its_dsr_and_pbo_in_plain_words():
+    sweep = JobSummary(job_id="sweep_1", status="completed", kind=jobs_pb2.JOB_KIND_SWEEP, sweep_run_id="run_1")
+    payload = {"event_type": "sweep.completed", "status": "completed",
+               "result_data": {"sweep_run_id": "run_1", "deflated_sharpe_ratio": 0.31234, "pbo": 0.625}}
+    parts = _email(sweep, payload)
+    text, html = parts["text/plain"], parts["text/html"]
+    assert "deflated Sharpe ratio 0.312, probability of backtest overfitting 0.625" in text
+    assert "Probably overfit" in text and "31%" in text and "62%" in text
+    assert "<h3>Overfitting</h3>" in html and "Probably overfit" in html
+    # without statistics (not computed): said, not invented
+    payload["result_data"].update(deflated_sharpe_ratio=None, pbo=None)
+    assert "Not enough data for the overfitting statistics" in _email(sweep, payload)["text/plain"]
+    # a job whose callback has none at all: no section
+    assert "Overfitting" not in _email(sweep, {"event_type": "sweep.completed", "status": "completed"})["text/plain"]

@@ -38,6 +38,8 @@ async def test_completed_sweep_is_delivered_in_the_seed_shape_and_signed(notify_
         "sweep_run_id": run_id, "total_combinations": 3,
         "execution_time_seconds": body["result_data"]["execution_time_seconds"],
         "completed_at": body["result_data"]["completed_at"],
+        # beside the seed's fields; null: this engine (a test double) sent no overfitting statistics
+        "deflated_sharpe_ratio": None, "pbo": None,
     }
     # The seed's meaning: the job's wall time from submission to completion, not the engine's 1.25 s.
     assert isinstance(body["result_data"]["execution_time_seconds"], float)

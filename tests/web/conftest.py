@@ -63,12 +63,13 @@ class Browser:
         return path
 
     def foreign_requests(self) -> list[str]:
-        """Requests to anywhere but the gateway (data: and blob: URLs stay in the page)."""
+        """Requests to anywhere but the gateway (data: and blob: URLs stay in the page; file:
+        URLs are a downloaded report opened from disk)."""
         origin = urlsplit(self.base_url)
         out = []
         for url in self.requests:
             parts = urlsplit(url)
-            if parts.scheme in ("data", "blob"):
+            if parts.scheme in ("data", "blob", "file"):
                 continue
             if (parts.scheme, parts.netloc) != (origin.scheme, origin.netloc):
                 out.append(url)

@@ -83,6 +83,8 @@ def test_sweep_from_the_form(browser: Browser) -> None:
     wait_progress_done(page, "#sweep-progress")
     job_id = page.inner_text("#sweep-job-id")
     assert f"job={job_id}" in page.url
+    # Issue 16: "Queued 8 combinations." goes once the sweep has ended.
+    page.wait_for_function("() => document.getElementById('sweep-form-msg').textContent === ''")
 
     page.wait_for_selector("#sweep-heatmap .main-svg")
     page.wait_for_selector("#sweep-table tbody tr")
@@ -95,6 +97,21 @@ def test_sweep_from_the_form(browser: Browser) -> None:
     # The heatmap holds every combination of the results at its (fast, slow) cell.
     z = page.evaluate("() => document.getElementById('sweep-heatmap').data[0].z")
     assert sum(v is not None for r in z for v in r) == best["returned"]
+
+    # Beside the heatmap: the grid's overfitting statistics, a plain-language reading and the
+    # histogram of the logits of every CSCV split.
+    o = best["overfitting"]
+    page.wait_for_selector("#sweep-logits .main-svg")
+    assert page.inner_text("#sweep-overfitting-reading") == o["reading"]
+    assert page.inner_text("#sweep-overfitting dd[data-stat=dsr]") == f"{o['deflated_sharpe_ratio']:.3f}"
+    assert page.inner_text("#sweep-overfitting dd[data-stat=pbo]") == f"{o['pbo']:.3f}"
+    assert page.inner_text("#sweep-overfitting dd[data-stat=trials]") == "8"
+    drawn = page.evaluate("() => document.getElementById('sweep-logits').data.map(t => t.x.length)")
+    assert sum(drawn) == len(o["logits"]) == 12_870
+    heat_box, panel_box = (page.query_selector(s).bounding_box() for s in ("#sweep-heatmap", "#sweep-overfitting"))
+    assert panel_box["x"] >= heat_box["x"] + heat_box["width"] - 1  # beside it, at laptop width
+    assert hidden_width(page, "#sweep-overfitting") == 0
+    browser.shot("sweeps-overfitting")
 
     # Sorted by score, descending; a click on a header sorts by that column, again reverses it.
     def col(key: str) -> list[str]:
@@ -121,13 +138,30 @@ def test_sweep_from_the_form(browser: Browser) -> None:
            }""",
         [top["fast_period"], top["slow_period"]],
     )
+    with api(browser) as c:
+        runs_before = c.get("/runs", params={"limit": 0}).json()["total"]
     page.mouse.click(x, y)
     page.wait_for_selector("#sweep-equity-chart .main-svg", timeout=30_000)
     card = page.inner_text("#sweep-equity")
-    assert f"SMA {top['fast_period']}/{top['slow_period']} on DEMO-DAILY" in card and "Saved as run" in card
+    assert f"SMA {top['fast_period']}/{top['slow_period']} on DEMO-DAILY" in card and "Preview (not saved)" in card
     names = page.evaluate("() => document.getElementById('sweep-equity-chart').data.map(t => t.name)")
     assert names == [f"SMA {top['fast_period']}/{top['slow_period']}", "buy and hold"]
+    # Issue 16: a click saves nothing; the clicked cell and its row stay marked.
+    with api(browser) as c:
+        assert c.get("/runs", params={"limit": 0}).json()["total"] == runs_before
+    shape = page.evaluate("() => document.getElementById('sweep-heatmap').layout.shapes")
+    cell = page.evaluate("([f, s]) => { const d = document.getElementById('sweep-heatmap').data[0];"
+                         " return [d.x.indexOf(s), d.y.indexOf(f)]; }", [top["fast_period"], top["slow_period"]])
+    assert len(shape) == 1 and (shape[0]["x0"] + 0.5, shape[0]["y0"] + 0.5) == tuple(cell)
+    selected = page.eval_on_selector_all("#sweep-table tbody tr.selected", "trs => trs.map(t => t.textContent)")
+    assert len(selected) == 1 and selected[0].startswith(f"{top['fast_period']}{top['slow_period']}")
     browser.shot("sweeps-results")
+    # "Save as run" saves it, once.
+    page.click("#sweep-save-run")
+    page.wait_for_selector("#sweep-saved a")
+    assert page.inner_text("#sweep-saved").startswith("Saved as run #")
+    with api(browser) as c:
+        assert c.get("/runs", params={"limit": 0}).json()["total"] == runs_before + 1
 
 
 def list_index(page, key: str) -> int:
@@ -369,7 +403,7 @@ def test_datasets_upload_and_chart(browser: Browser) -> None:
     page.select_option("#upload-interval", "1d")
     page.click("#upload-submit")
     ok = page.wait_for_selector("#upload-msg .ok-box")
-    assert "Imported WEB-TEST 1d" in ok.inner_text()
+    assert "Imported WEB-TEST 1d (generic)" in ok.inner_text()
     page.wait_for_selector('#upload-progress [aria-valuenow="100"]', state="attached")
     page.wait_for_selector("#dataset-chart .main-svg")
     assert "WEB-TEST" in page.inner_text("#datasets-table")
@@ -380,6 +414,20 @@ def test_datasets_upload_and_chart(browser: Browser) -> None:
     page.click("#upload-submit")
     err = page.wait_for_selector("#upload-msg .error-box")
     assert err.inner_text().strip() and "{" not in err.inner_text()
+
+    # Issue 16: the form takes the exports people have — a Yahoo Finance file, its null row dropped.
+    yahoo = ["Date,Open,High,Low,Close,Adj Close,Volume"]
+    for i in range(30):
+        day = date(2023, 3, 1) + timedelta(days=i)
+        p = 100 + i
+        yahoo.append(f"{day},null,null,null,null,null,null" if i == 5 else f"{day},{p},{p + 2},{p - 2},{p + 1},{p + 0.9},1000")
+    page.set_input_files("#upload-file", files=[{"name": "yahoo.csv", "mimeType": "text/csv",
+                                                 "buffer": ("\n".join(yahoo) + "\n").encode()}])
+    page.fill("#upload-ticker", "WEB-YAHOO")
+    page.select_option("#upload-format", "yahoo")
+    page.click("#upload-submit")
+    ok = page.wait_for_selector("#upload-msg .ok-box:has-text('WEB-YAHOO')")
+    assert "Imported WEB-YAHOO 1d (yahoo): 29 bars" in ok.inner_text() and "1 row dropped" in ok.inner_text()
 
 
 def test_charts_offer_no_way_off_the_gateway(browser: Browser) -> None:

@@ -10,8 +10,9 @@ Order of events inside bar t of a day (see ``services.engine.daybyday``):
 1. at the open: exits decided at the previous close fill at ``open[t]``; if t is
    the day's square-off bar every open position closes at ``open[t]`` and the day
    ends; entries decided at the previous close fill at ``open[t]``;
-2. inside the bar: stop-loss, then target, against low/high (a gap through the
-   level fills at the open); the stop wins when both are touched;
+2. inside the bar: stop-loss and target against low/high. A bar that opens beyond
+   the stop or the target exits at its open (the open came first); only when the
+   open lies between them and the bar's range reaches both does the stop win;
 3. at the close: exit signals of open positions and entry signals of flat, armed
    nodes are decided, if there is a bar left to fill them on.
 A position still open after the day's last bar (no square-off bar) closes at
@@ -162,6 +163,11 @@ def run_days(
                         hit_tg = tg_kind[k] != 0 and low[t] <= st_tgt[k]
                     if not (hit_sl or hit_tg):
                         continue
+                    # The open came first: a bar that opens beyond the target exits there,
+                    # even if its range then falls through the stop.
+                    if hit_tg and not (o <= st_stop[k] if side[k] > 0 else o >= st_stop[k]) and (
+                            o >= st_tgt[k] if side[k] > 0 else o <= st_tgt[k]):
+                        hit_sl = 0
                     if hit_sl:
                         reason = _STOP
                         if side[k] > 0:

@@ -12,8 +12,11 @@ series:
 2. For every bar of the chunk (outer loop) every combination is advanced (inner
    loop) using only scalar per-combination state: position, units, cash,
    running peak and worst drawdown, trade counters, Welford accumulators of the
-   daily returns, and for MACD the fast EMA and the signal-EMA state. No
-   per-combination array over bars is ever allocated.
+   daily returns (with their 3rd and 4th central moments, for the overfitting
+   statistics), and for MACD the fast EMA and the signal-EMA state. No
+   per-combination array over bars is ever allocated; with ``day_block`` the day
+   ends also add each return to its CSCV block's sum and sum of squares
+   (blocks x combinations, ``Days``).
 3. Between chunks the GIL is taken back to call ``progress(fraction)`` (throttled
    by time); a False answer stops the sweep and the kernel returns None.
 
@@ -93,6 +96,8 @@ ctypedef struct Cold:
     double eq_day     # equity at the previous day end (initial cash at start)
     double mean       # Welford mean of daily returns
     double m2         # Welford sum of squared deviations
+    double m3         # sums of cubed and 4th powers of the deviations (online, Terriberry):
+    double m4         # the skewness and kurtosis of the overfitting statistics
     double dsq        # sum of min(r, 0)^2
     int64_t ndays
     int64_t nneg
@@ -103,6 +108,15 @@ ctypedef struct Cold:
     double gp         # gross profit (sum of pnl > 0)
     double gl         # gross loss (sum of pnl < 0, <= 0)
     int64_t dur       # sum of trade durations, ns
+
+
+ctypedef struct Days:
+    # per-day accumulators beside the Welford moments: the sum and sum of squares of the
+    # daily returns of each CSCV block (domain.overfitting), blocks x combinations
+    const int32_t* block  # [n]: the block of the d-th daily return, -1 for none
+    Py_ssize_t n          # days with a block entry (0: nothing is accumulated)
+    double* bsum          # [blocks * m]
+    double* bsq           # [blocks * m]
 
 
 ctypedef struct MacdState:
@@ -271,22 +285,39 @@ cdef inline void _fill(Rec r, Hot* h, Cold* c, int w, double price, Py_ssize_t t
         _mark_dd(h, h.cash)
 
 
-cdef inline void _day_end(Hot* hot, Cold* cold, Py_ssize_t m, double pc) noexcept nogil:
-    cdef Py_ssize_t k
-    cdef double eq, r, d
+cdef inline void _day_end(Hot* hot, Cold* cold, Py_ssize_t m, double pc, const Days* dy) noexcept nogil:
+    cdef Py_ssize_t k, b = -1
+    cdef double eq, r, d, n, dn, dn2, t1
     cdef Cold* c
+    cdef double* bs = NULL
+    cdef double* bq = NULL
+    # every combination has seen the same days: the first one's count is the day's index
+    if m > 0 and cold[0].ndays < dy.n:
+        b = dy.block[cold[0].ndays]
+        if b >= 0:
+            bs = dy.bsum + b * m
+            bq = dy.bsq + b * m
     for k in range(m):
         c = &cold[k]
         eq = hot[k].cash + hot[k].units * pc
         r = eq / c.eq_day - 1.0
         c.eq_day = eq
         c.ndays += 1
+        n = <double>c.ndays
         d = r - c.mean
+        dn = d / n
+        dn2 = dn * dn
+        t1 = d * dn * (n - 1.0)
+        c.m4 += t1 * dn2 * (n * n - 3.0 * n + 3.0) + 6.0 * dn2 * c.m2 - 4.0 * dn * c.m3
+        c.m3 += t1 * dn * (n - 2.0) - 3.0 * dn * c.m2
         c.mean += d / <double>c.ndays
         c.m2 += d * (r - c.mean)
         if r < 0.0:
             c.dsq += r * r
             c.nneg += 1
+        if bs != NULL:
+            bs[k] += r
+            bq[k] += r * r
 
 
 cdef void _indicators(const double[::1] close, Py_ssize_t t0, Py_ssize_t t1,
@@ -368,7 +399,7 @@ cdef inline int _cross_want(Dir tag, Hot* h, const double* row) noexcept nogil:
 cdef void _bars_next_open(Dir tag, Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int macd, int sp,
                           double sa, const double[::1] open_, const double[::1] close, const int64_t[::1] ts,
                           const uint8_t[::1] day_end, Py_ssize_t t0, Py_ssize_t t1, Py_ssize_t npd,
-                          const double* buf, const Costs* costs) noexcept nogil:
+                          const double* buf, const Costs* costs, const Days* dy) noexcept nogil:
     cdef Py_ssize_t t, k
     cdef double po, pc
     cdef int64_t tt
@@ -400,13 +431,13 @@ cdef void _bars_next_open(Dir tag, Rec r, Hot* hot, Cold* cold, MacdState* sig, 
                     r.equity[t] = h.cash + h.units * pc
                 h.pending = <int8_t>_cross_want(tag, h, row)
         if day_end[t]:
-            _day_end(hot, cold, m, pc)
+            _day_end(hot, cold, m, pc, dy)
 
 
 cdef void _bars_close(Dir tag, Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int macd, int sp,
                       double sa, const double[::1] close, const int64_t[::1] ts,
                       const uint8_t[::1] day_end, Py_ssize_t t0, Py_ssize_t t1, Py_ssize_t npd,
-                      const double* buf, const Costs* costs) noexcept nogil:
+                      const double* buf, const Costs* costs, const Days* dy) noexcept nogil:
     cdef Py_ssize_t t, k
     cdef double pc
     cdef int64_t tt
@@ -430,11 +461,12 @@ cdef void _bars_close(Dir tag, Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_s
             if Rec is BookP:
                 r.equity[t] = h.cash + h.units * pc
         if day_end[t]:
-            _day_end(hot, cold, m, pc)
+            _day_end(hot, cold, m, pc, dy)
 
 
 cdef void _last_bar(Rec r, Hot* hot, Cold* cold, Py_ssize_t m, int next_open,
-                    double po, double pc, Py_ssize_t t, int64_t tt, const Costs* costs) noexcept nogil:
+                    double po, double pc, Py_ssize_t t, int64_t tt, const Costs* costs,
+                    const Days* dy) noexcept nogil:
     # The last bar (t): the order decided at the previous close fills at this open
     # (next-open mode); the signal of this bar is ignored; whatever is open is
     # closed at this close; the equity is marked (it is the final equity).
@@ -450,13 +482,14 @@ cdef void _last_bar(Rec r, Hot* hot, Cold* cold, Py_ssize_t m, int next_open,
             _fill(r, h, &cold[k], 0, pc, t, tt, costs)
         if Rec is BookP:
             r.equity[t] = h.cash + h.units * pc
-    _day_end(hot, cold, m, pc)
+    _day_end(hot, cold, m, pc, dy)
 
 
 cdef int _run(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int kind, int direction, int next_open,
               int sp, double sa, const double[::1] open_, const double[::1] close, const int64_t[::1] ts,
               const uint8_t[::1] day_end, const int32_t[::1] periods, const int8_t[::1] want,
-              const Costs* costs, progress, Py_ssize_t chunk, double progress_interval) except -1:
+              const Costs* costs, const Days* dy, progress, Py_ssize_t chunk,
+              double progress_interval) except -1:
     """The bar loop of ``sweep`` and ``backtest``: 1 when ``progress`` cancelled it, else 0."""
     cdef Py_ssize_t N = close.shape[0], t0, t1, tend
     cdef Py_ssize_t npd = 2 if kind == _WANT else periods.shape[0]
@@ -487,23 +520,23 @@ cdef int _run(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int kin
             if next_open:
                 if direction == _LONG:
                     _bars_next_open(<int8_t>0, r, hot, cold, sig, m, macd, sp, sa, open_, close, ts,
-                                    day_end, t0, t1, npd, &buf[0], costs)
+                                    day_end, t0, t1, npd, &buf[0], costs, dy)
                 elif direction == _SHORT:
                     _bars_next_open(<int16_t>0, r, hot, cold, sig, m, macd, sp, sa, open_, close, ts,
-                                    day_end, t0, t1, npd, &buf[0], costs)
+                                    day_end, t0, t1, npd, &buf[0], costs, dy)
                 else:
                     _bars_next_open(<int32_t>0, r, hot, cold, sig, m, macd, sp, sa, open_, close, ts,
-                                    day_end, t0, t1, npd, &buf[0], costs)
+                                    day_end, t0, t1, npd, &buf[0], costs, dy)
             else:
                 if direction == _LONG:
                     _bars_close(<int8_t>0, r, hot, cold, sig, m, macd, sp, sa, close, ts, day_end,
-                                t0, t1, npd, &buf[0], costs)
+                                t0, t1, npd, &buf[0], costs, dy)
                 elif direction == _SHORT:
                     _bars_close(<int16_t>0, r, hot, cold, sig, m, macd, sp, sa, close, ts, day_end,
-                                t0, t1, npd, &buf[0], costs)
+                                t0, t1, npd, &buf[0], costs, dy)
                 else:
                     _bars_close(<int32_t>0, r, hot, cold, sig, m, macd, sp, sa, close, ts, day_end,
-                                t0, t1, npd, &buf[0], costs)
+                                t0, t1, npd, &buf[0], costs, dy)
         t0 = t1
         if progress is not None and t0 < tend:
             now = time.monotonic()
@@ -513,7 +546,7 @@ cdef int _run(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int kin
                 if answer is not None and not answer:
                     return 1
     with nogil:
-        _last_bar(r, hot, cold, m, next_open, open_[N - 1], close[N - 1], N - 1, ts[N - 1], costs)
+        _last_bar(r, hot, cold, m, next_open, open_[N - 1], close[N - 1], N - 1, ts[N - 1], costs, dy)
     return 0
 
 
@@ -575,6 +608,8 @@ cdef dict _results(Hot* hot, Cold* cold, Py_ssize_t m):
     max_dd = np.empty(m, dtype=np.float64)
     mean = np.empty(m, dtype=np.float64)
     m2 = np.empty(m, dtype=np.float64)
+    m3 = np.empty(m, dtype=np.float64)
+    m4 = np.empty(m, dtype=np.float64)
     dsq = np.empty(m, dtype=np.float64)
     gp = np.empty(m, dtype=np.float64)
     gl = np.empty(m, dtype=np.float64)
@@ -588,6 +623,8 @@ cdef dict _results(Hot* hot, Cold* cold, Py_ssize_t m):
         max_dd[k] = hot[k].ddk - 1.0
         mean[k] = cold[k].mean
         m2[k] = cold[k].m2
+        m3[k] = cold[k].m3
+        m4[k] = cold[k].m4
         dsq[k] = cold[k].dsq
         gp[k] = cold[k].gp
         gl[k] = cold[k].gl
@@ -597,7 +634,7 @@ cdef dict _results(Hot* hot, Cold* cold, Py_ssize_t m):
         nwins[k] = cold[k].nwins
         dur[k] = cold[k].dur
     return {
-        "final_equity": final_equity, "max_dd": max_dd, "mean": mean, "m2": m2,
+        "final_equity": final_equity, "max_dd": max_dd, "mean": mean, "m2": m2, "m3": m3, "m4": m4,
         "dsq": dsq, "ndays": ndays, "nneg": nneg, "ntrades": ntrades, "nwins": nwins,
         "gross_profit": gp, "gross_loss": gl, "duration_ns": dur,
     }
@@ -658,9 +695,14 @@ def sweep(const double[::1] open_, const double[::1] close, const int64_t[::1] t
           int kind, int direction, int fill,
           double commission, double slippage, double initial_cash,
           int signal_period=9, progress=None, Py_ssize_t chunk=65536,
-          double progress_interval=0.25):
+          double progress_interval=0.25, day_block=None, Py_ssize_t blocks=0):
     """Run every combination; returns a dict of per-combination NumPy arrays, or
-    None when ``progress`` answered False (cancelled)."""
+    None when ``progress`` answered False (cancelled).
+
+    With ``day_block`` (int32, the CSCV block of each daily return in order, -1 for
+    none; ``domain.overfitting.day_blocks``) and ``blocks`` > 0, the dict also has
+    ``block_sum`` and ``block_sq``: float64 [blocks, combinations], the sum and the sum
+    of squares of each combination's daily returns in each block."""
     cdef Py_ssize_t m = fast_idx.shape[0], npd = periods.shape[0], k
     _check(open_, close, ts, day_end, periods, kind, direction, fill, signal_period)
     if kind == KIND_WANT:
@@ -672,6 +714,25 @@ def sweep(const double[::1] open_, const double[::1] close, const int64_t[::1] t
     for k in range(m):
         if not (0 <= fast_idx[k] < npd and 0 <= slow_idx[k] < npd):
             raise ValueError("period index out of range")
+    cdef Days days
+    memset(&days, 0, sizeof(Days))
+    cdef const int32_t[::1] blk
+    cdef double[:, ::1] bsum_v, bsq_v
+    block_sum = block_sq = None
+    if day_block is not None and blocks > 0:
+        blk_arr = np.ascontiguousarray(day_block, dtype=np.int32)
+        if blk_arr.ndim != 1 or np.any((blk_arr < -1) | (blk_arr >= blocks)):
+            raise ValueError("day_block holds block numbers from -1 to blocks - 1")
+        blk = blk_arr
+        block_sum = np.zeros((blocks, max(m, 1)), dtype=np.float64)
+        block_sq = np.zeros((blocks, max(m, 1)), dtype=np.float64)
+        bsum_v = block_sum
+        bsq_v = block_sq
+        days.n = blk.shape[0]
+        if days.n:
+            days.block = &blk[0]
+        days.bsum = &bsum_v[0, 0]
+        days.bsq = &bsq_v[0, 0]
 
     cdef Costs costs
     costs.buy = 1.0 + slippage
@@ -690,10 +751,14 @@ def sweep(const double[::1] open_, const double[::1] close, const int64_t[::1] t
     try:
         _init(hot, cold, sig, m, periods, fast_idx, slow_idx, kind, direction, initial_cash)
         if _run[NoBookP](NULL, hot, cold, sig, m, kind, direction, fill == FILL_NEXT_OPEN, signal_period,
-                2.0 / (signal_period + 1.0), open_, close, ts, day_end, periods, None, &costs,
+                2.0 / (signal_period + 1.0), open_, close, ts, day_end, periods, None, &costs, &days,
                 progress, chunk, progress_interval):
             return None
-        return _results(hot, cold, m)
+        out = _results(hot, cold, m)
+        if block_sum is not None:
+            out["block_sum"] = block_sum[:, :m]
+            out["block_sq"] = block_sq[:, :m]
+        return out
     finally:
         free(hot)
         free(cold)
@@ -754,12 +819,14 @@ def backtest(const double[::1] open_, const double[::1] close, const int64_t[::1
     cdef Cold cold
     cdef MacdState sig
     cdef Book book
+    cdef Days days
     cdef Deal* d
     cdef Py_ssize_t i
     memset(&hot, 0, sizeof(Hot))
     memset(&cold, 0, sizeof(Cold))
     memset(&sig, 0, sizeof(MacdState))
     memset(&book, 0, sizeof(Book))
+    memset(&days, 0, sizeof(Days))
     book.equity = &eq[0]
     book.commission = commission
     # at most one exit per bar, plus the close-out of the last one
@@ -768,7 +835,7 @@ def backtest(const double[::1] open_, const double[::1] close, const int64_t[::1
         _init(&hot, &cold, &sig, 1, periods_arr, fi, si, kind, direction, initial_cash)
         _run[BookP](&book, &hot, &cold, &sig, 1, kind, direction, fill == FILL_NEXT_OPEN, signal_period,
              2.0 / (signal_period + 1.0), open_, close, ts, day_end, periods_arr, want_arr, &costs,
-             None, chunk, 0.0)
+             &days, None, chunk, 0.0)
         if book.oom:
             raise MemoryError()
         n = book.ndeals

@@ -1,5 +1,5 @@
 """JOB_KIND_SWEEP: run a parameter sweep with the sweep kernel (services.engine.sweep)
-and store its rows with results' CompleteSweep."""
+and store its rows, with the grid's overfitting statistics, with results' CompleteSweep."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2
 
 from domain.market import insufficient_data
+from domain.overfitting import PBO_BLOCKS_DEFAULT, SweepStatistics
 from domain.sweep import sweep_combos
 from services.engine.job_context import JobContext
-from services.engine.sweep import SweepCancelled, run_sweep
+from services.engine.sweep import SweepCancelled, run_sweep, run_sweep_with_statistics
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,25 @@ _KERNEL_START, _KERNEL_END = 5.0, 95.0
 def _clean(row: dict) -> dict:
     """Drop None values so proto3 `optional` fields stay unset (→ JSON null)."""
     return {k: v for k, v in row.items() if v is not None}
+
+
+def statistics_message(stats: SweepStatistics) -> results_pb2.SweepStatistics:
+    """The grid's overfitting statistics as CompleteSweep carries them (the per-trial
+    moments only when the values are defined: results needs them for PSR and DSR)."""
+    out = results_pb2.SweepStatistics(
+        trials=stats.trials,
+        days=stats.days,
+        pbo_blocks=stats.pbo_blocks,
+        reason=stats.reason or "",
+        **_clean({"sharpe_variance": stats.sharpe_variance, "expected_max_sharpe": stats.expected_max_sharpe,
+                  "pbo": stats.pbo}),
+    )
+    out.logits.extend(stats.logits or [])
+    if stats.moments is not None:
+        out.sharpe.extend(stats.moments.sharpe.tolist())
+        out.skewness.extend(stats.moments.skewness.tolist())
+        out.kurtosis.extend(stats.moments.kurtosis.tolist())
+    return out
 
 
 class SweepRunner:
@@ -72,25 +92,33 @@ class SweepRunner:
 
         t0 = time.perf_counter()
         try:
-            rows = await asyncio.to_thread(
-                run_sweep,
-                bars,
-                spec.strategy_type or "SMA",
-                combos,
-                direction=spec.direction or "long",
-                fill=spec.fill or "next_open",
-                commission_pct=spec.commission_pct,
-                slippage_pct=spec.slippage_pct,
-                initial_cash=spec.initial_cash or 10_000.0,
-                progress=on_progress,
-            )
+            settings = {
+                "direction": spec.direction or "long",
+                "fill": spec.fill or "next_open",
+                "commission_pct": spec.commission_pct,
+                "slippage_pct": spec.slippage_pct,
+                "initial_cash": spec.initial_cash or 10_000.0,
+                "progress": on_progress,
+            }
+            strategy = spec.strategy_type or "SMA"
+            if ctx.sweep_statistics:
+                outcome = await asyncio.to_thread(
+                    run_sweep_with_statistics, bars, strategy, combos,
+                    pbo_blocks=spec.pbo_blocks or PBO_BLOCKS_DEFAULT, **settings,
+                )
+                rows, statistics = outcome.rows, statistics_message(outcome.statistics)
+                statistics_seconds = outcome.statistics_seconds
+            else:
+                rows = await asyncio.to_thread(run_sweep, bars, strategy, combos, **settings)
+                statistics, statistics_seconds = None, 0.0
         except SweepCancelled:
             if ctx.stopping:
                 raise ctx.shutting_down(job.job_id) from None
             log.info("sweep stopped on request", extra={"job_id": job.job_id})
             return
         elapsed = time.perf_counter() - t0
-        ctx.metrics.observe_sweep(n_combos, n_bars, elapsed)
+        # The kernel's throughput: the statistics after it depend on the grid and the days, not the bars.
+        ctx.metrics.observe_sweep(n_combos, n_bars, max(elapsed - statistics_seconds, 1e-9))
         await ctx.progress(job.job_id, 98.0, "Storing results")
         results = [
             results_pb2.SweepResult(ticker=spec.ticker, strategy_type=spec.strategy_type or "SMA", **_clean(row))
@@ -100,11 +128,12 @@ class SweepRunner:
             ctx.stub.CompleteSweep,
             results_pb2.CompleteSweepRequest(
                 job_id=job.job_id, results=results, execution_time_seconds=elapsed, bars=n_bars,
-                dataset_version_id=resolved.version_id,
+                dataset_version_id=resolved.version_id, statistics=statistics,
             ),
             timeout=max(ctx.rpc_timeout, 60.0),
         )
         log.info(
             "sweep done",
-            extra={"job_id": job.job_id, "combos": n_combos, "bars": n_bars, "seconds": round(elapsed, 3)},
+            extra={"job_id": job.job_id, "combos": n_combos, "bars": n_bars, "seconds": round(elapsed, 3),
+                   "statistics_seconds": round(statistics_seconds, 3)},
         )

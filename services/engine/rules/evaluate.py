@@ -49,6 +49,7 @@ class SeriesContext:
     ) -> None:
         self.series = {"open": open_, "high": high, "low": low, "close": close, "volume": volume}
         self.minute_of_day = minute_of_day
+        # Where VWAP restarts: a new value starts a new accumulation (the caller's session days).
         self.day = np.ascontiguousarray(day, dtype=np.int64)
         self._cache: dict[tuple, object] = {}
 

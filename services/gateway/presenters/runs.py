@@ -163,6 +163,20 @@ class Backtest(RunDetail):
     equity_curve_points_total: int
 
 
+class BacktestPreview(Backtest):
+    """A backtest's result without saving it: no run number, no links."""
+
+    id: int | None = Field(None, description="null: a preview is not saved")  # type: ignore[assignment]
+    run_id: int | None = None  # type: ignore[assignment]
+
+
+def preview_view(run: runs_pb2.Run, result: engine_pb2.BacktestResponse) -> dict[str, Any]:
+    """A backtest's answer when it was not saved."""
+    out = backtest_view(run, result)
+    out.update(id=None, run_id=None, links={}, created_at=None)
+    return out
+
+
 class RunList(ResponseModel):
     runs: list[RunSummary]
     total: int = Field(description="every run matching the filters")

@@ -56,6 +56,23 @@ class SweepAccepted(ResponseModel):
     trace_id: str | None
 
 
+class SweepOverfitting(ResponseModel):
+    """How much the first row of `best` is worth after the grid's trials (defined in the API
+    description, "Overfitting statistics of a sweep"); `null` values come with a `reason`."""
+
+    trials: int = Field(description="combinations of the grid, including those under min_trades (N)")
+    probabilistic_sharpe_ratio: float | None = Field(description="PSR(0) of the first row of best")
+    deflated_sharpe_ratio: float | None = Field(description="PSR(SR₀) of the first row of best (DSR)")
+    expected_max_sharpe: float | None = Field(description="SR₀: the expected best per-period Sharpe ratio of N trials without skill")
+    pbo: float | None = Field(description="probability of backtest overfitting: the share of CSCV splits with logit ≤ 0")
+    pbo_blocks: int = Field(description="CSCV blocks (S)")
+    logits: list[float] | None = Field(description="the logit λ of every CSCV split, C(S, S/2) of them")
+    days: int = Field(description="daily returns of each trial (T)")
+    sharpe_variance: float | None = Field(description="variance (ddof = 1) of the trials' per-period Sharpe ratios (V)")
+    reason: str | None = Field(description="why values are null; null when none is")
+    reading: str | None = Field(description="one plain-language sentence on the DSR and the PBO")
+
+
 class SweepBest(ResponseModel):
     """The best combinations of a sweep run, by score, descending."""
 
@@ -68,6 +85,9 @@ class SweepBest(ResponseModel):
     excluded_below_min_trades: int
     min_trades: int
     job_id: str | None
+    overfitting: SweepOverfitting | None = Field(
+        description="overfitting statistics of the run; null for runs stored before they existed"
+    )
 
 
 def sweep_row(row: results_pb2.SweepResult) -> dict[str, Any]:
@@ -113,4 +133,25 @@ def sweep_best(resp: results_pb2.GetSweepBestResponse, sweep_run_id: str) -> dic
         "excluded_below_min_trades": resp.excluded_below_min_trades,
         "min_trades": resp.min_trades,
         "job_id": resp.job_id or None,
+        "overfitting": overfitting(resp.overfitting) if resp.HasField("overfitting") else None,
+    }
+
+
+def overfitting(msg: results_pb2.SweepOverfitting) -> dict[str, Any]:
+    """The `overfitting` object of best (unset optional doubles are null)."""
+    def opt(name: str) -> float | None:
+        return getattr(msg, name) if msg.HasField(name) else None
+
+    return {
+        "trials": msg.trials,
+        "probabilistic_sharpe_ratio": opt("probabilistic_sharpe_ratio"),
+        "deflated_sharpe_ratio": opt("deflated_sharpe_ratio"),
+        "expected_max_sharpe": opt("expected_max_sharpe"),
+        "pbo": opt("pbo"),
+        "pbo_blocks": msg.pbo_blocks,
+        "logits": list(msg.logits) if msg.HasField("pbo") else None,
+        "days": msg.days,
+        "sharpe_variance": opt("sharpe_variance"),
+        "reason": msg.reason or None,
+        "reading": msg.reading or None,
     }

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from domain import sweep
+from domain import overfitting, sweep
 from domain.market import INTERVALS
 from services.gateway.body import ErrorText, RequestModel, raise_problems
 from services.gateway.requests.fields import Email, HttpUrl, Interval, Ticker
@@ -50,6 +50,13 @@ class SweepRequest(RequestModel):
         None, description=f"default {sweep.TIMEOUT_SECONDS_DEFAULT}"
     )
     notify_email: Email | None = Field(None, description="emailed when the job ends")
+    pbo_blocks: int = Field(
+        overfitting.PBO_BLOCKS_DEFAULT,
+        description=f"blocks of the CSCV behind `best`'s `overfitting.pbo`: an even number from "
+        f"{overfitting.PBO_BLOCKS_MIN} to {overfitting.PBO_BLOCKS_MAX}",
+        json_schema_extra={"minimum": overfitting.PBO_BLOCKS_MIN, "maximum": overfitting.PBO_BLOCKS_MAX,
+                           "multipleOf": 2},
+    )
 
     @field_validator("strategy_type", mode="before")
     @classmethod
@@ -76,6 +83,7 @@ class SweepRequest(RequestModel):
             commission_pct=self.commission_pct,
             slippage_pct=self.slippage_pct,
             initial_cash=self.initial_cash,
+            pbo_blocks=self.pbo_blocks,
         )
 
     @property
@@ -103,4 +111,6 @@ class SweepRequest(RequestModel):
             slippage_pct=self.slippage_pct,
             initial_cash=self.initial_cash,
         )
+        if "pbo_blocks" in self.model_fields_set:  # shown only when asked for: the seed's parameters stay as they were
+            out["pbo_blocks"] = self.pbo_blocks
         return out

@@ -13,6 +13,7 @@ import pandas as pd
 from fastapi import APIRouter, Depends, Query
 from hindsight.results.v1 import results_pb2
 
+from services.gateway.backend import Backend
 from services.gateway.body import MAX_UPLOAD_BODY, UploadReader
 from services.gateway.deps import BackendDep, CallerDep, checked_id
 from services.gateway.errors import ApiError, from_grpc, invalid
@@ -134,6 +135,32 @@ def downsample_bars(
     )
 
 
+async def version_bars(backend: Backend, version_id: str) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Every bar of a dataset version, streamed from results: (ts, [open, high, low, close, volume])."""
+    parts: dict[str, list[bytes]] = {k: [] for k in ("ts", "open", "high", "low", "close", "volume")}
+    call = backend.stub.GetBars(results_pb2.GetBarsRequest(version_id=version_id), timeout=backend.rpc_timeout * 4)
+    try:
+        async for chunk in call:
+            for name, buf in parts.items():
+                buf.append(getattr(chunk, name))
+    except grpc.aio.AioRpcError as exc:
+        raise from_grpc(exc) from None
+    ts = np.frombuffer(b"".join(parts["ts"]), dtype="<i8")
+    return ts, [np.frombuffer(b"".join(parts[k]), dtype="<f8") for k in ("open", "high", "low", "close", "volume")]
+
+
+def chart_bars(ts: np.ndarray, cols: list[np.ndarray], limit: int) -> list[dict[str, Any]]:
+    """Bars as the charts read them (`{timestamp, open, high, low, close, volume}`, UTC), at most
+    `limit` of them (downsample_bars: each stretch's extremes kept)."""
+    out_ts, o, h, lo, c, v = downsample_bars(ts, *cols, limit=limit)
+    stamps = (out_ts // 1_000_000_000).astype("datetime64[s]").astype(str)
+    return [
+        {"timestamp": f"{t}Z", "open": _finite(a), "high": _finite(b), "low": _finite(d), "close": _finite(e),
+         "volume": _finite(f)}
+        for t, a, b, d, e, f in zip(stamps.tolist(), o.tolist(), h.tolist(), lo.tolist(), c.tolist(), v.tolist())
+    ]
+
+
 @router.get(
     "/api/v1/datasets/{dataset_id}/bars",
     summary="Bars of a dataset's latest version, downsampled for charts",
@@ -168,18 +195,7 @@ async def dataset_bars(
     )
     if not resolved.found:
         raise ApiError(404, "not_found", "dataset not found")
-    parts: dict[str, list[bytes]] = {k: [] for k in ("ts", "open", "high", "low", "close", "volume")}
-    call = backend.stub.GetBars(
-        results_pb2.GetBarsRequest(version_id=resolved.version_id), timeout=backend.rpc_timeout * 4
-    )
-    try:
-        async for chunk in call:
-            for name, buf in parts.items():
-                buf.append(getattr(chunk, name))
-    except grpc.aio.AioRpcError as exc:
-        raise from_grpc(exc) from None
-    ts = np.frombuffer(b"".join(parts["ts"]), dtype="<i8")
-    cols = [np.frombuffer(b"".join(parts[k]), dtype="<f8") for k in ("open", "high", "low", "close", "volume")]
+    ts, cols = await version_bars(backend, resolved.version_id)
     zone = resolved.dataset.timezone or "UTC"
     wall = ts
     if (day_range is not None or tz == "local") and len(ts):
@@ -206,6 +222,14 @@ async def dataset_bars(
         "downsampled": len(bars) < len(ts),
         "bars": bars,
     }
+
+
+def in_days(ts: np.ndarray, zone: str, start: str, end: str) -> np.ndarray:
+    """Which bars fall on the local days start..end (YYYY-MM-DD, inclusive) of `zone`."""
+    lo, hi = _day_range(start, end) or (_NS_MIN, _NS_MAX)
+    wall = pd.DatetimeIndex(ts, tz="UTC").tz_convert(zone).tz_localize(None).asi8 if len(ts) else ts
+    mask: np.ndarray = (wall >= lo) & (wall < hi)
+    return mask
 
 
 def _finite(x: float) -> float | None:

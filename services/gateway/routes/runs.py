@@ -4,13 +4,14 @@
 as a run at results; `GET /runs` lists, `GET /runs/{id}` shows, `POST
 /runs/{id}/replay` runs a saved run again (with optional overrides) as a new
 run linked to it; beyond the seed, `GET /runs/compare?ids=1,2,3` and the CSV
-exports. Every path is served at the seed's root and under `/api/v1/runs`
+exports and the report (`/runs/{id}/report`, and as one HTML file). Every path is served at the seed's root and under `/api/v1/runs`
 (the backtest itself at `/api/v1/runs/backtest`; `/api/v1/backtest` belongs to
 seed 002).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Annotated, Any
@@ -22,6 +23,7 @@ from hindsight.engine.v1 import engine_pb2
 from hindsight.runs.v1 import runs_pb2
 from pydantic import ValidationError
 
+from domain import report as rp
 from domain.backtest_spec import (
     BUILTIN_STRATEGIES,
     MAX_SYNC_BARS,
@@ -29,6 +31,7 @@ from domain.backtest_spec import (
     MAX_SYNC_TRADES,
 )
 from domain.market import INTERVAL_MINUTES
+from services.gateway import report_html
 from services.gateway.auth import Caller
 from services.gateway.backend import Backend
 from services.gateway.body import BodyReader, problems_of
@@ -36,9 +39,11 @@ from services.gateway.deps import BackendDep, CallerDep
 from services.gateway.docs import METRICS_DOC, content
 from services.gateway.errors import ApiError, from_grpc, invalid
 from services.gateway.presenters import runs as shapes
+from services.gateway.presenters.report import DEFINITIONS_DOC, RunReport, report_view
 from services.gateway.requests.day_by_day import DayByDayRequest, UserDayByDayRequest
 from services.gateway.requests.fields import has_control_characters
 from services.gateway.requests.runs import BacktestRequest, ReplayRequest
+from services.gateway.routes.datasets import chart_bars, in_days, version_bars
 from services.gateway.routes.day_by_day import submit as submit_day_by_day
 
 router = APIRouter(tags=["runs"])
@@ -101,8 +106,10 @@ def _engine_error(exc: grpc.aio.AioRpcError) -> ApiError:
     return from_grpc(exc)
 
 
-async def run_backtest(backend: Backend, caller: Caller, spec: engine_pb2.BacktestSpec, replay_of: int = 0):
-    """Backtest on the engine, then save the run at results; (saved run, result)."""
+async def run_backtest(backend: Backend, caller: Caller, spec: engine_pb2.BacktestSpec, replay_of: int = 0,
+                       save: bool = True):
+    """Backtest on the engine, then save the run at results (unless `save` is False: then the
+    run is returned unsaved, without a number); (run, result)."""
     try:
         result = await backend.engine.Backtest(
             engine_pb2.BacktestRequest(tenant_id=caller.tenant_id, spec=spec),
@@ -133,9 +140,12 @@ async def run_backtest(backend: Backend, caller: Caller, spec: engine_pb2.Backte
         execution_time_seconds=result.execution_time_seconds,
         replay_spec=done,
     )
+    if not save:
+        return run, result
     saved = await backend.call(
         backend.runs.SaveRun,
-        runs_pb2.SaveRunRequest(tenant_id=caller.tenant_id, run=run, trades=result.trades, equity=result.equity),
+        runs_pb2.SaveRunRequest(tenant_id=caller.tenant_id, run=run, trades=result.trades, equity=result.equity,
+                                day_ends=result.day_ends, exposure=result.exposure),
     )
     return saved.run, result
 
@@ -163,6 +173,18 @@ async def backtest(body: BacktestDep, request: Request, backend: BackendDep, cal
 )
 async def backtest_v1(body: BacktestDep, request: Request, backend: BackendDep, caller: CallerDep) -> dict[str, Any]:
     return await _backtest(body, request, backend, caller)
+
+
+@router.post(
+    "/api/v1/runs/backtest/preview",
+    summary="Run one backtest synchronously without saving it",
+    description="The same request and answer as `POST /api/v1/runs/backtest`, but nothing is saved: `id` is "
+    "null and there are no links. The dashboard previews a sweep's combination this way.",
+    response_model=shapes.BacktestPreview,
+)
+async def backtest_preview(body: BacktestDep, backend: BackendDep, caller: CallerDep) -> dict[str, Any]:
+    run, result = await run_backtest(backend, caller, body.spec(), save=False)
+    return shapes.preview_view(run, result)
 
 
 def _filter(value: str | None, field: str) -> str:
@@ -330,6 +352,94 @@ async def equity_export(run_id: str, backend: BackendDep, caller: CallerDep) -> 
         backend.runs.GetRunEquity, runs_pb2.GetRunEquityRequest(tenant_id=caller.tenant_id, run_id=number)
     )
     return _csv(shapes.equity_csv(resp.points, resp.run.cash), f"run_{number}_equity.csv")
+
+
+REPORT_DOC = f"""\
+The run's report (the tearsheet): every chart of the run page in one answer. The equity
+curve against buy-and-hold and its underwater curve; the 5 deepest drawdowns; monthly and
+yearly returns (or, for runs shorter than two months, each day's P&L: `calendar` says
+which); the rolling Sharpe ratio; the distribution of daily returns and every trade's
+return; the exposure; the trades to draw on the price chart (the price itself:
+`links.bars`). Every run that keeps its series has one: backtests, replays and day-by-day
+runs; a sweep's run keeps none (404: replay it, and read the new run's report).
+
+`window`: days with bars in each rolling-Sharpe window ({rp.MIN_WINDOW}–{rp.MAX_WINDOW}; default half
+of P: 126 on session calendars, 182 on continuous ones, or half the run's days when it is shorter
+than P days); anything else is a 400.
+
+### Definitions
+
+{DEFINITIONS_DOC}
+"""
+
+WindowQuery = Annotated[
+    int | None,
+    Query(ge=rp.MIN_WINDOW, le=rp.MAX_WINDOW,
+          description="days with bars in each rolling-Sharpe window (default: 126 on session calendars, 182 on "
+                      "24/7 ones; half the run's days for a run shorter than a year)"),
+]
+
+
+async def _report(run_id: str, window: int | None, request: Request, backend: Backend, caller: Caller) -> dict[str, Any]:
+    resp = await backend.call(
+        backend.runs.GetRunSeries, runs_pb2.GetRunSeriesRequest(tenant_id=caller.tenant_id, run_id=_run_id(run_id))
+    )
+    return await asyncio.to_thread(report_view, resp, window, _prefix(request))
+
+
+@_runs.get(
+    "/runs/{run_id}/report",
+    summary="A run's report: drawdowns, monthly returns, rolling Sharpe, distributions, exposure",
+    description=REPORT_DOC,
+    response_model=RunReport,
+)
+async def run_report(
+    run_id: str, request: Request, backend: BackendDep, caller: CallerDep, window: WindowQuery = None
+) -> dict[str, Any]:
+    return await _report(run_id, window, request, backend, caller)
+
+
+# Candles of the price chart in report.html (each stretch's extremes kept).
+REPORT_PRICE_BARS = 2000
+_HTML = "text/html"
+
+
+def _run_price(ts, cols, zone: str, first_day: str, last_day: str) -> list[dict[str, Any]]:
+    keep = in_days(ts, zone, first_day, last_day)
+    return chart_bars(ts[keep], [c[keep] for c in cols], REPORT_PRICE_BARS)
+
+
+@_runs.get(
+    "/runs/{run_id}/report.html",
+    summary="A run's report as one self-contained HTML file (opens offline)",
+    response_class=Response,
+    responses={200: content(_HTML, "One HTML file: the report's charts (plotly.js and the data inline), metrics, "
+                                   "parameters, dataset and version, the Hindsight version; it makes no request")},
+)
+async def run_report_html(
+    run_id: str, request: Request, backend: BackendDep, caller: CallerDep, window: WindowQuery = None
+) -> Response:
+    """The report of `GET /runs/{id}/report` (same `window`) with the run's price (at most
+    2,000 candles over its days), as an attachment `run_<id>_report.html` to share: it opens
+    from disk, offline, and asks nothing of any server."""
+    number = _run_id(run_id)
+    resp = await backend.call(
+        backend.runs.GetRunSeries, runs_pb2.GetRunSeriesRequest(tenant_id=caller.tenant_id, run_id=number)
+    )
+    report = await asyncio.to_thread(report_view, resp, window, _prefix(request))
+    bars = None
+    if resp.dataset_version_id and report["first_day"] and report["dataset"]:
+        try:
+            ts, cols = await version_bars(backend, resp.dataset_version_id)
+        except ApiError as exc:  # the version was deleted meanwhile: the report without its price
+            if exc.status != 404:
+                raise
+        else:
+            bars = await asyncio.to_thread(_run_price, ts, cols, report["dataset"]["timezone"], report["first_day"],
+                                           report["last_day"])
+    text = await asyncio.to_thread(report_html.render, report, bars)
+    return Response(text, media_type="text/html; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="run_{number}_report.html"'})
 
 
 # The seed's root paths, and the same under the versioned prefix.

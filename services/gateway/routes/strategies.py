@@ -49,9 +49,14 @@ Conditions: comparisons (`> >= < <= == != crosses_above crosses_below`) of serie
 `RSI(14)`, `MACD(12, 26, 9)` with `.line/.signal/.hist` or `MACD_SIGNAL(...)`,
 `BBANDS(20, 2)` with `.upper/.middle/.lower` or `BB_UPPER(...)`, `ATR(14)`, `VWAP`),
 arithmetic, `time >= 09:30` (the bar's local start time), joined by `and`, `or`, `not`
-and parentheses. Signals are taken at a bar's close and fill at the next bar's open;
-stops and targets (percent or points from the entry fill) are checked inside each bar;
-positions still open at `square_off` close at that bar's open (`exit_reason: square_off`)."""
+and parentheses. `VWAP` restarts at the session's `start` (at local midnight when the
+session has none), so bars before a narrower session never enter it. Signals are taken at a
+bar's close and fill at the next bar's open; stops and targets (percent or points from the
+entry fill) are checked inside each bar: a bar that opens beyond either exits at its open (the
+open came first), and only when the open lies between them and the bar reaches both does the
+stop win. Positions still open at `square_off` close at that bar's open (`exit_reason:
+square_off`); an exit signal decided on the bar before fills at that same open and keeps
+`exit_reason: exit_signal`."""
 
 
 def _stub(backend: Backend) -> backtest_pb2_grpc.StrategiesServiceStub:

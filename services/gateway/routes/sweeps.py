@@ -14,7 +14,7 @@ from services.gateway.auth import Caller
 from services.gateway.backend import Backend
 from services.gateway.body import JSON_OR_FORM, BodyReader
 from services.gateway.deps import BackendDep, CallerDep, checked_id
-from services.gateway.docs import SCORE_DOC
+from services.gateway.docs import OVERFITTING_DOC, SCORE_DOC
 from services.gateway.errors import invalid
 from services.gateway.presenters import sweeps as shapes
 from services.gateway.requests.fields import check_webhook, has_control_characters
@@ -59,6 +59,7 @@ async def submit_sweep(backend: Backend, caller: Caller, sweep: SweepRequest) ->
         commission_pct=sweep.commission_pct,
         slippage_pct=sweep.slippage_pct,
         initial_cash=sweep.initial_cash,
+        pbo_blocks=sweep.pbo_blocks,
     )
     request = results_pb2.SubmitJobRequest(
         tenant_id=caller.tenant_id,
@@ -91,7 +92,7 @@ async def strategy_sweep(sweep: SweepDep, backend: BackendDep, caller: CallerDep
 @router.get(
     "/api/v1/sweeps/{sweep_run_id}/best",
     summary="Best combinations of a sweep run, by score (seed 001)",
-    description=SCORE_DOC,
+    description=f"{SCORE_DOC}\n\n## Overfitting statistics (`overfitting`)\n\n{OVERFITTING_DOC}",
     response_model=shapes.SweepBest,
 )
 async def sweep_best(

@@ -86,6 +86,38 @@ export async function scoreHeatmap(el, rows, { onPick, metric = 'score', label =
   el.__onPick = onPick;
 }
 
+/** Outline the heatmap cell of (fast, slow), the one last clicked (categorical axes: cells sit at their index). */
+export async function markHeatmapCell(el, fast, slow) {
+  const Plotly = await loadPlotly();
+  const trace = el.data && el.data[0];
+  if (!trace) return;
+  const j = trace.x.indexOf(slow), i = trace.y.indexOf(fast);
+  if (i < 0 || j < 0) return;
+  await Plotly.relayout(el, { shapes: [{ type: 'rect', xref: 'x', yref: 'y', x0: j - 0.5, x1: j + 0.5, y0: i - 0.5, y1: i + 0.5,
+    line: { color: '#111827', width: 2.5 }, fillcolor: 'rgba(0,0,0,0)', name: 'picked' }] });
+}
+
+/**
+ * The histogram of a sweep's CSCV logits (λ of every split); λ <= 0 (the in-sample best fell
+ * to the bottom half out of sample) on the left of the line at 0, in red.
+ */
+export async function logitHistogram(el, logits) {
+  const Plotly = await loadPlotly();
+  const overfit = logits.filter((x) => x <= 0), held = logits.filter((x) => x > 0);
+  const lo = Math.min(0, ...logits), hi = Math.max(0, ...logits);
+  const size = Math.max((hi - lo) / 30, 1e-3);
+  const bins = { start: lo - size / 2, end: hi + size / 2, size };
+  const bar = (name, x, color) => ({
+    type: 'histogram', name, x, xbins: bins, autobinx: false, marker: { color },
+    hovertemplate: `λ %{x}<br>%{y} splits<extra>${name}</extra>`,
+  });
+  await Plotly.react(el, [bar('λ ≤ 0 (overfit)', overfit, '#dc2626'), bar('λ > 0', held, '#16a34a')], layout({
+    barmode: 'overlay', bargap: 0.05,
+    xaxis: { title: { text: 'logit λ of each split' }, zeroline: true, zerolinecolor: '#1b2430', zerolinewidth: 2 },
+    yaxis: { title: { text: 'splits' } },
+  }), CONFIG);
+}
+
 /** Lines over time. series: [{name, x: [iso], y: [number|null], dash?, color?}] */
 export async function lineChart(el, series, { title, yTitle, yType } = {}) {
   const Plotly = await loadPlotly();

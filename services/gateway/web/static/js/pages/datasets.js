@@ -16,9 +16,14 @@ export async function render(root, { query }) {
   const chartCard = h('div', { class: 'card hidden', id: 'dataset-chart-card' });
   const upProgress = h('div');
 
+  const FORMAT_LABELS = { generic: 'generic (timestamp,open,high,low,close,volume; TradingView)', yahoo: 'Yahoo Finance',
+    binance: 'Binance klines', metatrader: 'MetaTrader 4/5 export' };
   const form = h('form', { class: 'grid', id: 'upload-form' },
-    h('label', { class: 'full' }, 'CSV file (header timestamp,open,high,low,close,volume)',
-      h('input', { type: 'file', name: 'file', accept: '.csv,text/csv', required: true, id: 'upload-file' })),
+    h('label', { class: 'full' }, 'File (CSV; see README "Bring your own data")',
+      h('input', { type: 'file', name: 'file', accept: '.csv,.txt,text/csv,text/plain', required: true, id: 'upload-file' })),
+    h('label', {}, 'Format', h('select', { name: 'format', id: 'upload-format' },
+      (vocab.dataset_formats || ['generic']).map((f) => h('option', { value: f }, FORMAT_LABELS[f] || f)))),
+    h('label', {}, 'Columns (generic only, optional)', h('input', { name: 'columns', id: 'upload-columns', placeholder: 'timestamp:Date,close:Last' })),
     h('label', {}, 'Ticker', h('input', { name: 'ticker', required: true, placeholder: 'BTC-USD', maxlength: vocab.ticker.max_length, title: 'letters, digits or . _ ^ = / -', id: 'upload-ticker' })),
     h('label', {}, 'Interval', h('select', { name: 'interval', id: 'upload-interval' }, INTERVALS.map((i) => h('option', { value: i }, i)))),
     h('label', {}, 'Calendar', h('select', { name: 'calendar' },
@@ -103,6 +108,7 @@ export async function render(root, { query }) {
     const file = data.get('file');
     if (!file || !file.size) { show(upMsg, errorBox(new Error('Choose a CSV file first.'))); return; }
     if (!data.get('timezone')) data.delete('timezone');
+    if (!data.get('columns')) data.delete('columns');
     const bar = progressBar();
     bar.id = 'upload-progress';
     show(upProgress, bar);
@@ -111,7 +117,9 @@ export async function render(root, { query }) {
     try {
       const ds = await uploadWithProgress('/api/v1/datasets', data, (f) => bar.set(f * 100, f < 1 ? 'Uploading…' : 'Importing…'));
       bar.finish(true, 'Imported');
-      show(upMsg, okBox(`Imported ${ds.ticker} ${ds.interval}: ${int(ds.bars)} bars, version ${ds.version}.`));
+      const dropped = ds.rows_dropped ? ` ${int(ds.rows_dropped)} row${ds.rows_dropped === 1 ? '' : 's'} dropped.` : '';
+      const notes = (ds.notes || []).length ? ` ${ds.notes.join(' ')}` : '';
+      show(upMsg, okBox(`Imported ${ds.ticker} ${ds.interval} (${ds.format || 'generic'}): ${int(ds.bars)} bars, version ${ds.version}.${dropped}${notes}`));
       await load();
       showChart(ds);
     } catch (err) {

@@ -1,9 +1,12 @@
-// One saved run: metrics, parameters, equity curve against buy-and-hold, trades,
-// CSV exports, and replay with overrides (a new run linked to this one).
+// One saved run: metrics, parameters, its report (equity against buy-and-hold, underwater
+// curve and worst drawdowns, monthly returns, price and trades, rolling Sharpe, exposure,
+// return distributions: one GET /api/v1/runs/{id}/report), a "Download report" link to the
+// same as one HTML file, the trades, CSV exports, and replay with overrides.
 
 import { api, vocabulary } from '../api.js';
-import { lineChart, purge } from '../charts.js';
-import { clear, errorBox, formValues, h, int, num, numberOrUndefined, pct, show, signClass, sortableTable, when } from '../dom.js';
+import { loadPlotly, purge } from '../charts.js';
+import { errorBox, formValues, h, infoBox, int, num, numberOrUndefined, pct, show, signClass, sortableTable, when } from '../dom.js';
+import { drawdownTable, drawReport, rollingSharpeChart, setLogScale } from '../report_charts.js';
 
 /** A small CSV parser (quoted fields allowed) -> array of objects keyed by the header. */
 export function parseCsv(text) {
@@ -127,22 +130,88 @@ export async function render(root, { params, navigate }) {
         links.equity_csv ? h('a', { href: links.equity_csv, download: true, id: 'run-equity-csv' }, 'equity.csv') : null)),
     h('div', { class: 'card grow' }, h('h2', {}, 'Replay with overrides'), replayForm)));
 
-  if (!links.equity_csv) return () => closers.forEach((c) => c());
+  if (!links.equity_csv) {
+    // A sweep's run keeps its best combination's metrics only: its report comes with a replay.
+    root.append(h('div', { class: 'card', id: 'run-no-report' }, h('h2', {}, 'Report'),
+      infoBox(run.kind === 'sweep'
+        ? 'A sweep keeps only its best combination\'s metrics, no equity curve or trades. Replay this run (above) for a run with the full report.'
+        : 'This run keeps no equity curve or trades, so it has no report.')));
+    return () => closers.forEach((c) => c());
+  }
 
-  const chartCard = h('div', { class: 'card' }, h('h2', {}, 'Equity vs buy-and-hold'));
-  const chart = h('div', { class: 'chart', id: 'run-equity-chart' });
+  // ---- the report: every chart from one GET /api/v1/runs/{id}/report (charts in report_charts.js,
+  // shared with the downloadable report.html)
+  const reportUrl = `/api/v1/runs/${run.id}/report`;
+  const node = (id, cls = 'chart') => h('div', { class: cls, id });
+  const charts = {
+    equity: node('run-equity-chart'), underwater: node('run-underwater-chart', 'chart small'),
+    calendar: node('run-calendar-chart'), price: node('run-price-chart'), rolling: node('run-rolling-chart', 'chart small'),
+    exposure: node('run-exposure-chart', 'chart exposure'), trades: node('run-trade-returns-chart', 'chart small'),
+    daily: node('run-daily-returns-chart', 'chart small'),
+  };
+  const logScale = h('input', { type: 'checkbox', id: 'run-log-scale' });
+  const windowInput = h('input', { type: 'number', id: 'run-window', min: '2', max: '2520', step: '1', style: { width: '6rem' } });
+  const windowMsg = h('span', { id: 'run-window-msg' });
+  const drawdowns = h('div', { id: 'run-drawdowns' });
+  const notes = h('div', { id: 'run-report-notes' });
+  const exposureText = h('p', { id: 'run-exposure', class: 'small' });
+  const calendarTitle = h('h2', {}, 'Monthly returns');
+  const rollingTitle = h('h2', {}, 'Rolling Sharpe ratio');
+  const tradesTitle = h('h2', {}, 'Trade returns');
+  const dailyTitle = h('h2', {}, 'Daily returns');
+  const download = h('a', { href: `${reportUrl}.html`, download: `run_${run.id}_report.html`, id: 'run-report-download', class: 'button' }, 'Download report');
+  const card = (...children) => h('div', { class: 'card' }, ...children);
+  root.append(
+    h('div', { class: 'actions report-actions' }, download, h('span', { class: 'small muted' }, 'one HTML file with every chart: it opens offline')),
+    notes,
+    card(h('div', { class: 'card-head' }, h('h2', {}, 'Equity vs buy-and-hold'), h('label', { class: 'inline' }, logScale, 'log scale')), charts.equity),
+    card(h('h2', {}, 'Underwater: drawdown below the running peak'), charts.underwater, h('h3', {}, 'Worst drawdowns'), drawdowns),
+    card(calendarTitle, charts.calendar),
+    card(h('h2', {}, 'Price and trades'), charts.price),
+    h('div', { class: 'report-grid' },
+      card(h('div', { class: 'card-head' }, rollingTitle, h('form', { class: 'inline', id: 'run-window-form' },
+        h('label', { class: 'inline' }, 'window (days)', windowInput), h('button', { type: 'submit', class: 'small secondary' }, 'Apply'))),
+      windowMsg, charts.rolling),
+      card(h('h2', {}, 'Exposure'), exposureText, charts.exposure),
+      card(tradesTitle, charts.trades),
+      card(dailyTitle, charts.daily)));
   const tradesCard = h('div', { class: 'card' }, h('h2', {}, 'Trades'));
-  chartCard.append(chart);
-  root.append(chartCard, tradesCard);
+  root.append(tradesCard);
+
+  let Plotly;
   try {
-    const points = parseCsv(await api(links.equity_csv, { text: true }));
-    const x = points.map((p) => p.timestamp);
-    await lineChart(chart, [
-      { name: `run #${run.id}`, x, y: points.map((p) => Number(p.equity)), color: '#2563eb' },
-      { name: 'buy and hold', x, y: points.map((p) => Number(p.buy_and_hold)), color: '#9ca3af', dash: 'dot' },
-    ], { yTitle: 'equity' });
-    closers.push(() => purge(chart));
-  } catch (err) { chart.replaceWith(errorBox(err)); }
+    const [report, P] = await Promise.all([api(reportUrl), loadPlotly()]);
+    Plotly = P;
+    closers.push(() => Object.values(charts).forEach((c) => purge(c)));
+    calendarTitle.textContent = report.calendar === 'daily' ? 'Daily P&L (a run shorter than two months)' : 'Monthly returns (%), yearly in the last column';
+    rollingTitle.textContent = `Rolling Sharpe ratio (${report.rolling_sharpe.window} days)`;
+    tradesTitle.textContent = `Trade returns (${int(report.trades_total)} trades)`;
+    dailyTitle.textContent = `Daily returns (${int(report.daily_returns.count)} days)`;
+    windowInput.value = String(report.rolling_sharpe.window);
+    exposureText.textContent = report.exposure_pct === null ? 'Not counted for this run: replay it.'
+      : `${num(report.exposure_pct, 1)} % of bars in the market: ${num(report.exposure.long_pct, 1)} % long, ${num(report.exposure.short_pct, 1)} % short.`;
+    if (report.notes.length) notes.append(...report.notes.map((n) => infoBox(n)));
+    let bars = null;
+    if (report.links.bars) {
+      try { bars = (await api(report.links.bars, { query: { limit: 2000 } })).bars; } catch { bars = null; }
+    }
+    await drawReport(Plotly, charts, report, bars);
+    drawdowns.replaceChildren(drawdownTable(document, report));
+    logScale.addEventListener('change', () => setLogScale(Plotly, charts.equity, logScale.checked));
+  } catch (err) {
+    charts.equity.replaceWith(errorBox(err));
+  }
+  root.querySelector('#run-window-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    show(windowMsg, null);
+    try {
+      const again = await api(reportUrl, { query: { window: windowInput.value } });
+      rollingTitle.textContent = `Rolling Sharpe ratio (${again.rolling_sharpe.window} days)`;
+      charts.rolling.classList.remove('chart-empty');
+      charts.rolling.replaceChildren();
+      await rollingSharpeChart(Plotly || await loadPlotly(), charts.rolling, again);
+    } catch (err) { show(windowMsg, errorBox(err)); }
+  });
   try {
     const trades = parseCsv(await api(links.trades_csv, { text: true }));
     const numeric = (k) => (t) => Number(t[k]);

@@ -1,10 +1,11 @@
 // Sweeps (seed 001's dashboard flow): a "New sweep" form, live progress from the job's
 // SSE stream, then the best results as a sortable table and a fast × slow heatmap of
-// the score; a click on a cell (or a row) backtests that combination synchronously and
-// shows its equity curve against buy-and-hold.
+// the score, with the grid's overfitting statistics beside it (DSR, PBO, a plain-language
+// reading and the histogram of the CSCV logits); a click on a cell (or a row) backtests
+// that combination synchronously and shows its equity curve against buy-and-hold.
 
 import { api, vocabulary } from '../api.js';
-import { lineChart, purge, scoreHeatmap } from '../charts.js';
+import { lineChart, logitHistogram, markHeatmapCell, purge, scoreHeatmap } from '../charts.js';
 import {
   badge, clear, duration, errorBox, formValues, h, infoBox, int, num, numberOrUndefined, pct, progressBar, show,
   signClass, sortableTable, when,
@@ -38,6 +39,42 @@ const RESULT_COLUMNS = [
   { key: 'trades_per_month', label: 'Trades/mo', num: true, format: (r) => num(r.trades_per_month, 1) },
   { key: 'avg_trade_duration', label: 'Avg trade', title: 'average trade duration', value: (r) => parseFloat(r.avg_trade_duration) },
 ];
+
+// The overfitting statistics of a sweep run (`best`'s `overfitting`): the numbers, the
+// reading the API gives in plain words, and the histogram of the logits of every split.
+function overfittingPanel(o) {
+  const panel = h('div', { class: 'overfitting', id: 'sweep-overfitting' }, h('h3', {}, 'Overfitting'));
+  const chart = h('div', { class: 'chart small', id: 'sweep-logits' });
+  const noDraw = { panel, draw: async () => {} };
+  if (!o) {
+    panel.append(h('p', { class: 'small muted' }, 'Not computed for this run (it was stored before the statistics existed).'));
+    return noDraw;
+  }
+  if (o.reading) panel.append(h('p', { class: 'reading', id: 'sweep-overfitting-reading' }, o.reading));
+  if (o.reason) panel.append(h('p', { class: 'small muted', id: 'sweep-overfitting-reason' }, o.reason));
+  const splits = o.logits ? o.logits.length : null;
+  const items = [
+    ['Deflated Sharpe ratio (DSR)', num(o.deflated_sharpe_ratio, 3), 'dsr',
+      'probability that the best row\'s true Sharpe ratio beats the best of N trials without skill (SR₀)'],
+    ['Probability of backtest overfitting (PBO)', num(o.pbo, 3), 'pbo',
+      'share of CSCV splits where the in-sample best fell to the bottom half out of sample'],
+    ['Probabilistic Sharpe ratio (PSR)', num(o.probabilistic_sharpe_ratio, 3), 'psr', 'probability that the best row\'s true Sharpe ratio is above 0'],
+    ['Expected max Sharpe SR₀ (per day)', num(o.expected_max_sharpe, 4), 'sr0', 'the best per-day Sharpe ratio N trials without skill would show'],
+    ['Trials N', int(o.trials), 'trials', 'every combination of the grid, including those under min trades'],
+    ['Daily returns T', int(o.days), 'days', 'daily returns of each trial'],
+    ['CSCV blocks S / splits', `${o.pbo_blocks} / ${splits === null ? '—' : int(splits)}`, 'blocks', 'C(S, S/2) splits'],
+  ];
+  panel.append(h('dl', { class: 'stats' }, items.flatMap(([label, value, key, title]) => [
+    h('dt', { title }, label), h('dd', { dataset: { stat: key } }, value)])));
+  if (!o.logits || !o.logits.length) return noDraw;
+  panel.append(h('div', { class: 'small muted' }, 'Logits λ of the splits: λ ≤ 0 (red) means the in-sample best was below the median out of sample.'), chart);
+  return {
+    panel,
+    draw: async () => {
+      try { await logitHistogram(chart, o.logits); } catch (err) { chart.replaceWith(errorBox(err)); }
+    },
+  };
+}
 
 function numberInput(name, value, attrs = {}) {
   return h('input', { type: 'number', name, value: String(value), step: '1', required: true, ...attrs });
@@ -178,6 +215,7 @@ export async function render(root, { query, navigate }) {
       onProgress: (p, message) => bar.set(p, message),
       onDone: async (data) => {
         bar.finish(true, 'Completed');
+        show(formMsg, null); // "Queued N combinations." is over
         progressCard.querySelector('#sweep-cancel')?.remove();
         let runId = data.sweep_run_id;
         if (!runId) {
@@ -188,6 +226,7 @@ export async function render(root, { query, navigate }) {
       },
       onError: (message) => {
         bar.finish(false, message);
+        show(formMsg, null);
         progressCard.querySelector('#sweep-cancel')?.remove();
         progressCard.append(h('div', { class: 'error-box', id: 'sweep-error' }, message));
         loadRecent();
@@ -204,21 +243,34 @@ export async function render(root, { query, navigate }) {
       best = await api(`/api/v1/sweeps/${encodeURIComponent(runId)}/best`, { query: { ticker: params.ticker, limit: 1000 } });
     } catch (err) { resultsCard.append(errorBox(err)); return; }
     const heat = h('div', { class: 'chart', id: 'sweep-heatmap' });
+    const overfitting = overfittingPanel(best.overfitting);
     const excluded = best.excluded_below_min_trades || 0;
     resultsCard.append(
       h('h2', {}, 'Results'),
       h('div', { class: 'small muted' }, `Sweep run `, h('code', {}, best.sweep_run_id), ` · ${best.total_results} combinations with ≥ ${best.min_trades} trades`,
         excluded ? ` · ${excluded} below min trades (blank cells)` : '',
         best.returned < best.total_results ? ` · the heatmap and table show the best ${best.returned}` : ''),
-      h('h3', {}, 'Score by fast × slow period'),
-      h('div', { class: 'small muted' }, 'Click a cell for that combination\'s equity curve against buy-and-hold.'),
-      heat);
+      h('div', { class: 'beside' },
+        h('div', {},
+          h('h3', {}, 'Score by fast × slow period'),
+          h('div', { class: 'small muted' }, 'Click a cell for that combination\'s equity curve against buy-and-hold.'),
+          heat),
+        overfitting.panel));
+    await overfitting.draw();
+    closers.push(() => purge(overfitting.panel.querySelector('#sweep-logits')));
     if (!best.results.length) {
       resultsCard.append(infoBox(`No combination reached ${best.min_trades} trades: lower "Min trades" or widen the ranges.`));
       heat.remove();
       return;
     }
-    const pick = ({ fast, slow }) => showEquity(fast, slow, params, best.results.find((r) => r.fast_period === fast && r.slow_period === slow));
+    // A click previews the combination (nothing saved) and stays marked in the heatmap and the table.
+    let picked = null;
+    const pick = ({ fast, slow }) => {
+      picked = { fast, slow };
+      markHeatmapCell(heat, fast, slow).catch(() => {});
+      table.setRows(best.results);
+      return showEquity(fast, slow, params, best.results.find((r) => r.fast_period === fast && r.slow_period === slow));
+    };
     try {
       await scoreHeatmap(heat, best.results, { onPick: pick });
     } catch (err) { heat.replaceWith(errorBox(err)); }
@@ -226,6 +278,7 @@ export async function render(root, { query, navigate }) {
     const table = sortableTable(RESULT_COLUMNS, best.results, {
       sort: { key: 'score', dir: 'desc' },
       onRowClick: (r) => pick({ fast: r.fast_period, slow: r.slow_period }),
+      rowClass: (r) => (picked && r.fast_period === picked.fast && r.slow_period === picked.slow ? 'selected' : ''),
     });
     table.id = 'sweep-table';
     resultsCard.append(h('h3', {}, `Best results (${best.returned})`), h('div', { class: 'small muted' }, 'Click a column to sort; click a row for its equity curve.'), table);
@@ -238,16 +291,14 @@ export async function render(root, { query, navigate }) {
     const status = h('div', { class: 'small muted' }, 'Running the backtest…');
     equityCard.append(status);
     equityCard.scrollIntoView({ behavior: 'smooth', block: 'nearest' });
+    const request = {
+      ticker: params.ticker, strategy, parameters: { fast_period: fast, slow_period: slow },
+      interval: params.interval || undefined, cash: params.initial_cash, commission_pct: params.commission_pct,
+      slippage_pct: params.slippage_pct, direction: params.direction, fill: params.fill,
+    };
     let result;
     try {
-      result = await api('/api/v1/runs/backtest', {
-        method: 'POST',
-        json: {
-          ticker: params.ticker, strategy, parameters: { fast_period: fast, slow_period: slow },
-          interval: params.interval || undefined, cash: params.initial_cash, commission_pct: params.commission_pct,
-          slippage_pct: params.slippage_pct, direction: params.direction, fill: params.fill,
-        },
-      });
+      result = await api('/api/v1/runs/backtest/preview', { method: 'POST', json: request });
     } catch (err) {
       status.replaceWith(err.status === 404 && err.code === 'not_found' && /no such resource/.test(err.message)
         ? errorBox(new Error('Equity curves need the synchronous backtest endpoint (POST /api/v1/runs/backtest), which this gateway does not serve.'))
@@ -255,8 +306,18 @@ export async function render(root, { query, navigate }) {
       return;
     }
     const m = result.metrics || {};
+    const saved = h('span', { id: 'sweep-saved' });
+    const saveButton = h('button', { type: 'button', class: 'small', id: 'sweep-save-run', onclick: async () => {
+      saveButton.disabled = true;
+      try {
+        const run = await api('/api/v1/runs/backtest', { method: 'POST', json: request });
+        saveButton.remove();
+        saved.append('Saved as run ', h('a', { href: `/ui/runs/${run.id}`, 'data-link': true }, `#${run.id}`));
+      } catch (err) { saveButton.disabled = false; saved.append(errorBox(err)); }
+    } }, 'Save as run');
+    equityCard.querySelector('h2').after(h('div', { class: 'actions' }, saveButton, saved));
     status.replaceWith(h('div', { class: 'small muted' },
-      `Saved as run `, h('a', { href: `/ui/runs/${result.id}`, 'data-link': true }, `#${result.id}`),
+      'Preview (not saved)',
       ` · return ${pct(m.total_return_pct, 1)} vs buy-and-hold ${pct(m.buy_and_hold_return_pct, 1)}`,
       ` · ${m.total_trades} trades · max drawdown ${pct(m.max_drawdown_pct, 1)}`,
       row && row.score !== undefined ? ` · sweep score ${num(row.score, 3)}` : ''));

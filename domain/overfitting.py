@@ -1,0 +1,536 @@
+"""Overfitting statistics of a sweep: how much of the best combination's Sharpe ratio is luck.
+
+A sweep tries N combinations on one history and keeps the best. With hundreds of
+trials, the best in-sample Sharpe ratio is mostly the maximum of noise; these
+statistics (Bailey & López de Prado, "The Deflated Sharpe Ratio", 2014; Bailey,
+Borwein, López de Prado & Zhu, "The Probability of Backtest Overfitting", 2015)
+say how much. ``DEFINITIONS`` below defines them exactly; the API's /docs show
+that text.
+
+Why blocks of sums: the engine accumulates, per CSCV block and combination, the
+sum and the sum of squares of the daily returns (2·S·N numbers) instead of keeping
+the T × N matrix, so its memory follows the grid, not days × grid; the Sharpe
+ratio of any union of blocks follows from them exactly (up to rounding, which is
+why a variance within rounding of zero counts as zero, and why Sharpe ratios
+are compared on their first 30 significant bits).
+
+Cost: the CSCV ranks every trial in each of C(S, S/2) splits, O(C(S, S/2) x N)
+whatever the number of bars: with S = 16, about 0.1 s for S2's 590 trials and 0.8 s
+for 5,000 on one core of the development machine (about 20 s for the largest grid,
+124,750 trials).
+
+Pure Python and NumPy: Φ and Φ⁻¹ are ``statistics.NormalDist``'s.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import combinations
+from statistics import NormalDist
+from typing import Any, Final, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+EULER_GAMMA: Final = 0.57721566490153286061
+PBO_BLOCKS_DEFAULT: Final = 16
+# At least 4 blocks: with 2 there are only two splits and PBO can only be 0, 1/2 or 1.
+PBO_BLOCKS_MIN: Final = 4
+# At most 16: C(16, 8) = 12,870 splits, each ranking every combination (C(18, 9) would be 48,620).
+PBO_BLOCKS_MAX: Final = 16
+
+# Sharpe ratios of a CSCV half are compared on their first 30 significant bits (about 9
+# significant digits; the 22 low bits of the 52-bit mantissa cleared): equal there, they tie.
+TIE_BITS: Final = 30
+_TIE_MASK: Final = np.int64(~((1 << (52 - TIE_BITS)) - 1))
+
+# A variance computed from sums within this many ulps of the sum of squares is zero.
+_VARIANCE_ULPS: Final = 64.0
+# The CSCV's (halves x trials) matrix of Sharpe ratios is computed this many values at a
+# time (2 MiB of float64 for each of its few temporaries: they stay in cache) and kept
+# whole up to _CSCV_KEEP_VALUES (64 MiB: S2's 12,870 x 590 are kept); larger grids
+# compute it twice.
+_CSCV_CHUNK_VALUES: Final = 1 << 18
+_CSCV_KEEP_VALUES: Final = 1 << 23
+
+_NORMAL: Final = NormalDist()
+
+FloatArray = npt.NDArray[np.float64]
+T = TypeVar("T")
+R = TypeVar("R")
+
+DEFINITIONS: Final = f"""\
+**Trials**: every combination of the grid, including those under `min_trades`. Each has
+the daily-return series its Sharpe ratio uses. SRₙ = mean / std (ddof = 1) of those daily
+returns, not annualised; a zero standard deviation gives 0. V = the variance (ddof = 1) of
+the SRₙ. T = the number of daily returns (`days`), N the number of trials (`trials`).
+
+**PSR and DSR of the top result** (the first row of `best`), with its SR, skewness γ₃ and
+kurtosis γ₄ (population moments, non-excess: a normal distribution gives 3):
+
+* PSR(SR*) = Φ((SR − SR*)·√(T − 1) / √(1 − γ₃·SR + (γ₄ − 1)/4·SR²));
+* `expected_max_sharpe` SR₀ = √V·((1 − γ)·Φ⁻¹(1 − 1/N) + γ·Φ⁻¹(1 − 1/(N·e))), γ the
+  Euler–Mascheroni constant;
+* `probabilistic_sharpe_ratio` = PSR(0); `deflated_sharpe_ratio` = PSR(SR₀).
+
+**PBO by CSCV** (combinatorially symmetric cross-validation):
+
+1. The T × N matrix of daily returns is split into S contiguous blocks of equal size
+   (`pbo_blocks`: even, from {PBO_BLOCKS_MIN} to {PBO_BLOCKS_MAX}, default {PBO_BLOCKS_DEFAULT}),
+   dropping the first T mod S rows.
+2. For each of the C(S, S/2) choices of in-sample blocks (the rest out of sample), in the
+   order of Python's `itertools.combinations`: n* = the in-sample best by per-period Sharpe
+   ratio (ties: the first in grid order, which is fast ascending, then slow ascending);
+   ω = the out-of-sample rank of n* (1 = worst … N = best, average ranks for ties) / (N + 1);
+   λ = ln(ω / (1 − ω)), the split's entry in `logits`. Sharpe ratios are compared on their
+   first 30 significant bits (about 9 digits): equal there, they are ties (combinations that
+   held the same positions differ by rounding only).
+3. `pbo` = the share of splits with λ ≤ 0.
+
+Where N < 2 or T < 2S, every value is `null` and `reason` says why; so are PSR and DSR
+when no combination reached `min_trades` (there is no top result)."""
+
+
+def pbo_blocks_problem(blocks: int) -> str | None:
+    """Why ``blocks`` cannot be the number of CSCV blocks, or None."""
+    if not PBO_BLOCKS_MIN <= blocks <= PBO_BLOCKS_MAX or blocks % 2:
+        return f"must be an even integer from {PBO_BLOCKS_MIN} to {PBO_BLOCKS_MAX}"
+    return None
+
+
+# ------------------------------------------------------------------ the trials' moments
+
+
+@dataclass(frozen=True)
+class TrialMoments:
+    """Per trial (grid order): the per-period Sharpe ratio of its daily returns and their
+    population skewness and (non-excess) kurtosis; ``days`` = T."""
+
+    sharpe: FloatArray
+    skewness: FloatArray
+    kurtosis: FloatArray
+    days: int
+
+
+def trial_moments(
+    days: int, mean: FloatArray, m2: FloatArray, m3: FloatArray, m4: FloatArray
+) -> TrialMoments:
+    """From each trial's mean and sums of 2nd, 3rd and 4th powers of the deviations from
+    it (what the sweep kernel accumulates). A trial with no dispersion (m2 = 0) has SR 0,
+    skewness 0 and kurtosis 3: PSR's denominator is then 1 whatever they are."""
+    mean, m2, m3, m4 = (np.asarray(a, dtype=np.float64) for a in (mean, m2, m3, m4))
+    n = float(days)
+    spread = (m2 > 0.0) & (n >= 2)
+    safe = np.where(spread, m2, 1.0)
+    sharpe = np.where(spread, mean / np.sqrt(safe / max(n - 1.0, 1.0)), 0.0)
+    var_pop = safe / max(n, 1.0)
+    skewness = np.where(spread, (m3 / max(n, 1.0)) / var_pop**1.5, 0.0)
+    kurtosis = np.where(spread, (m4 / max(n, 1.0)) / var_pop**2, 3.0)
+    return TrialMoments(sharpe, skewness, kurtosis, int(days))
+
+
+def returns_moments(returns: npt.ArrayLike) -> TrialMoments:
+    """The moments of each column of a T x N matrix of daily returns (two passes)."""
+    r = np.asarray(returns, dtype=np.float64)
+    if r.ndim != 2:
+        raise ValueError("returns must be a days x trials matrix")
+    mean = r.mean(axis=0) if r.shape[0] else np.zeros(r.shape[1])
+    d = r - mean
+    return trial_moments(r.shape[0], mean, (d**2).sum(axis=0), (d**3).sum(axis=0), (d**4).sum(axis=0))
+
+
+# ------------------------------------------------------------------ PSR, SR0, DSR
+
+
+def probabilistic_sharpe_ratio(sr: float, skewness: float, kurtosis: float, days: int, benchmark: float) -> float | None:
+    """PSR(benchmark) of a per-period Sharpe ratio over ``days`` returns; None when undefined
+    (fewer than 2 returns, or a non-positive variance term, which only degenerate
+    two-point distributions reach)."""
+    if days < 2:
+        return None
+    spread = 1.0 - skewness * sr + (kurtosis - 1.0) / 4.0 * sr * sr
+    if not (math.isfinite(spread) and spread > 0.0):
+        return None
+    z = (sr - benchmark) * math.sqrt(days - 1) / math.sqrt(spread)
+    return _NORMAL.cdf(z) if math.isfinite(z) else None
+
+
+def expected_max_sharpe(variance: float, trials: int) -> float:
+    """SR0: the expected maximum of ``trials`` Sharpe ratios of variance ``variance`` whose
+    true value is 0 (the False Strategy theorem's approximation)."""
+    if trials < 2:
+        raise ValueError("the expected maximum needs at least 2 trials")
+    n = float(trials)
+    return math.sqrt(variance) * (
+        (1.0 - EULER_GAMMA) * _NORMAL.inv_cdf(1.0 - 1.0 / n) + EULER_GAMMA * _NORMAL.inv_cdf(1.0 - 1.0 / (n * math.e))
+    )
+
+
+# ------------------------------------------------------------------ PBO by CSCV
+
+
+def day_blocks(days: int, blocks: int) -> npt.NDArray[np.int32]:
+    """The CSCV block of each daily return (0 .. blocks-1), -1 for the first T mod S dropped."""
+    if blocks < 1:
+        raise ValueError("blocks must be positive")
+    out = np.full(days, -1, dtype=np.int32)
+    size = days // blocks
+    if size:
+        out[days - size * blocks :] = np.repeat(np.arange(blocks, dtype=np.int32), size)
+    return out
+
+
+@dataclass(frozen=True)
+class BlockSums:
+    """Per CSCV block and trial: the sum and the sum of squares of the daily returns
+    (arrays blocks x trials) and the number of returns in each block."""
+
+    sums: FloatArray
+    squares: FloatArray
+    rows: int
+
+    @property
+    def blocks(self) -> int:
+        return int(self.sums.shape[0])
+
+    @property
+    def trials(self) -> int:
+        return int(self.sums.shape[1])
+
+
+def block_sums(returns: npt.ArrayLike, blocks: int) -> BlockSums:
+    """The block sums of a T x N matrix of daily returns (``day_blocks``' split)."""
+    r = np.asarray(returns, dtype=np.float64)
+    size = r.shape[0] // blocks
+    kept = r[r.shape[0] - size * blocks :].reshape(blocks, size, r.shape[1])
+    return BlockSums(kept.sum(axis=1), (kept * kept).sum(axis=1), size)
+
+
+def cscv_splits(blocks: int) -> npt.NDArray[np.intp]:
+    """The in-sample blocks of every split, one row each, in ``itertools.combinations`` order."""
+    return np.array(list(combinations(range(blocks), blocks // 2)), dtype=np.intp).reshape(-1, blocks // 2)
+
+
+@dataclass(frozen=True)
+class _SumPlan:
+    """How to sum rows of a (blocks x trials) array over each of a list of subsets of
+    blocks of one size: a leaf picks rows (``pick``); otherwise each subset is the union
+    of its first and second half, whose sums are computed once per distinct half (by
+    ``left`` and ``right``) and spread back with ``left_of`` / ``right_of``."""
+
+    pick: npt.NDArray[np.intp] | None
+    left: _SumPlan | None = None
+    left_of: npt.NDArray[np.intp] | None = None
+    right: _SumPlan | None = None
+    right_of: npt.NDArray[np.intp] | None = None
+
+
+def _sum_plan(subsets: npt.NDArray[np.intp]) -> _SumPlan:
+    if subsets.shape[1] == 1:
+        return _SumPlan(subsets[:, 0].copy())
+    k = subsets.shape[1] // 2
+    left, left_of = np.unique(subsets[:, :k], axis=0, return_inverse=True)
+    right, right_of = np.unique(subsets[:, k:], axis=0, return_inverse=True)
+    return _SumPlan(None, _sum_plan(left), left_of.reshape(-1), _sum_plan(right), right_of.reshape(-1))
+
+
+def _subset_sums(values: FloatArray, plan: _SumPlan, out: FloatArray | None = None,
+                 scratch: FloatArray | None = None) -> FloatArray:
+    """Row k: the sum of ``values``' rows in the plan's k-th subset (into ``out``, with
+    ``scratch`` of the same shape as room, when given). A subset costs about one addition
+    per trial instead of one per block; every trial goes through the same additions in
+    the same order, so trials with equal returns get bit-equal sums (ties stay ties)."""
+    if plan.pick is not None:
+        return np.take(values, plan.pick, axis=0, out=out, mode="clip")
+    assert plan.left is not None and plan.left_of is not None
+    assert plan.right is not None and plan.right_of is not None
+    out = np.take(_subset_sums(values, plan.left), plan.left_of, axis=0, out=out, mode="clip")
+    scratch = np.take(_subset_sums(values, plan.right), plan.right_of, axis=0, out=scratch, mode="clip")
+    out += scratch
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _halves(blocks: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], _SumPlan]:
+    """The CSCV's halves (``cscv_splits``), each one's complement (the row of the other
+    half) and the plan to sum them."""
+    halves = cscv_splits(blocks)
+    masks = (np.int64(1) << halves.astype(np.int64)).sum(axis=1)  # each half as a bit set
+    order = np.argsort(masks)
+    complement = order[np.searchsorted(masks, ((1 << blocks) - 1) ^ masks, sorter=order)]
+    return halves, complement.astype(np.intp), _sum_plan(halves)
+
+
+class _Workspace:
+    """The buffers of ``_half_sharpe`` for chunks of up to ``width`` trials, allocated once
+    per CSCV: a fresh array of megabytes for every step costs more (page faults) than the
+    arithmetic in it."""
+
+    def __init__(self, halves: int, width: int) -> None:
+        self.both = np.empty((halves, 2 * width))
+        self.scratch = np.empty((halves, 2 * width))
+        self.m2 = np.empty((halves, width))
+        self.flat = np.empty((halves, width), dtype=bool)
+        self.sharpe = np.empty((halves, width))
+
+    def views(self, width: int) -> tuple[FloatArray, FloatArray, FloatArray, npt.NDArray[np.bool_], FloatArray]:
+        if width == self.m2.shape[1]:
+            return self.both, self.scratch, self.m2, self.flat, self.sharpe
+        return (np.empty((self.m2.shape[0], 2 * width)), np.empty((self.m2.shape[0], 2 * width)),
+                self.m2[:, :width].copy(), self.flat[:, :width].copy(), np.empty((self.m2.shape[0], width)))
+
+
+def _half_sharpe(block: BlockSums, plan: _SumPlan, cols: slice | npt.NDArray[np.intp], ws: _Workspace) -> FloatArray:
+    """The Sharpe ratio of the union of each row's blocks, for the trials ``cols``, up to a
+    positive factor common to all (rankings only): sum / √(n·squares − sum²), 0 where the
+    variance is zero or within rounding of it; on its first ``TIE_BITS`` significant bits
+    (a monotone map: the order stays, and values equal but for rounding become equal).
+    The result is a buffer of ``ws``: valid until the next call."""
+    n = block.blocks // 2 * block.rows
+    width = cols.stop - cols.start if isinstance(cols, slice) else len(cols)
+    both, scratch, m2, flat, out = ws.views(width)
+    # sums and n x squares side by side: one pass of the plan for both
+    _subset_sums(np.concatenate([block.sums[:, cols], n * block.squares[:, cols]], axis=1), plan, both, scratch)
+    sums, squares = both[:, :width], both[:, width:]
+    np.multiply(sums, sums, out=m2)
+    np.subtract(squares, m2, out=m2)  # n x the sum of squared deviations
+    squares *= _VARIANCE_ULPS * np.finfo(np.float64).eps
+    np.less_equal(m2, squares, out=flat)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        np.sqrt(m2, out=m2)
+        np.divide(sums, m2, out=out)
+    np.copyto(out, 0.0, where=flat)
+    bits = out.view(np.int64)
+    bits &= _TIE_MASK
+    return out
+
+
+@dataclass(frozen=True)
+class Cscv:
+    """The outcome of CSCV: the share of splits with logit <= 0, and every split's logit."""
+
+    pbo: float
+    logits: FloatArray
+
+
+def _workers() -> int:
+    """Threads for the CSCV: the CPUs this process may use, at most 4 (NumPy releases the
+    GIL in its loops, so chunks of trials run side by side)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(4, cpus))
+
+
+def _in_groups(items: list[T], groups: int, work: Callable[[list[T]], list[R]]) -> list[R]:
+    """``work`` over ``items`` in at most ``groups`` contiguous groups, one thread each; the
+    results in the order of ``items`` (so whatever is merged from them does not depend on
+    the number of threads)."""
+    size = -(-len(items) // max(1, groups))
+    parts = [items[i : i + size] for i in range(0, len(items), size)]
+    if len(parts) == 1:
+        return work(parts[0])
+    with ThreadPoolExecutor(len(parts)) as pool:
+        return [r for done in pool.map(work, parts) for r in done]
+
+
+def cscv(block: BlockSums, workers: int | None = None) -> Cscv:
+    """PBO by combinatorially symmetric cross-validation over the block sums (module docstring).
+
+    Sharpe ratios are compared on their first ``TIE_BITS`` significant bits: combinations
+    that held the same positions over a half have the same Sharpe ratio there in exact
+    arithmetic, and only rounding (their equities differ) would otherwise order them.
+
+    The out-of-sample half of a split is the in-sample half of another (its complement),
+    so the Sharpe ratio of every half is computed once, as a (halves x trials) matrix, in
+    chunks of trials (on ``workers`` threads; the result is the same for any number): the
+    first maximum of each row over the chunks in order is the split's in-sample best (a
+    later trial replaces it only when strictly better: grid order breaks ties). The matrix
+    is kept whole when it has at most ``_CSCV_KEEP_VALUES`` values, else its chunks are
+    computed again to rank each best out of sample."""
+    s, n_trials = block.blocks, block.trials
+    if s < 2 or s % 2 or n_trials < 2 or block.rows < 1:
+        raise ValueError("CSCV needs an even number of blocks, at least 2 trials and non-empty blocks")
+    if s // 2 * block.rows < 2:
+        raise ValueError("each half needs at least 2 returns")
+    threads = _workers() if workers is None else max(1, workers)
+    # complement[i]: the row of halves that is split i's out-of-sample half
+    halves, complement, plan = _halves(s)
+    k = halves.shape[0]
+    width = max(1, _CSCV_CHUNK_VALUES // k)
+    chunks = [slice(lo, min(lo + width, n_trials)) for lo in range(0, n_trials, width)]
+    kept = np.empty((k, n_trials)) if k * n_trials <= _CSCV_KEEP_VALUES else None
+    rows = np.arange(k)
+
+    def maxima(part: list[slice]) -> list[tuple[npt.NDArray[np.intp], FloatArray]]:
+        ws, out = _Workspace(k, width), []
+        for cols in part:
+            sr = _half_sharpe(block, plan, cols, ws)
+            if kept is not None:
+                kept[:, cols] = sr
+            first = np.argmax(sr, axis=1)
+            out.append((first + cols.start, sr[rows, first]))
+        return out
+
+    best_value = np.full(k, -np.inf)
+    best = np.zeros(k, dtype=np.intp)
+    for first, value in _in_groups(chunks, threads, maxima):
+        better = value > best_value
+        best_value[better] = value[better]
+        best[better] = first[better]
+
+    # the out-of-sample Sharpe ratio of each split's in-sample best, and its rank there:
+    # row j of the matrix is the out-of-sample half of split complement[j]
+    if kept is not None:
+        threshold = kept[complement, best][complement]
+        step = max(1, _CSCV_CHUNK_VALUES // n_trials)
+
+        def ranks(part: list[int]) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
+            return [(np.count_nonzero(kept[lo : lo + step] < threshold[lo : lo + step, None], axis=1),
+                     np.count_nonzero(kept[lo : lo + step] <= threshold[lo : lo + step, None], axis=1))
+                    for lo in part]
+
+        counted = _in_groups(list(range(0, k, step)), threads, ranks)
+        below = np.concatenate([c[0] for c in counted])[np.argsort(complement)]
+        upto = np.concatenate([c[1] for c in counted])[np.argsort(complement)]
+    else:
+        # the few trials that are some split's best, alone: the same arithmetic, so the
+        # same bits as in the chunks below
+        winners, column = np.unique(best, return_inverse=True)
+        star = np.empty(k)
+        for lo in range(0, winners.shape[0], width):
+            part = winners[lo : lo + width]
+            mine = np.flatnonzero((column >= lo) & (column < lo + part.shape[0]))
+            star[mine] = _half_sharpe(block, plan, part, _Workspace(k, part.shape[0]))[complement[mine],
+                                                                                     column[mine] - lo]
+        threshold_all = star[complement][:, None]
+
+        def counts(part: list[slice]) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
+            ws = _Workspace(k, width)
+            return [(np.count_nonzero((sr := _half_sharpe(block, plan, cols, ws)) < threshold_all, axis=1),
+                     np.count_nonzero(sr <= threshold_all, axis=1)) for cols in part]
+
+        below_rows = np.zeros(k, dtype=np.int64)
+        upto_rows = np.zeros(k, dtype=np.int64)
+        for under, at_most in _in_groups(chunks, threads, counts):
+            below_rows += under
+            upto_rows += at_most
+        below, upto = below_rows[np.argsort(complement)], upto_rows[np.argsort(complement)]
+    # average rank of the ties: below + (tied + 1) / 2, the best itself among the tied
+    omega = (below + (upto - below + 1) / 2.0) / (n_trials + 1)
+    logits = np.log(omega / (1.0 - omega))
+    return Cscv(float(np.count_nonzero(logits <= 0.0)) / k, logits)
+
+
+# ------------------------------------------------------------------ a sweep's statistics
+
+
+@dataclass(frozen=True)
+class SweepStatistics:
+    """What the whole grid tells, before its top result is known (the engine computes
+    it); ``reason`` says why the values are None, if they are."""
+
+    trials: int
+    days: int
+    pbo_blocks: int
+    sharpe_variance: float | None = None
+    expected_max_sharpe: float | None = None
+    pbo: float | None = None
+    logits: list[float] | None = None
+    reason: str | None = None
+    # Per trial, grid order: the moments the top result's PSR and DSR need.
+    moments: TrialMoments | None = field(default=None, repr=False)
+
+
+def sweep_statistics(moments: TrialMoments, block: BlockSums | None, pbo_blocks: int) -> SweepStatistics:
+    """V, SR0 and PBO of a grid from its trials' moments and block sums."""
+    trials, days = int(moments.sharpe.shape[0]), moments.days
+    base: dict[str, Any] = {"trials": trials, "days": days, "pbo_blocks": pbo_blocks}
+    if trials < 2:
+        return SweepStatistics(**base, reason=f"{trials} trial: the statistics need at least 2 combinations")
+    if days < 2 * pbo_blocks:
+        return SweepStatistics(
+            **base, reason=f"{days} daily returns: {pbo_blocks} blocks need at least {2 * pbo_blocks} ({pbo_blocks} x 2)"
+        )
+    finite = bool(np.all(np.isfinite(moments.sharpe)))
+    if block is not None:
+        finite = finite and bool(np.all(np.isfinite(block.sums)) and np.all(np.isfinite(block.squares)))
+    if not finite:
+        return SweepStatistics(**base, reason="a combination's daily returns are not all finite (its equity reached 0)")
+    if block is None or block.blocks != pbo_blocks or block.trials != trials:
+        raise ValueError("the block sums do not match the trials and pbo_blocks")
+    variance = float(np.var(moments.sharpe, ddof=1))
+    outcome = cscv(block)
+    return SweepStatistics(
+        **base,
+        sharpe_variance=variance,
+        expected_max_sharpe=expected_max_sharpe(variance, trials),
+        pbo=outcome.pbo,
+        logits=outcome.logits.tolist(),
+        moments=moments,
+    )
+
+
+# The thresholds of the plain-language reading: skill needs both a DSR of at least 0.95 (the
+# usual 5 % test) and a PBO under 0.1; a DSR under 0.5 or a PBO of 0.5 or more reads as overfit.
+READING_DSR_SKILL: Final = 0.95
+READING_PBO_SKILL: Final = 0.1
+READING_DSR_LUCK: Final = 0.5
+READING_PBO_LUCK: Final = 0.5
+
+
+def overfitting_reading(dsr: float | None, pbo: float | None) -> str:
+    """One plain-language sentence on the DSR and the PBO (the dashboard and the email show it)."""
+    if dsr is None and pbo is None:
+        return "Not enough data for the overfitting statistics."
+    facts = []
+    if dsr is not None:
+        facts.append(f"the deflated Sharpe ratio puts the chance that the best combination beats luck over this "
+                     f"many trials at {dsr:.0%}")
+    if pbo is not None:
+        facts.append(f"the in-sample best fell to the bottom half out of sample in {pbo:.0%} of the splits (PBO)")
+    if (dsr is not None and dsr < READING_DSR_LUCK) or (pbo is not None and pbo >= READING_PBO_LUCK):
+        verdict = "Probably overfit"
+    elif dsr is not None and dsr >= READING_DSR_SKILL and pbo is not None and pbo < READING_PBO_SKILL:
+        verdict = "Probably a real edge"
+    else:
+        verdict = "Inconclusive"
+    return f"{verdict}: {' and '.join(facts)}."
+
+
+def overfitting_view(stats: SweepStatistics, top: int | None) -> dict[str, Any]:
+    """The ``overfitting`` object of ``best``, ``top`` being the grid index of its first row
+    (None when no combination qualifies)."""
+    psr = dsr = None
+    reason = stats.reason
+    if reason is None and stats.moments is None:
+        reason = "the trials' moments are missing: PSR and DSR cannot be computed"
+    if reason is None and stats.moments is not None and stats.expected_max_sharpe is not None:
+        if top is None:
+            reason = "no combination reached min_trades: there is no top result for PSR and DSR"
+        else:
+            m = stats.moments
+            sr, skew, kurt = float(m.sharpe[top]), float(m.skewness[top]), float(m.kurtosis[top])
+            psr = probabilistic_sharpe_ratio(sr, skew, kurt, m.days, 0.0)
+            dsr = probabilistic_sharpe_ratio(sr, skew, kurt, m.days, stats.expected_max_sharpe)
+            if psr is None or dsr is None:
+                reason = "the top result's returns make PSR undefined (a non-positive variance term)"
+    return {
+        "trials": stats.trials,
+        "probabilistic_sharpe_ratio": psr,
+        "deflated_sharpe_ratio": dsr,
+        "expected_max_sharpe": stats.expected_max_sharpe,
+        "pbo": stats.pbo,
+        "pbo_blocks": stats.pbo_blocks,
+        "logits": stats.logits,
+        "days": stats.days,
+        "sharpe_variance": stats.sharpe_variance,
+        "reason": reason,
+        "reading": overfitting_reading(dsr, stats.pbo),
+    }
