@@ -477,7 +477,8 @@ def cmd_datasets(api: Api, out: Output, args: argparse.Namespace) -> int:
         return EXIT_OK
     if action == "delete":
         body = api.delete(f"/api/v1/datasets/{args.dataset_id}")
-        out.emit_json(body) if out.json else print(f"deleted {args.dataset_id} ({body['versions_deleted']} versions)")
+        n = body["versions_deleted"]
+        out.emit_json(body) if out.json else print(f"deleted {args.dataset_id} ({n} version{'' if n == 1 else 's'})")
         return EXIT_OK
     # import
     path = Path(args.file)

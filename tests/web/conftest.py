@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -76,25 +77,40 @@ class Browser:
 
 
 @pytest.fixture(scope="package")
-def browser(web_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+def playwright() -> Iterator[object]:
+    """One Playwright for the package: its sync API runs one instance per thread."""
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is missing at /usr/bin/chromium: run `make build` as root "
                     "(it runs apt-get install chromium) or install it yourself")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport=VIEWPORT,
-        )
-        context.set_default_timeout(20_000)
-        page = context.pages[0] if context.pages else context.new_page()
-        b = Browser(context, page, web_stack.base_url)
-        context.on("request", lambda req: b.requests.append(req.url))
-        page.on("pageerror", lambda exc: b.errors.append(f"pageerror: {exc}"))
-        page.on("console", lambda msg: b.errors.append(f"console: {msg.text}") if msg.type == "error" else None)
+        yield pw
+
+
+@contextmanager
+def open_browser(pw, base_url: str, profile: Path) -> Iterator[Browser]:
+    """Headless Chromium on a fresh profile, pointed at a stack."""
+    context = pw.chromium.launch_persistent_context(
+        str(profile),
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=CHROMIUM_ARGS,
+        viewport=VIEWPORT,
+    )
+    context.set_default_timeout(20_000)
+    page = context.pages[0] if context.pages else context.new_page()
+    b = Browser(context, page, base_url)
+    context.on("request", lambda req: b.requests.append(req.url))
+    page.on("pageerror", lambda exc: b.errors.append(f"pageerror: {exc}"))
+    page.on("console", lambda msg: b.errors.append(f"console: {msg.text}") if msg.type == "error" else None)
+    try:
         yield b
+    finally:
         context.close()
+
+
+@pytest.fixture(scope="package")
+def browser(playwright, web_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    with open_browser(playwright, web_stack.base_url, tmp_path_factory.mktemp("chromium-profile")) as b:
+        yield b
