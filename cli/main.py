@@ -294,8 +294,9 @@ def cmd_sweep(api: Api, out: Output, args: argparse.Namespace) -> int:
         out.emit_json({"job": submitted, "result": final, "best": best})
         return EXIT_OK
     out.note(f"completed in {time.monotonic() - started:.1f} s; sweep run {run_id}")
-    print(f"Best {best['returned']} of {best['total_results']} combinations by score "
-          f"({best.get('excluded_below_min_trades', 0)} below {best.get('min_trades')} trades left out):")
+    left_out = best.get("excluded_below_min_trades", 0)
+    print(f"Best {best['returned']} of {best['total_results']} combinations by score"
+          + (f" ({left_out} below {best.get('min_trades')} trades left out):" if left_out else ":"))
     table(best["results"], BEST_COLUMNS)
     return EXIT_OK
 
@@ -420,7 +421,9 @@ def runs_report(api: Api, out: Output, args: argparse.Namespace) -> int:
             years.setdefault(m["year"], {"year": m["year"]})[MONTHS[m["month"] - 1]] = m["return_pct"]
         for y in report["yearly_returns"]:
             years.setdefault(y["year"], {"year": y["year"]})["year %"] = y["return_pct"]
-        table(list(years.values()), [("year", "year", 0), *((name, name, 1) for name in MONTHS), ("year %", "year %", 1)])
+        # The year as a label ("2019"), not a number with a thousands separator.
+        table(list(years.values()), [("year", lambda r: str(r["year"]), 0), *((name, name, 1) for name in MONTHS),
+                                     ("year %", "year %", 1)])
     print("\nworst drawdowns")
     table(report["drawdowns"], [("start", "start", 0), ("trough", "trough", 0),
                                 ("recovery", lambda d: d["recovery"] or "not recovered", 0),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The key the seeds' examples send; standalone mode accepts it on loopback.
@@ -128,6 +128,15 @@ class Settings(BaseSettings):
     # sweep. Off only to measure what they cost (make bench); `best` then says they were
     # not computed.
     hindsight_sweep_statistics: bool = True
+
+    @model_validator(mode="after")
+    def _addresses_follow_ports(self) -> Settings:
+        """RESULTS_ADDR/ENGINE_ADDR/NOTIFIER_ADDR default to 127.0.0.1 at the matching *_PORT,
+        so moving a service's port moves where the others look for it."""
+        for name in ("results", "engine", "notifier"):
+            if f"{name}_addr" not in self.model_fields_set:
+                object.__setattr__(self, f"{name}_addr", f"127.0.0.1:{getattr(self, f'{name}_port')}")
+        return self
 
     def day_shard_days(self) -> int:
         """Days per shard of a day-by-day backtest (0: never split)."""

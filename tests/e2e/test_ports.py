@@ -62,3 +62,16 @@ def test_distributed_service_on_a_taken_port_says_which_setting(amqp_url):
     assert f"notifier: gRPC port 127.0.0.1:{port} is in use" in out.stderr
     assert "NOTIFIER_PORT" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_addresses_follow_the_port_settings(monkeypatch):
+    """Moving a service's port moves where the others look for it, as the README says."""
+    from libs.settings import Settings
+
+    for name in ("RESULTS_ADDR", "ENGINE_ADDR", "NOTIFIER_ADDR", "RESULTS_PORT", "ENGINE_PORT", "NOTIFIER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RESULTS_PORT", "6101")
+    s = Settings()
+    assert (s.results_addr, s.engine_addr, s.notifier_addr) == ("127.0.0.1:6101", "127.0.0.1:50052", "127.0.0.1:50053")
+    monkeypatch.setenv("RESULTS_ADDR", "results.internal:7000")
+    assert Settings().results_addr == "results.internal:7000"
