@@ -12,6 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from hindsight.engine.v1 import engine_pb2
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
 
+from domain import montecarlo as mc
 from domain.backtest_spec import (
     BUILTIN_STRATEGIES,
     DIRECTIONS,
@@ -255,3 +256,18 @@ class ReplayRequest(BacktestSettings):
 
 def _iso(value: date | None) -> str:
     return value.isoformat() if value else ""
+
+
+class MonteCarloRequest(RequestModel):
+    """A Monte Carlo of a saved run (`POST /runs/{id}/montecarlo`); an empty body takes every default."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    method: Literal[mc.METHODS] = Field(  # type: ignore[valid-type]
+        "trades", description="trades: resample the trades; block_bootstrap: resample blocks of daily returns")
+    resamples: int = Field(mc.DEFAULT_RESAMPLES, ge=mc.MIN_RESAMPLES, le=mc.MAX_RESAMPLES, description="paths drawn")
+    seed: int = Field(0, ge=0, le=mc.MAX_SEED, description="of numpy.random.default_rng: the same seed, the same answer")
+    block_days: int | None = Field(
+        None, ge=1, le=mc.MAX_BLOCK_DAYS,
+        description=f"block_bootstrap: days in a block, at most the run's days (default {mc.DEFAULT_BLOCK_DAYS}, "
+        "or the run's days when it has fewer); not used by trades")

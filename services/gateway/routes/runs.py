@@ -4,7 +4,8 @@
 as a run at results; `GET /runs` lists, `GET /runs/{id}` shows, `POST
 /runs/{id}/replay` runs a saved run again (with optional overrides) as a new
 run linked to it; beyond the seed, `GET /runs/compare?ids=1,2,3` and the CSV
-exports and the report (`/runs/{id}/report`, and as one HTML file). Every path is served at the seed's root and under `/api/v1/runs`
+exports, the report (`/runs/{id}/report`, and as one HTML file) and a run's Monte Carlo
+(`POST /runs/{id}/montecarlo`). Every path is served at the seed's root and under `/api/v1/runs`
 (the backtest itself at `/api/v1/runs/backtest`; `/api/v1/backtest` belongs to
 seed 002).
 """
@@ -23,6 +24,7 @@ from hindsight.engine.v1 import engine_pb2
 from hindsight.runs.v1 import runs_pb2
 from pydantic import ValidationError
 
+from domain import montecarlo as mc
 from domain import report as rp
 from domain.backtest_spec import (
     BUILTIN_STRATEGIES,
@@ -39,10 +41,11 @@ from services.gateway.deps import BackendDep, CallerDep
 from services.gateway.docs import METRICS_DOC, content
 from services.gateway.errors import ApiError, from_grpc, invalid
 from services.gateway.presenters import runs as shapes
+from services.gateway.presenters.montecarlo import MONTECARLO_DEFINITIONS_DOC, MonteCarlo, montecarlo_view
 from services.gateway.presenters.report import DEFINITIONS_DOC, RunReport, report_view
 from services.gateway.requests.day_by_day import DayByDayRequest, UserDayByDayRequest
 from services.gateway.requests.fields import has_control_characters
-from services.gateway.requests.runs import BacktestRequest, ReplayRequest
+from services.gateway.requests.runs import BacktestRequest, MonteCarloRequest, ReplayRequest
 from services.gateway.routes.datasets import chart_bars, in_days, version_bars
 from services.gateway.routes.day_by_day import submit as submit_day_by_day
 
@@ -50,6 +53,7 @@ router = APIRouter(tags=["runs"])
 _runs = APIRouter()
 _read_backtest = BodyReader(BacktestRequest, message="invalid backtest request")
 _read_replay = BodyReader(ReplayRequest, message="invalid replay overrides", required=False)
+_read_montecarlo = BodyReader(MonteCarloRequest, message="invalid Monte Carlo request", required=False)
 BacktestDep = Annotated[BacktestRequest, Depends(_read_backtest)]
 
 # Deadline of a synchronous backtest at the engine (loading a large dataset's bars included).
@@ -397,6 +401,53 @@ async def run_report(
     run_id: str, request: Request, backend: BackendDep, caller: CallerDep, window: WindowQuery = None
 ) -> dict[str, Any]:
     return await _report(run_id, window, request, backend, caller)
+
+
+MONTECARLO_DOC = f"""\
+A Monte Carlo of the run: its trades (`trades`) or blocks of its daily returns
+(`block_bootstrap`) resampled into `resamples` other paths, and the percentiles (5, 25, 50,
+75, 95) of their total return and maximum drawdown, with their histograms and the same two
+figures on the run's own sequence. It is computed when asked and returned, not stored:
+nothing changes, and the same run and body give the same answer (the draws are
+seeded: `numpy.random.default_rng(seed)`).
+
+Body (every field optional): `method` (`trades`, the default, or `block_bootstrap`);
+`resamples` ({mc.MIN_RESAMPLES}–{mc.MAX_RESAMPLES:,}, default {mc.DEFAULT_RESAMPLES:,}); `seed`
+(0–2^53 − 1, default 0); `block_days` (block_bootstrap: 1 to the run's number of days, default
+{mc.DEFAULT_BLOCK_DAYS} or the run's days when it has fewer). A value outside these, an unknown
+method or field, a run without trades (for `trades`) or with fewer than {mc.MIN_DAYS} days (for
+`block_bootstrap`) is a 400, and more than {mc.MAX_DRAWS:,} draws in all (resamples × trades, or
+resamples × days) too. Another tenant's run, or none, is a 404; a sweep's run keeps no series
+(404: replay it, and ask the new run).
+
+### Definitions
+
+{MONTECARLO_DEFINITIONS_DOC}
+"""
+
+
+@_runs.post(
+    "/runs/{run_id}/montecarlo",
+    summary="A run's Monte Carlo: percentiles of total return and max drawdown over resampled paths (not stored)",
+    description=MONTECARLO_DOC,
+    response_model=MonteCarlo,
+)
+async def run_montecarlo(
+    run_id: str,
+    body: Annotated[MonteCarloRequest, Depends(_read_montecarlo)],
+    request: Request,
+    backend: BackendDep,
+    caller: CallerDep,
+) -> dict[str, Any]:
+    number = _run_id(run_id)
+    resp = await backend.call(
+        backend.runs.GetRunSeries, runs_pb2.GetRunSeriesRequest(tenant_id=caller.tenant_id, run_id=number)
+    )
+    try:
+        return await asyncio.to_thread(montecarlo_view, resp, body.method, body.resamples, body.seed, body.block_days,
+                                       _prefix(request))
+    except mc.MonteCarloInvalid as exc:
+        raise invalid("invalid Monte Carlo request", exc.errors) from None
 
 
 # Candles of the price chart in report.html (each stretch's extremes kept).

@@ -201,3 +201,41 @@ export async function drawReport(Plotly, nodes, report, bars) {
   for (const [key, draw] of jobs) if (nodes[key]) await draw(Plotly, nodes[key], report);
   if (nodes.price) await priceChart(Plotly, nodes.price, report, bars);
 }
+
+// ---- a run's Monte Carlo (POST /runs/{id}/montecarlo): drawn on the run page only
+
+export const MC_FIGURES = [['total_return_pct', 'Total return'], ['max_drawdown_pct', 'Max drawdown']];
+export const MC_PERCENTILES = ['p5', 'p25', 'p50', 'p75', 'p95'];
+
+/** The percentiles of both figures as a table; each cell keeps the API's exact value in data-value. */
+export function monteCarloTable(doc, mc) {
+  const heads = ['', '5th', '25th', 'median', '75th', '95th', 'this run'];
+  const cell = (figure, key, value) => {
+    const td = el(doc, 'td', { class: 'num', 'data-figure': figure, 'data-key': key }, `${fmt(value)} %`);
+    if (value !== null && value !== undefined) td.dataset.value = String(value);
+    return td;
+  };
+  const rows = MC_FIGURES.map(([figure, label]) => el(doc, 'tr', {}, el(doc, 'th', {}, label),
+    ...MC_PERCENTILES.map((p) => cell(figure, p, mc[figure].percentiles[p])), cell(figure, 'run', mc.run[figure])));
+  return el(doc, 'table', { class: 'montecarlo', id: 'run-mc-table' },
+    el(doc, 'thead', {}, el(doc, 'tr', {}, ...heads.map((t) => el(doc, 'th', {}, t)))), el(doc, 'tbody', {}, ...rows));
+}
+
+/** One figure's distribution over the resampled paths: its histogram, the 5th/50th/95th
+ *  percentiles dashed, the run's own value as a solid line. */
+export async function monteCarloChart(Plotly, node, mc, figure, label) {
+  const d = mc[figure];
+  const edges = d.histogram.edges;
+  const mids = d.histogram.counts.map((_, i) => (edges[i] + edges[i + 1]) / 2);
+  const line = (x, color, dash, text) => ({
+    type: 'line', xref: 'x', yref: 'paper', x0: x, x1: x, y0: 0, y1: 1, line: { color, width: dash ? 1.2 : 2, dash },
+    label: { text, textposition: 'end', font: { size: 10, color } },
+  });
+  const shapes = [['p5', '5th'], ['p50', 'median'], ['p95', '95th']]
+    .filter(([p]) => d.percentiles[p] !== null).map(([p, t]) => line(d.percentiles[p], '#475569', 'dash', t));
+  if (mc.run[figure] !== null) shapes.push(line(mc.run[figure], RED, null, 'this run'));
+  await Plotly.react(node, [{
+    type: 'bar', x: mids, y: d.histogram.counts, width: edges[1] - edges[0], marker: { color: BLUE, line: { color: '#fff', width: 0.5 } },
+    hovertemplate: '%{x:.2f} %: %{y} paths<extra></extra>',
+  }], layout({ xaxis: { title: { text: label }, ticksuffix: ' %' }, yaxis: { title: { text: 'paths' } }, bargap: 0, shapes, showlegend: false }), CONFIG);
+}

@@ -1,12 +1,13 @@
 // One saved run: metrics, parameters, its report (equity against buy-and-hold, underwater
 // curve and worst drawdowns, monthly returns, price and trades, rolling Sharpe, exposure,
 // return distributions: one GET /api/v1/runs/{id}/report), a "Download report" link to the
-// same as one HTML file, the trades, CSV exports, and replay with overrides.
+// same as one HTML file, a Monte Carlo of the run (POST /api/v1/runs/{id}/montecarlo, on
+// request), the trades, CSV exports, and replay with overrides.
 
 import { api, vocabulary } from '../api.js';
 import { loadPlotly, purge } from '../charts.js';
 import { errorBox, formValues, h, infoBox, int, num, numberOrUndefined, pct, show, signClass, sortableTable, when } from '../dom.js';
-import { drawdownTable, drawReport, rollingSharpeChart, setLogScale } from '../report_charts.js';
+import { drawdownTable, drawReport, monteCarloChart, monteCarloTable, rollingSharpeChart, setLogScale } from '../report_charts.js';
 
 /** A small CSV parser (quoted fields allowed) -> array of objects keyed by the header. */
 export function parseCsv(text) {
@@ -175,6 +176,8 @@ export async function render(root, { params, navigate }) {
       card(h('h2', {}, 'Exposure'), exposureText, charts.exposure),
       card(tradesTitle, charts.trades),
       card(dailyTitle, charts.daily)));
+  const mc = monteCarloCard(run, closers);
+  root.append(mc.card);
   const tradesCard = h('div', { class: 'card' }, h('h2', {}, 'Trades'));
   root.append(tradesCard);
 
@@ -228,4 +231,54 @@ export async function render(root, { params, navigate }) {
     ], trades, { maxHeight: '360px' }));
   } catch (err) { tradesCard.append(errorBox(err)); }
   return () => closers.forEach((c) => c());
+}
+
+/** The Monte Carlo card: method, resamples, seed (and block length), Run; then the
+ *  percentiles of total return and max drawdown and their histograms. Nothing is stored. */
+function monteCarloCard(run, closers) {
+  const method = h('select', { name: 'method', id: 'run-mc-method' },
+    h('option', { value: 'trades' }, 'trades (resample the trades)'),
+    h('option', { value: 'block_bootstrap' }, 'block bootstrap (blocks of daily returns)'));
+  const blockLabel = h('label', {}, 'Block (days)', h('input', { type: 'number', name: 'block_days', id: 'run-mc-block', min: '1', step: '1', value: '20' }));
+  const sync = () => { blockLabel.style.display = method.value === 'block_bootstrap' ? '' : 'none'; };
+  method.addEventListener('change', sync);
+  sync();
+  const msg = h('div', { id: 'run-mc-msg' });
+  const result = h('div', { id: 'run-mc-result' });
+  const charts = { total_return_pct: h('div', { class: 'chart small', id: 'run-mc-return-chart' }),
+    max_drawdown_pct: h('div', { class: 'chart small', id: 'run-mc-drawdown-chart' }) };
+  const button = h('button', { type: 'submit', id: 'run-mc-run' }, 'Run');
+  const form = h('form', { class: 'grid', id: 'run-mc-form' },
+    h('label', {}, 'Method', method),
+    h('label', {}, 'Resamples', h('input', { type: 'number', name: 'resamples', id: 'run-mc-resamples', min: '1', max: '10000', step: '1', value: '1000' })),
+    h('label', {}, 'Seed', h('input', { type: 'number', name: 'seed', id: 'run-mc-seed', min: '0', step: '1', value: '1' })),
+    blockLabel,
+    h('div', { class: 'full actions' }, button,
+      h('span', { class: 'small muted' }, 'Computed on request, not saved: the same seed gives the same numbers.')),
+    h('div', { class: 'full' }, msg));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    show(msg, null);
+    const v = formValues(form);
+    const body = { method: v.method, resamples: numberOrUndefined(v.resamples), seed: numberOrUndefined(v.seed) };
+    if (v.method === 'block_bootstrap') body.block_days = numberOrUndefined(v.block_days);
+    button.disabled = true;
+    try {
+      const out = await api(`/api/v1/runs/${run.id}/montecarlo`, { method: 'POST', json: body });
+      const Plotly = await loadPlotly();
+      const what = out.method === 'trades' ? `${int(out.path_length)} trades a path` : `${int(out.path_length)} days a path in ${out.block_days}-day blocks`;
+      result.replaceChildren(h('p', { class: 'small', id: 'run-mc-summary' }, `${int(out.resamples)} paths (${what}), seed ${out.seed}.`),
+        monteCarloTable(document, out), h('div', { class: 'report-grid' }, charts.total_return_pct, charts.max_drawdown_pct),
+        ...out.notes.map((n) => infoBox(n)));
+      closers.push(() => Object.values(charts).forEach((c) => purge(c)));
+      await monteCarloChart(Plotly, charts.total_return_pct, out, 'total_return_pct', 'total return');
+      await monteCarloChart(Plotly, charts.max_drawdown_pct, out, 'max_drawdown_pct', 'max drawdown');
+      result.dataset.runs = String(Number(result.dataset.runs || 0) + 1);
+    } catch (err) { show(msg, errorBox(err)); }
+    button.disabled = false;
+  });
+  const card = h('div', { class: 'card', id: 'run-mc' }, h('h2', {}, 'Monte Carlo'),
+    h('p', { class: 'small muted' }, 'Other paths the same trades, or blocks of the same days, could have taken: percentiles of their total return and max drawdown.'),
+    form, result);
+  return { card };
 }
