@@ -10,6 +10,7 @@ import secrets
 import socket
 import threading
 from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -240,3 +241,17 @@ def alpha(gw: Gateway) -> Iterator[httpx.Client]:
 def beta(gw: Gateway) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=gw.url, timeout=20, headers={"X-API-Key": BETA_KEY}) as c:
         yield c
+
+
+@contextmanager
+def engine_stack(harness: Harness, keys: dict[str, str]) -> Iterator[tuple[Results, Any, Gateway]]:
+    """A results service with these tenants' keys, an engine on it, and a gateway to both:
+    what the synchronous backtest routes (runs, reports, Monte Carlo) need."""
+    from services.engine.service import start as start_engine
+
+    results = harness.results(hindsight_bootstrap_keys=",".join(f"{t}:{k}" for t, k in keys.items()))
+    engine = harness.loop.run(start_engine(base_settings(harness.tmp, results_addr=results.addr), results.bus, port=0))
+    try:
+        yield results, engine, harness.gateway(results.addr, engine_addr=f"127.0.0.1:{engine.port}")
+    finally:
+        harness.loop.run(engine.stop(grace=1.0))

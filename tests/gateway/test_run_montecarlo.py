@@ -17,7 +17,7 @@ import math
 import httpx
 import pytest
 
-from tests.gateway.conftest import Gateway, Harness, base_settings
+from tests.gateway.conftest import Gateway, Harness, engine_stack
 from tests.gateway.helpers import assert_error
 
 KEYS = {t: f"{t}-key-" + t[-1] * 24 for t in ("mc-a", "mc-b")}
@@ -35,13 +35,8 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(harness: Harness):
-    from services.engine.service import start as start_engine
-
-    results = harness.results(hindsight_bootstrap_keys=",".join(f"{t}:{k}" for t, k in KEYS.items()))
-    engine = harness.loop.run(start_engine(base_settings(harness.tmp, results_addr=results.addr), results.bus, port=0))
-    gw = harness.gateway(results.addr, engine_addr=f"127.0.0.1:{engine.port}")
-    yield Stack(gw)
-    harness.loop.run(engine.stop(grace=1.0))
+    with engine_stack(harness, KEYS) as (_, _, gw):
+        yield Stack(gw)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import pytest
 from hindsight.runs.v1 import runs_pb2, runs_pb2_grpc
 
 from libs.grpc_util import blocking_channel
-from tests.gateway.conftest import Gateway, Harness, base_settings
+from tests.gateway.conftest import Gateway, Harness, engine_stack
 from tests.gateway.helpers import assert_error
 
 KEYS = {t: f"{t}-key-" + t[-1] * 24 for t in ("report-a", "report-b")}
@@ -39,13 +39,8 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(harness: Harness):
-    from services.engine.service import start as start_engine
-
-    results = harness.results(hindsight_bootstrap_keys=",".join(f"{t}:{k}" for t, k in KEYS.items()))
-    engine = harness.loop.run(start_engine(base_settings(harness.tmp, results_addr=results.addr), results.bus, port=0))
-    gw = harness.gateway(results.addr, engine_addr=f"127.0.0.1:{engine.port}")
-    yield Stack(gw, results.addr)
-    harness.loop.run(engine.stop(grace=1.0))
+    with engine_stack(harness, KEYS) as (results, _, gw):
+        yield Stack(gw, results.addr)
 
 
 def close(a: float | None, b: float | None) -> bool:
