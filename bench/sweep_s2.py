@@ -346,7 +346,8 @@ def threads_report(bars: Bars, combos, runs: int = 3) -> bool:
     print(f"  ours threads: 1 thread {one:.3f} s vs {cpus} threads {many:.3f} s (best of {runs}): "
           f"x{one / many:.2f} (target >= {TARGET_THREADS_SPEEDUP}x on 2 cores: "
           f"{'met' if one / many >= TARGET_THREADS_SPEEDUP else 'NOT met'}); results "
-          f"{'identical' if same else 'DIFFER'}", flush=True)
+          f"{'identical' if same else 'DIFFER'}; load average {os.getloadavg()[0]:.1f} (other processes take "
+          f"cores from the threads)", flush=True)
     return same
 
 

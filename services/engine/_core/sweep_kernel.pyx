@@ -19,12 +19,14 @@ series:
    (blocks x combinations, ``Days``).
 3. Between chunks the GIL is taken back to call ``progress(fraction)`` (throttled
    by time); a False answer stops the sweep and the kernel returns None.
-4. With ``threads`` > 1 the combinations of a chunk are split into contiguous
-   pair chunks, one per thread (OpenMP ``prange``, static schedule, no GIL): a
-   combination's state is its own and the indicator rows are only read, so each
-   thread runs the bar loop of step 2 over its own combinations. Every
-   combination still does the same operations in the same order, whatever the
-   thread count, so the results are bit-identical for any ``threads``.
+4. With ``threads`` > 1 the indicator columns of a chunk are split into period
+   chunks and then the combinations into contiguous pair chunks, one of each per
+   thread (OpenMP ``prange``, static schedule, no GIL): a period's running state
+   and a combination's state are their own, and the indicator rows are only read
+   once written, so each thread runs steps 1 and 2 over its own columns and
+   combinations. Every period and combination still does the same operations in
+   the same order, whatever the thread count, so the results are bit-identical
+   for any ``threads``.
 
 ``backtest`` runs the same code for ONE combination in trade-recording mode: the
 bar loops and ``_fill`` are specialised at compile time (fused type ``Rec``) for a
