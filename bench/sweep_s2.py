@@ -332,15 +332,18 @@ def threads_report(bars: Bars, combos, runs: int = 3) -> bool:
     cpus = available_cpus()
     print(f"\n(e) ours, 1 thread vs {cpus} threads (the CPUs this process may use), interleaved", flush=True)
     times: dict[int, list[float]] = {1: [], cpus: []}
+    cpu: dict[int, list[float]] = {1: [], cpus: []}  # the process's CPU seconds (user + system)
     rows: dict[int, str] = {}
     for _ in range(runs):
         for n in times:
-            t = time.perf_counter()
+            c, t = os.times(), time.perf_counter()
             out = run_sweep(bars, "SMA", combos, direction="long", fill="next_open", initial_cash=CASH, threads=n)
             times[n].append(time.perf_counter() - t)
+            cpu[n].append(sum(os.times()[:2]) - sum(c[:2]))
             rows[n] = json.dumps(out)  # repr of every float: equal strings = the same bits
     for n, ts in times.items():
-        print(f"    {n} thread{'s' if n > 1 else ''}: {', '.join(f'{x:.3f}' for x in ts)} s", flush=True)
+        print(f"    {n} thread{'s' if n > 1 else ''}: {', '.join(f'{x:.3f}' for x in ts)} s "
+              f"(CPU {', '.join(f'{x:.2f}' for x in cpu[n])} s)", flush=True)
     same = rows[1] == rows[cpus]
     one, many = min(times[1]), min(times[cpus])
     print(f"  ours threads: 1 thread {one:.3f} s vs {cpus} threads {many:.3f} s (best of {runs}): "

@@ -99,16 +99,22 @@ METRIC_KEYS = (
 
 
 def available_cpus() -> int:
-    """CPUs this process may use: its CPU affinity, capped by its cgroup's (v2) CPU
-    quota, so a container limited to 2 CPUs on a larger node counts 2."""
+    """CPUs this process may use: its CPU affinity, capped by its cgroup's CPU quota
+    (v2 ``cpu.max``, else v1 ``cpu.cfs_quota_us``), so a container limited to 2 CPUs on a
+    larger node counts 2."""
     n = len(os.sched_getaffinity(0))
-    try:
-        with open("/sys/fs/cgroup/cpu.max") as f:
-            quota, period = f.read().split()[:2]
-        if quota != "max":
-            n = min(n, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass  # no cgroup v2 CPU controller here: the affinity alone
+    for path in ("/sys/fs/cgroup/cpu.max", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"):
+        try:
+            with open(path) as f:
+                quota = f.read().split()
+            if len(quota) == 1:  # v1: the period is in its own file
+                with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as f:
+                    quota.append(f.read().strip())
+            if quota[0] not in ("max", "-1"):
+                n = min(n, max(1, math.ceil(int(quota[0]) / int(quota[1]))))
+            break
+        except (OSError, ValueError, IndexError):
+            continue  # no such controller here: the next one, or the affinity alone
     return max(1, n)
 
 

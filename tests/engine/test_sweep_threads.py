@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import os
 
 import numpy as np
@@ -134,3 +135,22 @@ def test_threads_per_job():
     assert service.sweep_threads(Settings(hindsight_engine_concurrency=1)) == cpus
     assert service.sweep_threads(Settings(hindsight_engine_concurrency=2)) == max(1, cpus // 2)
     assert service.sweep_threads(Settings(hindsight_engine_concurrency=64)) == 1
+
+
+@pytest.mark.parametrize(("files", "expected"), [
+    ({"/sys/fs/cgroup/cpu.max": "150000 100000\n"}, 2),  # cpu: 1.5 -> 2 threads
+    ({"/sys/fs/cgroup/cpu.max": "50000 100000\n"}, 1),
+    ({"/sys/fs/cgroup/cpu.max": "max 100000\n"}, None),
+    ({"/sys/fs/cgroup/cpu/cpu.cfs_quota_us": "100000\n", "/sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000\n"}, 1),
+    ({"/sys/fs/cgroup/cpu/cpu.cfs_quota_us": "-1\n", "/sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({}, None),
+])
+def test_available_cpus_follows_the_cgroup_quota(monkeypatch, files, expected):
+    def fake_open(path, *args, **kwargs):
+        if path not in files:
+            raise FileNotFoundError(path)
+        return io.StringIO(files[path])
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(sw, "open", fake_open, raising=False)
+    assert sw.available_cpus() == (4 if expected is None else expected)
