@@ -55,7 +55,7 @@ import numpy as np
 
 from libc.math cimport NAN, fabs
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t
-from libc.stdlib cimport calloc, free, realloc
+from libc.stdlib cimport free, realloc
 from libc.string cimport memset
 
 from cython.parallel cimport prange
