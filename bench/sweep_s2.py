@@ -14,8 +14,8 @@ The three engines run one after the other in this process on the same arrays,
 timed with ``time.perf_counter`` (wall time, everything included: indicators,
 simulation, results):
 
-(a) ours: ``services.engine.sweep.run_sweep(..., fill="next_open")`` — one fused
-    pass over the bars for all pairs, single thread.
+(a) ours: ``services.engine.sweep.run_sweep(..., fill="next_open", threads=1)`` —
+    one fused pass over the bars for all pairs, single thread.
 (b) vectorbt 1.2.0 with the vectorbt-rust backend (``vbt.settings["engine"] =
     "rust"``, which raises instead of silently falling back to Numba):
     ``vbt.MA.run`` for the 40 distinct windows, then
@@ -42,6 +42,11 @@ timing one S2 sweep on each stack (which goes first alternates), from the POST t
 end of the job's event stream (GET /api/v1/jobs/{id}/stream, as the seed's client
 follows a job) and its ``best`` read (limit 10, with the ``overfitting`` object). The ratio of the medians is the cost of the statistics end to end
 (target: at most +20 %).
+
+(e) Threads (issue 11): ours with 1 thread vs all the CPUs this process may use
+(``available_cpus()``, HINDSIGHT_ENGINE_THREADS's default), interleaved, best of 3
+each; the rows must be identical (exact float reprs) and the speed-up is the ratio
+of the best times (target >= 1.8x on 2 cores).
 
 Peak memory is measured separately per engine, each in a fresh subprocess
 (``--probe ENGINE``): the child builds the same data, records its resident set
@@ -113,7 +118,7 @@ def make_bars(n: int = N_BARS) -> Bars:
 def run_ours(bars: Bars, combos) -> dict[str, np.ndarray]:
     from services.engine.sweep import run_sweep
 
-    rows = run_sweep(bars, "SMA", combos, direction="long", fill="next_open", initial_cash=CASH)
+    rows = run_sweep(bars, "SMA", combos, direction="long", fill="next_open", initial_cash=CASH, threads=1)
     return {
         "total_return": np.array([r["total_return_pct"] / 100.0 for r in rows]),
         "trades": np.array([r["total_trades"] for r in rows], dtype=np.int64),
@@ -309,12 +314,44 @@ def statistics_in_process(bars: Bars, combos, runs: int = 3) -> tuple[float, flo
     plain, stats = [], []
     for _ in range(runs):
         t = time.perf_counter()
-        run_sweep(bars, "SMA", combos, initial_cash=CASH)
+        run_sweep(bars, "SMA", combos, initial_cash=CASH, threads=1)
         plain.append(time.perf_counter() - t)
         t = time.perf_counter()
-        run_sweep_with_statistics(bars, "SMA", combos, initial_cash=CASH, pbo_blocks=PBO_BLOCKS_DEFAULT)
+        run_sweep_with_statistics(bars, "SMA", combos, initial_cash=CASH, pbo_blocks=PBO_BLOCKS_DEFAULT, threads=1)
         stats.append(time.perf_counter() - t)
     return min(plain), min(stats)
+
+
+TARGET_THREADS_SPEEDUP = 1.8
+
+
+def threads_report(bars: Bars, combos, runs: int = 3) -> bool:
+    """(e): S2 with 1 thread vs every CPU this process may use; False if the rows differ."""
+    from services.engine.sweep import available_cpus, run_sweep
+
+    cpus = available_cpus()
+    print(f"\n(e) ours, 1 thread vs {cpus} threads (the CPUs this process may use), interleaved", flush=True)
+    times: dict[int, list[float]] = {1: [], cpus: []}
+    cpu: dict[int, list[float]] = {1: [], cpus: []}  # the process's CPU seconds (user + system)
+    rows: dict[int, str] = {}
+    for _ in range(runs):
+        for n in times:
+            c, t = os.times(), time.perf_counter()
+            out = run_sweep(bars, "SMA", combos, direction="long", fill="next_open", initial_cash=CASH, threads=n)
+            times[n].append(time.perf_counter() - t)
+            cpu[n].append(sum(os.times()[:2]) - sum(c[:2]))
+            rows[n] = json.dumps(out)  # repr of every float: equal strings = the same bits
+    for n, ts in times.items():
+        print(f"    {n} thread{'s' if n > 1 else ''}: {', '.join(f'{x:.3f}' for x in ts)} s "
+              f"(CPU {', '.join(f'{x:.2f}' for x in cpu[n])} s)", flush=True)
+    same = rows[1] == rows[cpus]
+    one, many = min(times[1]), min(times[cpus])
+    print(f"  ours threads: 1 thread {one:.3f} s vs {cpus} threads {many:.3f} s (best of {runs}): "
+          f"x{one / many:.2f} (target >= {TARGET_THREADS_SPEEDUP}x on 2 cores: "
+          f"{'met' if one / many >= TARGET_THREADS_SPEEDUP else 'NOT met'}); results "
+          f"{'identical' if same else 'DIFFER'}; load average {os.getloadavg()[0]:.1f} (other processes take "
+          f"cores from the threads)", flush=True)
+    return same
 
 
 def _write_csv(bars: Bars, path) -> None:
@@ -417,6 +454,7 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-memory", action="store_true", help="no per-engine memory subprocesses")
     ap.add_argument("--skip-stack", action="store_true", help="no S2 through the stack with/without the statistics")
     ap.add_argument("--only-statistics", action="store_true", help="only (d): the cost of the overfitting statistics")
+    ap.add_argument("--only-threads", action="store_true", help="only (e): 1 thread vs all of them")
     ap.add_argument("--stack-runs", type=int, default=9, help="timed S2 sweeps per stack")
     ap.add_argument("--probe", choices=sorted(ENGINES), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -439,6 +477,8 @@ def main(argv=None) -> int:
 
     if args.only_statistics:
         return statistics_report(bars, combos, args)
+    if args.only_threads:
+        return 0 if threads_report(bars, combos) else 1
 
     print("(a) ours: fused Cython kernel, one thread", flush=True)
     times = []
@@ -516,6 +556,7 @@ def main(argv=None) -> int:
     )
     if mem:
         print("  ours memory follows bars, not bars x pairs: see the probes at 1/10 of the pairs and 1/4 of the bars")
+    ok &= threads_report(bars, combos)
     statistics_report(bars, combos, args)
     return 0 if ok else 1
 

@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     # Fair tenants (issue 12). Jobs one engine process runs at once (the sweep kernel
     # releases the GIL: up to one per core helps).
     hindsight_engine_concurrency: int = Field(default=2, ge=1)
+    # Sweep kernel threads per job (OpenMP; results are identical for any count). Unset:
+    # the CPUs the process may use // HINDSIGHT_ENGINE_CONCURRENCY, at least 1.
+    hindsight_engine_threads: int | None = Field(default=None, ge=1)
     # Jobs of one tenant that the engines run at once; its other jobs wait in the queue
     # while other tenants' jobs start.
     hindsight_tenant_max_running_jobs: int = Field(default=1, ge=1)

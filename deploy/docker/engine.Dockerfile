@@ -33,6 +33,9 @@ RUN python services/engine/setup.py build_ext --inplace -q \
 # compiled here because the runtime's root filesystem is read-only.
 RUN pip uninstall -y -q grpcio-tools cython \
  && python -m compileall -q --invalidation-mode unchecked-hash /src
+# libgomp, OpenMP's runtime (the sweep kernel's threads), came with gcc: the runtime stage
+# takes the file rather than installing anything.
+RUN mkdir -p /opt/gomp && cp -L "/usr/lib/$(gcc -dumpmachine)/libgomp.so.1" /opt/gomp/
 
 # ---- runtime: interpreter, venv, code; no compiler, no build tools, not root ----
 FROM python:3.11.14-slim-bookworm AS runtime
@@ -41,6 +44,8 @@ RUN groupadd --system --gid 10001 hindsight \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin hindsight
 COPY --from=builder /opt/venv /opt/venv
+# /usr/lib is on the dynamic loader's default path
+COPY --from=builder /opt/gomp/libgomp.so.1 /usr/lib/libgomp.so.1
 COPY --from=builder /src /app
 COPY deploy/docker/healthcheck.py /app/healthcheck.py
 ENV PATH=/opt/venv/bin:$PATH \

@@ -13,9 +13,19 @@ from libs.settings import Settings
 from services.engine.backtest_servicer import BacktestServicer
 from services.engine.job_context import JobContext
 from services.engine.kinds import registry
+from services.engine.sweep import available_cpus
 from services.engine.worker import EngineWorker
 
 SERVICE_NAME = grpc_util.service_name(engine_pb2, "EngineService")
+
+
+def sweep_threads(settings: Settings) -> int:
+    """The sweep kernel's threads per job: HINDSIGHT_ENGINE_THREADS, else the CPUs this
+    process may use shared by the jobs it runs at once (HINDSIGHT_ENGINE_CONCURRENCY), so
+    that concurrent sweeps do not run more threads than there are CPUs; at least 1."""
+    if settings.hindsight_engine_threads is not None:
+        return settings.hindsight_engine_threads
+    return max(1, available_cpus() // max(1, settings.hindsight_engine_concurrency))
 
 
 @dataclass
@@ -48,7 +58,8 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Eng
     chan = grpc_util.channel(settings.results_addr, token=settings.hindsight_internal_token)
     stub = results_pb2_grpc.ResultsServiceStub(chan)
     context = JobContext(stub, rpc_timeout=settings.hindsight_rpc_timeout,
-                         sweep_statistics=settings.hindsight_sweep_statistics)
+                         sweep_statistics=settings.hindsight_sweep_statistics,
+                         sweep_threads=sweep_threads(settings))
     worker = EngineWorker(context, bus, registry.build(chan), concurrency=settings.hindsight_engine_concurrency)
     # Synchronous backtests share the jobs' cache of bars.
     backtests = BacktestServicer(stub, context.cache, rpc_timeout=settings.hindsight_rpc_timeout)

@@ -8,6 +8,7 @@ headers, ``-O3`` and the directives the kernels are written for (no bounds
 checks, no negative indexing, C division). The flags are portable: no
 ``-march=native`` and, deliberately, no ``-ffast-math`` — the indicator kernels
 rely on IEEE evaluation order for their compensated (error-free) summation.
+``-fopenmp`` (compile and link) turns the sweep kernel's ``prange`` into threads.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ def _extensions() -> list[Extension]:
                 [rel],
                 include_dirs=[numpy.get_include()],
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-                extra_compile_args=["-O3", "-fno-fast-math", "-fno-finite-math-only"],
+                extra_compile_args=["-O3", "-fno-fast-math", "-fno-finite-math-only", "-fopenmp"],
+                # libgomp (gcc's): the sweep kernel's prange over pair chunks
+                extra_link_args=["-fopenmp"],
             )
         )
     return exts

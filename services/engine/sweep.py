@@ -5,7 +5,9 @@ one bar series with the fused Cython kernel (``_core/sweep_kernel.pyx``): each
 distinct indicator series is computed once, streamed in chunks of bars, and all
 pairs are advanced together bar by bar with scalar state only, so memory grows
 with the number of bars (one chunk of indicator values), never with
-bars x pairs. The kernel runs without the GIL.
+bars x pairs. The kernel runs without the GIL, its pairs spread over ``threads``
+OpenMP threads (default: every CPU the process may use, ``available_cpus``); the
+results are bit-identical for any thread count.
 
 ``run_one`` runs the same kernel for ONE combination in its trade-recording
 mode (every trade and the equity of every bar), or for a precomputed series of
@@ -52,6 +54,7 @@ combinations) memory, never days x combinations.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,6 +96,26 @@ METRIC_KEYS = (
     "trades_per_month",
     "avg_trade_duration",
 )
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its CPU affinity, capped by its cgroup's CPU quota
+    (v2 ``cpu.max``, else v1 ``cpu.cfs_quota_us``), so a container limited to 2 CPUs on a
+    larger node counts 2."""
+    n = len(os.sched_getaffinity(0))
+    for path in ("/sys/fs/cgroup/cpu.max", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"):
+        try:
+            with open(path) as f:
+                quota = f.read().split()
+            if len(quota) == 1:  # v1: the period is in its own file
+                with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as f:
+                    quota.append(f.read().strip())
+            if quota[0] not in ("max", "-1"):
+                n = min(n, max(1, math.ceil(int(quota[0]) / int(quota[1]))))
+            break
+        except (OSError, ValueError, IndexError):
+            continue  # no such controller here: the next one, or the affinity alone
+    return max(1, n)
 
 
 class SweepCancelled(Exception):
@@ -156,6 +179,7 @@ def run_sweep(
     initial_cash: float = 10_000.0,
     progress: Callable[[float], bool] | None = None,
     signal_period: int = MACD_SIGNAL_PERIOD,
+    threads: int | None = None,
 ) -> list[dict]:
     """Backtest every (fast, slow) pair of ``combos``; one metrics dict per pair, in
     the order given (keys: ``METRIC_KEYS``; see the module docstring).
@@ -164,9 +188,11 @@ def run_sweep(
     ``PROGRESS_INTERVAL_S`` seconds) and once with 1.0 at the end; returning
     False from a call before the end raises :class:`SweepCancelled`.
     ``signal_period`` is MACD's signal EMA (sweeps use 9; single backtests may set it).
+    ``threads``: the kernel's threads (None: ``available_cpus()``); the rows do not
+    depend on it.
     """
     rows, _, _ = _sweep(bars, strategy_type, combos, direction, fill, commission_pct, slippage_pct, initial_cash,
-                        progress, signal_period, None)
+                        progress, signal_period, None, threads)
     return rows
 
 
@@ -193,19 +219,21 @@ def run_sweep_with_statistics(
     initial_cash: float = 10_000.0,
     progress: Callable[[float], bool] | None = None,
     signal_period: int = MACD_SIGNAL_PERIOD,
+    threads: int | None = None,
 ) -> SweepOutcome:
     """``run_sweep`` plus the overfitting statistics of the grid, every combination being a
     trial (``domain.overfitting``; the CSCV over ``pbo_blocks`` blocks)."""
     if pbo_blocks < 2 or pbo_blocks % 2:
         raise ValueError("pbo_blocks must be an even number of at least 2")
     rows, stats, seconds = _sweep(bars, strategy_type, combos, direction, fill, commission_pct, slippage_pct,
-                                  initial_cash, progress, signal_period, pbo_blocks)
+                                  initial_cash, progress, signal_period, pbo_blocks, threads)
     assert stats is not None
     return SweepOutcome(rows, stats, seconds)
 
 
 def _sweep(bars, strategy_type, combos, direction, fill, commission_pct, slippage_pct, initial_cash, progress,
-           signal_period, pbo_blocks: int | None) -> tuple[list[dict], SweepStatistics | None, float]:
+           signal_period, pbo_blocks: int | None,
+           threads: int | None = None) -> tuple[list[dict], SweepStatistics | None, float]:
     kind, pairs = _prepare(bars, strategy_type, combos, direction, fill)
     commission = _pct_arg("commission_pct", commission_pct, 100.0)
     slippage = _pct_arg("slippage_pct", slippage_pct, 100.0)
@@ -239,6 +267,7 @@ def _sweep(bars, strategy_type, combos, direction, fill, commission_pct, slippag
         progress=progress,
         chunk=max(1, min(CHUNK_BARS, CHUNK_MAX_VALUES // len(periods))),
         progress_interval=PROGRESS_INTERVAL_S,
+        threads=available_cpus() if threads is None else max(1, int(threads)),
         **blocks,
     )
     if out is None:
@@ -358,6 +387,7 @@ __all__ = [
     "SweepOutcome",
     "check_bars",
     "run_one",
+    "available_cpus",
     "run_sweep",
     "run_sweep_with_statistics",
 ]

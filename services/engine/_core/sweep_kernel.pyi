@@ -45,10 +45,12 @@ def sweep(
     progress_interval: float = 0.25,
     day_block: npt.NDArray[np.int32] | None = None,
     blocks: int = 0,
+    threads: int = 1,
 ) -> dict[str, np.ndarray] | None:
     """Per-combination arrays: final_equity, max_dd, mean, m2, m3, m4, dsq, ndays, nneg,
     ntrades, nwins, gross_profit, gross_loss, duration_ns (and block_sum, block_sq
-    [blocks, combinations] with ``day_block``); None if cancelled."""
+    [blocks, combinations] with ``day_block``); None if cancelled. The same bits for
+    any ``threads`` (OpenMP)."""
     ...
 def backtest(
     open_: npt.NDArray[np.float64],

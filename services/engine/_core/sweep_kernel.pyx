@@ -19,6 +19,14 @@ series:
    (blocks x combinations, ``Days``).
 3. Between chunks the GIL is taken back to call ``progress(fraction)`` (throttled
    by time); a False answer stops the sweep and the kernel returns None.
+4. With ``threads`` > 1 the indicator columns of a chunk are split into period
+   chunks and then the combinations into contiguous pair chunks, one of each per
+   thread (OpenMP ``prange``, static schedule, no GIL): a period's running state
+   and a combination's state are their own, and the indicator rows are only read
+   once written, so each thread runs steps 1 and 2 over its own columns and
+   combinations. Every period and combination still does the same operations in
+   the same order, whatever the thread count, so the results are bit-identical
+   for any ``threads``.
 
 ``backtest`` runs the same code for ONE combination in trade-recording mode: the
 bar loops and ``_fill`` are specialised at compile time (fused type ``Rec``) for a
@@ -47,12 +55,25 @@ import numpy as np
 
 from libc.math cimport NAN, fabs
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t
-from libc.stdlib cimport calloc, free, realloc
+from libc.stdlib cimport free, realloc
 from libc.string cimport memset
+
+from cython.parallel cimport prange
 
 from services.engine._core.ema cimport SignalEMA, ema_alpha, ema_step, signal_push, window_mean
 from services.engine._core.twosum cimport acc
 
+
+cdef extern from "stdlib.h":
+    int posix_memalign(void** ptr, size_t alignment, size_t size) nogil
+
+
+cdef enum:
+    # Pair chunks (one per thread) hold a multiple of _GROUP combinations and the state
+    # arrays start on a cache line, so two threads never write the same 64-byte line
+    # of Hot, Cold or MacdState (8 x any 8-byte-aligned struct is a multiple of 64).
+    _GROUP = 8
+    _LINE = 64
 
 cdef enum:
     _SMA = 0
@@ -285,19 +306,21 @@ cdef inline void _fill(Rec r, Hot* h, Cold* c, int w, double price, Py_ssize_t t
         _mark_dd(h, h.cash)
 
 
-cdef inline void _day_end(Hot* hot, Cold* cold, Py_ssize_t m, double pc, const Days* dy) noexcept nogil:
+cdef inline void _day_end(Hot* hot, Cold* cold, Py_ssize_t k0, Py_ssize_t k1, Py_ssize_t m, double pc,
+                          const Days* dy) noexcept nogil:
+    # combinations [k0, k1) of m (a thread's pair chunk; m is the block sums' row length)
     cdef Py_ssize_t k, b = -1
     cdef double eq, r, d, n, dn, dn2, t1
     cdef Cold* c
     cdef double* bs = NULL
     cdef double* bq = NULL
     # every combination has seen the same days: the first one's count is the day's index
-    if m > 0 and cold[0].ndays < dy.n:
-        b = dy.block[cold[0].ndays]
+    if k1 > k0 and cold[k0].ndays < dy.n:
+        b = dy.block[cold[k0].ndays]
         if b >= 0:
             bs = dy.bsum + b * m
             bq = dy.bsq + b * m
-    for k in range(m):
+    for k in range(k0, k1):
         c = &cold[k]
         eq = hot[k].cash + hot[k].units * pc
         r = eq / c.eq_day - 1.0
@@ -321,19 +344,19 @@ cdef inline void _day_end(Hot* hot, Cold* cold, Py_ssize_t m, double pc, const D
 
 
 cdef void _indicators(const double[::1] close, Py_ssize_t t0, Py_ssize_t t1,
-                      const int32_t[::1] periods, int ema_kind,
+                      const int32_t[::1] periods, Py_ssize_t j0, Py_ssize_t j1, Py_ssize_t stride, int ema_kind,
                       double* S, double* C, double* E, const double* A, double* buf) noexcept nogil:
-    """Fill buf[(t - t0) * np + j] with SMA/EMA(periods[j]) at t, for t in [t0, t1),
-    continuing the per-period running state in S, C (compensated sums) and E;
-    A[j] is the EMA's alpha, 2 / (periods[j] + 1)."""
-    cdef Py_ssize_t npd = periods.shape[0], t, j, n
+    """Fill buf[(t - t0) * stride + j] with SMA/EMA(periods[j]) at t, for t in [t0, t1)
+    and j in [j0, j1) (a thread's period chunk), continuing the per-period running
+    state in S, C (compensated sums) and E; A[j] is the EMA's alpha, 2 / (periods[j] + 1)."""
+    cdef Py_ssize_t t, j, n
     cdef double x
     cdef double* row
     if ema_kind:
         for t in range(t0, t1):
-            row = buf + (t - t0) * npd
+            row = buf + (t - t0) * stride
             x = close[t]
-            for j in range(npd):
+            for j in range(j0, j1):
                 n = periods[j]
                 if t >= n:
                     E[j] = ema_step(E[j], A[j], x)
@@ -345,9 +368,9 @@ cdef void _indicators(const double[::1] close, Py_ssize_t t0, Py_ssize_t t1,
                     row[j] = NAN
     else:
         for t in range(t0, t1):
-            row = buf + (t - t0) * npd
+            row = buf + (t - t0) * stride
             x = close[t]
-            for j in range(npd):
+            for j in range(j0, j1):
                 n = periods[j]
                 acc(&S[j], &C[j], x)
                 if t >= n:
@@ -396,7 +419,8 @@ cdef inline int _cross_want(Dir tag, Hot* h, const double* row) noexcept nogil:
         return (f > s) - (f < s)
 
 
-cdef void _bars_next_open(Dir tag, Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int macd, int sp,
+cdef void _bars_next_open(Dir tag, Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t k0, Py_ssize_t k1,
+                          Py_ssize_t m, int macd, int sp,
                           double sa, const double[::1] open_, const double[::1] close, const int64_t[::1] ts,
                           const uint8_t[::1] day_end, Py_ssize_t t0, Py_ssize_t t1, Py_ssize_t npd,
                           const double* buf, const Costs* costs, const Days* dy) noexcept nogil:
@@ -411,7 +435,7 @@ cdef void _bars_next_open(Dir tag, Rec r, Hot* hot, Cold* cold, MacdState* sig, 
         pc = close[t]
         tt = ts[t]
         if macd:
-            for k in range(m):
+            for k in range(k0, k1):
                 h = &hot[k]
                 if h.pending != h.pos:
                     _fill(r, h, &cold[k], h.pending, po, t, tt, costs)
@@ -421,7 +445,7 @@ cdef void _bars_next_open(Dir tag, Rec r, Hot* hot, Cold* cold, MacdState* sig, 
                     r.equity[t] = h.cash + h.units * pc
                 h.pending = <int8_t>_macd_want(h, &sig[k], row, &close[0], t, sp, sa)
         else:
-            for k in range(m):
+            for k in range(k0, k1):
                 h = &hot[k]
                 if h.pending != h.pos:
                     _fill(r, h, &cold[k], h.pending, po, t, tt, costs)
@@ -431,10 +455,11 @@ cdef void _bars_next_open(Dir tag, Rec r, Hot* hot, Cold* cold, MacdState* sig, 
                     r.equity[t] = h.cash + h.units * pc
                 h.pending = <int8_t>_cross_want(tag, h, row)
         if day_end[t]:
-            _day_end(hot, cold, m, pc, dy)
+            _day_end(hot, cold, k0, k1, m, pc, dy)
 
 
-cdef void _bars_close(Dir tag, Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int macd, int sp,
+cdef void _bars_close(Dir tag, Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t k0, Py_ssize_t k1,
+                      Py_ssize_t m, int macd, int sp,
                       double sa, const double[::1] close, const int64_t[::1] ts,
                       const uint8_t[::1] day_end, Py_ssize_t t0, Py_ssize_t t1, Py_ssize_t npd,
                       const double* buf, const Costs* costs, const Days* dy) noexcept nogil:
@@ -448,7 +473,7 @@ cdef void _bars_close(Dir tag, Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_s
         row = buf + (t - t0) * npd
         pc = close[t]
         tt = ts[t]
-        for k in range(m):
+        for k in range(k0, k1):
             h = &hot[k]
             if macd:
                 w = _macd_want(h, &sig[k], row, &close[0], t, sp, sa)
@@ -461,7 +486,7 @@ cdef void _bars_close(Dir tag, Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_s
             if Rec is BookP:
                 r.equity[t] = h.cash + h.units * pc
         if day_end[t]:
-            _day_end(hot, cold, m, pc, dy)
+            _day_end(hot, cold, k0, k1, m, pc, dy)
 
 
 cdef void _last_bar(Rec r, Hot* hot, Cold* cold, Py_ssize_t m, int next_open,
@@ -482,26 +507,92 @@ cdef void _last_bar(Rec r, Hot* hot, Cold* cold, Py_ssize_t m, int next_open,
             _fill(r, h, &cold[k], 0, pc, t, tt, costs)
         if Rec is BookP:
             r.equity[t] = h.cash + h.units * pc
-    _day_end(hot, cold, m, pc, dy)
+    _day_end(hot, cold, 0, m, m, pc, dy)
+
+
+cdef void _advance(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t k0, Py_ssize_t k1, Py_ssize_t m,
+                   int direction, int next_open, int macd, int sp, double sa, const double[::1] open_,
+                   const double[::1] close, const int64_t[::1] ts, const uint8_t[::1] day_end, Py_ssize_t t0,
+                   Py_ssize_t t1, Py_ssize_t npd, const double* buf, const Costs* costs,
+                   const Days* dy) noexcept nogil:
+    # Bars [t0, t1) for combinations [k0, k1): the bar loop specialised for the fill and
+    # the direction.
+    if next_open:
+        if direction == _LONG:
+            _bars_next_open(<int8_t>0, r, hot, cold, sig, k0, k1, m, macd, sp, sa, open_, close, ts,
+                            day_end, t0, t1, npd, buf, costs, dy)
+        elif direction == _SHORT:
+            _bars_next_open(<int16_t>0, r, hot, cold, sig, k0, k1, m, macd, sp, sa, open_, close, ts,
+                            day_end, t0, t1, npd, buf, costs, dy)
+        else:
+            _bars_next_open(<int32_t>0, r, hot, cold, sig, k0, k1, m, macd, sp, sa, open_, close, ts,
+                            day_end, t0, t1, npd, buf, costs, dy)
+    else:
+        if direction == _LONG:
+            _bars_close(<int8_t>0, r, hot, cold, sig, k0, k1, m, macd, sp, sa, close, ts, day_end,
+                        t0, t1, npd, buf, costs, dy)
+        elif direction == _SHORT:
+            _bars_close(<int16_t>0, r, hot, cold, sig, k0, k1, m, macd, sp, sa, close, ts, day_end,
+                        t0, t1, npd, buf, costs, dy)
+        else:
+            _bars_close(<int32_t>0, r, hot, cold, sig, k0, k1, m, macd, sp, sa, close, ts, day_end,
+                        t0, t1, npd, buf, costs, dy)
+
+
+cdef Py_ssize_t _chunk_size(Py_ssize_t n, int threads) noexcept:
+    # n items over `threads` chunks of a multiple of _GROUP items (n: one chunk)
+    cdef Py_ssize_t per
+    if threads <= 1 or n <= _GROUP:
+        return max(n, 1)
+    per = (n + threads - 1) // threads
+    return (per + _GROUP - 1) // _GROUP * _GROUP
 
 
 cdef int _run(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int kind, int direction, int next_open,
               int sp, double sa, const double[::1] open_, const double[::1] close, const int64_t[::1] ts,
               const uint8_t[::1] day_end, const int32_t[::1] periods, const int8_t[::1] want,
               const Costs* costs, const Days* dy, progress, Py_ssize_t chunk,
-              double progress_interval) except -1:
-    """The bar loop of ``sweep`` and ``backtest``: 1 when ``progress`` cancelled it, else 0."""
-    cdef Py_ssize_t N = close.shape[0], t0, t1, tend
+              double progress_interval, int threads) except -1:
+    """The bar loop of ``sweep`` and ``backtest``: 1 when ``progress`` cancelled it, else 0.
+
+    ``threads`` > 1 splits the combinations into that many pair chunks, and the
+    indicator columns into that many period chunks (multiples of ``_GROUP``; fewer
+    chunks when there are few), run in parallel: the indicators of a chunk of bars
+    first, then the combinations over them."""
+    cdef Py_ssize_t N = close.shape[0]
+    cdef Py_ssize_t npd = 2 if kind == _WANT else periods.shape[0]
+    cdef Py_ssize_t per = _chunk_size(m, threads), nch = (m + per - 1) // per if m else 1
+    cdef Py_ssize_t perj = _chunk_size(npd, threads), njc = (npd + perj - 1) // perj if npd else 1
+    cdef int nth = <int>nch, nthj = <int>njc
+    # Row stride of the indicator buffer: a whole number of cache lines when threads
+    # write the columns of one row, so a period chunk starts on its own line.
+    cdef Py_ssize_t stride = npd if njc == 1 else (npd + _GROUP - 1) // _GROUP * _GROUP
+
+    cdef Py_ssize_t rows = min(chunk, N)
+    cdef double* buf = <double*>_zeroed_lines(rows * max(stride, 1) * sizeof(double))
+    if buf == NULL:
+        raise MemoryError()
+    try:
+        return _chunks(r, hot, cold, sig, m, kind, direction, next_open, sp, sa, open_, close, ts, day_end,
+                       periods, want, costs, dy, progress, chunk, progress_interval, buf, stride, per, nth,
+                       perj, nthj)
+    finally:
+        free(buf)
+
+
+cdef int _chunks(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int kind, int direction, int next_open,
+                 int sp, double sa, const double[::1] open_, const double[::1] close, const int64_t[::1] ts,
+                 const uint8_t[::1] day_end, const int32_t[::1] periods, const int8_t[::1] want,
+                 const Costs* costs, const Days* dy, progress, Py_ssize_t chunk, double progress_interval,
+                 double* buf, Py_ssize_t stride, Py_ssize_t per, int nth, Py_ssize_t perj, int nthj) except -1:
+    # _run's loop over the chunks of bars
+    cdef Py_ssize_t N = close.shape[0], t0, t1, tend, c
     cdef Py_ssize_t npd = 2 if kind == _WANT else periods.shape[0]
     cdef int macd = kind == _MACD
     cdef int ema_kind = kind == _EMA or kind == _MACD
     cdef int is_want = kind == _WANT
     cdef double last_report = -1e300
-
-    cdef Py_ssize_t rows = min(chunk, N)
-    buf_arr = np.empty(rows * max(npd, 1), dtype=np.float64)
     ind_state = _indicator_state(periods)
-    cdef double[::1] buf = buf_arr
     cdef double[:, ::1] ist = ind_state
     cdef double* S = &ist[0, 0]
     cdef double* C = &ist[1, 0]
@@ -513,30 +604,23 @@ cdef int _run(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int kin
     while t0 < tend:
         t1 = min(t0 + chunk, tend)
         with nogil:
+            # one period chunk, then one pair chunk, per thread; each a new team per chunk
+            # of bars, so the GIL can be taken between them for the progress callback
             if is_want:
-                _want_rows(want, t0, t1, &buf[0])
+                _want_rows(want, t0, t1, buf)
+            elif nthj == 1:
+                _indicators(close, t0, t1, periods, 0, npd, stride, ema_kind, S, C, E, A, buf)
             else:
-                _indicators(close, t0, t1, periods, ema_kind, S, C, E, A, &buf[0])
-            if next_open:
-                if direction == _LONG:
-                    _bars_next_open(<int8_t>0, r, hot, cold, sig, m, macd, sp, sa, open_, close, ts,
-                                    day_end, t0, t1, npd, &buf[0], costs, dy)
-                elif direction == _SHORT:
-                    _bars_next_open(<int16_t>0, r, hot, cold, sig, m, macd, sp, sa, open_, close, ts,
-                                    day_end, t0, t1, npd, &buf[0], costs, dy)
-                else:
-                    _bars_next_open(<int32_t>0, r, hot, cold, sig, m, macd, sp, sa, open_, close, ts,
-                                    day_end, t0, t1, npd, &buf[0], costs, dy)
+                for c in prange(nthj, schedule="static", num_threads=nthj):
+                    _indicators(close, t0, t1, periods, c * perj, min(c * perj + perj, npd), stride, ema_kind,
+                                S, C, E, A, buf)
+            if nth == 1:
+                _advance(r, hot, cold, sig, 0, m, m, direction, next_open, macd, sp, sa, open_, close, ts,
+                         day_end, t0, t1, stride, buf, costs, dy)
             else:
-                if direction == _LONG:
-                    _bars_close(<int8_t>0, r, hot, cold, sig, m, macd, sp, sa, close, ts, day_end,
-                                t0, t1, npd, &buf[0], costs, dy)
-                elif direction == _SHORT:
-                    _bars_close(<int16_t>0, r, hot, cold, sig, m, macd, sp, sa, close, ts, day_end,
-                                t0, t1, npd, &buf[0], costs, dy)
-                else:
-                    _bars_close(<int32_t>0, r, hot, cold, sig, m, macd, sp, sa, close, ts, day_end,
-                                t0, t1, npd, &buf[0], costs, dy)
+                for c in prange(nth, schedule="static", num_threads=nth):
+                    _advance(r, hot, cold, sig, c * per, min(c * per + per, m), m, direction, next_open,
+                             macd, sp, sa, open_, close, ts, day_end, t0, t1, stride, buf, costs, dy)
         t0 = t1
         if progress is not None and t0 < tend:
             now = time.monotonic()
@@ -548,6 +632,15 @@ cdef int _run(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int kin
     with nogil:
         _last_bar(r, hot, cold, m, next_open, open_[N - 1], close[N - 1], N - 1, ts[N - 1], costs, dy)
     return 0
+
+
+cdef void* _zeroed_lines(size_t size) noexcept:
+    # calloc, but starting on a cache line (see _GROUP); NULL when out of memory
+    cdef void* p = NULL
+    if posix_memalign(&p, _LINE, size) != 0:
+        return NULL
+    memset(p, 0, size)
+    return p
 
 
 def _indicator_state(const int32_t[::1] periods):
@@ -654,8 +747,8 @@ def stream_indicators(const double[::1] close, const int32_t[::1] periods, int k
     while t0 < N:
         t1 = min(t0 + chunk, N)
         with nogil:
-            _indicators(close, t0, t1, periods, ema_kind, &st[0, 0], &st[1, 0], &st[2, 0], &st[3, 0],
-                        &out[t0, 0])
+            _indicators(close, t0, t1, periods, 0, npd, npd, ema_kind, &st[0, 0], &st[1, 0], &st[2, 0],
+                        &st[3, 0], &out[t0, 0])
         t0 = t1
     return out_arr
 
@@ -695,9 +788,12 @@ def sweep(const double[::1] open_, const double[::1] close, const int64_t[::1] t
           int kind, int direction, int fill,
           double commission, double slippage, double initial_cash,
           int signal_period=9, progress=None, Py_ssize_t chunk=65536,
-          double progress_interval=0.25, day_block=None, Py_ssize_t blocks=0):
+          double progress_interval=0.25, day_block=None, Py_ssize_t blocks=0, int threads=1):
     """Run every combination; returns a dict of per-combination NumPy arrays, or
     None when ``progress`` answered False (cancelled).
+
+    ``threads``: OpenMP threads sharing the combinations (at most one per pair chunk of
+    ``_GROUP`` combinations); the results do not depend on it, bit for bit.
 
     With ``day_block`` (int32, the CSCV block of each daily return in order, -1 for
     none; ``domain.overfitting.day_blocks``) and ``blocks`` > 0, the dict also has
@@ -711,6 +807,8 @@ def sweep(const double[::1] open_, const double[::1] close, const int64_t[::1] t
         raise ValueError("fast_idx and slow_idx differ in length")
     if chunk < 1:
         raise ValueError("chunk must be >= 1")
+    if threads < 1:
+        raise ValueError("threads must be >= 1")
     for k in range(m):
         if not (0 <= fast_idx[k] < npd and 0 <= slow_idx[k] < npd):
             raise ValueError("period index out of range")
@@ -740,9 +838,9 @@ def sweep(const double[::1] open_, const double[::1] close, const int64_t[::1] t
     costs.cin = 1.0 + commission
     costs.cout = 1.0 - commission
 
-    cdef Hot* hot = <Hot*>calloc(max(m, 1), sizeof(Hot))
-    cdef Cold* cold = <Cold*>calloc(max(m, 1), sizeof(Cold))
-    cdef MacdState* sig = <MacdState*>calloc(max(m, 1), sizeof(MacdState))
+    cdef Hot* hot = <Hot*>_zeroed_lines(max(m, 1) * sizeof(Hot))
+    cdef Cold* cold = <Cold*>_zeroed_lines(max(m, 1) * sizeof(Cold))
+    cdef MacdState* sig = <MacdState*>_zeroed_lines(max(m, 1) * sizeof(MacdState))
     if hot == NULL or cold == NULL or sig == NULL:
         free(hot)
         free(cold)
@@ -752,7 +850,7 @@ def sweep(const double[::1] open_, const double[::1] close, const int64_t[::1] t
         _init(hot, cold, sig, m, periods, fast_idx, slow_idx, kind, direction, initial_cash)
         if _run[NoBookP](NULL, hot, cold, sig, m, kind, direction, fill == FILL_NEXT_OPEN, signal_period,
                 2.0 / (signal_period + 1.0), open_, close, ts, day_end, periods, None, &costs, &days,
-                progress, chunk, progress_interval):
+                progress, chunk, progress_interval, threads):
             return None
         out = _results(hot, cold, m)
         if block_sum is not None:
@@ -835,7 +933,7 @@ def backtest(const double[::1] open_, const double[::1] close, const int64_t[::1
         _init(&hot, &cold, &sig, 1, periods_arr, fi, si, kind, direction, initial_cash)
         _run[BookP](&book, &hot, &cold, &sig, 1, kind, direction, fill == FILL_NEXT_OPEN, signal_period,
              2.0 / (signal_period + 1.0), open_, close, ts, day_end, periods_arr, want_arr, &costs,
-             &days, None, chunk, 0.0)
+             &days, None, chunk, 0.0, 1)
         if book.oom:
             raise MemoryError()
         n = book.ndeals

@@ -99,6 +99,7 @@ class SweepRunner:
                 "slippage_pct": spec.slippage_pct,
                 "initial_cash": spec.initial_cash or 10_000.0,
                 "progress": on_progress,
+                "threads": ctx.sweep_threads,
             }
             strategy = spec.strategy_type or "SMA"
             if ctx.sweep_statistics:
