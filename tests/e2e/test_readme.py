@@ -115,7 +115,10 @@ def newcomer_env(stack: Stack, distributed: dict[str, str]) -> dict[str, str]:
     venv_bin = str(ROOT / ".venv" / "bin")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("HINDSIGHT_", "OTEL_", "RESULTS_", "ENGINE_", "NOTIFIER_"))
-           and k not in ("DATABASE_URL", "AMQP_URL", "VIRTUAL_ENV", "PYTHONPATH")}
+           and k not in ("DATABASE_URL", "AMQP_URL", "VIRTUAL_ENV", "PYTHONPATH")
+           # Under `make test` these say "a make inside a make", whose `make up`/`make down`
+           # would print "make[1]: Entering directory ..." lines a newcomer never sees.
+           and k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")}
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
                                   if p and os.path.realpath(p) != os.path.realpath(venv_bin))
     env.update({k: v for k, v in distributed.items() if k.isupper()}, HINDSIGHT_URL=stack.base_url)
