@@ -284,9 +284,9 @@ def events_after(session: Session, job_id: str, after_seq: int, limit: int = 500
 # ---------------------------------------------------------------- engine side
 
 
-def start_job(session: Session, kinds: KindLookup, job_id: str) -> tuple[bool, Job]:
-    """Queued → running (or running again after an engine crash); False for ended jobs."""
-    job = locked_job(session, job_id)
+def start_job(session: Session, kinds: KindLookup, job: Job) -> tuple[bool, Job]:
+    """Queued → running (or running again after an engine crash); False for ended jobs.
+    `job` is locked by the caller's transaction (`locked_job`)."""
     if job.state not in ACTIVE_STATES:
         return False, job
     if job.state == RUNNING and kinds.for_job(job).sharded:

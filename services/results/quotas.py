@@ -23,7 +23,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from domain.sweep import TIMEOUT_SECONDS_MAX
+from libs.settings import Settings
 from services.results.errors import InvalidArgument, TooManyRequests
 from services.results.jobs import ACTIVE_STATES, RUNNING
 from services.results.models import Job, Tenant
@@ -35,18 +35,25 @@ RETRY_AFTER_MIN, RETRY_AFTER_MAX = 1, 3600
 
 @dataclass(frozen=True)
 class TenantLimits:
-    """The operator's limits per tenant (libs.settings: HINDSIGHT_TENANT_*, HINDSIGHT_MAX_TIMEOUT_SECONDS)."""
+    """The operator's limits per tenant. Their defaults and meanings live in one place,
+    libs.settings (HINDSIGHT_TENANT_*, HINDSIGHT_MAX_TIMEOUT_SECONDS); `of` reads them."""
 
-    # Jobs of one tenant that engines run at once; more wait in the queue.
-    max_running: int = 1
-    # Queued + running jobs of one tenant; more are refused (429).
-    max_active: int = 100
-    # Bar-pairs of one tenant's queued + running jobs; more are refused (429).
-    max_queued_bar_pairs: int = 10**13
-    # Largest `timeout_seconds` a job may ask for (at most the domain's TIMEOUT_SECONDS_MAX).
-    max_timeout_seconds: int = TIMEOUT_SECONDS_MAX
+    max_running: int
+    max_active: int
+    max_queued_bar_pairs: int
+    max_timeout_seconds: int
     # How long a job held back by its tenant's running limit waits before it is offered again.
-    wait_seconds: float = 1.0
+    wait_seconds: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> TenantLimits:
+        return cls(
+            max_running=settings.hindsight_tenant_max_running_jobs,
+            max_active=settings.hindsight_tenant_max_active_jobs,
+            max_queued_bar_pairs=settings.hindsight_tenant_max_queued_bar_pairs,
+            max_timeout_seconds=settings.hindsight_max_timeout_seconds,
+            wait_seconds=settings.hindsight_tenant_wait_seconds,
+        )
 
 
 def lock_tenant(session: Session, tenant_id: str) -> None:
@@ -62,13 +69,11 @@ def check_timeout(timeout_seconds: int, limits: TenantLimits) -> None:
         )
 
 
-def _remaining_seconds(job: Job, now: datetime) -> float:
-    """What is left of the job's estimated run time (its whole estimate while queued)."""
-    estimate = float(job.estimated_duration_seconds or 1)
-    if job.started_at is None:
-        return estimate
-    started = job.started_at if job.started_at.tzinfo else job.started_at.replace(tzinfo=now.tzinfo)
-    return max(1.0, estimate - (now - started).total_seconds())
+def _remaining_seconds(estimate: int, started_at: datetime | None, now: datetime) -> float:
+    """What is left of a job's estimated run time (its whole estimate while queued)."""
+    if started_at is None:
+        return float(estimate or 1)
+    return max(1.0, float(estimate or 1) - (now - started_at).total_seconds())
 
 
 def _retry_after(seconds: float) -> int:
@@ -79,23 +84,22 @@ def check_submission(session: Session, job: Job, limits: TenantLimits) -> None:
     """Refuse `job` (added to the session, not yet committed) when its tenant's unfinished
     work, with it, passes the limits. The caller's transaction is rolled back on the raise."""
     lock_tenant(session, job.tenant_id)
-    others = list(
-        session.scalars(
-            sa.select(Job)
-            .where(Job.tenant_id == job.tenant_id, Job.state.in_(ACTIVE_STATES), Job.job_id != job.job_id)
-            .order_by(Job.created_at, Job.job_id)
-        )
-    )
+    # (estimate, started_at, bar_pairs) of the tenant's other unfinished jobs, oldest first.
+    others = session.execute(
+        sa.select(Job.estimated_duration_seconds, Job.started_at, Job.bar_pairs)
+        .where(Job.tenant_id == job.tenant_id, Job.state.in_(ACTIVE_STATES), Job.job_id != job.job_id)
+        .order_by(Job.created_at, Job.job_id)
+    ).all()
     now = utcnow()
     if len(others) + 1 > limits.max_active:
         # A slot frees when the first of them ends.
-        wait = min(_remaining_seconds(j, now) for j in others)
+        wait = min(_remaining_seconds(est, started, now) for est, started, _ in others)
         raise TooManyRequests(
             f"too many unfinished jobs: at most {limits.max_active} queued or running per tenant; "
             "retry when one has ended",
             retry_after_seconds=_retry_after(wait),
         )
-    queued = sum(int(j.bar_pairs or 0) for j in others)
+    queued = sum(int(pairs or 0) for _, _, pairs in others)
     if queued + int(job.bar_pairs or 0) > limits.max_queued_bar_pairs:
         if int(job.bar_pairs or 0) > limits.max_queued_bar_pairs:
             raise InvalidArgument(
@@ -105,9 +109,9 @@ def check_submission(session: Session, job: Job, limits: TenantLimits) -> None:
         # Enough of the queue has drained when the jobs ahead of the overflow have ended.
         need = queued + int(job.bar_pairs) - limits.max_queued_bar_pairs
         wait, freed = 0.0, 0
-        for j in others:
-            wait += _remaining_seconds(j, now)
-            freed += int(j.bar_pairs or 0)
+        for est, started, pairs in others:
+            wait += _remaining_seconds(est, started, now)
+            freed += int(pairs or 0)
             if freed >= need:
                 break
         raise TooManyRequests(

@@ -140,13 +140,7 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Res
     # The dev key outside standalone on loopback: refused even if an earlier start created it.
     servicer.refused_key_hashes = keys.refused_key_hashes(settings)
     servicer.upload_slots = UploadSlots(settings.hindsight_max_concurrent_uploads)
-    servicer.limits = TenantLimits(
-        max_running=settings.hindsight_tenant_max_running_jobs,
-        max_active=settings.hindsight_tenant_max_active_jobs,
-        max_queued_bar_pairs=settings.hindsight_tenant_max_queued_bar_pairs,
-        max_timeout_seconds=settings.hindsight_max_timeout_seconds,
-        wait_seconds=settings.hindsight_tenant_wait_seconds,
-    )
+    servicer.limits = TenantLimits.of(settings)
     # Standalone spools uploads under the data directory (a /tmp on tmpfs would be memory too).
     servicer.upload_dir = settings.hindsight_data_dir / "uploads" if settings.standalone else None
 

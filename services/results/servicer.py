@@ -23,6 +23,7 @@ from domain.market import INTERVALS, interval_message
 from libs.bus import Bus
 from libs.job_states import STATE_NAMES
 from libs.metric_fields import SWEEP_OPTIONAL_METRICS, SWEEP_RESULT_FIELDS
+from libs.settings import Settings
 from services.results import datasets, jobs, keys, quotas, sweeps, uploads
 from services.results.csv_bars import ImportReport, check_format
 from services.results.datasets import DatasetView
@@ -90,7 +91,7 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
         self.upload_dir: Path | None = None
         self.default_timeout_seconds = default_timeout_seconds
         # What one tenant may queue and run at once (fair tenants); the wiring sets the operator's.
-        self.limits = quotas.TenantLimits()
+        self.limits = quotas.TenantLimits.of(Settings())
         # Set at shutdown: open event streams end with UNAVAILABLE so clients reconnect elsewhere.
         self.stopping = asyncio.Event()
 
@@ -315,7 +316,7 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
             job = jobs.locked_job(s, job_id)
             if job.state == jobs.QUEUED and (wait := quotas.start_delay(s, job, self.limits)):
                 return False, wait, self.kinds.job_proto(job, s)  # its tenant runs enough already
-            proceed, job = jobs.start_job(s, self.kinds, job_id)
+            proceed, job = jobs.start_job(s, self.kinds, job)
             # The engine gets the kind's spec in full.
             return proceed, 0.0, self.kinds.job_proto(job, s)
 

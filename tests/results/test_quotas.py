@@ -4,6 +4,8 @@ tenant's job while it runs its limit, the submission limits answer RESOURCE_EXHA
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import grpc
 import pytest
 from hindsight.results.v1 import results_pb2
@@ -19,7 +21,7 @@ def retry_after(exc: grpc.aio.AioRpcError) -> int:
 
 async def test_start_holds_back_a_tenants_second_job(backend) -> None:
     running, db = backend
-    running.handle.servicer.limits = TenantLimits(max_running=1, wait_seconds=2.5)
+    running.handle.servicer.limits = replace(TenantLimits.of(running.settings), max_running=1, wait_seconds=2.5)
     tenant, _ = db.tenant()
     other, _ = db.tenant()
     first = (await running.stub.SubmitJob(submit_request(tenant))).job
@@ -42,7 +44,7 @@ async def test_start_holds_back_a_tenants_second_job(backend) -> None:
 
 async def test_submission_limits_and_their_retry_after(backend) -> None:
     running, db = backend
-    running.handle.servicer.limits = TenantLimits(max_active=2, max_timeout_seconds=600)
+    running.handle.servicer.limits = replace(TenantLimits.of(running.settings), max_active=2, max_timeout_seconds=600)
     tenant, _ = db.tenant()
     jobs = [(await running.stub.SubmitJob(submit_request(tenant))).job for _ in range(2)]
     await running.stub.StartJob(results_pb2.StartJobRequest(job_id=jobs[0].job_id))  # one running, one queued

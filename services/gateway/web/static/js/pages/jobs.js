@@ -93,12 +93,15 @@ export async function render(root, { query }) {
     clearTimeout(timer);
     try {
       const out = await api('/api/v1/jobs', { query: { limit: PAGE, offset, status } });
-      const unnamed = out.jobs.some((j) => j.kind === 'day-backtest' && !strategyNames.has((j.parameters || {}).strategy_id));
-      if (unnamed) {
+      const unnamed = out.jobs.map((j) => (j.parameters || {}).strategy_id)
+        .filter((id, i, all) => id && all.indexOf(id) === i && !strategyNames.has(id));
+      if (unnamed.length) {
         try {
           const list = await api('/api/v1/strategies', { query: { limit: 1000 } });
           for (const st of list.strategies) strategyNames.set(st.strategy_id, st.name);
         } catch { /* the ids will do */ }
+        // A deleted strategy keeps its id: asked once, not at every refresh.
+        for (const id of unnamed) if (!strategyNames.has(id)) strategyNames.set(id, null);
       }
       table.setRows(out.jobs);
       root.querySelector('#jobs-total').textContent = `${out.total} job${out.total === 1 ? '' : 's'}`;
