@@ -10,7 +10,8 @@ short. Two places wait, each for up to HINDSIGHT_SSE_RESULTS_WAIT_SECONDS of one
 - an open stream (`JobEvents`): the gateway opens results' event stream again after the
   last event it forwarded, with backoff, while its client's stream stays open.
 
-Only an unreachable results is waited for (UNAVAILABLE, DEADLINE_EXCEEDED); what results
+Only an unreachable results is waited for (UNAVAILABLE, DEADLINE_EXCEEDED, and on a stream
+the CANCELLED of a results resetting it on its way out); what results
 answers (an unknown key, someone else's job) is answered at once. Past the wait a request
 gets the 503 it got before, and an open stream ends with nothing made up: its client
 reconnects with Last-Event-ID later.
@@ -38,9 +39,21 @@ TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXC
 _BACKOFF = wait_exponential_jitter(multiplier=0.25, max=2.0, jitter=0.25)
 
 
+# A results shutting down resets a stream call that reaches it in the moment between
+# refusing new work and closing its port (HTTP/2 RST_STREAM CANCEL, which a client reads
+# as CANCELLED). The gateway cancels a stream call only when it stops reading it, so on a
+# stream, CANCELLED is that reset: waited out like UNAVAILABLE.
+STREAM_TRANSIENT = TRANSIENT | {grpc.StatusCode.CANCELLED}
+
+
 def is_transient(exc: BaseException) -> bool:
     """A failed call worth retrying: results unreachable (restarting, gone) or too slow right now."""
     return isinstance(exc, grpc.aio.AioRpcError) and exc.code() in TRANSIENT
+
+
+def is_stream_transient(exc: BaseException) -> bool:
+    """A results event stream that broke off (or was refused) for a reason worth reopening it."""
+    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() in STREAM_TRANSIENT
 
 
 @dataclass
@@ -57,7 +70,7 @@ class Patience:
         return max(0.0, self.until - time.monotonic())
 
 
-def _retrying(patience: Patience) -> AsyncRetrying:
+def _retrying(patience: Patience, transient: Callable[[BaseException], bool] = is_transient) -> AsyncRetrying:
     """Retries of a transient failure while `patience` lasts (the last failure is raised then)."""
 
     def wait(state: RetryCallState) -> float:
@@ -66,7 +79,7 @@ def _retrying(patience: Patience) -> AsyncRetrying:
     def stop(state: RetryCallState) -> bool:
         return patience.left() <= 0
 
-    return AsyncRetrying(retry=retry_if_exception(is_transient), wait=wait, stop=stop, reraise=True)
+    return AsyncRetrying(retry=retry_if_exception(transient), wait=wait, stop=stop, reraise=True)
 
 
 async def call_waiting(method: Callable[..., Awaitable[T]], request: Any, timeout: float, patience: Patience) -> T:
@@ -149,14 +162,14 @@ class JobEvents:
                     yield item.event
                 return  # results ended the stream: nothing more will come
             except grpc.aio.AioRpcError as exc:
-                if not is_transient(exc):
+                if not is_stream_transient(exc):
                     raise
                 log.warning("job event stream from results broke off (%s); waiting up to %.0f s to resume after %d",
                             exc.code().name, self.wait_seconds, self.last, extra={"job_id": self.job_id})
             finally:
                 call.cancel()
             yield None  # at once: the client hears that the stream waits
-            async for attempt in _retrying(Patience.for_seconds(self.wait_seconds)):
+            async for attempt in _retrying(Patience.for_seconds(self.wait_seconds), is_stream_transient):
                 if attempt.retry_state.attempt_number > 1:
                     yield None  # between attempts, outside `attempt`: a client leaving here closes nothing open
                 with attempt:
