@@ -121,6 +121,17 @@ def combo_metrics(
     }
 
 
+def day_end_returns(initial_cash: float, day_pnls: list[float]) -> list[float]:
+    """The daily returns ``day_by_day_metrics`` uses (its Sharpe's series): E_d / E_{d-1} - 1
+    with E_d = cash + sum(pnl_1..d), 0 after a non-positive equity."""
+    equity = float(initial_cash)
+    out: list[float] = []
+    for pnl in day_pnls:
+        before, equity = equity, equity + float(pnl)
+        out.append(equity / before - 1.0 if before > 0.0 else 0.0)
+    return out
+
+
 def day_by_day_metrics(
     *,
     initial_cash: float,

@@ -23,7 +23,11 @@ def _optional_doubles(descriptor: Descriptor) -> tuple[str, ...]:
     return tuple(f.name for f in descriptor.fields if f.has_presence and f.type == FieldDescriptor.TYPE_DOUBLE)
 
 
-SWEEP_RESULT_FIELDS: tuple[str, ...] = tuple(f.name for f in results_pb2.SweepResult.DESCRIPTOR.fields)
+# `parameters_json` (a rule sweep's combination) is not one of the seed's columns: rows carry
+# it as `parameters` beside them.
+SWEEP_RESULT_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in results_pb2.SweepResult.DESCRIPTOR.fields if f.name != "parameters_json"
+)
 SWEEP_OPTIONAL_METRICS: tuple[str, ...] = _optional_doubles(results_pb2.SweepResult.DESCRIPTOR)
 RUN_METRIC_FLOATS: tuple[str, ...] = _optional_doubles(engine_pb2.Metrics.DESCRIPTOR)
 

@@ -22,6 +22,9 @@ A definition is JSON::
   measured from the entry fill price; ``max_reentries``: entries allowed after a
   stop-out, per node and day (default 0).
 - exit ``entries``: the entry nodes it closes (default: all).
+- ``parameters``: optional ``{name: default number}``; ``{name}`` placeholders in
+  conditions and as stop-loss / target values (``domain.rules.parameters``). The
+  normal form keeps the placeholders; `compile_strategy` substitutes the defaults.
 
 `validate_definition` returns the normalised definition (defaults filled in) or
 raises `StrategyInvalid` listing every problem with its field path, and for a
@@ -38,13 +41,21 @@ from zoneinfo import ZoneInfo
 
 from domain.market import INTERVALS, normalize_ticker, ticker_problem
 from domain.rules.expr import Condition, ExpressionError, parse_condition
+from domain.rules.parameters import (
+    Number,
+    level_placeholder,
+    parameters_problems,
+    placeholders,
+    substitute,
+    substitute_text,
+)
 
 NODE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 HHMM_RE = re.compile(r"^(\d{1,2}):(\d{2})$")
 MAX_NODES = 20
 MAX_QUANTITY = 1e9
 
-_TOP_KEYS = {"name", "description", "dataset", "session", "entries", "exits", "metadata"}
+_TOP_KEYS = {"name", "description", "dataset", "session", "entries", "exits", "metadata", "parameters"}
 _DATASET_KEYS = {"ticker", "interval"}
 _SESSION_KEYS = {"timezone", "start", "end", "square_off"}
 _ENTRY_KEYS = {"id", "name", "condition", "side", "quantity", "stop_loss", "target", "max_reentries"}
@@ -137,7 +148,9 @@ def _number(value: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _level(value: Any, field: str, errors: _Errors, *, percent_max: float | None) -> dict[str, Any] | None:
+def _level(
+    value: Any, field: str, errors: _Errors, *, percent_max: float | None, declared: dict[str, Number] | None = None
+) -> dict[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -154,30 +167,48 @@ def _level(value: Any, field: str, errors: _Errors, *, percent_max: float | None
     if kind not in ("percent", "points"):
         errors.add(f"{field}.type", "must be percent or points")
         return None
+    name = level_placeholder(raw)
+    where = ""
+    if name is not None:
+        if declared is None or name not in declared:
+            errors.add(f"{field}.value", f"{{{name}}} names no declared parameter (declare it in parameters)")
+            return None
+        raw, where = declared[name], f" (the default of {{{name}}} is {declared[name]!r})"
     number = _number(raw)
     if number is None or number <= 0:
-        errors.add(f"{field}.value", "must be a number above 0")
+        errors.add(f"{field}.value", "must be a number above 0" + where)
         return None
     if kind == "percent" and percent_max is not None and number >= percent_max:
-        errors.add(f"{field}.value", f"a percent stop-loss must be below {percent_max:g}")
+        errors.add(f"{field}.value", f"a percent stop-loss must be below {percent_max:g}" + where)
         return None
-    return {"type": kind, "value": number}
+    return {"type": kind, "value": f"{{{name}}}" if name is not None else number}
 
 
-def _condition(value: Any, field: str, errors: _Errors) -> str | None:
+def _condition(value: Any, field: str, errors: _Errors, declared: dict[str, Number] | None = None) -> str | None:
     if not isinstance(value, str) or not value.strip():
         errors.add(field, "a condition (text) is required, e.g. RSI(14) > 70")
         return None
+    used = placeholders(value)
+    missing = [(name, pos) for name, pos in used if declared is None or name not in declared]
+    if missing:
+        for name, pos in missing:
+            errors.add(field, f"{{{name}}} names no declared parameter (declare it in parameters)", pos)
+        return None
+    text = substitute_text(value, declared or {}) if used else value
     try:
-        parse_condition(value)
+        parse_condition(text)
     except ExpressionError as exc:
-        errors.add(field, exc.message, exc.position)
+        if used:  # positions are in the substituted text: say so rather than point beside the error
+            errors.add(field, f"with the parameters' defaults ({text!r}): {exc.message} at position {exc.position}")
+        else:
+            errors.add(field, exc.message, exc.position)
         return None
     return value
 
 
 def _node_head(
-    node: dict[str, Any], field: str, allowed: set[str], default_id: str, ids: set[str], errors: _Errors
+    node: dict[str, Any], field: str, allowed: set[str], default_id: str, ids: set[str], errors: _Errors,
+    declared: dict[str, Number] | None = None,
 ) -> tuple[Any, Any, str | None]:
     """What entry and exit nodes share: known keys, an id unique among all nodes (added to
     `ids`), a name and a condition; (id, name, condition) as given (condition None if invalid)."""
@@ -192,7 +223,7 @@ def _node_head(
     nname = node.get("name", nid if isinstance(nid, str) else "")
     if not isinstance(nname, str) or len(nname) > 200:
         errors.add(f"{field}.name", "must be text of at most 200 characters")
-    return nid, nname, _condition(node.get("condition"), f"{field}.condition", errors)
+    return nid, nname, _condition(node.get("condition"), f"{field}.condition", errors, declared)
 
 
 def validate_definition(definition: Any) -> dict[str, Any]:
@@ -219,6 +250,13 @@ def validate_definition(definition: Any) -> dict[str, Any]:
             errors.add("metadata", "must be an object")
         else:
             out["metadata"] = definition["metadata"]
+
+    declared: dict[str, Number] | None = None
+    if "parameters" in definition:
+        declared, problems = parameters_problems(definition["parameters"])
+        for pfield, pmessage in problems:
+            errors.add(pfield, pmessage)
+        out["parameters"] = declared
 
     ds = definition.get("dataset")
     if not isinstance(ds, dict):
@@ -275,7 +313,7 @@ def validate_definition(definition: Any) -> dict[str, Any]:
         if not isinstance(node, dict):
             errors.add(f, "an entry node is an object")
             continue
-        nid, nname, cond = _node_head(node, f, _ENTRY_KEYS, f"entry-{i + 1}", ids, errors)
+        nid, nname, cond = _node_head(node, f, _ENTRY_KEYS, f"entry-{i + 1}", ids, errors, declared)
         side = node.get("side", "buy")
         side_n = _SIDES.get(side.lower()) if isinstance(side, str) else None
         if side_n is None:
@@ -283,8 +321,9 @@ def validate_definition(definition: Any) -> dict[str, Any]:
         qty = _number(node.get("quantity", 1))
         if qty is None or not 0 < qty <= MAX_QUANTITY:
             errors.add(f"{f}.quantity", "must be a number above 0")
-        sl = _level(node.get("stop_loss"), f"{f}.stop_loss", errors, percent_max=100.0)
-        tg = _level(node.get("target"), f"{f}.target", errors, percent_max=100.0 if side_n == "sell" else None)
+        sl = _level(node.get("stop_loss"), f"{f}.stop_loss", errors, percent_max=100.0, declared=declared)
+        tg = _level(node.get("target"), f"{f}.target", errors, percent_max=100.0 if side_n == "sell" else None,
+                    declared=declared)
         max_re = node.get("max_reentries", 0)
         if isinstance(max_re, bool) or not isinstance(max_re, int) or not 0 <= max_re <= 100:
             errors.add(f"{f}.max_reentries", "must be a whole number from 0 to 100")
@@ -316,7 +355,7 @@ def validate_definition(definition: Any) -> dict[str, Any]:
         if not isinstance(node, dict):
             errors.add(f, "an exit node is an object")
             continue
-        nid, nname, cond = _node_head(node, f, _EXIT_KEYS, f"exit-{i + 1}", ids, errors)
+        nid, nname, cond = _node_head(node, f, _EXIT_KEYS, f"exit-{i + 1}", ids, errors, declared)
         targets = node.get("entries")
         if targets is None:
             targets = list(entry_ids)
@@ -336,8 +375,10 @@ def validate_definition(definition: Any) -> dict[str, Any]:
 
 
 def compile_strategy(definition: dict[str, Any]) -> Strategy:
-    """A Strategy from a definition (validated again: stored ones were valid when stored)."""
-    d = validate_definition(definition)
+    """A Strategy from a definition (validated again: stored ones were valid when stored); a
+    definition with parameters runs with their values (its defaults) substituted."""
+    normal = validate_definition(definition)
+    d = substitute(normal, {}) if normal.get("parameters") else normal
     sess = d["session"]
 
     def minutes(key: str) -> int | None:
@@ -371,5 +412,5 @@ def compile_strategy(definition: dict[str, Any]) -> Strategy:
         square_off=minutes("square_off"),
         entries=entries,
         exits=exits,
-        definition=d,
+        definition=normal,
     )

@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from domain.market import NS_PER_DAY
 from domain.market import NS_PER_MINUTE as NS_MIN
 from domain.market import interval_name, interval_ns
 from domain.metrics import finite
@@ -119,20 +120,42 @@ class DayByDayRun:
     bars_evaluated: int
 
 
-def run_day_by_day(
-    bars: Bars,
-    strategy: Strategy,
-    start: date,
-    end: date,
-    *,
-    interval: str = "1m",
-    ticker: str = "",
-    slippage_pct: float = 0.0,
-    commission_pct: float = 0.0,
-    day_offset: int = 0,
-) -> DayByDayRun:
-    """Trades of every day of [start, end] (numbered from `day_offset` + 1: a shard of a
-    longer range keeps the range's numbers); raises NoData when no day has bars."""
+@dataclass
+class DayPlan:
+    """What every run of one session over one range shares: the trading days, the bars up to
+    the range's end and the indicator cache (a sweep evaluates each distinct indicator once)."""
+
+    tz: ZoneInfo
+    bar_ns: int
+    n: int
+    ts: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    minute: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    square_offs: np.ndarray
+    dates: list[date]
+    day_offset: int
+    ctx: SeriesContext
+    periods_per_year: int
+
+    @property
+    def span_days(self) -> float:
+        """From the first session bar's start to the last one's (the metrics' trades per month)."""
+        if not self.dates:
+            return 0.0
+        return (int(self.ts[int(self.ends[-1]) - 1]) - int(self.ts[int(self.starts[0])])) / NS_PER_DAY
+
+
+def plan_days(bars: Bars, strategy: Strategy, start: date, end: date, *, interval: str = "1m", day_offset: int = 0) -> DayPlan:
+    """The days of [start, end] in the strategy's session (its timezone, hours and
+    square-off), the bars up to the range's end and an empty indicator cache; raises
+    NoData when no day has bars. Runs of strategies that differ only in their conditions
+    and levels (a sweep's combinations) share one plan."""
     tzname = strategy.timezone or bars.timezone or "UTC"
     tz = ZoneInfo(tzname)
     bar_ns = interval_ns(interval_name(interval) or "1m")
@@ -148,16 +171,47 @@ def run_day_by_day(
         for j in range(starts.size):
             s, e = int(starts[j]), int(ends[j])
             sqs[j] = s + int(np.searchsorted(minute[s:e], strategy.square_off, side="left"))
-    days = [
-        Day(date=d, day_number=day_offset + j + 1, start=int(s), end=int(e), square_off=int(q))
-        for j, (d, s, e, q) in enumerate(zip(plan.dates(), starts.tolist(), ends.tolist(), sqs.tolist()))
-    ]
-
     o, h, lo, c, v = (np.ascontiguousarray(a[:n]) for a in (bars.open, bars.high, bars.low, bars.close, bars.volume))
     # VWAP restarts at the strategy's session start (DESIGN.md), not at local midnight: bars
     # before a narrower session are a segment of their own and never enter the session's VWAP.
     vwap_segment = day * 2 + (minute >= strategy.session_start) if strategy.session_start is not None else day
     ctx = SeriesContext(o, h, lo, c, v, minute, vwap_segment)
+    return DayPlan(
+        tz=tz, bar_ns=bar_ns, n=n, ts=bars.ts[:n], open=o, high=h, low=lo, close=c, volume=v, minute=minute,
+        starts=starts.astype(np.int64), ends=ends.astype(np.int64), square_offs=sqs.astype(np.int64),
+        dates=plan.dates(), day_offset=day_offset, ctx=ctx, periods_per_year=bars.periods_per_year,
+    )
+
+
+def run_day_by_day(
+    bars: Bars,
+    strategy: Strategy,
+    start: date,
+    end: date,
+    *,
+    interval: str = "1m",
+    ticker: str = "",
+    slippage_pct: float = 0.0,
+    commission_pct: float = 0.0,
+    day_offset: int = 0,
+) -> DayByDayRun:
+    """Trades of every day of [start, end] (numbered from `day_offset` + 1: a shard of a
+    longer range keeps the range's numbers); raises NoData when no day has bars."""
+    plan = plan_days(bars, strategy, start, end, interval=interval, day_offset=day_offset)
+    return run_planned(plan, strategy, ticker=ticker, slippage_pct=slippage_pct, commission_pct=commission_pct)
+
+
+def run_planned(
+    plan: DayPlan, strategy: Strategy, *, ticker: str = "", slippage_pct: float = 0.0, commission_pct: float = 0.0
+) -> DayByDayRun:
+    """`run_day_by_day` on a plan of the strategy's session (indicators from the plan's cache)."""
+    n, tz, bar_ns, minute, ctx = plan.n, plan.tz, plan.bar_ns, plan.minute, plan.ctx
+    o, h, lo, c, v = plan.open, plan.high, plan.low, plan.close, plan.volume
+    starts, ends, sqs = plan.starts, plan.ends, plan.square_offs
+    days = [
+        Day(date=d, day_number=plan.day_offset + j + 1, start=int(s), end=int(e), square_off=int(q))
+        for j, (d, s, e, q) in enumerate(zip(plan.dates, starts.tolist(), ends.tolist(), sqs.tolist()))
+    ]
     entries = strategy.entries
     entry_eval = [evaluate(e.condition, ctx) for e in entries]
     exit_eval = [evaluate(x.condition, ctx) for x in strategy.exits]
@@ -175,9 +229,9 @@ def run_day_by_day(
         h,
         lo,
         c,
-        starts.astype(np.int64),
-        ends.astype(np.int64),
-        sqs.astype(np.int64),
+        starts,
+        ends,
+        sqs,
         entry_sig,
         exit_sig,
         np.array([1 if e.side == "buy" else -1 for e in entries], dtype=np.int8),
@@ -187,7 +241,7 @@ def run_day_by_day(
         np.array([e.target.value if e.target else 0.0 for e in entries], dtype=np.float64),
         np.array([e.max_reentries for e in entries], dtype=np.int32),
     )
-    ts = bars.ts[:n]
+    ts = plan.ts
     slip, comm = slippage_pct / 100.0, commission_pct / 100.0
     cols = {key: raw[key].tolist() for key in raw}
     for j in range(len(cols["node"])):

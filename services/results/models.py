@@ -158,6 +158,8 @@ class SweepResult(Base):
     total_trades: Mapped[int]
     trades_per_month: Mapped[float | None]
     avg_trade_duration: Mapped[str] = mapped_column(sa.String(64), default="")
+    # A rule sweep's combination ({name: value}); None for crossover sweeps (fast, slow).
+    parameters: Mapped[dict[str, Any] | None]
 
 
 class Dataset(Base):

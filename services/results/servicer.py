@@ -246,7 +246,9 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
         )
         for r in best.rows:
             # Undefined metrics (None) stay unset.
-            out.results.add(**{name: getattr(r, name) for name in SWEEP_RESULT_FIELDS if getattr(r, name) is not None})
+            row = out.results.add(**{name: getattr(r, name) for name in SWEEP_RESULT_FIELDS if getattr(r, name) is not None})
+            if r.parameters is not None:
+                row.parameters_json = json.dumps(r.parameters, separators=(",", ":"))
         if best.run.overfitting is not None:
             out.overfitting.CopyFrom(sweeps.overfitting_message(best.run.overfitting))
         return out
@@ -358,6 +360,7 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
             sweeps.SweepRow(
                 **{name: getattr(r, name) for name in SWEEP_RESULT_FIELDS if name not in SWEEP_OPTIONAL_METRICS},
                 metrics={name: (getattr(r, name) if r.HasField(name) else None) for name in SWEEP_OPTIONAL_METRICS},
+                parameters=sweeps.row_parameters(r.parameters_json),
             )
             for r in request.results
         ]

@@ -8,6 +8,7 @@ the handler of JOB_KIND_SWEEP.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -167,6 +168,21 @@ class SweepRow:
     total_trades: int
     avg_trade_duration: str
     metrics: dict[str, float | None]
+    # A rule sweep's combination ({name: value}); None for a crossover sweep's (fast, slow).
+    parameters: dict[str, Any] | None = None
+
+
+def row_parameters(parameters_json: str) -> dict[str, Any] | None:
+    """A reported row's combination (SweepResult.parameters_json; empty: a crossover sweep's row)."""
+    if not parameters_json:
+        return None
+    try:
+        value = json.loads(parameters_json)
+    except json.JSONDecodeError:
+        raise InvalidArgument("results: parameters_json is not JSON") from None
+    if not isinstance(value, dict):
+        raise InvalidArgument("results: parameters_json must be an object")
+    return value
 
 
 def complete_sweep(
@@ -219,6 +235,7 @@ def complete_sweep(
                     "slow_period": r.slow_period,
                     "total_trades": r.total_trades,
                     "avg_trade_duration": r.avg_trade_duration,
+                    "parameters": r.parameters,
                     **{k: runs.finite(r.metrics.get(k)) for k in SWEEP_OPTIONAL_METRICS},
                 }
                 for r in rows
@@ -228,7 +245,8 @@ def complete_sweep(
         run = session.get(SweepRun, run_id)
         assert run is not None
         run.overfitting = overfitting_view(statistics, _top_index(session, run, rows))
-    _save_sweep_run(session, job, run_id, rows, execution_time_seconds, bars, dataset_version_id)
+    if not spec.get("rule_sweep"):  # a saved run replays a crossover; a rule sweep's rows are its record
+        _save_sweep_run(session, job, run_id, rows, execution_time_seconds, bars, dataset_version_id)
     started = job.started_at or job.created_at
     # The seed's callback reports execution_time_seconds as the job's wall time from
     # submission to completion (its example: queued 10:30:45, done 10:32:52 → 127);
@@ -252,8 +270,12 @@ def _top_index(session: Session, run: SweepRun, rows: list[SweepRow]) -> int | N
     first = session.scalars(_best_rows(run, [SweepResult.sweep_run_id == run.sweep_run_id]).limit(1)).first()
     if first is None:
         return None
-    pair = (first.fast_period, first.slow_period)
-    return next((i for i, r in enumerate(rows) if (r.fast_period, r.slow_period) == pair), None)
+    # Rows are inserted in grid order, so ids ascend with it.
+    ids = session.scalars(
+        sa.select(SweepResult.id).where(SweepResult.sweep_run_id == run.sweep_run_id).order_by(SweepResult.id)
+    ).all()
+    index = ids.index(first.id)
+    return index if index < len(rows) else None
 
 
 def _save_sweep_run(session: Session, job: Job, sweep_run_id: str, rows: list[SweepRow], seconds: float, bars: int,

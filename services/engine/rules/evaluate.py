@@ -56,6 +56,11 @@ class SeriesContext:
     def __len__(self) -> int:
         return int(self.series["close"].shape[0])
 
+    @property
+    def computed(self) -> int:
+        """Distinct indicator series computed so far (each once per context)."""
+        return len(self._cache)
+
     def indicator(self, ind: Indicator) -> np.ndarray:
         key = ind.key
         value = self._cache.get(key)

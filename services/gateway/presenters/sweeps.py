@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
@@ -30,7 +31,10 @@ def _row_fields() -> dict[str, Any]:
 # One combination of a sweep, in the seed's column order; its fields are the proto's
 # (`hindsight.results.v1.SweepResult`); undefined metrics are null.
 SweepResultRow = create_model(  # type: ignore[call-overload]
-    "SweepResultRow", __base__=ResponseModel, __doc__="One (fast, slow) combination and its metrics.", **_row_fields()
+    "SweepResultRow", __base__=ResponseModel, __doc__="One (fast, slow) combination and its metrics.", **_row_fields(),
+    parameters=(dict[str, int | float] | None, Field(
+        None, description="a rule strategy's sweep: the combination's values (absent for crossover sweeps)"
+    )),
 )
 
 
@@ -98,6 +102,8 @@ def sweep_row(row: results_pb2.SweepResult) -> dict[str, Any]:
             out[name] = getattr(row, name) if row.HasField(name) else None
         else:
             out[name] = getattr(row, name)
+    if row.parameters_json:
+        out["parameters"] = json.loads(row.parameters_json)
     return out
 
 
@@ -154,4 +160,43 @@ def overfitting(msg: results_pb2.SweepOverfitting) -> dict[str, Any]:
         "sharpe_variance": opt("sharpe_variance"),
         "reason": msg.reason or None,
         "reading": msg.reading or None,
+    }
+
+
+class RuleSweepAccepted(ResponseModel):
+    """A queued sweep of a rule strategy's parameters; follow it at `stream_url`, read it at
+    `/api/v1/sweeps/{sweep_run_id}/best` once done (the job's `sweep_run_id`)."""
+
+    job_id: str
+    status: str
+    message: str
+    strategy_id: str
+    parameters: dict[str, list[int | float]] = Field(description="the ranges swept, [start, stop, step] each")
+    combinations: int
+    start_date: str
+    end_date: str
+    min_trades: int
+    estimated_duration_seconds: int
+    webhook_url: str | None
+    created_at: str | None
+    stream_url: str
+    trace_id: str | None
+
+
+def rule_sweep_accepted(job: jobs_pb2.Job, strategy_id: str, request: Any) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id,
+        "status": "queued",
+        "message": "Rule strategy sweep job queued successfully",
+        "strategy_id": strategy_id,
+        "parameters": request.parameters,
+        "combinations": job.combinations,
+        "start_date": request.start_date,
+        "end_date": request.end_date,
+        "min_trades": request.min_trades,
+        "estimated_duration_seconds": job.estimated_duration_seconds,
+        "webhook_url": request.webhook_url,
+        "created_at": timestamp(job.created_at) or utc_now(),
+        "stream_url": stream_url(job.job_id),
+        "trace_id": job.trace_id or None,
     }

@@ -37,7 +37,7 @@ class TradingSession(RequestModel):
 
 class Level(RequestModel):
     type: Literal["percent", "points"]
-    value: float = Field(gt=0, description="from the entry fill price")
+    value: float | str = Field(description="from the entry fill price, above 0; or a declared parameter as \"{name}\"")
 
 
 class EntryNode(RequestModel):
@@ -68,6 +68,12 @@ class StrategyDefinition(RequestModel):
     entries: list[EntryNode] = Field(min_length=1, max_length=MAX_NODES)
     exits: list[ExitNode] = Field(default_factory=list, max_length=MAX_NODES)
     metadata: dict[str, Any] | None = None
+    parameters: dict[str, int | float] | None = Field(
+        None,
+        description="declared parameters and their defaults; `{name}` in a condition or as a stop-loss / target "
+        "value is replaced by the value (the default, or a sweep's combination)",
+        examples=[{"rsi_len": 14, "oversold": 30}],
+    )
     _normal: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="wrap")

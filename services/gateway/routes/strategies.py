@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 from hindsight.backtest.v1 import backtest_pb2, backtest_pb2_grpc
+from hindsight.jobs.v1 import jobs_pb2
+from hindsight.results.v1 import results_pb2
 
 from services.gateway.backend import Backend
 from services.gateway.body import BodyReader
@@ -26,11 +28,17 @@ from services.gateway.presenters.strategies import (
     builtin_strategies,
     strategy_view,
 )
+from services.gateway.presenters.sweeps import RuleSweepAccepted, rule_sweep_accepted
+from services.gateway.requests.fields import check_webhook
+from services.gateway.requests.rule_sweeps import RuleSweepRequest
 from services.gateway.requests.strategies import StrategyDefinition, strategy_message
+from services.gateway.routes.sweeps import _trace_id
 
 router = APIRouter(tags=["strategies"])
 _read_definition = BodyReader(StrategyDefinition, message=strategy_message)
 DefinitionDep = Annotated[StrategyDefinition, Depends(_read_definition)]
+INVALID_RULE_SWEEP = "invalid sweep"
+_read_rule_sweep = BodyReader(RuleSweepRequest, message=INVALID_RULE_SWEEP)
 
 STRATEGY_DOC = """A rule strategy, e.g.
 
@@ -63,8 +71,8 @@ def _stub(backend: Backend) -> backtest_pb2_grpc.StrategiesServiceStub:
     return backend.strategies
 
 
-async def _call(backend: Backend, method, request):
-    """A strategies call; a definition refused by results becomes a 400 listing its problems."""
+async def _call(backend: Backend, method, request, message=strategy_message):
+    """A strategies call; a definition (or sweep) refused by results becomes a 400 listing its problems."""
     try:
         return await backend.call(method, request)
     except ApiError as err:
@@ -74,8 +82,72 @@ async def _call(backend: Backend, method, request):
             except ValueError:
                 raise err from None
             if isinstance(body, dict) and isinstance(body.get("errors"), list):
-                raise invalid(strategy_message(body["errors"]), body["errors"]) from None
+                raise invalid(message(body["errors"]), body["errors"]) from None
         raise
+
+
+def _sweep_message(problems: list[dict[str, Any]]) -> str:
+    return INVALID_RULE_SWEEP + ": " + "; ".join(f"{e.get('field')}: {e.get('message')}" for e in problems[:5])
+
+
+RULE_SWEEP_DOC = """Sweep a strategy's declared `parameters`: each combination of the ranges is the
+strategy with its values substituted for the `{name}` placeholders, run day by day over
+[start_date, end_date] exactly as `POST /api/v1/backtest/start` runs it, without per-day
+files. The ranges are `[start, stop, step]`, inclusive (`[10, 20, 2]`: 10, 12, ..., 20);
+a parameter whose default is a whole number takes whole numbers. Every placeholder the
+strategy uses needs a range; a range over a name the strategy does not declare, a
+range of the wrong type, a combination that makes the strategy invalid, or more than
+1000 combinations are a 400 and nothing is queued. Each distinct indicator series is
+computed once per sweep.
+
+Follow the job at `stream_url`; when it is done its `sweep_run_id` names the results:
+`GET /api/v1/sweeps/{sweep_run_id}/best` ranks the combinations by score (those with at
+least `min_trades` trades), each row with its `parameters`, and carries the grid's
+overfitting statistics (`overfitting`), the trials being every combination and their
+daily returns those of the day-end equity."""
+
+
+@router.post(
+    "/api/v1/strategies/{strategy_id}/sweep",
+    status_code=202,
+    summary="Sweep a rule strategy's parameters (day by day)",
+    description=RULE_SWEEP_DOC,
+    response_model=RuleSweepAccepted,
+)
+async def sweep_strategy(
+    strategy_id: str,
+    sweep: Annotated[RuleSweepRequest, Depends(_read_rule_sweep)],
+    backend: BackendDep,
+    caller: CallerDep,
+) -> dict[str, Any]:
+    checked_id(strategy_id, "strategy")
+    await check_webhook(sweep.webhook_url, backend.webhook_policy, message=INVALID_RULE_SWEEP)
+    spec = jobs_pb2.RuleSweepSpec(
+        strategy_id=strategy_id,
+        parameters_json=json.dumps(sweep.parameters, separators=(",", ":")),
+        start_date=sweep.start_date.isoformat(),
+        end_date=sweep.end_date.isoformat(),
+        min_trades=sweep.min_trades,
+        initial_capital=sweep.initial_capital,
+        commission_pct=sweep.commission_percentage,
+        slippage_pct=sweep.slippage_percentage,
+        pbo_blocks=sweep.pbo_blocks,
+    )
+    shown = {"strategy_id": strategy_id, **sweep.model_dump(mode="json", exclude_none=True)}
+    request = results_pb2.SubmitJobRequest(
+        tenant_id=caller.tenant_id,
+        job_kind=jobs_pb2.JOB_KIND_RULE_SWEEP,
+        parameters_json=json.dumps(shown, separators=(",", ":")),
+        webhook_url=sweep.webhook_url or "",
+        timeout_seconds=sweep.timeout_seconds or 0,
+        rule_sweep=spec,
+        trace_id=_trace_id(),
+        notify_email=sweep.notify_email or "",
+    )
+    resp = await _call(backend, backend.stub.SubmitJob, request, _sweep_message)
+    out = rule_sweep_accepted(resp.job, strategy_id, sweep)
+    out["start_date"], out["end_date"] = sweep.start_date.isoformat(), sweep.end_date.isoformat()
+    return out
 
 
 def _definition_json(definition: StrategyDefinition) -> str:
