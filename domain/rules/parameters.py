@@ -132,9 +132,9 @@ def used_parameters(definition: Mapping[str, Any]) -> list[str]:
                 level = node.get(key)
                 if isinstance(level, dict):
                     raw = level.get("value") if ("type" in level or "value" in level) else next(iter(level.values()), None)
-                    name = level_placeholder(raw)
-                    if name is not None:
-                        seen.setdefault(name, None)
+                    named = level_placeholder(raw)
+                    if named is not None:
+                        seen.setdefault(named, None)
     return list(seen)
 
 

@@ -34,9 +34,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from domain.market import NS_PER_DAY
+from domain.market import NS_PER_DAY, interval_name, interval_ns
 from domain.market import NS_PER_MINUTE as NS_MIN
-from domain.market import interval_name, interval_ns
 from domain.metrics import finite
 from domain.rules.expr import TimeLit, TimeOfDay, source_text
 from domain.rules.strategy import EntryNode, Strategy

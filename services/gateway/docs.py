@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from domain.overfitting import DEFINITIONS
+from domain.rules import parameters as rule_parameters
 
 SCORE_DOC = """\
 **score** = `sharpe_ratio × (1 + max_drawdown_pct / 100)`: the Sharpe ratio discounted
@@ -42,6 +43,23 @@ Zhu, 2015). The webhook and the email of a completed sweep carry both.
 
 {DEFINITIONS}"""
 
+RULE_SWEEP_DOC = f"""\
+A rule strategy may declare `"parameters": {{"rsi_len": 14, "oversold": 30}}` (name: default
+number) and use `{{rsi_len}}` anywhere in a condition and as a stop-loss or target `value`
+(`"value": "{{sl}}"`). A backtest runs it with the defaults. Every placeholder must name a
+declared parameter, and the defaults must make the strategy valid (`RSI({{rsi_len}})` needs a
+whole number); a default written as a whole number (`14`) makes the parameter a whole-number
+one. At most {rule_parameters.MAX_PARAMETERS} parameters.
+
+`POST /api/v1/strategies/{{id}}/sweep` with `{{"parameters": {{"rsi_len": [10, 20, 2], "oversold":
+[20, 35, 5]}}, "start_date", "end_date", "min_trades"}}` runs every combination of the ranges
+(`[start, stop, step]`, inclusive) day by day, exactly as a day-by-day backtest of the
+substituted strategy, and ranks them in `best`'s shape (each row with its `parameters`)
+with the overfitting statistics on the combinations' day-end returns. Every placeholder the
+strategy uses needs a range; a range over an undeclared name, of the wrong type, that makes
+the strategy invalid, or a grid of more than **{rule_parameters.MAX_SWEEP_COMBINATIONS}
+combinations** is a 400, and nothing is queued."""
+
 APP_DESCRIPTION = f"""\
 Hindsight: backtests and parameter sweeps over historical OHLCV bars.
 
@@ -63,6 +81,10 @@ without any credentials acts as the dev tenant (unless `HINDSIGHT_REQUIRE_AUTH=1
 ## Overfitting statistics of a sweep
 
 {OVERFITTING_DOC}
+
+## Sweeps of a rule strategy's parameters
+
+{RULE_SWEEP_DOC}
 """
 
 

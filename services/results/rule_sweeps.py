@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from domain.backtest_spec import DAY_BY_DAY_CAPITAL_DEFAULT, DAY_BY_DAY_COST_PCT_MAX
 from domain.overfitting import PBO_BLOCKS_DEFAULT, pbo_blocks_problem
 from domain.rules.strategy import StrategyInvalid
-from domain.rules.sweep import MIN_TRADES_DEFAULT, MIN_TRADES_MAX, MIN_TRADES_MIN, STRATEGY_TYPE, rule_grid
+from domain.rules.sweep import MIN_TRADES_MAX, MIN_TRADES_MIN, STRATEGY_TYPE, rule_grid
 from domain.sweep import CASH_MAX
 from services.results import jobs
 from services.results.artifacts import check_date

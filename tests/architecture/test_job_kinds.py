@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 HANDLERS = ROOT / "services/results/kinds"
 SOURCES = [p for d in ("services", "libs", "cli") for p in (ROOT / d).rglob("*.py") if "gen" not in p.parts]
 # The names the API has always shown.
-PUBLIC_NAMES = {jobs_pb2.JOB_KIND_SWEEP: "trading-sweep", jobs_pb2.JOB_KIND_DAY_BY_DAY: "day-backtest"}
+PUBLIC_NAMES = {jobs_pb2.JOB_KIND_SWEEP: "trading-sweep", jobs_pb2.JOB_KIND_DAY_BY_DAY: "day-backtest",
+                jobs_pb2.JOB_KIND_RULE_SWEEP: "rule-sweep"}
 
 
 def _results_registry(tmp_path: Path) -> results_kinds.KindRegistry:
@@ -59,4 +60,4 @@ def test_a_kind_name_is_written_only_in_its_handler(tmp_path: Path) -> None:
     ]
     assert not found, f"job kinds are named in services/results/kinds/ only; also at {found}"
     in_handlers = [p.name for p in HANDLERS.glob("*.py") if literal.search(p.read_text())]
-    assert sorted(in_handlers) == ["day_by_day.py", "sweep.py"]
+    assert sorted(in_handlers) == ["day_by_day.py", "rule_sweep.py", "sweep.py"]

@@ -35,6 +35,15 @@ class SweepLimits(BaseModel):
     timeout_seconds: tuple[int, int]
 
 
+class RuleSweepLimits(BaseModel):
+    """Sweeps of a rule strategy's declared parameters (`POST /api/v1/strategies/{id}/sweep`)."""
+
+    max_combinations: int = Field(description="combinations of one sweep's grid, at most")
+    max_parameters: int = Field(description="parameters a strategy declares, at most")
+    min_trades: tuple[int, int]
+    min_trades_default: int
+
+
 class Vocabulary(BaseModel):
     """The domain's vocabulary, so clients (the dashboard among them) need not copy it."""
 
@@ -44,3 +53,4 @@ class Vocabulary(BaseModel):
     ticker: TickerRule
     strategies: list[str]
     sweep: SweepLimits
+    rule_sweep: RuleSweepLimits

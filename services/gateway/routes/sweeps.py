@@ -94,6 +94,8 @@ async def strategy_sweep(sweep: SweepDep, backend: BackendDep, caller: CallerDep
     summary="Best combinations of a sweep run, by score (seed 001)",
     description=f"{SCORE_DOC}\n\n## Overfitting statistics (`overfitting`)\n\n{OVERFITTING_DOC}",
     response_model=shapes.SweepBest,
+    # A crossover sweep's rows keep the seed's columns: `parameters` only on a rule sweep's rows.
+    response_model_exclude_unset=True,
 )
 async def sweep_best(
     backend: BackendDep,

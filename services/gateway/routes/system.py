@@ -10,13 +10,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from domain import bar_formats, market, sweep
 from domain.backtest_spec import BUILTIN_STRATEGIES
+from domain.rules import parameters as rule_parameters
+from domain.rules import sweep as rule_sweep
 from libs import telemetry
 from services.gateway.auth import dev_tenant_allowed
 from services.gateway.deps import BackendDep
 from services.gateway.docs import content
 from services.gateway.errors import RETRY_AFTER_SECONDS, ApiError
 from services.gateway.presenters.common import utc_now
-from services.gateway.presenters.system import Health, SweepLimits, TickerRule, Vocabulary
+from services.gateway.presenters.system import Health, RuleSweepLimits, SweepLimits, TickerRule, Vocabulary
 
 router = APIRouter(tags=["system"])
 API_VERSION = "1.0.0"
@@ -95,5 +97,11 @@ async def vocabulary(backend: BackendDep) -> Vocabulary:
             min_trades_default=sweep.MIN_TRADES_DEFAULT,
             cost_pct_max=sweep.COST_PCT_MAX,
             timeout_seconds=(sweep.TIMEOUT_SECONDS_MIN, timeout_max),
+        ),
+        rule_sweep=RuleSweepLimits(
+            max_combinations=rule_parameters.MAX_SWEEP_COMBINATIONS,
+            max_parameters=rule_parameters.MAX_PARAMETERS,
+            min_trades=(rule_sweep.MIN_TRADES_MIN, rule_sweep.MIN_TRADES_MAX),
+            min_trades_default=rule_sweep.MIN_TRADES_DEFAULT,
         ),
     )
