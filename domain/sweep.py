@@ -7,6 +7,7 @@ stores) and the engine (to run the grid).
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -42,6 +43,66 @@ def sweep_strategy_type(value: object) -> str | None:
         return value.strip().upper()
     builtin = strategy_name(value)
     return next((t for t, name in SWEEP_STRATEGY.items() if name == builtin), None)
+
+
+# rsi_reversion's sweep (strategy_type RSI): its period, oversold and overbought thresholds.
+RSI_STRATEGY_TYPE: Final = "RSI"
+RSI_PERIOD_MIN: Final = 2
+THRESHOLD_MIN: Final = 0.0
+THRESHOLD_MAX: Final = 100.0
+THRESHOLD_STEP_MIN: Final = 0.1
+THRESHOLD_STEP_DEFAULT: Final = 5.0
+# Combinations of one RSI sweep: each is one pass of the kernel over the bars (its RSI
+# series is shared by every combination of its period).
+RSI_MAX_COMBINATIONS: Final = 5_000
+
+
+def _inclusive(lo: float, hi: float, step: float) -> list[float]:
+    """lo, lo + step, ... up to hi inclusive, rounded to 10 decimals (no 0.30000000000000004)."""
+    count = int((hi - lo) / step + 1e-9) + 1 if hi >= lo and step > 0 else 0
+    return [round(lo + i * step, 10) for i in range(count)]
+
+
+def rsi_combos(
+    period_range: tuple[int, int], step: int, oversold_range: tuple[float, float],
+    overbought_range: tuple[float, float], threshold_step: float,
+) -> list[tuple[int, float, float]]:
+    """Every (period, oversold, overbought) of an RSI sweep with oversold < overbought: the
+    periods on `step`, both thresholds on `threshold_step` from their range's min up to its
+    max inclusive; period ascending, then oversold, then overbought."""
+    periods = range(period_range[0], period_range[1] + 1, step)
+    lows = _inclusive(*oversold_range, threshold_step)
+    highs = _inclusive(*overbought_range, threshold_step)
+    return [(p, lo, hi) for p in periods for lo in lows for hi in highs if lo < hi]
+
+
+def rsi_problems(
+    period_range: tuple[int, int], step: int, oversold_range: tuple[float, float],
+    overbought_range: tuple[float, float], threshold_step: float,
+) -> list[Problem]:
+    """Every rule an RSI sweep's grid breaks (empty: it may run)."""
+    out: list[Problem] = []
+    lo, hi = period_range
+    if lo < RSI_PERIOD_MIN or hi > PERIOD_MAX or lo > hi:
+        out.append(Problem("period_range", f"[min, max] with {RSI_PERIOD_MIN} <= min <= max <= {PERIOD_MAX}"))
+    if not STEP_MIN <= step <= STEP_MAX:
+        out.append(Problem("step", f"must be an integer from {STEP_MIN} to {STEP_MAX}"))
+    for name, (a, b) in (("oversold_range", oversold_range), ("overbought_range", overbought_range)):
+        if not (THRESHOLD_MIN <= a <= b <= THRESHOLD_MAX):
+            out.append(Problem(name, f"[min, max] with {THRESHOLD_MIN:g} <= min <= max <= {THRESHOLD_MAX:g}"))
+    if not THRESHOLD_STEP_MIN <= threshold_step <= THRESHOLD_MAX:
+        out.append(Problem("threshold_step", f"must be a number from {THRESHOLD_STEP_MIN:g} to {THRESHOLD_MAX:g}"))
+    if out:
+        return out
+    # Counted, not listed: a grid over the limit may be far too large to enumerate.
+    highs = _inclusive(*overbought_range, threshold_step)
+    pairs = sum(len(highs) - bisect.bisect_right(highs, lo) for lo in _inclusive(*oversold_range, threshold_step))
+    n = len(range(period_range[0], period_range[1] + 1, step)) * pairs
+    if n == 0:
+        out.append(Problem("oversold_range", "no oversold < overbought combination on this grid"))
+    elif n > RSI_MAX_COMBINATIONS:
+        out.append(Problem("threshold_step", f"the grid has {n} combinations; at most {RSI_MAX_COMBINATIONS}"))
+    return out
 
 
 def sweep_combos(fast_min: int, fast_max: int, slow_min: int, slow_max: int, step: int) -> list[tuple[int, int]]:

@@ -169,6 +169,18 @@ def resample(bars: Bars, interval: str) -> Bars:
 # ------------------------------------------------------------------ strategies
 
 
+def rsi_positions(rsi: np.ndarray, oversold: float, overbought: float) -> np.ndarray:
+    """rsi_reversion's wanted position at each bar's close from its RSI series: +1 from a
+    close below `oversold`, -1 from one above `overbought` (the kernel keeps the side
+    `direction` allows), unchanged in between, 0 before the first."""
+    with np.errstate(invalid="ignore"):
+        low, high = rsi < oversold, rsi > overbought
+    events = np.full(rsi.shape[0], np.nan)
+    events[low], events[high] = 1.0, -1.0
+    # Between the thresholds the position stays what the last crossing made it.
+    return pd.Series(events).ffill().fillna(0.0).to_numpy().astype(np.int8)
+
+
 def wanted_positions(bars: Bars, strategy: str, params: dict[str, Any]) -> np.ndarray:
     """The position (-1, 0, +1) a non-crossover strategy wants at each bar's close, from
     bars <= t only, in both directions (the kernel keeps the side ``direction`` allows:
@@ -176,13 +188,8 @@ def wanted_positions(bars: Bars, strategy: str, params: dict[str, Any]) -> np.nd
     close = bars.close
     n = close.shape[0]
     if strategy == "rsi_reversion":
-        with np.errstate(invalid="ignore"):
-            rsi = ta_kernel.rsi(close, int(params["period"]))
-            low, high = rsi < params["oversold"], rsi > params["overbought"]
-        events = np.full(n, np.nan)
-        events[low], events[high] = 1.0, -1.0
-        # Between the thresholds the position stays what the last crossing made it.
-        return pd.Series(events).ffill().fillna(0.0).to_numpy().astype(np.int8)
+        rsi = ta_kernel.rsi(close, int(params["period"]))
+        return rsi_positions(rsi, float(params["oversold"]), float(params["overbought"]))
     if strategy == "buy_and_hold":
         return np.ones(n, dtype=np.int8)
     raise ValueError(f"unknown strategy {strategy!r}")
