@@ -91,7 +91,7 @@ PARAM_ALIASES = {
     "upper": "overbought",
 }
 # The sweep's strategy_type of each crossover built-in (a sweep's run is replayed as one of these).
-SWEEP_STRATEGY = {"SMA": "sma_crossover", "EMA": "ema_crossover", "MACD": "macd_crossover"}
+SWEEP_STRATEGY = {"SMA": "sma_crossover", "EMA": "ema_crossover", "MACD": "macd_crossover", "RSI": "rsi_reversion"}
 
 
 class SpecInvalid(Exception):

@@ -1,4 +1,8 @@
-"""Parameter sweeps of the moving-average crossovers: the grid and the limits of a request.
+"""Parameter sweeps of the built-in strategies: the grid and the limits of a request.
+
+The moving-average crossovers sweep (fast, slow) pairs; ``rsi_reversion`` (strategy_type
+``RSI``) sweeps its period (``period_range`` on ``step``) and its oversold and overbought
+thresholds (``oversold_range``, ``overbought_range`` on ``threshold_step``).
 
 One definition, used by the gateway (to answer 400 field by field and count the
 combinations at submission), results (its defensive check of every job it
@@ -16,7 +20,9 @@ from domain.backtest_spec import DIRECTIONS, FILLS, SWEEP_STRATEGY, strategy_nam
 from domain.market import INTERVALS, interval_message, ticker_problem
 from domain.overfitting import PBO_BLOCKS_DEFAULT, pbo_blocks_problem
 
-STRATEGY_TYPES: Final = ("SMA", "EMA", "MACD")
+# The crossovers sweep (fast, slow); RSI (rsi_reversion) sweeps its period and thresholds.
+CROSSOVER_TYPES: Final = ("SMA", "EMA", "MACD")
+STRATEGY_TYPES: Final = (*CROSSOVER_TYPES, "RSI")
 CONFIG_PATHS: Final = ("minimum", "standard")
 
 PERIOD_MIN: Final = 1
@@ -168,9 +174,23 @@ class SweepSpec:
     initial_cash: float = INITIAL_CASH_DEFAULT
     # CSCV blocks of the overfitting statistics (domain.overfitting)
     pbo_blocks: int = PBO_BLOCKS_DEFAULT
+    # strategy_type RSI: the period's range (on `step`) and the thresholds' (on threshold_step)
+    period_range: tuple[int, int] = (0, 0)
+    oversold_range: tuple[float, float] = (0.0, 0.0)
+    overbought_range: tuple[float, float] = (0.0, 0.0)
+    threshold_step: float = THRESHOLD_STEP_DEFAULT
+
+    @property
+    def is_rsi(self) -> bool:
+        return self.strategy_type == RSI_STRATEGY_TYPE
+
+    def rsi_grid(self) -> list[tuple[int, float, float]]:
+        return rsi_combos(self.period_range, self.step, self.oversold_range, self.overbought_range, self.threshold_step)
 
     @property
     def combinations(self) -> int:
+        if self.is_rsi:
+            return len(self.rsi_grid())
         return len(sweep_combos(*self.fast_range, *self.slow_range, self.step))
 
 
@@ -188,8 +208,9 @@ def spec_problems(spec: SweepSpec) -> list[Problem]:
             out.append(Problem(name, problem))
 
     check("ticker", ticker_problem(spec.ticker))
-    check("fast_range", range_problem(*spec.fast_range))
-    check("slow_range", range_problem(*spec.slow_range))
+    if not spec.is_rsi:
+        check("fast_range", range_problem(*spec.fast_range))
+        check("slow_range", range_problem(*spec.slow_range))
     if not STEP_MIN <= spec.step <= STEP_MAX:
         check("step", f"must be an integer from {STEP_MIN} to {STEP_MAX}")
     if not MIN_TRADES_MIN <= spec.min_trades <= MIN_TRADES_MAX:
@@ -205,6 +226,9 @@ def spec_problems(spec: SweepSpec) -> list[Problem]:
     if not 0 < spec.initial_cash <= CASH_MAX:
         check("initial_cash", "must be a number greater than 0")
     check("pbo_blocks", pbo_blocks_problem(spec.pbo_blocks))
-    if not out:
+    if not out and spec.is_rsi:
+        out += [p for p in rsi_problems(spec.period_range, spec.step, spec.oversold_range, spec.overbought_range,
+                                        spec.threshold_step) if p.field != "step"]
+    elif not out:
         out += grid_problems(spec.fast_range, spec.slow_range, spec.step)
     return out

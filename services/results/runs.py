@@ -443,7 +443,9 @@ def record_sweep_run(
     replay_spec = None
     if best is not None:
         parameters = {"fast_period": best.fast_period, "slow_period": best.slow_period}
-        if strategy == "macd_crossover":
+        if getattr(best, "parameters", None):  # rsi_reversion's (period, oversold, overbought)
+            parameters = dict(best.parameters)
+        elif strategy == "macd_crossover":
             parameters["signal_period"] = 9
         m = best.metrics
         ret = finite(m.get("total_return_pct"))

@@ -24,7 +24,7 @@ from hindsight.results.v1 import results_pb2
 from sqlalchemy.orm import Session
 
 from domain.overfitting import PBO_BLOCKS_DEFAULT, SweepStatistics, TrialMoments, overfitting_view
-from domain.sweep import INITIAL_CASH_DEFAULT, MIN_TRADES_DEFAULT, SweepSpec, spec_problems
+from domain.sweep import INITIAL_CASH_DEFAULT, MIN_TRADES_DEFAULT, THRESHOLD_STEP_DEFAULT, SweepSpec, spec_problems
 from libs.metric_fields import SWEEP_OPTIONAL_METRICS
 from services.results import jobs, runs
 from services.results.datasets import resolve_dataset
@@ -87,6 +87,10 @@ def sweep_spec_of(spec: dict[str, Any]) -> SweepSpec:
         slippage_pct=float(spec.get("slippage_pct") or 0.0),
         initial_cash=float(spec.get("initial_cash") or INITIAL_CASH_DEFAULT),
         pbo_blocks=int(spec.get("pbo_blocks") or PBO_BLOCKS_DEFAULT),
+        period_range=(int(spec.get("period_min") or 0), int(spec.get("period_max") or 0)),
+        oversold_range=(float(spec.get("oversold_min") or 0.0), float(spec.get("oversold_max") or 0.0)),
+        overbought_range=(float(spec.get("overbought_min") or 0.0), float(spec.get("overbought_max") or 0.0)),
+        threshold_step=float(spec.get("threshold_step") or THRESHOLD_STEP_DEFAULT),
     )
 
 

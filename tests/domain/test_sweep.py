@@ -38,7 +38,7 @@ def test_a_valid_spec_has_no_problems_and_counts_its_combinations() -> None:
         ({"slow_range": (20, sweep.PERIOD_MAX + 1)}, "slow_range"),
         ({"step": sweep.STEP_MAX + 1}, "step"),
         ({"min_trades": sweep.MIN_TRADES_MIN - 1}, "min_trades"),
-        ({"strategy_type": "RSI"}, "strategy_type"),
+        ({"strategy_type": "WMA"}, "strategy_type"),
         ({"interval": "7h"}, "interval"),
         ({"direction": "up"}, "direction"),
         ({"fill": "open"}, "fill"),

@@ -184,3 +184,32 @@ def test_unknown_strategy_is_404(a):
     r = a.post(f"/api/v1/strategies/{uuid.uuid4()}/sweep",
                json={"parameters": {"x": [1, 2, 1]}, "start_date": START, "end_date": END})
     assert r.status_code == 404, r.text
+
+
+def test_rsi_reversion_sweep_through_the_stack(a):
+    """strategy_type RSI: the period and both thresholds; each row equals a single
+    rsi_reversion backtest of its combination (the same kernel, so to the bit)."""
+    body = {"ticker": "DEMO-DAILY", "strategy_type": "rsi_reversion", "period_range": [10, 14], "step": 2,
+            "oversold_range": [25, 35], "overbought_range": [65, 75], "threshold_step": 5, "min_trades": 10,
+            "pbo_blocks": 8}
+    r = a.post("/api/v1/strategy/sweep", json=body)
+    assert r.status_code == 202, r.text
+    assert r.json()["parameters"]["combinations"] == 3 * 3 * 3
+    with a.stream("GET", r.json()["stream_url"], timeout=120) as resp:
+        final = read_sse(resp)[-1]["data"]
+    assert final["status"] == "completed", final
+    best = a.get(f"/api/v1/sweeps/{final['sweep_run_id']}/best", params={"limit": 100}).json()
+    assert best["total_results"] + best["excluded_below_min_trades"] == 27
+    rows = best["results"]
+    assert rows and all(row["strategy_type"] == "RSI" for row in rows)
+    assert best["overfitting"]["trials"] == 27 and best["overfitting"]["pbo"] is not None
+    for row in (rows[0], rows[-1]):
+        p = row["parameters"]
+        assert set(p) == {"period", "oversold", "overbought"} and row["fast_period"] == p["period"]
+        bt = a.post("/backtest", json={"ticker": "DEMO-DAILY", "strategy": "rsi_reversion", "parameters": p})
+        assert bt.status_code == 200, bt.text
+        m = bt.json()["metrics"]
+        for name in METRICS:
+            assert row[name] == m[name], (name, p)
+    bad = a.post("/api/v1/strategy/sweep", json={**body, "oversold_range": [60, 80], "overbought_range": [20, 40]})
+    assert bad.status_code == 400 and bad.json()["error"]["details"]["errors"][0]["field"] == "oversold_range"

@@ -228,7 +228,8 @@ def test_bad_input_changes_nothing(client):
         {"slow_range": "[20, 501]"},
         {"step": "0"},
         {"min_trades": "5"},
-        {"strategy_type": "RSI"},
+        {"strategy_type": "WMA"},
+        {"strategy_type": "RSI"},  # without its ranges
         {"config_path": "maximum"},
         {"fast_range": "[20, 20]", "slow_range": "[20, 30]"},
         {"fast_range": "[10, 30]", "slow_range": "[20, 30]"},

@@ -23,7 +23,7 @@ def test_builtin_strategies_listed_with_parameters(gw: Gateway) -> None:
         ("fast_period", "integer", 10), ("slow_period", "integer", 30)]
     assert "fast" in sma["parameters"][0]["aliases"]
     rsi = by_name["rsi_reversion"]
-    assert rsi["sweep_strategy_type"] is None
+    assert rsi["sweep_strategy_type"] == "RSI"  # rsi_reversion sweeps its period and thresholds (issue 14)
     assert [(p["name"], p["min"], p["max"]) for p in rsi["parameters"]] == [
         ("period", 2, 1000), ("oversold", 0, 100), ("overbought", 0, 100)]
     assert by_name["buy_and_hold"]["parameters"] == []
@@ -41,7 +41,23 @@ def test_sweep_takes_every_name_of_a_crossover(alpha: httpx.Client, given: str, 
     assert alpha.get(f"/api/v1/jobs/{r.json()['job_id']}").json()["parameters"]["strategy_type"] == stored
 
 
-@pytest.mark.parametrize("given", ["rsi_reversion", "buy_and_hold", "nope"])
+@pytest.mark.parametrize("given", ["rsi", "rsi_reversion", "RSI"])
+def test_sweep_takes_rsi_reversion_with_its_ranges(alpha: httpx.Client, given: str) -> None:
+    base = {k: v for k, v in SEED_JSON.items() if k not in ("fast_range", "slow_range")}
+    r = alpha.post("/api/v1/strategy/sweep", json=dict(base, strategy_type=given))
+    assert r.status_code == 400, r.text
+    assert {e["field"] for e in r.json()["error"]["details"]["errors"]} == {
+        "period_range", "oversold_range", "overbought_range"}
+    ranges = {"period_range": [10, 20], "oversold_range": [20, 35], "overbought_range": [30, 80], "threshold_step": 5}
+    r = alpha.post("/api/v1/strategy/sweep", json=dict(base, strategy_type=given, step=2, **ranges))
+    assert r.status_code == 202, r.text
+    # 6 periods x the (oversold, overbought) pairs with oversold < overbought: 4 x 11 minus (30, 30), (35, 30), (35, 35)
+    assert r.json()["parameters"]["combinations"] == 6 * (4 * 11 - 3)
+    job = alpha.get(f"/api/v1/jobs/{r.json()['job_id']}").json()
+    assert job["parameters"]["strategy_type"] == "RSI" and job["parameters"]["period_range"] == [10, 20]
+
+
+@pytest.mark.parametrize("given", ["buy_and_hold", "nope"])
 def test_sweep_refuses_what_it_cannot_sweep(alpha: httpx.Client, given: str) -> None:
     r = alpha.post("/api/v1/strategy/sweep", json=dict(SEED_JSON, strategy_type=given))
     assert r.status_code == 400, r.text

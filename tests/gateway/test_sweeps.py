@@ -151,7 +151,7 @@ VIOLATIONS: list[tuple[str, Any]] = [
     ("min_trades", 9),
     ("min_trades", 1001),
     ("min_trades", "many"),
-    ("strategy_type", "RSI"),
+    ("strategy_type", "WMA"),
     ("strategy_type", "buy_and_hold"),  # issue 16: "sma" is SMA now; a built-in that is no crossover is not
     ("config_path", "maximum"),
     ("fast_range+slow_range", ([20, 25], [20, 30])),  # fast min >= slow min

@@ -4,6 +4,7 @@ and store its rows, with the grid's overfitting statistics, with results' Comple
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 
@@ -13,8 +14,9 @@ from hindsight.results.v1 import results_pb2
 
 from domain.market import insufficient_data
 from domain.overfitting import PBO_BLOCKS_DEFAULT, SweepStatistics
-from domain.sweep import sweep_combos
+from domain.sweep import RSI_STRATEGY_TYPE, THRESHOLD_STEP_DEFAULT, rsi_combos, sweep_combos
 from services.engine.job_context import JobContext
+from services.engine.rsi_sweep import run_rsi_sweep
 from services.engine.sweep import SweepCancelled, run_sweep, run_sweep_with_statistics
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,13 @@ class SweepRunner:
 
     async def run(self, ctx: JobContext, job: jobs_pb2.Job, msg: bus_pb2.JobMessage) -> None:
         spec = job.sweep
-        combos = sweep_combos(spec.fast_min, spec.fast_max, spec.slow_min, spec.slow_max, spec.step)
+        rsi = spec.strategy_type == RSI_STRATEGY_TYPE
+        if rsi:
+            grid = rsi_combos((spec.period_min, spec.period_max), spec.step, (spec.oversold_min, spec.oversold_max),
+                              (spec.overbought_min, spec.overbought_max), spec.threshold_step or THRESHOLD_STEP_DEFAULT)
+            combos = [(p, 0) for p, _, _ in grid]  # the longest warm-up is the longest period
+        else:
+            combos = sweep_combos(spec.fast_min, spec.fast_max, spec.slow_min, spec.slow_max, spec.step)
         if (await ctx.progress(job.job_id, 1.0, "Loading historical data")).stop:
             return
         resolved = await ctx.call(
@@ -102,7 +110,19 @@ class SweepRunner:
                 "threads": ctx.sweep_threads,
             }
             strategy = spec.strategy_type or "SMA"
-            if ctx.sweep_statistics:
+            if rsi:
+                del settings["threads"]  # one kernel pass per combination, on this thread
+                blocks = (spec.pbo_blocks or PBO_BLOCKS_DEFAULT) if ctx.sweep_statistics else None
+                rsi_rows, stats = await asyncio.to_thread(run_rsi_sweep, bars, grid, pbo_blocks=blocks, **settings)
+                statistics = statistics_message(stats) if stats is not None else None
+                statistics_seconds = 0.0
+                # A row's combination is its parameters; fast_period holds the period (slow_period 0).
+                rows = []
+                for row in rsi_rows:
+                    combo = {name: row.pop(name) for name in ("period", "oversold", "overbought")}
+                    rows.append({"fast_period": combo["period"], "slow_period": 0,
+                                 "parameters_json": json.dumps(combo, separators=(",", ":")), **row})
+            elif ctx.sweep_statistics:
                 outcome = await asyncio.to_thread(
                     run_sweep_with_statistics, bars, strategy, combos,
                     pbo_blocks=spec.pbo_blocks or PBO_BLOCKS_DEFAULT, **settings,

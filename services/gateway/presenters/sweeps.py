@@ -40,8 +40,12 @@ SweepResultRow = create_model(  # type: ignore[call-overload]
 
 class SweepParametersShown(ResponseModel):
     ticker: str
-    fast_range: list[int]
-    slow_range: list[int]
+    fast_range: list[int] | None = None
+    slow_range: list[int] | None = None
+    period_range: list[int] | None = Field(None, description="strategy_type RSI")
+    oversold_range: list[float] | None = Field(None, description="strategy_type RSI")
+    overbought_range: list[float] | None = Field(None, description="strategy_type RSI")
+    threshold_step: float | None = Field(None, description="strategy_type RSI")
     step: int
     combinations: int
 
@@ -114,8 +118,10 @@ def sweep_accepted(job: jobs_pb2.Job, sweep: SweepRequest) -> dict[str, Any]:
         "message": "Strategy sweep job queued successfully",
         "parameters": {
             "ticker": sweep.ticker,
-            "fast_range": list(sweep.fast_range),
-            "slow_range": list(sweep.slow_range),
+            **({"period_range": sweep.period_range, "oversold_range": sweep.oversold_range,
+                "overbought_range": sweep.overbought_range, "threshold_step": sweep.threshold_step}
+               if sweep.strategy_type == "RSI"
+               else {"fast_range": list(sweep.fast_range or []), "slow_range": list(sweep.slow_range or [])}),
             "step": sweep.step,
             "combinations": job.combinations or sweep.combinations,
         },

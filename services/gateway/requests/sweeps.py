@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core.core_schema import ValidatorFunctionWrapHandler
 
 from domain import overfitting, sweep
 from domain.market import INTERVALS
-from services.gateway.body import ErrorText, RequestModel, raise_problems
+from services.gateway.body import ErrorText, RequestModel, absent, problem, raise_problems
 from services.gateway.requests.fields import Email, HttpUrl, Interval, Ticker
 
 # [min, max] of a moving-average period.
@@ -24,15 +25,40 @@ PeriodRange = Annotated[
     ErrorText("expected [min, max], e.g. [10, 20]"),
 ]
 CostPct = Annotated[float, Field(ge=0, le=sweep.COST_PCT_MAX, description="percent of traded value, per side")]
+# [min, max] of an RSI threshold (strategy_type RSI).
+ThresholdRange = Annotated[
+    list[float],
+    Field(min_length=2, max_length=2, description="[min, max], 0 to 100",
+          json_schema_extra={"items": {"type": "number", "minimum": sweep.THRESHOLD_MIN, "maximum": sweep.THRESHOLD_MAX}}),
+    ErrorText("expected [min, max], e.g. [20, 35]"),
+]
+
+
+def _again(error: Any) -> dict[str, Any]:
+    """A validation error as `ValidationError.from_exception_data` takes it back."""
+    ctx = error.get("ctx") or {}
+    if error["type"] == "hindsight":
+        return {"type": problem(error["msg"], **ctx), "loc": error["loc"], "input": error.get("input")}
+    out = {"type": error["type"], "loc": error["loc"], "input": error.get("input")}
+    if ctx:
+        out["ctx"] = ctx
+    return out
 
 
 class SweepRequest(RequestModel):
     """A sweep of the (fast, slow) periods of a moving-average crossover over one dataset.
-    `combinations` counts the pairs on the step grid of both ranges with fast < slow."""
+    `combinations` counts the pairs on the step grid of both ranges with fast < slow.
+    `strategy_type: RSI` (rsi_reversion) sweeps instead its period (`period_range` on
+    `step`) and its thresholds (`oversold_range`, `overbought_range` on `threshold_step`),
+    every combination with oversold < overbought."""
 
     ticker: Ticker
-    fast_range: PeriodRange = Field(examples=[[10, 20]])
-    slow_range: PeriodRange = Field(examples=[[20, 30]])
+    fast_range: PeriodRange | None = Field(None, examples=[[10, 20]], description="required but for RSI")
+    slow_range: PeriodRange | None = Field(None, examples=[[20, 30]], description="required but for RSI")
+    period_range: PeriodRange | None = Field(None, examples=[[10, 20]], description="RSI only: the RSI period")
+    oversold_range: ThresholdRange | None = Field(None, examples=[[20, 35]], description="RSI only")
+    overbought_range: ThresholdRange | None = Field(None, examples=[[65, 80]], description="RSI only")
+    threshold_step: float = Field(sweep.THRESHOLD_STEP_DEFAULT, description="RSI only: the thresholds' step")
     step: Annotated[int, Field(ge=sweep.STEP_MIN, le=sweep.STEP_MAX, examples=[5])]
     min_trades: Annotated[int, Field(ge=sweep.MIN_TRADES_MIN, le=sweep.MIN_TRADES_MAX)] = sweep.MIN_TRADES_DEFAULT
     strategy_type: Literal[sweep.STRATEGY_TYPES] = Field(  # type: ignore[valid-type]
@@ -63,17 +89,42 @@ class SweepRequest(RequestModel):
     def _strategy_alias(cls, value: Any) -> Any:
         return sweep.sweep_strategy_type(value) or value  # an unknown name fails as a Literal
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _required_ranges(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> SweepRequest:
+        """The ranges the strategy type needs (fast/slow, or RSI's three) are required, and
+        reported missing beside every other problem of the request."""
+        raw = data if isinstance(data, dict) else {}
+        rsi = sweep.sweep_strategy_type(raw.get("strategy_type")) == sweep.RSI_STRATEGY_TYPE
+        needed = ("period_range", "oversold_range", "overbought_range") if rsi else ("fast_range", "slow_range")
+        missing = [{"type": "missing", "loc": (name,), "input": data} for name in needed if absent(raw.get(name))]
+        try:
+            model = handler(data)
+        except ValidationError as exc:
+            if not missing:
+                raise
+            raise ValidationError.from_exception_data(
+                cls.__name__, [*missing, *(_again(e) for e in exc.errors(include_url=False))]  # type: ignore[list-item]
+            ) from None
+        if missing:
+            raise ValidationError.from_exception_data(cls.__name__, missing)  # type: ignore[arg-type]
+        return model
+
     @model_validator(mode="after")
     def _grid(self) -> SweepRequest:
         raise_problems(type(self), sweep.spec_problems(self.spec()))
         return self
 
+    @staticmethod
+    def _pair(value: list[Any] | None) -> tuple[Any, Any]:
+        return (value[0], value[1]) if value else (0, 0)
+
     def spec(self) -> sweep.SweepSpec:
         """The domain's sweep."""
         return sweep.SweepSpec(
             ticker=self.ticker,
-            fast_range=(self.fast_range[0], self.fast_range[1]),
-            slow_range=(self.slow_range[0], self.slow_range[1]),
+            fast_range=self._pair(self.fast_range),
+            slow_range=self._pair(self.slow_range),
             step=self.step,
             min_trades=self.min_trades,
             strategy_type=self.strategy_type,
@@ -84,6 +135,10 @@ class SweepRequest(RequestModel):
             slippage_pct=self.slippage_pct,
             initial_cash=self.initial_cash,
             pbo_blocks=self.pbo_blocks,
+            period_range=self._pair(self.period_range),
+            oversold_range=self._pair(self.oversold_range),
+            overbought_range=self._pair(self.overbought_range),
+            threshold_step=self.threshold_step,
         )
 
     @property
@@ -94,8 +149,10 @@ class SweepRequest(RequestModel):
         """The sweep's parameters as stored with the job and shown back (normalized)."""
         out: dict[str, Any] = {
             "ticker": self.ticker,
-            "fast_range": list(self.fast_range),
-            "slow_range": list(self.slow_range),
+            **({"period_range": self.period_range, "oversold_range": self.oversold_range,
+                "overbought_range": self.overbought_range, "threshold_step": self.threshold_step}
+               if self.strategy_type == sweep.RSI_STRATEGY_TYPE
+               else {"fast_range": self.fast_range, "slow_range": self.slow_range}),
             "step": self.step,
             "min_trades": self.min_trades,
             "strategy_type": self.strategy_type,

@@ -43,13 +43,21 @@ SweepDep = Annotated[SweepRequest, Depends(read_sweep)]
 
 async def submit_sweep(backend: Backend, caller: Caller, sweep: SweepRequest) -> jobs_pb2.Job:
     """Create the job at results (which queues it in the same transaction)."""
+    domain_spec = sweep.spec()
     spec = jobs_pb2.SweepSpec(
         ticker=sweep.ticker,
         interval=sweep.interval or "",
-        fast_min=sweep.fast_range[0],
-        fast_max=sweep.fast_range[1],
-        slow_min=sweep.slow_range[0],
-        slow_max=sweep.slow_range[1],
+        fast_min=domain_spec.fast_range[0],
+        fast_max=domain_spec.fast_range[1],
+        slow_min=domain_spec.slow_range[0],
+        slow_max=domain_spec.slow_range[1],
+        period_min=domain_spec.period_range[0],
+        period_max=domain_spec.period_range[1],
+        oversold_min=domain_spec.oversold_range[0],
+        oversold_max=domain_spec.oversold_range[1],
+        overbought_min=domain_spec.overbought_range[0],
+        overbought_max=domain_spec.overbought_range[1],
+        threshold_step=domain_spec.threshold_step,
         step=sweep.step,
         min_trades=sweep.min_trades,
         strategy_type=sweep.strategy_type,
@@ -81,6 +89,8 @@ async def submit_sweep(backend: Backend, caller: Caller, sweep: SweepRequest) ->
     status_code=202,
     summary="Submit a parameter sweep (seed 001)",
     response_model=shapes.SweepAccepted,
+    # The seed's answer keeps its fields: the RSI ranges are shown for RSI sweeps only.
+    response_model_exclude_unset=True,
 )
 async def strategy_sweep(sweep: SweepDep, backend: BackendDep, caller: CallerDep) -> dict[str, Any]:
     """Form-encoded exactly as seed 001 writes it (`fast_range: [10, 20]`), or JSON.
