@@ -374,6 +374,8 @@ def cmd_runs(api: Api, out: Output, args: argparse.Namespace) -> int:
         return EXIT_OK
     if action == "report":
         return runs_report(api, out, args)
+    if action == "montecarlo":
+        return runs_montecarlo(api, out, args)
     # compare
     body = api.get("/api/v1/runs/compare", ids=",".join(str(i) for i in args.run_ids))
     if out.json:
@@ -437,6 +439,29 @@ def runs_report(api: Api, out: Output, args: argparse.Namespace) -> int:
     kv([("exposure", shown), (f"rolling Sharpe ({report['rolling_sharpe']['window']} days), last", last),
         ("trades", report["trades_total"]), ("days", report["days"])])
     for note in report["notes"]:
+        print(f"note: {note}")
+    return EXIT_OK
+
+
+def runs_montecarlo(api: Api, out: Output, args: argparse.Namespace) -> int:
+    """`runs montecarlo ID`: the percentiles of total return and max drawdown over resampled
+    paths of the run (seeded: the same arguments give the same answer)."""
+    body = {"resamples": args.resamples, "seed": args.seed, "method": args.method, "block_days": args.block_days}
+    mc = api.post(f"/api/v1/runs/{args.run_id}/montecarlo", {k: v for k, v in body.items() if v is not None})
+    if out.json:
+        out.emit_json(mc)
+        return EXIT_OK
+    block = f", blocks of {mc['block_days']} days" if mc.get("block_days") else ""
+    print(f"Monte Carlo of run {mc['run_id']}: {mc['resamples']} paths of {mc['path_length']} steps "
+          f"({mc['method']}{block}), seed {mc['seed']}")
+    rows = []
+    for label, key in (("total return %", "total_return_pct"), ("max drawdown %", "max_drawdown_pct")):
+        dist = mc[key]
+        rows.append({"": label, **{f"p{q}": dist["percentiles"][f"p{q}"] for q in (5, 25, 50, 75, 95)},
+                     "mean": dist["mean"], "run": mc["run"][key]})
+    table(rows, [("", "", 0), *((f"p{q}", f"p{q}", 2) for q in (5, 25, 50, 75, 95)), ("mean", "mean", 2),
+                 ("this run", "run", 2)])
+    for note in mc.get("notes") or []:
         print(f"note: {note}")
     return EXIT_OK
 
@@ -582,6 +607,8 @@ def cmd_strategies(api: Api, out: Output, args: argparse.Namespace) -> int:
         body = api.delete(f"/api/v1/strategies/{args.strategy_id}")
         out.emit_json(body) if out.json else print(f"deleted strategy {body['strategy_id']}")
         return EXIT_OK
+    if action == "sweep":
+        return strategies_sweep(api, out, args)
     definition = read_definition(args.file)
     if action == "create":
         s = api.post("/api/v1/strategies", definition)
@@ -593,6 +620,56 @@ def cmd_strategies(api: Api, out: Output, args: argparse.Namespace) -> int:
         out.emit_json(s)
     else:
         print(f"{verb} strategy {s['strategy_id']}: {s['name']}")
+    return EXIT_OK
+
+
+def sweep_range(text: str) -> tuple[str, list[float]]:
+    """`rsi_len=10:20:2` -> ("rsi_len", [10, 20, 2]): a parameter's range START:STOP:STEP."""
+    name, sep, value = text.partition("=")
+    parts = value.split(":")
+    try:
+        if not sep or not name or len(parts) != 3:
+            raise ValueError
+        numbers = [json.loads(p) for p in parts]
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in numbers):
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=START:STOP:STEP, e.g. rsi_len=10:20:2 (got {text!r})") from None
+    return name.strip(), numbers
+
+
+def strategies_sweep(api: Api, out: Output, args: argparse.Namespace) -> int:
+    """`strategies sweep ID -p rsi_len=10:20:2 ...`: sweep a rule strategy's declared parameters,
+    each combination day by day, follow the job, print the best combinations."""
+    body: dict[str, Any] = {
+        "parameters": dict(args.param), "start_date": args.start, "end_date": args.end,
+        "min_trades": args.min_trades, "initial_capital": args.capital, "commission_percentage": args.commission,
+        "slippage_percentage": args.slippage, "webhook_url": args.webhook,
+    }
+    got = submit_and_follow(
+        api, out, f"/api/v1/strategies/{args.strategy_id}/sweep", body, no_wait=args.no_wait, what="sweep",
+        result_key="best",
+        describe=lambda job: f"sweep job {job['job_id']}: {job['combinations']} combinations queued",
+    )
+    if isinstance(got, int):
+        return got
+    submitted, final, started = got
+    run_id = final.get("sweep_run_id") or api.get(f"/api/v1/jobs/{submitted['job_id']}").get("sweep_run_id")
+    best = api.get(f"/api/v1/sweeps/{run_id}/best", limit=args.limit)
+    if out.json:
+        out.emit_json({"job": submitted, "result": final, "best": best})
+        return EXIT_OK
+    out.note(f"completed in {time.monotonic() - started:.1f} s; sweep run {run_id}")
+    left_out = best.get("excluded_below_min_trades", 0)
+    print(f"Best {best['returned']} of {best['total_results']} combinations by score"
+          + (f" ({left_out} below {best.get('min_trades')} trades left out):" if left_out else ":"))
+    names = list(dict(args.param))
+    table(best["results"], [*((n, (lambda r, n=n: (r.get("parameters") or {}).get(n)), 2) for n in names),
+                            *BEST_COLUMNS[2:]])
+    stats = best.get("overfitting") or {}
+    if stats:
+        kv([("deflated Sharpe ratio", stats.get("deflated_sharpe_ratio")), ("PBO", stats.get("pbo")),
+            ("reading", stats.get("reading") or stats.get("reason"))])
     return EXIT_OK
 
 
@@ -711,7 +788,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--direction", choices=DIRECTIONS)
     b.add_argument("--fill", choices=FILLS)
 
-    r = command("runs", "saved runs: list (default), show, replay, report, compare")
+    r = command("runs", "saved runs: list (default), show, replay, report, montecarlo, compare")
     r.add_argument("--ticker")
     r.add_argument("--strategy")
     r.add_argument("--kind", choices=["backtest", "sweep", "day_by_day"])
@@ -735,6 +812,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("run_id", type=int)
     rep.add_argument("-o", "--output", metavar="FILE", help="write the report as one self-contained HTML file")
     rep.add_argument("--window", type=int, help="days in each rolling-Sharpe window (default: half a year)")
+    mcp = rs.add_parser("montecarlo", parents=[common], help="a run's Monte Carlo: percentiles of total return and "
+                        "max drawdown over resampled paths (seeded)")
+    mcp.add_argument("run_id", type=int)
+    mcp.add_argument("--resamples", type=int, help="paths drawn (default 1000)")
+    mcp.add_argument("--seed", type=int, help="the same seed gives the same answer (default 0)")
+    mcp.add_argument("--method", choices=["trades", "block_bootstrap"], help="default trades")
+    mcp.add_argument("--block-days", dest="block_days", type=int, help="block_bootstrap: days in a block")
     cp = rs.add_parser("compare", parents=[common], help="runs side by side")
     cp.add_argument("run_ids", type=int, nargs="+")
 
@@ -765,7 +849,7 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_parser("delete", parents=[common], help="delete a dataset with all its versions").add_argument("dataset_id")
 
     st = command("strategies", "rule strategies (for day-by-day backtests): list (default), show, create, update, "
-                               "delete; builtin: the built-in strategies")
+                               "delete, sweep (of its parameters); builtin: the built-in strategies")
     st.add_argument("--limit", type=int, default=100)
     st.add_argument("--offset", type=int, default=0)
     sts = st.add_subparsers(dest="strategies_action", metavar="ACTION")
@@ -779,6 +863,20 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("strategy_id")
     up.add_argument("file", help=file_help)
     sts.add_parser("delete", parents=[common], help="delete a strategy").add_argument("strategy_id")
+    sw = sts.add_parser("sweep", parents=[common], help="sweep a strategy's declared parameters (each combination "
+                        "day by day), follow it, print the best combinations")
+    sw.add_argument("strategy_id")
+    sw.add_argument("--param", "-p", type=sweep_range, action="append", required=True, metavar="NAME=START:STOP:STEP",
+                    help="a declared parameter's range, inclusive (repeat for each parameter the strategy uses)")
+    sw.add_argument("--start", type=iso_day, required=True, metavar="YYYY-MM-DD")
+    sw.add_argument("--end", type=iso_day, required=True, metavar="YYYY-MM-DD")
+    sw.add_argument("--min-trades", dest="min_trades", type=int, help="fewer trades: left out of best (default 10)")
+    sw.add_argument("--capital", type=float, help="initial capital (default 100000)")
+    sw.add_argument("--commission", type=float, help="percent")
+    sw.add_argument("--slippage", type=float, help="percent")
+    sw.add_argument("--webhook", help="URL called when the job ends")
+    sw.add_argument("--limit", type=int, default=10, help="rows of best shown")
+    sw.add_argument("--no-wait", action="store_true", help="submit and print the job id")
 
     dy = command("days", "day-by-day backtests of a rule strategy: run, show")
     dys = dy.add_subparsers(dest="days_action", metavar="ACTION")

@@ -412,3 +412,53 @@ def test_runs_report_writes_one_html_file(stack: Stack, tmp_path: Path) -> None:
     assert missing.returncode == 4 and "not found" in missing.stderr and not (tmp_path / "x.html").exists()
     bad = run(stack, "runs", "report", str(bt["id"]), "--window", "1")
     assert bad.returncode == 4 and "window" in bad.stderr
+
+
+def test_runs_montecarlo(stack: Stack) -> None:
+    """Issue 14: `hindsight runs montecarlo ID --resamples --seed --method` is the API's answer."""
+    bt = run_json(stack, "backtest", "DEMO-DAILY", "-p", "fast_period=10", "-p", "slow_period=30")
+    args = ("runs", "montecarlo", str(bt["id"]), "--resamples", "300", "--seed", "7", "--method", "block_bootstrap",
+            "--block-days", "5")
+    got = run_json(stack, *args)
+    with httpx.Client(base_url=stack.base_url, headers={"X-API-Key": DEV_KEY}, timeout=60) as c:
+        api = c.post(f"/api/v1/runs/{bt['id']}/montecarlo",
+                     json={"resamples": 300, "seed": 7, "method": "block_bootstrap", "block_days": 5}).json()
+    assert got == api and got["resamples"] == 300 and got["method"] == "block_bootstrap"
+    other = run_json(stack, "runs", "montecarlo", str(bt["id"]), "--resamples", "300", "--seed", "8")
+    assert other["method"] == "trades" and other["seed"] == 8
+    text = run(stack, *args)
+    assert text.returncode == 0, text.stderr
+    p50 = api["total_return_pct"]["percentiles"]["p50"]
+    assert "total return %" in text.stdout and "max drawdown %" in text.stdout and f"{p50:,.2f}" in text.stdout
+    bad = run(stack, "runs", "montecarlo", str(bt["id"]), "--resamples", "0")
+    assert bad.returncode == 4 and "resamples" in bad.stderr
+    assert run(stack, "runs", "montecarlo", str(bt["id"]), "--method", "nope").returncode == 2
+
+
+def test_strategies_sweep(stack: Stack, tmp_path: Path) -> None:
+    """Issue 14: `hindsight strategies sweep ID -p name=START:STOP:STEP ...` follows the job and
+    prints the best combinations with their parameters and the overfitting statistics."""
+    definition = {
+        "name": "RSI dip (CLI sweep)", "dataset": {"ticker": "DEMO-MINUTE", "interval": "1m"},
+        "parameters": {"rsi_len": 14, "oversold": 30},
+        "entries": [{"condition": "RSI({rsi_len}) < {oversold}", "side": "buy", "quantity": 1}],
+        "exits": [{"condition": "RSI({rsi_len}) > 60"}],
+    }
+    path = tmp_path / "rsi.json"
+    path.write_text(json.dumps(definition))
+    sid = run_json(stack, "strategies", "create", str(path))["strategy_id"]
+    args = ("strategies", "sweep", sid, "-p", "rsi_len=10:14:4", "-p", "oversold=25:35:10", "--start", "2024-01-08",
+            "--end", "2024-01-19", "--min-trades", "1", "--limit", "10")
+    got = run_json(stack, *args)
+    assert got["result"]["status"] == "completed" and got["job"]["combinations"] == 4
+    rows = got["best"]["results"]
+    assert rows and {(r["parameters"]["rsi_len"], r["parameters"]["oversold"]) for r in rows} <= {
+        (10, 25), (10, 35), (14, 25), (14, 35)}
+    assert got["best"]["overfitting"]["trials"] == 4
+    text = run(stack, *args)
+    assert text.returncode == 0, text.stderr
+    assert "rsi_len" in text.stdout and "oversold" in text.stdout and "deflated Sharpe ratio" in text.stdout
+    bad = run(stack, "strategies", "sweep", sid, "-p", "rsi_len=10:14:4", "--start", "2024-01-08", "--end", "2024-01-19")
+    assert bad.returncode == 4 and "oversold" in bad.stderr  # a placeholder with no range
+    assert run(stack, "strategies", "sweep", sid, "-p", "rsi_len=10:14", "--start", "2024-01-08",
+               "--end", "2024-01-19").returncode == 2
