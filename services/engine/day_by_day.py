@@ -200,17 +200,11 @@ def run_day_by_day(
     return run_planned(plan, strategy, ticker=ticker, slippage_pct=slippage_pct, commission_pct=commission_pct)
 
 
-def run_planned(
-    plan: DayPlan, strategy: Strategy, *, ticker: str = "", slippage_pct: float = 0.0, commission_pct: float = 0.0
-) -> DayByDayRun:
-    """`run_day_by_day` on a plan of the strategy's session (indicators from the plan's cache)."""
-    n, tz, bar_ns, minute, ctx = plan.n, plan.tz, plan.bar_ns, plan.minute, plan.ctx
-    o, h, lo, c, v = plan.open, plan.high, plan.low, plan.close, plan.volume
-    starts, ends, sqs = plan.starts, plan.ends, plan.square_offs
-    days = [
-        Day(date=d, day_number=plan.day_offset + j + 1, start=int(s), end=int(e), square_off=int(q))
-        for j, (d, s, e, q) in enumerate(zip(plan.dates, starts.tolist(), ends.tolist(), sqs.tolist()))
-    ]
+def run_positions(plan: DayPlan, strategy: Strategy) -> tuple[dict[str, np.ndarray], list[Evaluated], list[Evaluated]]:
+    """The strategy's signals on the plan's bars (indicators from its cache) and the positions
+    the Cython state machine takes on them: its raw trade columns (node, day, bars, raw
+    prices, reason) and the evaluated entry and exit conditions."""
+    n, ctx = plan.n, plan.ctx
     entries = strategy.entries
     entry_eval = [evaluate(e.condition, ctx) for e in entries]
     exit_eval = [evaluate(x.condition, ctx) for x in strategy.exits]
@@ -224,13 +218,13 @@ def run_planned(
         for target in x.entries:
             exit_sig[position[target]] |= ev.result
     raw = _k.run_days(
-        o,
-        h,
-        lo,
-        c,
-        starts,
-        ends,
-        sqs,
+        plan.open,
+        plan.high,
+        plan.low,
+        plan.close,
+        plan.starts,
+        plan.ends,
+        plan.square_offs,
         entry_sig,
         exit_sig,
         np.array([1 if e.side == "buy" else -1 for e in entries], dtype=np.int8),
@@ -240,6 +234,23 @@ def run_planned(
         np.array([e.target.value if e.target else 0.0 for e in entries], dtype=np.float64),
         np.array([e.max_reentries for e in entries], dtype=np.int32),
     )
+    return raw, entry_eval, exit_eval
+
+
+def run_planned(
+    plan: DayPlan, strategy: Strategy, *, ticker: str = "", slippage_pct: float = 0.0, commission_pct: float = 0.0
+) -> DayByDayRun:
+    """`run_day_by_day` on a plan of the strategy's session (indicators from the plan's cache)."""
+    n, tz, bar_ns, minute = plan.n, plan.tz, plan.bar_ns, plan.minute
+    o, h, lo, c, v = plan.open, plan.high, plan.low, plan.close, plan.volume
+    days = [
+        Day(date=d, day_number=plan.day_offset + j + 1, start=int(s), end=int(e), square_off=int(q))
+        for j, (d, s, e, q) in enumerate(
+            zip(plan.dates, plan.starts.tolist(), plan.ends.tolist(), plan.square_offs.tolist())
+        )
+    ]
+    entries = strategy.entries
+    raw, entry_eval, exit_eval = run_positions(plan, strategy)
     ts = plan.ts
     slip, comm = slippage_pct / 100.0, commission_pct / 100.0
     cols = {key: raw[key].tolist() for key in raw}
