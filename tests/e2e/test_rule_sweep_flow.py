@@ -213,3 +213,11 @@ def test_rsi_reversion_sweep_through_the_stack(a):
             assert row[name] == m[name], (name, p)
     bad = a.post("/api/v1/strategy/sweep", json={**body, "oversold_range": [60, 80], "overbought_range": [20, 40]})
     assert bad.status_code == 400 and bad.json()["error"]["details"]["errors"][0]["field"] == "oversold_range"
+
+
+def test_the_limit_is_documented(a):
+    vocab = a.get("/api/v1/vocabulary").json()
+    assert vocab["rule_sweep"]["max_combinations"] == 1000
+    docs = a.get("/openapi.json").json()
+    assert "a grid of more than **1000\ncombinations**" in docs["info"]["description"]
+    assert "/api/v1/strategies/{strategy_id}/sweep" in docs["paths"]
