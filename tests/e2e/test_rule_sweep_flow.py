@@ -211,6 +211,14 @@ def test_rsi_reversion_sweep_through_the_stack(a):
         m = bt.json()["metrics"]
         for name in METRICS:
             assert row[name] == m[name], (name, p)
+    # The sweep is also a saved run: its best combination, replayable as rsi_reversion.
+    listed = a.get("/runs", params={"kind": "sweep", "strategy": "rsi_reversion"}).json()["runs"]
+    assert len(listed) == 1, listed
+    saved = a.get(f"/runs/{listed[0]['id']}").json()
+    assert saved["parameters"] == rows[0]["parameters"]
+    replayed = a.post(f"/runs/{listed[0]['id']}/replay", json={})
+    assert replayed.status_code == 200, replayed.text
+    assert replayed.json()["metrics"]["sharpe_ratio"] == rows[0]["sharpe_ratio"]
     bad = a.post("/api/v1/strategy/sweep", json={**body, "oversold_range": [60, 80], "overbought_range": [20, 40]})
     assert bad.status_code == 400 and bad.json()["error"]["details"]["errors"][0]["field"] == "oversold_range"
 
