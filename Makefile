@@ -108,11 +108,12 @@ images: ## build hindsight/<service>:<pyproject version> with docker (needs a Do
 	  echo "   imports OK as uid $$(docker run --rm hindsight/$$s:$(IMAGE_TAG) id -u) on a read-only root"; \
 	done
 
-k8s: $(TOOLS_STAMP) ## render deploy/k8s overlays to build/k8s/<overlay>.yaml, schema-check and checkov them
-	@rm -rf build/k8s && mkdir -p build/k8s
+k8s: $(TOOLS_STAMP) ## render deploy/k8s overlays to build/k8s/<overlay>.yaml, schema-check (Kubernetes; KEDA's pinned schema) and checkov them
+	@rm -rf build/k8s build/k8s-core && mkdir -p build/k8s
 	@set -e; for o in deploy/k8s/overlays/*/; do n=$$(basename $$o); \
 	  $(TOOLS)/bin/kubectl kustomize $$o > build/k8s/$$n.yaml; echo "rendered build/k8s/$$n.yaml"; done
+	$(TOOLS)/bin/python deploy/keda_check.py --core-dir build/k8s-core build/k8s/*.yaml
 	@set -e; for v in $(K8S_VERSIONS); do \
-	  $(TOOLS)/bin/kubernetes-validate --strict --quiet -k $$v build/k8s/*.yaml; echo "schemas OK (Kubernetes $$v, strict)"; done
+	  $(TOOLS)/bin/kubernetes-validate --strict --quiet -k $$v build/k8s-core/*.yaml; echo "schemas OK (Kubernetes $$v, strict)"; done
 	$(CHECKOV) --framework kubernetes -d build/k8s
 	$(CHECKOV) --framework dockerfile secrets -d deploy/docker
