@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     # Sweep kernel threads per job (OpenMP; results are identical for any count). Unset:
     # the CPUs the process may use // HINDSIGHT_ENGINE_CONCURRENCY, at least 1.
     hindsight_engine_threads: int | None = Field(default=None, ge=1)
+    # Bars an engine process keeps between jobs (MiB, least recently used out; 48 bytes a
+    # bar). A dataset larger than this is read for its job and not kept.
+    hindsight_bar_cache_mb: int = Field(default=512, ge=0)
     # Jobs of one tenant that the engines run at once; its other jobs wait in the queue
     # while other tenants' jobs start.
     hindsight_tenant_max_running_jobs: int = Field(default=1, ge=1)
