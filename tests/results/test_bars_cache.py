@@ -19,7 +19,7 @@ class CountingStub:
         self.stub = stub
         self.reads: list[str] = []
 
-    def GetBars(self, request):  # noqa: N802 - gRPC's name
+    def GetBars(self, request):
         self.reads.append(request.version_id)
         return self.stub.GetBars(request)
 
