@@ -90,7 +90,6 @@ def submit(session: Session, submission: Submission, spec: dict[str, Any]) -> Jo
         errors.append({"field": "pbo_blocks", "message": problem})
     if errors or grid is None:
         raise SweepInvalid(errors)
-    jobs.check_timeout(submission.timeout_seconds)
 
     ticker = definition["dataset"]["ticker"]
     interval = definition["dataset"].get("interval") or ""

@@ -1,7 +1,7 @@
 """Sweeps of rule strategies (issue 14): each combination's parameter values, `best` shows them.
 
 Revision ID: 0011_rule_sweeps
-Revises: 0009_sweep_overfitting
+Revises: 0010_universes
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011_rule_sweeps"
-down_revision = "0009_sweep_overfitting"
+down_revision = "0010_universes"
 branch_labels = None
 depends_on = None
 
