@@ -41,12 +41,17 @@ def strategy(rsi_len: object = "{rsi_len}", oversold: object = "{oversold}", sl:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def artifacts(tmp_path_factory):
+    return tmp_path_factory.mktemp("rule-sweep-artifacts")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, artifacts):
     db, db_url = create_database()
     vhost, amqp = create_vhost()
     s = start_distributed(db_url, amqp, tmp_path_factory.mktemp("rule-sweep-logs"), {
         "HINDSIGHT_BOOTSTRAP_KEYS": f"rsw-a:{KEY_A},rsw-b:{KEY_B}",
-        "HINDSIGHT_ARTIFACT_DIR": str(tmp_path_factory.mktemp("rule-sweep-artifacts")),
+        "HINDSIGHT_ARTIFACT_DIR": str(artifacts),
     })
     try:
         yield s
@@ -130,7 +135,7 @@ def test_another_tenants_strategy_is_not_found(b, swept):
     assert _jobs(b) == 0
 
 
-def test_sweep_follows_ranks_and_equals_day_by_day_runs(a, b, swept):
+def test_sweep_follows_ranks_and_equals_day_by_day_runs(a, b, swept, artifacts):
     ranges = {"rsi_len": [10, 14, 4], "oversold": [25, 35, 5], "sl": [0.3, 0.6, 0.3]}
     r = a.post(f"/api/v1/strategies/{swept}/sweep",
                json={"parameters": ranges, "start_date": START, "end_date": END, "min_trades": 5, "pbo_blocks": 4})
@@ -164,6 +169,9 @@ def test_sweep_follows_ranks_and_equals_day_by_day_runs(a, b, swept):
     assert stats["pbo"] is not None and len(stats["logits"]) == 6  # C(4, 2)
     assert stats["deflated_sharpe_ratio"] is not None and 0 <= stats["deflated_sharpe_ratio"] <= 1
 
+    # Summaries only: the sweep wrote no day files (the day-by-day runs below do).
+    assert [p for p in artifacts.rglob("*") if p.is_file()] == []
+
     # The top row and the last one, each against its own day-by-day backtest through the stack.
     for row in (rows[0], rows[-1]):
         p = row["parameters"]
@@ -175,6 +183,7 @@ def test_sweep_follows_ranks_and_equals_day_by_day_runs(a, b, swept):
         dbd_job = started.json().get("job_id") or started.json()["backtest_id"]
         wait_completed(a, dbd_job)
         metrics = run_of_job(a, dbd_job)["metrics"]
+        assert any(p.name == "trades_daily.json.gz" for p in artifacts.rglob("*"))
         for name in METRICS:
             assert row[name] == (pytest.approx(metrics[name], rel=1e-12) if isinstance(metrics[name], float)
                                  else metrics[name]), (name, p)
