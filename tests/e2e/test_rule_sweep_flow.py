@@ -120,10 +120,21 @@ def test_bad_sweeps_are_400_and_queue_nothing(a, swept):
         assert err["code"] and any(e["field"] == field and text in e["message"] for e in err["details"]["errors"]), err
     for body in ({"parameters": good, "start_date": END, "end_date": START},
                  {"parameters": good, "start_date": START, "end_date": END, "pbo_blocks": 5},
-                 {"parameters": {"rsi_len": [10, 14]}, "start_date": START, "end_date": END}):
+                 {"parameters": {"rsi_len": [10, 14]}, "start_date": START, "end_date": END},
+                 {"parameters": {"rsi_len": ["10", "x", 2]}, "start_date": START, "end_date": END},
+                 {"parameters": "rsi_len", "start_date": START, "end_date": END},
+                 {"parameters": {}, "start_date": START, "end_date": END},
+                 {"parameters": good, "start_date": "2024-13-01", "end_date": END},
+                 {"parameters": good, "end_date": END},
+                 {"parameters": good, "start_date": START, "end_date": END, "min_trades": -1},
+                 {"parameters": good, "start_date": START, "end_date": END, "surprise": 1}):
         r = a.post(f"/api/v1/strategies/{swept}/sweep", json=body)
         assert r.status_code == 400, r.text
         assert r.json()["error"]["details"]
+    assert a.post("/api/v1/strategies/not-a-uuid/sweep",
+                  json={"parameters": good, "start_date": START, "end_date": END}).status_code in (400, 404)
+    assert a.post(f"/api/v1/strategies/{swept}/sweep", content=b"{not json",
+                  headers={"Content-Type": "application/json"}).status_code == 400
     assert _jobs(a) == before
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from domain import overfitting
 from domain import sweep as crossover
@@ -31,6 +31,9 @@ Range = Annotated[
 
 class RuleSweepRequest(RequestModel):
     """Sweep a saved rule strategy's declared parameters, each combination run day by day."""
+
+    # A new endpoint, no seed client to stay compatible with: a misspelt field is an error.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     parameters: dict[str, Range] = Field(
         description=f"a range per swept parameter; every parameter the strategy uses as a {{placeholder}} needs one; "
