@@ -82,7 +82,7 @@ def main() -> None:
     outcome = run_rule_sweep(bars, normal, grid, START, END, interval="1m", initial_cash=CASH)
     sweep_s = time.perf_counter() - t
     print(f"  sweep:     {sweep_s:7.2f} s  ({outcome.days} days, {outcome.indicators} indicator series, "
-          f"PBO {outcome.statistics.pbo})")
+          f"PBO {outcome.statistics.pbo:.3f})")
 
     t = time.perf_counter()
     separate = [separate_run(bars, grid.definition(normal, i)) for i in range(len(grid))]
