@@ -155,6 +155,17 @@ def int_range(text: str) -> list[int]:
     raise argparse.ArgumentTypeError(f"expected a range MIN:MAX, e.g. 10:20 (got {text!r})")
 
 
+def number_range(text: str) -> list[float]:
+    """`20:35` -> [20.0, 35.0] (an RSI threshold's range)."""
+    lo, sep, hi = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return [float(lo), float(hi)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a range MIN:MAX, e.g. 20:35 (got {text!r})") from None
+
+
 def iso_day(text: str) -> str:
     """`2024-01-31` as is; anything else is a usage error."""
     try:
@@ -265,11 +276,19 @@ def submit_and_follow(
 
 
 def cmd_sweep(api: Api, out: Output, args: argparse.Namespace) -> int:
+    needed = ("period", "oversold", "overbought") if args.strategy == "RSI" else ("fast", "slow")
+    missing = [f"--{name}" for name in needed if getattr(args, name) is None]
+    if missing:
+        raise UsageError(f"--strategy {args.strategy} needs {' and '.join(missing)}")
     body: dict[str, Any] = {
         "ticker": args.ticker,
         "strategy_type": args.strategy.upper(),
         "fast_range": args.fast,
         "slow_range": args.slow,
+        "period_range": args.period,
+        "oversold_range": args.oversold,
+        "overbought_range": args.overbought,
+        "threshold_step": args.threshold_step,
         "step": args.step,
         "min_trades": args.min_trades,
         "interval": args.interval,
@@ -297,7 +316,11 @@ def cmd_sweep(api: Api, out: Output, args: argparse.Namespace) -> int:
     left_out = best.get("excluded_below_min_trades", 0)
     print(f"Best {best['returned']} of {best['total_results']} combinations by score"
           + (f" ({left_out} below {best.get('min_trades')} trades left out):" if left_out else ":"))
-    table(best["results"], BEST_COLUMNS)
+    if args.strategy == "RSI":
+        shown = [(n, (lambda r, n=n: (r.get("parameters") or {}).get(n)), 1) for n in ("period", "oversold", "overbought")]
+        table(best["results"], [*shown, *BEST_COLUMNS[2:]])
+    else:
+        table(best["results"], BEST_COLUMNS)
     return EXIT_OK
 
 
@@ -756,9 +779,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = command("sweep", "run a parameter sweep, follow its progress, print the best combinations")
     s.add_argument("ticker")
-    s.add_argument("--strategy", default="SMA", type=str.upper, choices=["SMA", "EMA", "MACD"])
-    s.add_argument("--fast", type=int_range, required=True, metavar="MIN:MAX", help="fast period range, e.g. 10:20")
-    s.add_argument("--slow", type=int_range, required=True, metavar="MIN:MAX", help="slow period range, e.g. 20:30")
+    s.add_argument("--strategy", default="SMA", type=str.upper, choices=["SMA", "EMA", "MACD", "RSI"],
+                   help="RSI: rsi_reversion, swept over --period, --oversold and --overbought")
+    s.add_argument("--fast", type=int_range, metavar="MIN:MAX", help="fast period range, e.g. 10:20 (crossovers)")
+    s.add_argument("--slow", type=int_range, metavar="MIN:MAX", help="slow period range, e.g. 20:30 (crossovers)")
+    s.add_argument("--period", type=int_range, metavar="MIN:MAX", help="RSI: the period's range, on --step")
+    s.add_argument("--oversold", type=number_range, metavar="MIN:MAX", help="RSI: the oversold threshold's range")
+    s.add_argument("--overbought", type=number_range, metavar="MIN:MAX", help="RSI: the overbought threshold's range")
+    s.add_argument("--threshold-step", dest="threshold_step", type=float, help="RSI: the thresholds' step (5)")
     s.add_argument("--step", type=int, default=5)
     s.add_argument("--min-trades", type=int, default=None,
                    help="combos with fewer trades are left out of best (10-1000; default: the API's, 50)")

@@ -462,3 +462,20 @@ def test_strategies_sweep(stack: Stack, tmp_path: Path) -> None:
     assert bad.returncode == 4 and "oversold" in bad.stderr  # a placeholder with no range
     assert run(stack, "strategies", "sweep", sid, "-p", "rsi_len=10:14", "--start", "2024-01-08",
                "--end", "2024-01-19").returncode == 2
+
+
+def test_sweep_of_rsi_reversion(stack: Stack) -> None:
+    """Issue 14: `hindsight sweep TICKER --strategy RSI --period --oversold --overbought`."""
+    args = ("sweep", "DEMO-DAILY", "--strategy", "RSI", "--period", "10:14", "--step", "2", "--oversold", "25:35",
+            "--overbought", "65:75", "--threshold-step", "5", "--min-trades", "10", "--limit", "30")
+    got = run_json(stack, *args)
+    assert got["result"]["status"] == "completed" and got["job"]["parameters"]["combinations"] == 27
+    rows = got["best"]["results"]
+    assert rows and all(set(r["parameters"]) == {"period", "oversold", "overbought"} for r in rows)
+    assert got["best"]["total_results"] + got["best"]["excluded_below_min_trades"] == 27
+    text = run(stack, *args)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.splitlines()[1].split()[:3] == ["period", "oversold", "overbought"]
+    missing = run(stack, "sweep", "DEMO-DAILY", "--strategy", "RSI", "--period", "10:14")
+    assert missing.returncode == 2 and "--oversold" in missing.stderr
+    assert run(stack, "sweep", "DEMO-DAILY", "--fast", "10:20").returncode == 2  # --slow is needed
