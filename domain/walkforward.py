@@ -157,7 +157,7 @@ def choose(rows: Sequence[Mapping[str, Any]], objective: str, min_trades: int) -
 
 
 @dataclass(frozen=True)
-class TestWindow:
+class OutOfSample:
     """What the stitched curve needs of one fold's test window (None parameters: flat)."""
 
     # Day ends of the window: ns timestamps, the window's equity there (from the initial
@@ -172,7 +172,7 @@ class TestWindow:
     duration_ns: float
 
 
-def stitch(windows: Sequence[TestWindow], initial_cash: float, periods_per_year: float) -> dict[str, Any]:
+def stitch(windows: Sequence[OutOfSample], initial_cash: float, periods_per_year: float) -> dict[str, Any]:
     """The stitched out-of-sample curve (the module docstring): ``equity`` points
     (``ts`` ns, ``equity``, ``buy_and_hold``) and ``metrics``."""
     cash = float(initial_cash)

@@ -62,6 +62,7 @@ def run_fold(bars: Bars, fold: Fold, s: FoldSettings, *, threads: int | None = N
         "test_start_ts": int(bars.ts[fold.test_start]), "test_end_ts": int(bars.ts[fold.test_end - 1]),
         "parameters": None, "in_sample": None, "out_of_sample": None,
         "combinations": len(rows),
+        "periods_per_year": bars.periods_per_year,
     }
     if chosen is None:
         equity = np.full(day_ts.shape[0], s.initial_cash)
