@@ -217,7 +217,7 @@ def stitch(windows: Sequence[OutOfSample], initial_cash: float, periods_per_year
 
 def efficiency(pairs: Sequence[tuple[float | None, float | None]]) -> float | None:
     """Walk-forward efficiency of (in-sample CAGR, out-of-sample CAGR) per fold."""
-    both = [(float(i), float(o)) for i, o in pairs if finite(i) is not None and finite(o) is not None]
+    both = [(i, o) for i, o in pairs if i is not None and o is not None and math.isfinite(i) and math.isfinite(o)]
     if not both:
         return None
     mean_is = math.fsum(i for i, _ in both) / len(both)

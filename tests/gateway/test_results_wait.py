@@ -22,7 +22,7 @@ class _Scripted(results_pb2_grpc.ResultsServiceServicer):
         self.steps = steps
         self.after: list[int] = []
 
-    async def StreamJobEvents(self, request, context):  # noqa: N802 (gRPC's name)
+    async def StreamJobEvents(self, request, context):
         self.after.append(request.after_seq)
         seqs, end = self.steps.pop(0)
         await context.send_initial_metadata(())

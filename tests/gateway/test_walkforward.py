@@ -166,7 +166,7 @@ def test_queued_job_runs_as_one_shard_per_fold(alpha: httpx.Client, beta: httpx.
     # The stream ends with the job.
     events = [json.loads(line[5:]) for line in alpha.get(f"/api/v1/jobs/{job_id}/stream").text.splitlines()
               if line.startswith("data:")]
-    assert any("Fold 3/4 done" == e.get("message") for e in events)
+    assert any(e.get("message") == "Fold 3/4 done" for e in events)
     assert events[-1]["status"] == "completed" and events[-1]["walk_forward_efficiency"] == wf["walk_forward_efficiency"]
     # A fold redelivered after the end changes nothing.
     assert _play_fold(stub, job_id, 2, bars).stored

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Depends, Path
 from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2
 
-from services.gateway.backend import Backend
 from services.gateway.auth import Caller
+from services.gateway.backend import Backend
 from services.gateway.body import BodyReader
 from services.gateway.deps import BackendDep, CallerDep, checked_id
 from services.gateway.docs import METRICS_DOC, WALKFORWARD_DOC

@@ -34,7 +34,7 @@ def upgrade() -> None:
                   primary_key=True),
         sa.Column("fold", sa.Integer(), primary_key=True),
         sa.Column("result", sa.JSON(), nullable=False),
-        sa.Column("execution_time_seconds", sa.Float(), nullable=False),
+        sa.Column("execution_time_seconds", sa.Double(), nullable=False),
         sa.Column("created_at", Time, nullable=False),
     )
 
