@@ -71,5 +71,13 @@ def test_walkforward_from_the_form(browser: Browser) -> None:
     # Every column of the folds table readable at laptop width.
     assert page.eval_on_selector("#wf-folds", "t => t.parentElement.scrollWidth - t.parentElement.clientWidth") == 0
     browser.shot("walkforward")
+
+    # The Jobs page describes the job and opens it on this page.
+    browser.goto("/ui/jobs")
+    row = page.wait_for_selector(f"tr:has-text('{job_id[:24]}')")
+    assert "walk-forward SMA DEMO-DAILY train 500 test 250 step 250" in row.inner_text()
+    row.query_selector(f"a[href='/ui/walkforward?job={job_id}']").click()
+    page.wait_for_selector("#wf-folds tbody tr")
+    assert len(page.query_selector_all("#wf-folds tbody tr")) == 6
     assert [e for e in browser.errors if "Failed to load resource" not in e] == []
     assert browser.foreign_requests() == []
