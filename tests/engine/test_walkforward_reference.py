@@ -17,6 +17,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import talib  # a test dependency (requirements-dev.txt): MACD as TA-Lib defines it
 
 from domain.sweep import sweep_combos
 from domain.walkforward import Windows, folds
@@ -108,12 +109,21 @@ def reference_window(bars: Bars, fast: np.ndarray, slow: np.ndarray, a: int, b: 
     }
 
 
-def reference_fold(bars, kind, combos, train, test, objective, min_trades, **sim):
+def _signals(bars, kind, combos) -> dict:
+    """Per combination, the two series whose strict crossover is the position: the moving
+    averages over every close, or TA-Lib's MACD line and its 9-bar signal line."""
+    if kind == "MACD":
+        return {(f, s): talib.MACD(bars.close, min(f, s), max(f, s), 9)[:2] for f, s in combos}
     ma = _sma if kind == "SMA" else _ema
     lines = {p: ma(bars.close, p) for p in sorted({p for pair in combos for p in pair})}
+    return {(f, s): (lines[f], lines[s]) for f, s in combos}
+
+
+def reference_fold(bars, kind, combos, train, test, objective, min_trades, **sim):
+    signals = _signals(bars, kind, combos)
     best, best_key = None, None
     for f, s in combos:
-        m = reference_window(bars, lines[f], lines[s], *train, **sim)
+        m = reference_window(bars, *signals[(f, s)], *train, **sim)
         if m["total_trades"] < min_trades or m[objective] is None:
             continue
         key = (-m[objective], f, s)
@@ -122,7 +132,7 @@ def reference_fold(bars, kind, combos, train, test, objective, min_trades, **sim
     if best is None:
         return None, None, None
     f, s, in_sample = best
-    return (f, s), in_sample, reference_window(bars, lines[f], lines[s], *test, **sim)
+    return (f, s), in_sample, reference_window(bars, *signals[(f, s)], *test, **sim)
 
 
 def _hourly_bars(n: int, seed: int) -> Bars:
@@ -147,6 +157,9 @@ def _close(a, b, rel=1e-9) -> bool:
         ("SMA", "next_open", True, "sharpe_ratio", (0.1, 0.05), 2),
         ("EMA", "close", False, "total_return_pct", (0.05, 0.0), 3),
         ("SMA", "close", True, "annualized_return", (0.0, 0.02), 4),
+        # MACD's fast EMA and signal line are per-combination state: they too see every bar before the window.
+        ("MACD", "next_open", False, "score", (0.02, 0.01), 5),
+        ("MACD", "close", True, "sharpe_ratio", (0.0, 0.0), 6),
     ],
 )
 def test_folds_equal_the_independent_reference(kind, fill, anchored, objective, costs, seed):
@@ -209,3 +222,29 @@ def test_indicators_warm_up_on_bars_before_the_window():
     later = Bars(bars.ts, bars.open, bars.high, bars.low, bars.close * np.where(np.arange(900) >= 800, 2.0, 1.0),
                  bars.volume)
     assert run_fold(later, fold, settings, threads=1) == base
+
+
+@pytest.mark.parametrize("kind, pair", [("MACD", (8, 21)), ("EMA", (5, 30)), ("SMA", (4, 25))])
+@pytest.mark.parametrize("direction", ["long", "short", "both"])
+@pytest.mark.parametrize("fill", ["next_open", "close"])
+def test_a_window_trades_as_the_whole_run_does_once_inside_it(kind, pair, direction, fill):
+    """Every direction and fill: inside a window, the window's trades are the whole run's
+    (same bars, same sides), from the first one after the window's flat start to the last
+    one that exits before its end."""
+    from services.engine.sweep import run_one
+
+    bars = _hourly_bars(1200, 21)
+    a, b = 500, 900
+    full = run_one(bars, kind, pair, direction=direction, fill=fill).trades
+    win = run_one(bars, kind, pair, direction=direction, fill=fill, window=(a, b)).trades
+    trades_full = {(int(e), int(x), int(s)) for e, x, s in zip(full["entry_index"], full["exit_index"], full["side"])}
+    trades_win = [(int(e) + a, int(x) + a, int(s)) for e, x, s in zip(win["entry_index"], win["exit_index"], win["side"])]
+    assert trades_win and all(a <= e < b for e, _, _ in trades_win)
+    # Starting flat, the window's first entry may come where the whole run already held a
+    # position; every later trade that ends inside the window is one of the whole run's.
+    inner = [t for t in trades_win[1:] if t[1] < b - 1]
+    assert len(inner) >= 3
+    assert set(inner) <= trades_full
+    # And the first is either the whole run's too, or the window's flat start catching up.
+    e0, _, s0 = trades_win[0]
+    assert (trades_win[0] in trades_full) or any(fe < e0 <= fx for fe, fx, fs in trades_full if fs == s0)
