@@ -103,7 +103,7 @@ def _stored_folds(session: Session, job_id: str) -> list[WalkForwardFold]:
                                 .order_by(WalkForwardFold.fold)))
 
 
-def _check_fold(result: Any, fold: int, run: WalkForwardRun) -> dict[str, Any]:
+def _check_fold(result: Any, fold: int) -> dict[str, Any]:
     if not isinstance(result, dict) or result.get("fold") != fold or not isinstance(result.get("oos"), dict):
         raise InvalidArgument(f"fold {fold + 1}: not a fold result of this walk-forward")
     return result
@@ -127,7 +127,7 @@ def complete_fold(session: Session, job_id: str, fold_number: int, result_json: 
         result = json.loads(result_json)
     except ValueError as exc:
         raise InvalidArgument("result_json is not JSON") from exc
-    result = _check_fold(result, fold_number - 1, run)
+    result = _check_fold(result, fold_number - 1)
     if session.get(WalkForwardFold, (job_id, fold_number - 1)) is None:
         session.add(WalkForwardFold(job_id=job_id, fold=fold_number - 1, result=result,
                                     execution_time_seconds=float(seconds), created_at=utcnow()))

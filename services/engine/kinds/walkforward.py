@@ -73,6 +73,9 @@ class WalkForwardRunner:
         if len(cut) != spec.folds:
             await ctx.fail(job.job_id, f"the dataset has {len(bars)} bars; its folds were cut on {spec.bars}")
             return
+        if not 0 <= msg.fold_number <= len(cut):
+            await ctx.fail(job.job_id, f"fold {msg.fold_number} of a walk-forward of {len(cut)} folds")
+            return
         settings = settings_of(spec)
         wanted = [cut[msg.fold_number - 1]] if msg.fold_number else cut
 
