@@ -94,6 +94,10 @@ without any credentials acts as the dev tenant (unless `HINDSIGHT_REQUIRE_AUTH=1
 ## Overfitting statistics of a sweep
 
 {OVERFITTING_DOC}
+
+## Walk-forward optimization
+
+{WALKFORWARD_DOC}
 """
 
 

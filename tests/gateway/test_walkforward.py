@@ -176,3 +176,17 @@ def test_queued_job_runs_as_one_shard_per_fold(alpha: httpx.Client, beta: httpx.
 def test_the_fold_messages_name_each_fold() -> None:
     msg = bus_pb2.JobMessage(job_id="j", fold_number=3)
     assert bus_pb2.JobMessage.FromString(msg.SerializeToString()).fold_number == 3
+
+
+def test_docs_define_the_walkforward(gw: Any) -> None:
+    spec = httpx.get(gw.url + "/openapi.json", timeout=20).json()
+    post = spec["paths"]["/api/v1/walkforward"]["post"]
+    get = spec["paths"]["/api/v1/walkforward/{job_id}"]["get"]
+    for text in (post["description"], get["description"], spec["info"]["description"]):
+        assert "[sₖ + train_bars, sₖ + train_bars + test_bars)" in text
+        assert "decisions start at the\n  window's first bar, flat" in text
+        assert "mean out-of-sample CAGR / mean in-sample CAGR" in text
+    schema = json.dumps(spec["components"]["schemas"]["WalkForwardRequest"])
+    assert "train_bars" in schema and "objective" in schema and "anchored" in schema
+    assert set(spec["components"]["schemas"]["WalkForwardFold"]["properties"]) >= {
+        "train_start", "train_end", "test_start", "test_end", "parameters", "in_sample", "out_of_sample"}
