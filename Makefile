@@ -61,7 +61,7 @@ lint: build ## ruff, mypy (strict on domain/ and libs/) and the import contracts
 	$(VENV)/bin/mypy
 	PYTHONPATH=$(CURDIR):$(CURDIR)/$(GEN) $(VENV)/bin/lint-imports
 
-bench: build ## S2 sweep (our engine vs vectorbt vs NumPy; with vs without its overfitting statistics through the stack), a 10-fold walk-forward on S2 vs one S2 sweep, a year of day-by-day backtest, upload memory (238 MB x1/x3, 500 MiB), fair tenants, run report (1,000,000 bars)
+bench: build ## S2 sweep (our engine vs vectorbt vs NumPy; with vs without its overfitting statistics through the stack), a 10-fold walk-forward on S2 vs one S2 sweep, a year of day-by-day backtest, upload memory (238 MB x1/x3, 500 MiB), fair tenants, run report (1,000,000 bars), the seed-001 sweep's POST-to-done latency (p50/p95, standalone and distributed)
 	$(VPY) -m pip install -q -r requirements-bench.txt
 	$(VPY) -m bench.sweep_s2
 	$(VPY) -m bench.walkforward
@@ -69,6 +69,7 @@ bench: build ## S2 sweep (our engine vs vectorbt vs NumPy; with vs without its o
 	$(VPY) -m bench.upload_memory
 	$(VPY) -m bench.fairness
 	$(VPY) -m bench.report
+	$(VPY) -m bench.small_sweep_latency
 
 up: build ## distributed mode: each service its own process (DATABASE_URL, AMQP_URL)
 	$(VPY) -m services.up start
@@ -109,11 +110,12 @@ images: ## build hindsight/<service>:<pyproject version> with docker (needs a Do
 	  echo "   imports OK as uid $$(docker run --rm hindsight/$$s:$(IMAGE_TAG) id -u) on a read-only root"; \
 	done
 
-k8s: $(TOOLS_STAMP) ## render deploy/k8s overlays to build/k8s/<overlay>.yaml, schema-check and checkov them
-	@rm -rf build/k8s && mkdir -p build/k8s
+k8s: $(TOOLS_STAMP) ## render deploy/k8s overlays to build/k8s/<overlay>.yaml, schema-check (Kubernetes; KEDA's pinned schema) and checkov them
+	@rm -rf build/k8s build/k8s-core && mkdir -p build/k8s
 	@set -e; for o in deploy/k8s/overlays/*/; do n=$$(basename $$o); \
 	  $(TOOLS)/bin/kubectl kustomize $$o > build/k8s/$$n.yaml; echo "rendered build/k8s/$$n.yaml"; done
+	$(TOOLS)/bin/python deploy/keda_check.py --core-dir build/k8s-core build/k8s/*.yaml
 	@set -e; for v in $(K8S_VERSIONS); do \
-	  $(TOOLS)/bin/kubernetes-validate --strict --quiet -k $$v build/k8s/*.yaml; echo "schemas OK (Kubernetes $$v, strict)"; done
+	  $(TOOLS)/bin/kubernetes-validate --strict --quiet -k $$v build/k8s-core/*.yaml; echo "schemas OK (Kubernetes $$v, strict)"; done
 	$(CHECKOV) --framework kubernetes -d build/k8s
 	$(CHECKOV) --framework dockerfile secrets -d deploy/docker

@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.sweep import TIMEOUT_SECONDS_MAX, TIMEOUT_SECONDS_MIN
+
 # The key the seeds' examples send; standalone mode accepts it on loopback.
 SEED_DEV_API_KEY = "dev-key-000000000000000000000000"
 DEV_TENANT = "dev"
@@ -114,6 +116,9 @@ class Settings(BaseSettings):
     # Sweep kernel threads per job (OpenMP; results are identical for any count). Unset:
     # the CPUs the process may use // HINDSIGHT_ENGINE_CONCURRENCY, at least 1.
     hindsight_engine_threads: int | None = Field(default=None, ge=1)
+    # Bars an engine process keeps between jobs (MiB, least recently used out; 48 bytes a
+    # bar). A dataset larger than this is read for its job and not kept.
+    hindsight_bar_cache_mb: int = Field(default=512, ge=0)
     # Jobs of one tenant that the engines run at once; its other jobs wait in the queue
     # while other tenants' jobs start.
     hindsight_tenant_max_running_jobs: int = Field(default=1, ge=1)
@@ -122,8 +127,8 @@ class Settings(BaseSettings):
     # Bar-pairs (a sweep's combinations x bars) of one tenant's unfinished jobs; more are
     # refused (429, Retry-After), a single job larger than this with a 400.
     hindsight_tenant_max_queued_bar_pairs: int = Field(default=10**13, ge=1)
-    # Largest timeout_seconds a job may ask for (at most 86400); larger ones get a 400.
-    hindsight_max_timeout_seconds: int = Field(default=86_400, ge=1, le=86_400)
+    # Largest timeout_seconds a job may ask for (at most domain.sweep.TIMEOUT_SECONDS_MAX); larger ones get a 400.
+    hindsight_max_timeout_seconds: int = Field(default=TIMEOUT_SECONDS_MAX, ge=TIMEOUT_SECONDS_MIN, le=TIMEOUT_SECONDS_MAX)
     # Seconds before a job held back by its tenant's running limit is offered to engines again.
     hindsight_tenant_wait_seconds: float = Field(default=1.0, gt=0, le=60)
 

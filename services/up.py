@@ -5,6 +5,11 @@ database if it does not exist, runs the Alembic migrations, starts results,
 engine, notifier and gateway (logs and pids under .run/), and waits until each
 reports healthy. `python -m services.up stop` sends SIGTERM and waits for the drain.
 
+HINDSIGHT_ENGINE_REPLICAS=N (default 1) starts N engine processes, competing consumers of
+the jobs queue as replicas in Kubernetes are: `engine` on ENGINE_PORT (the gateway's
+backtests call it), `engine-2` … `engine-N` on ENGINE_PORT + 10·(i−1) and metrics ports
+after the gateway's.
+
 Unless set, HINDSIGHT_BOOTSTRAP_KEYS gets a random key for tenant `dev` and
 HINDSIGHT_SECRET_KEY a random key, both kept in .run/ (0600) for the next start:
 the seeds' public dev key is for standalone on loopback only.
@@ -24,6 +29,29 @@ from pathlib import Path
 RUN_DIR = Path(".run")
 PIDS = RUN_DIR / "pids.json"
 SERVICES = ("results", "engine", "notifier", "gateway")
+MAX_ENGINE_REPLICAS = 16
+
+
+def engine_replicas(env: dict[str, str]) -> int | str:
+    """HINDSIGHT_ENGINE_REPLICAS as a count (1 when unset), or what is wrong with it."""
+    text = (env.get("HINDSIGHT_ENGINE_REPLICAS") or "1").strip()
+    if not text.isdigit() or not 1 <= int(text) <= MAX_ENGINE_REPLICAS:
+        return f"HINDSIGHT_ENGINE_REPLICAS must be a whole number from 1 to {MAX_ENGINE_REPLICAS}, not {text!r}"
+    return int(text)
+
+
+def processes(replicas: int, engine_port: int, metrics_base: int) -> list[tuple[str, str, dict[str, str]]]:
+    """(name, service, environment overrides) of each process, in start order."""
+    metrics = {"results": metrics_base, "engine": metrics_base + 1, "notifier": metrics_base + 2,
+               "gateway": metrics_base + 3}
+    out: list[tuple[str, str, dict[str, str]]] = []
+    for name in SERVICES:
+        out.append((name, name, {"HINDSIGHT_METRICS_PORT": str(metrics[name])}))
+        if name == "engine":
+            for i in range(2, replicas + 1):
+                out.append((f"engine-{i}", "engine", {"HINDSIGHT_METRICS_PORT": str(metrics_base + 2 + i),
+                                                      "ENGINE_PORT": str(engine_port + 10 * (i - 1))}))
+    return out
 
 
 def _kept_secret(name: str, make) -> str:
@@ -95,6 +123,10 @@ def start() -> int:
             file=sys.stderr,
         )
         return 2
+    replicas = engine_replicas(dict(os.environ))
+    if isinstance(replicas, str):
+        print(replicas, file=sys.stderr)
+        return 2
     if PIDS.exists():
         print("already running (see .run/pids.json); `make down` first", file=sys.stderr)
         return 1
@@ -112,20 +144,20 @@ def start() -> int:
     _ensure_database(settings.database_url)
     subprocess.run([sys.executable, "-m", "services.results.migrate"], env=env, check=True)
     pids: dict[str, int] = {}
-    # One machine: each service's /metrics on a loopback port of its own, from HINDSIGHT_METRICS_PORT
+    # One machine: each process's /metrics on a loopback port of its own, from HINDSIGHT_METRICS_PORT
     # (default 9464) up; the gateway's public /metrics needs HINDSIGHT_METRICS_TOKEN in this mode.
     base = int(env.get("HINDSIGHT_METRICS_PORT") or 9464)
-    metrics_ports = {"results": base, "engine": base + 1, "notifier": base + 2, "gateway": base + 3}
-    for name in SERVICES:
+    plan = processes(replicas, settings.engine_port, base)
+    for name, service, over in plan:
         log = open(RUN_DIR / f"{name}.log", "ab")  # noqa: SIM115 - the child process keeps it
-        own_env = dict(env, HINDSIGHT_METRICS_PORT=str(metrics_ports.get(name, 0)))
-        proc = subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=own_env, stdout=log, stderr=log,
-                                start_new_session=True)
+        proc = subprocess.Popen([sys.executable, "-m", f"services.{service}"], env=dict(env, **over), stdout=log,
+                                stderr=log, start_new_session=True)
         pids[name] = proc.pid
         PIDS.write_text(json.dumps(pids))
         deadline = time.time() + 60
-        port = {"results": settings.results_port, "engine": settings.engine_port,
-                "notifier": settings.notifier_port}.get(name)
+        port = int(over["ENGINE_PORT"]) if "ENGINE_PORT" in over else {
+            "results": settings.results_port, "engine": settings.engine_port, "notifier": settings.notifier_port,
+        }.get(service)
         ok = (_wait_grpc(port, deadline) if port else
               _wait_http(f"http://{settings.hindsight_host}:{settings.hindsight_port}/health", deadline))
         if not ok or proc.poll() is not None:
@@ -134,10 +166,11 @@ def start() -> int:
             return 1
         print(f"{name:9s} up (pid {proc.pid})")
     url = f"http://{settings.hindsight_host}:{settings.hindsight_port}"
+    metrics = ", ".join(f"{name} :{over['HINDSIGHT_METRICS_PORT']}/metrics" for name, _, over in plan)
     key = env["HINDSIGHT_BOOTSTRAP_KEYS"].split(",")[0].partition(":")[2]
     print(f"\nHindsight distributed mode is up\n  API      {url}\n  Docs     {url}/docs\n"
           f"  API key  {key}  (credentials are always required in this mode)\n  Logs     .run/*.log\n"
-          f"  Metrics  {', '.join(f'{n} :{p}/metrics' for n, p in metrics_ports.items())}\n"
+          f"  Metrics  {metrics}\n"
           "  `make down` stops it.")
     return 0
 
@@ -147,11 +180,8 @@ def stop() -> int:
         print("nothing running")
         return 0
     pids = json.loads(PIDS.read_text())
-    # Stop the front first so no new work arrives while the back drains.
-    for name in reversed(SERVICES):
-        pid = pids.get(name)
-        if pid is None:
-            continue
+    # Stop the front first so no new work arrives while the back drains (pids.json is in start order).
+    for name, pid in reversed(list(pids.items())):
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:

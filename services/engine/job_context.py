@@ -27,14 +27,14 @@ class JobContext:
     """The engine's side of a running job, shared by every job of a worker."""
 
     def __init__(self, stub: results_pb2_grpc.ResultsServiceStub, rpc_timeout: float = 30.0,
-                 sweep_statistics: bool = True, sweep_threads: int = 1) -> None:
+                 sweep_statistics: bool = True, sweep_threads: int = 1, bar_cache_bytes: int = 512 * 2**20) -> None:
         self.stub = stub
         self.rpc_timeout = rpc_timeout
         # Sweeps compute their overfitting statistics (HINDSIGHT_SWEEP_STATISTICS).
         self.sweep_statistics = sweep_statistics
         # Sweep kernel threads per job (services.engine.service.sweep_threads).
         self.sweep_threads = max(1, sweep_threads)
-        self.cache = BarsCache()
+        self.cache = BarsCache(bar_cache_bytes)
         self.metrics = EngineMetrics()
         # Set on shutdown: a running job stops at its next progress point and its
         # message goes back to the queue for another replica (never acked unfinished).

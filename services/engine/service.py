@@ -59,7 +59,8 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Eng
     stub = results_pb2_grpc.ResultsServiceStub(chan)
     context = JobContext(stub, rpc_timeout=settings.hindsight_rpc_timeout,
                          sweep_statistics=settings.hindsight_sweep_statistics,
-                         sweep_threads=sweep_threads(settings))
+                         sweep_threads=sweep_threads(settings),
+                         bar_cache_bytes=settings.hindsight_bar_cache_mb * 2**20)
     worker = EngineWorker(context, bus, registry.build(chan), concurrency=settings.hindsight_engine_concurrency)
     # Synchronous backtests share the jobs' cache of bars.
     backtests = BacktestServicer(stub, context.cache, rpc_timeout=settings.hindsight_rpc_timeout)

@@ -20,6 +20,7 @@ from hindsight.engine.v1 import engine_pb2_grpc
 from hindsight.notify.v1 import notify_pb2_grpc
 from hindsight.results.v1 import results_pb2, results_pb2_grpc
 from hindsight.runs.v1 import runs_pb2_grpc
+from hindsight.universes.v1 import universes_pb2_grpc
 
 from libs.grpc_util import channel
 from libs.settings import Settings
@@ -71,6 +72,7 @@ class Backend:
         self._notifications: notify_pb2_grpc.NotificationsServiceStub | None = None
         self._strategies: backtest_pb2_grpc.StrategiesServiceStub | None = None
         self._day_by_day: backtest_pb2_grpc.DayBacktestServiceStub | None = None
+        self._universes: universes_pb2_grpc.UniversesServiceStub | None = None
         self._engine_channel: grpc.aio.Channel | None = None
         self._engine: engine_pb2_grpc.EngineServiceStub | None = None
 
@@ -83,6 +85,7 @@ class Backend:
         self._notifications = notify_pb2_grpc.NotificationsServiceStub(self._channel)
         self._strategies = backtest_pb2_grpc.StrategiesServiceStub(self._channel)
         self._day_by_day = backtest_pb2_grpc.DayBacktestServiceStub(self._channel)
+        self._universes = universes_pb2_grpc.UniversesServiceStub(self._channel)
         # Synchronous backtests are answered by the engine itself.
         self._engine_channel = channel(self.settings.engine_addr, token=token)
         self._engine = engine_pb2_grpc.EngineServiceStub(self._engine_channel)
@@ -94,6 +97,7 @@ class Backend:
             self._notifications = None
             self._strategies = None
             self._day_by_day = None
+            self._universes = None
         if self._engine_channel is not None:
             await self._engine_channel.close(grace=1.0)
             self._engine_channel = None
@@ -111,6 +115,13 @@ class Backend:
         if self._strategies is None:
             raise _not_open()
         return self._strategies
+
+    @property
+    def universes(self) -> universes_pb2_grpc.UniversesServiceStub:
+        """Universes: named ticker lists (served by results)."""
+        if self._universes is None:
+            raise _not_open()
+        return self._universes
 
     @property
     def day_by_day(self) -> backtest_pb2_grpc.DayBacktestServiceStub:

@@ -140,7 +140,6 @@ def submit(session: Session, config: DayByDayConfig, submission: Submission, spe
     capital = _finite(spec.get("initial_capital"), "initial_capital", DAY_BY_DAY_CAPITAL_DEFAULT, 1e-6, CASH_MAX)
     slippage = _finite(spec.get("slippage_pct") or 0.0, "slippage_percentage", 0.0, 0.0, DAY_BY_DAY_COST_PCT_MAX)
     commission = _finite(spec.get("commission_pct") or 0.0, "commission_percentage", 0.0, 0.0, DAY_BY_DAY_COST_PCT_MAX)
-    jobs.check_timeout(submission.timeout_seconds)
     strategy = get_strategy(session, tenant_id, strategy_id)
     definition = strategy.definition
     ticker = definition["dataset"]["ticker"]

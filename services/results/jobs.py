@@ -192,11 +192,6 @@ def check_tenant(session: Session, tenant_id: str) -> None:
         raise NotFound(f"tenant {tenant_id!r} not found")
 
 
-def check_timeout(timeout_seconds: int) -> None:
-    if timeout_seconds < 1:
-        raise InvalidArgument("timeout_seconds must be positive")
-
-
 def queued_job(
     submission: Submission,
     *,

@@ -23,6 +23,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from domain.sweep import TIMEOUT_SECONDS_MIN
 from libs.settings import Settings
 from services.results.errors import InvalidArgument, TooManyRequests
 from services.results.jobs import ACTIVE_STATES, RUNNING
@@ -62,7 +63,10 @@ def lock_tenant(session: Session, tenant_id: str) -> None:
 
 
 def check_timeout(timeout_seconds: int, limits: TenantLimits) -> None:
-    """A job's `timeout_seconds` against the operator's maximum."""
+    """A job's `timeout_seconds`, for every kind: positive, and at most the operator's maximum
+    (itself at most the domain's TIMEOUT_SECONDS_MAX: libs.settings)."""
+    if timeout_seconds < TIMEOUT_SECONDS_MIN:
+        raise InvalidArgument("timeout_seconds must be positive")
     if timeout_seconds > limits.max_timeout_seconds:
         raise InvalidArgument(
             f"timeout_seconds must be at most {limits.max_timeout_seconds} (this server's maximum)"

@@ -129,14 +129,12 @@ def page_limit(value: int, offset: int, default_limit: int) -> int:
     return value
 
 
-def submitted_parameters(parameters_json: str, timeout_seconds: int) -> Any:
-    """A submitted job's parameters (`parameters_json`, {} when empty), its timeout checked too."""
+def submitted_parameters(parameters_json: str) -> Any:
+    """A submitted job's parameters (`parameters_json`, {} when empty)."""
     try:
         parameters = json.loads(parameters_json) if parameters_json else {}
     except json.JSONDecodeError:
         raise InvalidArgument("parameters_json is not valid JSON") from None
-    if timeout_seconds < 0:
-        raise InvalidArgument("timeout_seconds must not be negative")
     return parameters
 
 

@@ -31,6 +31,8 @@ from services.results.runs_servicer import SERVICE_NAME as RUNS_SERVICE_NAME
 from services.results.runs_servicer import RunsServicer
 from services.results.servicer import ResultsServicer
 from services.results.timefmt import utcnow
+from services.results.universes_servicer import UniversesServicer
+from services.results.universes_servicer import registration as universes_registration
 from services.results.uploads import UploadSlots, limit_malloc_arenas
 
 log = logging.getLogger(__name__)
@@ -160,12 +162,14 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Res
         notify_pb2_grpc.add_NotificationsServiceServicer_to_server(notifications_servicer, server)
         return NOTIFICATIONS_SERVICE_NAME
 
+    register_universes = universes_registration(UniversesServicer(db, servicer.ready))
+
     day_registrations, artifact_cleanup = wire_day_by_day(
         db, servicer.ready, servicer.stopping, day_by_day, float(settings.hindsight_artifact_cleanup_interval_seconds)
     )
 
     server = await grpc_util.start_server(
-        [register, register_runs, register_notifications, *day_registrations],
+        [register, register_runs, register_notifications, register_universes, *day_registrations],
         host=settings.grpc_bind_host(),
         port=settings.results_port if port is None else port,
         token=settings.hindsight_internal_token,

@@ -133,7 +133,7 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
             kind=handler.kind,
             kind_name=handler.name,
             spec=getattr(request, handler.spec_field),
-            parameters=submitted_parameters(request.parameters_json, request.timeout_seconds),
+            parameters=submitted_parameters(request.parameters_json),
             webhook_url=request.webhook_url,
             notify_email=request.notify_email,
             timeout_seconds=request.timeout_seconds or min(self.default_timeout_seconds, self.limits.max_timeout_seconds),

@@ -102,7 +102,6 @@ def submit(session: Session, submission: Submission, spec: dict[str, Any]) -> Jo
     """Insert a queued sweep job (`spec`: its SweepSpec as a dict), its first event and its JobMessage."""
     jobs.check_tenant(session, submission.tenant_id)
     combinations = validate_sweep_spec(spec)
-    jobs.check_timeout(submission.timeout_seconds)
     now = utcnow()
     bars = _bars_of(session, submission.tenant_id, spec)
     job = jobs.queued_job(

@@ -7,13 +7,15 @@ import ast
 import re
 import subprocess
 import tomllib
+from pathlib import Path
 
 import pytest
 
+from libs.bus import JOBS_QUEUE
 from libs.settings import Settings
 from services.gateway import __main__ as gateway_main
 from services.gateway.auth import dev_tenant_allowed
-from tests.deploy.conftest import K8S, K8S_VERSIONS, ROOT, SERVICES, Rendered, load_yaml, tool
+from tests.deploy.conftest import DEPLOY, K8S, K8S_VERSIONS, ROOT, SERVICES, Rendered, load_yaml, tool
 
 GRPC_PORTS = {"results": 50051, "engine": 50052, "notifier": 50053}
 # Secret keys each of our containers gets (name of the container -> keys), required or optional.
@@ -82,18 +84,29 @@ def test_both_overlays_render(overlays):
     for r in overlays.values():
         kinds = {o["kind"] for o in r.objects}
         assert {"Namespace", "ConfigMap", "Deployment", "Service", "ServiceAccount", "Job",
-                "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy"} <= kinds
+                "PodDisruptionBudget", "NetworkPolicy"} <= kinds
+        assert {"HorizontalPodAutoscaler" if r.overlay == "dev" else "ScaledObject"} <= kinds
         namespace = r.get("Namespace", r.objects[0]["metadata"]["name"])["metadata"]["name"]
         for o in r.objects:
             if o["kind"] != "Namespace":
                 assert o["metadata"].get("namespace") == namespace, f"{o['kind']}/{o['metadata']['name']}"
 
 
+def keda_check(rendered_dir: Path, *files: Path) -> tuple[subprocess.CompletedProcess, Path]:
+    """deploy/keda_check.py as `make k8s` runs it: KEDA objects checked, the rest written for kubernetes-validate."""
+    core = rendered_dir / "core"
+    proc = subprocess.run([tool("python"), str(DEPLOY / "keda_check.py"), "--core-dir", str(core), *map(str, files)],
+                          check=False, capture_output=True, text=True, timeout=120)
+    return proc, core
+
+
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_every_object_is_valid_against_the_kubernetes_schemas(overlays, rendered_dir, version):
+    proc, core = keda_check(rendered_dir, *(r.path for r in overlays.values()))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     canary = rendered_dir / "schema-canary.yaml"
     canary.write_text(CANARY)
-    files = [str(r.path) for r in overlays.values()]
+    files = [str(core / r.path.name) for r in overlays.values()]
     proc = subprocess.run([tool("kubernetes-validate"), "--strict", "-k", version, *files, str(canary)],
                           check=False, capture_output=True, text=True, timeout=120)
     out = proc.stdout + proc.stderr
@@ -104,7 +117,25 @@ def test_every_object_is_valid_against_the_kubernetes_schemas(overlays, rendered
     real = [e for e in errors if "schema-canary" not in e]
     assert not real, "\n".join(real)
     passed = sum(1 for line in out.splitlines() if " passed for resource " in line)
-    assert passed == sum(len(r.objects) for r in overlays.values())
+    keda = sum(1 for r in overlays.values() for o in r.objects if o["apiVersion"].startswith("keda.sh/"))
+    assert keda == 1 and passed == sum(len(r.objects) for r in overlays.values()) - keda
+
+
+def test_the_keda_scaledobject_is_valid_against_kedas_schema_strictly(overlays, rendered_dir):
+    prod = overlays["prod"]
+    proc, _ = keda_check(rendered_dir, prod.path)
+    assert proc.returncode == 0 and "PASS ScaledObject/engine in prod.yaml (KEDA 2.16.1, strict)" in proc.stdout, (
+        proc.stdout + proc.stderr)
+    # A misspelt field, a wrong type and a kind KEDA 2.16 does not have each fail the check.
+    text = prod.path.read_text()
+    bad = rendered_dir / "keda-canary.yaml"
+    bad.write_text(text.replace("minReplicaCount:", "minReplicaCounts:").replace("pollingInterval: 10",
+                                                                              "pollingInterval: often")
+                   + "---\napiVersion: keda.sh/v1alpha1\nkind: ScaledWidget\nmetadata:\n  name: x\n")
+    proc, _ = keda_check(rendered_dir / "canary", bad)
+    assert proc.returncode == 1
+    assert "'minReplicaCounts' was unexpected" in proc.stdout and "'often' is not valid" in proc.stdout, proc.stdout
+    assert "ERROR ScaledWidget/x" in proc.stdout and "no schema for keda.sh/v1alpha1 ScaledWidget" in proc.stdout
 
 
 # ---- the base: one file per service --------------------------------------------------
@@ -298,15 +329,32 @@ def test_container_commands_are_the_service_entrypoints(rendered):
 
 # ---- engine scaling and disruption ---------------------------------------------------
 
-def test_engine_hpa_and_pdb(overlays):
+def test_engine_autoscaling_and_pdb(overlays):
+    """dev: the base's CPU HPA; prod: KEDA's ScaledObject on the jobs queue's depth (and CPU), no HPA of ours."""
     mins = {}
+    target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "engine"}
     for name, r in overlays.items():
         engine = r.get("Deployment", "engine")
-        assert "replicas" not in engine["spec"], "the HPA owns the engine's replica count"
-        hpa = r.get("HorizontalPodAutoscaler", "engine")
-        assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "engine"}
-        assert 1 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
-        mins[name] = hpa["spec"]["minReplicas"]
+        assert "replicas" not in engine["spec"], "the autoscaler owns the engine's replica count"
+        if name == "dev":
+            assert not r.of_kind("ScaledObject")
+            hpa = r.get("HorizontalPodAutoscaler", "engine")
+            assert hpa["spec"]["scaleTargetRef"] == target
+            assert 1 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+            mins[name] = hpa["spec"]["minReplicas"]
+        else:
+            assert not [h for h in r.of_kind("HorizontalPodAutoscaler") if h["spec"]["scaleTargetRef"] == target], (
+                "two autoscalers would fight over the engine's count: KEDA makes its own HPA")
+            scaled = r.get("ScaledObject", "engine")
+            assert scaled["spec"]["scaleTargetRef"] == target
+            assert 1 <= scaled["spec"]["minReplicaCount"] < scaled["spec"]["maxReplicaCount"]
+            mins[name] = scaled["spec"]["minReplicaCount"]
+            (queue,) = [t for t in scaled["spec"]["triggers"] if t["type"] == "rabbitmq"]
+            assert queue["metadata"]["queueName"] == JOBS_QUEUE and queue["metadata"]["mode"] == "QueueLength"
+            env = {e["name"] for e in containers(engine)[0]["env"]}
+            assert queue["metadata"]["hostFromEnv"] in env, "KEDA reads the broker's address from the engine's env"
+            cpu_requested = containers(engine)[0]["resources"]["requests"]["cpu"]
+            assert [t for t in scaled["spec"]["triggers"] if t["type"] == "cpu"] and cpu_requested
         pdb = r.get("PodDisruptionBudget", "engine")
         labels = engine["spec"]["template"]["metadata"]["labels"]
         assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()

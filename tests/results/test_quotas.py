@@ -59,5 +59,10 @@ async def test_submission_limits_and_their_retry_after(backend) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await running.stub.SubmitJob(submit_request(tenant, timeout_seconds=601))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "at most 600" in err.value.details()
+    # A negative timeout (0 means "the default"): a 400 too.
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await running.stub.SubmitJob(submit_request(tenant, timeout_seconds=-5))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "must be positive" in err.value.details()
+    assert db.scalar("SELECT count(*) FROM jobs WHERE tenant_id = :t", t=tenant) == 2
     await running.stub.CancelJob(results_pb2.CancelJobRequest(tenant_id=tenant, job_id=jobs[0].job_id))
     assert (await running.stub.SubmitJob(submit_request(tenant))).job.job_id

@@ -28,8 +28,11 @@ STRATEGY_ID = "0f7a2c55-1d9e-4b7b-9a51-7f0c3d2e9b10"
 USER_ID = "alpha_user"
 START, END = "2024-01-01", "2024-01-12"
 # Paths whose ids the client chooses: a strategy id (PUT creates it in the caller's tenant),
-# a seed-004 user's data (clearing "alpha_user" as bravo clears bravo's nothing).
-CLIENT_CHOSEN_IDS = frozenset({"/api/v1/strategies/{strategy_id}", "/api/v1/backtest/clear/{user_id}/{strategy_id}"})
+# a seed-004 user's data (clearing "alpha_user" as bravo clears bravo's nothing), a universe's
+# name (PUT creates it in the caller's tenant).
+CLIENT_CHOSEN_IDS = frozenset({"/api/v1/strategies/{strategy_id}", "/api/v1/backtest/clear/{user_id}/{strategy_id}",
+                               "/api/v1/universes/{name}"})
+UNIVERSE = "alpha-universe"
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +104,11 @@ def alpha_ids(stack: Stack) -> dict[str, str]:
             "train_bars": 200, "test_bars": 100, "step_bars": 100})
         assert wf.status_code == 202, wf.text
         assert _wait_job(c, wf.json()["job_id"])["status"] == "completed"
+        universe = c.put(f"/api/v1/universes/{UNIVERSE}", json={"tickers": [SECRET_TICKER, "MSFT"]})
+        assert universe.status_code == 201, universe.text
         return {
             "wf_job_id": wf.json()["job_id"],
+            "name": UNIVERSE,
             "day_job_id": days.json()["job_id"],
             "dataset_id": dataset_id,
             "job_id": job["job_id"],
@@ -142,6 +148,7 @@ def _snapshot(stack: Stack, ids: dict[str, str]) -> dict[str, object]:
             "run": c.get(f"/api/v1/runs/{ids['run_id']}").status_code,
             "strategy": c.get(f"/api/v1/strategies/{STRATEGY_ID}").json().get("name"),
             "days": c.get(f"/api/v1/backtest/metadata/{USER_ID}/{STRATEGY_ID}").status_code,
+            "universe": c.get(f"/api/v1/universes/{UNIVERSE}").json().get("tickers"),
         }
 
 
@@ -162,6 +169,8 @@ def _body_for(path: str, method: str) -> dict | None:
         return {**STRATEGY, "name": "bravo overwrote this"}
     if path.endswith("/replay"):
         return {}
+    if path.startswith("/api/v1/universes/"):
+        return {"tickers": ["BRAVO-OWN"]}
     return {}
 
 

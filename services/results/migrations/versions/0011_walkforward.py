@@ -1,7 +1,7 @@
 """Walk-forward optimizations (issue 14): a run per job and a row per fold.
 
-Revision ID: 0010_walkforward
-Revises: 0009_sweep_overfitting
+Revision ID: 0011_walkforward
+Revises: 0010_universes
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010_walkforward"
-down_revision = "0009_sweep_overfitting"
+revision = "0011_walkforward"
+down_revision = "0010_universes"
 branch_labels = None
 depends_on = None
 
