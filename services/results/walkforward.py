@@ -58,7 +58,6 @@ def submit(session: Session, submission: Submission, spec: dict[str, Any]) -> Jo
     sweep = dict(spec.get("sweep") or {})
     combinations = sweeps.validate_sweep_spec(sweep)
     windows = windows_of(spec)
-    jobs.check_timeout(submission.timeout_seconds)
     found = resolve_dataset(session, submission.tenant_id, str(sweep.get("ticker", "")), str(sweep.get("interval") or ""))
     if found is None:
         raise InvalidArgument(f"no dataset for ticker {sweep.get('ticker')!r}: upload its bars before a walk-forward")
