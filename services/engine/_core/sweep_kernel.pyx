@@ -381,6 +381,19 @@ cdef void _indicators(const double[::1] close, Py_ssize_t t0, Py_ssize_t t1,
                     row[j] = NAN
 
 
+cdef void _sma_sums_before(const double[::1] close, const int32_t[::1] periods, Py_ssize_t start,
+                           double* S, double* C) noexcept nogil:
+    # The running window sum of each period as _indicators leaves it after bar start - 1:
+    # the closes of bars max(0, start - n) .. start - 1.
+    cdef Py_ssize_t j, i, n
+    for j in range(periods.shape[0]):
+        n = periods[j]
+        i = start - n if start > n else 0
+        while i < start:
+            acc(&S[j], &C[j], close[i])
+            i += 1
+
+
 cdef void _want_rows(const int8_t[::1] want, Py_ssize_t t0, Py_ssize_t t1, double* buf) noexcept nogil:
     # KIND_WANT: the columns (want, 0), so "fast > slow" is "want > 0"
     cdef Py_ssize_t t
@@ -614,6 +627,13 @@ cdef int _chunks(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int 
     cdef double* A = &ist[3, 0]
 
     t0 = 0
+    if start > 0 and not ema_kind and not is_want:
+        # A window's SMAs need only the closes of their own windows: each period's running
+        # sum starts just before `start`, not at bar 0 (the same averages, without
+        # streaming every earlier bar; EMAs and MACD do depend on all of them).
+        with nogil:
+            _sma_sums_before(close, periods, start, S, C)
+        t0 = start
     tend = N - 1  # the last bar is handled by _last_bar
     while t0 < tend:
         t1 = min(t0 + chunk, tend)
