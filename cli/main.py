@@ -32,6 +32,7 @@ from cli.render import ProgressBar, fmt_num, kv, table
 from domain.backtest_spec import DIRECTIONS, FILLS
 from domain.bar_formats import FORMATS
 from domain.market import INTERVALS
+from domain.walkforward import OBJECTIVE_DEFAULT, OBJECTIVES
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -275,20 +276,21 @@ def submit_and_follow(
     return submitted, final, started
 
 
-def cmd_sweep(api: Api, out: Output, args: argparse.Namespace) -> int:
+def sweep_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The sweep request of the sweep options (`sweep`, with RSI's; `walkforward`)."""
     needed = ("period", "oversold", "overbought") if args.strategy == "RSI" else ("fast", "slow")
-    missing = [f"--{name}" for name in needed if getattr(args, name) is None]
+    missing = [f"--{name}" for name in needed if getattr(args, name, None) is None]
     if missing:
         raise UsageError(f"--strategy {args.strategy} needs {' and '.join(missing)}")
-    body: dict[str, Any] = {
+    return {
         "ticker": args.ticker,
         "strategy_type": args.strategy.upper(),
         "fast_range": args.fast,
         "slow_range": args.slow,
-        "period_range": args.period,
-        "oversold_range": args.oversold,
-        "overbought_range": args.overbought,
-        "threshold_step": args.threshold_step,
+        "period_range": getattr(args, "period", None),
+        "oversold_range": getattr(args, "oversold", None),
+        "overbought_range": getattr(args, "overbought", None),
+        "threshold_step": getattr(args, "threshold_step", None),
         "step": args.step,
         "min_trades": args.min_trades,
         "interval": args.interval,
@@ -299,6 +301,10 @@ def cmd_sweep(api: Api, out: Output, args: argparse.Namespace) -> int:
         "initial_cash": args.cash,
         "webhook_url": args.webhook,
     }
+
+
+def cmd_sweep(api: Api, out: Output, args: argparse.Namespace) -> int:
+    body = sweep_body(args)
     got = submit_and_follow(
         api, out, "/api/v1/strategy/sweep", body, no_wait=args.no_wait, what="sweep", result_key="best",
         describe=lambda job: f"sweep job {job['job_id']}: {job['parameters']['combinations']} combinations queued",
@@ -321,6 +327,74 @@ def cmd_sweep(api: Api, out: Output, args: argparse.Namespace) -> int:
         table(best["results"], [*shown, *BEST_COLUMNS[2:]])
     else:
         table(best["results"], BEST_COLUMNS)
+    return EXIT_OK
+
+
+FOLD_COLUMNS = [
+    ("fold", "fold", 0),
+    ("test from", "test_start_time", 0),
+    ("test to", "test_end_time", 0),
+    ("fast", "fast_period", 0),
+    ("slow", "slow_period", 0),
+    ("IS return %", "is_return", 1),
+    ("OOS return %", "oos_return", 1),
+    ("IS cagr %", "is_cagr", 1),
+    ("OOS cagr %", "oos_cagr", 1),
+    ("OOS sharpe", "oos_sharpe", 2),
+    ("OOS trades", "oos_trades", 0),
+]
+
+
+def fold_rows(wf: dict[str, Any]) -> list[dict[str, Any]]:
+    """The folds table's rows (a fold that chose nothing shows blanks)."""
+    rows = []
+    for f in wf["folds"]:
+        params, ins, oos = f.get("parameters") or {}, f.get("in_sample") or {}, f.get("out_of_sample") or {}
+        rows.append({
+            "fold": f["fold"] + 1, "test_start_time": f["test_start_time"], "test_end_time": f["test_end_time"],
+            "fast_period": params.get("fast_period"), "slow_period": params.get("slow_period"),
+            "is_return": ins.get("total_return_pct"), "oos_return": oos.get("total_return_pct"),
+            "is_cagr": ins.get("annualized_return"), "oos_cagr": oos.get("annualized_return"),
+            "oos_sharpe": oos.get("sharpe_ratio"), "oos_trades": oos.get("total_trades"),
+        })
+    return rows
+
+
+def cmd_walkforward(api: Api, out: Output, args: argparse.Namespace) -> int:
+    sweep = {k: v for k, v in sweep_body(args).items() if v is not None and k != "webhook_url"}
+    body: dict[str, Any] = {
+        "sweep": sweep,
+        "train_bars": args.train,
+        "test_bars": args.test,
+        "step_bars": args.step_bars if args.step_bars is not None else args.test,
+        "anchored": args.anchored,
+        "objective": args.objective,
+        "webhook_url": args.webhook,
+    }
+    got = submit_and_follow(
+        api, out, "/api/v1/walkforward", body, no_wait=args.no_wait, what="walk-forward", result_key="walkforward",
+        describe=lambda job: f"walk-forward job {job['job_id']}: {job['folds']} folds of {job['combinations']} "
+                             "combinations queued",
+    )
+    if isinstance(got, int):
+        return got
+    submitted, final, started = got
+    wf = api.get(f"/api/v1/walkforward/{submitted['job_id']}")
+    if out.json:
+        out.emit_json({"job": submitted, "result": final, "walkforward": wf})
+        return EXIT_OK
+    out.note(f"completed in {time.monotonic() - started:.1f} s")
+    print(f"{len(wf['folds'])} folds, chosen on {wf['objective']} (train {wf['train_bars']}, test {wf['test_bars']}, "
+          f"step {wf['step_bars']} bars{', anchored' if wf['anchored'] else ''}):")
+    table(fold_rows(wf), FOLD_COLUMNS)
+    stitched = (wf.get("stitched") or {}).get("metrics") or {}
+    kv([
+        ("stitched OOS return %", fmt_num(stitched.get("total_return_pct"), 2)),
+        ("stitched OOS cagr %", fmt_num(stitched.get("annualized_return"), 2)),
+        ("stitched OOS sharpe", fmt_num(stitched.get("sharpe_ratio"), 2)),
+        ("stitched OOS max dd %", fmt_num(stitched.get("max_drawdown_pct"), 2)),
+        ("walk-forward efficiency", fmt_num(wf.get("walk_forward_efficiency"), 3)),
+    ])
     return EXIT_OK
 
 
@@ -777,28 +851,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("health", "check that the API answers")
 
+    def sweep_options(s: argparse.ArgumentParser, rsi: bool = False) -> None:
+        """The options of a sweep request; `rsi`: with rsi_reversion's (the sweep command)."""
+        s.add_argument("ticker")
+        if rsi:
+            s.add_argument("--strategy", default="SMA", type=str.upper, choices=["SMA", "EMA", "MACD", "RSI"],
+                           help="RSI: rsi_reversion, swept over --period, --oversold and --overbought")
+        else:
+            s.add_argument("--strategy", default="SMA", type=str.upper, choices=["SMA", "EMA", "MACD"])
+        s.add_argument("--fast", type=int_range, metavar="MIN:MAX", help="fast period range, e.g. 10:20 (crossovers)")
+        s.add_argument("--slow", type=int_range, metavar="MIN:MAX", help="slow period range, e.g. 20:30 (crossovers)")
+        if rsi:
+            s.add_argument("--period", type=int_range, metavar="MIN:MAX", help="RSI: the period's range, on --step")
+            s.add_argument("--oversold", type=number_range, metavar="MIN:MAX",
+                           help="RSI: the oversold threshold's range")
+            s.add_argument("--overbought", type=number_range, metavar="MIN:MAX",
+                           help="RSI: the overbought threshold's range")
+            s.add_argument("--threshold-step", dest="threshold_step", type=float,
+                           help="RSI: the thresholds' step (5)")
+        s.add_argument("--step", type=int, default=5)
+        s.add_argument("--min-trades", type=int, default=None,
+                       help="combos with fewer trades are left out (10-1000; default: the API's, 50)")
+        s.add_argument("--interval", choices=INTERVALS, help="default: the finest dataset")
+        s.add_argument("--direction", choices=DIRECTIONS)
+        s.add_argument("--fill", choices=FILLS)
+        s.add_argument("--commission", type=float, help="percent per side")
+        s.add_argument("--slippage", type=float, help="percent per side")
+        s.add_argument("--cash", type=float)
+        s.add_argument("--webhook", help="URL called when the job ends")
+        s.add_argument("--no-wait", action="store_true", help="submit and print the job id")
+
     s = command("sweep", "run a parameter sweep, follow its progress, print the best combinations")
-    s.add_argument("ticker")
-    s.add_argument("--strategy", default="SMA", type=str.upper, choices=["SMA", "EMA", "MACD", "RSI"],
-                   help="RSI: rsi_reversion, swept over --period, --oversold and --overbought")
-    s.add_argument("--fast", type=int_range, metavar="MIN:MAX", help="fast period range, e.g. 10:20 (crossovers)")
-    s.add_argument("--slow", type=int_range, metavar="MIN:MAX", help="slow period range, e.g. 20:30 (crossovers)")
-    s.add_argument("--period", type=int_range, metavar="MIN:MAX", help="RSI: the period's range, on --step")
-    s.add_argument("--oversold", type=number_range, metavar="MIN:MAX", help="RSI: the oversold threshold's range")
-    s.add_argument("--overbought", type=number_range, metavar="MIN:MAX", help="RSI: the overbought threshold's range")
-    s.add_argument("--threshold-step", dest="threshold_step", type=float, help="RSI: the thresholds' step (5)")
-    s.add_argument("--step", type=int, default=5)
-    s.add_argument("--min-trades", type=int, default=None,
-                   help="combos with fewer trades are left out of best (10-1000; default: the API's, 50)")
-    s.add_argument("--interval", choices=INTERVALS, help="default: the finest dataset")
-    s.add_argument("--direction", choices=DIRECTIONS)
-    s.add_argument("--fill", choices=FILLS)
-    s.add_argument("--commission", type=float, help="percent per side")
-    s.add_argument("--slippage", type=float, help="percent per side")
-    s.add_argument("--cash", type=float)
-    s.add_argument("--webhook", help="URL called when the job ends")
+    sweep_options(s, rsi=True)
     s.add_argument("--limit", type=int, default=10, help="rows of the best-results table (1-1000)")
-    s.add_argument("--no-wait", action="store_true", help="submit and print the job id")
+
+    wf = command("walkforward", "walk-forward optimization of a sweep: follow its folds, print the folds table, "
+                                "the stitched out-of-sample metrics and the walk-forward efficiency")
+    sweep_options(wf)
+    wf.add_argument("--train", type=int, required=True, metavar="BARS", help="bars of a training window")
+    wf.add_argument("--test", type=int, required=True, metavar="BARS", help="bars of a test window")
+    wf.add_argument("--step-bars", type=int, metavar="BARS", help="bars between two folds (default: --test)")
+    wf.add_argument("--anchored", action="store_true", help="every training window starts at the first bar")
+    wf.add_argument("--objective", choices=OBJECTIVES, default=OBJECTIVE_DEFAULT,
+                    help="what the training sweep maximises")
 
     b = command("backtest", "run one backtest synchronously (saved as a run) and print its metrics")
     b.add_argument("ticker")
@@ -930,6 +1025,7 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS = {
     "health": cmd_health,
     "sweep": cmd_sweep,
+    "walkforward": cmd_walkforward,
     "backtest": cmd_backtest,
     "runs": cmd_runs,
     "jobs": cmd_jobs,

@@ -231,10 +231,44 @@ def run_sweep_with_statistics(
     return SweepOutcome(rows, stats, seconds)
 
 
+def run_window_sweep(
+    bars: Bars,
+    strategy_type: str,
+    combos: list[tuple[int, int]],
+    window: tuple[int, int],
+    *,
+    direction: str = "long",
+    fill: str = "next_open",
+    commission_pct: float = 0.0,
+    slippage_pct: float = 0.0,
+    initial_cash: float = 10_000.0,
+    progress: Callable[[float], bool] | None = None,
+    threads: int | None = None,
+) -> list[dict]:
+    """``run_sweep`` over the walk-forward window [start, end) of ``bars``
+    (``domain.walkforward``): the indicators see every bar before ``end``, the decisions
+    start flat at ``start``, what is open at ``end - 1`` closes at its close, the metrics
+    are the window's own."""
+    rows, _, _ = _sweep(bars, strategy_type, combos, direction, fill, commission_pct, slippage_pct, initial_cash,
+                        progress, MACD_SIGNAL_PERIOD, None, threads, window)
+    return rows
+
+
+def _window(bars: Bars, window: tuple[int, int] | None) -> tuple[int, int]:
+    if window is None:
+        return 0, len(bars)
+    start, end = int(window[0]), int(window[1])
+    if not 0 <= start < end - 1 < len(bars):
+        raise ValueError(f"a window is at least two bars of the data, not [{start}, {end})")
+    return start, end
+
+
 def _sweep(bars, strategy_type, combos, direction, fill, commission_pct, slippage_pct, initial_cash, progress,
            signal_period, pbo_blocks: int | None,
-           threads: int | None = None) -> tuple[list[dict], SweepStatistics | None, float]:
+           threads: int | None = None,
+           window: tuple[int, int] | None = None) -> tuple[list[dict], SweepStatistics | None, float]:
     kind, pairs = _prepare(bars, strategy_type, combos, direction, fill)
+    start, end = _window(bars, window)
     commission = _pct_arg("commission_pct", commission_pct, 100.0)
     slippage = _pct_arg("slippage_pct", slippage_pct, 100.0)
     cash0 = float(initial_cash)
@@ -244,15 +278,16 @@ def _sweep(bars, strategy_type, combos, direction, fill, commission_pct, slippag
         return [], None, 0.0
 
     periods, fast_idx, slow_idx = _columns(pairs)
-    day_end = bars.day_ends().astype(np.uint8)
-    # The kernel takes one daily return at each day end (the last bar is always one).
-    n_days = int(np.count_nonzero(day_end))
+    day_end = bars.day_ends()[:end].astype(np.uint8)
+    # The kernel takes one daily return at each day end of the window (its last bar is always one).
+    day_end[end - 1] = 1
+    n_days = int(np.count_nonzero(day_end[start:]))
     blocks = {} if pbo_blocks is None else {"day_block": day_blocks(n_days, pbo_blocks), "blocks": pbo_blocks}
 
     out = _k.sweep(
-        bars.open,
-        bars.close,
-        bars.ts,
+        bars.open[:end],
+        bars.close[:end],
+        bars.ts[:end],
         day_end,
         periods,
         fast_idx,
@@ -268,6 +303,7 @@ def _sweep(bars, strategy_type, combos, direction, fill, commission_pct, slippag
         chunk=max(1, min(CHUNK_BARS, CHUNK_MAX_VALUES // len(periods))),
         progress_interval=PROGRESS_INTERVAL_S,
         threads=available_cpus() if threads is None else max(1, int(threads)),
+        start=start,
         **blocks,
     )
     if out is None:
@@ -281,7 +317,7 @@ def _sweep(bars, strategy_type, combos, direction, fill, commission_pct, slippag
         # T // S days per block; with fewer days than 2 x blocks there is no CSCV (the statistics say why)
         sums = BlockSums(out.pop("block_sum"), out.pop("block_sq"), n_days // pbo_blocks)
         stats = sweep_statistics(moments, sums, pbo_blocks)
-    return _metrics(bars, pairs, out, cash0), stats, time.perf_counter() - started
+    return _metrics(bars, pairs, out, cash0, start, end), stats, time.perf_counter() - started
 
 
 @dataclass(frozen=True)
@@ -306,6 +342,7 @@ def run_one(
     initial_cash: float = 10_000.0,
     signal_period: int = MACD_SIGNAL_PERIOD,
     max_trades: int | None = None,
+    window: tuple[int, int] | None = None,
 ) -> Recorded:
     """One combination with its trades and per-bar equity, through the sweep kernel.
 
@@ -314,7 +351,9 @@ def run_one(
     +1) wanted at each bar's close, traded with the same fills and costs;
     ``direction`` keeps its long side (``long``), its short side (``short``) or both.
     With ``max_trades`` at most that many trades + 1 are kept (``total_trades``
-    still counts them all).
+    still counts them all). With ``window`` (start, end): the walk-forward window
+    [start, end) as ``run_window_sweep`` runs it; ``equity`` is then the window's bars'
+    and the trades' bar indices count from ``start``.
     """
     if (want is None) == (strategy_type is None):
         raise ValueError("give either a strategy type and its pair, or the wanted positions")
@@ -330,11 +369,16 @@ def run_one(
     cash0 = float(initial_cash)
     if not math.isfinite(cash0) or cash0 <= 0:
         raise ValueError("initial_cash must be positive")
+    start, end = _window(bars, window)
+    day_end = bars.day_ends()[:end].astype(np.uint8)
+    day_end[end - 1] = 1
+    if want is not None:
+        want = np.asarray(want)[:end]
     out = _k.backtest(
-        bars.open,
-        bars.close,
-        bars.ts,
-        bars.day_ends().astype(np.uint8),
+        bars.open[:end],
+        bars.close[:end],
+        bars.ts[:end],
+        day_end,
         kind,
         DIRECTIONS[direction],
         FILLS[fill],
@@ -343,17 +387,21 @@ def run_one(
         cash0,
         signal_period=int(signal_period),
         max_trades=-1 if max_trades is None else int(max_trades),
+        start=start,
         **cols,
     )
-    equity, trades = out.pop("equity"), out.pop("trades")
-    row = _metrics(bars, pairs, out, cash0)[0]
+    equity, trades = out.pop("equity")[start:], out.pop("trades")
+    if start:
+        trades["entry_index"] -= start
+        trades["exit_index"] -= start
+    row = _metrics(bars, pairs, out, cash0, start, end)[0]
     del row["fast_period"], row["slow_period"]
     return Recorded(row, equity, trades)
 
 
-def _metrics(bars: Bars, pairs: list[tuple[int, int]], out: dict, cash0: float) -> list[dict]:
+def _metrics(bars: Bars, pairs: list[tuple[int, int]], out: dict, cash0: float, start: int, end: int) -> list[dict]:
     P = float(bars.periods_per_year)
-    span_days = float(bars.ts[-1] - bars.ts[0]) / NS_PER_DAY
+    span_days = float(bars.ts[end - 1] - bars.ts[start]) / NS_PER_DAY
     cols = {name: arr.tolist() for name, arr in out.items()}
     return [
         {
@@ -390,4 +438,5 @@ __all__ = [
     "available_cpus",
     "run_sweep",
     "run_sweep_with_statistics",
+    "run_window_sweep",
 ]

@@ -27,6 +27,7 @@ from services.gateway.routes import (
     sweeps,
     system,
     universes,
+    walkforward,
 )
 from services.gateway.routes import runs as run_routes
 from services.gateway.web import router as web
@@ -53,7 +54,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.backend = backend
     errors.install(app)
     install_openapi(app)
-    for module in (system, session, sweeps, pipelines, jobs, datasets, notifications, universes):
+    for module in (system, session, sweeps, walkforward, pipelines, jobs, datasets, notifications, universes):
         app.include_router(module.router)
     app.include_router(run_routes.router)  # seed 003: synchronous backtests and saved runs
     app.include_router(strategies.router)  # rule strategies (day-by-day backtests)

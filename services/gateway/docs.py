@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from domain.overfitting import DEFINITIONS
 from domain.rules import parameters as rule_parameters
+from domain.walkforward import FOLDS_MAX
 
 SCORE_DOC = """\
 **score** = `sharpe_ratio × (1 + max_drawdown_pct / 100)`: the Sharpe ratio discounted
@@ -60,6 +61,36 @@ strategy uses needs a range; a range over an undeclared name, of the wrong type,
 the strategy invalid, or a grid of more than **{rule_parameters.MAX_SWEEP_COMBINATIONS}
 combinations** is a 400, and nothing is queued."""
 
+WALKFORWARD_DOC = f"""\
+A walk-forward optimization re-chooses a sweep's parameters on a rolling training window
+and judges each choice on the data right after it, which the sweep never saw.
+
+* **Folds.** With n bars, fold k (k = 0, 1, ...) trains on bars [sₖ, sₖ + train_bars)
+  (`anchored`: [0, sₖ + train_bars)), sₖ = k × step_bars, and tests on
+  [sₖ + train_bars, sₖ + train_bars + test_bars), for every k whose test window ends within
+  the data. Bounds are bar indices of the dataset, `*_end` exclusive; `*_time` are the
+  timestamps of the window's first and last bars. Windows longer than the data, or more
+  than {FOLDS_MAX} folds, are a 400 and nothing is queued.
+* **Windows.** Every window, training or test, is simulated the same way: indicators use
+  all bars up to each decision, including those before the window; decisions start at the
+  window's first bar, flat; a position still open at the window's end closes at its last
+  close. Metrics (`in_sample`, `out_of_sample`) are those of that window alone, defined as
+  everywhere (below), with `total_return_pct`.
+* **Choice.** The training sweep chooses the combination with the highest `objective`
+  among those with at least the sweep's `min_trades` trades (ties: the smaller fast period,
+  then the smaller slow one); it is then run on the test window. A fold where no
+  combination qualifies has `parameters: null` and stays flat in its test window.
+* **Stitched out-of-sample equity.** The test windows chained in fold order, compounded:
+  each starts at the equity the previous one ended with. Its points are the test windows'
+  day ends; its `metrics` are the usual ones over those points (daily returns between
+  consecutive points, max drawdown over them); `buy_and_hold` is holding the instrument
+  over the same windows, chained the same way.
+* **Walk-forward efficiency** = mean out-of-sample CAGR / mean in-sample CAGR over the
+  folds that chose parameters; `null` without such folds or when the in-sample mean is 0.
+
+The folds are independent units of work: engine replicas take them in parallel; the job's
+stream reports each fold as it is stored."""
+
 APP_DESCRIPTION = f"""\
 Hindsight: backtests and parameter sweeps over historical OHLCV bars.
 
@@ -85,6 +116,10 @@ without any credentials acts as the dev tenant (unless `HINDSIGHT_REQUIRE_AUTH=1
 ## Sweeps of a rule strategy's parameters
 
 {RULE_SWEEP_DOC}
+
+## Walk-forward optimization
+
+{WALKFORWARD_DOC}
 """
 
 

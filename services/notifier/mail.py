@@ -38,7 +38,8 @@ from services.notifier.signing import EVENT_ID_HEADER, EVENT_TYPE_HEADER
 log = logging.getLogger(__name__)
 
 # The dashboard page that follows a job of each kind (`?job=`); other jobs: the jobs list.
-DASHBOARD_PAGES = {jobs_pb2.JOB_KIND_SWEEP: "/ui/sweeps", jobs_pb2.JOB_KIND_DAY_BY_DAY: "/ui/days"}
+DASHBOARD_PAGES = {jobs_pb2.JOB_KIND_SWEEP: "/ui/sweeps", jobs_pb2.JOB_KIND_DAY_BY_DAY: "/ui/days",
+                   jobs_pb2.JOB_KIND_WALK_FORWARD: "/ui/walkforward"}
 
 # Columns of the results table: (label, field, format).
 RESULT_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -165,6 +166,10 @@ def compose(
     params = job.parameters or {}
     rows = job.results or []
     overfitting = _overfitting(payload) if ok else None
+    data = payload.get("result_data")
+    # A walk-forward's summary: mean out-of-sample CAGR / mean in-sample CAGR.
+    walkforward = ok and isinstance(data, dict) and "walk_forward_efficiency" in data
+    wfe = _fmt(data.get("walk_forward_efficiency"), "{:.3f}") if walkforward else ""
 
     text = [f"Job {job.job_id} {'completed' if ok else 'failed'}.", ""]
     text.append(f"Event:  {etype} ({event_id})")
@@ -174,6 +179,8 @@ def compose(
         text.append(f"Error:  {payload.get('error_message') or job.error_message or 'unknown'}")
     if overfitting:
         text += ["", f"Overfitting: {overfitting[0]}", f"  {overfitting[1]}"]
+    if walkforward:
+        text += ["", f"Walk-forward efficiency: {wfe} ({data.get('folds')} folds)"]
     if params:
         text += ["", "Parameters:"] + [f"  {k}: {json.dumps(v)}" for k, v in params.items()]
     if rows:
@@ -194,6 +201,8 @@ def compose(
     parts.append("</p>")
     if overfitting:
         parts.append(f"<h3>Overfitting</h3><p><b>{e(overfitting[0])}</b><br>{e(overfitting[1])}</p>")
+    if walkforward:
+        parts.append(f"<p>Walk-forward efficiency: <b>{e(wfe)}</b> ({e(str(data.get('folds')))} folds)</p>")
     if params:
         parts.append("<h3>Parameters</h3><table>")
         parts += [f"<tr><th align='left'>{e(k)}</th><td>{e(json.dumps(v))}</td></tr>" for k, v in params.items()]

@@ -24,7 +24,7 @@ from libs.bus import Bus
 from libs.job_states import STATE_NAMES
 from libs.metric_fields import SWEEP_OPTIONAL_METRICS, SWEEP_RESULT_FIELDS
 from libs.settings import Settings
-from services.results import datasets, jobs, keys, quotas, sweeps, uploads
+from services.results import datasets, jobs, keys, quotas, sweeps, uploads, walkforward
 from services.results.csv_bars import ImportReport, check_format
 from services.results.datasets import DatasetView
 from services.results.db import Database, wait_any
@@ -371,6 +371,23 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
         )
         log.info("sweep completion", extra={"job_id": job_id, "sweep_run_id": run_id, "stored": stored})
         return results_pb2.CompleteSweepResponse(sweep_run_id=run_id, stored=stored)
+
+    # ------------------------------------------------------------ walk-forward
+
+    @unary
+    async def CompleteWalkForwardFold(self, request, context):
+        job_id = require(request.job_id, "job_id")
+        stored, completed = await self.write(
+            walkforward.complete_fold, job_id, request.fold_number, request.result_json, request.execution_time_seconds
+        )
+        log.info("walk-forward fold", extra={"job_id": job_id, "fold": request.fold_number, "stored": stored,
+                                             "completed": completed})
+        return results_pb2.CompleteWalkForwardFoldResponse(stored=stored, completed=completed)
+
+    @unary
+    async def GetWalkForward(self, request, context):
+        view = await self.read(walkforward.view, request.tenant_id, require(request.job_id, "job_id"))
+        return results_pb2.GetWalkForwardResponse(walkforward_json=json.dumps(view, allow_nan=False))
 
     @unary
     async def FailJob(self, request, context):

@@ -60,4 +60,4 @@ def test_a_kind_name_is_written_only_in_its_handler(tmp_path: Path) -> None:
     ]
     assert not found, f"job kinds are named in services/results/kinds/ only; also at {found}"
     in_handlers = [p.name for p in HANDLERS.glob("*.py") if literal.search(p.read_text())]
-    assert sorted(in_handlers) == ["day_by_day.py", "rule_sweep.py", "sweep.py"]
+    assert sorted(in_handlers) == ["day_by_day.py", "rule_sweep.py", "sweep.py", "walkforward.py"]

@@ -479,3 +479,27 @@ def test_sweep_of_rsi_reversion(stack: Stack) -> None:
     missing = run(stack, "sweep", "DEMO-DAILY", "--strategy", "RSI", "--period", "10:14")
     assert missing.returncode == 2 and "--oversold" in missing.stderr
     assert run(stack, "sweep", "DEMO-DAILY", "--fast", "10:20").returncode == 2  # --slow is needed
+
+
+def test_walkforward_json_table_and_progress_bar(stack: Stack) -> None:
+    args = ["walkforward", "DEMO-DAILY", "--fast", "5:20", "--slow", "20:60", "--step", "5", "--min-trades", "10",
+            "--train", "500", "--test", "250"]
+    out = run_json(stack, *args)
+    assert out["job"]["folds"] == (2000 - 750) // 250 + 1 == 6
+    assert out["result"]["status"] == "completed"
+    with httpx.Client(base_url=stack.base_url, headers={"X-API-Key": DEV_KEY}) as c:
+        wf = c.get(f"/api/v1/walkforward/{out['job']['job_id']}").json()
+    assert out["walkforward"] == wf and len(wf["folds"]) == 6 and wf["step_bars"] == 250  # --step-bars: --test
+
+    # On a terminal: the progress bar redrawn as folds complete, then the folds table and the summary.
+    code, text = in_pty(stack, *args, "--anchored", "--objective", "total_return_pct")
+    assert code == 0, text
+    redraws = [part for part in text.split("\r") if part.startswith("[")]
+    assert any("100.0 %" in part for part in redraws), text
+    assert "6 folds, chosen on total_return_pct" in text and "anchored" in text
+    assert "OOS return %" in text and "walk-forward efficiency" in text
+
+    # Windows longer than the data: the API's 400, exit 4, nothing queued.
+    refused = run(stack, "walkforward", "DEMO-DAILY", "--fast", "5:20", "--slow", "20:60", "--train", "1900",
+                  "--test", "250")
+    assert refused.returncode == 4 and "longer than the data" in refused.stderr, refused.stderr

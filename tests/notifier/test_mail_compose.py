@@ -51,3 +51,19 @@ def test_a_completed_sweep_email_tells_its_dsr_and_pbo_in_plain_words():
     assert "Not enough data for the overfitting statistics" in _email(sweep, payload)["text/plain"]
     # a job whose callback has none at all: no section
     assert "Overfitting" not in _email(sweep, {"event_type": "sweep.completed", "status": "completed"})["text/plain"]
+
+
+def test_a_walkforward_email_links_its_page_and_tells_its_efficiency():
+    job = JobSummary(job_id="walkforward_1", status="completed", kind=jobs_pb2.JOB_KIND_WALK_FORWARD, ticker="BTC-USD")
+    payload = {"event_type": "walkforward.completed", "status": "completed",
+               "result_data": {"folds": 6, "walk_forward_efficiency": 0.69612, "completed_at": "2025-01-01T00:00:00Z"}}
+    parts = _email(job, payload)
+    assert "Dashboard: https://hindsight.example/ui/walkforward?job=walkforward_1" in parts["text/plain"]
+    assert "Walk-forward efficiency: 0.696 (6 folds)" in parts["text/plain"]
+    assert "Walk-forward efficiency: <b>0.696</b> (6 folds)" in parts["text/html"]
+    undefined = _email(job, {**payload, "result_data": {"folds": 2, "walk_forward_efficiency": None}})
+    assert "Walk-forward efficiency: - (2 folds)" in undefined["text/plain"]
+    # A failed one says its error, not an efficiency.
+    failed = _email(JobSummary(job_id="walkforward_2", status="failed", kind=jobs_pb2.JOB_KIND_WALK_FORWARD),
+                    {"event_type": "walkforward.failed", "status": "failed", "error_message": "boom"})
+    assert "Error:  boom" in failed["text/plain"] and "efficiency" not in failed["text/plain"]

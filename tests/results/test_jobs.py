@@ -119,9 +119,8 @@ async def test_submit_names_its_kind_with_job_kind(pg, pg_db):
     refused = {
         "job_kind is required": submit_request(tenant, job_kind=jobs_pb2.JOB_KIND_UNSPECIFIED),
         "unknown job kind 99": submit_request(tenant, job_kind=99),
-        "unknown job kind 'no-such-kind' (expected one of trading-sweep, day-backtest, rule-sweep)": submit_request(
-            tenant, job_kind=jobs_pb2.JOB_KIND_UNSPECIFIED, kind="no-such-kind"
-        ),
+        "unknown job kind 'no-such-kind' (expected one of trading-sweep, day-backtest, rule-sweep, "
+        "walk-forward-optimization)": submit_request(tenant, job_kind=jobs_pb2.JOB_KIND_UNSPECIFIED, kind="no-such-kind"),
         # The spec must be the kind's own.
         "day_backtest spec is required for kind 'day-backtest'": submit_request(
             tenant, job_kind=jobs_pb2.JOB_KIND_DAY_BY_DAY

@@ -99,9 +99,15 @@ def alpha_ids(stack: Stack) -> dict[str, str]:
         started = c.post("/api/v1/backtest/start", json={"strategy_id": STRATEGY_ID, "start_date": START, "end_date": END})
         assert started.status_code in (200, 202), started.text
         _wait_job(c, started.json().get("job_id") or started.json()["backtest_id"])
+        wf = c.post("/api/v1/walkforward", json={
+            "sweep": {"ticker": SECRET_TICKER, "fast_range": [5, 10], "slow_range": [20, 30], "step": 5, "min_trades": 10},
+            "train_bars": 200, "test_bars": 100, "step_bars": 100})
+        assert wf.status_code == 202, wf.text
+        assert _wait_job(c, wf.json()["job_id"])["status"] == "completed"
         universe = c.put(f"/api/v1/universes/{UNIVERSE}", json={"tickers": [SECRET_TICKER, "MSFT"]})
         assert universe.status_code == 201, universe.text
         return {
+            "wf_job_id": wf.json()["job_id"],
             "name": UNIVERSE,
             "day_job_id": days.json()["job_id"],
             "dataset_id": dataset_id,
@@ -119,11 +125,14 @@ def alpha_ids(stack: Stack) -> dict[str, str]:
 def _fill(path: str, ids: dict[str, str]) -> str:
     """`path` with alpha's id for each parameter (day-by-day routes take their own ids)."""
     day_route = path.startswith("/api/v1/backtest/")
+    walkforward_route = path.startswith("/api/v1/walkforward/")
     url = path
     for name in re.findall(r"{(\w+)}", path):
         value = ids[name]
         if day_route and name == "job_id":
             value = ids["day_job_id"]
+        if walkforward_route and name == "job_id":
+            value = ids["wf_job_id"]
         if name == "day" and "{backtest_id}" in path:
             value = ids["iso_day"]  # seed 002's day is YYYY-MM-DD, seed 004's DD-MM-YYYY
         url = url.replace("{" + name + "}", value)
@@ -169,7 +178,8 @@ def test_no_route_lets_another_tenant_read_or_change_anything(stack: Stack, alph
     with httpx.Client(base_url=stack.base_url, timeout=30) as anon:
         spec = anon.get("/openapi.json").json()
     before = _snapshot(stack, alpha_ids)
-    markers = [SECRET_TICKER, alpha_ids["dataset_id"], alpha_ids["job_id"], STRATEGY_ID, "alpha private strategy"]
+    markers = [SECRET_TICKER, alpha_ids["dataset_id"], alpha_ids["job_id"], alpha_ids["wf_job_id"], STRATEGY_ID,
+               "alpha private strategy"]
     markers += [m for m in (alpha_ids["sweep_run_id"],) if m]
     probed = 0
     with _client(stack, BRAVO) as c:

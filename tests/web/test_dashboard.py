@@ -447,7 +447,7 @@ def test_charts_offer_no_way_off_the_gateway(browser: Browser) -> None:
     assert chart["cloud"] is False and chart["server"] == ""
 
 
-@pytest.mark.parametrize("path", ["/ui/sweeps", "/ui/days", "/ui/runs", "/ui/jobs", "/ui/datasets"])
+@pytest.mark.parametrize("path", ["/ui/sweeps", "/ui/walkforward", "/ui/days", "/ui/runs", "/ui/jobs", "/ui/datasets"])
 def test_pages_fit_a_laptop_screen(browser: Browser, path: str) -> None:
     page = browser.page
     browser.goto(path)

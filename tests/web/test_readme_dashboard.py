@@ -139,6 +139,19 @@ def jobs(b: Browser) -> None:
     assert "100 %" in page.inner_text("#jobs-table tbody tr:has(.badge.completed)")
 
 
+def walkforward(b: Browser) -> None:
+    """"New walk-forward" form, progress by fold, the folds table, the bars and the stitched equity."""
+    page = b.page
+    page.wait_for_selector("#wf-ticker option[value=DEMO-DAILY]", state="attached")
+    page.select_option("#wf-ticker", "DEMO-DAILY")
+    page.click("#wf-start")  # the form's defaults: train 500, test 250, step 250 bars
+    wait_progress_done(page, "#wf-progress")
+    page.wait_for_selector("#wf-folds tbody tr")
+    assert len(page.query_selector_all("#wf-folds tbody tr")) == 6
+    page.wait_for_selector("#wf-bars .main-svg")
+    page.wait_for_selector("#wf-equity .main-svg")
+
+
 def datasets(b: Browser) -> None:
     """A CSV uploaded with a progress bar, its price chart, then deleted."""
     page = b.page
@@ -162,7 +175,7 @@ def datasets(b: Browser) -> None:
 
 
 ACTIONS: dict[str, Callable[[Browser], None]] = {
-    "/ui/sweeps": sweeps, "/ui/days": days, "/ui/runs": runs, "/ui/jobs": jobs, "/ui/datasets": datasets,
+    "/ui/sweeps": sweeps, "/ui/walkforward": walkforward, "/ui/days": days, "/ui/runs": runs, "/ui/jobs": jobs, "/ui/datasets": datasets,
 }
 
 

@@ -46,6 +46,7 @@ def sweep(
     day_block: npt.NDArray[np.int32] | None = None,
     blocks: int = 0,
     threads: int = 1,
+    start: int = 0,
 ) -> dict[str, np.ndarray] | None:
     """Per-combination arrays: final_equity, max_dd, mean, m2, m3, m4, dsq, ndays, nneg,
     ntrades, nwins, gross_profit, gross_loss, duration_ns (and block_sum, block_sq
@@ -70,6 +71,7 @@ def backtest(
     want: npt.NDArray[np.int8] | None = None,
     max_trades: int = -1,
     chunk: int = 65536,
+    start: int = 0,
 ) -> dict[str, Any]:
     """ONE combination in trade-recording mode: the per-combination arrays of ``sweep``
     (length 1), ``equity`` (per bar) and ``trades`` (dict of per-trade arrays)."""

@@ -381,6 +381,19 @@ cdef void _indicators(const double[::1] close, Py_ssize_t t0, Py_ssize_t t1,
                     row[j] = NAN
 
 
+cdef void _sma_sums_before(const double[::1] close, const int32_t[::1] periods, Py_ssize_t start,
+                           double* S, double* C) noexcept nogil:
+    # The running window sum of each period as _indicators leaves it after bar start - 1:
+    # the closes of bars max(0, start - n) .. start - 1.
+    cdef Py_ssize_t j, i, n
+    for j in range(periods.shape[0]):
+        n = periods[j]
+        i = start - n if start > n else 0
+        while i < start:
+            acc(&S[j], &C[j], close[i])
+            i += 1
+
+
 cdef void _want_rows(const int8_t[::1] want, Py_ssize_t t0, Py_ssize_t t1, double* buf) noexcept nogil:
     # KIND_WANT: the columns (want, 0), so "fast > slow" is "want > 0"
     cdef Py_ssize_t t
@@ -417,6 +430,16 @@ cdef inline int _cross_want(Dir tag, Hot* h, const double* row) noexcept nogil:
         return -(f < s)
     else:
         return (f > s) - (f < s)
+
+
+cdef void _macd_warm(Hot* hot, MacdState* sig, Py_ssize_t k0, Py_ssize_t k1, int sp, double sa,
+                     const double[::1] close, Py_ssize_t t0, Py_ssize_t t1, Py_ssize_t npd,
+                     const double* buf) noexcept nogil:
+    # Bars [t0, t1) before a window's start: advance the MACD state, decide nothing.
+    cdef Py_ssize_t t, k
+    for t in range(t0, t1):
+        for k in range(k0, k1):
+            _macd_want(&hot[k], &sig[k], buf + (t - t0) * npd, &close[0], t, sp, sa)
 
 
 cdef void _bars_next_open(Dir tag, Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t k0, Py_ssize_t k1,
@@ -552,8 +575,11 @@ cdef int _run(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int kin
               int sp, double sa, const double[::1] open_, const double[::1] close, const int64_t[::1] ts,
               const uint8_t[::1] day_end, const int32_t[::1] periods, const int8_t[::1] want,
               const Costs* costs, const Days* dy, progress, Py_ssize_t chunk,
-              double progress_interval, int threads) except -1:
+              double progress_interval, int threads, Py_ssize_t start=0) except -1:
     """The bar loop of ``sweep`` and ``backtest``: 1 when ``progress`` cancelled it, else 0.
+
+    Bars before ``start`` only warm the indicators up (a walk-forward window: every
+    earlier bar feeds the indicators, the decisions start flat at ``start``).
 
     ``threads`` > 1 splits the combinations into that many pair chunks, and the
     indicator columns into that many period chunks (multiples of ``_GROUP``; fewer
@@ -575,7 +601,7 @@ cdef int _run(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int kin
     try:
         return _chunks(r, hot, cold, sig, m, kind, direction, next_open, sp, sa, open_, close, ts, day_end,
                        periods, want, costs, dy, progress, chunk, progress_interval, buf, stride, per, nth,
-                       perj, nthj)
+                       perj, nthj, start)
     finally:
         free(buf)
 
@@ -584,7 +610,8 @@ cdef int _chunks(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int 
                  int sp, double sa, const double[::1] open_, const double[::1] close, const int64_t[::1] ts,
                  const uint8_t[::1] day_end, const int32_t[::1] periods, const int8_t[::1] want,
                  const Costs* costs, const Days* dy, progress, Py_ssize_t chunk, double progress_interval,
-                 double* buf, Py_ssize_t stride, Py_ssize_t per, int nth, Py_ssize_t perj, int nthj) except -1:
+                 double* buf, Py_ssize_t stride, Py_ssize_t per, int nth, Py_ssize_t perj, int nthj,
+                 Py_ssize_t start) except -1:
     # _run's loop over the chunks of bars
     cdef Py_ssize_t N = close.shape[0], t0, t1, tend, c
     cdef Py_ssize_t npd = 2 if kind == _WANT else periods.shape[0]
@@ -600,9 +627,18 @@ cdef int _chunks(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int 
     cdef double* A = &ist[3, 0]
 
     t0 = 0
+    if start > 0 and not ema_kind and not is_want:
+        # A window's SMAs need only the closes of their own windows: each period's running
+        # sum starts just before `start`, not at bar 0 (the same averages, without
+        # streaming every earlier bar; EMAs and MACD do depend on all of them).
+        with nogil:
+            _sma_sums_before(close, periods, start, S, C)
+        t0 = start
     tend = N - 1  # the last bar is handled by _last_bar
     while t0 < tend:
         t1 = min(t0 + chunk, tend)
+        if t0 < start:
+            t1 = min(t1, start)  # a chunk is all warm-up or all decisions
         with nogil:
             # one period chunk, then one pair chunk, per thread; each a new team per chunk
             # of bars, so the GIL can be taken between them for the progress callback
@@ -614,7 +650,10 @@ cdef int _chunks(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int 
                 for c in prange(nthj, schedule="static", num_threads=nthj):
                     _indicators(close, t0, t1, periods, c * perj, min(c * perj + perj, npd), stride, ema_kind,
                                 S, C, E, A, buf)
-            if nth == 1:
+            if t0 < start:
+                if macd:  # MACD's per-combination fast EMA and signal line see every bar too
+                    _macd_warm(hot, sig, 0, m, sp, sa, close, t0, t1, stride, buf)
+            elif nth == 1:
                 _advance(r, hot, cold, sig, 0, m, m, direction, next_open, macd, sp, sa, open_, close, ts,
                          day_end, t0, t1, stride, buf, costs, dy)
             else:
@@ -788,7 +827,8 @@ def sweep(const double[::1] open_, const double[::1] close, const int64_t[::1] t
           int kind, int direction, int fill,
           double commission, double slippage, double initial_cash,
           int signal_period=9, progress=None, Py_ssize_t chunk=65536,
-          double progress_interval=0.25, day_block=None, Py_ssize_t blocks=0, int threads=1):
+          double progress_interval=0.25, day_block=None, Py_ssize_t blocks=0, int threads=1,
+          Py_ssize_t start=0):
     """Run every combination; returns a dict of per-combination NumPy arrays, or
     None when ``progress`` answered False (cancelled).
 
@@ -798,7 +838,10 @@ def sweep(const double[::1] open_, const double[::1] close, const int64_t[::1] t
     With ``day_block`` (int32, the CSCV block of each daily return in order, -1 for
     none; ``domain.overfitting.day_blocks``) and ``blocks`` > 0, the dict also has
     ``block_sum`` and ``block_sq``: float64 [blocks, combinations], the sum and the sum
-    of squares of each combination's daily returns in each block."""
+    of squares of each combination's daily returns in each block.
+
+    ``start``: the first bar of decisions (a walk-forward window); the bars before it
+    only warm the indicators up, the account starts flat there."""
     cdef Py_ssize_t m = fast_idx.shape[0], npd = periods.shape[0], k
     _check(open_, close, ts, day_end, periods, kind, direction, fill, signal_period)
     if kind == KIND_WANT:
@@ -809,6 +852,8 @@ def sweep(const double[::1] open_, const double[::1] close, const int64_t[::1] t
         raise ValueError("chunk must be >= 1")
     if threads < 1:
         raise ValueError("threads must be >= 1")
+    if not 0 <= start < close.shape[0]:
+        raise ValueError("start must be a bar index")
     for k in range(m):
         if not (0 <= fast_idx[k] < npd and 0 <= slow_idx[k] < npd):
             raise ValueError("period index out of range")
@@ -850,7 +895,7 @@ def sweep(const double[::1] open_, const double[::1] close, const int64_t[::1] t
         _init(hot, cold, sig, m, periods, fast_idx, slow_idx, kind, direction, initial_cash)
         if _run[NoBookP](NULL, hot, cold, sig, m, kind, direction, fill == FILL_NEXT_OPEN, signal_period,
                 2.0 / (signal_period + 1.0), open_, close, ts, day_end, periods, None, &costs, &days,
-                progress, chunk, progress_interval, threads):
+                progress, chunk, progress_interval, threads, start):
             return None
         out = _results(hot, cold, m)
         if block_sum is not None:
@@ -867,7 +912,7 @@ def backtest(const double[::1] open_, const double[::1] close, const int64_t[::1
              const uint8_t[::1] day_end, int kind, int direction, int fill,
              double commission, double slippage, double initial_cash,
              periods=None, int fast_col=0, int slow_col=0, int signal_period=9,
-             want=None, Py_ssize_t max_trades=-1, Py_ssize_t chunk=65536):
+             want=None, Py_ssize_t max_trades=-1, Py_ssize_t chunk=65536, Py_ssize_t start=0):
     """ONE combination in trade-recording mode: the sweep's bar loop and fills, plus
     every closed trade and the equity of every bar.
 
@@ -889,6 +934,8 @@ def backtest(const double[::1] open_, const double[::1] close, const int64_t[::1
     _check(open_, close, ts, day_end, periods_arr, kind, direction, fill, signal_period)
     if chunk < 1:
         raise ValueError("chunk must be >= 1")
+    if not 0 <= start < N:
+        raise ValueError("start must be a bar index")
     want_arr = None
     if kind == KIND_WANT:
         if want is None:
@@ -911,7 +958,7 @@ def backtest(const double[::1] open_, const double[::1] close, const int64_t[::1
     costs.sell = 1.0 - slippage
     costs.cin = 1.0 + commission
     costs.cout = 1.0 - commission
-    equity = np.empty(N, dtype=np.float64)
+    equity = np.full(N, initial_cash, dtype=np.float64)  # before `start`: flat
     cdef double[::1] eq = equity
     cdef Hot hot
     cdef Cold cold
@@ -933,7 +980,7 @@ def backtest(const double[::1] open_, const double[::1] close, const int64_t[::1
         _init(&hot, &cold, &sig, 1, periods_arr, fi, si, kind, direction, initial_cash)
         _run[BookP](&book, &hot, &cold, &sig, 1, kind, direction, fill == FILL_NEXT_OPEN, signal_period,
              2.0 / (signal_period + 1.0), open_, close, ts, day_end, periods_arr, want_arr, &costs,
-             &days, None, chunk, 0.0, 1)
+             &days, None, chunk, 0.0, 1, start)
         if book.oom:
             raise MemoryError()
         n = book.ndeals

@@ -1,7 +1,8 @@
 """Job kinds as the engine sees them: one runner per kind, behind one protocol.
 
 - `sweep.py`: JOB_KIND_SWEEP (the sweep kernel; results' CompleteSweep);
-- `day_by_day.py`: JOB_KIND_DAY_BY_DAY (services.engine.day_by_day; DayBacktestService).
+- `day_by_day.py`: JOB_KIND_DAY_BY_DAY (services.engine.day_by_day; DayBacktestService);
+- `walkforward.py`: JOB_KIND_WALK_FORWARD (services.engine.walkforward; one fold per message).
 
 `registry.py` is the one registry; the worker (services.engine.worker) runs the
 kind that results' StartJob answers through it. A runner reports through the

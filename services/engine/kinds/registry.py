@@ -11,14 +11,16 @@ from services.engine.kinds import KindRunner
 from services.engine.kinds.day_by_day import DayByDayRunner
 from services.engine.kinds.rule_sweep import RuleSweepRunner
 from services.engine.kinds.sweep import SweepRunner
+from services.engine.kinds.walkforward import WalkForwardRunner
 
 
 def build(results: grpc.aio.Channel) -> KindRunners:
     """Every kind the engine runs, reporting to results over `results`. A new kind: its
     runner file in this package, and one line here."""
-    return KindRunners(
-        [SweepRunner(), DayByDayRunner(backtest_pb2_grpc.DayBacktestServiceStub(results)), RuleSweepRunner()]
-    )
+    return KindRunners([
+        SweepRunner(), DayByDayRunner(backtest_pb2_grpc.DayBacktestServiceStub(results)), RuleSweepRunner(),
+        WalkForwardRunner(),
+    ])
 
 
 class KindRunners:

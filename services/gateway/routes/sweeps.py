@@ -41,10 +41,10 @@ async def read_sweep(
 SweepDep = Annotated[SweepRequest, Depends(read_sweep)]
 
 
-async def submit_sweep(backend: Backend, caller: Caller, sweep: SweepRequest) -> jobs_pb2.Job:
-    """Create the job at results (which queues it in the same transaction)."""
+def sweep_spec(sweep: SweepRequest) -> jobs_pb2.SweepSpec:
+    """A sweep request as the job's spec."""
     domain_spec = sweep.spec()
-    spec = jobs_pb2.SweepSpec(
+    return jobs_pb2.SweepSpec(
         ticker=sweep.ticker,
         interval=sweep.interval or "",
         fast_min=domain_spec.fast_range[0],
@@ -69,6 +69,11 @@ async def submit_sweep(backend: Backend, caller: Caller, sweep: SweepRequest) ->
         initial_cash=sweep.initial_cash,
         pbo_blocks=sweep.pbo_blocks,
     )
+
+
+async def submit_sweep(backend: Backend, caller: Caller, sweep: SweepRequest) -> jobs_pb2.Job:
+    """Create the job at results (which queues it in the same transaction)."""
+    spec = sweep_spec(sweep)
     request = results_pb2.SubmitJobRequest(
         tenant_id=caller.tenant_id,
         job_kind=jobs_pb2.JOB_KIND_SWEEP,

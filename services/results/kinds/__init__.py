@@ -4,7 +4,8 @@ A kind is a `hindsight.jobs.v1.JobKind`, the spec message that travels in the
 `spec` oneof of SubmitJobRequest and Job, and a handler here:
 
 - `sweep.py`: JOB_KIND_SWEEP (SweepSpec; services.results.sweeps);
-- `day_by_day.py`: JOB_KIND_DAY_BY_DAY (DayBacktestSpec; services.results.day_by_day).
+- `day_by_day.py`: JOB_KIND_DAY_BY_DAY (DayBacktestSpec; services.results.day_by_day);
+- `walkforward.py`: JOB_KIND_WALK_FORWARD (WalkForwardSpec; services.results.walkforward).
 
 `registry.py` is the one registry: it dispatches SubmitJob and StartJob, and the
 job ends that are the same for every kind (cancel, engine failure, timeout,

@@ -8,6 +8,7 @@ import { clear, errorBox, h } from './dom.js';
 const PAGES = [
   { re: /^\/ui\/?$/, section: 'sweeps', load: () => import('./pages/sweeps.js') },
   { re: /^\/ui\/sweeps\/?$/, section: 'sweeps', load: () => import('./pages/sweeps.js') },
+  { re: /^\/ui\/walkforward\/?$/, section: 'walkforward', load: () => import('./pages/walkforward.js') },
   { re: /^\/ui\/days\/?$/, section: 'days', load: () => import('./pages/days.js') },
   { re: /^\/ui\/runs\/?$/, section: 'runs', load: () => import('./pages/runs.js') },
   { re: /^\/ui\/runs\/compare\/?$/, section: 'runs', load: () => import('./pages/compare.js') },

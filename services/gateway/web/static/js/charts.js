@@ -154,3 +154,15 @@ export async function candleChart(el, bars, { title, markers = [] } = {}) {
     yaxis: { tickformat: ',.2f' },
   }), CONFIG);
 }
+
+/** Grouped bars. categories: [label]; series: [{name, y: [number|null], color?}] */
+export async function barChart(el, categories, series, { yTitle, title } = {}) {
+  const Plotly = await loadPlotly();
+  const traces = series.map((s) => ({
+    type: 'bar', name: s.name, x: categories, y: s.y, marker: { color: s.color },
+    hovertemplate: `${s.name}: %{y:,.2f}<extra>%{x}</extra>`,
+  }));
+  await Plotly.react(el, traces, layout({
+    title, barmode: 'group', xaxis: { type: 'category' }, yaxis: { title: { text: yTitle || '' }, zeroline: true },
+  }), CONFIG);
+}

@@ -20,12 +20,17 @@ function describe(job) {
     const name = strategyNames.get(p.strategy_id) || `strategy ${String(p.strategy_id || '').slice(0, 8)}…`;
     return `${name} ${p.start_date || ''} → ${p.end_date || ''}${p.user_id ? ` (user ${p.user_id})` : ''}`;
   }
+  if (job.kind === 'walk-forward-optimization') {
+    const sw = p.sweep || {};
+    return `walk-forward ${sw.strategy_type || ''} ${sw.ticker || ''} train ${p.train_bars} test ${p.test_bars} step ${p.step_bars}${p.anchored ? ' anchored' : ''}`;
+  }
   return job.kind;
 }
 
 function openLink(job) {
   if (job.kind === 'trading-sweep') return `/ui/sweeps?job=${encodeURIComponent(job.job_id)}`;
   if (job.kind === 'day-backtest') return `/ui/days?job=${encodeURIComponent(job.job_id)}`;
+  if (job.kind === 'walk-forward-optimization') return `/ui/walkforward?job=${encodeURIComponent(job.job_id)}`;
   return null;
 }
 

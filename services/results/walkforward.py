@@ -1,0 +1,260 @@
+"""Walk-forward optimizations in results: submission (the folds cut on the dataset's bars,
+one JobMessage per fold), the engine's folds, the stitched result, the job's end and the
+API's view.
+
+The rules (windows, folds, the stitched curve, the efficiency) are domain.walkforward;
+every function takes a `Session` inside the caller's transaction; the lifecycle is
+services.results.jobs, and services.results.kinds.walkforward makes this the handler of
+JOB_KIND_WALK_FORWARD.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from domain.walkforward import (
+    OutOfSample,
+    Windows,
+    efficiency,
+    fold_count,
+    folds_problems,
+    stitch,
+    strategy_problem,
+)
+from services.results import jobs, sweeps
+from services.results.datasets import resolve_dataset
+from services.results.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.results.jobs import JobEnd, Submission
+from services.results.models import Job
+from services.results.models_walkforward import WalkForwardFold, WalkForwardRun
+from services.results.timefmt import rfc3339, utcnow
+
+# The parts of a fold's result the API shows (the rest feeds the stitched curve).
+_FOLD_FIELDS = ("fold", "train_start", "train_end", "test_start", "test_end", "parameters", "in_sample",
+                "out_of_sample")
+
+
+def new_job_id(ticker: str, now: datetime) -> str:
+    """`walkforward_20250127_103045_btcusd_ab12cd`."""
+    slug = re.sub(r"[^a-z0-9]", "", ticker.lower())[:32]
+    return f"walkforward_{now.strftime('%Y%m%d_%H%M%S')}_{slug}_{secrets.token_hex(3)}"
+
+
+def windows_of(spec: dict[str, Any]) -> Windows:
+    """The domain's windows of a stored WalkForwardSpec (proto defaults: 0 and "")."""
+    return Windows(
+        train_bars=int(spec.get("train_bars") or 0),
+        test_bars=int(spec.get("test_bars") or 0),
+        step_bars=int(spec.get("step_bars") or 0),
+        anchored=bool(spec.get("anchored", False)),
+        objective=str(spec.get("objective") or "score"),
+    )
+
+
+def submit(session: Session, submission: Submission, spec: dict[str, Any]) -> Job:
+    """Check the sweep and the windows (against the dataset's bars), then insert the queued
+    job, its run row, its first event and one JobMessage per fold."""
+    jobs.check_tenant(session, submission.tenant_id)
+    sweep = dict(spec.get("sweep") or {})
+    combinations = sweeps.validate_sweep_spec(sweep)
+    strategy = strategy_problem(str(sweep.get("strategy_type") or "SMA"))
+    if strategy is not None:
+        raise InvalidArgument(f"{strategy.field}: {strategy.message}")
+    windows = windows_of(spec)
+    found = resolve_dataset(session, submission.tenant_id, str(sweep.get("ticker", "")), str(sweep.get("interval") or ""))
+    if found is None:
+        raise InvalidArgument(f"no dataset for ticker {sweep.get('ticker')!r}: upload its bars before a walk-forward")
+    problems = folds_problems(found.bars, windows)
+    if problems:
+        raise InvalidArgument("; ".join(f"{p.field}: {p.message}" for p in problems))
+    cut = [{"fold_number": k + 1} for k in range(fold_count(found.bars, windows))]
+    now = utcnow()
+    stored = {**spec, "sweep": sweep, "folds": len(cut), "bars": found.bars, "dataset_version_id": found.version_id,
+              "objective": windows.objective}
+    # The work: every training window's bars x the grid (a test window is one combination).
+    train_bars = sum(windows.train_bars + (k * windows.step_bars if windows.anchored else 0) for k in range(len(cut)))
+    bar_pairs = combinations * train_bars + len(cut) * windows.test_bars
+    job = jobs.queued_job(
+        submission,
+        job_id=new_job_id(str(sweep.get("ticker", "")), now),
+        combinations=combinations,
+        estimated_duration_seconds=sweeps.estimate_duration_seconds(combinations, bar_pairs // max(combinations, 1)),
+        now=now,
+        bar_pairs=bar_pairs,
+    )
+    session.add(job)
+    session.flush()
+    session.add(WalkForwardRun(job_id=job.job_id, tenant_id=job.tenant_id, spec=stored, folds=len(cut), result=None,
+                               created_at=now))
+    jobs.append_queued_event(session, job)
+    # Folds are independent: any engine replica may take any of them.
+    jobs.queue_job(session, job, submission, cut)
+    session.flush()
+    return job
+
+
+def run_of(session: Session, job_id: str) -> WalkForwardRun:
+    run = session.get(WalkForwardRun, job_id)
+    if run is None:
+        raise NotFound(f"walk-forward {job_id!r} not found")
+    return run
+
+
+def _stored_folds(session: Session, job_id: str) -> list[WalkForwardFold]:
+    return list(session.scalars(sa.select(WalkForwardFold).where(WalkForwardFold.job_id == job_id)
+                                .order_by(WalkForwardFold.fold)))
+
+
+def _check_fold(result: Any, fold: int) -> dict[str, Any]:
+    if not isinstance(result, dict) or result.get("fold") != fold or not isinstance(result.get("oos"), dict):
+        raise InvalidArgument(f"fold {fold + 1}: not a fold result of this walk-forward")
+    return result
+
+
+def complete_fold(session: Session, job_id: str, fold_number: int, result_json: str,
+                  seconds: float) -> tuple[bool, bool]:
+    """Store a fold an engine finished; (stored, job completed). The last fold in computes
+    the stitched curve and completes the job; a fold stored twice (a redelivery) is kept once."""
+    job = jobs.locked_job(session, job_id)
+    if job.state == jobs.COMPLETED:
+        return True, False
+    if job.state in (jobs.FAILED, jobs.CANCELLED):
+        return False, False
+    if job.state != jobs.RUNNING:
+        raise FailedPrecondition(f"job {job_id!r} is {job.state}, not running")
+    run = run_of(session, job_id)
+    if not 1 <= fold_number <= run.folds:
+        raise InvalidArgument(f"fold_number must be from 1 to {run.folds}")
+    try:
+        result = json.loads(result_json)
+    except ValueError as exc:
+        raise InvalidArgument("result_json is not JSON") from exc
+    result = _check_fold(result, fold_number - 1)
+    if session.get(WalkForwardFold, (job_id, fold_number - 1)) is None:
+        session.add(WalkForwardFold(job_id=job_id, fold=fold_number - 1, result=result,
+                                    execution_time_seconds=float(seconds), created_at=utcnow()))
+        session.flush()
+    stored = _stored_folds(session, job_id)
+    if len(stored) < run.folds:
+        done = len(stored)
+        p = jobs.percent(100.0 * done / run.folds)
+        job.percent = float(p)
+        job.progress_message = f"Fold {done}/{run.folds} done"
+        jobs.append_event(session, job, "progress",
+                          {"percent": p, "message": job.progress_message, "timestamp": rfc3339(utcnow())})
+        return True, False
+    run.result = _stitched(run, [f.result for f in stored])
+    now = utcnow()
+    job.metrics = {
+        "duration_seconds": round((now - (job.started_at or job.created_at)).total_seconds(), 1),
+        "folds": run.folds,
+        "combinations_tested": job.combinations * run.folds,
+        "engine_seconds": round(math.fsum(f.execution_time_seconds for f in stored), 3),
+        "walk_forward_efficiency": run.result["walk_forward_efficiency"],
+    }
+    jobs.end_job(session, job, jobs.COMPLETED, finish)
+    return True, True
+
+
+def _stitched(run: WalkForwardRun, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The stitched out-of-sample curve and the efficiency of a run's folds (in fold order)."""
+    sweep = run.spec.get("sweep") or {}
+    cash = float(sweep.get("initial_cash") or 10_000.0)
+    windows = [
+        OutOfSample(day_ts=r["oos"]["day_ts"], equity=r["oos"]["equity"], hold=r["oos"]["hold"],
+                   ntrades=r["oos"]["ntrades"], nwins=r["oos"]["nwins"], gross_profit=r["oos"]["gross_profit"],
+                   gross_loss=r["oos"]["gross_loss"], duration_ns=r["oos"]["duration_ns"])
+        for r in results
+    ]
+    periods_per_year = float(results[0].get("periods_per_year") or 365) if results else 365.0
+    curve = stitch(windows, cash, periods_per_year)
+    pairs = [((r.get("in_sample") or {}).get("annualized_return"), (r.get("out_of_sample") or {}).get("annualized_return"))
+             for r in results if r.get("parameters")]
+    return {"stitched": curve, "walk_forward_efficiency": efficiency(pairs)}
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def fold_view(result: dict[str, Any]) -> dict[str, Any]:
+    """A stored fold as the API shows it."""
+    out = {name: result.get(name) for name in _FOLD_FIELDS}
+    for name in ("train_start", "train_end", "test_start", "test_end"):
+        # The bounds' bars (the end's is the window's last bar; `*_end` itself is exclusive).
+        out[f"{name}_time"] = _iso(int(result[f"{name}_ts"]))
+    return out
+
+
+def view(session: Session, tenant_id: str, job_id: str) -> dict[str, Any]:
+    """`GET /api/v1/walkforward/{job_id}`: the spec, the folds stored so far and, once
+    complete, the stitched out-of-sample curve and the walk-forward efficiency."""
+    job = jobs.get_job(session, tenant_id, job_id)
+    run = session.get(WalkForwardRun, job_id)
+    if run is None:
+        raise NotFound(f"walk-forward {job_id!r} not found")
+    spec = run.spec
+    sweep = spec.get("sweep") or {}
+    stored = _stored_folds(session, job_id)
+    result = run.result or {}
+    curve = result.get("stitched")
+    stitched = None
+    if curve is not None:
+        stitched = {
+            "equity": [{"timestamp": _iso(p["ts"]), "equity": p["equity"], "buy_and_hold": p["buy_and_hold"]}
+                       for p in curve["equity"]],
+            "metrics": curve["metrics"],
+        }
+    return {
+        "job_id": job.job_id,
+        "status": job.state,
+        "error_message": job.error_message or None,
+        "ticker": sweep.get("ticker", ""),
+        "interval": sweep.get("interval") or "",
+        "strategy_type": sweep.get("strategy_type") or "SMA",
+        "min_trades": int(sweep.get("min_trades") or 0),
+        "train_bars": int(spec.get("train_bars") or 0),
+        "test_bars": int(spec.get("test_bars") or 0),
+        "step_bars": int(spec.get("step_bars") or 0),
+        "anchored": bool(spec.get("anchored", False)),
+        "objective": spec.get("objective") or "score",
+        "bars": int(spec.get("bars") or 0),
+        "combinations": job.combinations,
+        "folds_total": run.folds,
+        "folds_completed": len(stored),
+        "folds": [fold_view(f.result) for f in stored],
+        "stitched": stitched,
+        "walk_forward_efficiency": result.get("walk_forward_efficiency"),
+        "created_at": rfc3339(job.created_at),
+        "completed_at": rfc3339(job.completed_at) or None,
+    }
+
+
+def finish(session: Session, job: Job, state: str, error_message: str, ts: str) -> JobEnd:
+    """A walk-forward's final event and its callback (`walkforward.completed` / `walkforward.failed`)."""
+    run = session.get(WalkForwardRun, job.job_id)
+    ticker = str(((run.spec if run is not None else {}).get("sweep") or {}).get("ticker", ""))
+    if state == jobs.COMPLETED:
+        wfe = ((run.result if run is not None else None) or {}).get("walk_forward_efficiency")
+        event_type = "walkforward.completed"
+        payload = {
+            "event_type": event_type, "job_id": job.job_id, "status": state, "ticker": ticker,
+            "result_data": {"folds": run.folds if run is not None else 0, "walk_forward_efficiency": wfe,
+                            "completed_at": ts},
+            "timestamp": ts,
+        }
+        event = {"done": True, "status": state, "job_id": job.job_id, "walk_forward_efficiency": wfe, "timestamp": ts}
+        return JobEnd(event, event_type, payload)
+    event_type = "walkforward.failed"
+    payload = {"event_type": event_type, "job_id": job.job_id, "status": state, "ticker": ticker,
+               "error_message": error_message, "timestamp": ts}
+    event = {"error": True, "message": error_message, "status": state, "timestamp": ts}
+    return JobEnd(event, event_type, payload)
