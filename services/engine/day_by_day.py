@@ -27,21 +27,24 @@ for bars where something happened (an entry, an exit, a stop, the square-off).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pandas as pd
 
 from domain.market import NS_PER_MINUTE as NS_MIN
 from domain.market import interval_name, interval_ns
 from domain.metrics import finite
 from domain.rules.expr import TimeLit, TimeOfDay, source_text
-from domain.rules.strategy import EntryNode, Strategy
+from domain.rules.strategy import EntryNode, Strategy, level_price
 from domain.sessions import session_days
 from services.engine._core import daybyday_kernel as _k
 from services.engine.bars import Bars
+from services.engine.option_legs import DayChain, LegPosition, LegSkip, walk_leg
 from services.engine.rules.evaluate import Evaluated, SeriesContext, evaluate, value_at
 
 REASONS = {
@@ -57,6 +60,14 @@ _LEVEL_KIND = {None: 0, "percent": 1, "points": 2}
 
 class NoData(ValueError):
     """The range has no bars to trade (the seed's "Failed to fetch market data")."""
+
+
+class NoChain(NoData):
+    """The strategy trades option legs and the run was given no option chain of the underlying."""
+
+
+# A day's option chain of the underlying (domain.option_chain's shared frame), or None.
+ChainSource = Callable[[date], "pd.DataFrame | None"]
 
 
 @dataclass
@@ -84,6 +95,9 @@ class Trade:
     position_num: int = 0
     stop_price: float | None = None
     target_price: float | None = None
+    leg: LegPosition | None = None  # an option leg: its contract, bars and selection
+    spot_at_entry: float | None = None  # a leg's underlying close when it filled / closed
+    spot_at_exit: float | None = None
 
 
 @dataclass
@@ -96,6 +110,7 @@ class Day:
     end: int
     square_off: int
     trades: list[Trade] = field(default_factory=list)
+    skips: list[tuple[int, LegSkip]] = field(default_factory=list)  # (node index, skipped leg entry)
 
 
 @dataclass
@@ -130,9 +145,14 @@ def run_day_by_day(
     slippage_pct: float = 0.0,
     commission_pct: float = 0.0,
     day_offset: int = 0,
+    chain_for: ChainSource | None = None,
 ) -> DayByDayRun:
     """Trades of every day of [start, end] (numbered from `day_offset` + 1: a shard of a
-    longer range keeps the range's numbers); raises NoData when no day has bars."""
+    longer range keeps the range's numbers); raises NoData when no day has bars. A strategy
+    with option legs needs `chain_for`, the underlying's chain of a day (None: no chain that
+    day, so the legs' entries are skipped); without it, NoChain."""
+    if strategy.option_legs and chain_for is None:
+        raise NoChain(f"the strategy trades options and there is no option chain of {ticker or strategy.ticker}")
     tzname = strategy.timezone or bars.timezone or "UTC"
     tz = ZoneInfo(tzname)
     bar_ns = interval_ns(interval_name(interval) or "1m")
@@ -166,6 +186,9 @@ def run_day_by_day(
     exit_sig = np.zeros((k, n), dtype=np.uint8)
     for i, ev in enumerate(entry_eval):
         entry_sig[i] = ev.result
+    legs = [i for i, e in enumerate(entries) if e.instrument is not None]
+    kernel_entry_sig = entry_sig.copy() if legs else entry_sig
+    kernel_entry_sig[legs] = 0  # legs trade their contracts (walk_leg below), not the underlying
     position = {e.id: i for i, e in enumerate(entries)}
     for x, ev in zip(strategy.exits, exit_eval):
         for target in x.entries:
@@ -178,7 +201,7 @@ def run_day_by_day(
         starts.astype(np.int64),
         ends.astype(np.int64),
         sqs.astype(np.int64),
-        entry_sig,
+        kernel_entry_sig,
         exit_sig,
         np.array([1 if e.side == "buy" else -1 for e in entries], dtype=np.int8),
         np.array([_LEVEL_KIND[e.stop_loss.kind if e.stop_loss else None] for e in entries], dtype=np.int8),
@@ -214,8 +237,26 @@ def run_day_by_day(
         else:
             t.exit_ns = int(ts[t.exit_bar])
         d.trades.append(t)
+    if legs:
+        assert chain_for is not None
+        ts_day = np.ascontiguousarray(ts, dtype=np.int64)
+        for j, d in enumerate(days):
+            chain = DayChain(chain_for(d.date), d.date, tzname, strategy.session_start, strategy.session_end,
+                             strategy.square_off)
+            for k in legs:
+                node = entries[k]
+                assert node.instrument is not None
+                positions, skips = walk_leg(
+                    node.instrument, node.side, node.stop_loss, node.target, node.max_reentries,
+                    entry_sig[k], exit_sig[k], ts_day, c, d.start, d.end, d.square_off, bar_ns, chain,
+                )
+                d.skips.extend((k, sk) for sk in skips)
+                for p in positions:
+                    t = _leg_trade(node, k, j, p, ts_day, c, d, bar_ns)
+                    _price_trade(t, slip, comm)
+                    d.trades.append(t)
     for d in days:
-        d.trades.sort(key=lambda t: (t.entry_bar, t.node_index))
+        d.trades.sort(key=lambda t: (t.entry_ns, t.node_index))
         for num, t in enumerate(d.trades, start=1):
             t.position_num = num
     return DayByDayRun(
@@ -237,6 +278,43 @@ def run_day_by_day(
     )
 
 
+def _spot_at(ts: np.ndarray, close: np.ndarray, s: int, e: int, ns: int, bar_ns: int) -> float:
+    """The underlying's last close at instant `ns`: the close of the day's last bar that ended
+    by then (NaN before any has)."""
+    i = s + int(np.searchsorted(ts[s:e], ns - bar_ns, side="right")) - 1
+    return float(close[i]) if i >= s else float("nan")
+
+
+def _leg_trade(
+    node: EntryNode, k: int, j: int, p: LegPosition, ts: np.ndarray, close: np.ndarray, d: Day, bar_ns: int
+) -> Trade:
+    """A closed leg position as a Trade: underlying bar indices for its signal and for the bars
+    its fill and exit fall in (diagnostics), the contract's own in `leg`."""
+    c = p.contract
+    entry_ns, exit_ns = int(c.ts[p.entry_index]), p.exit_ns
+    day_ts = ts[d.start:d.end]
+    entry_bar = d.start + min(int(np.searchsorted(day_ts, entry_ns, side="left")), d.end - d.start - 1)
+    exit_bar = d.start + min(int(np.searchsorted(day_ts, int(c.ts[p.exit_index]), side="left")), d.end - d.start - 1)
+    return Trade(
+        node=node,
+        node_index=k,
+        day_index=j,
+        re_entry_num=p.re_entry,
+        signal_bar=p.signal_bar,
+        entry_bar=entry_bar,
+        entry_raw=p.entry_raw,
+        exit_bar=exit_bar,
+        exit_raw=p.exit_raw,
+        reason=p.reason,
+        exit_signal_bar=p.exit_signal_bar if p.exit_signal_bar >= 0 else exit_bar,
+        entry_ns=entry_ns,
+        exit_ns=exit_ns,
+        leg=p,
+        spot_at_entry=_spot_at(ts, close, d.start, d.end, entry_ns, bar_ns),
+        spot_at_exit=_spot_at(ts, close, d.start, d.end, exit_ns, bar_ns),
+    )
+
+
 def _price_trade(t: Trade, slip: float, comm: float) -> None:
     node = t.node
     sign = 1.0 if node.side == "buy" else -1.0
@@ -247,11 +325,9 @@ def _price_trade(t: Trade, slip: float, comm: float) -> None:
     t.pnl = sign * (t.exit_price - t.entry_price) * q - t.commission
     t.pnl_percent = t.pnl / (t.entry_price * q) * 100.0 if t.entry_price else 0.0
     if node.stop_loss is not None:
-        lv = node.stop_loss
-        t.stop_price = t.entry_raw * (1 - sign * lv.value / 100) if lv.kind == "percent" else t.entry_raw - sign * lv.value
+        t.stop_price = level_price(node.stop_loss, t.entry_raw, sign, stop=True)
     if node.target is not None:
-        lv = node.target
-        t.target_price = t.entry_raw * (1 + sign * lv.value / 100) if lv.kind == "percent" else t.entry_raw + sign * lv.value
+        t.target_price = level_price(node.target, t.entry_raw, sign, stop=False)
 
 
 # ---------------------------------------------------------------- documents
