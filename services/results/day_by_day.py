@@ -35,6 +35,7 @@ from domain.backtest_spec import DAY_BY_DAY_CAPITAL_DEFAULT, DAY_BY_DAY_COST_PCT
 from domain.market import NS_PER_DAY, PERIODS_PER_YEAR
 from domain.metrics import day_by_day_metrics
 from domain.report import TradeSpan, bars_in_market
+from domain.rules.strategy import uses_option_legs
 from domain.sessions import SessionDays, session_days
 from domain.sweep import CASH_MAX
 from services.results import jobs, runs
@@ -148,6 +149,11 @@ def submit(session: Session, config: DayByDayConfig, submission: Submission, spe
     view = resolve_dataset(session, tenant_id, ticker, interval)
     if view is None:
         raise InvalidArgument(f"Failed to fetch market data: no {ticker} dataset{f' at {interval}' if interval else ''}")
+    if uses_option_legs(definition) and not has_option_chain(session, tenant_id, view.ticker):
+        raise InvalidArgument(
+            f"the strategy trades option legs and there is no option chain of {view.ticker}: "
+            f"import one (POST /api/v1/datasets, kind=option_chain, ticker={view.ticker})"
+        )
     bars = load_bars(session, view.version_id)
     plan = _plan(bars, definition, view.timezone, start, end)
     total_days = int(plan.days.size)
@@ -224,6 +230,15 @@ def submit(session: Session, config: DayByDayConfig, submission: Submission, spe
     config.store.delete_strategy(tenant_id, user_id, strategy_id)
     session.flush()
     return job
+
+
+def has_option_chain(session: Session, tenant_id: str, underlying: str) -> bool:
+    """Whether the tenant has an option chain of `underlying` for a strategy's option legs.
+
+    The seam for the columnar market store (issue 15, item 5): until results keeps option
+    chains, no underlying has one, so a strategy with option legs is refused at submission
+    (400) rather than queued to fail in the engine."""
+    return False
 
 
 def _plan(bars: BarArrays, definition: dict[str, Any], dataset_timezone: str, start: date, end: date) -> SessionDays:
