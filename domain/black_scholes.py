@@ -29,8 +29,9 @@ def black_scholes(
     is_call: npt.NDArray[np.bool_] | bool,
 ) -> FloatArray:
     """The price of each option (arrays broadcast together)."""
-    s, k, t, v, r = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in (spot, strike, years, vol, rate)))
-    call = np.broadcast_to(np.asarray(is_call, dtype=bool), s.shape)
+    s, k, t, v, r, call = np.broadcast_arrays(
+        *(np.asarray(x, dtype=np.float64) for x in (spot, strike, years, vol, rate)), np.asarray(is_call, dtype=bool)
+    )
     live = t > 0
     t_live = np.where(live, t, 1.0)
     sd = v * np.sqrt(t_live)

@@ -345,7 +345,7 @@ class _DayFiles:
             parts.append(path)
             if len(parts) > 1:
                 self.unsorted.add(day)
-            self.writer = _writer(path)
+            self.writer = day_writer(path)
             self.day = day
         assert self.writer is not None
         self.writer.write_table(table)
@@ -357,7 +357,8 @@ class _DayFiles:
         self.day = None
 
 
-def _writer(path: Path) -> pq.ParquetWriter:
+def day_writer(path: Path) -> pq.ParquetWriter:
+    """A day file's writer (the store's compression and encodings)."""
     return pq.ParquetWriter(
         path, CHAIN_SCHEMA, compression=COMPRESSION, use_dictionary=_DICTIONARY_COLUMNS, write_statistics=["timestamp"]
     )
@@ -478,7 +479,7 @@ def _merge_day(
         raise InvalidArgument(
             f"row {second}: duplicate (timestamp, contract) of row {first}: {when} {symbol}"
         )
-    with _writer(final) as w:
+    with day_writer(final) as w:
         w.write_table(table)
     for p in parts:
         p.unlink()

@@ -3,7 +3,7 @@ results; the database keeps only what they are (services/results/models_market.p
 
 Layout under the root (HINDSIGHT_MARKET_DIR; standalone: HINDSIGHT_DATA_DIR/market):
 
-    option_chains/<tenant>/<chain_id>/<version_id>/day=<YYYY-MM-DD>/part-0.parquet
+    option_chains/<tenant>/<version_id>/day=<YYYY-MM-DD>/part-0.parquet
     option_chains/_demo/<version_id>/day=<YYYY-MM-DD>/part-0.parquet    (shared by tenants)
     .staging/<random>/...                                               (imports in progress)
 
@@ -26,13 +26,10 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from domain.option_chain import CHAIN_COLUMNS, OPTIONAL_COLUMNS, empty_chain
 from libs.private_files import make_private_dir
 from services.results.errors import InvalidArgument, NotFound
 from services.results.keys import TENANT_ID_RE
@@ -93,11 +90,11 @@ class MarketStore:
             raise InvalidArgument("path outside the market-data store")
         return path
 
-    def chain_version_key(self, tenant_id: str, chain_id: str, version_id: str) -> str:
-        """The version's directory relative to the root (what the database keeps)."""
+    def chain_version_key(self, tenant_id: str, version_id: str) -> str:
+        """An imported version's directory relative to the root (what the database keeps)."""
         if not TENANT_ID_RE.match(tenant_id or ""):
             raise InvalidArgument("invalid tenant id")
-        return f"{CHAINS}/{tenant_id}/{_checked_id(chain_id, 'chain id')}/{_checked_id(version_id, 'version id')}"
+        return f"{CHAINS}/{tenant_id}/{_checked_id(version_id, 'version id')}"
 
     @staticmethod
     def demo_version_key(version_id: str) -> str:
@@ -126,7 +123,7 @@ class MarketStore:
         return final
 
     def remove(self, key: str) -> None:
-        """Remove a version's files (and its chain's directory once empty)."""
+        """Remove a version's files (and its owner's directory once empty)."""
         path = self.path_of(key)
         shutil.rmtree(path, ignore_errors=True)
         try:
@@ -172,31 +169,3 @@ class MarketStore:
         if not files:
             return CHAIN_SCHEMA.empty_table().select(columns or CHAIN_SCHEMA.names)
         return pads.dataset(files, schema=CHAIN_SCHEMA, format="parquet").to_table(columns=columns)
-
-
-def chain_frame(table: pa.Table, with_optional: bool = False) -> pd.DataFrame:
-    """A chain's rows in the shared in-memory form (domain.option_chain), optionally with
-    `oi` and `iv` after the shared columns."""
-    if table.num_rows == 0:
-        frame = empty_chain()
-        if with_optional:
-            for c in OPTIONAL_COLUMNS:
-                frame[c] = pd.Series([], dtype=np.float64)
-        return frame
-    expiry_days = table.column("expiry").cast(pa.int32()).to_numpy().astype("datetime64[D]")
-    data = {
-        "timestamp": pd.DatetimeIndex(table.column("timestamp").to_numpy(), tz="UTC"),
-        "expiry": expiry_days.astype("datetime64[ns]"),
-        "strike": table.column("strike").to_numpy(),
-        "option_type": pd.Series(table.column("option_type").to_numpy(zero_copy_only=False), dtype=str),
-    }
-    for c in ("open", "high", "low", "close", "volume"):
-        data[c] = table.column(c).to_numpy()
-    names = list(CHAIN_COLUMNS)
-    if with_optional:
-        for c in OPTIONAL_COLUMNS:
-            data[c] = table.column(c).to_numpy(zero_copy_only=False).astype(np.float64)
-        names += list(OPTIONAL_COLUMNS)
-    frame = pd.DataFrame(data, columns=names)
-    frame["timestamp"] = frame["timestamp"].astype("datetime64[ns, UTC]")
-    return frame
