@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.results import models_day_by_day, models_notifications, models_runs  # noqa: F401  (their tables)
+from services.results import models_day_by_day, models_market, models_notifications, models_runs  # noqa: F401  (their tables)
 from services.results.models_base import Base, UTCDateTime
 
 __all__ = ["Base", "UTCDateTime", "Tenant", "ApiKey", "Job", "JobEvent", "SweepRun", "SweepResult", "Dataset",
