@@ -37,8 +37,9 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from domain.option_chain import CALL, OPTION_TYPE_RULE, contract_symbol, normalize_option_type
+
 INSTRUMENT_KEYS: Final = frozenset({"type", "option_type", "strike", "expiry"})
-LEG_OPTION_TYPES: Final[tuple[str, str]] = ("CE", "PE")
 EXPIRY_RULES: Final[tuple[str, str, str]] = ("current_week", "next_week", "current_month")
 MAX_STRIKE_OFFSET: Final = 100
 STRIKE_RULE: Final = "ATM, ATM+N, ATM-N, OTM N or ITM N (N a whole number from 1 to 100)"
@@ -67,6 +68,12 @@ class Selection:
     atm_strike: float | None
     strike: float | None
     problem: str | None = None
+
+    def symbol(self, underlying: str) -> str | None:
+        """The picked contract in the seeds' format (domain.option_chain), None when nothing was picked."""
+        if self.expiry is None or self.strike is None:
+            return None
+        return contract_symbol(underlying, self.expiry, self.strike, self.option_type)
 
 
 def parse_strike(value: Any) -> tuple[str, int, str] | None:
@@ -99,7 +106,7 @@ def strike_offset(selector: str, option_type: str) -> int:
     _, n, kind = parsed
     if kind == "ATM":
         return n
-    out_of_money_up = option_type == "CE"  # a call is out of the money above the spot
+    out_of_money_up = option_type == CALL  # a call is out of the money above the spot
     return n if (kind == "OTM") == out_of_money_up else -n
 
 
@@ -117,10 +124,9 @@ def validate_instrument(value: Any) -> tuple[dict[str, Any] | None, list[tuple[s
     kind = value.get("type", "option")
     if not isinstance(kind, str) or kind.strip().lower() != "option":
         problems.append(("type", "must be option"))
-    otype = value.get("option_type")
-    otype_n = otype.strip().upper() if isinstance(otype, str) else None
-    if otype_n not in LEG_OPTION_TYPES:
-        problems.append(("option_type", "must be CE or PE"))
+    otype_n = normalize_option_type(value.get("option_type"))
+    if otype_n is None:
+        problems.append(("option_type", f"must be {OPTION_TYPE_RULE}"))
     strike = parse_strike(value.get("strike"))
     if strike is None:
         problems.append(("strike", f"unknown strike selector {value.get('strike')!r}: must be {STRIKE_RULE}"))

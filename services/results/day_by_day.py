@@ -38,7 +38,7 @@ from domain.report import TradeSpan, bars_in_market
 from domain.rules.strategy import uses_option_legs
 from domain.sessions import SessionDays, session_days
 from domain.sweep import CASH_MAX
-from services.results import jobs, runs
+from services.results import jobs, option_chains, runs
 from services.results.artifacts import FILE_NAMES, ArtifactStore, Removed, check_date, check_strategy_id, check_user_id
 from services.results.bar_arrays import BarArrays
 from services.results.datasets import load_bars, resolve_dataset
@@ -149,7 +149,8 @@ def submit(session: Session, config: DayByDayConfig, submission: Submission, spe
     view = resolve_dataset(session, tenant_id, ticker, interval)
     if view is None:
         raise InvalidArgument(f"Failed to fetch market data: no {ticker} dataset{f' at {interval}' if interval else ''}")
-    if uses_option_legs(definition) and not has_option_chain(session, tenant_id, view.ticker):
+    # Option legs trade contracts of the underlying's chain (the engine reads it day by day).
+    if uses_option_legs(definition) and option_chains.resolve_chain(session, tenant_id, view.ticker) is None:
         raise InvalidArgument(
             f"the strategy trades option legs and there is no option chain of {view.ticker}: "
             f"import one (POST /api/v1/datasets, kind=option_chain, ticker={view.ticker})"
@@ -230,15 +231,6 @@ def submit(session: Session, config: DayByDayConfig, submission: Submission, spe
     config.store.delete_strategy(tenant_id, user_id, strategy_id)
     session.flush()
     return job
-
-
-def has_option_chain(session: Session, tenant_id: str, underlying: str) -> bool:
-    """Whether the tenant has an option chain of `underlying` for a strategy's option legs.
-
-    The seam for the columnar market store (issue 15, item 5): until results keeps option
-    chains, no underlying has one, so a strategy with option legs is refused at submission
-    (400) rather than queued to fail in the engine."""
-    return False
 
 
 def _plan(bars: BarArrays, definition: dict[str, Any], dataset_timezone: str, start: date, end: date) -> SessionDays:

@@ -112,10 +112,16 @@ def test_option_legs_are_stored_and_bad_selectors_are_400(alpha, results):
 
 
 def test_option_legs_on_an_underlying_without_a_chain_are_400(alpha, results):
-    sid = alpha.post("/api/v1/strategies", json=STRADDLE).json()["strategy_id"]
+    """DEMO-DAILY has no option chain: 400, nothing queued. DEMO-MINUTE has the demo chain
+    (DEMO-OPTIONS): the same strategy on it is queued."""
+    no_chain = alpha.post("/api/v1/strategies", json={**STRADDLE, "dataset": {"ticker": "DEMO-DAILY"}}).json()
     before = jobs_total(results.stub(), "alpha")
-    body = {"strategy_id": sid, "start_date": "2024-01-01", "end_date": "2024-01-05"}
+    body = {"strategy_id": no_chain["strategy_id"], "start_date": "2024-01-01", "end_date": "2024-01-05"}
     err = assert_error(alpha.post("/api/v1/backtest/start", json=body), 400)
-    assert "no option chain of DEMO-MINUTE" in err["message"]
+    assert "no option chain of DEMO-DAILY" in err["message"]
     assert_error(alpha.post("/api/v1/backtest/run", json={**body, "user_id": "user_1"}), 400)
     assert jobs_total(results.stub(), "alpha") == before
+    sid = alpha.post("/api/v1/strategies", json=STRADDLE).json()["strategy_id"]
+    r = alpha.post("/api/v1/backtest/start", json={**body, "strategy_id": sid})
+    assert r.status_code == 200, r.text
+    assert jobs_total(results.stub(), "alpha") == before + 1
