@@ -27,6 +27,7 @@ for bars where something happened (an entry, an exit, a stop, the square-off).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -39,6 +40,7 @@ import pandas as pd
 from domain.market import NS_PER_MINUTE as NS_MIN
 from domain.market import interval_name, interval_ns
 from domain.metrics import finite
+from domain.option_legs import Selection
 from domain.rules.expr import TimeLit, TimeOfDay, source_text
 from domain.rules.strategy import EntryNode, Strategy, level_price
 from domain.sessions import session_days
@@ -422,8 +424,49 @@ def _candle(run: DayByDayRun, clock: _Clock, i: int) -> dict[str, Any]:
     }
 
 
-def _candles(run: DayByDayRun, clock: _Clock, i: int) -> dict[str, Any]:
-    return {run.ticker: {"current": _candle(run, clock, i), "previous": _candle(run, clock, i - 1) if i > 0 else None}}
+def _candles(run: DayByDayRun, clock: _Clock, i: int, leg: LegPosition | None = None, j: int = -1) -> dict[str, Any]:
+    """The underlying's candle at bar i (and the one before); for a leg, also its contract's
+    candle at contract bar j (and the one before)."""
+    out = {run.ticker: {"current": _candle(run, clock, i), "previous": _candle(run, clock, i - 1) if i > 0 else None}}
+    if leg is not None and j >= 0:
+        out[leg.selection.symbol(run.ticker) or ""] = {
+            "current": _contract_candle(leg, clock, j),
+            "previous": _contract_candle(leg, clock, j - 1) if j > 0 else None,
+        }
+    return out
+
+
+def _contract_candle(leg: LegPosition, clock: _Clock, j: int) -> dict[str, Any]:
+    c = leg.contract
+    return {
+        "timestamp": clock.naive(int(c.ts[j])),
+        "open": float(c.open[j]),
+        "high": float(c.high[j]),
+        "low": float(c.low[j]),
+        "close": float(c.close[j]),
+        "volume": float(c.volume[j]),
+    }
+
+
+def _selection(run: DayByDayRun, node: EntryNode, sel: Selection) -> dict[str, Any]:
+    """What an option leg's entry picked (the entry diagnostic event's `option_selection`)."""
+    leg = node.instrument
+    return {
+        "spot": sel.spot,
+        "option_type": sel.option_type,
+        "strike_selector": leg.strike if leg else None,
+        "expiry_rule": leg.expiry if leg else None,
+        "expiry": sel.expiry.isoformat() if sel.expiry else None,
+        "atm_strike": sel.atm_strike,
+        "strike": sel.strike,
+        "contract": sel.symbol(run.ticker),
+    }
+
+
+def spot_key(ticker: str) -> str:
+    """The prefix of a leg's spot fields: the underlying in lower case, other characters as
+    '_' (NIFTY gives the seeds' nifty_spot_at_entry; DEMO-MINUTE demo_minute_spot_at_entry)."""
+    return re.sub(r"[^a-z0-9]+", "_", ticker.lower()).strip("_") or "underlying"
 
 
 def _hhmm_minutes(m: float | None) -> str | None:
@@ -504,6 +547,27 @@ def _node_variables(t: Trade) -> dict[str, Any]:
         "target_price": finite(t.target_price),
         "max_reentries": n.max_reentries,
         "re_entry_num": t.re_entry_num,
+        **(
+            {"instrument": {"type": "option", "option_type": n.instrument.option_type, "strike": n.instrument.strike,
+                            "expiry": n.instrument.expiry}}
+            if n.instrument is not None
+            else {}
+        ),
+    }
+
+
+def _contract_fields(run: DayByDayRun, t: Trade) -> dict[str, Any]:
+    """An option leg's symbol, strike, option type and the underlying's spot at entry and exit
+    (the seeds' shapes); {} for a trade of the underlying."""
+    if t.leg is None:
+        return {}
+    c, key = t.leg.contract, spot_key(run.ticker)
+    return {
+        "symbol": t.leg.selection.symbol(run.ticker),
+        "strike": int(c.strike) if float(c.strike).is_integer() else c.strike,
+        "option_type": c.option_type,
+        f"{key}_spot_at_entry": finite(t.spot_at_entry),
+        f"{key}_spot_at_exit": finite(t.spot_at_exit),
     }
 
 
@@ -527,27 +591,55 @@ def day_documents(run: DayByDayRun, day: Day) -> tuple[dict, dict, dict, DaySumm
     exits_for = {e.id: [j for j, x in enumerate(strategy.exits) if e.id in x.entries] for e in strategy.entries}
     links: list[tuple[Trade, list[dict], list[dict], dict | None, dict]] = []
     last_stop: dict[int, dict[str, Any]] = {}
-    for t in sorted(day.trades, key=lambda t: (t.entry_bar, t.node_index)):
-        node = t.node
-        ev = run.entry_eval[t.node_index]
-        sb = t.signal_bar
-        entry_ev = add(
-            (sb, 2, t.node_index, 0),
-            ("entry", t.node_index, sb),
+    # Sort keys start with a bar's open time (ns), so the underlying's and the contracts' events interleave.
+    ts = run.ts
+    for node_index, skip in day.skips:
+        node = strategy.entries[node_index]
+        sb = skip.signal_bar
+        add(
+            (int(ts[sb]), 2, node_index, 0),
+            ("skip", node_index, sb),
             {
-                "timestamp": clock.naive(int(run.ts[sb]) + run.bar_ns),
-                "event_type": "ENTRY",
+                "timestamp": clock.naive(int(ts[sb]) + run.bar_ns),
+                "event_type": "ENTRY_SKIPPED",
                 "node_id": node.id,
                 "node_name": node.name,
                 "node_type": "EntryNode",
-                "signal_emitted": True,
+                "signal_emitted": False,
+                "reason": skip.reason,
+                "message": skip.message,
                 "conditions_preview": node.condition.text,
-                "evaluated_conditions": {"expression": node.condition.text, "result": True, "conditions": _conditions(ev, sb)},
+                "evaluated_conditions": {
+                    "expression": node.condition.text,
+                    "result": True,
+                    "conditions": _conditions(run.entry_eval[node_index], sb),
+                },
                 "candle_data": _candles(run, clock, sb),
-                "node_variables": _node_variables(t),
-                "_parent": last_stop.get(t.node_index) if t.re_entry_num > 0 else None,
+                "option_selection": _selection(run, node, skip.selection),
+                "_parent": None,
             },
         )
+    for t in sorted(day.trades, key=lambda t: (t.entry_ns, t.node_index)):
+        node = t.node
+        leg = t.leg
+        ev = run.entry_eval[t.node_index]
+        sb = t.signal_bar
+        entry_event: dict[str, Any] = {
+            "timestamp": clock.naive(int(ts[sb]) + run.bar_ns),
+            "event_type": "ENTRY",
+            "node_id": node.id,
+            "node_name": node.name,
+            "node_type": "EntryNode",
+            "signal_emitted": True,
+            "conditions_preview": node.condition.text,
+            "evaluated_conditions": {"expression": node.condition.text, "result": True, "conditions": _conditions(ev, sb)},
+            "candle_data": _candles(run, clock, sb, leg, leg.entry_index if leg else -1),
+            "node_variables": _node_variables(t),
+            "_parent": last_stop.get(t.node_index) if t.re_entry_num > 0 else None,
+        }
+        if leg is not None:
+            entry_event["option_selection"] = _selection(run, node, leg.selection)
+        entry_ev = add((int(ts[sb]), 2, t.node_index, 0), ("entry", t.node_index, sb), entry_event)
         entry_flow = [entry_ev]
         if t.re_entry_num > 0 and t.node_index in last_stop:
             entry_flow.insert(0, last_stop[t.node_index])
@@ -562,7 +654,7 @@ def day_documents(run: DayByDayRun, day: Day) -> tuple[dict, dict, dict, DaySumm
                 x = strategy.exits[j]
                 exit_flow.append(
                     add(
-                        (xb, 1, j, 0),
+                        (int(ts[xb]), 1, j, 0),
                         ("exit", j, xb),
                         {
                             "timestamp": clock.naive(int(run.ts[xb]) + run.bar_ns),
@@ -587,16 +679,19 @@ def day_documents(run: DayByDayRun, day: Day) -> tuple[dict, dict, dict, DaySumm
             is_sl = t.reason == "stop_loss"
             level = t.stop_price if is_sl else t.target_price
             buy = node.side == "buy"
+            # A leg's stop and target are on its contract's bar; the underlying's otherwise.
+            lows, highs, at = (leg.contract.low, leg.contract.high, leg.exit_index) if leg else (run.low, run.high, xb)
+            when = t.exit_ns if leg else int(ts[xb])
             if is_sl:
-                lhs_name, lhs, op = ("low", float(run.low[xb]), "<=") if buy else ("high", float(run.high[xb]), ">=")
+                lhs_name, lhs, op = ("low", float(lows[at]), "<=") if buy else ("high", float(highs[at]), ">=")
             else:
-                lhs_name, lhs, op = ("high", float(run.high[xb]), ">=") if buy else ("low", float(run.low[xb]), "<=")
+                lhs_name, lhs, op = ("high", float(highs[at]), ">=") if buy else ("low", float(lows[at]), "<=")
             name = "stop_loss" if is_sl else "target"
             exit_ev = add(
-                (xb, 0, t.node_index, t.position_num),
+                (when, 0, t.node_index, t.position_num),
                 (name, t.node_index, t.position_num),
                 {
-                    "timestamp": clock.naive(int(run.ts[xb])),
+                    "timestamp": clock.naive(when),
                     "event_type": "STOP_LOSS" if is_sl else "TARGET",
                     "node_id": node.id,
                     "node_name": f"{node.name} {'stop-loss' if is_sl else 'target'}",
@@ -608,7 +703,7 @@ def day_documents(run: DayByDayRun, day: Day) -> tuple[dict, dict, dict, DaySumm
                         "result": True,
                         "conditions": [_level_condition(name, op, lhs_name, lhs, float(level or 0.0))],
                     },
-                    "candle_data": _candles(run, clock, xb),
+                    "candle_data": _candles(run, clock, xb, leg, leg.exit_index if leg else -1),
                     "_parent": entry_ev,
                 },
             )
@@ -617,11 +712,17 @@ def day_documents(run: DayByDayRun, day: Day) -> tuple[dict, dict, dict, DaySumm
                 last_stop[t.node_index] = exit_ev
         else:
             eod = day.square_off >= day.end
-            when = int(run.ts[xb]) + (run.bar_ns if eod else 0)
+            if leg is not None:  # at the contract's square-off bar, or after its last bar of the day
+                when = t.exit_ns
+                eod = eod or strategy.square_off is None or when > int(leg.contract.ts[leg.exit_index])
+                bar_open = int(leg.contract.ts[leg.exit_index])
+            else:
+                when = int(ts[xb]) + (run.bar_ns if eod else 0)
+                bar_open = int(ts[xb])
             sq_text = _hhmm_minutes(strategy.square_off) if not eod else "session end"
             exit_ev = add(
-                (xb, 3, 0, 0),
-                ("square_off", xb),
+                (bar_open, 3, 0, 0),
+                ("square_off", when),
                 {
                     "timestamp": clock.naive(when),
                     "event_type": "SQUARE_OFF",
@@ -646,7 +747,7 @@ def day_documents(run: DayByDayRun, day: Day) -> tuple[dict, dict, dict, DaySumm
                             }
                         ],
                     },
-                    "candle_data": _candles(run, clock, xb),
+                    "candle_data": _candles(run, clock, xb, leg, leg.exit_index if leg else -1),
                     "_parent": None,
                 },
             )
@@ -674,37 +775,37 @@ def day_documents(run: DayByDayRun, day: Day) -> tuple[dict, dict, dict, DaySumm
         duration = round((t.exit_ns - t.entry_ns) / NS_MIN, 2)
         pid = f"{node.id}-pos{t.position_num}"
         qty: float | int = int(node.quantity) if float(node.quantity).is_integer() else node.quantity
-        trades_out.append(
-            {
-                "trade_id": pid,
-                "position_id": pid,
-                "re_entry_num": t.re_entry_num,
-                "symbol": run.ticker,
-                "side": node.side,
-                "quantity": qty,
-                "entry_price": _money(t.entry_price),
-                "entry_time": clock.offset(t.entry_ns),
-                "exit_price": _money(t.exit_price),
-                "exit_time": clock.offset(t.exit_ns),
-                "pnl": _money(t.pnl),
-                "pnl_percent": _money(t.pnl_percent),
-                "duration_minutes": duration,
-                "status": "closed",
-                "entry_flow_ids": entry_ids,
-                "exit_flow_ids": exit_ids,
-                "entry_trigger": node.id,
-                "exit_reason": t.reason,
-            }
-        )
+        contract = _contract_fields(run, t)
+        trade_out: dict[str, Any] = {
+            "trade_id": pid,
+            "position_id": pid,
+            "re_entry_num": t.re_entry_num,
+            "symbol": contract.get("symbol", run.ticker),
+            "side": node.side,
+            "quantity": qty,
+            "entry_price": _money(t.entry_price),
+            "entry_time": clock.offset(t.entry_ns),
+            "exit_price": _money(t.exit_price),
+            "exit_time": clock.offset(t.exit_ns),
+            "pnl": _money(t.pnl),
+            "pnl_percent": _money(t.pnl_percent),
+            "duration_minutes": duration,
+            "status": "closed",
+            "entry_flow_ids": entry_ids,
+            "exit_flow_ids": exit_ids,
+            "entry_trigger": node.id,
+            "exit_reason": t.reason,
+        }
+        trades_out.append({**trade_out, **{k: v for k, v in contract.items() if k != "symbol"}})
         exit_events = [events[i] for i in exit_ids]
         positions_out.append(
             {
                 "position_id": node.id,
                 "position_num": t.position_num,
                 "re_entry_num": t.re_entry_num,
-                "symbol": run.ticker,
-                "strike": None,
-                "option_type": None,
+                "symbol": contract.get("symbol", run.ticker),
+                "strike": contract.get("strike"),
+                "option_type": contract.get("option_type"),
                 "side": node.side.upper(),
                 "quantity": qty,
                 "entry_price": t.entry_price,
@@ -717,6 +818,7 @@ def day_documents(run: DayByDayRun, day: Day) -> tuple[dict, dict, dict, DaySumm
                 "duration_minutes": duration,
                 "exit_reason": REASON_LABELS[t.reason],
                 "exit_reason_code": t.reason,
+                **{k: v for k, v in contract.items() if k.endswith(("_spot_at_entry", "_spot_at_exit"))},
                 "status": "closed",
                 "diagnostic_data": {
                     "conditions_evaluated": events[entry_ev["execution_id"]]["evaluated_conditions"]["conditions"],

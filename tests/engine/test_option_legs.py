@@ -5,6 +5,7 @@ them included), exit signals, the square-off, P&L, and the skipped entries."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -319,3 +320,55 @@ def test_a_day_without_chain_completes_with_skips(market):
     assert day.trades == [] and sorted(s.reason for _, s in day.skips) == ["no_contract", "no_contract"]
     trades, diagnostics, positions, summary = day_documents(run, day)
     assert summary.positions == 0
+
+
+def _symbol(contract: tuple) -> str:
+    expiry, strike, otype = contract
+    return f"NIFTY:{expiry.isoformat()}:OPT:{int(strike) if strike.is_integer() else strike}:{otype}"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_documents_show_the_legs_in_the_seeds_shapes(market, case):
+    """Issue 15, item 4: seed 002's trades and seed 004's positions name the contract
+    (NIFTY:2024-10-31:OPT:24350:PE), its strike and type, and the spot at entry and exit;
+    the entry event records the selection; a skipped entry is an event saying why."""
+    bars, chains = market
+    run = _run(case, bars, chains)
+    ref_trades, ref_skips = _reference(case, bars, chains)
+    by_entry = {(r["node"], r["entry_ns"]): r for r in ref_trades}
+    closes = [(int(ns), float(c)) for ns, c in zip(bars.ts.tolist(), bars.close.tolist())]
+
+    def spot_at(ns: int) -> float:  # the last close of a bar that had ended by `ns`
+        return [c for t, c in closes if t + NS_MIN <= ns][-1]
+
+    zone = ZoneInfo(TZ)
+    seen_skips = 0
+    for day in run.days:
+        trades, diagnostics, positions, _ = day_documents(run, day)
+        json.dumps([trades, diagnostics, positions], allow_nan=False)
+        events = diagnostics["events_history"]
+        for tr, pos in zip(trades["trades"], positions["positions"], strict=True):
+            entry_ns = int(datetime.fromisoformat(tr["entry_time"]).timestamp() * 1e9)
+            ref = by_entry[(tr["entry_trigger"], entry_ns)]
+            assert tr["symbol"] == pos["symbol"] == _symbol(ref["contract"])
+            assert pos["strike"] == tr["strike"] == ref["contract"][1] and pos["option_type"] == ref["contract"][2]
+            assert pos["nifty_spot_at_entry"] == tr["nifty_spot_at_entry"] == spot_at(ref["entry_ns"])
+            assert pos["nifty_spot_at_exit"] == spot_at(ref["exit_ns"])
+            sign = 1 if tr["side"] == "buy" else -1
+            assert pos["exit_reason_code"] == ref["reason"]
+            assert pos["entry_price"] == pytest.approx(ref["entry_raw"] * (1 + sign * CASES[case][1] / 100))
+            assert pos["pnl"] == pytest.approx(ref["pnl"])
+            (entry_event,) = [events[i] for i in tr["entry_flow_ids"] if events[i]["event_type"] == "ENTRY"]
+            sel = entry_event["option_selection"]
+            assert sel["contract"] == tr["symbol"] and sel["spot"] == ref["spot"] and sel["atm_strike"] == ref["atm"]
+            assert (sel["strike"], sel["expiry"]) == (ref["contract"][1], ref["contract"][0].isoformat())
+            assert tr["symbol"] in entry_event["candle_data"] and "NIFTY" in entry_event["candle_data"]
+            assert all(i in events for i in tr["exit_flow_ids"]) and tr["exit_flow_ids"]
+        skipped = [e for e in events.values() if e["event_type"] == "ENTRY_SKIPPED"]
+        want = sorted((s["node"], s["reason"]) for s in ref_skips if s["day"] == day.date)
+        assert sorted((e["node_id"], e["reason"]) for e in skipped) == want
+        seen_skips += len(skipped)
+        stamps = [datetime.fromisoformat(e["timestamp"]).replace(tzinfo=zone) for e in events.values()]
+        assert list(events) == [f"exec_{n:03d}" for n in range(1, len(events) + 1)]
+        assert stamps == sorted(stamps)  # events are numbered in time order
+    assert seen_skips == len(ref_skips)
