@@ -124,7 +124,8 @@ def validate_instrument(value: Any) -> tuple[dict[str, Any] | None, list[tuple[s
     kind = value.get("type", "option")
     if not isinstance(kind, str) or kind.strip().lower() != "option":
         problems.append(("type", "must be option"))
-    otype_n = normalize_option_type(value.get("option_type"))
+    otype = value.get("option_type")
+    otype_n = normalize_option_type(otype) if isinstance(otype, str) else None
     if otype_n is None:
         problems.append(("option_type", f"must be {OPTION_TYPE_RULE}"))
     strike = parse_strike(value.get("strike"))

@@ -123,7 +123,7 @@ def simulate_legs(
         def hhmm(ns: int) -> str:
             return local(ns).strftime("%H:%M")
 
-        def close_pos(leg: RefLeg, st: dict, ns: int, px: float, reason: str, exit_ns: int) -> None:
+        def close_pos(leg: RefLeg, st: dict, ns: int, px: float, reason: str, exit_ns: int, day: date = day) -> None:
             p = st["pos"]
             buy = leg.side == "buy"
             sign = 1 if buy else -1

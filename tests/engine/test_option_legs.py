@@ -69,10 +69,9 @@ def make_market(seed: int = 3) -> tuple[Bars, dict[date, pd.DataFrame]]:
                             continue  # a missing quote
                         if day == date(2024, 10, 25) and otype == "CE" and m > 5:
                             continue  # calls stop quoting after 09:20
-                        def premium(spot: float, m: int = m) -> float:
-                            intrinsic = max(0.0, spot - strike) if otype == "CE" else max(0.0, strike - spot)
-                            return max(0.5, (intrinsic + tv) * float(np.exp(drift[m])))
-                        po, pc = premium(open_[m]), premium(close[m])
+                        scale = float(np.exp(drift[m]))
+                        po, pc = (max(0.5, (max(0.0, (s - strike) if otype == "CE" else (strike - s)) + tv) * scale)
+                                  for s in (open_[m], close[m]))
                         if rng.random() < 0.012:
                             po *= float(rng.choice([0.55, 1.6]))  # a gap at the open
                         ph = max(po, pc) * (1 + abs(rng.normal(0, 0.015)))
@@ -253,7 +252,7 @@ def test_the_cases_cover_every_rule(market):
     # Each expiry rule, both types and sides, strikes away from ATM.
     for node, rule in (("ce-up2-next", "next_week"), ("pe-dn1-month", "current_month"), ("entry-ce", "current_week")):
         picked = {(d.date, t.leg.contract.expiry) for d, t in trades if t.node.id == node}
-        assert picked, node
+        assert picked and all(t.node.instrument.expiry == rule for d, t in trades if t.node.id == node), node
     month = {(d.date, t.leg.contract.expiry) for d, t in trades if t.node.id == "pe-dn1-month"}
     assert (date(2024, 11, 29), date(2024, 12, 26)) in month  # November's last had passed: December's
     assert (date(2024, 10, 21), date(2024, 10, 31)) in month
@@ -318,8 +317,12 @@ def test_a_day_without_chain_completes_with_skips(market):
                          chain_for=lambda d: None if d == DAYS[1] else chains[d])
     day = run.days[1]
     assert day.trades == [] and sorted(s.reason for _, s in day.skips) == ["no_contract", "no_contract"]
-    trades, diagnostics, positions, summary = day_documents(run, day)
+    _, diagnostics, _, summary = day_documents(run, day)
     assert summary.positions == 0
+    skipped = [e for e in diagnostics["events_history"].values() if e["event_type"] == "ENTRY_SKIPPED"]
+    assert sorted(e["node_id"] for e in skipped) == ["entry-ce", "entry-pe"]
+    assert {e["reason"] for e in skipped} == {"no_contract"} and all(e["option_selection"]["contract"] is None
+                                                                       for e in skipped)
 
 
 def _symbol(contract: tuple) -> str:
