@@ -14,6 +14,9 @@
    and the bar reaches both does the stop win); positions still open at the
    square-off bar close at its open (without a square-off time: at the day's
    last close). Days are independent: each starts and ends flat.
+   Entry nodes with an option `instrument` (domain.option_legs) are not the kernel's: their
+   positions are the contracts picked at their signal bars, walked on the contracts' own bars
+   of each day's chain (`chain_for`; services.engine.option_legs) with the same rules.
 4. Costs: each fill moves `slippage_pct` percent against the trade; commission
    is `commission_pct` percent of each fill's traded value. pnl = (exit - entry)
    x quantity (x -1 for sells) - commissions; pnl_percent = pnl / (entry x quantity).
