@@ -61,7 +61,8 @@ class ContractBars:
 
 class DayChain:
     """A day's option chain (domain.option_chain's shared frame) restricted to the day's
-    session: the expiries and strikes listed that day, and each contract's bars."""
+    session: the expiries and strikes listed that day, and the bars of a contract when a leg
+    asks for it (a day has thousands of contracts and a leg trades one or two of them)."""
 
     def __init__(
         self,
@@ -73,10 +74,11 @@ class DayChain:
         square_off: int | None,
     ) -> None:
         self.day = day
+        self._sq_minute = square_off
+        self._frame = frame
         self.listed: dict[date, np.ndarray] = {}
-        self._rows: dict[tuple[int, float, str], tuple[int, int]] = {}
         if frame is None or len(frame) == 0:
-            self._sq = np.zeros(0, dtype=np.int64)
+            self._rows = np.zeros(0, dtype=np.int64)
             return
         ts = pd.DatetimeIndex(frame["timestamp"]).tz_convert("UTC").asi8
         wall = local_wall(ts, tz)
@@ -87,46 +89,32 @@ class DayChain:
             keep &= minute >= session_start
         if session_end is not None:
             keep &= minute < session_end
-        expiry = frame["expiry"].to_numpy().astype("datetime64[D]").astype(np.int64)[keep]
-        strike = frame["strike"].to_numpy(dtype=np.float64)[keep]
-        otype = frame["option_type"].to_numpy().astype(str)[keep]
-        type_code = (otype == "PE").astype(np.int8)
-        ts, minute = ts[keep], minute[keep]
-        order = np.lexsort((ts, type_code, strike, expiry))
-        self._ts = ts[order]
-        self._minute = minute[order]
-        self._prices = {
-            c: frame[c].to_numpy(dtype=np.float64)[keep][order] for c in ("open", "high", "low", "close", "volume")
-        }
-        expiry, strike, type_code = expiry[order], strike[order], type_code[order]
-        self._sq_minute = square_off
-        n = int(order.shape[0])
-        if n == 0:
-            return
-        change = np.flatnonzero((np.diff(expiry) != 0) | (np.diff(strike) != 0) | (np.diff(type_code) != 0)) + 1
-        bounds = np.concatenate([[0], change, [n]])
-        strikes_of: dict[int, set[float]] = {}
-        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-            key = (int(expiry[a]), float(strike[a]), "PE" if type_code[a] else "CE")
-            self._rows[key] = (a, b)
-            strikes_of.setdefault(key[0], set()).add(key[1])
+        self._rows = np.flatnonzero(keep)  # the frame's rows of the day's session
+        self._ts, self._minute = ts[self._rows], minute[self._rows]
+        self._expiry = frame["expiry"].to_numpy().astype("datetime64[D]").astype(np.int64)[self._rows]
+        self._strike = frame["strike"].to_numpy(dtype=np.float64)[self._rows]
+        self._put = (frame["option_type"] == "PE").to_numpy(dtype=bool)[self._rows]
         epoch = date(1970, 1, 1).toordinal()
-        self.listed = {
-            date.fromordinal(epoch + d): np.array(sorted(s), dtype=np.float64) for d, s in sorted(strikes_of.items())
-        }
+        for d in np.unique(self._expiry).tolist():
+            self.listed[date.fromordinal(epoch + d)] = np.unique(self._strike[self._expiry == d])
 
     def contract(self, expiry: date, strike: float, option_type: str) -> ContractBars | None:
-        """The contract's bars of the day, or None when it has none."""
-        rows = self._rows.get((epoch_day(expiry), float(strike), option_type))
-        if rows is None:
+        """The contract's bars of the day in time order (copies: a trade keeps them for its
+        documents, not the whole day's chain), or None when it has none."""
+        if self._frame is None or self._rows.size == 0:
             return None
-        a, b = rows
-        minute = self._minute[a:b]
-        sq = int(np.searchsorted(minute, self._sq_minute, side="left")) if self._sq_minute is not None else b - a
-        p = self._prices
+        mine = np.flatnonzero(
+            (self._expiry == epoch_day(expiry)) & (self._strike == float(strike)) & (self._put == (option_type == "PE"))
+        )
+        if mine.size == 0:
+            return None
+        mine = mine[np.argsort(self._ts[mine], kind="stable")]
+        minute = self._minute[mine]
+        sq = int(np.searchsorted(minute, self._sq_minute, side="left")) if self._sq_minute is not None else mine.size
+        rows = self._rows[mine]
         return ContractBars(
-            expiry, float(strike), option_type, self._ts[a:b], p["open"][a:b], p["high"][a:b], p["low"][a:b],
-            p["close"][a:b], p["volume"][a:b], sq,
+            expiry, float(strike), option_type, self._ts[mine],
+            *(self._frame[c].to_numpy(dtype=np.float64)[rows] for c in ("open", "high", "low", "close", "volume")), sq,
         )
 
 
