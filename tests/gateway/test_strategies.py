@@ -112,16 +112,31 @@ def test_option_legs_are_stored_and_bad_selectors_are_400(alpha, results):
 
 
 def test_option_legs_on_an_underlying_without_a_chain_are_400(alpha, results):
-    """DEMO-DAILY has no option chain: 400, nothing queued. DEMO-MINUTE has the demo chain
-    (DEMO-OPTIONS): the same strategy on it is queued."""
-    no_chain = alpha.post("/api/v1/strategies", json={**STRADDLE, "dataset": {"ticker": "DEMO-DAILY"}}).json()
-    before = jobs_total(results.stub(), "alpha")
-    body = {"strategy_id": no_chain["strategy_id"], "start_date": "2024-01-01", "end_date": "2024-01-05"}
+    """DEMO-DAILY has no option chain: a strategy trading its options is a 400 naming the
+    nodes, stored when a chain was imported, and refused at submission (nothing queued) once the
+    chain is deleted. DEMO-MINUTE has the demo chain (DEMO-OPTIONS): the same legs are queued."""
+    daily = {**STRADDLE, "dataset": {"ticker": "DEMO-DAILY"}}
+    before = alpha.get("/api/v1/strategies").json()["total"]
+    err = assert_error(alpha.post("/api/v1/strategies", json=daily), 400, "invalid_request")
+    assert [e["field"] for e in err["details"]["errors"]] == ["entries[0].instrument", "entries[1].instrument"]
+    assert "no option chain of DEMO-DAILY" in err["message"]
+    assert alpha.get("/api/v1/strategies").json()["total"] == before
+
+    csv = "timestamp,expiry,strike,option_type,open,high,low,close,volume\n" + "".join(
+        f"2024-01-02 09:15,2024-01-04,{k},{t},10,11,9,10.5,100\n" for k in (100, 110) for t in ("CE", "PE"))
+    r = alpha.post("/api/v1/datasets", files={"file": ("chain.csv", csv.encode(), "text/csv")},
+                   data={"kind": "option_chain", "ticker": "DEMO-DAILY", "interval": "1m", "timezone": "UTC"})
+    assert r.status_code == 201, r.text
+    sid = alpha.post("/api/v1/strategies", json=daily).json()["strategy_id"]
+    assert alpha.delete(f"/api/v1/datasets/{r.json()['dataset_id']}").status_code == 200
+    jobs_before = jobs_total(results.stub(), "alpha")
+    body = {"strategy_id": sid, "start_date": "2024-01-01", "end_date": "2024-01-05"}
     err = assert_error(alpha.post("/api/v1/backtest/start", json=body), 400)
     assert "no option chain of DEMO-DAILY" in err["message"]
     assert_error(alpha.post("/api/v1/backtest/run", json={**body, "user_id": "user_1"}), 400)
-    assert jobs_total(results.stub(), "alpha") == before
+    assert jobs_total(results.stub(), "alpha") == jobs_before
+
     sid = alpha.post("/api/v1/strategies", json=STRADDLE).json()["strategy_id"]
     r = alpha.post("/api/v1/backtest/start", json={**body, "strategy_id": sid})
     assert r.status_code == 200, r.text
-    assert jobs_total(results.stub(), "alpha") == before + 1
+    assert jobs_total(results.stub(), "alpha") == jobs_before + 1

@@ -19,9 +19,12 @@ from hindsight.results.v1 import results_pb2
 from sqlalchemy.orm import Session
 
 from libs.bus import JOB_EVENTS_QUEUE, JOBS_QUEUE
+from domain.rules.strategy import validate_definition
 from services.results import datasets
 from services.results.artifacts import ArtifactStore
 from services.results.errors import InvalidArgument
+from services.results.models_day_by_day import Strategy as StrategyRow
+from services.results.timefmt import utcnow
 
 STRATEGY = {
     "name": "RSI reversal",
@@ -124,7 +127,22 @@ async def test_bad_submissions_store_nothing(backend):
         {"id": f"entry-{t.lower()}", "condition": "time >= 09:20", "side": "sell", "quantity": 50,
          "instrument": {"type": "option", "option_type": t, "strike": "ATM", "expiry": "current_week"},
          "stop_loss": {"type": "percent", "value": 30}} for t in ("CE", "PE")], "exits": []}
-    legs_sid = await _strategy(running, tenant, straddle)
+    # Refused when stored: the tenant has no chain of DEMO-MINUTE here.
+    strategies, _ = stubs(running)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await strategies.CreateStrategy(backtest_pb2.CreateStrategyRequest(tenant_id=tenant,
+                                                                            definition_json=json.dumps(straddle)))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    problems = json.loads(refused.value.details())["errors"]
+    assert [e["field"] for e in problems] == ["entries[0].instrument", "entries[1].instrument"]
+    assert "no option chain of DEMO-MINUTE" in problems[0]["message"]
+    assert peek.scalar("SELECT count(*) FROM strategies WHERE tenant_id = :t AND strategy_id != :sid", t=tenant, sid=sid) == 0
+    # One stored while a chain existed (since deleted) is refused at submission.
+    legs_sid = str(uuid.uuid4())
+    with Session(peek.engine) as s, s.begin():
+        now = utcnow()
+        s.add(StrategyRow(tenant_id=tenant, strategy_id=legs_sid, name="straddle", definition=validate_definition(straddle),
+                          created_at=now, updated_at=now))
     before_jobs = peek.scalar("SELECT count(*) FROM jobs")
     before_outbox = peek.scalar("SELECT count(*) FROM outbox")
     cases = [

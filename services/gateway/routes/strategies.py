@@ -59,8 +59,9 @@ square_off`); an exit signal decided on the bar before fills at that same open a
 `exit_reason: exit_signal`.
 
 **Option legs.** An entry node may trade an option contract of its underlying instead of
-the underlying itself (the underlying needs an option chain, `kind=option_chain` under
-`/api/v1/datasets`; without one a backtest is refused with a 400):
+the underlying itself. The underlying needs an option chain (`kind=option_chain` under
+`/api/v1/datasets`): without one the strategy is refused with a 400 naming the node, and so is
+a backtest of it once its chain is deleted.
 
 ```json
 {"id": "entry-ce", "condition": "time >= 09:20", "side": "sell", "quantity": 50,
