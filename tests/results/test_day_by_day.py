@@ -18,8 +18,8 @@ from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2
 from sqlalchemy.orm import Session
 
-from libs.bus import JOB_EVENTS_QUEUE, JOBS_QUEUE
 from domain.rules.strategy import validate_definition
+from libs.bus import JOB_EVENTS_QUEUE, JOBS_QUEUE
 from services.results import datasets
 from services.results.artifacts import ArtifactStore
 from services.results.errors import InvalidArgument
