@@ -475,7 +475,7 @@ def _merge_day(
         rows = rows_of_key(key)
         symbol = contract_symbol(underlying, _as_date(key[1]), key[2], _TYPE_NAMES[key[3]])
         when = pd.Timestamp(key[0], tz="UTC").tz_convert(timezone).isoformat()
-        first, second = (rows + [0, 0])[:2]
+        first, second = ([*rows, 0, 0])[:2]
         raise InvalidArgument(
             f"row {second}: duplicate (timestamp, contract) of row {first}: {when} {symbol}"
         )

@@ -248,8 +248,8 @@ def test_duplicate_timestamp_and_contract(fmt: str, pg_stack, alpha: httpx.Clien
     rows = chain_rows()
     # Adjacent (the file is sorted) and far apart (a day out of order, sorted at the end).
     for dup_rows, first, second in (
-        (rows[:8] + [dict(rows[7])] + rows[8:], 8, 9),
-        (rows[:40] + [dict(rows[3])] + rows[40:], 4, 41),
+        ([*rows[:8], dict(rows[7]), *rows[8:]], 8, 9),
+        ([*rows[:40], dict(rows[3]), *rows[40:]], 4, 41),
     ):
         data = to_csv(dup_rows) if fmt == "csv" else to_parquet(dup_rows)
         files = stored_versions(results)
