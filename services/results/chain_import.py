@@ -44,7 +44,8 @@ from services.results.errors import InvalidArgument
 from services.results.market_store import CHAIN_SCHEMA, COMPRESSION, COMPRESSION_LEVEL, PART, SORT_KEYS, day_dir_name
 
 BATCH_ROWS = 128 * 1024
-CSV_BLOCK_BYTES = 8 * 1024 * 1024
+# Blocks of the CSV read at once; the reader works a few ahead, so this bounds its memory.
+CSV_BLOCK_BYTES = 4 * 1024 * 1024
 NUMERIC = ("strike", "open", "high", "low", "close", "volume", *OPTIONAL_COLUMNS)
 TEXT = ("timestamp", "expiry", "option_type")
 _DAY_NS = 86_400 * 1_000_000_000
@@ -144,13 +145,16 @@ def _batches(f: BinaryIO) -> tuple[str, dict[str, str], Callable[[], Iterator[pa
     """(format, column map, a function that starts the batches over)."""
     if is_parquet(f):
         try:
-            pf = pq.ParquetFile(f)
+            pf = pq.ParquetFile(f, pre_buffer=False)
         except (pa.ArrowException, OSError) as exc:
             raise InvalidArgument(f"the file starts like Parquet but cannot be read: {exc}") from None
         cols = _column_map(pf.schema_arrow.names)
 
         def parquet() -> Iterator[pa.RecordBatch]:
-            yield from pq.ParquetFile(f).iter_batches(batch_size=BATCH_ROWS, columns=list(cols.values()))
+            # Without pre-buffering: its cache keeps every row group read until the file is closed,
+            # so the memory would grow with the file.
+            reader = pq.ParquetFile(f, pre_buffer=False)
+            yield from reader.iter_batches(batch_size=BATCH_ROWS, columns=list(cols.values()))
 
         return "parquet", cols, parquet
     header = _csv_header(f)
