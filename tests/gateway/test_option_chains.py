@@ -12,13 +12,16 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import grpc
 import httpx
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hindsight.results.v1 import results_pb2
+from hindsight.results.v1 import results_pb2, results_pb2_grpc
 
+from domain.option_chain import is_chain_frame
 from libs.option_chain_wire import chain_frame, ipc_to_table
 from tests.conftest import create_database, drop_database
 from tests.gateway.conftest import ALPHA_KEY, BETA_KEY, Gateway, Harness, Results
@@ -311,3 +314,30 @@ def test_demo_chain_is_listed(pg_stack, alpha: httpx.Client) -> None:
     assert {c["expiry"] for c in day["contracts"]} == {"2024-01-04", "2024-01-11"}
     assert len(day["contracts"]) == 2 * 41 * 2
     assert all(c["bars"] == 375 for c in day["contracts"])
+
+
+def test_engine_reads_a_day_by_underlying(pg_stack, harness: Harness, alpha: httpx.Client) -> None:
+    """What the engine calls: the day's chain of an underlying over results' gRPC, streamed."""
+    from libs.grpc_util import channel
+    from libs.option_chain_wire import fetch_chain_day
+
+    results, _ = pg_stack
+    rows = chain_rows(days=2, minutes=2)
+    r = upload(alpha, to_parquet(rows), name="c.parquet", ticker="ENGINE-UL")
+    assert r.status_code == 201, r.text
+
+    async def fetch(tenant: str, day: date, underlying: str):
+        async with channel(results.addr) as ch:
+            return await fetch_chain_day(results_pb2_grpc.ResultsServiceStub(ch), tenant, day, underlying=underlying)
+
+    chain, frame = harness.loop.run(fetch("alpha", date(2024, 10, 29), "ENGINE-UL"))
+    assert chain.chain_id == r.json()["dataset_id"] and chain.underlying == "ENGINE-UL"
+    assert is_chain_frame(frame) and len(frame) == 2 * 2 * 3 * 2
+    assert frame["timestamp"].min() == pd.Timestamp("2024-10-29 09:15", tz=IST)
+    _, empty = harness.loop.run(fetch("alpha", date(2024, 11, 2), "ENGINE-UL"))
+    assert is_chain_frame(empty) and len(empty) == 0
+    # Another tenant's underlying is not found.
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        harness.loop.run(fetch("beta", date(2024, 10, 29), "ENGINE-UL"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert alpha.delete(f"/api/v1/datasets/{r.json()['dataset_id']}").status_code == 200
