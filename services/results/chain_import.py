@@ -207,7 +207,7 @@ def _csv_conversion_problem(
 # ---------------------------------------------------------------- normalising a batch
 
 
-def _times(arr: pa.Array, zone: str) -> tuple[np.ndarray, np.ndarray]:
+def parse_times(arr: pa.Array, zone: str) -> tuple[np.ndarray, np.ndarray]:
     """(UTC ns, local day) of timestamps; _NAT where they do not parse."""
     if pa.types.is_dictionary(arr.type):
         arr = arr.cast(arr.type.value_type)
@@ -300,7 +300,7 @@ def _numbers(arr: pa.Array, name: str) -> np.ndarray:
 
 
 def _normalize(batch: pa.RecordBatch, cols: dict[str, str], zone: str) -> _Batch:
-    ts, local_day = _times(batch.column(cols["timestamp"]), zone)
+    ts, local_day = parse_times(batch.column(cols["timestamp"]), zone)
     expiry, expiry_ok = _expiry_days(batch.column(cols["expiry"]), zone)
     return _Batch(
         ts=ts,
