@@ -61,13 +61,14 @@ lint: build ## ruff, mypy (strict on domain/ and libs/) and the import contracts
 	$(VENV)/bin/mypy
 	PYTHONPATH=$(CURDIR):$(CURDIR)/$(GEN) $(VENV)/bin/lint-imports
 
-bench: build ## S2 sweep (our engine vs vectorbt vs NumPy; with vs without its overfitting statistics through the stack), a year of day-by-day backtest, upload memory (238 MB x1/x3, 500 MiB), fair tenants, run report (1,000,000 bars)
+bench: build ## S2 sweep (our engine vs vectorbt vs NumPy; with vs without its overfitting statistics through the stack), a year of day-by-day backtest, upload memory (238 MB x1/x3, 500 MiB), fair tenants, run report (1,000,000 bars), option-chain import (a year of 1-minute weekly chain, ~15 M rows, Parquet and CSV)
 	$(VPY) -m pip install -q -r requirements-bench.txt
 	$(VPY) -m bench.sweep_s2
 	$(VPY) -m bench.daybyday_year
 	$(VPY) -m bench.upload_memory
 	$(VPY) -m bench.fairness
 	$(VPY) -m bench.report
+	$(VPY) -m bench.option_chain
 
 up: build ## distributed mode: each service its own process (DATABASE_URL, AMQP_URL)
 	$(VPY) -m services.up start

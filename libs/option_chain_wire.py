@@ -6,6 +6,8 @@ results' own readers and the engine see the same frame."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from datetime import date
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -54,3 +56,25 @@ def table_to_ipc(table: pa.Table) -> Iterator[bytes]:
 def ipc_to_table(chunks: Iterable[bytes]) -> pa.Table:
     data = b"".join(chunks)
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+
+
+async def fetch_chain_day(
+    stub: Any, tenant_id: str, day: date, *, underlying: str = "", chain_id: str = "", interval: str = "",
+    timeout: float | None = None,
+) -> tuple[Any, pd.DataFrame]:
+    """One local day of a tenant's option chain from results (GetOptionChainDay, streamed):
+    (the chain's OptionChain message, the day's rows in the shared form). By `chain_id`, or by
+    `underlying` (the finest interval unless `interval` says); NOT_FOUND when there is none.
+    A day without rows is an empty frame."""
+    from hindsight.results.v1 import results_pb2
+
+    request = results_pb2.GetOptionChainDayRequest(
+        tenant_id=tenant_id, chain_id=chain_id, underlying=underlying, interval=interval, date=day.isoformat()
+    )
+    chain = None
+    pieces: list[bytes] = []
+    async for chunk in stub.GetOptionChainDay(request, timeout=timeout):
+        if chunk.HasField("chain"):
+            chain = chunk.chain
+        pieces.append(chunk.arrow_ipc)
+    return chain, chain_frame(ipc_to_table(pieces))

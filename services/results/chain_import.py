@@ -13,8 +13,10 @@ N + 1 when no field holds a line break).
 
 from __future__ import annotations
 
+import queue
 import re
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -39,17 +41,22 @@ from domain.option_chain import (
     strike_steps,
 )
 from services.results.errors import InvalidArgument
-from services.results.market_store import CHAIN_SCHEMA, COMPRESSION, PART, SORT_KEYS, day_dir_name
+from services.results.market_store import CHAIN_SCHEMA, COMPRESSION, COMPRESSION_LEVEL, PART, SORT_KEYS, day_dir_name
 
 BATCH_ROWS = 128 * 1024
-CSV_BLOCK_BYTES = 8 * 1024 * 1024
+# Blocks of the CSV read at once; the reader works a few ahead, so this bounds its memory.
+CSV_BLOCK_BYTES = 4 * 1024 * 1024
 NUMERIC = ("strike", "open", "high", "low", "close", "volume", *OPTIONAL_COLUMNS)
 TEXT = ("timestamp", "expiry", "option_type")
 _DAY_NS = 86_400 * 1_000_000_000
 _NAT = np.iinfo(np.int64).min
 _OFFSET_RE = re.compile(r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$")
 _TYPE_NAMES = {code: name for name, code in TYPE_CODES.items()}
-_DICTIONARY_COLUMNS = ["timestamp", "expiry", "strike", "option_type"]
+# Batches read ahead by a second thread while one is checked and written (pyarrow reads and
+# writes without the GIL): at most this many wait, so memory stays bounded.
+PREFETCH_BATCHES = 2
+# Rows of one day held before they are written (a day of a weekly index chain is ~60 k).
+FLUSH_ROWS = 512 * 1024
 
 
 @dataclass
@@ -138,13 +145,16 @@ def _batches(f: BinaryIO) -> tuple[str, dict[str, str], Callable[[], Iterator[pa
     """(format, column map, a function that starts the batches over)."""
     if is_parquet(f):
         try:
-            pf = pq.ParquetFile(f)
+            pf = pq.ParquetFile(f, pre_buffer=False)
         except (pa.ArrowException, OSError) as exc:
             raise InvalidArgument(f"the file starts like Parquet but cannot be read: {exc}") from None
         cols = _column_map(pf.schema_arrow.names)
 
         def parquet() -> Iterator[pa.RecordBatch]:
-            yield from pq.ParquetFile(f).iter_batches(batch_size=BATCH_ROWS, columns=list(cols.values()))
+            # Without pre-buffering: its cache keeps every row group read until the file is closed,
+            # so the memory would grow with the file.
+            reader = pq.ParquetFile(f, pre_buffer=False)
+            yield from reader.iter_batches(batch_size=BATCH_ROWS, columns=list(cols.values()))
 
         return "parquet", cols, parquet
     header = _csv_header(f)
@@ -197,7 +207,7 @@ def _csv_conversion_problem(
 # ---------------------------------------------------------------- normalising a batch
 
 
-def _times(arr: pa.Array, zone: str) -> tuple[np.ndarray, np.ndarray]:
+def parse_times(arr: pa.Array, zone: str) -> tuple[np.ndarray, np.ndarray]:
     """(UTC ns, local day) of timestamps; _NAT where they do not parse."""
     if pa.types.is_dictionary(arr.type):
         arr = arr.cast(arr.type.value_type)
@@ -290,7 +300,7 @@ def _numbers(arr: pa.Array, name: str) -> np.ndarray:
 
 
 def _normalize(batch: pa.RecordBatch, cols: dict[str, str], zone: str) -> _Batch:
-    ts, local_day = _times(batch.column(cols["timestamp"]), zone)
+    ts, local_day = parse_times(batch.column(cols["timestamp"]), zone)
     expiry, expiry_ok = _expiry_days(batch.column(cols["expiry"]), zone)
     return _Batch(
         ts=ts,
@@ -326,7 +336,8 @@ def _problem(b: _Batch) -> Any:
 
 
 class _DayFiles:
-    """The staging day files: one writer open at a time (the current run's day)."""
+    """The staging day files. The current run's day is buffered (up to FLUSH_ROWS) and written
+    as one row group when the day changes: a row group's dictionaries then cover a whole day."""
 
     def __init__(self, staging: Path) -> None:
         self.staging = staging
@@ -334,6 +345,8 @@ class _DayFiles:
         self.unsorted: set[int] = set()
         self.day: int | None = None
         self.writer: pq.ParquetWriter | None = None
+        self.pending: list[pa.Table] = []
+        self.pending_rows = 0
 
     def write(self, day: int, table: pa.Table) -> None:
         if day != self.day:
@@ -347,10 +360,18 @@ class _DayFiles:
                 self.unsorted.add(day)
             self.writer = day_writer(path)
             self.day = day
-        assert self.writer is not None
-        self.writer.write_table(table)
+        self.pending.append(table)
+        self.pending_rows += table.num_rows
+        if self.pending_rows >= FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending and self.writer is not None:
+            self.writer.write_table(pa.concat_tables(self.pending), row_group_size=max(self.pending_rows, 1))
+        self.pending, self.pending_rows = [], 0
 
     def close(self) -> None:
+        self.flush()
         if self.writer is not None:
             self.writer.close()
             self.writer = None
@@ -359,9 +380,51 @@ class _DayFiles:
 
 def day_writer(path: Path) -> pq.ParquetWriter:
     """A day file's writer (the store's compression and encodings)."""
+    # Dictionary pages for every column: a day repeats its minutes, expiries, strikes and (on a
+    # tick) most prices; a column whose values do not repeat falls back to plain pages by itself.
     return pq.ParquetWriter(
-        path, CHAIN_SCHEMA, compression=COMPRESSION, use_dictionary=_DICTIONARY_COLUMNS, write_statistics=["timestamp"]
+        path, CHAIN_SCHEMA, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL, use_dictionary=True,
+        write_statistics=["timestamp"],
     )
+
+
+def _read_ahead(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """`batches`, read by a second thread up to PREFETCH_BATCHES ahead; its errors re-raised here."""
+    box: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=PREFETCH_BATCHES)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for b in batches:
+                while not stop.is_set():
+                    try:
+                        box.put(("batch", b), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            box.put(("end", None))
+        except BaseException as exc:  # handed to the consumer
+            box.put(("error", exc))
+
+    worker = threading.Thread(target=produce, name="chain-import-read", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = box.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                box.get_nowait()
+            except queue.Empty:
+                worker.join(0.05)
 
 
 def _as_date(day: int) -> date:
@@ -386,7 +449,7 @@ def import_chain_file(f: BinaryIO, timezone: str, underlying: str, staging: Path
     last: tuple[int, int, int, float, int] | None = None  # (day, ts, expiry, strike, code) of the previous row
     row = 0
     try:
-        for batch in batches():
+        for batch in _read_ahead(batches()):
             n = batch.num_rows
             if n == 0:
                 continue
@@ -475,7 +538,7 @@ def _merge_day(
         rows = rows_of_key(key)
         symbol = contract_symbol(underlying, _as_date(key[1]), key[2], _TYPE_NAMES[key[3]])
         when = pd.Timestamp(key[0], tz="UTC").tz_convert(timezone).isoformat()
-        first, second = (rows + [0, 0])[:2]
+        first, second = ([*rows, 0, 0])[:2]
         raise InvalidArgument(
             f"row {second}: duplicate (timestamp, contract) of row {first}: {when} {symbol}"
         )

@@ -12,7 +12,8 @@ out of the box. It is not market data: every price is Black–Scholes
   no dividends; T = time from the bar's start to the expiry / 365 days. A contract's open and
   close price the underlying's open and close; its high and low price the underlying's high and
   low (a call's high at the spot's high, a put's at the spot's low): the price is monotone in the
-  spot, so each bar is a valid OHLC bar. `iv` holds σ; volume is synthetic (thinner away from
+  spot, so each bar is a valid OHLC bar (where rounding puts the open or close a hair beyond,
+  the high or low is that price). `iv` holds σ; volume is synthetic (thinner away from
   the money); `oi` is empty.
 
 The files are generated once per store (about 1.2 M rows, a few seconds) and shared by every
@@ -28,11 +29,15 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from domain.black_scholes import black_scholes
 from services.results.chain_import import ChainSummary, day_writer, discard
 from services.results.demo_datasets import demo_minute
 from services.results.market_store import CHAIN_SCHEMA, PART, MarketStore, day_dir_name
+from services.results.models_market import OptionChain
+from services.results.option_chains import record_chain
 
 DEMO_CHAIN_TICKER = "DEMO-OPTIONS"
 DEMO_UNDERLYING = "DEMO-MINUTE"
@@ -44,7 +49,7 @@ DEMO_STRIKE_STEP = 10.0
 DEMO_STRIKES_EACH_SIDE = 20
 DEMO_LIVE_EXPIRIES = 2
 # Bump when the generator changes: a new directory, so stores keep consistent files.
-DEMO_CHAIN_VERSION = "demo_00000001"
+DEMO_CHAIN_VERSION = "demo_00000002"
 YEAR_NS = 365 * 86_400 * 1_000_000_000
 SUMMARY_FILE = "summary.json"
 
@@ -87,8 +92,9 @@ def demo_chain_days() -> list[tuple[date, pa.Table]]:
         o = price(bars.open[rows])
         c = price(bars.close[rows])
         at_high, at_low = price(bars.high[rows]), price(bars.low[rows])
-        high = np.where(is_call, at_high, at_low)
-        low = np.where(is_call, at_low, at_high)
+        # Monotone in the spot, but two prices a rounding apart may swap: the bar stays valid.
+        high = np.maximum(np.where(is_call, at_high, at_low), np.maximum(o, c))
+        low = np.minimum(np.where(is_call, at_low, at_high), np.minimum(o, c))
         distance = np.abs(offsets / DEMO_STRIKE_STEP)[None, None, :, None]
         volume = np.round(bars.volume[rows][:, None, None, None] / 50.0 * np.exp(-distance / 6.0))
         flat = {name: np.broadcast_to(a, shape).reshape(-1) for name, a in (
@@ -157,3 +163,18 @@ def ensure_demo_chain_files(store: MarketStore) -> tuple[str, ChainSummary, int]
     fields["expiries"] = [date.fromisoformat(d) for d in fields["expiries"]]
     return key, ChainSummary(**fields), store.measure(final).bytes
 
+
+
+def ensure_demo_chain(session: Session, store: MarketStore, tenant_id: str) -> bool:
+    """Give the tenant DEMO-OPTIONS (on DEMO-MINUTE) if it lacks it; the files are generated
+    once per store and shared. Returns whether it was added."""
+    exists = session.scalar(
+        sa.select(OptionChain.chain_id).where(OptionChain.tenant_id == tenant_id, OptionChain.ticker == DEMO_CHAIN_TICKER)
+    )
+    if exists is not None:
+        return False
+    key, summary, size = ensure_demo_chain_files(store)
+    demo = demo_minute()
+    record_chain(session, tenant_id, DEMO_CHAIN_TICKER, DEMO_UNDERLYING, demo.interval, demo.timezone, summary, key, size,
+                 demo=True)
+    return True

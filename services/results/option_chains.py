@@ -235,17 +235,3 @@ def remove_files(store: MarketStore, key: str | None) -> None:
 def staging_of(store: MarketStore) -> Path:
     return store.new_staging()
 
-
-def ensure_demo_chain(session: Session, store: MarketStore, tenant_id: str) -> bool:
-    """Give the tenant DEMO-OPTIONS (on DEMO-MINUTE) if it lacks it; the files are generated
-    once per store and shared. Returns whether it was added."""
-    from services.results.demo_chain import DEMO_CHAIN_TICKER, DEMO_UNDERLYING, ensure_demo_chain_files
-
-    exists = session.scalar(
-        sa.select(OptionChain.chain_id).where(OptionChain.tenant_id == tenant_id, OptionChain.ticker == DEMO_CHAIN_TICKER)
-    )
-    if exists is not None:
-        return False
-    key, summary, size = ensure_demo_chain_files(store)
-    record_chain(session, tenant_id, DEMO_CHAIN_TICKER, DEMO_UNDERLYING, "1m", "Asia/Kolkata", summary, key, size, demo=True)
-    return True

@@ -15,13 +15,13 @@ from libs import grpc_util, telemetry
 from libs.bus import JOB_EVENTS_QUEUE, JOBS_DEAD_QUEUE, JOBS_QUEUE, Bus, Consumer, InProcessBus
 from libs.secretbox import SecretBox, SecretKeyError, key_text_for
 from libs.settings import DEV_TENANT, SEED_DEV_API_KEY, Settings
-from services.results import datasets, jobs, keys, notifications, option_chains
+from services.results import datasets, jobs, keys, notifications
 from services.results.artifacts import ArtifactStore
 from services.results.background import DeadLetterHandler, OutboxRelay, TimeoutWatchdog
 from services.results.day_by_day import DayByDayConfig
 from services.results.day_by_day_servicer import wire_day_by_day
 from services.results.db import Database, database_url
-from services.results.demo_chain import DEMO_CHAIN_TICKER
+from services.results.demo_chain import DEMO_CHAIN_TICKER, ensure_demo_chain
 from services.results.kinds import registry
 from services.results.kinds.registry import KindRegistry
 from services.results.market_store import MarketStore
@@ -87,7 +87,7 @@ def bootstrap(db: Database, settings: Settings, market: MarketStore) -> None:
                 log.info("dev API key created", extra={"tenant_id": DEV_TENANT})
         with db.write() as s:
             added = datasets.ensure_demo_datasets(s, DEV_TENANT, only_if_none=False)
-            if option_chains.ensure_demo_chain(s, market, DEV_TENANT):
+            if ensure_demo_chain(s, market, DEV_TENANT):
                 added.append(DEMO_CHAIN_TICKER)
             if added:
                 log.info("demo datasets loaded", extra={"tenant_id": DEV_TENANT, "tickers": ",".join(added)})
@@ -103,7 +103,7 @@ def bootstrap(db: Database, settings: Settings, market: MarketStore) -> None:
         with db.write() as s:
             added = datasets.ensure_demo_datasets(s, tenant_id, only_if_none=True)
             # The demo chain goes with the demo bars it is priced from.
-            if added and option_chains.ensure_demo_chain(s, market, tenant_id):
+            if added and ensure_demo_chain(s, market, tenant_id):
                 added.append(DEMO_CHAIN_TICKER)
             if added:
                 log.info("demo datasets loaded", extra={"tenant_id": tenant_id, "tickers": ",".join(added)})

@@ -24,17 +24,17 @@ from domain.market import INTERVALS, interval_message
 from libs.bus import Bus
 from libs.job_states import STATE_NAMES
 from libs.metric_fields import SWEEP_OPTIONAL_METRICS, SWEEP_RESULT_FIELDS
-from libs.settings import Settings
 from libs.option_chain_wire import table_to_ipc
+from libs.settings import Settings
 from services.results import chain_import, datasets, jobs, keys, option_chains, quotas, sweeps, uploads
+from services.results.artifacts import check_date
 from services.results.csv_bars import ImportReport, check_format
 from services.results.datasets import DatasetView
 from services.results.db import Database, wait_any
-from services.results.artifacts import check_date
 from services.results.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from services.results.jobs import Submission
-from services.results.market_store import MarketStore
 from services.results.kinds.registry import KindRegistry
+from services.results.market_store import MarketStore
 from services.results.models import Job
 from services.results.rpc import (
     DatabaseServicer,

@@ -12,13 +12,16 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import grpc
 import httpx
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hindsight.results.v1 import results_pb2
+from hindsight.results.v1 import results_pb2, results_pb2_grpc
 
+from domain.option_chain import is_chain_frame
 from libs.option_chain_wire import chain_frame, ipc_to_table
 from tests.conftest import create_database, drop_database
 from tests.gateway.conftest import ALPHA_KEY, BETA_KEY, Gateway, Harness, Results
@@ -248,8 +251,8 @@ def test_duplicate_timestamp_and_contract(fmt: str, pg_stack, alpha: httpx.Clien
     rows = chain_rows()
     # Adjacent (the file is sorted) and far apart (a day out of order, sorted at the end).
     for dup_rows, first, second in (
-        (rows[:8] + [dict(rows[7])] + rows[8:], 8, 9),
-        (rows[:40] + [dict(rows[3])] + rows[40:], 4, 41),
+        ([*rows[:8], dict(rows[7]), *rows[8:]], 8, 9),
+        ([*rows[:40], dict(rows[3]), *rows[40:]], 4, 41),
     ):
         data = to_csv(dup_rows) if fmt == "csv" else to_parquet(dup_rows)
         files = stored_versions(results)
@@ -311,3 +314,92 @@ def test_demo_chain_is_listed(pg_stack, alpha: httpx.Client) -> None:
     assert {c["expiry"] for c in day["contracts"]} == {"2024-01-04", "2024-01-11"}
     assert len(day["contracts"]) == 2 * 41 * 2
     assert all(c["bars"] == 375 for c in day["contracts"])
+
+
+def test_engine_reads_a_day_by_underlying(pg_stack, harness: Harness, alpha: httpx.Client) -> None:
+    """What the engine calls: the day's chain of an underlying over results' gRPC, streamed."""
+    from libs.grpc_util import channel
+    from libs.option_chain_wire import fetch_chain_day
+
+    results, _ = pg_stack
+    rows = chain_rows(days=2, minutes=2)
+    r = upload(alpha, to_parquet(rows), name="c.parquet", ticker="ENGINE-UL")
+    assert r.status_code == 201, r.text
+
+    async def fetch(tenant: str, day: date, underlying: str):
+        async with channel(results.addr) as ch:
+            return await fetch_chain_day(results_pb2_grpc.ResultsServiceStub(ch), tenant, day, underlying=underlying)
+
+    chain, frame = harness.loop.run(fetch("alpha", date(2024, 10, 29), "ENGINE-UL"))
+    assert chain.chain_id == r.json()["dataset_id"] and chain.underlying == "ENGINE-UL"
+    assert is_chain_frame(frame) and len(frame) == 2 * 2 * 3 * 2
+    assert frame["timestamp"].min() == pd.Timestamp("2024-10-29 09:15", tz=IST)
+    _, empty = harness.loop.run(fetch("alpha", date(2024, 11, 2), "ENGINE-UL"))
+    assert is_chain_frame(empty) and len(empty) == 0
+    # Another tenant's underlying is not found.
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        harness.loop.run(fetch("beta", date(2024, 10, 29), "ENGINE-UL"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert alpha.delete(f"/api/v1/datasets/{r.json()['dataset_id']}").status_code == 200
+
+
+# ---------------------------------------------------------------- bar datasets from Parquet
+
+
+def bars_parquet(n: int = 300, aware: bool = False, **change: Any) -> tuple[bytes, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(3)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    open_ = np.concatenate(([100.0], close[:-1]))
+    cols = {
+        "Open": open_, "High": np.maximum(open_, close) * 1.01, "Low": np.minimum(open_, close) * 0.99,
+        "Close": close, "Volume": rng.integers(1, 1000, n).astype(np.int64),
+    }
+    for k, (i, v) in change.items():
+        cols[k] = cols[k].copy()
+        cols[k][i] = v
+    start = np.datetime64("2024-01-02T09:15", "s")
+    stamps = start + np.arange(n).astype("timedelta64[m]")
+    ts = pa.array(stamps, pa.timestamp("s", tz="Asia/Kolkata") if aware else pa.timestamp("s"))
+    if aware:  # the values are UTC instants: make them the same wall-clock minutes
+        ts = pa.array((stamps - np.timedelta64(330, "m")).astype("datetime64[s]"), pa.timestamp("s", tz="Asia/Kolkata"))
+    table = pa.table({"Time": ts, **cols, "Note": ["x"] * n})
+    buf = io.BytesIO()
+    pq.write_table(table, buf, row_group_size=100)
+    return buf.getvalue(), cols
+
+
+@pytest.mark.parametrize("aware", [False, True])
+def test_bar_dataset_from_parquet(aware: bool, pg_stack, alpha: httpx.Client) -> None:
+    data, cols = bars_parquet(aware=aware)
+    r = alpha.post("/api/v1/datasets", files={"file": ("bars.parquet", data, "application/octet-stream")},
+                   data={"ticker": f"PQ-BARS-{int(aware)}", "interval": "1m", "calendar": "sessions",
+                         "timezone": "Asia/Kolkata"})
+    assert r.status_code == 201, r.text
+    got = r.json()
+    assert got["kind"] == "bars" and got["bars"] == 300 and got["format"] == "parquet"
+    assert got["columns"] == {"timestamp": "Time", "open": "Open", "high": "High", "low": "Low", "close": "Close",
+                              "volume": "Volume"}
+    assert got["dropped"] == ["Note"]
+    assert got["start"] == "2024-01-02T03:45:00Z"  # 09:15 IST
+    bars = alpha.get(f"/api/v1/datasets/{got['dataset_id']}/bars", params={"limit": 5000}).json()["bars"]
+    assert [b["close"] for b in bars] == cols["Close"].tolist()
+    assert [b["volume"] for b in bars] == cols["Volume"].astype(float).tolist()
+    assert bars[1]["timestamp"] == "2024-01-02T03:46:00Z"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"High": (150, 1.0)}, "row 151: high (1) is below low"),
+    ({"Close": (7, -5.0)}, "row 8: prices must be positive"),
+    ({"Open": (250, np.nan)}, "row 251: a price or the volume is missing"),
+])
+def test_bad_parquet_bars(change: dict, message: str, pg_stack, alpha: httpx.Client) -> None:
+    data, _ = bars_parquet(**change)
+    before = alpha.get("/api/v1/datasets").json()
+    r = alpha.post("/api/v1/datasets", files={"file": ("bars.parquet", data, "application/octet-stream")},
+                   data={"ticker": "PQ-BAD", "interval": "1m"})
+    err = assert_error(r, 400)
+    assert message in err["message"], err
+    assert alpha.get("/api/v1/datasets").json() == before
+    r = alpha.post("/api/v1/datasets", files={"file": ("bars.parquet", bars_parquet()[0], "application/octet-stream")},
+                   data={"ticker": "PQ-BAD", "interval": "1m", "format": "yahoo"})
+    assert "this file is Parquet" in assert_error(r, 400)["message"]

@@ -29,7 +29,7 @@ class Dataset(ResponseModel):
 class DatasetImport(Dataset):
     """The new version, and what the import read from the file."""
 
-    format: str = Field(description="the format the file was read as: generic, yahoo, binance or metatrader")
+    format: str = Field(description="the format the file was read as: generic, yahoo, binance, metatrader or parquet")
     columns: dict[str, str] = Field(
         description="each field (timestamp, open, high, low, close, volume) and the file's column it came from "
         "(MetaTrader's timestamp: '<DATE> <TIME>'; a file without a header: its format's column names)"

@@ -14,11 +14,11 @@ from fastapi import APIRouter, Depends, Query
 from hindsight.results.v1 import results_pb2
 
 from domain.option_chain import contract_symbol
+from libs.option_chain_wire import chain_frame, ipc_to_table
 from services.gateway.backend import Backend
 from services.gateway.body import MAX_UPLOAD_BODY, UploadReader
 from services.gateway.deps import BackendDep, CallerDep, checked_id
 from services.gateway.errors import ApiError, from_grpc, invalid
-from libs.option_chain_wire import chain_frame, ipc_to_table
 from services.gateway.presenters.datasets import (
     ChainContracts,
     DatasetBars,

@@ -197,7 +197,7 @@ export async function render(root, { query }) {
     try {
       [strategies, datasets] = await Promise.all([
         api('/api/v1/strategies', { query: { limit: 1000 } }).then((o) => o.strategies),
-        api('/api/v1/datasets').then((o) => o.datasets),
+        api('/api/v1/datasets').then((o) => o.datasets.filter((d) => d.kind !== 'option_chain')),
       ]);
     } catch (err) { show(formMsg, errorBox(err)); return; }
     clear(strategySelect);
