@@ -1,6 +1,6 @@
 """A day of an underlying's option chain as the engine gets it from results
-(ResultsService.GetOptionChainDay: Arrow IPC in chunks), in the shared in-memory form of
-domain.option_chain (libs.option_chain_wire). Day-by-day runs with option legs read each
+(ResultsService.GetOptionChainDay through libs.option_chain_wire.fetch_chain_day), in the
+shared in-memory form of domain.option_chain. Day-by-day runs with option legs read each
 trading day once, when they reach it, so a year never sits in memory."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from datetime import date
 
 import grpc
 import pandas as pd
-from hindsight.results.v1 import results_pb2, results_pb2_grpc
+from hindsight.results.v1 import results_pb2_grpc
 
-from libs.option_chain_wire import chain_frame, ipc_to_table
+from libs.option_chain_wire import fetch_chain_day
 from services.engine.day_by_day import NoChain
 
 
@@ -22,16 +22,13 @@ async def read_chain_day(
 ) -> pd.DataFrame:
     """The tenant's chain on `underlying` for the local `day` (no rows: an empty frame);
     NoChain when the tenant has no chain on it (deleted since the submission)."""
-    chunks: list[bytes] = []
-    request = results_pb2.GetOptionChainDayRequest(tenant_id=tenant_id, underlying=underlying, date=day.isoformat())
     try:
-        async for piece in stub.GetOptionChainDay(request, timeout=timeout):
-            chunks.append(piece.arrow_ipc)
+        _, frame = await fetch_chain_day(stub, tenant_id, day, underlying=underlying, timeout=timeout)
     except grpc.aio.AioRpcError as exc:
         if exc.code() == grpc.StatusCode.NOT_FOUND:
             raise NoChain(f"there is no option chain of {underlying} any more") from None
         raise
-    return chain_frame(ipc_to_table(chunks))
+    return frame
 
 
 def chain_source(
