@@ -80,7 +80,7 @@ class DayChain:
         if frame is None or len(frame) == 0:
             self._rows = np.zeros(0, dtype=np.int64)
             return
-        ts = pd.DatetimeIndex(frame["timestamp"]).tz_convert("UTC").asi8
+        ts = pd.DatetimeIndex(frame["timestamp"]).tz_convert("UTC").as_unit("ns").asi8  # any resolution given
         wall = local_wall(ts, tz)
         local_day = np.floor_divide(wall, NS_PER_DAY)
         minute = (wall - local_day * NS_PER_DAY) // NS_PER_MINUTE

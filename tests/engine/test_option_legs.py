@@ -262,14 +262,15 @@ def test_the_cases_cover_every_rule(market):
     assert {t.node.side for _, t in trades} == {"buy", "sell"}
 
 
-def _tiny(bars_premium: list[tuple[float, float, float, float]], side: str, stop: float, target: float):
+def _tiny(bars_premium: list[tuple[float, float, float, float]], side: str, stop: float, target: float,
+          unit: str = "ns"):
     """One underlying at 24010 for six minutes, one CE 24000 contract with the given bars from 09:16."""
     ts = pd.date_range("2024-10-21 09:15", periods=6, freq="min", tz=TZ).tz_convert("UTC").as_unit("ns").asi8
     flat = np.full(6, 24010.0)
     bars = Bars(ts, flat, flat + 1, flat - 1, flat, np.ones(6), timezone=TZ, calendar="sessions")
     n = len(bars_premium)
     frame = pd.DataFrame({
-        "timestamp": pd.to_datetime(ts[1:1 + n], utc=True),
+        "timestamp": pd.to_datetime(ts[1:1 + n], utc=True).as_unit(unit),
         "expiry": pd.to_datetime(["2024-10-24"] * n).astype("datetime64[ns]"),
         "strike": np.full(n, 24000.0), "option_type": ["CE"] * n,
         "open": [b[0] for b in bars_premium], "high": [b[1] for b in bars_premium],
@@ -299,6 +300,15 @@ def test_gaps_through_a_leg_stop(side, bar2, reason, exit_px):
     assert (trade.entry_raw, trade.reason, trade.exit_raw) == (100.0, reason, exit_px)
     sign = 1 if side == "buy" else -1
     assert trade.pnl == pytest.approx(sign * (exit_px - 100.0) * 50)
+
+
+def test_a_chain_in_seconds_resolution_reads_the_same():
+    """pandas and Arrow may hand timestamps in s or us; the instants are what count."""
+    legs = [(100.0, 101.0, 99.0, 100.0), (100.0, 131.0, 99.0, 120.0), (100.0, 101.0, 99.0, 100.0)]
+    ns, s = _tiny(legs, "sell", 30, 50), _tiny(legs, "sell", 30, 50, unit="s")
+    assert (s.entry_ns, s.entry_raw, s.exit_ns, s.exit_raw, s.reason) == (
+        ns.entry_ns, ns.entry_raw, ns.exit_ns, ns.exit_raw, ns.reason) == (ns.entry_ns, 100.0, ns.exit_ns, 130.0,
+                                                                            "stop_loss")
 
 
 def test_a_leg_without_a_chain_is_no_chain(market):
