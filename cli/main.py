@@ -88,10 +88,11 @@ DATASET_COLUMNS = [
     ("id", "dataset_id", 0),
     ("ticker", "ticker", 0),
     ("interval", "interval", 0),
-    ("bars", "bars", 0),
+    # An option chain's rows are its bars; its calendar column says what it is.
+    ("bars", lambda d: d.get("bars", d.get("rows")), 0),
     ("start", "start", 0),
     ("end", "end", 0),
-    ("calendar", "calendar", 0),
+    ("calendar", lambda d: d.get("calendar") or f"{d.get('kind')} on {d.get('underlying')}", 0),
     ("version", "version", 0),
 ]
 STRATEGY_COLUMNS = [

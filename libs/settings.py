@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     # Day-by-day backtests (issue 3). Artifact store of the distributed mode (shared
     # storage past one machine); standalone uses HINDSIGHT_DATA_DIR/artifacts unless this is set.
     hindsight_artifact_dir: Path = Path(".hindsight/artifacts")
+    # The columnar market-data store (option chains as day-partitioned Parquet, issue 15), owned
+    # by results: standalone uses HINDSIGHT_DATA_DIR/market unless this is set; Kubernetes puts it
+    # on the artifact volume (deploy/k8s/base/results.yaml).
+    hindsight_market_dir: Path = Path(".hindsight/market")
     # How often results deletes expired artifacts (seconds; 0: only at start and on request).
     hindsight_artifact_cleanup_interval_seconds: float = 600.0
     # Days per shard of a day-by-day backtest: longer ranges are split into shards that
@@ -157,6 +161,12 @@ class Settings(BaseSettings):
         if self.standalone and "hindsight_artifact_dir" not in self.model_fields_set:
             return Path(self.hindsight_data_dir) / "artifacts"
         return Path(self.hindsight_artifact_dir)
+
+    def market_root(self) -> Path:
+        """Where the market-data store (Parquet) lives in this mode."""
+        if self.standalone and "hindsight_market_dir" not in self.model_fields_set:
+            return Path(self.hindsight_data_dir) / "market"
+        return Path(self.hindsight_market_dir)
 
     @property
     def standalone(self) -> bool:

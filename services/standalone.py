@@ -47,7 +47,7 @@ def start_banner(settings: Settings, url: str) -> str:
             f"  Docs     {url}/docs",
             f"  API key  {settings.hindsight_dev_api_key}  (tenant 'dev'; header X-API-Key)",
             f"  Data     {settings.hindsight_data_dir.resolve()}",
-            "  Demo datasets: DEMO-DAILY (1d, 24/7), DEMO-MINUTE (1m sessions) — synthetic prices",
+            "  Demo datasets: DEMO-DAILY (1d, 24/7), DEMO-MINUTE (1m sessions), DEMO-OPTIONS (its weekly option chain) — synthetic prices",
             "  Requests without credentials act as tenant 'dev' (bound to loopback, HINDSIGHT_REQUIRE_AUTH unset)",
             "  Webhooks to loopback receivers (127.0.0.0/8, ::1) are allowed in standalone mode"
             " (bound to loopback, HINDSIGHT_REQUIRE_AUTH unset)",

@@ -21,6 +21,11 @@ A definition is JSON::
   ``{"type": "percent"|"points", "value": > 0}`` (or ``{"percent": x}`` / ``{"points": x}``),
   measured from the entry fill price; ``max_reentries``: entries allowed after a
   stop-out, per node and day (default 0).
+- entry ``instrument`` (optional): an option leg, ``{"type": "option", "option_type":
+  "CE"|"PE", "strike": "ATM"|"ATM+N"|"ATM-N"|"OTM N"|"ITM N", "expiry":
+  "current_week"|"next_week"|"current_month"}`` (domain.option_legs): the node's condition
+  is still evaluated on the underlying, and the position is the contract picked at the
+  signal bar, traded on its own bars; its stop-loss and target are on the premium.
 - exit ``entries``: the entry nodes it closes (default: all).
 - ``parameters``: optional ``{name: default number}``; ``{name}`` placeholders in
   conditions and as stop-loss / target values (``domain.rules.parameters``). The
@@ -40,6 +45,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from domain.market import INTERVALS, normalize_ticker, ticker_problem
+from domain.option_legs import OptionLeg, option_leg, validate_instrument
 from domain.rules.expr import Condition, ExpressionError, parse_condition
 from domain.rules.parameters import (
     Number,
@@ -58,7 +64,7 @@ MAX_QUANTITY = 1e9
 _TOP_KEYS = {"name", "description", "dataset", "session", "entries", "exits", "metadata", "parameters"}
 _DATASET_KEYS = {"ticker", "interval"}
 _SESSION_KEYS = {"timezone", "start", "end", "square_off"}
-_ENTRY_KEYS = {"id", "name", "condition", "side", "quantity", "stop_loss", "target", "max_reentries"}
+_ENTRY_KEYS = {"id", "name", "condition", "side", "quantity", "stop_loss", "target", "max_reentries", "instrument"}
 _EXIT_KEYS = {"id", "name", "condition", "entries"}
 _SIDES = {"buy": "buy", "long": "buy", "sell": "sell", "short": "sell"}
 
@@ -79,6 +85,13 @@ class Level:
     value: float
 
 
+def level_price(level: Level, entry: float, sign: float, *, stop: bool) -> float:
+    """The price of a stop-loss (`stop`) or a target measured from the fill price `entry` of a
+    position of `sign` (1 bought, -1 sold): a bought position's stop lies below, a sold one's above."""
+    d = -sign if stop else sign
+    return entry * (1 + d * level.value / 100) if level.kind == "percent" else entry + d * level.value
+
+
 @dataclass(frozen=True)
 class EntryNode:
     id: str
@@ -89,6 +102,7 @@ class EntryNode:
     stop_loss: Level | None
     target: Level | None
     max_reentries: int
+    instrument: OptionLeg | None = None  # None: the underlying itself
 
 
 @dataclass(frozen=True)
@@ -113,6 +127,16 @@ class Strategy:
     entries: tuple[EntryNode, ...]
     exits: tuple[ExitNode, ...]
     definition: dict[str, Any]
+
+    @property
+    def option_legs(self) -> bool:
+        """Whether any entry node trades an option leg (the run needs the underlying's chain)."""
+        return any(e.instrument is not None for e in self.entries)
+
+
+def uses_option_legs(definition: dict[str, Any]) -> bool:
+    """Whether a normalised definition has an entry node that trades an option leg."""
+    return any(isinstance(e, dict) and e.get("instrument") for e in definition.get("entries") or [])
 
 
 class _Errors:
@@ -327,18 +351,22 @@ def validate_definition(definition: Any) -> dict[str, Any]:
         max_re = node.get("max_reentries", 0)
         if isinstance(max_re, bool) or not isinstance(max_re, int) or not 0 <= max_re <= 100:
             errors.add(f"{f}.max_reentries", "must be a whole number from 0 to 100")
-        norm_entries.append(
-            {
-                "id": nid,
-                "name": nname,
-                "condition": cond,
-                "side": side_n,
-                "quantity": int(qty) if qty is not None and qty.is_integer() else qty,
-                "stop_loss": sl,
-                "target": tg,
-                "max_reentries": max_re,
-            }
-        )
+        instrument, problems = validate_instrument(node.get("instrument"))
+        for sub, message in problems:
+            errors.add(f"{f}.instrument.{sub}" if sub else f"{f}.instrument", message)
+        norm_entry = {
+            "id": nid,
+            "name": nname,
+            "condition": cond,
+            "side": side_n,
+            "quantity": int(qty) if qty is not None and qty.is_integer() else qty,
+            "stop_loss": sl,
+            "target": tg,
+            "max_reentries": max_re,
+        }
+        if instrument is not None:
+            norm_entry["instrument"] = instrument
+        norm_entries.append(norm_entry)
     out["entries"] = norm_entries
 
     exits = definition.get("exits") or []
@@ -395,6 +423,7 @@ def compile_strategy(definition: dict[str, Any]) -> Strategy:
             stop_loss=Level(e["stop_loss"]["type"], float(e["stop_loss"]["value"])) if e["stop_loss"] else None,
             target=Level(e["target"]["type"], float(e["target"]["value"])) if e["target"] else None,
             max_reentries=int(e["max_reentries"]),
+            instrument=option_leg(e["instrument"]) if e.get("instrument") else None,
         )
         for e in d["entries"]
     )

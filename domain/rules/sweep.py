@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from domain.rules.parameters import MAX_SWEEP_COMBINATIONS, Number, grid_problems, substitute, used_parameters
-from domain.rules.strategy import StrategyInvalid, validate_definition
+from domain.rules.strategy import StrategyInvalid, uses_option_legs, validate_definition
 
 MIN_TRADES_MIN: Final = 0
 MIN_TRADES_MAX: Final = 1_000_000
@@ -52,6 +52,10 @@ def rule_grid(definition: Any, ranges: Any) -> RuleGrid:
     StrategyInvalid listing every problem (field paths under ``parameters.``, or the
     definition's own) when it may not run. Every combination must give a valid definition."""
     normal = validate_definition(definition)
+    if uses_option_legs(normal):
+        # The sweep prices positions on the underlying's bars; legs trade their contracts'.
+        raise StrategyInvalid([{"field": "entries", "message": "a strategy that trades option legs cannot be swept "
+                                "yet: run it as a day-by-day backtest"}])
     declared = normal.get("parameters") or {}
     if not declared:
         raise StrategyInvalid([{"field": "parameters", "message": "the strategy declares no parameters to sweep "

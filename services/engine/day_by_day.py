@@ -14,6 +14,9 @@
    and the bar reaches both does the stop win); positions still open at the
    square-off bar close at its open (without a square-off time: at the day's
    last close). Days are independent: each starts and ends flat.
+   Entry nodes with an option `instrument` (domain.option_legs) are not the kernel's: their
+   positions are the contracts picked at their signal bars, walked on the contracts' own bars
+   of each day's chain (`chain_for`; services.engine.option_legs) with the same rules.
 4. Costs: each fill moves `slippage_pct` percent against the trade; commission
    is `commission_pct` percent of each fill's traded value. pnl = (exit - entry)
    x quantity (x -1 for sells) - commissions; pnl_percent = pnl / (entry x quantity).
@@ -27,21 +30,26 @@ for bars where something happened (an entry, an exit, a stop, the square-off).
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pandas as pd
 
 from domain.market import NS_PER_DAY, interval_name, interval_ns
 from domain.market import NS_PER_MINUTE as NS_MIN
 from domain.metrics import finite
+from domain.option_legs import Selection
 from domain.rules.expr import TimeLit, TimeOfDay, source_text
-from domain.rules.strategy import EntryNode, Strategy
+from domain.rules.strategy import EntryNode, Strategy, level_price
 from domain.sessions import session_days
 from services.engine._core import daybyday_kernel as _k
 from services.engine.bars import Bars
+from services.engine.option_legs import DayChain, LegPosition, LegSkip, walk_leg
 from services.engine.rules.evaluate import Evaluated, SeriesContext, evaluate, value_at
 
 REASONS = {
@@ -57,6 +65,14 @@ _LEVEL_KIND = {None: 0, "percent": 1, "points": 2}
 
 class NoData(ValueError):
     """The range has no bars to trade (the seed's "Failed to fetch market data")."""
+
+
+class NoChain(NoData):
+    """The strategy trades option legs and the run was given no option chain of the underlying."""
+
+
+# A day's option chain of the underlying (domain.option_chain's shared frame), or None.
+ChainSource = Callable[[date], "pd.DataFrame | None"]
 
 
 @dataclass
@@ -84,6 +100,9 @@ class Trade:
     position_num: int = 0
     stop_price: float | None = None
     target_price: float | None = None
+    leg: LegPosition | None = None  # an option leg: its contract, bars and selection
+    spot_at_entry: float | None = None  # a leg's underlying close when it filled / closed
+    spot_at_exit: float | None = None
 
 
 @dataclass
@@ -96,6 +115,7 @@ class Day:
     end: int
     square_off: int
     trades: list[Trade] = field(default_factory=list)
+    skips: list[tuple[int, LegSkip]] = field(default_factory=list)  # (node index, skipped leg entry)
 
 
 @dataclass
@@ -125,6 +145,7 @@ class DayPlan:
     the range's end and the indicator cache (a sweep evaluates each distinct indicator once)."""
 
     tz: ZoneInfo
+    tzname: str
     bar_ns: int
     n: int
     ts: np.ndarray
@@ -176,7 +197,7 @@ def plan_days(bars: Bars, strategy: Strategy, start: date, end: date, *, interva
     vwap_segment = day * 2 + (minute >= strategy.session_start) if strategy.session_start is not None else day
     ctx = SeriesContext(o, h, lo, c, v, minute, vwap_segment)
     return DayPlan(
-        tz=tz, bar_ns=bar_ns, n=n, ts=bars.ts[:n], open=o, high=h, low=lo, close=c, volume=v, minute=minute,
+        tz=tz, tzname=tzname, bar_ns=bar_ns, n=n, ts=bars.ts[:n], open=o, high=h, low=lo, close=c, volume=v, minute=minute,
         starts=starts.astype(np.int64), ends=ends.astype(np.int64), square_offs=sqs.astype(np.int64),
         dates=plan.dates(), day_offset=day_offset, ctx=ctx, periods_per_year=bars.periods_per_year,
     )
@@ -193,17 +214,32 @@ def run_day_by_day(
     slippage_pct: float = 0.0,
     commission_pct: float = 0.0,
     day_offset: int = 0,
+    chain_for: ChainSource | None = None,
 ) -> DayByDayRun:
     """Trades of every day of [start, end] (numbered from `day_offset` + 1: a shard of a
-    longer range keeps the range's numbers); raises NoData when no day has bars."""
+    longer range keeps the range's numbers); raises NoData when no day has bars. A strategy
+    with option legs needs `chain_for`, the underlying's chain of a day (None: no chain that
+    day, so the legs' entries are skipped); without it, NoChain."""
+    if strategy.option_legs and chain_for is None:
+        raise NoChain(f"the strategy trades options and there is no option chain of {ticker or strategy.ticker}")
     plan = plan_days(bars, strategy, start, end, interval=interval, day_offset=day_offset)
-    return run_planned(plan, strategy, ticker=ticker, slippage_pct=slippage_pct, commission_pct=commission_pct)
+    return run_planned(plan, strategy, ticker=ticker, slippage_pct=slippage_pct, commission_pct=commission_pct,
+                       chain_for=chain_for)
 
 
 def run_positions(plan: DayPlan, strategy: Strategy) -> tuple[dict[str, np.ndarray], list[Evaluated], list[Evaluated]]:
     """The strategy's signals on the plan's bars (indicators from its cache) and the positions
     the Cython state machine takes on them: its raw trade columns (node, day, bars, raw
-    prices, reason) and the evaluated entry and exit conditions."""
+    prices, reason) and the evaluated entry and exit conditions. Option legs take no
+    position here: they trade their contracts (run_planned, walk_leg)."""
+    raw, entry_eval, exit_eval, _, _ = _positions(plan, strategy)
+    return raw, entry_eval, exit_eval
+
+
+def _positions(
+    plan: DayPlan, strategy: Strategy
+) -> tuple[dict[str, np.ndarray], list[Evaluated], list[Evaluated], np.ndarray, np.ndarray]:
+    """run_positions, with the entry and exit signals of every node (the legs' too)."""
     n, ctx = plan.n, plan.ctx
     entries = strategy.entries
     entry_eval = [evaluate(e.condition, ctx) for e in entries]
@@ -213,6 +249,9 @@ def run_positions(plan: DayPlan, strategy: Strategy) -> tuple[dict[str, np.ndarr
     exit_sig = np.zeros((k, n), dtype=np.uint8)
     for i, ev in enumerate(entry_eval):
         entry_sig[i] = ev.result
+    legs = [i for i, e in enumerate(entries) if e.instrument is not None]
+    kernel_entry_sig = entry_sig.copy() if legs else entry_sig
+    kernel_entry_sig[legs] = 0  # legs trade their contracts (walk_leg below), not the underlying
     position = {e.id: i for i, e in enumerate(entries)}
     for x, ev in zip(strategy.exits, exit_eval):
         for target in x.entries:
@@ -225,7 +264,7 @@ def run_positions(plan: DayPlan, strategy: Strategy) -> tuple[dict[str, np.ndarr
         plan.starts,
         plan.ends,
         plan.square_offs,
-        entry_sig,
+        kernel_entry_sig,
         exit_sig,
         np.array([1 if e.side == "buy" else -1 for e in entries], dtype=np.int8),
         np.array([_LEVEL_KIND[e.stop_loss.kind if e.stop_loss else None] for e in entries], dtype=np.int8),
@@ -234,11 +273,17 @@ def run_positions(plan: DayPlan, strategy: Strategy) -> tuple[dict[str, np.ndarr
         np.array([e.target.value if e.target else 0.0 for e in entries], dtype=np.float64),
         np.array([e.max_reentries for e in entries], dtype=np.int32),
     )
-    return raw, entry_eval, exit_eval
+    return raw, entry_eval, exit_eval, entry_sig, exit_sig
 
 
 def run_planned(
-    plan: DayPlan, strategy: Strategy, *, ticker: str = "", slippage_pct: float = 0.0, commission_pct: float = 0.0
+    plan: DayPlan,
+    strategy: Strategy,
+    *,
+    ticker: str = "",
+    slippage_pct: float = 0.0,
+    commission_pct: float = 0.0,
+    chain_for: ChainSource | None = None,
 ) -> DayByDayRun:
     """`run_day_by_day` on a plan of the strategy's session (indicators from the plan's cache)."""
     n, tz, bar_ns, minute = plan.n, plan.tz, plan.bar_ns, plan.minute
@@ -250,7 +295,8 @@ def run_planned(
         )
     ]
     entries = strategy.entries
-    raw, entry_eval, exit_eval = run_positions(plan, strategy)
+    raw, entry_eval, exit_eval, entry_sig, exit_sig = _positions(plan, strategy)
+    legs = [i for i, e in enumerate(entries) if e.instrument is not None]
     ts = plan.ts
     slip, comm = slippage_pct / 100.0, commission_pct / 100.0
     cols = {key: raw[key].tolist() for key in raw}
@@ -278,8 +324,26 @@ def run_planned(
         else:
             t.exit_ns = int(ts[t.exit_bar])
         d.trades.append(t)
+    if legs:
+        assert chain_for is not None
+        ts_day = np.ascontiguousarray(ts, dtype=np.int64)
+        for j, d in enumerate(days):
+            chain = DayChain(chain_for(d.date), d.date, plan.tzname, strategy.session_start, strategy.session_end,
+                             strategy.square_off)
+            for k in legs:
+                node = entries[k]
+                assert node.instrument is not None
+                positions, skips = walk_leg(
+                    node.instrument, node.side, node.stop_loss, node.target, node.max_reentries,
+                    entry_sig[k], exit_sig[k], ts_day, c, d.start, d.end, d.square_off, bar_ns, chain,
+                )
+                d.skips.extend((k, sk) for sk in skips)
+                for p in positions:
+                    t = _leg_trade(node, k, j, p, ts_day, c, d, bar_ns)
+                    _price_trade(t, slip, comm)
+                    d.trades.append(t)
     for d in days:
-        d.trades.sort(key=lambda t: (t.entry_bar, t.node_index))
+        d.trades.sort(key=lambda t: (t.entry_ns, t.node_index))
         for num, t in enumerate(d.trades, start=1):
             t.position_num = num
     return DayByDayRun(
@@ -301,6 +365,43 @@ def run_planned(
     )
 
 
+def _spot_at(ts: np.ndarray, close: np.ndarray, s: int, e: int, ns: int, bar_ns: int) -> float:
+    """The underlying's last close at instant `ns`: the close of the day's last bar that ended
+    by then (NaN before any has)."""
+    i = s + int(np.searchsorted(ts[s:e], ns - bar_ns, side="right")) - 1
+    return float(close[i]) if i >= s else float("nan")
+
+
+def _leg_trade(
+    node: EntryNode, k: int, j: int, p: LegPosition, ts: np.ndarray, close: np.ndarray, d: Day, bar_ns: int
+) -> Trade:
+    """A closed leg position as a Trade: underlying bar indices for its signal and for the bars
+    its fill and exit fall in (diagnostics), the contract's own in `leg`."""
+    c = p.contract
+    entry_ns, exit_ns = int(c.ts[p.entry_index]), p.exit_ns
+    day_ts = ts[d.start:d.end]
+    entry_bar = d.start + min(int(np.searchsorted(day_ts, entry_ns, side="left")), d.end - d.start - 1)
+    exit_bar = d.start + min(int(np.searchsorted(day_ts, int(c.ts[p.exit_index]), side="left")), d.end - d.start - 1)
+    return Trade(
+        node=node,
+        node_index=k,
+        day_index=j,
+        re_entry_num=p.re_entry,
+        signal_bar=p.signal_bar,
+        entry_bar=entry_bar,
+        entry_raw=p.entry_raw,
+        exit_bar=exit_bar,
+        exit_raw=p.exit_raw,
+        reason=p.reason,
+        exit_signal_bar=p.exit_signal_bar if p.exit_signal_bar >= 0 else exit_bar,
+        entry_ns=entry_ns,
+        exit_ns=exit_ns,
+        leg=p,
+        spot_at_entry=_spot_at(ts, close, d.start, d.end, entry_ns, bar_ns),
+        spot_at_exit=_spot_at(ts, close, d.start, d.end, exit_ns, bar_ns),
+    )
+
+
 def _price_trade(t: Trade, slip: float, comm: float) -> None:
     node = t.node
     sign = 1.0 if node.side == "buy" else -1.0
@@ -311,11 +412,9 @@ def _price_trade(t: Trade, slip: float, comm: float) -> None:
     t.pnl = sign * (t.exit_price - t.entry_price) * q - t.commission
     t.pnl_percent = t.pnl / (t.entry_price * q) * 100.0 if t.entry_price else 0.0
     if node.stop_loss is not None:
-        lv = node.stop_loss
-        t.stop_price = t.entry_raw * (1 - sign * lv.value / 100) if lv.kind == "percent" else t.entry_raw - sign * lv.value
+        t.stop_price = level_price(node.stop_loss, t.entry_raw, sign, stop=True)
     if node.target is not None:
-        lv = node.target
-        t.target_price = t.entry_raw * (1 + sign * lv.value / 100) if lv.kind == "percent" else t.entry_raw + sign * lv.value
+        t.target_price = level_price(node.target, t.entry_raw, sign, stop=False)
 
 
 # ---------------------------------------------------------------- documents
@@ -410,8 +509,49 @@ def _candle(run: DayByDayRun, clock: _Clock, i: int) -> dict[str, Any]:
     }
 
 
-def _candles(run: DayByDayRun, clock: _Clock, i: int) -> dict[str, Any]:
-    return {run.ticker: {"current": _candle(run, clock, i), "previous": _candle(run, clock, i - 1) if i > 0 else None}}
+def _candles(run: DayByDayRun, clock: _Clock, i: int, leg: LegPosition | None = None, j: int = -1) -> dict[str, Any]:
+    """The underlying's candle at bar i (and the one before); for a leg, also its contract's
+    candle at contract bar j (and the one before)."""
+    out = {run.ticker: {"current": _candle(run, clock, i), "previous": _candle(run, clock, i - 1) if i > 0 else None}}
+    if leg is not None and j >= 0:
+        out[leg.selection.symbol(run.ticker) or ""] = {
+            "current": _contract_candle(leg, clock, j),
+            "previous": _contract_candle(leg, clock, j - 1) if j > 0 else None,
+        }
+    return out
+
+
+def _contract_candle(leg: LegPosition, clock: _Clock, j: int) -> dict[str, Any]:
+    c = leg.contract
+    return {
+        "timestamp": clock.naive(int(c.ts[j])),
+        "open": float(c.open[j]),
+        "high": float(c.high[j]),
+        "low": float(c.low[j]),
+        "close": float(c.close[j]),
+        "volume": float(c.volume[j]),
+    }
+
+
+def _selection(run: DayByDayRun, node: EntryNode, sel: Selection) -> dict[str, Any]:
+    """What an option leg's entry picked (the entry diagnostic event's `option_selection`)."""
+    leg = node.instrument
+    return {
+        "spot": sel.spot,
+        "option_type": sel.option_type,
+        "strike_selector": leg.strike if leg else None,
+        "expiry_rule": leg.expiry if leg else None,
+        "expiry": sel.expiry.isoformat() if sel.expiry else None,
+        "atm_strike": sel.atm_strike,
+        "strike": sel.strike,
+        "contract": sel.symbol(run.ticker),
+    }
+
+
+def spot_key(ticker: str) -> str:
+    """The prefix of a leg's spot fields: the underlying in lower case, other characters as
+    '_' (NIFTY gives the seeds' nifty_spot_at_entry; DEMO-MINUTE demo_minute_spot_at_entry)."""
+    return re.sub(r"[^a-z0-9]+", "_", ticker.lower()).strip("_") or "underlying"
 
 
 def _hhmm_minutes(m: float | None) -> str | None:
@@ -492,6 +632,27 @@ def _node_variables(t: Trade) -> dict[str, Any]:
         "target_price": finite(t.target_price),
         "max_reentries": n.max_reentries,
         "re_entry_num": t.re_entry_num,
+        **(
+            {"instrument": {"type": "option", "option_type": n.instrument.option_type, "strike": n.instrument.strike,
+                            "expiry": n.instrument.expiry}}
+            if n.instrument is not None
+            else {}
+        ),
+    }
+
+
+def _contract_fields(run: DayByDayRun, t: Trade) -> dict[str, Any]:
+    """An option leg's symbol, strike, option type and the underlying's spot at entry and exit
+    (the seeds' shapes); {} for a trade of the underlying."""
+    if t.leg is None:
+        return {}
+    c, key = t.leg.contract, spot_key(run.ticker)
+    return {
+        "symbol": t.leg.selection.symbol(run.ticker),
+        "strike": int(c.strike) if float(c.strike).is_integer() else c.strike,
+        "option_type": c.option_type,
+        f"{key}_spot_at_entry": finite(t.spot_at_entry),
+        f"{key}_spot_at_exit": finite(t.spot_at_exit),
     }
 
 
@@ -515,27 +676,55 @@ def day_documents(run: DayByDayRun, day: Day) -> tuple[dict, dict, dict, DaySumm
     exits_for = {e.id: [j for j, x in enumerate(strategy.exits) if e.id in x.entries] for e in strategy.entries}
     links: list[tuple[Trade, list[dict], list[dict], dict | None, dict]] = []
     last_stop: dict[int, dict[str, Any]] = {}
-    for t in sorted(day.trades, key=lambda t: (t.entry_bar, t.node_index)):
-        node = t.node
-        ev = run.entry_eval[t.node_index]
-        sb = t.signal_bar
-        entry_ev = add(
-            (sb, 2, t.node_index, 0),
-            ("entry", t.node_index, sb),
+    # Sort keys start with a bar's open time (ns), so the underlying's and the contracts' events interleave.
+    ts = run.ts
+    for node_index, skip in day.skips:
+        node = strategy.entries[node_index]
+        sb = skip.signal_bar
+        add(
+            (int(ts[sb]), 2, node_index, 0),
+            ("skip", node_index, sb),
             {
-                "timestamp": clock.naive(int(run.ts[sb]) + run.bar_ns),
-                "event_type": "ENTRY",
+                "timestamp": clock.naive(int(ts[sb]) + run.bar_ns),
+                "event_type": "ENTRY_SKIPPED",
                 "node_id": node.id,
                 "node_name": node.name,
                 "node_type": "EntryNode",
-                "signal_emitted": True,
+                "signal_emitted": False,
+                "reason": skip.reason,
+                "message": skip.message,
                 "conditions_preview": node.condition.text,
-                "evaluated_conditions": {"expression": node.condition.text, "result": True, "conditions": _conditions(ev, sb)},
+                "evaluated_conditions": {
+                    "expression": node.condition.text,
+                    "result": True,
+                    "conditions": _conditions(run.entry_eval[node_index], sb),
+                },
                 "candle_data": _candles(run, clock, sb),
-                "node_variables": _node_variables(t),
-                "_parent": last_stop.get(t.node_index) if t.re_entry_num > 0 else None,
+                "option_selection": _selection(run, node, skip.selection),
+                "_parent": None,
             },
         )
+    for t in sorted(day.trades, key=lambda t: (t.entry_ns, t.node_index)):
+        node = t.node
+        leg = t.leg
+        ev = run.entry_eval[t.node_index]
+        sb = t.signal_bar
+        entry_event: dict[str, Any] = {
+            "timestamp": clock.naive(int(ts[sb]) + run.bar_ns),
+            "event_type": "ENTRY",
+            "node_id": node.id,
+            "node_name": node.name,
+            "node_type": "EntryNode",
+            "signal_emitted": True,
+            "conditions_preview": node.condition.text,
+            "evaluated_conditions": {"expression": node.condition.text, "result": True, "conditions": _conditions(ev, sb)},
+            "candle_data": _candles(run, clock, sb, leg, leg.entry_index if leg else -1),
+            "node_variables": _node_variables(t),
+            "_parent": last_stop.get(t.node_index) if t.re_entry_num > 0 else None,
+        }
+        if leg is not None:
+            entry_event["option_selection"] = _selection(run, node, leg.selection)
+        entry_ev = add((int(ts[sb]), 2, t.node_index, 0), ("entry", t.node_index, sb), entry_event)
         entry_flow = [entry_ev]
         if t.re_entry_num > 0 and t.node_index in last_stop:
             entry_flow.insert(0, last_stop[t.node_index])
@@ -550,7 +739,7 @@ def day_documents(run: DayByDayRun, day: Day) -> tuple[dict, dict, dict, DaySumm
                 x = strategy.exits[j]
                 exit_flow.append(
                     add(
-                        (xb, 1, j, 0),
+                        (int(ts[xb]), 1, j, 0),
                         ("exit", j, xb),
                         {
                             "timestamp": clock.naive(int(run.ts[xb]) + run.bar_ns),
@@ -575,16 +764,19 @@ def day_documents(run: DayByDayRun, day: Day) -> tuple[dict, dict, dict, DaySumm
             is_sl = t.reason == "stop_loss"
             level = t.stop_price if is_sl else t.target_price
             buy = node.side == "buy"
+            # A leg's stop and target are on its contract's bar; the underlying's otherwise.
+            lows, highs, at = (leg.contract.low, leg.contract.high, leg.exit_index) if leg else (run.low, run.high, xb)
+            when = t.exit_ns if leg else int(ts[xb])
             if is_sl:
-                lhs_name, lhs, op = ("low", float(run.low[xb]), "<=") if buy else ("high", float(run.high[xb]), ">=")
+                lhs_name, lhs, op = ("low", float(lows[at]), "<=") if buy else ("high", float(highs[at]), ">=")
             else:
-                lhs_name, lhs, op = ("high", float(run.high[xb]), ">=") if buy else ("low", float(run.low[xb]), "<=")
+                lhs_name, lhs, op = ("high", float(highs[at]), ">=") if buy else ("low", float(lows[at]), "<=")
             name = "stop_loss" if is_sl else "target"
             exit_ev = add(
-                (xb, 0, t.node_index, t.position_num),
+                (when, 0, t.node_index, t.position_num),
                 (name, t.node_index, t.position_num),
                 {
-                    "timestamp": clock.naive(int(run.ts[xb])),
+                    "timestamp": clock.naive(when),
                     "event_type": "STOP_LOSS" if is_sl else "TARGET",
                     "node_id": node.id,
                     "node_name": f"{node.name} {'stop-loss' if is_sl else 'target'}",
@@ -596,7 +788,7 @@ def day_documents(run: DayByDayRun, day: Day) -> tuple[dict, dict, dict, DaySumm
                         "result": True,
                         "conditions": [_level_condition(name, op, lhs_name, lhs, float(level or 0.0))],
                     },
-                    "candle_data": _candles(run, clock, xb),
+                    "candle_data": _candles(run, clock, xb, leg, leg.exit_index if leg else -1),
                     "_parent": entry_ev,
                 },
             )
@@ -605,11 +797,17 @@ def day_documents(run: DayByDayRun, day: Day) -> tuple[dict, dict, dict, DaySumm
                 last_stop[t.node_index] = exit_ev
         else:
             eod = day.square_off >= day.end
-            when = int(run.ts[xb]) + (run.bar_ns if eod else 0)
+            if leg is not None:  # at the contract's square-off bar, or after its last bar of the day
+                when = t.exit_ns
+                eod = eod or strategy.square_off is None or when > int(leg.contract.ts[leg.exit_index])
+                bar_open = int(leg.contract.ts[leg.exit_index])
+            else:
+                when = int(ts[xb]) + (run.bar_ns if eod else 0)
+                bar_open = int(ts[xb])
             sq_text = _hhmm_minutes(strategy.square_off) if not eod else "session end"
             exit_ev = add(
-                (xb, 3, 0, 0),
-                ("square_off", xb),
+                (bar_open, 3, 0, 0),
+                ("square_off", when),
                 {
                     "timestamp": clock.naive(when),
                     "event_type": "SQUARE_OFF",
@@ -634,7 +832,7 @@ def day_documents(run: DayByDayRun, day: Day) -> tuple[dict, dict, dict, DaySumm
                             }
                         ],
                     },
-                    "candle_data": _candles(run, clock, xb),
+                    "candle_data": _candles(run, clock, xb, leg, leg.exit_index if leg else -1),
                     "_parent": None,
                 },
             )
@@ -662,37 +860,37 @@ def day_documents(run: DayByDayRun, day: Day) -> tuple[dict, dict, dict, DaySumm
         duration = round((t.exit_ns - t.entry_ns) / NS_MIN, 2)
         pid = f"{node.id}-pos{t.position_num}"
         qty: float | int = int(node.quantity) if float(node.quantity).is_integer() else node.quantity
-        trades_out.append(
-            {
-                "trade_id": pid,
-                "position_id": pid,
-                "re_entry_num": t.re_entry_num,
-                "symbol": run.ticker,
-                "side": node.side,
-                "quantity": qty,
-                "entry_price": _money(t.entry_price),
-                "entry_time": clock.offset(t.entry_ns),
-                "exit_price": _money(t.exit_price),
-                "exit_time": clock.offset(t.exit_ns),
-                "pnl": _money(t.pnl),
-                "pnl_percent": _money(t.pnl_percent),
-                "duration_minutes": duration,
-                "status": "closed",
-                "entry_flow_ids": entry_ids,
-                "exit_flow_ids": exit_ids,
-                "entry_trigger": node.id,
-                "exit_reason": t.reason,
-            }
-        )
+        contract = _contract_fields(run, t)
+        trade_out: dict[str, Any] = {
+            "trade_id": pid,
+            "position_id": pid,
+            "re_entry_num": t.re_entry_num,
+            "symbol": contract.get("symbol", run.ticker),
+            "side": node.side,
+            "quantity": qty,
+            "entry_price": _money(t.entry_price),
+            "entry_time": clock.offset(t.entry_ns),
+            "exit_price": _money(t.exit_price),
+            "exit_time": clock.offset(t.exit_ns),
+            "pnl": _money(t.pnl),
+            "pnl_percent": _money(t.pnl_percent),
+            "duration_minutes": duration,
+            "status": "closed",
+            "entry_flow_ids": entry_ids,
+            "exit_flow_ids": exit_ids,
+            "entry_trigger": node.id,
+            "exit_reason": t.reason,
+        }
+        trades_out.append({**trade_out, **{k: v for k, v in contract.items() if k != "symbol"}})
         exit_events = [events[i] for i in exit_ids]
         positions_out.append(
             {
                 "position_id": node.id,
                 "position_num": t.position_num,
                 "re_entry_num": t.re_entry_num,
-                "symbol": run.ticker,
-                "strike": None,
-                "option_type": None,
+                "symbol": contract.get("symbol", run.ticker),
+                "strike": contract.get("strike"),
+                "option_type": contract.get("option_type"),
                 "side": node.side.upper(),
                 "quantity": qty,
                 "entry_price": t.entry_price,
@@ -705,6 +903,7 @@ def day_documents(run: DayByDayRun, day: Day) -> tuple[dict, dict, dict, DaySumm
                 "duration_minutes": duration,
                 "exit_reason": REASON_LABELS[t.reason],
                 "exit_reason_code": t.reason,
+                **{k: v for k, v in contract.items() if k.endswith(("_spot_at_entry", "_spot_at_exit"))},
                 "status": "closed",
                 "diagnostic_data": {
                     "conditions_evaluated": events[entry_ev["execution_id"]]["evaluated_conditions"]["conditions"],

@@ -35,9 +35,10 @@ from domain.backtest_spec import DAY_BY_DAY_CAPITAL_DEFAULT, DAY_BY_DAY_COST_PCT
 from domain.market import NS_PER_DAY, PERIODS_PER_YEAR
 from domain.metrics import day_by_day_metrics
 from domain.report import TradeSpan, bars_in_market
+from domain.rules.strategy import uses_option_legs
 from domain.sessions import SessionDays, session_days
 from domain.sweep import CASH_MAX
-from services.results import jobs, runs
+from services.results import jobs, option_chains, runs
 from services.results.artifacts import FILE_NAMES, ArtifactStore, Removed, check_date, check_strategy_id, check_user_id
 from services.results.bar_arrays import BarArrays
 from services.results.datasets import load_bars, resolve_dataset
@@ -147,6 +148,12 @@ def submit(session: Session, config: DayByDayConfig, submission: Submission, spe
     view = resolve_dataset(session, tenant_id, ticker, interval)
     if view is None:
         raise InvalidArgument(f"Failed to fetch market data: no {ticker} dataset{f' at {interval}' if interval else ''}")
+    # Option legs trade contracts of the underlying's chain (the engine reads it day by day).
+    if uses_option_legs(definition) and option_chains.resolve_chain(session, tenant_id, view.ticker) is None:
+        raise InvalidArgument(
+            f"the strategy trades option legs and there is no option chain of {view.ticker}: "
+            f"import one (POST /api/v1/datasets, kind=option_chain, ticker={view.ticker})"
+        )
     bars = load_bars(session, view.version_id)
     plan = _plan(bars, definition, view.timezone, start, end)
     total_days = int(plan.days.size)

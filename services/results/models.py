@@ -21,6 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from services.results import (  # noqa: F401  (their tables)
     models_day_by_day,
+    models_market,
     models_notifications,
     models_runs,
     models_universes,

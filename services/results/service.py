@@ -21,8 +21,10 @@ from services.results.background import DeadLetterHandler, OutboxRelay, TimeoutW
 from services.results.day_by_day import DayByDayConfig
 from services.results.day_by_day_servicer import wire_day_by_day
 from services.results.db import Database, database_url
+from services.results.demo_chain import DEMO_CHAIN_TICKER, ensure_demo_chain
 from services.results.kinds import registry
 from services.results.kinds.registry import KindRegistry
+from services.results.market_store import MarketStore
 from services.results.metrics import ResultsMetrics
 from services.results.notifications_servicer import SERVICE_NAME as NOTIFICATIONS_SERVICE_NAME
 from services.results.notifications_servicer import NotificationsServicer
@@ -78,7 +80,7 @@ class ResultsHandle:
         await asyncio.to_thread(self.db.close)
 
 
-def bootstrap(db: Database, settings: Settings) -> None:
+def bootstrap(db: Database, settings: Settings, market: MarketStore) -> None:
     """Dev key (standalone on loopback without HINDSIGHT_REQUIRE_AUTH only) and demo data
     (standalone), bootstrap tenants and keys (any mode)."""
     if settings.dev_access():
@@ -87,6 +89,8 @@ def bootstrap(db: Database, settings: Settings) -> None:
                 log.info("dev API key created", extra={"tenant_id": DEV_TENANT})
         with db.write() as s:
             added = datasets.ensure_demo_datasets(s, DEV_TENANT, only_if_none=False)
+            if ensure_demo_chain(s, market, DEV_TENANT):
+                added.append(DEMO_CHAIN_TICKER)
             if added:
                 log.info("demo datasets loaded", extra={"tenant_id": DEV_TENANT, "tickers": ",".join(added)})
     elif settings.standalone:
@@ -100,6 +104,9 @@ def bootstrap(db: Database, settings: Settings) -> None:
                 log.info("bootstrap key created", extra={"tenant_id": tenant_id})
         with db.write() as s:
             added = datasets.ensure_demo_datasets(s, tenant_id, only_if_none=True)
+            # The demo chain goes with the demo bars it is priced from.
+            if added and ensure_demo_chain(s, market, tenant_id):
+                added.append(DEMO_CHAIN_TICKER)
             if added:
                 log.info("demo datasets loaded", extra={"tenant_id": tenant_id, "tickers": ",".join(added)})
 
@@ -145,6 +152,7 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Res
     servicer.limits = TenantLimits.of(settings)
     # Standalone spools uploads under the data directory (a /tmp on tmpfs would be memory too).
     servicer.upload_dir = settings.hindsight_data_dir / "uploads" if settings.standalone else None
+    servicer.market = MarketStore(settings.market_root())
 
     def register(server) -> str:
         results_pb2_grpc.add_ResultsServiceServicer_to_server(servicer, server)
@@ -182,7 +190,8 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Res
         sealed = await db.run(db.seal_plaintext_secrets)
         if sealed:
             log.info("plaintext secrets encrypted at rest", extra={"rows": sealed})
-        await db.run(bootstrap, db, settings)
+        await asyncio.to_thread(servicer.market.clear_staging)  # imports a crash cut short
+        await db.run(bootstrap, db, settings, servicer.market)
         if isinstance(bus, InProcessBus):
             # Messages of the in-process bus died with the previous process.
             n = await db.run(_requeue_active_jobs, db, kinds)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,14 +24,27 @@ from domain.market import INTERVALS, interval_message
 from libs.bus import Bus
 from libs.job_states import STATE_NAMES
 from libs.metric_fields import SWEEP_OPTIONAL_METRICS, SWEEP_RESULT_FIELDS
+from libs.option_chain_wire import table_to_ipc
 from libs.settings import Settings
-from services.results import datasets, jobs, keys, quotas, sweeps, uploads, walkforward
+from services.results import (
+    chain_import,
+    datasets,
+    jobs,
+    keys,
+    option_chains,
+    quotas,
+    sweeps,
+    uploads,
+    walkforward,
+)
+from services.results.artifacts import check_date
 from services.results.csv_bars import ImportReport, check_format
 from services.results.datasets import DatasetView
 from services.results.db import Database, wait_any
-from services.results.errors import InvalidArgument, ResourceExhausted, Unavailable
+from services.results.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from services.results.jobs import Submission
 from services.results.kinds.registry import KindRegistry
+from services.results.market_store import MarketStore
 from services.results.models import Job
 from services.results.rpc import (
     DatabaseServicer,
@@ -69,6 +83,29 @@ def dataset_to_proto(d: DatasetView) -> results_pb2.Dataset:
     )
 
 
+def chain_to_proto(c: option_chains.ChainView) -> results_pb2.OptionChain:
+    return results_pb2.OptionChain(
+        chain_id=c.chain_id,
+        ticker=c.ticker,
+        underlying=c.underlying,
+        interval=c.interval,
+        timezone=c.timezone,
+        rows=c.rows,
+        contracts=c.contracts,
+        expiries=c.expiries,
+        strike_steps=c.strike_steps,
+        days=c.days,
+        start=rfc3339(c.start),
+        end=rfc3339(c.end),
+        version=c.version,
+        demo=c.demo,
+        created_at=rfc3339(c.created_at),
+        bytes_stored=c.bytes_stored,
+        format=c.file_format,
+        columns=c.columns,
+    )
+
+
 def report_to_proto(r: ImportReport) -> results_pb2.ImportReport:
     return results_pb2.ImportReport(
         format=r.format, columns=r.columns, dropped=r.dropped, rows_dropped=r.rows_dropped, notes=r.notes
@@ -89,6 +126,8 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
         # directory); the wiring sets both from the settings.
         self.upload_slots = uploads.UploadSlots()
         self.upload_dir: Path | None = None
+        # The columnar market-data store (option chains); the wiring sets its root from the settings.
+        self.market = MarketStore(Settings().market_root())
         self.default_timeout_seconds = default_timeout_seconds
         # What one tenant may queue and run at once (fair tenants); the wiring sets the operator's.
         self.limits = quotas.TenantLimits.of(Settings())
@@ -301,12 +340,105 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
     @unary
     async def ListDatasets(self, request, context):
         views = await self.read(datasets.list_datasets, request.tenant_id)
-        return results_pb2.ListDatasetsResponse(datasets=[dataset_to_proto(v) for v in views])
+        chains = await self.read(option_chains.list_chains, request.tenant_id)
+        return results_pb2.ListDatasetsResponse(
+            datasets=[dataset_to_proto(v) for v in views], option_chains=[chain_to_proto(c) for c in chains]
+        )
 
     @unary
     async def DeleteDataset(self, request, context):
-        n = await self.write(datasets.delete_dataset, request.tenant_id, require(request.dataset_id, "dataset_id"))
+        dataset_id = require(request.dataset_id, "dataset_id")
+        if dataset_id.startswith(option_chains.CHAIN_ID_PREFIX):
+            key = await self.write(option_chains.delete_chain, request.tenant_id, dataset_id)
+            await asyncio.to_thread(option_chains.remove_files, self.market, key)
+            log.info("option chain deleted", extra={"tenant_id": request.tenant_id, "dataset_id": dataset_id})
+            return results_pb2.DeleteDatasetResponse(versions_deleted=1)
+        n = await self.write(datasets.delete_dataset, request.tenant_id, dataset_id)
         return results_pb2.DeleteDatasetResponse(versions_deleted=n)
+
+    # ------------------------------------------------------------ option chains
+
+    @unary
+    async def ImportOptionChain(self, request_iterator, context):
+        self.check_ready()
+        with self.upload_slots.take():
+            try:
+                view = await self._import_chain(request_iterator)
+            finally:
+                await asyncio.to_thread(uploads.release_memory)
+        return results_pb2.ImportOptionChainResponse(chain=chain_to_proto(view))
+
+    async def _import_chain(self, request_iterator) -> option_chains.ChainView:
+        """Chunks to a spooled file; read from there in batches into day files under a staging
+        directory, moved into the store before the record is committed (removed if that fails)."""
+        meta = None
+        size = 0
+        with uploads.spool_file(self.upload_dir) as spool:
+            async for chunk in request_iterator:
+                if meta is None:
+                    tenant_id = require(chunk.tenant_id, "tenant_id")
+                    meta = option_chains.check_chain_metadata(chunk.ticker, chunk.interval, chunk.timezone)
+                    if chunk.format or chunk.columns:
+                        raise InvalidArgument("format and columns apply to bar datasets, not to option chains")
+                size += len(chunk.data)
+                if size > MAX_IMPORT_BYTES:
+                    raise ResourceExhausted("the upload is larger than 512 MB (the limit per import)")
+                if chunk.data:
+                    await asyncio.to_thread(spool.write, chunk.data)
+            if meta is None:
+                raise InvalidArgument("empty upload: the first message must carry tenant_id, ticker and interval")
+            underlying, interval, timezone = meta
+            if size == 0:
+                raise InvalidArgument("the file is empty")
+            staging = await asyncio.to_thread(self.market.new_staging)
+            try:
+                summary = await self.db.run(chain_import.import_chain_file, spool, timezone, underlying, staging)
+            except BaseException:
+                await asyncio.to_thread(chain_import.discard, staging)
+                raise
+        version_id = "ocv_" + secrets.token_hex(12)
+        chain_key = None
+        try:
+            stored_bytes = (await asyncio.to_thread(self.market.measure, staging)).bytes
+            chain_key = self.market.chain_version_key(tenant_id, version_id)
+            await asyncio.to_thread(self.market.publish, staging, chain_key)
+            stored = await self.write(
+                option_chains.record_chain, tenant_id, underlying, underlying, interval, timezone, summary, chain_key,
+                stored_bytes,
+            )
+        except BaseException:
+            await asyncio.to_thread(chain_import.discard, staging)
+            if chain_key is not None:
+                await asyncio.to_thread(option_chains.remove_files, self.market, chain_key)
+            raise
+        await asyncio.to_thread(option_chains.remove_files, self.market, stored.replaced_key)
+        view = stored.view
+        log.info(
+            "option chain imported",
+            extra={"tenant_id": tenant_id, "dataset_id": view.chain_id, "version": view.version, "rows": view.rows,
+                   "bytes": size, "format": summary.file_format},
+        )
+        return view
+
+    @server_stream
+    async def GetOptionChainDay(self, request, context):
+        tenant_id = require(request.tenant_id, "tenant_id")
+        day = check_date(request.date)
+        if request.chain_id:
+            chain = await self.read(option_chains.get_chain, tenant_id, request.chain_id)
+        else:
+            if request.interval and request.interval not in INTERVALS:
+                raise InvalidArgument(f"interval {interval_message()} (or empty)")
+            chain = await self.read(
+                option_chains.resolve_chain, tenant_id, require(request.underlying, "underlying"), request.interval
+            )
+            if chain is None:
+                raise NotFound(f"no option chain on {request.underlying!r}")
+        table = await asyncio.to_thread(option_chains.chain_day_table, self.market, chain, day)
+        first = True
+        for piece in await asyncio.to_thread(lambda: list(table_to_ipc(table))):
+            yield results_pb2.GetOptionChainDayResponse(chain=chain_to_proto(chain) if first else None, arrow_ipc=piece)
+            first = False
 
     # ------------------------------------------------------------ engine side
 

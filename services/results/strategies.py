@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from domain.rules.strategy import StrategyInvalid, validate_definition
+from services.results import option_chains
 from services.results.artifacts import check_strategy_id
 from services.results.errors import InvalidArgument, NotFound
 from services.results.keys import tenant_exists
@@ -47,6 +48,20 @@ def parse_definition(definition_json: str) -> dict[str, Any]:
         raise DefinitionInvalid(exc.errors) from None
 
 
+def check_option_chain(session: Session, tenant_id: str, definition: dict[str, Any]) -> None:
+    """Option legs trade contracts of the underlying's chain: a definition with an instrument on
+    an underlying the tenant has no option chain of is refused (issue 15), naming each such node."""
+    ticker = definition["dataset"]["ticker"]
+    legs = [i for i, e in enumerate(definition["entries"]) if e.get("instrument")]
+    if legs and option_chains.resolve_chain(session, tenant_id, ticker) is None:
+        raise DefinitionInvalid([
+            {"field": f"entries[{i}].instrument",
+             "message": f"there is no option chain of {ticker}: import one first "
+                        f"(POST /api/v1/datasets, kind=option_chain, ticker={ticker})"}
+            for i in legs
+        ])
+
+
 def _owned(session: Session, tenant_id: str, strategy_id: str, lock: bool = False) -> Strategy | None:
     q = sa.select(Strategy).where(Strategy.tenant_id == tenant_id, Strategy.strategy_id == strategy_id)
     if lock:
@@ -58,6 +73,7 @@ def create_strategy(session: Session, tenant_id: str, definition_json: str) -> S
     definition = parse_definition(definition_json)
     if not tenant_exists(session, tenant_id):
         raise NotFound(f"tenant {tenant_id!r} not found")
+    check_option_chain(session, tenant_id, definition)
     now = utcnow()
     row = Strategy(
         tenant_id=tenant_id,
@@ -98,6 +114,7 @@ def put_strategy(session: Session, tenant_id: str, strategy_id: str, definition_
     definition = parse_definition(definition_json)
     if not tenant_exists(session, tenant_id):
         raise NotFound(f"tenant {tenant_id!r} not found")
+    check_option_chain(session, tenant_id, definition)
     now = utcnow()
     row = _owned(session, tenant_id, strategy_id, lock=True)
     if row is not None:

@@ -16,9 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from domain.bar_formats import parse_columns
 from services.results.bar_arrays import COLUMNS, EncodedBars
+from services.results.chain_import import is_parquet
 from services.results.csv_bars import ImportReport, import_bars_file
-from services.results.errors import TooManyRequests
+from services.results.errors import InvalidArgument, TooManyRequests
+from services.results.parquet_bars import import_bars_parquet
 
 DEFAULT_MAX_CONCURRENT_UPLOADS = 2
 # What the refusal tells the client to wait (seconds): about one upload's time.
@@ -63,7 +66,13 @@ def parse_and_encode(
     and the report of what was read. Each array is freed once compressed, and none is left
     when this returns: the store step holds only the compressed blob. `directory`: where a
     UTF-16 file's UTF-8 copy goes (beside the spooled upload)."""
-    imported = import_bars_file(f, timezone, fmt, columns, spool_dir=directory)
+    if is_parquet(f):
+        # Parquet carries its own types: `format` names CSV layouts only.
+        if fmt and fmt != "generic":
+            raise InvalidArgument(f"format={fmt} names a CSV layout; this file is Parquet (leave format out)")
+        imported = import_bars_parquet(f, timezone, parse_columns(columns) if columns else {})
+    else:
+        imported = import_bars_file(f, timezone, fmt, columns, spool_dir=directory)
     report = imported.report
     arrays = {c: getattr(imported.bars, c) for c in COLUMNS}
     del imported

@@ -418,6 +418,11 @@ def test_results_writes_artifacts_to_a_shared_volume(rendered):
     claim = rendered.get("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
     if results["spec"]["replicas"] > 1:
         assert claim["spec"]["accessModes"] == ["ReadWriteMany"], "replicas share the store"
+    # The market-data store (option chains' Parquet) is on the same claim, in a directory that
+    # cannot be a tenant's directory of the artifact store.
+    market = mounts[config["HINDSIGHT_MARKET_DIR"]]
+    assert market["name"] == mount["name"] and not market.get("readOnly")
+    assert market["subPath"].startswith(".")
     # Links in emails must not point at the bind address.
     assert "0.0.0.0" not in config.get("HINDSIGHT_PUBLIC_URL", "0.0.0.0")
 

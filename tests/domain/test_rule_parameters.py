@@ -104,3 +104,15 @@ def test_grid_order_and_problems():
         "entries": [{"condition": "RSI(14) < 30"}], "exits": []}
     with pytest.raises(StrategyInvalid, match="declares no parameters"):
         rule_grid(no_params, {"x": [1, 2, 1]})
+
+
+def test_a_strategy_with_option_legs_is_not_swept():
+    """A rule sweep prices positions on the underlying's bars; a leg trades its contract's, so
+    sweeping one would drop its trades: refused, naming the reason."""
+    legs = {**BASE, "entries": [{**BASE["entries"][0],
+                                 "instrument": {"type": "option", "option_type": "CE", "strike": "ATM",
+                                                "expiry": "current_week"}}]}
+    with pytest.raises(StrategyInvalid) as exc:
+        rule_grid(legs, {"rsi_len": [10, 12, 2], "oversold": [20, 30, 10], "sl": [0.5, 0.5, 1]})
+    assert exc.value.errors == [{"field": "entries", "message": "a strategy that trades option legs cannot be swept "
+                                 "yet: run it as a day-by-day backtest"}]

@@ -18,10 +18,13 @@ from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2
 from sqlalchemy.orm import Session
 
+from domain.rules.strategy import validate_definition
 from libs.bus import JOB_EVENTS_QUEUE, JOBS_QUEUE
 from services.results import datasets
 from services.results.artifacts import ArtifactStore
 from services.results.errors import InvalidArgument
+from services.results.models_day_by_day import Strategy as StrategyRow
+from services.results.timefmt import utcnow
 
 STRATEGY = {
     "name": "RSI reversal",
@@ -109,9 +112,9 @@ async def test_strategy_crud_validation_and_isolation(backend):
     assert (await strategies.ListStrategies(backtest_pb2.ListStrategiesRequest(tenant_id=alpha))).total == 1
 
 
-async def _strategy(running, tenant) -> str:
+async def _strategy(running, tenant, definition=STRATEGY) -> str:
     strategies, _ = stubs(running)
-    resp = await strategies.CreateStrategy(backtest_pb2.CreateStrategyRequest(tenant_id=tenant, definition_json=json.dumps(STRATEGY)))
+    resp = await strategies.CreateStrategy(backtest_pb2.CreateStrategyRequest(tenant_id=tenant, definition_json=json.dumps(definition)))
     return resp.strategy.strategy_id
 
 
@@ -119,6 +122,27 @@ async def test_bad_submissions_store_nothing(backend):
     running, peek = backend
     tenant = tenant_with_demo(peek)
     sid = await _strategy(running, tenant)
+    # Option legs on an underlying without an option chain (issue 15).
+    straddle = {**STRATEGY, "entries": [
+        {"id": f"entry-{t.lower()}", "condition": "time >= 09:20", "side": "sell", "quantity": 50,
+         "instrument": {"type": "option", "option_type": t, "strike": "ATM", "expiry": "current_week"},
+         "stop_loss": {"type": "percent", "value": 30}} for t in ("CE", "PE")], "exits": []}
+    # Refused when stored: the tenant has no chain of DEMO-MINUTE here.
+    strategies, _ = stubs(running)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await strategies.CreateStrategy(backtest_pb2.CreateStrategyRequest(tenant_id=tenant,
+                                                                            definition_json=json.dumps(straddle)))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    problems = json.loads(refused.value.details())["errors"]
+    assert [e["field"] for e in problems] == ["entries[0].instrument", "entries[1].instrument"]
+    assert "no option chain of DEMO-MINUTE" in problems[0]["message"]
+    assert peek.scalar("SELECT count(*) FROM strategies WHERE tenant_id = :t AND strategy_id != :sid", t=tenant, sid=sid) == 0
+    # One stored while a chain existed (since deleted) is refused at submission.
+    legs_sid = str(uuid.uuid4())
+    with Session(peek.engine) as s, s.begin():
+        now = utcnow()
+        s.add(StrategyRow(tenant_id=tenant, strategy_id=legs_sid, name="straddle", definition=validate_definition(straddle),
+                          created_at=now, updated_at=now))
     before_jobs = peek.scalar("SELECT count(*) FROM jobs")
     before_outbox = peek.scalar("SELECT count(*) FROM outbox")
     cases = [
@@ -133,9 +157,13 @@ async def test_bad_submissions_store_nothing(backend):
         (submit(tenant, sid, start="2024-01-06", end="2024-01-07"), grpc.StatusCode.INVALID_ARGUMENT),  # a weekend
         (submit(tenant, sid, initial_capital=-5), grpc.StatusCode.INVALID_ARGUMENT),
         (submit(tenant, sid, slippage_pct=float("nan")), grpc.StatusCode.INVALID_ARGUMENT),
+        (submit(tenant, legs_sid), grpc.StatusCode.INVALID_ARGUMENT),
     ]
     for request, code in cases:
         assert await code_of(running.stub.SubmitJob(request)) == code, request
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await running.stub.SubmitJob(submit(tenant, legs_sid))
+    assert "no option chain of DEMO-MINUTE" in (err.value.details() or "")
     assert peek.scalar("SELECT count(*) FROM jobs") == before_jobs
     assert peek.scalar("SELECT count(*) FROM outbox") == before_outbox
     assert peek.scalar("SELECT count(*) FROM day_backtests") == 0

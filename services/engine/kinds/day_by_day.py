@@ -34,6 +34,7 @@ from domain.market import insufficient_data
 from domain.rules.strategy import StrategyInvalid, compile_strategy
 from services.engine.day_by_day import DayByDayRun, NoData, day_documents, run_day_by_day
 from services.engine.job_context import JobContext
+from services.engine.option_chains import chain_source
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,13 @@ class DayByDayRunner:
                 raise
             await ctx.fail(job.job_id, f"{MARKET_DATA_ERROR}: the dataset version of this backtest was deleted")
             return
+        underlying = spec.ticker or resolved.dataset.ticker
+        # Option legs read the underlying's chain day by day (results' market store).
+        chain_for = (
+            chain_source(ctx.stub, job.tenant_id, resolved.dataset.ticker, asyncio.get_running_loop())
+            if strategy.option_legs
+            else None
+        )
         try:
             run = await asyncio.to_thread(
                 run_day_by_day,
@@ -122,10 +130,11 @@ class DayByDayRunner:
                 date.fromisoformat(first),
                 date.fromisoformat(last),
                 interval=resolved.dataset.interval,
-                ticker=spec.ticker or resolved.dataset.ticker,
+                ticker=underlying,
                 slippage_pct=spec.slippage_pct,
                 commission_pct=spec.commission_pct,
                 day_offset=offset,
+                chain_for=chain_for,
             )
         except NoData as exc:
             await ctx.fail(job.job_id, f"{MARKET_DATA_ERROR}: {exc}")

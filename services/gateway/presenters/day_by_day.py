@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from hindsight.backtest.v1 import backtest_pb2
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from sse_starlette import ServerSentEvent
 
 from services.gateway.presenters.common import ResponseModel, timestamp
@@ -217,6 +217,14 @@ class DayTradesSummary(ResponseModel):
 
 
 class DayTrade(ResponseModel):
+    """A closed trade. An option leg's trade also carries `strike`, `option_type` and the
+    underlying's spot at entry and exit (`<underlying>_spot_at_entry` / `_spot_at_exit`,
+    e.g. `nifty_spot_at_entry`), and its `symbol` is the contract's
+    (`NIFTY:2024-10-31:OPT:24350:PE`)."""
+
+    # The spot fields are named after the underlying, so they cannot be declared here.
+    model_config = ConfigDict(extra="allow")
+
     trade_id: str
     position_id: str
     re_entry_num: int

@@ -1,4 +1,5 @@
-"""A dataset upload (`POST /api/v1/datasets`, multipart): the CSV file and what it holds."""
+"""A dataset upload (`POST /api/v1/datasets`, multipart): the file (bars as CSV; an option chain
+as CSV or Parquet, `kind=option_chain`) and what it holds."""
 
 from __future__ import annotations
 
@@ -42,11 +43,18 @@ def _columns(text: str) -> str:
 
 
 class DatasetUpload(RequestModel):
-    """Bars of one ticker at one interval; a new version when the pair exists."""
+    """Bars of one ticker at one interval, or an option chain on one underlying; a new version
+    when the pair exists."""
 
-    file: Annotated[UploadFile, ErrorText("a CSV file is required"), Field(json_schema_extra={"format": "binary"})] = Field(
-        description="CSV in the given format; generic: a header timestamp,open,high,low,close,volume (any case "
-        "and order; ISO dates or date-times, or Unix times)"
+    file: Annotated[UploadFile, ErrorText("a file is required"), Field(json_schema_extra={"format": "binary"})] = Field(
+        description="bars: CSV in the given format; generic: a header timestamp,open,high,low,close,volume (any case "
+        "and order; ISO dates or date-times, or Unix times). option_chain: CSV or Parquet with the columns "
+        "timestamp, expiry, strike, option_type, open, high, low, close, volume (optional oi, iv)"
+    )
+    kind: Literal["bars", "option_chain"] = Field(
+        "bars",
+        description="bars (default) or option_chain: bars of the option contracts of the underlying `ticker` "
+        "(option_type CE or PE; C, P, call and put are accepted)",
     )
     ticker: Ticker
     interval: Interval
@@ -68,6 +76,11 @@ class DatasetUpload(RequestModel):
 
     @model_validator(mode="after")
     def _format_and_columns(self) -> DatasetUpload:
+        if self.kind == "option_chain":
+            raise_problems(type(self), [
+                {"field": name, "message": "applies to bar datasets, not to option chains"}
+                for name in ("format", "columns") if getattr(self, name)
+            ])
         if self.columns and self.format:
             try:
                 check_import(self.format, self.columns)

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PrivateAttr, model_validator
 from pydantic_core.core_schema import ValidatorFunctionWrapHandler
 
+from domain.option_legs import EXPIRY_RULES, STRIKE_RULE
 from domain.rules.strategy import HHMM_RE, MAX_NODES, MAX_QUANTITY, NODE_ID_RE, StrategyInvalid, validate_definition
 from services.gateway.body import RequestModel, raise_problems
 from services.gateway.requests.fields import Interval, Ticker
@@ -40,6 +41,18 @@ class Level(RequestModel):
     value: float | str = Field(description="from the entry fill price, above 0; or a declared parameter as \"{name}\"")
 
 
+class OptionInstrument(RequestModel):
+    """An option leg: the contract is picked at the signal bar from the underlying's chain
+    (domain.option_legs) and traded on its own bars; stop-loss and target are on its premium."""
+
+    type: Literal["option"] = "option"
+    option_type: Literal["CE", "PE"]
+    strike: str = Field(description=f"{STRIKE_RULE}; ATM is the listed strike nearest to the underlying's close "
+                                    "on the signal bar (a tie takes the lower)", examples=["ATM", "ATM+2", "OTM 1"])
+    expiry: str = Field(description=f"one of {', '.join(EXPIRY_RULES)}", examples=["current_week"],
+                        json_schema_extra={"enum": list(EXPIRY_RULES)})
+
+
 class EntryNode(RequestModel):
     id: NodeId | None = Field(None, description="default entry-<n>")
     name: str | None = None
@@ -49,6 +62,7 @@ class EntryNode(RequestModel):
     stop_loss: Level | None = None
     target: Level | None = None
     max_reentries: int = Field(0, ge=0, description="entries allowed after a stop-out, per node and day")
+    instrument: OptionInstrument | None = Field(None, description="absent: the node trades the underlying itself")
 
 
 class ExitNode(RequestModel):

@@ -13,15 +13,20 @@ import pandas as pd
 from fastapi import APIRouter, Depends, Query
 from hindsight.results.v1 import results_pb2
 
+from domain.option_chain import contract_symbol
+from libs.option_chain_wire import chain_frame, ipc_to_table
 from services.gateway.backend import Backend
 from services.gateway.body import MAX_UPLOAD_BODY, UploadReader
 from services.gateway.deps import BackendDep, CallerDep, checked_id
 from services.gateway.errors import ApiError, from_grpc, invalid
 from services.gateway.presenters.datasets import (
+    ChainContracts,
     DatasetBars,
     DatasetDeleted,
     DatasetImport,
     DatasetList,
+    OptionChainDataset,
+    chain_view,
     dataset_view,
     import_view,
 )
@@ -41,8 +46,8 @@ _read_upload = UploadReader(
 @router.post(
     "/api/v1/datasets",
     status_code=201,
-    summary="Import a CSV dataset (new version of ticker+interval)",
-    response_model=DatasetImport,
+    summary="Import a dataset: bars (CSV) or an option chain (CSV or Parquet); a new version of ticker+interval",
+    response_model=DatasetImport | OptionChainDataset,
 )
 async def import_dataset(
     upload: Annotated[DatasetUpload, Depends(_read_upload)], backend: BackendDep, caller: CallerDep
@@ -53,7 +58,14 @@ async def import_dataset(
     `metatrader`. The answer is the new version with what was read: `format`, `columns`
     (field → the file's column), `dropped` (columns not used), `rows_dropped` (Yahoo's null
     rows) and `notes`. A file that is not of its format is a 400 naming the columns expected
-    and the format its first line looks like; nothing is stored then."""
+    and the format its first line looks like; nothing is stored then.
+
+    `kind=option_chain`: an option chain on the underlying `ticker`, as CSV or Parquet with the
+    columns `timestamp, expiry, strike, option_type, open, high, low, close, volume` (any case;
+    optional `oi`, `iv`); `option_type` CE or PE (C, P, call, put accepted); naive timestamps are
+    in `timezone`. The answer is the chain: rows, contracts, expiries, strike steps, date range.
+    The first bad row (a strike <= 0, an expiry before the bar's date, a repeated (timestamp,
+    contract), high < low, ...) is a 400 naming it; nothing is stored then."""
     file = upload.file
     size = file.size
     if size is None:
@@ -64,6 +76,8 @@ async def import_dataset(
         raise invalid("invalid dataset upload", [{"field": "file", "message": "the file is empty"}])
     if size > MAX_UPLOAD_BODY:
         raise ApiError(413, "payload_too_large", f"file exceeds {MAX_UPLOAD_BODY} bytes")
+
+    chain = upload.kind == "option_chain"
 
     async def chunks() -> AsyncIterator[results_pb2.ImportDatasetRequest]:
         first = True
@@ -87,6 +101,10 @@ async def import_dataset(
                 return
 
     timeout = backend.rpc_timeout + size / UPLOAD_BYTES_PER_SECOND
+    if chain:
+        # A chain's rows are also written as Parquet day files: a slower rate than bars.
+        imported = await backend.call(backend.stub.ImportOptionChain, chunks(), timeout=timeout * 2)
+        return chain_view(imported.chain)
     resp = await backend.call(backend.stub.ImportDataset, chunks(), timeout=timeout)
     return import_view(resp.dataset, resp.report)
 
@@ -94,7 +112,56 @@ async def import_dataset(
 @router.get("/api/v1/datasets", summary="Datasets of the caller (latest version of each)", response_model=DatasetList)
 async def list_datasets(backend: BackendDep, caller: CallerDep) -> dict[str, Any]:
     resp = await backend.call(backend.stub.ListDatasets, results_pb2.ListDatasetsRequest(tenant_id=caller.tenant_id))
-    return {"datasets": [dataset_view(d) for d in resp.datasets]}
+    return {"datasets": [dataset_view(d) for d in resp.datasets] + [chain_view(c) for c in resp.option_chains]}
+
+
+@router.get(
+    "/api/v1/datasets/{dataset_id}/contracts",
+    summary="The contracts of one day of an option chain",
+    response_model=ChainContracts,
+)
+async def chain_contracts(
+    dataset_id: str,
+    backend: BackendDep,
+    caller: CallerDep,
+    date: Annotated[str, Query(description="the day, YYYY-MM-DD in the chain's timezone")],
+) -> dict[str, Any]:
+    """`{dataset_id, underlying, date, contracts: [{symbol, expiry, strike, option_type, bars,
+    first, last, volume}]}`: each contract with a bar that day, by expiry, strike, type."""
+    checked_id(dataset_id, "dataset")
+    _day_ns(date, "date")
+    call = backend.stub.GetOptionChainDay(
+        results_pb2.GetOptionChainDayRequest(tenant_id=caller.tenant_id, chain_id=dataset_id, date=date),
+        timeout=backend.rpc_timeout * 4,
+    )
+    pieces: list[bytes] = []
+    underlying = ""
+    try:
+        async for chunk in call:
+            if chunk.HasField("chain"):
+                underlying = chunk.chain.underlying
+            pieces.append(chunk.arrow_ipc)
+    except grpc.aio.AioRpcError as exc:
+        raise from_grpc(exc) from None
+    frame = chain_frame(ipc_to_table(pieces))
+    contracts = []
+    if len(frame):
+        groups = frame.groupby(["expiry", "strike", "option_type"], sort=True).agg(
+            bars=("close", "size"), first=("timestamp", "min"), last=("timestamp", "max"), volume=("volume", "sum")
+        )
+        for (expiry, strike, kind), g in groups.iterrows():
+            day = expiry.date()
+            contracts.append({
+                "symbol": contract_symbol(underlying, day, float(strike), str(kind)),
+                "expiry": day.isoformat(),
+                "strike": float(strike),
+                "option_type": str(kind),
+                "bars": int(g["bars"]),
+                "first": g["first"].strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "last": g["last"].strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "volume": float(g["volume"]),
+            })
+    return {"dataset_id": dataset_id, "underlying": underlying, "date": date, "contracts": contracts}
 
 
 @router.delete(

@@ -64,7 +64,40 @@ entry fill) are checked inside each bar: a bar that opens beyond either exits at
 open came first), and only when the open lies between them and the bar reaches both does the
 stop win. Positions still open at `square_off` close at that bar's open (`exit_reason:
 square_off`); an exit signal decided on the bar before fills at that same open and keeps
-`exit_reason: exit_signal`."""
+`exit_reason: exit_signal`.
+
+**Option legs.** An entry node may trade an option contract of its underlying instead of
+the underlying itself. The underlying needs an option chain (`kind=option_chain` under
+`/api/v1/datasets`): without one the strategy is refused with a 400 naming the node, and so is
+a backtest of it once its chain is deleted.
+
+```json
+{"id": "entry-ce", "condition": "time >= 09:20", "side": "sell", "quantity": 50,
+ "instrument": {"type": "option", "option_type": "CE", "strike": "ATM", "expiry": "current_week"},
+ "stop_loss": {"type": "percent", "value": 30}, "target": {"type": "percent", "value": 50}}
+```
+
+A straddle is two such nodes (CE and PE) with the same condition. Conditions are still
+evaluated on the underlying's bars; the contract is picked at the signal bar from the chain's
+bars of that trading day (its session hours): `expiry` is `current_week` (the nearest listed
+expiry on or after the day), `next_week` (the one after it) or `current_month` (the last listed
+expiry of the day's month; when that has passed, the last of the next month); the listed
+strikes are those of that expiry with a bar that day (calls or puts, so a straddle's legs share
+their ATM); ATM is the listed strike nearest to the underlying's close on the signal bar (a tie
+takes the lower); `ATM+N` / `ATM-N` are N listed strikes above / below it, `OTM N` N strikes out
+of the money for the leg's type (above ATM for a CE, below for a PE) and `ITM N` N strikes into
+it. The leg fills at the open of the contract's first bar at or after the end of the signal bar,
+before the square-off; when it has none the entry is skipped (an `ENTRY_SKIPPED` event with
+`reason: no_quote`; `no_contract` when the rule names no listed contract) and the node takes no
+more positions that day. Stops and targets are on the leg's premium from its fill (a sold leg's
+stop is the premium rising), checked inside each contract bar with the same open-first rule;
+exit signals fill at the contract's next bar's open, the square-off at the open of its first
+bar at or after `square_off`, and a leg with no such bar closes at its last close of the day.
+P&L is (exit - entry) x quantity, negated for a sold leg, less costs. Trades and positions carry
+the contract's `symbol` (`NIFTY:2024-10-31:OPT:24350:PE`), `strike`, `option_type` and the
+underlying's last close at entry and exit as `<underlying>_spot_at_entry` / `_spot_at_exit` (the
+underlying in lower case, other characters as `_`: `nifty_spot_at_entry`); the entry event's
+`option_selection` records the spot, the ATM and chosen strikes, the expiry and the contract."""
 
 
 def _stub(backend: Backend) -> backtest_pb2_grpc.StrategiesServiceStub:

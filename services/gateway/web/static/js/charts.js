@@ -132,8 +132,10 @@ export async function lineChart(el, series, { title, yTitle, yType } = {}) {
   }), CONFIG);
 }
 
-/** Candlesticks from [{timestamp, open, high, low, close}]. */
-export async function candleChart(el, bars, { title, markers = [] } = {}) {
+/** Candlesticks from [{timestamp, open, high, low, close}]. Markers and `lines` ({name, x: [...],
+ * y: [...], color}) with `premium: true` go on a second axis at the right (an option leg's
+ * premium beside the underlying's price). */
+export async function candleChart(el, bars, { title, markers = [], lines = [] } = {}) {
   const Plotly = await loadPlotly();
   const traces = [{
     type: 'candlestick', name: 'price',
@@ -141,17 +143,29 @@ export async function candleChart(el, bars, { title, markers = [] } = {}) {
     low: bars.map((b) => b.low), close: bars.map((b) => b.close),
     increasing: { line: { color: '#15803d' } }, decreasing: { line: { color: '#b91c1c' } },
   }];
+  for (const l of lines) {
+    traces.push({
+      type: 'scatter', mode: 'lines', name: l.name, x: l.x, y: l.y, yaxis: l.premium ? 'y2' : 'y',
+      line: { width: 1.4, dash: 'dot', color: l.color || '#7c3aed' },
+      hovertemplate: `${l.name} %{y:,.2f}<extra>%{x}</extra>`,
+    });
+  }
   for (const m of markers) {
     traces.push({
-      type: 'scatter', mode: 'markers', name: m.name, x: [m.x], y: [m.y],
+      type: 'scatter', mode: 'markers', name: m.name, x: [m.x], y: [m.y], yaxis: m.premium ? 'y2' : 'y',
       marker: { size: 11, symbol: m.symbol || 'circle', color: m.color || '#2563eb', line: { width: 1, color: '#fff' } },
       hovertemplate: `${m.name} %{y:,.2f}<extra>%{x}</extra>`,
     });
   }
+  const premium = markers.some((m) => m.premium) || lines.some((l) => l.premium);
   await Plotly.react(el, traces, layout({
     title, showlegend: false,
     xaxis: { type: 'date', rangeslider: { visible: false } },
     yaxis: { tickformat: ',.2f' },
+    ...(premium ? {
+      yaxis2: { title: { text: 'premium' }, overlaying: 'y', side: 'right', tickformat: ',.2f', showgrid: false },
+      margin: { l: 60, r: 60, t: title ? 36 : 16, b: 44 },
+    } : {}),
   }), CONFIG);
 }
 

@@ -35,10 +35,11 @@ export async function render(root, { query }) {
   const table = sortableTable([
     { key: 'ticker', label: 'Ticker', format: (d) => [h('strong', {}, d.ticker), d.demo ? [' ', badge('demo')] : null] },
     { key: 'interval', label: 'Interval' },
-    { key: 'bars', label: 'Bars', num: true, format: (d) => int(d.bars) },
+    { key: 'bars', label: 'Bars', num: true, format: (d) => int(d.kind === 'option_chain' ? d.rows : d.bars) },
     { key: 'start', label: 'From (UTC)', format: (d) => when(d.start).slice(0, 16) },
     { key: 'end', label: 'To (UTC)', format: (d) => when(d.end).slice(0, 16) },
-    { key: 'calendar', label: 'Calendar', format: (d) => `${d.calendar} · ${d.timezone}` },
+    { key: 'calendar', label: 'Calendar', format: (d) => (d.kind === 'option_chain'
+      ? `option chain on ${d.underlying} · ${d.contracts} contracts · ${d.timezone}` : `${d.calendar} · ${d.timezone}`) },
     { key: 'version', label: 'Ver.', num: true },
     { key: 'actions', label: '', sortable: false, format: (d) => h('button', {
       class: 'danger small', dataset: { delete: d.dataset_id },
@@ -78,6 +79,13 @@ export async function render(root, { query }) {
     history.replaceState({}, '', `/ui/datasets?dataset=${encodeURIComponent(d.dataset_id)}`);
     clear(chartCard).classList.remove('hidden');
     chartCard.append(h('h2', {}, `${d.ticker} · ${d.interval}`));
+    if (d.kind === 'option_chain') {
+      // A chain has no single price series: what it holds instead.
+      chartCard.append(h('p', {}, `Option chain on ${d.underlying}: ${int(d.rows)} bars of ${int(d.contracts)} contracts over ${d.days} days; `
+        + `expiries ${d.expiries[0]} … ${d.expiries[d.expiries.length - 1]} (${d.expiries.length}); strike step ${d.strike_steps.join(', ')}.`
+        + (d.demo ? ' Synthetic (Black–Scholes), not market data.' : '')));
+      return;
+    }
     const note = h('div', { class: 'small muted' }, 'Loading bars…');
     const chart = h('div', { class: 'chart', id: 'dataset-chart' });
     chartCard.append(note, chart);

@@ -197,7 +197,7 @@ export async function render(root, { query }) {
     try {
       [strategies, datasets] = await Promise.all([
         api('/api/v1/strategies', { query: { limit: 1000 } }).then((o) => o.strategies),
-        api('/api/v1/datasets').then((o) => o.datasets),
+        api('/api/v1/datasets').then((o) => o.datasets.filter((d) => d.kind !== 'option_chain')),
       ]);
     } catch (err) { show(formMsg, errorBox(err)); return; }
     clear(strategySelect);
@@ -368,12 +368,17 @@ export async function render(root, { query }) {
     if (!ds) throw new Error('the strategy\'s dataset is not in the list');
     const bars = await api(`/api/v1/datasets/${encodeURIComponent(ds.dataset_id)}/bars`, { query: { start: iso, end: iso, tz: 'local', limit: 1500 } });
     const markers = [];
+    const lines = [];
     for (const p of day.positions) {
       const buy = String(p.side).toUpperCase() === 'BUY';
-      markers.push({ name: `#${p.position_num} entry`, x: p.entry_time, y: p.entry_price, symbol: buy ? 'triangle-up' : 'triangle-down', color: '#2563eb' });
-      markers.push({ name: `#${p.position_num} exit (${p.exit_reason})`, x: p.exit_time, y: p.exit_price, symbol: 'x', color: p.pnl >= 0 ? '#15803d' : '#b91c1c' });
+      // An option leg's prices are premiums: on the right-hand axis, joined entry to exit.
+      const premium = Boolean(p.option_type);
+      const label = premium ? `#${p.position_num} ${p.symbol}` : `#${p.position_num}`;
+      markers.push({ name: `${label} entry`, x: p.entry_time, y: p.entry_price, symbol: buy ? 'triangle-up' : 'triangle-down', color: '#2563eb', premium });
+      markers.push({ name: `${label} exit (${p.exit_reason})`, x: p.exit_time, y: p.exit_price, symbol: 'x', color: p.pnl >= 0 ? '#15803d' : '#b91c1c', premium });
+      if (premium) lines.push({ name: label, x: [p.entry_time, p.exit_time], y: [p.entry_price, p.exit_price], premium });
     }
-    await candleChart(chart, bars.bars, { title: `${ds.ticker} ${ds.interval}, ${toDmy(iso)} (${bars.timezone} time)`, markers });
+    await candleChart(chart, bars.bars, { title: `${ds.ticker} ${ds.interval}, ${toDmy(iso)} (${bars.timezone} time)`, markers, lines });
     closers.push(() => purge(chart));
   }
 

@@ -110,7 +110,7 @@ export async function render(root, { query, navigate }) {
       h('summary', {}, 'New backtest (synchronous; saved as a run)'), h('div', { style: { marginTop: '.6rem', maxWidth: '640px' } }, btForm)));
 
   api('/api/v1/datasets').then((out) => {
-    for (const t of [...new Set(out.datasets.map((d) => d.ticker))].sort()) tickerSelect.append(h('option', { value: t }, t));
+    for (const t of [...new Set(out.datasets.filter((d) => d.kind !== 'option_chain').map((d) => d.ticker))].sort()) tickerSelect.append(h('option', { value: t }, t));
   }).catch((err) => show(btMsg, errorBox(err)));
 
   async function load() {

@@ -132,7 +132,7 @@ export async function render(root, { query, navigate }) {
   // ---- datasets -> ticker / interval choices
   let datasets = [];
   try {
-    datasets = (await api('/api/v1/datasets')).datasets;
+    datasets = (await api('/api/v1/datasets')).datasets.filter((d) => d.kind !== 'option_chain');
   } catch (err) {
     show(formMsg, errorBox(err));
   }

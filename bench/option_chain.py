@@ -1,0 +1,190 @@
+"""Option-chain import benchmark (issue 15): a synthetic year of one-minute weekly chain,
+imported from Parquet and from CSV by results' import (services/results/chain_import.py: read
+in batches, checked, written as day-partitioned Parquet to the market store).
+
+    .venv/bin/python -m bench.option_chain            (what `make bench` runs: 250 days, ~15 M rows)
+    .venv/bin/python -m bench.option_chain --days 20  (a quick look)
+
+The chain: 250 weekdays from 2024-01-01, 375 one-minute bars a day (09:15-15:29
+Asia/Kolkata), two live weekly expiries (Thursdays), 41 strikes 50 apart around the day's
+first spot, CE and PE: 250 x 375 x 2 x 41 x 2 = 15.4 M rows, with `oi`. Prices are
+intrinsic value plus a time value that decays to the expiry, on a 0.05 tick, from a random walk
+of the spot: cheap to make (no Black-Scholes), realistic enough for the encodings.
+
+Each import runs in a fresh child process so its peak RSS (ru_maxrss) is its own; the line
+shows rows/s (targets: >= 1 M rows/s from Parquet, >= 300 k rows/s from CSV), the peak RSS
+above the process's RSS before the import, and the bytes stored per row. A --days 25 import
+of the same files' kind is run first, so the peak RSS of a file 10 times larger can be seen
+not to grow with it. The exit status is 1 if a rate target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import resource
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+TARGET_PARQUET = 1_000_000
+TARGET_CSV = 300_000
+MINUTES = 375
+STRIKES_EACH_SIDE = 20
+STEP = 50.0
+TICK = 0.05
+ZONE = "Asia/Kolkata"
+
+
+def _thursday_on_or_after(d: date) -> date:
+    return d + timedelta(days=(3 - d.weekday()) % 7)
+
+
+def chain_day(day: date, spot0: float, rng: np.random.Generator) -> tuple[pa.Table, float]:
+    """One day of the synthetic chain (sorted by timestamp, expiry, strike, type) and the last spot."""
+    spot = spot0 * np.exp(np.cumsum(rng.normal(0.0, 0.0006, MINUTES)))
+    start = np.datetime64(f"{day.isoformat()}T09:15", "s")
+    ts = start + np.arange(MINUTES).astype("timedelta64[m]")
+    first = _thursday_on_or_after(day)
+    expiries = np.array([first, first + timedelta(weeks=1)], dtype="datetime64[D]")
+    days_left = (expiries - np.datetime64(day, "D")).astype(np.float64) + 0.3
+    strikes = round(spot0 / STEP) * STEP + np.arange(-STRIKES_EACH_SIDE, STRIKES_EACH_SIDE + 1) * STEP
+    shape = (MINUTES, 2, strikes.size, 2)
+    s = spot[:, None, None, None]
+    k = strikes[None, None, :, None]
+    width = (spot0 * 0.01 * np.sqrt(days_left))[None, :, None, None]
+    is_call = np.array([True, False])[None, None, None, :]
+    intrinsic = np.where(is_call, np.maximum(s - k, 0.0), np.maximum(k - s, 0.0))
+    time_value = 0.4 * width * np.exp(-0.5 * ((s - k) / width) ** 2)
+    mid = intrinsic + time_value + TICK
+    noise = np.abs(rng.normal(0.0, 0.002, shape)) * mid
+    open_ = np.round(mid / TICK) * TICK
+    close = np.round((mid + rng.normal(0.0, 0.001, shape) * mid) / TICK) * TICK
+    high = np.maximum(open_, close) + np.round(noise / TICK) * TICK
+    low = np.maximum(np.minimum(open_, close) - np.round(noise / TICK) * TICK, 0.0)
+    close = np.maximum(close, 0.0)
+    volume = np.round(rng.lognormal(5.0, 1.0, shape))
+    oi = np.round(rng.lognormal(9.0, 0.5, shape))
+    n = int(np.prod(shape))
+    table = pa.table({
+        "timestamp": pa.array(np.repeat(ts, n // MINUTES)),
+        "expiry": pa.array(np.broadcast_to(expiries[None, :, None, None], shape).reshape(-1)),
+        "strike": pa.array(np.broadcast_to(k, shape).reshape(-1)),
+        "option_type": pa.DictionaryArray.from_arrays(
+            pa.array(np.broadcast_to(np.array([0, 1], np.int8)[None, None, None, :], shape).reshape(-1)),
+            pa.array(["CE", "PE"]),
+        ).cast(pa.string()),
+        "open": open_.reshape(-1), "high": high.reshape(-1), "low": low.reshape(-1), "close": close.reshape(-1),
+        "volume": volume.reshape(-1), "oi": oi.reshape(-1),
+    })
+    return table, float(spot[-1])
+
+
+def write_files(directory: Path, days: int, seed: int = 15) -> tuple[Path, Path, int]:
+    """The chain as Parquet and as CSV; returns (parquet, csv, rows)."""
+    rng = np.random.default_rng(seed)
+    pq_path, csv_path = directory / "chain.parquet", directory / "chain.csv"
+    rows = 0
+    spot = 24000.0
+    trading = [d for d in (date(2024, 1, 1) + timedelta(days=i) for i in range(days * 2)) if d.weekday() < 5][:days]
+    pq_writer = csv_writer = None
+    try:
+        for day in trading:
+            table, spot = chain_day(day, spot, rng)
+            if pq_writer is None:
+                pq_writer = pq.ParquetWriter(pq_path, table.schema, compression="snappy")
+                csv_writer = pacsv.CSVWriter(csv_path, table.schema)
+            pq_writer.write_table(table, row_group_size=256 * 1024)
+            csv_writer.write_table(table)
+            rows += table.num_rows
+    finally:
+        if pq_writer is not None:
+            pq_writer.close()
+        if csv_writer is not None:
+            csv_writer.close()
+    return pq_path, csv_path, rows
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * resource.getpagesize()
+
+
+def _import_child(path: str, store_dir: str, out: mp.Queue) -> None:
+    from services.results.chain_import import import_chain_file
+    from services.results.market_store import MarketStore
+    from services.results.uploads import limit_malloc_arenas
+
+    limit_malloc_arenas()  # as results does at start
+    store = MarketStore(Path(store_dir))
+    staging = store.new_staging()
+    before = _rss_bytes()
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    with open(path, "rb") as f:
+        summary = import_chain_file(f, ZONE, "BENCH", staging)
+    took = time.perf_counter() - started
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    stored = store.measure(staging).bytes
+    out.put({"rows": summary.rows, "seconds": took, "cpu": cpu, "before": before, "peak": peak, "stored": stored,
+             "contracts": summary.contracts, "expiries": len(summary.expiries), "days": summary.days})
+
+
+def measure(path: Path, store_dir: Path) -> dict:
+    ctx = mp.get_context("spawn")
+    q: mp.Queue = ctx.Queue()
+    p = ctx.Process(target=_import_child, args=(str(path), str(store_dir), q))
+    p.start()
+    result = q.get(timeout=1800)
+    p.join(60)
+    return result
+
+
+def report(label: str, size: int, r: dict, target: int | None) -> bool:
+    rate = r["rows"] / r["seconds"]
+    ok = target is None or rate >= target
+    aim = f" (target >= {target / 1e6:g} M/s: {'met' if ok else 'MISSED'})" if target else ""
+    print(f"{label:<22} {size / 1e6:8.0f} MB  {r['rows']:>11,} rows in {r['seconds']:6.2f} s = "
+          f"{rate / 1e6:5.2f} M rows/s{aim} (CPU {r['cpu']:.1f} s); peak RSS +{(r['peak'] - r['before']) / 2**20:5.0f} MiB; "
+          f"stored {r['stored'] / r['rows']:.1f} bytes/row")
+    return ok
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--days", type=int, default=250, help="trading days of chain (250: about 15 M rows)")
+    args = ap.parse_args()
+    ok = True
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (a busy machine slows the wall-clock rates)")
+    with tempfile.TemporaryDirectory(prefix="bench-chain-") as tmp:
+        base = Path(tmp)
+        for days, check in ((max(1, args.days // 10), False), (args.days, True)):
+            d = base / f"d{days}"
+            d.mkdir()
+            started = time.perf_counter()
+            pq_path, csv_path, rows = write_files(d, days)
+            print(f"generated {days} days: {rows:,} rows ({rows / days / MINUTES:.0f} contracts a minute) in "
+                  f"{time.perf_counter() - started:.1f} s; Parquet {pq_path.stat().st_size / 1e6:.0f} MB, "
+                  f"CSV {csv_path.stat().st_size / 1e6:.0f} MB")
+            for label, path, target in (("Parquet", pq_path, TARGET_PARQUET), ("CSV", csv_path, TARGET_CSV)):
+                r = measure(path, d / f"store-{label}")
+                ok &= report(f"{label} {days} days", path.stat().st_size, r, target if check else None)
+            pq_path.unlink()
+            csv_path.unlink()
+    if not ok:
+        print("an import rate target was missed", file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

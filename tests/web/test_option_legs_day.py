@@ -1,0 +1,59 @@
+"""Issue 15, item 4 in the dashboard: a short straddle on DEMO-MINUTE (its legs on the demo
+chain DEMO-OPTIONS) run from the Day-by-day page; a day's positions name their contracts and
+the day's chart shows the legs' premiums on a second axis beside the underlying's candles."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.web.conftest import WEB_KEY, Browser
+
+pytestmark = pytest.mark.timeout(180)
+
+STRADDLE = {
+    "name": "Short straddle (dashboard)",
+    "dataset": {"ticker": "DEMO-MINUTE", "interval": "1m"},
+    "session": {"square_off": "15:15"},
+    "entries": [
+        {"id": f"entry-{t.lower()}", "condition": "time >= 09:20", "side": "sell", "quantity": 50,
+         "instrument": {"type": "option", "option_type": t, "strike": "ATM", "expiry": "current_week"},
+         "stop_loss": {"type": "percent", "value": 30}, "target": {"type": "percent", "value": 50}}
+        for t in ("CE", "PE")
+    ],
+}
+
+
+def test_a_straddle_day_shows_contracts_and_premiums(browser: Browser) -> None:
+    page = browser.page
+    with httpx.Client(base_url=browser.base_url, headers={"X-API-Key": WEB_KEY}, timeout=30) as c:
+        sid = c.post("/api/v1/strategies", json=STRADDLE).json()["strategy_id"]
+    try:
+        browser.goto(f"/ui/days?strategy={sid}")
+        page.wait_for_selector("#days-form, #api-key")
+        if page.query_selector("#api-key") is not None:  # run alone: log in first (the dashboard's tests did)
+            page.fill("#api-key", WEB_KEY)
+            page.click("#login-submit")
+            page.wait_for_selector("#days-form")
+        page.wait_for_selector(f'#days-strategy option[value="{sid}"]', state="attached")
+        page.select_option("#days-strategy", sid)
+        page.click("#days-run")
+        page.wait_for_selector('#days-progress [role=progressbar][aria-valuenow="100"]', timeout=120_000)
+        page.wait_for_selector("#days-summary")
+        with httpx.Client(base_url=browser.base_url, headers={"X-API-Key": WEB_KEY}, timeout=30) as c:
+            meta = c.get(f"/api/v1/backtest/metadata/dashboard/{sid}").json()
+        assert meta["status"] == "completed"
+        day = next(d for d in meta["daily_summaries"] if d["positions"] > 0 and d["pnl"] != 0)
+        iso = f"{day['date'][6:]}-{day['date'][3:5]}-{day['date'][:2]}"
+        page.click(f'#pnl-calendar .day[data-date="{iso}"]')
+        page.wait_for_selector("#day-positions .position")
+        titles = page.eval_on_selector_all("#day-positions .position header strong", "ss => ss.map(s => s.textContent)")
+        assert len(titles) == day["positions"] and all(":OPT:" in t and t.split()[-1].startswith("DEMO-MINUTE:")
+                                                       for t in titles), titles
+        page.wait_for_selector("#day-chart .main-svg")
+        assert page.eval_on_selector("#day-chart", "el => el.textContent.includes('premium')")
+        assert page.query_selector("#day-chart .y2tick") is not None  # the premium axis has ticks
+        browser.shot("days-straddle-day")
+    finally:
+        with httpx.Client(base_url=browser.base_url, headers={"X-API-Key": WEB_KEY}, timeout=30) as c:
+            c.delete(f"/api/v1/strategies/{sid}")
