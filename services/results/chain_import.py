@@ -17,7 +17,9 @@ import queue
 import re
 import shutil
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -57,6 +59,8 @@ _TYPE_NAMES = {code: name for name, code in TYPE_CODES.items()}
 PREFETCH_BATCHES = 2
 # Rows of one day held before they are written (a day of a weekly index chain is ~60 k).
 FLUSH_ROWS = 512 * 1024
+# Day files handed to the writing thread and not yet written, at most.
+WRITES_IN_FLIGHT = 2
 
 
 @dataclass
@@ -337,45 +341,65 @@ def _problem(b: _Batch) -> Any:
 
 class _DayFiles:
     """The staging day files. The current run's day is buffered (up to FLUSH_ROWS) and written
-    as one row group when the day changes: a row group's dictionaries then cover a whole day."""
+    as one row group when the day changes: a row group's dictionaries then cover a whole day.
+    Writing (encoding, compressing) runs on a thread of its own, in order, while the next
+    batches are read and checked; at most WRITES_IN_FLIGHT wait, so memory stays bounded."""
 
     def __init__(self, staging: Path) -> None:
         self.staging = staging
         self.parts: dict[int, list[Path]] = {}
         self.unsorted: set[int] = set()
         self.day: int | None = None
-        self.writer: pq.ParquetWriter | None = None
+        self.path: Path | None = None
         self.pending: list[pa.Table] = []
         self.pending_rows = 0
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain-import-write")
+        self.in_flight: deque[Future[None]] = deque()
 
     def write(self, day: int, table: pa.Table) -> None:
         if day != self.day:
-            self.close()
+            self.close_day()
             parts = self.parts.setdefault(day, [])
             directory = self.staging / day_dir_name(_as_date(day))
             directory.mkdir(mode=0o700, exist_ok=True)
-            path = directory / f"run-{len(parts)}.parquet"
-            parts.append(path)
+            self.path = directory / f"run-{len(parts)}.parquet"
+            parts.append(self.path)
             if len(parts) > 1:
                 self.unsorted.add(day)
-            self.writer = day_writer(path)
             self.day = day
         self.pending.append(table)
         self.pending_rows += table.num_rows
         if self.pending_rows >= FLUSH_ROWS:
-            self.flush()
+            # A day larger than FLUSH_ROWS goes in several files of the same day (sorted at the end).
+            self.close_day()
 
-    def flush(self) -> None:
-        if self.pending and self.writer is not None:
-            self.writer.write_table(pa.concat_tables(self.pending), row_group_size=max(self.pending_rows, 1))
+    def close_day(self) -> None:
+        """Write the buffered run to its file, on the writing thread."""
+        if self.pending and self.path is not None:
+            self._submit(_write_file, self.path, pa.concat_tables(self.pending), self.pending_rows)
         self.pending, self.pending_rows = [], 0
+        self.day = self.path = None
 
-    def close(self) -> None:
-        self.flush()
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
-        self.day = None
+    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
+        while len(self.in_flight) >= WRITES_IN_FLIGHT:
+            self.in_flight.popleft().result()  # re-raises the writer's error
+        self.in_flight.append(self.pool.submit(fn, *args))
+
+    def finish(self) -> None:
+        """Every file written (or the first writing error raised)."""
+        self.close_day()
+        while self.in_flight:
+            self.in_flight.popleft().result()
+
+    def shutdown(self) -> None:
+        for f in self.in_flight:
+            f.cancel()
+        self.pool.shutdown(wait=True)
+
+
+def _write_file(path: Path, table: pa.Table, rows: int) -> None:
+    with day_writer(path) as w:
+        w.write_table(table, row_group_size=max(rows, 1))
 
 
 def day_writer(path: Path) -> pq.ParquetWriter:
@@ -493,7 +517,7 @@ def import_chain_file(f: BinaryIO, timezone: str, underlying: str, staging: Path
                 contracts.add((exp, float(uniq[s]), code))
             last = (int(day[-1]), int(b.ts[-1]), int(b.expiry_day[-1]), float(b.strike[-1]), int(b.code[-1]))
             row += n
-        files.close()
+        files.finish()
         if row == 0:
             raise InvalidArgument("the option chain file has no rows")
         for d, parts in files.parts.items():
@@ -503,7 +527,7 @@ def import_chain_file(f: BinaryIO, timezone: str, underlying: str, staging: Path
             else:
                 parts[0].rename(final)
     finally:
-        files.close()
+        files.shutdown()
     out.rows = row
     out.contracts = len(contracts)
     expiries = sorted({e for e, _, _ in contracts})
