@@ -69,12 +69,9 @@ def import_bars_parquet(f: BinaryIO, timezone: str, mapping: dict[str, str], max
     if total > max_rows:
         raise InvalidArgument(f"the file has {total:,} rows; a dataset holds at most {max_rows:,} bars")
     out = _Filler(total)
-    seen_aware = seen_naive = False
     row = 0
     prev: tuple[int, int] | None = None
     ts_type = pf.schema_arrow.field(cols["timestamp"]).type
-    if pa.types.is_timestamp(ts_type):
-        seen_aware, seen_naive = ts_type.tz is not None, ts_type.tz is None
     for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=list(dict.fromkeys(cols.values()))):
         n = batch.num_rows
         ts, _ = parse_times(batch.column(cols["timestamp"]), timezone)
@@ -96,13 +93,12 @@ def import_bars_parquet(f: BinaryIO, timezone: str, mapping: dict[str, str], max
         out.add(ts, o, h, lo, c, v)
         prev = (int(ts[-1]), int(rows[-1]))
         row += n
-        if pa.types.is_string(ts_type) or pa.types.is_large_string(ts_type):
-            seen_naive = seen_aware = True  # ISO text: either may occur
     bars, _ = out.bars()
     notes = []
-    if pa.types.is_timestamp(ts_type) or pa.types.is_date(ts_type):
-        notes.append("timestamps with a zone converted to UTC" if seen_aware
-                     else f"timestamps without a zone read as {timezone} wall-clock time")
+    if pa.types.is_timestamp(ts_type) and ts_type.tz is not None:
+        notes.append(f"timestamps with a zone ({ts_type.tz}) converted to UTC")
+    elif pa.types.is_timestamp(ts_type) or pa.types.is_date(ts_type):
+        notes.append(f"timestamps without a zone read as {timezone} wall-clock time")
     else:
         notes.append(f"ISO text timestamps: without an offset read as {timezone} wall-clock time, with one converted "
                      "to UTC")
