@@ -402,12 +402,13 @@ def _write_file(path: Path, table: pa.Table, rows: int) -> None:
         w.write_table(table, row_group_size=max(rows, 1))
 
 
-def day_writer(path: Path) -> pq.ParquetWriter:
+def day_writer(path: Path, dictionary: bool | list[str] = True) -> pq.ParquetWriter:
     """A day file's writer (the store's compression and encodings)."""
-    # Dictionary pages for every column: a day repeats its minutes, expiries, strikes and (on a
-    # tick) most prices; a column whose values do not repeat falls back to plain pages by itself.
+    # Dictionary pages for every column by default: a day repeats its minutes, expiries, strikes
+    # and (on a tick) most prices; a column whose values do not repeat falls back to plain pages
+    # by itself, after trying (the demo's untruncated prices name the columns worth it instead).
     return pq.ParquetWriter(
-        path, CHAIN_SCHEMA, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL, use_dictionary=True,
+        path, CHAIN_SCHEMA, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL, use_dictionary=dictionary,
         write_statistics=["timestamp"],
     )
 

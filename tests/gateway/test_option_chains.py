@@ -35,7 +35,7 @@ HEADER = "timestamp,expiry,strike,option_type,open,high,low,close,volume,oi"
 def pg_stack(harness: Harness) -> Iterator[tuple[Results, Gateway]]:
     name, url = create_database()
     try:
-        results = harness.results(database_url=url)
+        results = harness.results(database_url=url, hindsight_demo_option_chain=True)
         yield results, harness.gateway(results.addr)
         harness.stop_results(results)
     finally:

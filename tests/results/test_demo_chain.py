@@ -29,7 +29,7 @@ IST = "Asia/Kolkata"
 
 @pytest.fixture(scope="module")
 def days() -> list:
-    return demo_chain_days()
+    return list(demo_chain_days())
 
 
 def quantlib_price(kind: str, spot: float, strike: float, years: float) -> float:
