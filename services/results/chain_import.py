@@ -289,9 +289,10 @@ def _type_codes(arr: pa.Array) -> np.ndarray:
     if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         raise InvalidArgument(f"the option_type column must hold CE or PE, not {arr.type}")
     enc = pc.dictionary_encode(arr)
-    uniq = [normalize_option_type(t) if t is not None else None for t in enc.dictionary.to_pylist()]
-    codes = np.array([TYPE_CODES[t] if t else -1 for t in uniq] or [-1], dtype=np.int64)
-    return codes[enc.indices.fill_null(len(uniq)).to_numpy(zero_copy_only=False).clip(0, len(codes) - 1)] if uniq else np.full(len(arr), -1)
+    kinds = [normalize_option_type(t) if t is not None else None for t in enc.dictionary.to_pylist()]
+    # The code of each distinct text, then -1 for an empty cell (a null's index points past them).
+    codes = np.array([TYPE_CODES[k] if k else -1 for k in kinds] + [-1], dtype=np.int64)
+    return codes[enc.indices.fill_null(len(kinds)).to_numpy(zero_copy_only=False)]
 
 
 def _numbers(arr: pa.Array, name: str) -> np.ndarray:

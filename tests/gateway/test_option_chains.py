@@ -79,6 +79,7 @@ def to_csv(rows: list[dict[str, Any]], spell: dict[str, str] | None = None) -> b
     spell = spell or {}
     lines = [HEADER]
     for r in rows:
+        r = {k: ("" if v is None else v) for k, v in r.items()}
         lines.append(
             f"{r['timestamp'].isoformat(sep=' ')},{r['expiry'].isoformat()},{r['strike']:g},"
             f"{spell.get(r['option_type'], r['option_type'])},{r['open']},{r['high']},{r['low']},{r['close']},"
@@ -226,6 +227,8 @@ BAD_ROWS = {
     "negative volume": (5, {"volume": -1.0}, "volume must be a number >= 0"),
     "negative price": (5, {"open": -1.0, "low": -2.0}, "open must be a number >= 0"),
     "unknown option type": (6, {"option_type": "XX"}, "option_type must be CE or PE"),
+    "missing option type": (6, {"option_type": None}, "option_type must be CE or PE"),
+    "missing close": (4, {"close": None}, "close must be a number >= 0"),
 }
 
 
