@@ -142,7 +142,10 @@ def _csv_header(f: BinaryIO) -> list[str]:
     first = f.readline(1024 * 1024)
     f.seek(0)
     text = first.decode("utf-8-sig", errors="replace")
-    return next(csv.reader(io.StringIO(text)), [])
+    try:
+        return next(csv.reader(io.StringIO(text)), [])
+    except csv.Error:  # not text: no header to find the columns in
+        return text.strip().split(",")
 
 
 def _batches(f: BinaryIO) -> tuple[str, dict[str, str], Callable[[], Iterator[pa.RecordBatch]]]:
@@ -166,12 +169,13 @@ def _batches(f: BinaryIO) -> tuple[str, dict[str, str], Callable[[], Iterator[pa
         raise InvalidArgument("the file is empty")
     cols = _column_map(header)
 
-    def csv(all_text: bool = False) -> Iterator[pa.RecordBatch]:
+    def csv(all_text: bool = False, threads: bool = True, on_bad_row: Any = None) -> Iterator[pa.RecordBatch]:
         f.seek(0)
         types = {cols[c]: (pa.string() if c in TEXT or all_text else pa.float64()) for c in cols}
         reader = pacsv.open_csv(
             f,
-            read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=True),
+            read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=threads),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_bad_row),
             convert_options=pacsv.ConvertOptions(
                 column_types=types, include_columns=list(cols.values()), strings_can_be_null=False
             ),
@@ -182,33 +186,66 @@ def _batches(f: BinaryIO) -> tuple[str, dict[str, str], Callable[[], Iterator[pa
         try:
             yield from csv()
         except pa.ArrowInvalid as exc:
-            raise _csv_conversion_problem(str(exc), cols, lambda: csv(all_text=True)) from None
+            raise _csv_problem(str(exc), cols, csv) from None
 
     return "csv", cols, csv_typed
 
 
-def _csv_conversion_problem(
-    message: str, cols: dict[str, str], text_batches: Callable[[], Iterator[pa.RecordBatch]]
-) -> InvalidArgument:
-    """pyarrow names the column of a value that is not a number but not its row: find it."""
-    bad = re.search(r"invalid value '([^']*)'", message)
-    for ours in NUMERIC:
-        if ours not in cols:
-            continue
-        row = 0
-        for batch in text_batches():
-            texts = batch.column(cols[ours]).to_pandas()
-            nums = pd.to_numeric(texts, errors="coerce")
-            hit = np.flatnonzero(nums.isna().to_numpy() & (texts.str.strip() != "").to_numpy())
-            if hit.size:
-                value = texts.iloc[int(hit[0])]
-                return InvalidArgument(f"row {row + int(hit[0]) + 1}: {ours} is not a number ({value!r})")
-            row += batch.num_rows
-    detail = f" ({bad.group(1)!r})" if bad else ""
-    return InvalidArgument(f"the CSV cannot be read: {message.splitlines()[0]}{detail}")
+def _csv_problem(message: str, cols: dict[str, str], csv: Callable[..., Iterator[pa.RecordBatch]]) -> InvalidArgument:
+    """pyarrow's reader (on threads) says what is wrong but not on which row: read the file
+    again, as text, to find it. Only after an error."""
+    first = message.splitlines()[0] if message else "unreadable"
+    try:
+        if "CSV parse error" in message:
+            bad: list[Any] = []
+
+            def note(row: Any) -> str:
+                bad.append(row)
+                return "error"
+
+            try:
+                for _ in csv(all_text=True, threads=False, on_bad_row=note):
+                    pass
+            except pa.ArrowInvalid:
+                pass
+            if bad and bad[0].number is not None:
+                b = bad[0]  # its number counts the header's line
+                return InvalidArgument(
+                    f"row {b.number - 1}: expected {b.expected_columns} columns (as the header), got "
+                    f"{b.actual_columns}: {b.text[:200]!r}"
+                )
+        elif "UTF8" in message or "UTF-8" in message:
+            return InvalidArgument(f"the CSV is not UTF-8 text: {first}")
+        elif "conversion error to double" in message:
+            for ours in NUMERIC:
+                if ours not in cols:
+                    continue
+                row = 0
+                for batch in csv(all_text=True):
+                    texts = batch.column(cols[ours]).to_pandas()
+                    nums = pd.to_numeric(texts, errors="coerce")
+                    hit = np.flatnonzero(nums.isna().to_numpy() & (texts.str.strip() != "").to_numpy())
+                    if hit.size:
+                        value = texts.iloc[int(hit[0])]
+                        return InvalidArgument(f"row {row + int(hit[0]) + 1}: {ours} is not a number ({value!r})")
+                    row += batch.num_rows
+    except (pa.ArrowException, OSError, ValueError):
+        pass  # the second read failed too: say what the first did
+    return InvalidArgument(f"the CSV cannot be read: {first}")
 
 
 # ---------------------------------------------------------------- normalising a batch
+
+
+_FIRST_TIME, _LAST_TIME = pd.Timestamp("1900-01-01"), pd.Timestamp("2200-01-01")
+
+
+def _bounded(parsed: Any) -> pd.DatetimeIndex:
+    """Parsed times with those outside 1900-2199 as NaT (beyond nanoseconds' range, and no market's)."""
+    idx = pd.DatetimeIndex(parsed)
+    naive = idx.tz_localize(None) if idx.tz is not None else idx
+    ok = np.asarray((naive >= _FIRST_TIME) & (naive < _LAST_TIME))
+    return idx.where(ok).as_unit("ns") if len(idx) else idx.as_unit("ns")
 
 
 def parse_times(arr: pa.Array, zone: str) -> tuple[np.ndarray, np.ndarray]:
@@ -228,11 +265,11 @@ def parse_times(arr: pa.Array, zone: str) -> tuple[np.ndarray, np.ndarray]:
         has_offset = texts.str.contains(_OFFSET_RE).fillna(False).to_numpy()
         utc_ns = np.full(len(texts), _NAT, dtype=np.int64)
         if (~has_offset).any():
-            naive = pd.to_datetime(texts[~has_offset], format="ISO8601", errors="coerce")
+            naive = _bounded(pd.to_datetime(texts[~has_offset], format="ISO8601", errors="coerce"))
             local = pd.DatetimeIndex(naive).tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
             utc_ns[~has_offset] = local.tz_convert("UTC").as_unit("ns").asi8
         if has_offset.any():
-            aware = pd.to_datetime(texts[has_offset], format="ISO8601", errors="coerce", utc=True)
+            aware = _bounded(pd.to_datetime(texts[has_offset], format="ISO8601", errors="coerce", utc=True))
             utc_ns[has_offset] = pd.DatetimeIndex(aware).as_unit("ns").asi8
         utc = pd.DatetimeIndex(np.where(utc_ns == _NAT, np.datetime64("NaT"), utc_ns.view("datetime64[ns]")), tz="UTC")
     else:
@@ -271,7 +308,7 @@ def _expiry_days(arr: pa.Array, zone: str) -> tuple[np.ndarray, np.ndarray]:
         raise InvalidArgument(f"the expiry column must hold dates YYYY-MM-DD, not {arr.type}")
     enc = pc.dictionary_encode(arr)
     texts = pd.Series(enc.dictionary.to_pylist(), dtype=object).str.strip()
-    parsed = pd.DatetimeIndex(pd.to_datetime(texts, format="ISO8601", errors="coerce"))
+    parsed = _bounded(pd.to_datetime(texts, format="ISO8601", errors="coerce"))
     if parsed.tz is not None:
         parsed = parsed.tz_localize(None)
     ok = ~parsed.isna()
@@ -431,6 +468,10 @@ def _read_ahead(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
                 if stop.is_set():
                     return
             box.put(("end", None))
+        except InvalidArgument as exc:
+            box.put(("error", exc))
+        except (pa.ArrowException, OSError) as exc:  # the file is not what it says it is
+            box.put(("error", InvalidArgument(f"the file cannot be read: {str(exc).splitlines()[0] if str(exc) else exc!r}")))
         except BaseException as exc:  # handed to the consumer
             box.put(("error", exc))
 
@@ -479,7 +520,10 @@ def import_chain_file(f: BinaryIO, timezone: str, underlying: str, staging: Path
             n = batch.num_rows
             if n == 0:
                 continue
-            b = _normalize(batch, cols, timezone)
+            try:
+                b = _normalize(batch, cols, timezone)
+            except (pa.ArrowException, ValueError, OverflowError) as exc:  # e.g. a time beyond 2262
+                raise InvalidArgument(f"rows {row + 1}-{row + n}: cannot be read: {str(exc).splitlines()[0]}") from None
             bad = _problem(b)
             if bad is not None:
                 raise InvalidArgument(
