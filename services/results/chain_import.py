@@ -253,10 +253,9 @@ def parse_times(arr: pa.Array, zone: str) -> tuple[np.ndarray, np.ndarray]:
     if pa.types.is_dictionary(arr.type):
         arr = arr.cast(arr.type.value_type)
     if pa.types.is_timestamp(arr.type) or pa.types.is_date(arr.type):
-        enc = pc.dictionary_encode(arr.cast(pa.timestamp("ns", tz=arr.type.tz) if pa.types.is_timestamp(arr.type) else pa.timestamp("ns")))
-        uniq = enc.dictionary
         aware = pa.types.is_timestamp(arr.type) and arr.type.tz is not None
-        values = pd.DatetimeIndex(uniq.to_pandas())
+        enc = pc.dictionary_encode(arr.cast(pa.timestamp("ns", tz=arr.type.tz if aware else None)))
+        values = pd.DatetimeIndex(enc.dictionary.to_pandas())
         idx = values if aware else values.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
         utc = idx.tz_convert("UTC")
     elif pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
@@ -277,16 +276,11 @@ def parse_times(arr: pa.Array, zone: str) -> tuple[np.ndarray, np.ndarray]:
     uniq_ns = utc.as_unit("ns").asi8.copy()
     wall = utc.tz_convert(zone).tz_localize(None).as_unit("ns").asi8
     uniq_day = np.where(uniq_ns == _NAT, 0, np.floor_divide(wall, _DAY_NS))
-    indices = enc.indices.to_numpy(zero_copy_only=False)
-    if enc.indices.null_count:  # an empty cell
-        indices = np.where(pd.isna(indices), 0, indices).astype(np.int64)
-        missing = enc.indices.is_null().to_numpy(zero_copy_only=False)
-    else:
-        missing = None
-    ns, day = uniq_ns[indices] if len(uniq_ns) else np.full(len(arr), _NAT), uniq_day[indices] if len(uniq_ns) else np.zeros(len(arr), np.int64)
-    if missing is not None:
-        ns = np.where(missing, _NAT, ns)
-    return ns.astype(np.int64), day.astype(np.int64)
+    # Each row's distinct value; an empty cell (null) points past them, to NaT and day 0.
+    uniq_ns = np.append(uniq_ns, _NAT)
+    uniq_day = np.append(uniq_day, 0)
+    indices = enc.indices.fill_null(len(uniq_ns) - 1).to_numpy(zero_copy_only=False)
+    return uniq_ns[indices].astype(np.int64), uniq_day[indices].astype(np.int64)
 
 
 def _expiry_days(arr: pa.Array, zone: str) -> tuple[np.ndarray, np.ndarray]:
