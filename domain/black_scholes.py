@@ -38,9 +38,9 @@ def black_scholes(
     d1 = (np.log(s / k) + (r + 0.5 * v * v) * t_live) / sd
     d2 = d1 - sd
     df = np.exp(-r * t_live)
-    call_price = s * ndtr(d1) - k * df * ndtr(d2)
-    put_price = k * df * ndtr(-d2) - s * ndtr(-d1)
-    price = np.where(call, call_price, put_price)
+    # w = +1 (call) or -1 (put): w·(S N(w·d1) − K e^(−rT) N(w·d2)) is each formula above as written.
+    w = np.where(call, 1.0, -1.0)
+    price = w * (s * ndtr(w * d1) - k * df * ndtr(w * d2))
     intrinsic = np.where(call, np.maximum(s - k, 0.0), np.maximum(k - s, 0.0))
     out: FloatArray = np.where(live, price, intrinsic).astype(np.float64)
     return out

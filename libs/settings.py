@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     # by results: standalone uses HINDSIGHT_DATA_DIR/market unless this is set; Kubernetes puts it
     # on the artifact volume (deploy/k8s/base/results.yaml).
     hindsight_market_dir: Path = Path(".hindsight/market")
+    # DEMO-OPTIONS (a synthetic option chain on DEMO-MINUTE) beside the demo datasets: generated
+    # once per market store, a few seconds at the first start. Tests that start many stores turn it off.
+    hindsight_demo_option_chain: bool = True
     # How often results deletes expired artifacts (seconds; 0: only at start and on request).
     hindsight_artifact_cleanup_interval_seconds: float = 600.0
     # Days per shard of a day-by-day backtest: longer ranges are split into shards that

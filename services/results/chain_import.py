@@ -17,7 +17,9 @@ import queue
 import re
 import shutil
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -57,6 +59,8 @@ _TYPE_NAMES = {code: name for name, code in TYPE_CODES.items()}
 PREFETCH_BATCHES = 2
 # Rows of one day held before they are written (a day of a weekly index chain is ~60 k).
 FLUSH_ROWS = 512 * 1024
+# Day files handed to the writing thread and not yet written, at most.
+WRITES_IN_FLIGHT = 2
 
 
 @dataclass
@@ -138,7 +142,10 @@ def _csv_header(f: BinaryIO) -> list[str]:
     first = f.readline(1024 * 1024)
     f.seek(0)
     text = first.decode("utf-8-sig", errors="replace")
-    return next(csv.reader(io.StringIO(text)), [])
+    try:
+        return next(csv.reader(io.StringIO(text)), [])
+    except csv.Error:  # not text: no header to find the columns in
+        return text.strip().split(",")
 
 
 def _batches(f: BinaryIO) -> tuple[str, dict[str, str], Callable[[], Iterator[pa.RecordBatch]]]:
@@ -162,12 +169,13 @@ def _batches(f: BinaryIO) -> tuple[str, dict[str, str], Callable[[], Iterator[pa
         raise InvalidArgument("the file is empty")
     cols = _column_map(header)
 
-    def csv(all_text: bool = False) -> Iterator[pa.RecordBatch]:
+    def csv(all_text: bool = False, threads: bool = True, on_bad_row: Any = None) -> Iterator[pa.RecordBatch]:
         f.seek(0)
         types = {cols[c]: (pa.string() if c in TEXT or all_text else pa.float64()) for c in cols}
         reader = pacsv.open_csv(
             f,
-            read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=True),
+            read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=threads),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_bad_row),
             convert_options=pacsv.ConvertOptions(
                 column_types=types, include_columns=list(cols.values()), strings_can_be_null=False
             ),
@@ -178,33 +186,66 @@ def _batches(f: BinaryIO) -> tuple[str, dict[str, str], Callable[[], Iterator[pa
         try:
             yield from csv()
         except pa.ArrowInvalid as exc:
-            raise _csv_conversion_problem(str(exc), cols, lambda: csv(all_text=True)) from None
+            raise _csv_problem(str(exc), cols, csv) from None
 
     return "csv", cols, csv_typed
 
 
-def _csv_conversion_problem(
-    message: str, cols: dict[str, str], text_batches: Callable[[], Iterator[pa.RecordBatch]]
-) -> InvalidArgument:
-    """pyarrow names the column of a value that is not a number but not its row: find it."""
-    bad = re.search(r"invalid value '([^']*)'", message)
-    for ours in NUMERIC:
-        if ours not in cols:
-            continue
-        row = 0
-        for batch in text_batches():
-            texts = batch.column(cols[ours]).to_pandas()
-            nums = pd.to_numeric(texts, errors="coerce")
-            hit = np.flatnonzero(nums.isna().to_numpy() & (texts.str.strip() != "").to_numpy())
-            if hit.size:
-                value = texts.iloc[int(hit[0])]
-                return InvalidArgument(f"row {row + int(hit[0]) + 1}: {ours} is not a number ({value!r})")
-            row += batch.num_rows
-    detail = f" ({bad.group(1)!r})" if bad else ""
-    return InvalidArgument(f"the CSV cannot be read: {message.splitlines()[0]}{detail}")
+def _csv_problem(message: str, cols: dict[str, str], csv: Callable[..., Iterator[pa.RecordBatch]]) -> InvalidArgument:
+    """pyarrow's reader (on threads) says what is wrong but not on which row: read the file
+    again, as text, to find it. Only after an error."""
+    first = message.splitlines()[0] if message else "unreadable"
+    try:
+        if "CSV parse error" in message:
+            bad: list[Any] = []
+
+            def note(row: Any) -> str:
+                bad.append(row)
+                return "error"
+
+            try:
+                for _ in csv(all_text=True, threads=False, on_bad_row=note):
+                    pass
+            except pa.ArrowInvalid:
+                pass
+            if bad and bad[0].number is not None:
+                b = bad[0]  # its number counts the header's line
+                return InvalidArgument(
+                    f"row {b.number - 1}: expected {b.expected_columns} columns (as the header), got "
+                    f"{b.actual_columns}: {b.text[:200]!r}"
+                )
+        elif "UTF8" in message or "UTF-8" in message:
+            return InvalidArgument(f"the CSV is not UTF-8 text: {first}")
+        elif "conversion error to double" in message:
+            for ours in NUMERIC:
+                if ours not in cols:
+                    continue
+                row = 0
+                for batch in csv(all_text=True):
+                    texts = batch.column(cols[ours]).to_pandas()
+                    nums = pd.to_numeric(texts, errors="coerce")
+                    hit = np.flatnonzero(nums.isna().to_numpy() & (texts.str.strip() != "").to_numpy())
+                    if hit.size:
+                        value = texts.iloc[int(hit[0])]
+                        return InvalidArgument(f"row {row + int(hit[0]) + 1}: {ours} is not a number ({value!r})")
+                    row += batch.num_rows
+    except (pa.ArrowException, OSError, ValueError):
+        pass  # the second read failed too: say what the first did
+    return InvalidArgument(f"the CSV cannot be read: {first}")
 
 
 # ---------------------------------------------------------------- normalising a batch
+
+
+_FIRST_TIME, _LAST_TIME = pd.Timestamp("1900-01-01"), pd.Timestamp("2200-01-01")
+
+
+def _bounded(parsed: Any) -> pd.DatetimeIndex:
+    """Parsed times with those outside 1900-2199 as NaT (beyond nanoseconds' range, and no market's)."""
+    idx = pd.DatetimeIndex(parsed)
+    naive = idx.tz_localize(None) if idx.tz is not None else idx
+    ok = np.asarray((naive >= _FIRST_TIME) & (naive < _LAST_TIME))
+    return idx.where(ok).as_unit("ns") if len(idx) else idx.as_unit("ns")
 
 
 def parse_times(arr: pa.Array, zone: str) -> tuple[np.ndarray, np.ndarray]:
@@ -212,10 +253,9 @@ def parse_times(arr: pa.Array, zone: str) -> tuple[np.ndarray, np.ndarray]:
     if pa.types.is_dictionary(arr.type):
         arr = arr.cast(arr.type.value_type)
     if pa.types.is_timestamp(arr.type) or pa.types.is_date(arr.type):
-        enc = pc.dictionary_encode(arr.cast(pa.timestamp("ns", tz=arr.type.tz) if pa.types.is_timestamp(arr.type) else pa.timestamp("ns")))
-        uniq = enc.dictionary
         aware = pa.types.is_timestamp(arr.type) and arr.type.tz is not None
-        values = pd.DatetimeIndex(uniq.to_pandas())
+        enc = pc.dictionary_encode(arr.cast(pa.timestamp("ns", tz=arr.type.tz if aware else None)))
+        values = pd.DatetimeIndex(enc.dictionary.to_pandas())
         idx = values if aware else values.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
         utc = idx.tz_convert("UTC")
     elif pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
@@ -224,11 +264,11 @@ def parse_times(arr: pa.Array, zone: str) -> tuple[np.ndarray, np.ndarray]:
         has_offset = texts.str.contains(_OFFSET_RE).fillna(False).to_numpy()
         utc_ns = np.full(len(texts), _NAT, dtype=np.int64)
         if (~has_offset).any():
-            naive = pd.to_datetime(texts[~has_offset], format="ISO8601", errors="coerce")
+            naive = _bounded(pd.to_datetime(texts[~has_offset], format="ISO8601", errors="coerce"))
             local = pd.DatetimeIndex(naive).tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
             utc_ns[~has_offset] = local.tz_convert("UTC").as_unit("ns").asi8
         if has_offset.any():
-            aware = pd.to_datetime(texts[has_offset], format="ISO8601", errors="coerce", utc=True)
+            aware = _bounded(pd.to_datetime(texts[has_offset], format="ISO8601", errors="coerce", utc=True))
             utc_ns[has_offset] = pd.DatetimeIndex(aware).as_unit("ns").asi8
         utc = pd.DatetimeIndex(np.where(utc_ns == _NAT, np.datetime64("NaT"), utc_ns.view("datetime64[ns]")), tz="UTC")
     else:
@@ -236,16 +276,11 @@ def parse_times(arr: pa.Array, zone: str) -> tuple[np.ndarray, np.ndarray]:
     uniq_ns = utc.as_unit("ns").asi8.copy()
     wall = utc.tz_convert(zone).tz_localize(None).as_unit("ns").asi8
     uniq_day = np.where(uniq_ns == _NAT, 0, np.floor_divide(wall, _DAY_NS))
-    indices = enc.indices.to_numpy(zero_copy_only=False)
-    if enc.indices.null_count:  # an empty cell
-        indices = np.where(pd.isna(indices), 0, indices).astype(np.int64)
-        missing = enc.indices.is_null().to_numpy(zero_copy_only=False)
-    else:
-        missing = None
-    ns, day = uniq_ns[indices] if len(uniq_ns) else np.full(len(arr), _NAT), uniq_day[indices] if len(uniq_ns) else np.zeros(len(arr), np.int64)
-    if missing is not None:
-        ns = np.where(missing, _NAT, ns)
-    return ns.astype(np.int64), day.astype(np.int64)
+    # Each row's distinct value; an empty cell (null) points past them, to NaT and day 0.
+    uniq_ns = np.append(uniq_ns, _NAT)
+    uniq_day = np.append(uniq_day, 0)
+    indices = enc.indices.fill_null(len(uniq_ns) - 1).to_numpy(zero_copy_only=False)
+    return uniq_ns[indices].astype(np.int64), uniq_day[indices].astype(np.int64)
 
 
 def _expiry_days(arr: pa.Array, zone: str) -> tuple[np.ndarray, np.ndarray]:
@@ -267,7 +302,7 @@ def _expiry_days(arr: pa.Array, zone: str) -> tuple[np.ndarray, np.ndarray]:
         raise InvalidArgument(f"the expiry column must hold dates YYYY-MM-DD, not {arr.type}")
     enc = pc.dictionary_encode(arr)
     texts = pd.Series(enc.dictionary.to_pylist(), dtype=object).str.strip()
-    parsed = pd.DatetimeIndex(pd.to_datetime(texts, format="ISO8601", errors="coerce"))
+    parsed = _bounded(pd.to_datetime(texts, format="ISO8601", errors="coerce"))
     if parsed.tz is not None:
         parsed = parsed.tz_localize(None)
     ok = ~parsed.isna()
@@ -285,9 +320,10 @@ def _type_codes(arr: pa.Array) -> np.ndarray:
     if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         raise InvalidArgument(f"the option_type column must hold CE or PE, not {arr.type}")
     enc = pc.dictionary_encode(arr)
-    uniq = [normalize_option_type(t) if t is not None else None for t in enc.dictionary.to_pylist()]
-    codes = np.array([TYPE_CODES[t] if t else -1 for t in uniq] or [-1], dtype=np.int64)
-    return codes[enc.indices.fill_null(len(uniq)).to_numpy(zero_copy_only=False).clip(0, len(codes) - 1)] if uniq else np.full(len(arr), -1)
+    kinds = [normalize_option_type(t) if t is not None else None for t in enc.dictionary.to_pylist()]
+    # The code of each distinct text, then -1 for an empty cell (a null's index points past them).
+    codes = np.array([TYPE_CODES[k] if k else -1 for k in kinds] + [-1], dtype=np.int64)
+    return codes[enc.indices.fill_null(len(kinds)).to_numpy(zero_copy_only=False)]
 
 
 def _numbers(arr: pa.Array, name: str) -> np.ndarray:
@@ -337,53 +373,74 @@ def _problem(b: _Batch) -> Any:
 
 class _DayFiles:
     """The staging day files. The current run's day is buffered (up to FLUSH_ROWS) and written
-    as one row group when the day changes: a row group's dictionaries then cover a whole day."""
+    as one row group when the day changes: a row group's dictionaries then cover a whole day.
+    Writing (encoding, compressing) runs on a thread of its own, in order, while the next
+    batches are read and checked; at most WRITES_IN_FLIGHT wait, so memory stays bounded."""
 
     def __init__(self, staging: Path) -> None:
         self.staging = staging
         self.parts: dict[int, list[Path]] = {}
         self.unsorted: set[int] = set()
         self.day: int | None = None
-        self.writer: pq.ParquetWriter | None = None
+        self.path: Path | None = None
         self.pending: list[pa.Table] = []
         self.pending_rows = 0
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain-import-write")
+        self.in_flight: deque[Future[None]] = deque()
 
     def write(self, day: int, table: pa.Table) -> None:
         if day != self.day:
-            self.close()
+            self.close_day()
             parts = self.parts.setdefault(day, [])
             directory = self.staging / day_dir_name(_as_date(day))
             directory.mkdir(mode=0o700, exist_ok=True)
-            path = directory / f"run-{len(parts)}.parquet"
-            parts.append(path)
+            self.path = directory / f"run-{len(parts)}.parquet"
+            parts.append(self.path)
             if len(parts) > 1:
                 self.unsorted.add(day)
-            self.writer = day_writer(path)
             self.day = day
         self.pending.append(table)
         self.pending_rows += table.num_rows
         if self.pending_rows >= FLUSH_ROWS:
-            self.flush()
+            # A day larger than FLUSH_ROWS goes in several files of the same day (sorted at the end).
+            self.close_day()
 
-    def flush(self) -> None:
-        if self.pending and self.writer is not None:
-            self.writer.write_table(pa.concat_tables(self.pending), row_group_size=max(self.pending_rows, 1))
+    def close_day(self) -> None:
+        """Write the buffered run to its file, on the writing thread."""
+        if self.pending and self.path is not None:
+            self._submit(_write_file, self.path, pa.concat_tables(self.pending), self.pending_rows)
         self.pending, self.pending_rows = [], 0
+        self.day = self.path = None
 
-    def close(self) -> None:
-        self.flush()
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
-        self.day = None
+    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
+        while len(self.in_flight) >= WRITES_IN_FLIGHT:
+            self.in_flight.popleft().result()  # re-raises the writer's error
+        self.in_flight.append(self.pool.submit(fn, *args))
+
+    def finish(self) -> None:
+        """Every file written (or the first writing error raised)."""
+        self.close_day()
+        while self.in_flight:
+            self.in_flight.popleft().result()
+
+    def shutdown(self) -> None:
+        for f in self.in_flight:
+            f.cancel()
+        self.pool.shutdown(wait=True)
 
 
-def day_writer(path: Path) -> pq.ParquetWriter:
+def _write_file(path: Path, table: pa.Table, rows: int) -> None:
+    with day_writer(path) as w:
+        w.write_table(table, row_group_size=max(rows, 1))
+
+
+def day_writer(path: Path, dictionary: bool | list[str] = True) -> pq.ParquetWriter:
     """A day file's writer (the store's compression and encodings)."""
-    # Dictionary pages for every column: a day repeats its minutes, expiries, strikes and (on a
-    # tick) most prices; a column whose values do not repeat falls back to plain pages by itself.
+    # Dictionary pages for every column by default: a day repeats its minutes, expiries, strikes
+    # and (on a tick) most prices; a column whose values do not repeat falls back to plain pages
+    # by itself, after trying (the demo's untruncated prices name the columns worth it instead).
     return pq.ParquetWriter(
-        path, CHAIN_SCHEMA, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL, use_dictionary=True,
+        path, CHAIN_SCHEMA, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL, use_dictionary=dictionary,
         write_statistics=["timestamp"],
     )
 
@@ -405,6 +462,10 @@ def _read_ahead(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
                 if stop.is_set():
                     return
             box.put(("end", None))
+        except InvalidArgument as exc:
+            box.put(("error", exc))
+        except (pa.ArrowException, OSError) as exc:  # the file is not what it says it is
+            box.put(("error", InvalidArgument(f"the file cannot be read: {str(exc).splitlines()[0] if str(exc) else exc!r}")))
         except BaseException as exc:  # handed to the consumer
             box.put(("error", exc))
 
@@ -453,7 +514,10 @@ def import_chain_file(f: BinaryIO, timezone: str, underlying: str, staging: Path
             n = batch.num_rows
             if n == 0:
                 continue
-            b = _normalize(batch, cols, timezone)
+            try:
+                b = _normalize(batch, cols, timezone)
+            except (pa.ArrowException, ValueError, OverflowError) as exc:  # e.g. a time beyond 2262
+                raise InvalidArgument(f"rows {row + 1}-{row + n}: cannot be read: {str(exc).splitlines()[0]}") from None
             bad = _problem(b)
             if bad is not None:
                 raise InvalidArgument(
@@ -493,7 +557,7 @@ def import_chain_file(f: BinaryIO, timezone: str, underlying: str, staging: Path
                 contracts.add((exp, float(uniq[s]), code))
             last = (int(day[-1]), int(b.ts[-1]), int(b.expiry_day[-1]), float(b.strike[-1]), int(b.code[-1]))
             row += n
-        files.close()
+        files.finish()
         if row == 0:
             raise InvalidArgument("the option chain file has no rows")
         for d, parts in files.parts.items():
@@ -503,7 +567,7 @@ def import_chain_file(f: BinaryIO, timezone: str, underlying: str, staging: Path
             else:
                 parts[0].rename(final)
     finally:
-        files.close()
+        files.shutdown()
     out.rows = row
     out.contracts = len(contracts)
     expiries = sorted({e for e, _, _ in contracts})

@@ -23,8 +23,12 @@ tenant's DEMO-OPTIONS record.
 from __future__ import annotations
 
 import json
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -52,20 +56,22 @@ DEMO_LIVE_EXPIRIES = 2
 DEMO_CHAIN_VERSION = "demo_00000002"
 YEAR_NS = 365 * 86_400 * 1_000_000_000
 SUMMARY_FILE = "summary.json"
+# Columns whose values repeat (the prices are untruncated floats: a dictionary would not pay).
+_DEMO_DICTIONARY = ["timestamp", "expiry", "strike", "option_type", "volume", "iv"]
 
 
 def _expiry_on_or_after(day: date) -> date:
     return day + timedelta(days=(DEMO_EXPIRY_WEEKDAY - day.weekday()) % 7)
 
 
-def demo_chain_days() -> list[tuple[date, pa.Table]]:
-    """Each day of the demo chain as stored rows, sorted by (timestamp, expiry, strike, type)."""
+def demo_chain_days() -> Iterator[tuple[date, pa.Table]]:
+    """Each day of the demo chain as stored rows, sorted by (timestamp, expiry, strike, type),
+    one day at a time."""
     demo = demo_minute()
     bars = demo.bars
     zone = demo.timezone
     local = pd.DatetimeIndex(bars.ts, tz="UTC").tz_convert(zone)
     day_of = np.asarray(local.normalize().tz_localize(None).date)
-    out = []
     offsets = np.arange(-DEMO_STRIKES_EACH_SIDE, DEMO_STRIKES_EACH_SIDE + 1) * DEMO_STRIKE_STEP
     n_strikes = offsets.size
     for day in sorted(set(day_of.tolist())):
@@ -114,27 +120,39 @@ def demo_chain_days() -> list[tuple[date, pa.Table]]:
             ],
             schema=CHAIN_SCHEMA,
         )
-        out.append((day, table))
-    return out
+        yield day, table
 
 
-def _summary(days: list[tuple[date, pa.Table]]) -> ChainSummary:
-    contracts: set[tuple[date, float, str]] = set()
-    for _, t in days:
-        frame = t.select(["expiry", "strike", "option_type"]).to_pandas().drop_duplicates()
-        contracts.update(zip(frame["expiry"], frame["strike"].astype(float), frame["option_type"]))
-    ts = [t.column("timestamp").cast(pa.int64()).to_numpy() for _, t in days]
-    return ChainSummary(
-        rows=sum(t.num_rows for _, t in days),
-        contracts=len(contracts),
-        expiries=sorted({e for e, _, _ in contracts}),
-        strike_steps=[DEMO_STRIKE_STEP],
-        days=len(days),
-        first_ts=int(min(a.min() for a in ts)),
-        last_ts=int(max(a.max() for a in ts)),
-        columns=[*CHAIN_SCHEMA.names],
-        file_format="synthetic (Black-Scholes)",
-    )
+class _Summing:
+    """The summary of the days seen so far."""
+
+    def __init__(self) -> None:
+        self.contracts: set[tuple[date, float, str]] = set()
+        self.rows = 0
+        self.days = 0
+        self.first_ts = np.iinfo(np.int64).max
+        self.last_ts = np.iinfo(np.int64).min
+
+    def add(self, table: pa.Table) -> None:
+        frame = table.select(["expiry", "strike", "option_type"]).to_pandas().drop_duplicates()
+        self.contracts.update(zip(frame["expiry"], frame["strike"].astype(float), frame["option_type"]))
+        ts = table.column("timestamp").cast(pa.int64()).to_numpy()
+        self.first_ts, self.last_ts = min(self.first_ts, int(ts.min())), max(self.last_ts, int(ts.max()))
+        self.rows += table.num_rows
+        self.days += 1
+
+    def summary(self) -> ChainSummary:
+        return ChainSummary(
+            rows=self.rows,
+            contracts=len(self.contracts),
+            expiries=sorted({e for e, _, _ in self.contracts}),
+            strike_steps=[DEMO_STRIKE_STEP],
+            days=self.days,
+            first_ts=self.first_ts,
+            last_ts=self.last_ts,
+            columns=[*CHAIN_SCHEMA.names],
+            file_format="synthetic (Black-Scholes)",
+        )
 
 
 def ensure_demo_chain_files(store: MarketStore) -> tuple[str, ChainSummary, int]:
@@ -143,26 +161,45 @@ def ensure_demo_chain_files(store: MarketStore) -> tuple[str, ChainSummary, int]
     final = store.path_of(key)
     if not (final / SUMMARY_FILE).exists():
         staging = store.new_staging()
-        days = demo_chain_days()
-        for day, table in days:
-            directory = staging / day_dir_name(day)
-            directory.mkdir(mode=0o700)
-            with day_writer(directory / PART) as w:
-                w.write_table(table)
-        summary = _summary(days)
-        fields = asdict(summary)
-        fields["expiries"] = [d.isoformat() for d in summary.expiries]
-        (staging / SUMMARY_FILE).write_text(json.dumps(fields))
         try:
+            _generate(staging)
             store.publish(staging, key)
         except OSError:  # another process published it first
+            discard(staging)
             if not (final / SUMMARY_FILE).exists():
                 raise
+        except BaseException:
             discard(staging)
+            raise
     fields = json.loads((final / SUMMARY_FILE).read_text())
     fields["expiries"] = [date.fromisoformat(d) for d in fields["expiries"]]
     return key, ChainSummary(**fields), store.measure(final).bytes
 
+
+def _generate(staging: Path) -> None:
+    """The demo's day files and summary under `staging`: days are priced in this thread while the
+    previous one is written in another (both release the GIL)."""
+    summing = _Summing()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="demo-chain-write") as pool:
+        in_flight: deque[Future[None]] = deque()
+        for day, table in demo_chain_days():
+            summing.add(table)
+            while len(in_flight) >= 2:  # a day or two ahead of the writer, no more
+                in_flight.popleft().result()
+            in_flight.append(pool.submit(_write_day, staging, day, table))
+        for w in in_flight:
+            w.result()
+    summary = summing.summary()
+    fields = asdict(summary)
+    fields["expiries"] = [d.isoformat() for d in summary.expiries]
+    (staging / SUMMARY_FILE).write_text(json.dumps(fields))
+
+
+def _write_day(staging: Path, day: date, table: pa.Table) -> None:
+    directory = staging / day_dir_name(day)
+    directory.mkdir(mode=0o700)
+    with day_writer(directory / PART, dictionary=_DEMO_DICTIONARY) as w:
+        w.write_table(table)
 
 
 def ensure_demo_chain(session: Session, store: MarketStore, tenant_id: str) -> bool:

@@ -53,28 +53,10 @@ def _numbers(arr: pa.ChunkedArray | pa.Array, name: str) -> np.ndarray:
     return np.asarray(arr.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
-def import_bars_parquet(f: BinaryIO, timezone: str, mapping: dict[str, str], max_rows: int | None = None) -> ImportedBars:
-    """The bars of a Parquet file and the report of what was read; InvalidArgument names the
-    first bad row (rows numbered from 1)."""
-    max_rows = MAX_ROWS if max_rows is None else max_rows
-    try:
-        pf = pq.ParquetFile(f, pre_buffer=False)
-    except (pa.ArrowException, OSError) as exc:
-        raise InvalidArgument(f"the file starts like Parquet but cannot be read: {exc}") from None
-    names = pf.schema_arrow.names
-    cols = _columns(names, mapping)
-    total = pf.metadata.num_rows
-    if total == 0:
-        raise InvalidArgument("the Parquet file has no rows")
-    if total > max_rows:
-        raise InvalidArgument(f"the file has {total:,} rows; a dataset holds at most {max_rows:,} bars")
-    out = _Filler(total)
-    seen_aware = seen_naive = False
+def _read(pf: pq.ParquetFile, cols: dict[str, str], timezone: str, out: _Filler) -> None:
+    """Every batch checked and added to `out`; InvalidArgument names the first bad row."""
     row = 0
     prev: tuple[int, int] | None = None
-    ts_type = pf.schema_arrow.field(cols["timestamp"]).type
-    if pa.types.is_timestamp(ts_type):
-        seen_aware, seen_naive = ts_type.tz is not None, ts_type.tz is None
     for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=list(dict.fromkeys(cols.values()))):
         n = batch.num_rows
         ts, _ = parse_times(batch.column(cols["timestamp"]), timezone)
@@ -96,13 +78,36 @@ def import_bars_parquet(f: BinaryIO, timezone: str, mapping: dict[str, str], max
         out.add(ts, o, h, lo, c, v)
         prev = (int(ts[-1]), int(rows[-1]))
         row += n
-        if pa.types.is_string(ts_type) or pa.types.is_large_string(ts_type):
-            seen_naive = seen_aware = True  # ISO text: either may occur
+
+
+def import_bars_parquet(f: BinaryIO, timezone: str, mapping: dict[str, str], max_rows: int | None = None) -> ImportedBars:
+    """The bars of a Parquet file and the report of what was read; InvalidArgument names the
+    first bad row (rows numbered from 1)."""
+    max_rows = MAX_ROWS if max_rows is None else max_rows
+    try:
+        pf = pq.ParquetFile(f, pre_buffer=False)
+    except (pa.ArrowException, OSError) as exc:
+        raise InvalidArgument(f"the file starts like Parquet but cannot be read: {exc}") from None
+    names = pf.schema_arrow.names
+    cols = _columns(names, mapping)
+    total = pf.metadata.num_rows
+    if total == 0:
+        raise InvalidArgument("the Parquet file has no rows")
+    if total > max_rows:
+        raise InvalidArgument(f"the file has {total:,} rows; a dataset holds at most {max_rows:,} bars")
+    out = _Filler(total)
+    ts_type = pf.schema_arrow.field(cols["timestamp"]).type
+    try:
+        _read(pf, cols, timezone, out)
+    except (pa.ArrowException, OSError, ValueError, OverflowError) as exc:  # a damaged file, a time beyond 2262
+        first = str(exc).splitlines()[0] if str(exc) else repr(exc)
+        raise InvalidArgument(f"the Parquet file cannot be read: {first}") from None
     bars, _ = out.bars()
     notes = []
-    if pa.types.is_timestamp(ts_type) or pa.types.is_date(ts_type):
-        notes.append("timestamps with a zone converted to UTC" if seen_aware
-                     else f"timestamps without a zone read as {timezone} wall-clock time")
+    if pa.types.is_timestamp(ts_type) and ts_type.tz is not None:
+        notes.append(f"timestamps with a zone ({ts_type.tz}) converted to UTC")
+    elif pa.types.is_timestamp(ts_type) or pa.types.is_date(ts_type):
+        notes.append(f"timestamps without a zone read as {timezone} wall-clock time")
     else:
         notes.append(f"ISO text timestamps: without an offset read as {timezone} wall-clock time, with one converted "
                      "to UTC")

@@ -80,7 +80,7 @@ class ResultsHandle:
         await asyncio.to_thread(self.db.close)
 
 
-def bootstrap(db: Database, settings: Settings, market: MarketStore) -> None:
+def bootstrap(db: Database, settings: Settings, market: MarketStore | None) -> None:
     """Dev key (standalone on loopback without HINDSIGHT_REQUIRE_AUTH only) and demo data
     (standalone), bootstrap tenants and keys (any mode)."""
     if settings.dev_access():
@@ -89,7 +89,7 @@ def bootstrap(db: Database, settings: Settings, market: MarketStore) -> None:
                 log.info("dev API key created", extra={"tenant_id": DEV_TENANT})
         with db.write() as s:
             added = datasets.ensure_demo_datasets(s, DEV_TENANT, only_if_none=False)
-            if ensure_demo_chain(s, market, DEV_TENANT):
+            if market is not None and ensure_demo_chain(s, market, DEV_TENANT):
                 added.append(DEMO_CHAIN_TICKER)
             if added:
                 log.info("demo datasets loaded", extra={"tenant_id": DEV_TENANT, "tickers": ",".join(added)})
@@ -105,7 +105,7 @@ def bootstrap(db: Database, settings: Settings, market: MarketStore) -> None:
         with db.write() as s:
             added = datasets.ensure_demo_datasets(s, tenant_id, only_if_none=True)
             # The demo chain goes with the demo bars it is priced from.
-            if added and ensure_demo_chain(s, market, tenant_id):
+            if added and market is not None and ensure_demo_chain(s, market, tenant_id):
                 added.append(DEMO_CHAIN_TICKER)
             if added:
                 log.info("demo datasets loaded", extra={"tenant_id": tenant_id, "tickers": ",".join(added)})
@@ -191,7 +191,8 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Res
         if sealed:
             log.info("plaintext secrets encrypted at rest", extra={"rows": sealed})
         await asyncio.to_thread(servicer.market.clear_staging)  # imports a crash cut short
-        await db.run(bootstrap, db, settings, servicer.market)
+        demo_market = servicer.market if settings.hindsight_demo_option_chain else None
+        await db.run(bootstrap, db, settings, demo_market)
         if isinstance(bus, InProcessBus):
             # Messages of the in-process bus died with the previous process.
             n = await db.run(_requeue_active_jobs, db, kinds)

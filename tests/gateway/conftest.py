@@ -62,6 +62,8 @@ def base_settings(data_dir: Path, **over: Any) -> Settings:
         database_url="",
         amqp_url="",
         hindsight_rpc_timeout=5.0,
+        # DEMO-OPTIONS takes seconds to generate per data directory: on only where a test needs it.
+        hindsight_demo_option_chain=False,
     )
     values.update(over)
     return Settings(**values)

@@ -35,7 +35,7 @@ HEADER = "timestamp,expiry,strike,option_type,open,high,low,close,volume,oi"
 def pg_stack(harness: Harness) -> Iterator[tuple[Results, Gateway]]:
     name, url = create_database()
     try:
-        results = harness.results(database_url=url)
+        results = harness.results(database_url=url, hindsight_demo_option_chain=True)
         yield results, harness.gateway(results.addr)
         harness.stop_results(results)
     finally:
@@ -79,6 +79,7 @@ def to_csv(rows: list[dict[str, Any]], spell: dict[str, str] | None = None) -> b
     spell = spell or {}
     lines = [HEADER]
     for r in rows:
+        r = {k: ("" if v is None else v) for k, v in r.items()}
         lines.append(
             f"{r['timestamp'].isoformat(sep=' ')},{r['expiry'].isoformat()},{r['strike']:g},"
             f"{spell.get(r['option_type'], r['option_type'])},{r['open']},{r['high']},{r['low']},{r['close']},"
@@ -226,6 +227,8 @@ BAD_ROWS = {
     "negative volume": (5, {"volume": -1.0}, "volume must be a number >= 0"),
     "negative price": (5, {"open": -1.0, "low": -2.0}, "open must be a number >= 0"),
     "unknown option type": (6, {"option_type": "XX"}, "option_type must be CE or PE"),
+    "missing option type": (6, {"option_type": None}, "option_type must be CE or PE"),
+    "missing close": (4, {"close": None}, "close must be a number >= 0"),
 }
 
 
@@ -403,3 +406,32 @@ def test_bad_parquet_bars(change: dict, message: str, pg_stack, alpha: httpx.Cli
     r = alpha.post("/api/v1/datasets", files={"file": ("bars.parquet", bars_parquet()[0], "application/octet-stream")},
                    data={"ticker": "PQ-BAD", "interval": "1m", "format": "yahoo"})
     assert "this file is Parquet" in assert_error(r, 400)["message"]
+
+
+def _good_parquet_bytes() -> bytes:
+    return to_parquet(chain_rows(days=1, minutes=2))
+
+
+@pytest.mark.parametrize("data, message", [
+    (HEADER.encode() + b"\n2024-10-28 09:15:00,2024-10-31,100,CE,1,1,1,1,1,\n2024-10-28 09:16:00,2024-10-31\n",
+     "row 2: expected 10 columns (as the header), got 2"),
+    (HEADER.encode() + b"\n2024-10-28 09:15:00,2024-10-31,100,C\xe9,1,1,1,1,1,\n", "not UTF-8 text"),
+    (HEADER.encode() + b"\n9999-10-28 09:15:00,9999-10-31,100,CE,1,1,1,1,1,\n", "row 1: the timestamp is not"),
+    (HEADER.encode() + b"\n2024-03-10 02:30:00,2024-03-14,100,CE,1,1,1,1,1,\n", "row 1: the timestamp is not"),
+    (b"\x00\x01\x02binary\xff\n\x00", "lacks the column(s)"),
+    (_good_parquet_bytes()[:20] + bytes(200) + _good_parquet_bytes()[220:], "cannot be read"),
+])
+def test_damaged_files_are_400(data: bytes, message: str, pg_stack, alpha: httpx.Client) -> None:
+    results, _ = pg_stack
+    files = stored_versions(results)
+    err = assert_error(upload(alpha, data, ticker="DAMAGED", timezone="America/New_York"), 400)
+    assert message in err["message"], err
+    assert stored_versions(results) == files
+
+
+def test_damaged_parquet_bars_are_400(pg_stack, alpha: httpx.Client) -> None:
+    good = bars_parquet()[0]
+    data = good[:20] + bytes(300) + good[320:]
+    r = alpha.post("/api/v1/datasets", files={"file": ("bars.parquet", data, "application/octet-stream")},
+                   data={"ticker": "PQ-DAMAGED", "interval": "1m"})
+    assert "cannot be read" in assert_error(r, 400)["message"]

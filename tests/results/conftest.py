@@ -163,6 +163,7 @@ def sqlite_settings(data_dir: Path, **over: Any) -> Settings:
         amqp_url="",
         hindsight_bootstrap_keys="",
         hindsight_job_max_deliveries=2,
+        hindsight_demo_option_chain=False,  # seconds per data directory (tests/results/test_demo_chain.py has it)
     )
     values.update(over)
     return Settings(**values)

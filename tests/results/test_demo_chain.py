@@ -29,7 +29,7 @@ IST = "Asia/Kolkata"
 
 @pytest.fixture(scope="module")
 def days() -> list:
-    return demo_chain_days()
+    return list(demo_chain_days())
 
 
 def quantlib_price(kind: str, spot: float, strike: float, years: float) -> float:
@@ -58,7 +58,7 @@ ABSOLUTE_BELOW = 1e-11
 
 @pytest.mark.parametrize("which", [0, 3, 39])  # a Monday, the first expiry day (Thursday), the last day
 def test_prices_equal_quantlib(days: list, which: int) -> None:
-    day, table = days[which]
+    _, table = days[which]
     frame = chain_frame(table)
     assert len(frame) == 375 * 2 * 41 * 2
     spot = demo_minute().bars

@@ -81,6 +81,12 @@ def alpha_ids(stack: Stack) -> dict[str, str]:
                     data={"ticker": SECRET_TICKER, "interval": "1d"})
         assert up.status_code in (200, 201), up.text
         dataset_id = up.json()["dataset_id"]
+        chain_csv = "timestamp,expiry,strike,option_type,open,high,low,close,volume\n" + "".join(
+            f"2024-01-02 09:{15 + m}:00,2024-01-04,{k},{t},10,11,9,10.5,5\n"
+            for m in range(3) for k in (100, 110) for t in ("CE", "PE"))
+        chain = c.post("/api/v1/datasets", files={"file": ("chain.csv", chain_csv.encode())},
+                       data={"kind": "option_chain", "ticker": SECRET_TICKER, "interval": "1m"})
+        assert chain.status_code == 201, chain.text
         sweep = c.post("/api/v1/strategy/sweep", json={"ticker": SECRET_TICKER, "fast_range": [5, 10],
                                                        "slow_range": [20, 30], "step": 5, "min_trades": 10})
         assert sweep.status_code == 202, sweep.text
@@ -111,6 +117,7 @@ def alpha_ids(stack: Stack) -> dict[str, str]:
             "name": UNIVERSE,
             "day_job_id": days.json()["job_id"],
             "dataset_id": dataset_id,
+            "chain_id": chain.json()["dataset_id"],
             "job_id": job["job_id"],
             "sweep_run_id": job.get("sweep_run_id") or job.get("result", {}).get("sweep_run_id", ""),
             "run_id": run_id,
@@ -135,7 +142,11 @@ def _fill(path: str, ids: dict[str, str]) -> str:
             value = ids["wf_job_id"]
         if name == "day" and "{backtest_id}" in path:
             value = ids["iso_day"]  # seed 002's day is YYYY-MM-DD, seed 004's DD-MM-YYYY
+        if name == "dataset_id" and path.endswith("/contracts"):
+            value = ids["chain_id"]  # an option chain's route
         url = url.replace("{" + name + "}", value)
+    if path.endswith("/contracts"):
+        url += f"?date={ids['iso_day']}"  # the day it lists
     return url
 
 
@@ -178,7 +189,8 @@ def test_no_route_lets_another_tenant_read_or_change_anything(stack: Stack, alph
     with httpx.Client(base_url=stack.base_url, timeout=30) as anon:
         spec = anon.get("/openapi.json").json()
     before = _snapshot(stack, alpha_ids)
-    markers = [SECRET_TICKER, alpha_ids["dataset_id"], alpha_ids["job_id"], alpha_ids["wf_job_id"], STRATEGY_ID,
+    markers = [SECRET_TICKER, alpha_ids["dataset_id"], alpha_ids["chain_id"], alpha_ids["job_id"],
+               alpha_ids["wf_job_id"], STRATEGY_ID,
                "alpha private strategy"]
     markers += [m for m in (alpha_ids["sweep_run_id"],) if m]
     probed = 0
