@@ -249,6 +249,14 @@ def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
     return job
 
 
+def get_job_any(session: Session, job_id: str) -> Job:
+    """A job of any tenant (the engines' side)."""
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id!r} not found")
+    return job
+
+
 def list_jobs(session: Session, tenant_id: str, limit: int, offset: int, state: str | None) -> tuple[list[Job], int]:
     where = [Job.tenant_id == tenant_id]
     if state:

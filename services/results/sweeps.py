@@ -22,10 +22,11 @@ import sqlalchemy as sa
 from hindsight.results.v1 import results_pb2
 from sqlalchemy.orm import Session
 
+from domain.market import normalize_ticker
 from domain.overfitting import PBO_BLOCKS_DEFAULT, SweepStatistics, TrialMoments, overfitting_view
 from domain.sweep import INITIAL_CASH_DEFAULT, MIN_TRADES_DEFAULT, SweepSpec, spec_problems
 from libs.metric_fields import SWEEP_OPTIONAL_METRICS
-from services.results import jobs, runs
+from services.results import jobs, runs, universe_sweeps
 from services.results.datasets import resolve_dataset
 from services.results.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.results.jobs import JobEnd, Submission
@@ -99,7 +100,10 @@ def validate_sweep_spec(spec: dict[str, Any]) -> int:
 
 
 def submit(session: Session, submission: Submission, spec: dict[str, Any]) -> Job:
-    """Insert a queued sweep job (`spec`: its SweepSpec as a dict), its first event and its JobMessage."""
+    """Insert a queued sweep job (`spec`: its SweepSpec as a dict), its first event and its JobMessage
+    (a universe sweep: services.results.universe_sweeps, one JobMessage per ticker)."""
+    if universe_sweeps.is_universe(spec):
+        return universe_sweeps.submit(session, submission, spec)
     jobs.check_tenant(session, submission.tenant_id)
     combinations = validate_sweep_spec(spec)
     now = utcnow()
@@ -207,22 +211,7 @@ def complete_sweep(
     )
     session.flush()
     if rows:
-        session.execute(
-            sa.insert(SweepResult),
-            [
-                {
-                    "sweep_run_id": run_id,
-                    "ticker": r.ticker,
-                    "strategy_type": r.strategy_type,
-                    "fast_period": r.fast_period,
-                    "slow_period": r.slow_period,
-                    "total_trades": r.total_trades,
-                    "avg_trade_duration": r.avg_trade_duration,
-                    **{k: runs.finite(r.metrics.get(k)) for k in SWEEP_OPTIONAL_METRICS},
-                }
-                for r in rows
-            ],
-        )
+        session.execute(sa.insert(SweepResult), [{"sweep_run_id": run_id, **row_values(r)} for r in rows])
     if statistics is not None:
         run = session.get(SweepRun, run_id)
         assert run is not None
@@ -245,10 +234,23 @@ def complete_sweep(
     return run_id, True
 
 
+def row_values(r: SweepRow) -> dict[str, Any]:
+    """A row's columns in `sweep_results` (but its run)."""
+    return {
+        "ticker": r.ticker,
+        "strategy_type": r.strategy_type,
+        "fast_period": r.fast_period,
+        "slow_period": r.slow_period,
+        "total_trades": r.total_trades,
+        "avg_trade_duration": r.avg_trade_duration,
+        **{k: runs.finite(r.metrics.get(k)) for k in SWEEP_OPTIONAL_METRICS},
+    }
+
+
 def _top_index(session: Session, run: SweepRun, rows: list[SweepRow]) -> int | None:
     """The position in ``rows`` (grid order) of the first row of the run's ``best``, None
     when no combination has ``min_trades`` trades."""
-    first = session.scalars(_best_rows(run, [SweepResult.sweep_run_id == run.sweep_run_id]).limit(1)).first()
+    first = session.scalars(best_rows_query(run, [SweepResult.sweep_run_id == run.sweep_run_id]).limit(1)).first()
     if first is None:
         return None
     pair = (first.fast_period, first.slow_period)
@@ -273,8 +275,14 @@ def _ticker(job: Job) -> str:
 
 
 def finish(session: Session, job: Job, state: str, error_message: str, ts: str) -> JobEnd:
-    """A sweep's final event and its seed-001 callback (`sweep.completed` / `sweep.failed`)."""
+    """A sweep's final event and its seed-001 callback (`sweep.completed` / `sweep.failed`);
+    a universe sweep's callback adds its universe and tickers."""
     ticker = _ticker(job)
+    spec = job.sweep_spec or {}
+    universe = {"universe": spec.get("universe") or None, "tickers": list(spec.get("tickers") or [])} \
+        if universe_sweeps.is_universe(spec) else {}
+    if universe and state != jobs.COMPLETED:
+        universe_sweeps.close_shards(session, job, state, error_message)
     sweep_run_id = (job.sweep_run_id or "") if state == jobs.COMPLETED else ""
     note_sweep_ended(session, job, state, sweep_run_id)
     if state == jobs.COMPLETED:
@@ -288,6 +296,7 @@ def finish(session: Session, job: Job, state: str, error_message: str, ts: str) 
             "sweep_run_id": sweep_run_id,
             "status": jobs.COMPLETED,
             "ticker": ticker,
+            **universe,
             "result_data": {
                 "sweep_run_id": sweep_run_id,
                 "total_combinations": metrics.get("combinations_tested", 0),
@@ -308,6 +317,7 @@ def finish(session: Session, job: Job, state: str, error_message: str, ts: str) 
         "job_id": job.job_id,
         "status": state,
         "ticker": ticker,
+        **universe,
         "error_message": error_message,
         "timestamp": ts,
     }
@@ -328,6 +338,11 @@ class SweepBest:
     total_results: int
     # Rows left out for having fewer than min_trades trades (after the ticker filter).
     excluded_below_min_trades: int
+    # The overfitting statistics shown: the run's; a universe sweep's are per ticker, so
+    # shown with `ticker` only (None without: the rows ranked across tickers are not one grid).
+    overfitting: dict[str, Any] | None = None
+    # The ticker the rows are of ("": every ticker of a universe sweep).
+    ticker: str = ""
 
 
 def sweep_best(session: Session, tenant_id: str, sweep_run_id: str, ticker: str, limit: int) -> SweepBest:
@@ -347,11 +362,15 @@ def sweep_best(session: Session, tenant_id: str, sweep_run_id: str, ticker: str,
             sa.func.count().filter(sa.not_(qualifies)),
         ).where(*where)
     ).one()
-    rows = session.scalars(_best_rows(run, where).limit(limit))
-    return SweepBest(run, list(rows), int(counts[0] or 0), int(counts[1] or 0))
+    rows = session.scalars(best_rows_query(run, where).limit(limit))
+    overfitting, shown = run.overfitting, run.ticker
+    if not run.ticker:  # a universe sweep
+        overfitting = universe_sweeps.shard_overfitting(session, run.job_id, ticker) if ticker.strip() else None
+        shown = normalize_ticker(ticker) if ticker.strip() else ""
+    return SweepBest(run, list(rows), int(counts[0] or 0), int(counts[1] or 0), overfitting, shown)
 
 
-def _best_rows(run: SweepRun, where: list[Any]) -> sa.Select[tuple[SweepResult]]:
+def best_rows_query(run: SweepRun, where: list[Any]) -> sa.Select[tuple[SweepResult]]:
     """The rows of ``best``, in its order: those with at least min_trades trades, by score
     descending (undefined last), then in the order the engine reported them (grid order).
     The overfitting statistics' top result is the first of them."""

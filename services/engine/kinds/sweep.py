@@ -15,6 +15,7 @@ from domain.market import insufficient_data
 from domain.overfitting import PBO_BLOCKS_DEFAULT, SweepStatistics
 from domain.sweep import sweep_combos
 from services.engine.job_context import JobContext
+from services.engine.kinds import universe_sweep
 from services.engine.sweep import SweepCancelled, run_sweep, run_sweep_with_statistics
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,9 @@ class SweepRunner:
     kind = jobs_pb2.JOB_KIND_SWEEP
 
     async def run(self, ctx: JobContext, job: jobs_pb2.Job, msg: bus_pb2.JobMessage) -> None:
+        if job.sweep.tickers:  # a universe sweep (issue 11): the message's ticker, as its own sweep
+            await universe_sweep.run_shards(self, ctx, job, msg, (_KERNEL_START, _KERNEL_END))
+            return
         spec = job.sweep
         combos = sweep_combos(spec.fast_min, spec.fast_max, spec.slow_min, spec.slow_max, spec.step)
         if (await ctx.progress(job.job_id, 1.0, "Loading historical data")).stop:

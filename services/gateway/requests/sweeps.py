@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from domain import overfitting, sweep
+from domain import overfitting, sweep, universe
 from domain.market import INTERVALS
 from services.gateway.body import ErrorText, RequestModel, raise_problems
 from services.gateway.requests.fields import Email, HttpUrl, Interval, Ticker
@@ -30,7 +30,7 @@ class SweepRequest(RequestModel):
     """A sweep of the (fast, slow) periods of a moving-average crossover over one dataset.
     `combinations` counts the pairs on the step grid of both ranges with fast < slow."""
 
-    ticker: Ticker
+    ticker: Ticker | None = Field(None, description="the ticker to sweep; or `tickers`, or `universe`")
     fast_range: PeriodRange = Field(examples=[[10, 20]])
     slow_range: PeriodRange = Field(examples=[[20, 30]])
     step: Annotated[int, Field(ge=sweep.STEP_MIN, le=sweep.STEP_MAX, examples=[5])]
@@ -58,6 +58,13 @@ class SweepRequest(RequestModel):
                            "multipleOf": 2},
     )
 
+    # A universe sweep (issue 11): every ticker of a list, or of a saved universe, one shard each.
+    tickers: list[str] | None = Field(
+        None, description=f"sweep each of these tickers (at most {universe.UNIVERSE_MAX_TICKERS}, each once) "
+        "instead of one `ticker`", examples=[["AAPL", "MSFT"]],
+    )
+    universe: str | None = Field(None, description="sweep every ticker of this saved universe (PUT /api/v1/universes/{name})")
+
     @field_validator("strategy_type", mode="before")
     @classmethod
     def _strategy_alias(cls, value: Any) -> Any:
@@ -65,13 +72,33 @@ class SweepRequest(RequestModel):
 
     @model_validator(mode="after")
     def _grid(self) -> SweepRequest:
-        raise_problems(type(self), sweep.spec_problems(self.spec()))
+        raise_problems(type(self), self._target_problems() or sweep.spec_problems(self.spec()))
         return self
+
+    def _target_problems(self) -> list[universe.Problem]:
+        """Exactly one of ticker, tickers and universe, each valid."""
+        given = [name for name in ("ticker", "tickers", "universe") if getattr(self, name) is not None]
+        if not given:
+            return [universe.Problem("ticker", "give ticker, tickers or universe")]
+        if len(given) > 1:
+            return [universe.Problem(given[1], f"give one of ticker, tickers or universe, not {' and '.join(given)}")]
+        if self.tickers is not None:
+            return universe.ticker_list_problems(self.tickers)
+        if self.universe is not None:
+            problem = universe.name_problem(self.universe)
+            return [universe.Problem("universe", problem)] if problem else []
+        return []
+
+    @property
+    def is_universe(self) -> bool:
+        """Many tickers (a list or a saved universe) rather than one."""
+        return self.tickers is not None or self.universe is not None
 
     def spec(self) -> sweep.SweepSpec:
         """The domain's sweep."""
+        # The grid's rules do not depend on the ticker: a universe's are checked with a stand-in.
         return sweep.SweepSpec(
-            ticker=self.ticker,
+            ticker=self.ticker or (universe.normalize_tickers(self.tickers[:1]) if self.tickers else ["UNIVERSE"])[0],
             fast_range=(self.fast_range[0], self.fast_range[1]),
             slow_range=(self.slow_range[0], self.slow_range[1]),
             step=self.step,
@@ -88,12 +115,17 @@ class SweepRequest(RequestModel):
 
     @property
     def combinations(self) -> int:
+        """Pairs of the grid (per ticker)."""
         return self.spec().combinations
 
     def parameters(self) -> dict[str, Any]:
         """The sweep's parameters as stored with the job and shown back (normalized)."""
-        out: dict[str, Any] = {
-            "ticker": self.ticker,
+        out: dict[str, Any] = {"ticker": self.ticker} if not self.is_universe else {}
+        if self.tickers is not None:
+            out["tickers"] = universe.normalize_tickers(self.tickers)
+        if self.universe is not None:
+            out["universe"] = self.universe
+        out |= {
             "fast_range": list(self.fast_range),
             "slow_range": list(self.slow_range),
             "step": self.step,

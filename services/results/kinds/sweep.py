@@ -10,7 +10,7 @@ from google.protobuf.json_format import MessageToDict, ParseDict
 from hindsight.jobs.v1 import jobs_pb2
 from sqlalchemy.orm import Session
 
-from services.results import sweeps
+from services.results import sweeps, universe_sweeps
 from services.results.kinds import JobEnd, Submission
 from services.results.models import Job
 
@@ -22,6 +22,7 @@ class SweepKind:
     # The seed's job type: what the API has always shown as the job's kind.
     name = "trading-sweep"
     spec_field = "sweep"
+    # A universe sweep's JobMessages name their shard (JobMessage.shard_id): see KindRegistry.start_shard.
     sharded = False
 
     def submit(self, session: Session, submission: Submission) -> Job:
@@ -34,3 +35,14 @@ class SweepKind:
 
     def finish(self, session: Session, job: Job, state: str, error_message: str, ts: str) -> JobEnd:
         return sweeps.finish(session, job, state, error_message, ts)
+
+    # A universe sweep's shards (services.results.universe_sweeps; kinds.ShardedKind).
+
+    def start_shard(self, session: Session, job: Job, shard_id: str) -> bool:
+        return universe_sweeps.start_shard(session, job, shard_id)
+
+    def shard_progress(self, session: Session, job_id: str, shard_id: str, percent: float) -> tuple[bool, str]:
+        return universe_sweeps.shard_progress(session, job_id, shard_id, percent)
+
+    def fail_shard(self, session: Session, job_id: str, shard_id: str, error_message: str) -> Job:
+        return universe_sweeps.fail_shard(session, job_id, shard_id, error_message)
