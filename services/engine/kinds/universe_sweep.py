@@ -15,6 +15,7 @@ the job that has not ended, one after the other.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,8 @@ from domain.metrics import finite
 from services.engine.bars import Bars
 from services.engine.job_context import JobContext
 from services.engine.sweep import run_one
+
+log = logging.getLogger(__name__)
 
 
 def shard_position(shard_id: str) -> int:
@@ -122,4 +125,5 @@ async def run_shards(runner: Any, ctx: JobContext, job: jobs_pb2.Job, msg: bus_p
         one.sweep.ticker = tickers[position]
         del one.sweep.tickers[:]
         one.sweep.universe = ""
+        log.info("sweep shard taken", extra={"job_id": job.job_id, "shard_id": sid, "ticker": tickers[position]})
         await runner.run(ShardContext(ctx, sid, one.sweep, kernel), one, msg)
