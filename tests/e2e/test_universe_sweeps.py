@@ -217,7 +217,7 @@ def test_an_engine_killed_mid_sweep_loses_and_duplicates_nothing(uni, client):
     assert all(s["state"] == "completed" for s in rows), rows
     with psycopg.connect(pg_url) as conn:
         total, distinct = conn.execute(
-            "SELECT count(*), count(DISTINCT (ticker, fast_period, slow_period)) FROM sweep_results r "
+            "SELECT count(*), count(DISTINCT (r.ticker, r.fast_period, r.slow_period)) FROM sweep_results r "
             "JOIN sweep_runs s ON s.sweep_run_id = r.sweep_run_id WHERE s.job_id = %s", (job_id,)).fetchone()
     assert total == distinct == len(tickers) * HEAVY_PAIRS
     # The killed engine's shard was taken again (by engine, or by the restarted engine-2).
@@ -230,7 +230,7 @@ def test_a_cancel_mid_sweep_starts_no_further_shard(uni, client):
     tickers = [f"HV{i}" for i in range(4)]
     job_id = submit(client, tickers=tickers, **HEAVY)
     wait_for(lambda: any(s["state"] == "running" for s in shards(pg_url, job_id)), 120, "a shard running", stack)
-    r = client.post(f"/api/v1/jobs/{job_id}/cancel")
+    r = client.delete(f"/api/v1/jobs/{job_id}")
     assert r.status_code == 200, r.text
     cancelled_at = wait_for(lambda: (j := client.get(f"/api/v1/jobs/{job_id}").json())["status"] == "cancelled" and j,
                             10, "cancelled", stack)
