@@ -26,12 +26,13 @@ from domain.market import normalize_ticker
 from domain.overfitting import PBO_BLOCKS_DEFAULT, SweepStatistics, TrialMoments, overfitting_view
 from domain.sweep import INITIAL_CASH_DEFAULT, MIN_TRADES_DEFAULT, SweepSpec, spec_problems
 from libs.metric_fields import SWEEP_OPTIONAL_METRICS
-from services.results import jobs, runs, universe_sweeps
+from services.results import jobs, runs
 from services.results.datasets import resolve_dataset
 from services.results.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.results.jobs import JobEnd, Submission
 from services.results.metrics import note_sweep_ended
 from services.results.models import Job, SweepResult, SweepRun
+from services.results.models_universes import SweepShard
 from services.results.timefmt import utcnow
 
 log = logging.getLogger(__name__)
@@ -101,9 +102,7 @@ def validate_sweep_spec(spec: dict[str, Any]) -> int:
 
 def submit(session: Session, submission: Submission, spec: dict[str, Any]) -> Job:
     """Insert a queued sweep job (`spec`: its SweepSpec as a dict), its first event and its JobMessage
-    (a universe sweep: services.results.universe_sweeps, one JobMessage per ticker)."""
-    if universe_sweeps.is_universe(spec):
-        return universe_sweeps.submit(session, submission, spec)
+    (a universe sweep is services.results.universe_sweeps.submit)."""
     jobs.check_tenant(session, submission.tenant_id)
     combinations = validate_sweep_spec(spec)
     now = utcnow()
@@ -280,9 +279,7 @@ def finish(session: Session, job: Job, state: str, error_message: str, ts: str) 
     ticker = _ticker(job)
     spec = job.sweep_spec or {}
     universe = {"universe": spec.get("universe") or None, "tickers": list(spec.get("tickers") or [])} \
-        if universe_sweeps.is_universe(spec) else {}
-    if universe and state != jobs.COMPLETED:
-        universe_sweeps.close_shards(session, job, state, error_message)
+        if spec.get("tickers") else {}
     sweep_run_id = (job.sweep_run_id or "") if state == jobs.COMPLETED else ""
     note_sweep_ended(session, job, state, sweep_run_id)
     if state == jobs.COMPLETED:
@@ -365,9 +362,17 @@ def sweep_best(session: Session, tenant_id: str, sweep_run_id: str, ticker: str,
     rows = session.scalars(best_rows_query(run, where).limit(limit))
     overfitting, shown = run.overfitting, run.ticker
     if not run.ticker:  # a universe sweep
-        overfitting = universe_sweeps.shard_overfitting(session, run.job_id, ticker) if ticker.strip() else None
+        overfitting = _shard_overfitting(session, run.job_id, ticker) if ticker.strip() else None
         shown = normalize_ticker(ticker) if ticker.strip() else ""
     return SweepBest(run, list(rows), int(counts[0] or 0), int(counts[1] or 0), overfitting, shown)
+
+
+def _shard_overfitting(session: Session, job_id: str, ticker: str) -> dict[str, Any] | None:
+    """The overfitting statistics of one ticker of a universe sweep (None: not computed or no such ticker)."""
+    shard = session.scalar(
+        sa.select(SweepShard).where(SweepShard.job_id == job_id, SweepShard.ticker == normalize_ticker(ticker))
+    )
+    return shard.overfitting if shard is not None else None
 
 
 def best_rows_query(run: SweepRun, where: list[Any]) -> sa.Select[tuple[SweepResult]]:

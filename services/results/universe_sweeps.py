@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from domain import universe as rules
 from domain.overfitting import SweepStatistics, overfitting_view
-from services.results import jobs
+from services.results import jobs, runs, sweeps
 from services.results.datasets import resolve_dataset
 from services.results.errors import InvalidArgument, NotFound
 from services.results.jobs import Submission
@@ -86,9 +86,6 @@ def _slug_source(name: str) -> str:
 def submit(session: Session, submission: Submission, spec: dict[str, Any]) -> Job:
     """A queued universe sweep: the job, its (empty) sweep run, one shard row and one
     JobMessage per ticker, in the caller's transaction."""
-    # Imported here: services.results.sweeps imports this module.
-    from services.results import sweeps
-
     jobs.check_tenant(session, submission.tenant_id)
     tickers, name = resolve_tickers(session, submission.tenant_id, spec)
     # The grid's rules do not depend on the ticker: check them with the first.
@@ -206,8 +203,6 @@ def shard_progress(session: Session, job_id: str, sid: str, percent_done: float)
 
 def _maybe_end(session: Session, job: Job) -> None:
     """End the job once every shard ended: completed when a ticker completed, else failed."""
-    from services.results import sweeps
-
     shards = _shards(session, job.job_id)
     if any(s.state not in SHARD_ENDED for s in shards):
         _advance(session, job, shards)
@@ -244,8 +239,6 @@ def complete_shard(
     statistics: SweepStatistics | None, buy_and_hold_return_pct: float | None,
 ) -> tuple[str, bool]:
     """Store one shard's rows, once (keyed by the shard); (sweep_run_id, stored) like CompleteSweep."""
-    from services.results import runs, sweeps
-
     job = jobs.locked_job(session, job_id)
     run = run_of(session, job_id)
     if job.state in (FAILED, CANCELLED):
@@ -338,8 +331,6 @@ def find_run(session: Session, tenant_id: str, sweep_id: str) -> SweepRun:
 
 def tickers_view(session: Session, tenant_id: str, sweep_id: str) -> TickersView:
     """Each ticker of a sweep: its shard and best row (a one-ticker sweep: one entry from its run)."""
-    from services.results import sweeps
-
     run = find_run(session, tenant_id, sweep_id)
     job = session.get(Job, run.job_id)
     assert job is not None
@@ -357,11 +348,3 @@ def tickers_view(session: Session, tenant_id: str, sweep_id: str) -> TickersView
     best_by_id = {r.id: r for r in session.scalars(sa.select(SweepResult).where(SweepResult.id.in_(ids)))} if ids else {}
     views = [TickerView(s, best_by_id.get(s.best_result_id) if s.best_result_id is not None else None) for s in shards]
     return TickersView(run, job, str((job.sweep_spec or {}).get("universe") or ""), views)
-
-
-def shard_overfitting(session: Session, job_id: str, ticker: str) -> dict[str, Any] | None:
-    """The overfitting statistics of one ticker of a universe sweep (None: not computed or no such ticker)."""
-    shard = session.scalar(
-        sa.select(SweepShard).where(SweepShard.job_id == job_id, sa.func.upper(SweepShard.ticker) == ticker.strip().upper())
-    )
-    return shard.overfitting if shard is not None else None

@@ -16,9 +16,9 @@ from hindsight.results.v1 import results_pb2
 from sqlalchemy.orm import Session
 
 from libs.job_states import STATE_BY_NAME
+from services.results import jobs
 from services.results.day_by_day import DayByDayConfig
 from services.results.errors import FailedPrecondition, InvalidArgument
-from services.results import jobs
 from services.results.kinds import KindHandler, ShardedKind
 from services.results.kinds.day_by_day import DayByDayKind
 from services.results.kinds.sweep import SweepKind

@@ -11,6 +11,7 @@ from hindsight.jobs.v1 import jobs_pb2
 from sqlalchemy.orm import Session
 
 from services.results import sweeps, universe_sweeps
+from services.results.jobs import COMPLETED
 from services.results.kinds import JobEnd, Submission
 from services.results.models import Job
 
@@ -27,6 +28,8 @@ class SweepKind:
 
     def submit(self, session: Session, submission: Submission) -> Job:
         spec = MessageToDict(submission.spec, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+        if universe_sweeps.is_universe(spec):  # tickers or a universe: one shard per ticker
+            return universe_sweeps.submit(session, submission, spec)
         return sweeps.submit(session, submission, spec)
 
     def describe(self, session: Session | None, job: Job, msg: jobs_pb2.Job) -> None:
@@ -34,6 +37,9 @@ class SweepKind:
             ParseDict(job.sweep_spec, msg.sweep, ignore_unknown_fields=True)
 
     def finish(self, session: Session, job: Job, state: str, error_message: str, ts: str) -> JobEnd:
+        if state != COMPLETED and universe_sweeps.is_universe(job.sweep_spec or {}):
+            # Cancelled, timed out or failed: the shards not ended end with the job.
+            universe_sweeps.close_shards(session, job, state, error_message)
         return sweeps.finish(session, job, state, error_message, ts)
 
     # A universe sweep's shards (services.results.universe_sweeps; kinds.ShardedKind).
