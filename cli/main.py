@@ -264,9 +264,34 @@ def submit_and_follow(
     return submitted, final, started
 
 
+TICKER_COLUMNS = [
+    ("ticker", "ticker", 0),
+    ("status", "status", 0),
+    ("best score", "best_score", 3),
+    ("fast", lambda t: (t.get("best") or {}).get("fast_period"), 0),
+    ("slow", lambda t: (t.get("best") or {}).get("slow_period"), 0),
+    ("return %", lambda t: (t.get("best") or {}).get("total_return_pct"), 1),
+    ("buy&hold %", "buy_and_hold_return_pct", 1),
+    ("error", lambda t: t.get("error_message") or "", 0),
+]
+
+
+def _sweep_target(args: argparse.Namespace) -> dict[str, Any]:
+    """The sweep's ticker, or its tickers (--tickers A,B,C) or universe (--universe NAME)."""
+    given = [x for x in (args.ticker, args.tickers, args.universe) if x is not None]
+    if len(given) != 1:
+        raise UsageError("give a TICKER, --tickers A,B,C or --universe NAME (one of them)")
+    if args.tickers is not None:
+        return {"tickers": [t.strip() for t in args.tickers.split(",") if t.strip()]}
+    if args.universe is not None:
+        return {"universe": args.universe}
+    return {"ticker": args.ticker}
+
+
 def cmd_sweep(api: Api, out: Output, args: argparse.Namespace) -> int:
+    target = _sweep_target(args)
     body: dict[str, Any] = {
-        "ticker": args.ticker,
+        **target,
         "strategy_type": args.strategy.upper(),
         "fast_range": args.fast,
         "slow_range": args.slow,
@@ -290,10 +315,19 @@ def cmd_sweep(api: Api, out: Output, args: argparse.Namespace) -> int:
     job_id = submitted["job_id"]
     run_id = final.get("sweep_run_id") or api.get(f"/api/v1/jobs/{job_id}").get("sweep_run_id")
     best = api.get(f"/api/v1/sweeps/{run_id}/best", ticker=args.ticker, limit=args.limit)
+    tickers = api.get(f"/api/v1/sweeps/{run_id}/tickers") if "ticker" not in target else None
     if out.json:
-        out.emit_json({"job": submitted, "result": final, "best": best})
+        out.emit_json({"job": submitted, "result": final, "best": best,
+                       **({"tickers": tickers["tickers"]} if tickers is not None else {})})
         return EXIT_OK
     out.note(f"completed in {time.monotonic() - started:.1f} s; sweep run {run_id}")
+    if tickers is not None:
+        print("Tickers, best first:")
+        rows = sorted(tickers["tickers"], key=lambda t: (t.get("best_score") is None, -(t.get("best_score") or 0.0)))
+        table(rows, TICKER_COLUMNS)
+        print(f"Best {best['returned']} of {best['total_results']} combinations across every ticker, by score:")
+        table(best["results"], [("ticker", "ticker", 0), *BEST_COLUMNS])
+        return EXIT_OK
     left_out = best.get("excluded_below_min_trades", 0)
     print(f"Best {best['returned']} of {best['total_results']} combinations by score"
           + (f" ({left_out} below {best.get('min_trades')} trades left out):" if left_out else ":"))
@@ -678,7 +712,9 @@ def build_parser() -> argparse.ArgumentParser:
     command("health", "check that the API answers")
 
     s = command("sweep", "run a parameter sweep, follow its progress, print the best combinations")
-    s.add_argument("ticker")
+    s.add_argument("ticker", nargs="?", help="the ticker to sweep (or --tickers / --universe)")
+    s.add_argument("--tickers", metavar="A,B,C", help="sweep each of these tickers (a universe sweep, sharded per ticker)")
+    s.add_argument("--universe", metavar="NAME", help="sweep every ticker of this saved universe")
     s.add_argument("--strategy", default="SMA", type=str.upper, choices=["SMA", "EMA", "MACD"])
     s.add_argument("--fast", type=int_range, required=True, metavar="MIN:MAX", help="fast period range, e.g. 10:20")
     s.add_argument("--slow", type=int_range, required=True, metavar="MIN:MAX", help="slow period range, e.g. 20:30")
