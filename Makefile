@@ -61,7 +61,7 @@ lint: build ## ruff, mypy (strict on domain/ and libs/) and the import contracts
 	$(VENV)/bin/mypy
 	PYTHONPATH=$(CURDIR):$(CURDIR)/$(GEN) $(VENV)/bin/lint-imports
 
-bench: build ## S2 sweep (our engine vs vectorbt vs NumPy; with vs without its overfitting statistics through the stack), a year of day-by-day backtest, upload memory (238 MB x1/x3, 500 MiB), fair tenants, run report (1,000,000 bars), the seed-001 sweep's POST-to-done latency (p50/p95, standalone and distributed)
+bench: build ## S2 sweep (our engine vs vectorbt vs NumPy; with vs without its overfitting statistics through the stack), a year of day-by-day backtest, upload memory (238 MB x1/x3, 500 MiB), fair tenants, run report (1,000,000 bars), the seed-001 sweep's POST-to-done latency (p50/p95, standalone and distributed), a 20-ticker universe sweep on 1 vs 2 engine replicas (ratio, identical rows, peak memory)
 	$(VPY) -m pip install -q -r requirements-bench.txt
 	$(VPY) -m bench.sweep_s2
 	$(VPY) -m bench.daybyday_year
@@ -69,6 +69,7 @@ bench: build ## S2 sweep (our engine vs vectorbt vs NumPy; with vs without its o
 	$(VPY) -m bench.fairness
 	$(VPY) -m bench.report
 	$(VPY) -m bench.small_sweep_latency
+	$(VPY) -m bench.universe_sweep
 
 up: build ## distributed mode: each service its own process (DATABASE_URL, AMQP_URL)
 	$(VPY) -m services.up start
