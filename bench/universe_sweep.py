@@ -50,6 +50,19 @@ def start_engines(stack: Stack, names: list[str]) -> None:
     time.sleep(3)  # connected and consuming
 
 
+def compute_seconds(stack: Stack, name: str) -> tuple[float, float, int]:
+    """(kernel + statistics seconds, of which statistics, shards) the engine's log reports."""
+    total = stats = 0.0
+    shards = 0
+    for line in stack.logs[name].read_text(errors="replace").splitlines():
+        if '"sweep done"' in line:
+            doc = json.loads(line)
+            total += float(doc.get("seconds", 0.0))
+            stats += float(doc.get("statistics_seconds", 0.0))
+            shards += 1
+    return total, stats, shards
+
+
 def stop_engines(stack: Stack, names: list[str]) -> None:
     for name in names:
         stack.kill(name, signal.SIGTERM)
@@ -91,6 +104,7 @@ def main() -> int:
     vhost, amqp_url = create_vhost()
     seconds: dict[int, float] = {}
     peaks: dict[int, dict[str, float]] = {}
+    busy: dict[int, dict[str, tuple[float, float, int]]] = {}
     rows: dict[int, dict[str, list[dict]]] = {}
     try:
         stack = start_distributed(db_url, amqp_url, tmp, service_env={"engine": ONE_THREAD})
@@ -109,6 +123,7 @@ def main() -> int:
                     start_engines(stack, names)
                     seconds[replicas], run_id = run_universe(client, tickers)
                     peaks[replicas] = {n: peak_rss_mib(stack.procs[n].pid) for n in names}
+                    busy[replicas] = {n: compute_seconds(stack, n) for n in names}
                     rows[replicas] = rows_of(client, run_id, tickers)
                     stop_engines(stack, names)
                     print(f"{replicas} replica(s): {seconds[replicas]:.2f} s", flush=True)
@@ -126,6 +141,8 @@ def main() -> int:
         mem = ", ".join(f"{n} {v:.0f} MiB" for n, v in peaks[replicas].items())
         print(f"  {replicas} replica(s): {seconds[replicas]:7.2f} s POST to done  "
               f"({total / seconds[replicas] / 1e6:,.0f} M bar-pairs/s)   peak memory: {mem}")
+        for n, (sec, st, k) in busy[replicas].items():
+            print(f"      {n}: {k} shards, {sec:.1f} s in the kernel and statistics ({st:.1f} s statistics)")
     print(f"  speed-up 2 vs 1: {seconds[1] / seconds[2]:.2f}x (target >= 1.8x on 2 free cores)   "
           f"identical results: {'yes' if identical else 'NO'}")
     return 0 if identical else 1
