@@ -4,8 +4,6 @@ ticker with the seed's message, and a click on a ticker opening that ticker's he
 
 from __future__ import annotations
 
-import re
-
 import httpx
 import pytest
 
