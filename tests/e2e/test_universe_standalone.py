@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import signal
 
-
 from tests.e2e.test_seed001_flow import minute_csv
 from tests.security.conftest import wait_for
 from tests.stacks import start_standalone, wait_healthy
