@@ -375,6 +375,24 @@ def fail_dead_lettered(session: Session, kinds: KindLookup, job_id: str, attempt
     return True
 
 
+def fail_dead_lettered_shard(session: Session, kinds: KindLookup, job_id: str, shard_id: str, attempts: int) -> bool:
+    """A shard whose message exhausted its deliveries fails alone when its kind has shards
+    that may (a universe sweep's ticker); otherwise the job fails. False when unknown or ended."""
+    try:
+        job = locked_job(session, job_id)
+    except NotFound:
+        return False
+    if job.state not in ACTIVE_STATES:
+        return False
+    fail_shard = getattr(kinds.for_job(job), "fail_shard", None)
+    message = f"Shard could not be processed after {attempts} attempts"
+    if fail_shard is None:
+        end_job(session, job, FAILED, kinds.for_job(job).finish, error_message=message)
+    else:
+        fail_shard(session, job_id, shard_id, message)
+    return True
+
+
 def prune_sent_outbox(session: Session, older_than: datetime) -> int:
     """Delete outbox rows published before `older_than` (they are only kept for inspection)."""
     result = session.execute(

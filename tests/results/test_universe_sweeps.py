@@ -13,7 +13,7 @@ from hindsight.bus.v1 import bus_pb2
 from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2
 
-from libs.bus import JOBS_QUEUE
+from libs.bus import JOBS_DEAD_QUEUE, JOBS_QUEUE, Delivery
 
 from .conftest import eventually
 from .helpers import daily_csv, import_requests, result_row, sweep_spec
@@ -165,3 +165,23 @@ async def test_bad_universe_requests_store_nothing(backend, tickers, universe, t
                                                                   sweep=spec))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in err.value.details()
     assert (db.scalar("SELECT count(*) FROM jobs"), db.scalar("SELECT count(*) FROM outbox")) == before
+
+
+@pytest.mark.asyncio
+async def test_a_dead_lettered_shard_fails_its_ticker_only(pg, pg_db):
+    tenant, _ = pg_db.tenant()
+    job = (await pg.stub.SubmitJob(universe_request(tenant, ["D1", "D2"]))).job
+    handler = pg.bus.consumers[JOBS_DEAD_QUEUE]
+    body = bus_pb2.JobMessage(job_id=job.job_id, tenant_id=tenant, job_kind=jobs_pb2.JOB_KIND_SWEEP,
+                              shard_id="t0001").SerializeToString()
+    await handler(Delivery(body=body, delivery_count=3))
+    got = (await pg.stub.GetJob(results_pb2.GetJobRequest(tenant_id=tenant, job_id=job.job_id))).job
+    assert got.state == jobs_pb2.JOB_STATE_QUEUED  # D1 may still run
+    view = await pg.stub.GetSweepTickers(results_pb2.GetSweepTickersRequest(tenant_id=tenant, sweep_id=job.job_id))
+    assert [(t.ticker, t.state) for t in view.tickers] == [("D1", "queued"), ("D2", "failed")]
+    assert view.tickers[1].error_message.startswith("Shard could not be processed after")
+    await pg.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id="t0000"))
+    await pg.stub.CompleteSweep(results_pb2.CompleteSweepRequest(
+        job_id=job.job_id, shard_id="t0000", results=grid_rows("D1"), bars=10))
+    got = (await pg.stub.GetJob(results_pb2.GetJobRequest(tenant_id=tenant, job_id=job.job_id))).job
+    assert got.state == jobs_pb2.JOB_STATE_COMPLETED
