@@ -210,7 +210,22 @@ def complete_sweep(
     )
     session.flush()
     if rows:
-        session.execute(sa.insert(SweepResult), [{"sweep_run_id": run_id, **row_values(r)} for r in rows])
+        session.execute(
+            sa.insert(SweepResult),
+            [
+                {
+                    "sweep_run_id": run_id,
+                    "ticker": r.ticker,
+                    "strategy_type": r.strategy_type,
+                    "fast_period": r.fast_period,
+                    "slow_period": r.slow_period,
+                    "total_trades": r.total_trades,
+                    "avg_trade_duration": r.avg_trade_duration,
+                    **{k: runs.finite(r.metrics.get(k)) for k in SWEEP_OPTIONAL_METRICS},
+                }
+                for r in rows
+            ],
+        )
     if statistics is not None:
         run = session.get(SweepRun, run_id)
         assert run is not None
@@ -233,23 +248,10 @@ def complete_sweep(
     return run_id, True
 
 
-def row_values(r: SweepRow) -> dict[str, Any]:
-    """A row's columns in `sweep_results` (but its run)."""
-    return {
-        "ticker": r.ticker,
-        "strategy_type": r.strategy_type,
-        "fast_period": r.fast_period,
-        "slow_period": r.slow_period,
-        "total_trades": r.total_trades,
-        "avg_trade_duration": r.avg_trade_duration,
-        **{k: runs.finite(r.metrics.get(k)) for k in SWEEP_OPTIONAL_METRICS},
-    }
-
-
 def _top_index(session: Session, run: SweepRun, rows: list[SweepRow]) -> int | None:
     """The position in ``rows`` (grid order) of the first row of the run's ``best``, None
     when no combination has ``min_trades`` trades."""
-    first = session.scalars(best_rows_query(run, [SweepResult.sweep_run_id == run.sweep_run_id]).limit(1)).first()
+    first = session.scalars(_best_rows(run, [SweepResult.sweep_run_id == run.sweep_run_id]).limit(1)).first()
     if first is None:
         return None
     pair = (first.fast_period, first.slow_period)
@@ -359,7 +361,7 @@ def sweep_best(session: Session, tenant_id: str, sweep_run_id: str, ticker: str,
             sa.func.count().filter(sa.not_(qualifies)),
         ).where(*where)
     ).one()
-    rows = session.scalars(best_rows_query(run, where).limit(limit))
+    rows = session.scalars(_best_rows(run, where).limit(limit))
     overfitting, shown = run.overfitting, run.ticker
     if not run.ticker:  # a universe sweep
         overfitting = _shard_overfitting(session, run.job_id, ticker) if ticker.strip() else None
@@ -375,7 +377,7 @@ def _shard_overfitting(session: Session, job_id: str, ticker: str) -> dict[str, 
     return shard.overfitting if shard is not None else None
 
 
-def best_rows_query(run: SweepRun, where: list[Any]) -> sa.Select[tuple[SweepResult]]:
+def _best_rows(run: SweepRun, where: list[Any]) -> sa.Select[tuple[SweepResult]]:
     """The rows of ``best``, in its order: those with at least min_trades trades, by score
     descending (undefined last), then in the order the engine reported them (grid order).
     The overfitting statistics' top result is the first of them."""
@@ -385,3 +387,24 @@ def best_rows_query(run: SweepRun, where: list[Any]) -> sa.Select[tuple[SweepRes
         .where(*where, qualifies)
         .order_by(SweepResult.score.desc().nulls_last(), SweepResult.id)
     )
+
+
+# ---------------------------------------------------------------- for universe sweeps (services.results.universe_sweeps)
+
+
+def row_values(r: SweepRow) -> dict[str, Any]:
+    """A row's columns in `sweep_results` (but its run)."""
+    return {
+        "ticker": r.ticker,
+        "strategy_type": r.strategy_type,
+        "fast_period": r.fast_period,
+        "slow_period": r.slow_period,
+        "total_trades": r.total_trades,
+        "avg_trade_duration": r.avg_trade_duration,
+        **{k: runs.finite(r.metrics.get(k)) for k in SWEEP_OPTIONAL_METRICS},
+    }
+
+
+def best_rows_query(run: SweepRun, where: list[Any]) -> sa.Select[tuple[SweepResult]]:
+    """The rows of ``best`` among ``where``, in its order (the run's `_best_rows`)."""
+    return _best_rows(run, where)

@@ -263,9 +263,9 @@ def complete_shard(
     shard.best_result_id = best.id if best is not None else None
     if statistics is not None:
         top = None
-        if best is not None:
-            top = next((i for i, r in enumerate(rows) if (r.fast_period, r.slow_period) ==
-                        (best.fast_period, best.slow_period)), None)
+        if best is not None:  # the shard's rows were inserted in grid order: ids ascend with it
+            ids = session.scalars(sa.select(SweepResult.id).where(*where).order_by(SweepResult.id)).all()
+            top = ids.index(best.id) if best.id in ids else None
         shard.overfitting = overfitting_view(statistics, top)
     shard.state = COMPLETED
     shard.bars = int(bars)

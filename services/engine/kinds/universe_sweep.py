@@ -127,3 +127,4 @@ async def run_shards(runner: Any, ctx: JobContext, job: jobs_pb2.Job, msg: bus_p
         one.sweep.universe = ""
         log.info("sweep shard taken", extra={"job_id": job.job_id, "shard_id": sid, "ticker": tickers[position]})
         await runner.run(ShardContext(ctx, sid, one.sweep, kernel), one, msg)
+        log.info("sweep shard ended", extra={"job_id": job.job_id, "shard_id": sid})
