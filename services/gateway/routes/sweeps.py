@@ -125,17 +125,17 @@ async def sweep_best(
 
 
 @router.get(
-    "/api/v1/sweeps/{sweep_id}/tickers",
+    "/api/v1/sweeps/{sweep_run_id}/tickers",
     summary="Each ticker of a universe sweep: its state, best row and buy-and-hold return",
-    description="`sweep_id` is the sweep run id (`run_...`, from the done event) or the job id "
+    description="`sweep_run_id` is the sweep run id (`run_...`, from the done event), or the job id "
     "(`sweep_...`), so the table can be read while the sweep runs. A ticker's `overfitting` is "
     "the statistics of its own grid (they are per ticker; `best` without `ticker` shows none). "
     "A one-ticker sweep has one entry.",
     response_model=shapes.SweepTickers,
 )
-async def sweep_tickers(backend: BackendDep, caller: CallerDep, sweep_id: Annotated[str, Path()]) -> dict[str, Any]:
-    checked_id(sweep_id, "sweep")
+async def sweep_tickers(backend: BackendDep, caller: CallerDep, sweep_run_id: Annotated[str, Path()]) -> dict[str, Any]:
+    checked_id(sweep_run_id, "sweep")
     resp = await backend.call(
-        backend.stub.GetSweepTickers, results_pb2.GetSweepTickersRequest(tenant_id=caller.tenant_id, sweep_id=sweep_id)
+        backend.stub.GetSweepTickers, results_pb2.GetSweepTickersRequest(tenant_id=caller.tenant_id, sweep_id=sweep_run_id)
     )
     return shapes.sweep_tickers(resp)
