@@ -61,21 +61,18 @@ def resolve_tickers(session: Session, tenant_id: str, spec: dict[str, Any]) -> t
     """(tickers in their stored spelling, universe name or "") of a universe sweep's spec;
     InvalidArgument for a bad choice, list or name, and for an unknown universe."""
     tickers, name = list(spec.get("tickers") or []), str(spec.get("universe") or "")
-    if str(spec.get("ticker") or "").strip():
-        raise InvalidArgument("sweep.ticker: give one of ticker, tickers or universe, not several")
-    if tickers and name:
-        raise InvalidArgument("sweep.tickers: give one of tickers or universe, not both")
+    ticker = str(spec.get("ticker") or "").strip()
+    problems = rules.sweep_target_problems(ticker or None, tickers or None, name or None)
+    if problems:
+        raise InvalidArgument("; ".join(f"sweep.{p.field}: {p.message}" for p in problems))
     if name:
-        problem = rules.name_problem(name)
-        if problem:
-            raise InvalidArgument(f"sweep.universe: {problem}")
         row = session.get(Universe, (tenant_id, name))
         if row is None:
             raise InvalidArgument(f"sweep.universe: no universe named {name!r}")
         tickers = list(row.tickers)
-    problems = rules.ticker_list_problems(tickers, "sweep.tickers")
-    if problems:
-        raise InvalidArgument("; ".join(f"{p.field}: {p.message}" for p in problems))
+        problems = rules.ticker_list_problems(tickers, "sweep.tickers")
+        if problems:  # a stored universe was checked when saved; its rules may have changed since
+            raise InvalidArgument("; ".join(f"{p.field}: {p.message}" for p in problems))
     return rules.normalize_tickers(tickers), name
 
 

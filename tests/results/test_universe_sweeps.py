@@ -149,7 +149,7 @@ async def test_every_ticker_failing_fails_the_job_and_a_cancel_closes_the_rest(b
         ([], "nope", "", "no universe named 'nope'"),
         (["A", "a"], "", "", "A is already"),
         (["A"], "", "B", "give one of ticker, tickers or universe"),
-        (["A"], "u1", "", "not both"),
+        (["A"], "u1", "", "not tickers and universe"),
         ([f"T{i}" for i in range(501)], "", "", "at most 500"),
     ],
 )

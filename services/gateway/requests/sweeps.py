@@ -76,18 +76,8 @@ class SweepRequest(RequestModel):
         return self
 
     def _target_problems(self) -> list[universe.Problem]:
-        """Exactly one of ticker, tickers and universe, each valid."""
-        given = [name for name in ("ticker", "tickers", "universe") if getattr(self, name) is not None]
-        if not given:
-            return [universe.Problem("ticker", "give ticker, tickers or universe")]
-        if len(given) > 1:
-            return [universe.Problem(given[1], f"give one of ticker, tickers or universe, not {' and '.join(given)}")]
-        if self.tickers is not None:
-            return universe.ticker_list_problems(self.tickers)
-        if self.universe is not None:
-            problem = universe.name_problem(self.universe)
-            return [universe.Problem("universe", problem)] if problem else []
-        return []
+        """Exactly one of ticker, tickers and universe, each valid (domain.universe)."""
+        return universe.sweep_target_problems(self.ticker, self.tickers, self.universe)
 
     @property
     def is_universe(self) -> bool:
