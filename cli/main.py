@@ -277,14 +277,39 @@ def submit_and_follow(
     return submitted, final, started
 
 
+TICKER_COLUMNS = [
+    ("ticker", "ticker", 0),
+    ("status", "status", 0),
+    ("best score", "best_score", 3),
+    ("fast", lambda t: (t.get("best") or {}).get("fast_period"), 0),
+    ("slow", lambda t: (t.get("best") or {}).get("slow_period"), 0),
+    ("return %", lambda t: (t.get("best") or {}).get("total_return_pct"), 1),
+    ("buy&hold %", "buy_and_hold_return_pct", 1),
+    ("error", lambda t: t.get("error_message") or "", 0),
+]
+
+
+def _sweep_target(args: argparse.Namespace) -> dict[str, Any]:
+    """The sweep's ticker, or its tickers (--tickers A,B,C) or universe (--universe NAME)."""
+    tickers, universe = getattr(args, "tickers", None), getattr(args, "universe", None)
+    given = [x for x in (args.ticker, tickers, universe) if x is not None]
+    if len(given) != 1:
+        raise UsageError("give a TICKER, --tickers A,B,C or --universe NAME (one of them)")
+    if tickers is not None:
+        return {"tickers": [t.strip() for t in tickers.split(",") if t.strip()]}
+    if universe is not None:
+        return {"universe": universe}
+    return {"ticker": args.ticker}
+
+
 def sweep_body(args: argparse.Namespace) -> dict[str, Any]:
-    """The sweep request of the sweep options (`sweep`, with RSI's; `walkforward`)."""
+    """The sweep request of the sweep options (`sweep`, with RSI's and a universe; `walkforward`)."""
     needed = ("period", "oversold", "overbought") if args.strategy == "RSI" else ("fast", "slow")
     missing = [f"--{name}" for name in needed if getattr(args, name, None) is None]
     if missing:
         raise UsageError(f"--strategy {args.strategy} needs {' and '.join(missing)}")
     return {
-        "ticker": args.ticker,
+        **_sweep_target(args),
         "strategy_type": args.strategy.upper(),
         "fast_range": args.fast,
         "slow_range": args.slow,
@@ -306,6 +331,7 @@ def sweep_body(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_sweep(api: Api, out: Output, args: argparse.Namespace) -> int:
     body = sweep_body(args)
+    target = {k: body[k] for k in ("ticker", "tickers", "universe") if k in body}
     got = submit_and_follow(
         api, out, "/api/v1/strategy/sweep", body, no_wait=args.no_wait, what="sweep", result_key="best",
         describe=lambda job: f"sweep job {job['job_id']}: {job['parameters']['combinations']} combinations queued",
@@ -316,10 +342,19 @@ def cmd_sweep(api: Api, out: Output, args: argparse.Namespace) -> int:
     job_id = submitted["job_id"]
     run_id = final.get("sweep_run_id") or api.get(f"/api/v1/jobs/{job_id}").get("sweep_run_id")
     best = api.get(f"/api/v1/sweeps/{run_id}/best", ticker=args.ticker, limit=args.limit)
+    tickers = api.get(f"/api/v1/sweeps/{run_id}/tickers") if "ticker" not in target else None
     if out.json:
-        out.emit_json({"job": submitted, "result": final, "best": best})
+        out.emit_json({"job": submitted, "result": final, "best": best,
+                       **({"tickers": tickers["tickers"]} if tickers is not None else {})})
         return EXIT_OK
     out.note(f"completed in {time.monotonic() - started:.1f} s; sweep run {run_id}")
+    if tickers is not None:
+        print("Tickers, best first:")
+        rows = sorted(tickers["tickers"], key=lambda t: (t.get("best_score") is None, -(t.get("best_score") or 0.0)))
+        table(rows, TICKER_COLUMNS)
+        print(f"Best {best['returned']} of {best['total_results']} combinations across every ticker, by score:")
+        table(best["results"], [("ticker", "ticker", 0), *BEST_COLUMNS])
+        return EXIT_OK
     left_out = best.get("excluded_below_min_trades", 0)
     print(f"Best {best['returned']} of {best['total_results']} combinations by score"
           + (f" ({left_out} below {best.get('min_trades')} trades left out):" if left_out else ":"))
@@ -852,9 +887,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("health", "check that the API answers")
 
-    def sweep_options(s: argparse.ArgumentParser, rsi: bool = False) -> None:
-        """The options of a sweep request; `rsi`: with rsi_reversion's (the sweep command)."""
-        s.add_argument("ticker")
+    def sweep_options(s: argparse.ArgumentParser, rsi: bool = False, universe: bool = False) -> None:
+        """The options of a sweep request; `rsi`: with rsi_reversion's, `universe`: with --tickers and
+        --universe (the sweep command)."""
+        if universe:
+            s.add_argument("ticker", nargs="?", help="the ticker to sweep (or --tickers / --universe)")
+            s.add_argument("--tickers", metavar="A,B,C",
+                           help="sweep each of these tickers (a universe sweep, sharded per ticker)")
+            s.add_argument("--universe", metavar="NAME", help="sweep every ticker of this saved universe")
+        else:
+            s.add_argument("ticker")
         if rsi:
             s.add_argument("--strategy", default="SMA", type=str.upper, choices=["SMA", "EMA", "MACD", "RSI"],
                            help="RSI: rsi_reversion, swept over --period, --oversold and --overbought")
@@ -883,7 +925,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--no-wait", action="store_true", help="submit and print the job id")
 
     s = command("sweep", "run a parameter sweep, follow its progress, print the best combinations")
-    sweep_options(s, rsi=True)
+    sweep_options(s, rsi=True, universe=True)
     s.add_argument("--limit", type=int, default=10, help="rows of the best-results table (1-1000)")
 
     wf = command("walkforward", "walk-forward optimization of a sweep: follow its folds, print the folds table, "

@@ -70,3 +70,20 @@ def ticker_list_problems(tickers: object, field: str = "tickers") -> list[Proble
 def normalize_tickers(tickers: list[str]) -> list[str]:
     """The stored spelling of a valid ticker list (ticker_list_problems found nothing), in order."""
     return [normalize_ticker(t) for t in tickers]
+
+
+def sweep_target_problems(ticker: object, tickers: object, universe: object) -> list[Problem]:
+    """What is wrong with what a sweep runs over: exactly one of one `ticker`, a list of
+    `tickers` or a saved `universe` (None: not given), the list or the name valid."""
+    given = [name for name, value in (("ticker", ticker), ("tickers", tickers), ("universe", universe))
+             if value is not None]
+    if not given:
+        return [Problem("ticker", "give ticker, tickers or universe")]
+    if len(given) > 1:
+        return [Problem(given[1], f"give one of ticker, tickers or universe, not {' and '.join(given)}")]
+    if tickers is not None:
+        return ticker_list_problems(tickers)
+    if universe is not None:
+        problem = name_problem(universe)
+        return [Problem("universe", problem)] if problem else []
+    return []

@@ -65,6 +65,13 @@ FOLDS_MAX: Final = 500
 STRATEGY_TYPES: Final = ("SMA", "EMA", "MACD")
 
 
+def target_problem(tickers: object, universe: object) -> Problem | None:
+    """A walk-forward runs one ticker's bars: a sweep of a universe cannot be walked forward."""
+    if tickers or universe:
+        return Problem("sweep.ticker", "a walk-forward runs one ticker: give `ticker`, not `tickers` or `universe`")
+    return None
+
+
 def strategy_problem(strategy_type: str) -> Problem | None:
     """Why a sweep of `strategy_type` cannot be walked forward, or None."""
     if strategy_type in STRATEGY_TYPES:

@@ -52,9 +52,11 @@ class JobContext:
             with attempt:
                 return await method(request, timeout=timeout or self.rpc_timeout)
 
-    async def fail(self, job_id: str, message: str) -> None:
-        """End the job as failed with `message` (results ignores it for an ended job)."""
-        await self.call(self.stub.FailJob, results_pb2.FailJobRequest(job_id=job_id, error_message=message))
+    async def fail(self, job_id: str, message: str, shard_id: str = "") -> None:
+        """End the job as failed with `message` (results ignores it for an ended job); with
+        `shard_id`, that shard of it only (its kind decides what that does to the job)."""
+        await self.call(self.stub.FailJob,
+                        results_pb2.FailJobRequest(job_id=job_id, error_message=message, shard_id=shard_id))
 
     async def progress(self, job_id: str, percent: float, message: str) -> results_pb2.ReportProgressResponse:
         """Report progress; the answer says whether to stop (cancelled, failed, timed out)."""

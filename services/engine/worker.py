@@ -58,7 +58,7 @@ class EngineWorker:
         ctx = self.context
         msg = bus_pb2.JobMessage.FromString(delivery.body)
         telemetry.annotate(job_id=msg.job_id)  # on the consume span and every log line of this job
-        started = await ctx.call(ctx.stub.StartJob, results_pb2.StartJobRequest(job_id=msg.job_id))
+        started = await ctx.call(ctx.stub.StartJob, results_pb2.StartJobRequest(job_id=msg.job_id, shard_id=msg.shard_id))
         if not started.proceed:
             if started.retry_after_seconds > 0:
                 await self.defer(delivery, started.retry_after_seconds)
@@ -80,7 +80,7 @@ class EngineWorker:
             raise
         except Exception as exc:  # a bug or bad data: fail the job visibly rather than loop
             log.exception("job failed", extra={"job_id": job.job_id})
-            await ctx.fail(job.job_id, f"Engine error: {exc}")
+            await ctx.fail(job.job_id, f"Engine error: {exc}", shard_id=msg.shard_id)
         self.jobs_run += 1
 
     async def defer(self, delivery: Delivery, seconds: float) -> None:

@@ -227,6 +227,8 @@ class DeadLetterHandler:
 
         def fail() -> bool:
             with self.db.write() as s:
+                if msg.shard_id:  # one shard of a sharded job (a universe sweep's ticker)
+                    return jobs.fail_dead_lettered_shard(s, self.kinds, msg.job_id, msg.shard_id, self.max_deliveries)
                 return jobs.fail_dead_lettered(s, self.kinds, msg.job_id, self.max_deliveries)
 
         if await self.db.run(fail):

@@ -249,6 +249,14 @@ def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
     return job
 
 
+def get_job_any(session: Session, job_id: str) -> Job:
+    """A job of any tenant (the engines' side)."""
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id!r} not found")
+    return job
+
+
 def list_jobs(session: Session, tenant_id: str, limit: int, offset: int, state: str | None) -> tuple[list[Job], int]:
     where = [Job.tenant_id == tenant_id]
     if state:
@@ -364,6 +372,24 @@ def fail_dead_lettered(session: Session, kinds: KindLookup, job_id: str, attempt
         return False
     message = f"Job could not be processed after {attempts} attempts"
     end_job(session, job, FAILED, kinds.for_job(job).finish, error_message=message)
+    return True
+
+
+def fail_dead_lettered_shard(session: Session, kinds: KindLookup, job_id: str, shard_id: str, attempts: int) -> bool:
+    """A shard whose message exhausted its deliveries fails alone when its kind has shards
+    that may (a universe sweep's ticker); otherwise the job fails. False when unknown or ended."""
+    try:
+        job = locked_job(session, job_id)
+    except NotFound:
+        return False
+    if job.state not in ACTIVE_STATES:
+        return False
+    fail_shard = getattr(kinds.for_job(job), "fail_shard", None)
+    message = f"Shard could not be processed after {attempts} attempts"
+    if fail_shard is None:
+        end_job(session, job, FAILED, kinds.for_job(job).finish, error_message=message)
+    else:
+        fail_shard(session, job_id, shard_id, message)
     return True
 
 

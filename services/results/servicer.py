@@ -34,6 +34,7 @@ from services.results import (
     option_chains,
     quotas,
     sweeps,
+    universe_sweeps,
     uploads,
     walkforward,
 )
@@ -277,7 +278,7 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
         )
         out = results_pb2.GetSweepBestResponse(
             sweep_run_id=best.run.sweep_run_id,
-            ticker=best.run.ticker,
+            ticker=best.ticker,
             total_results=best.total_results,
             excluded_below_min_trades=best.excluded_below_min_trades,
             min_trades=best.run.min_trades,
@@ -288,8 +289,28 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
             row = out.results.add(**{name: getattr(r, name) for name in SWEEP_RESULT_FIELDS if getattr(r, name) is not None})
             if r.parameters is not None:
                 row.parameters_json = json.dumps(r.parameters, separators=(",", ":"))
-        if best.run.overfitting is not None:
-            out.overfitting.CopyFrom(sweeps.overfitting_message(best.run.overfitting))
+        if best.overfitting is not None:
+            out.overfitting.CopyFrom(sweeps.overfitting_message(best.overfitting))
+        return out
+
+    @unary
+    async def GetSweepTickers(self, request, context):
+        view = await self.read(universe_sweeps.tickers_view, request.tenant_id, require(request.sweep_id, "sweep_id"))
+        out = results_pb2.GetSweepTickersResponse(
+            sweep_run_id=view.run.sweep_run_id, job_id=view.job.job_id, state=view.job.state, universe=view.universe,
+            min_trades=view.run.min_trades,
+        )
+        for t in view.tickers:
+            item = out.tickers.add(ticker=t.shard.ticker, state=t.shard.state, error_message=t.shard.error_message,
+                                   bars=t.shard.bars or 0, total_results=t.shard.total_results or 0)
+            if t.best is not None:
+                item.best.CopyFrom(results_pb2.SweepResult(
+                    **{name: getattr(t.best, name) for name in SWEEP_RESULT_FIELDS if getattr(t.best, name) is not None}
+                ))
+            if t.shard.buy_and_hold_return_pct is not None:
+                item.buy_and_hold_return_pct = t.shard.buy_and_hold_return_pct
+            if t.shard.overfitting is not None:
+                item.overfitting.CopyFrom(sweeps.overfitting_message(t.shard.overfitting))
         return out
 
     # ------------------------------------------------------------ datasets
@@ -450,7 +471,10 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
             job = jobs.locked_job(s, job_id)
             if job.state == jobs.QUEUED and (wait := quotas.start_delay(s, job, self.limits)):
                 return False, wait, self.kinds.job_proto(job, s)  # its tenant runs enough already
-            proceed, job = jobs.start_job(s, self.kinds, job)
+            if request.shard_id:  # one shard of a sharded job (e.g. a ticker of a universe sweep)
+                proceed, job = self.kinds.start_shard(s, job, request.shard_id)
+            else:
+                proceed, job = jobs.start_job(s, self.kinds, job)
             # The engine gets the kind's spec in full.
             return proceed, 0.0, self.kinds.job_proto(job, s)
 
@@ -480,9 +504,15 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
 
     @unary
     async def ReportProgress(self, request, context):
-        stop, reason = await self.write(
-            jobs.report_progress, require(request.job_id, "job_id"), request.percent, request.message
-        )
+        job_id = require(request.job_id, "job_id")
+        if request.shard_id:
+            def shard_progress(s: Session) -> tuple[bool, str]:
+                job = jobs.get_job_any(s, job_id)
+                return self.kinds.sharded(job).shard_progress(s, job_id, request.shard_id, request.percent)
+
+            stop, reason = await self.write(shard_progress)
+            return results_pb2.ReportProgressResponse(stop=stop, reason=reason)
+        stop, reason = await self.write(jobs.report_progress, job_id, request.percent, request.message)
         return results_pb2.ReportProgressResponse(stop=stop, reason=reason)
 
     @unary
@@ -497,6 +527,15 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
             for r in request.results
         ]
         statistics = sweeps.statistics_of(request.statistics, len(rows)) if request.HasField("statistics") else None
+        if request.shard_id:  # one ticker of a universe sweep: stored once, keyed by the shard
+            bh = request.buy_and_hold_return_pct if request.HasField("buy_and_hold_return_pct") else None
+            run_id, stored = await self.write(
+                universe_sweeps.complete_shard, job_id, request.shard_id, rows, request.execution_time_seconds,
+                request.bars, statistics, bh,
+            )
+            log.info("sweep shard completion",
+                     extra={"job_id": job_id, "shard_id": request.shard_id, "sweep_run_id": run_id, "stored": stored})
+            return results_pb2.CompleteSweepResponse(sweep_run_id=run_id, stored=stored)
         run_id, stored = await self.write(
             sweeps.complete_sweep, job_id, rows, request.execution_time_seconds, request.bars, request.dataset_version_id,
             statistics,
@@ -523,6 +562,15 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
 
     @unary
     async def FailJob(self, request, context):
-        job = await self.write(jobs.fail_job, self.kinds, require(request.job_id, "job_id"), request.error_message)
+        job_id = require(request.job_id, "job_id")
+        if request.shard_id:  # one shard failed alone (a ticker without enough data)
+            def fail_shard(s: Session) -> Job:
+                job = jobs.get_job_any(s, job_id)
+                return self.kinds.sharded(job).fail_shard(s, job_id, request.shard_id, request.error_message)
+
+            job = await self.write(fail_shard)
+            log.info("shard failed by the engine", extra={"job_id": job_id, "shard_id": request.shard_id})
+            return results_pb2.FailJobResponse(job=self.kinds.job_proto(job))
+        job = await self.write(jobs.fail_job, self.kinds, job_id, request.error_message)
         log.info("job failed by the engine", extra={"job_id": job.job_id, "state": job.state})
         return results_pb2.FailJobResponse(job=self.kinds.job_proto(job))

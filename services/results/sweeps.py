@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from hindsight.results.v1 import results_pb2
 from sqlalchemy.orm import Session
 
+from domain.market import normalize_ticker
 from domain.overfitting import PBO_BLOCKS_DEFAULT, SweepStatistics, TrialMoments, overfitting_view
 from domain.sweep import INITIAL_CASH_DEFAULT, MIN_TRADES_DEFAULT, THRESHOLD_STEP_DEFAULT, SweepSpec, spec_problems
 from libs.metric_fields import SWEEP_OPTIONAL_METRICS
@@ -32,6 +33,7 @@ from services.results.errors import FailedPrecondition, InvalidArgument, NotFoun
 from services.results.jobs import JobEnd, Submission
 from services.results.metrics import note_sweep_ended
 from services.results.models import Job, SweepResult, SweepRun
+from services.results.models_universes import SweepShard
 from services.results.timefmt import utcnow
 
 log = logging.getLogger(__name__)
@@ -104,7 +106,8 @@ def validate_sweep_spec(spec: dict[str, Any]) -> int:
 
 
 def submit(session: Session, submission: Submission, spec: dict[str, Any]) -> Job:
-    """Insert a queued sweep job (`spec`: its SweepSpec as a dict), its first event and its JobMessage."""
+    """Insert a queued sweep job (`spec`: its SweepSpec as a dict), its first event and its JobMessage
+    (a universe sweep is services.results.universe_sweeps.submit)."""
     jobs.check_tenant(session, submission.tenant_id)
     combinations = validate_sweep_spec(spec)
     now = utcnow()
@@ -299,8 +302,12 @@ def _ticker(job: Job) -> str:
 
 
 def finish(session: Session, job: Job, state: str, error_message: str, ts: str) -> JobEnd:
-    """A sweep's final event and its seed-001 callback (`sweep.completed` / `sweep.failed`)."""
+    """A sweep's final event and its seed-001 callback (`sweep.completed` / `sweep.failed`);
+    a universe sweep's callback adds its universe and tickers."""
     ticker = _ticker(job)
+    spec = job.sweep_spec or {}
+    universe = {"universe": spec.get("universe") or None, "tickers": list(spec.get("tickers") or [])} \
+        if spec.get("tickers") else {}
     sweep_run_id = (job.sweep_run_id or "") if state == jobs.COMPLETED else ""
     note_sweep_ended(session, job, state, sweep_run_id)
     if state == jobs.COMPLETED:
@@ -314,6 +321,7 @@ def finish(session: Session, job: Job, state: str, error_message: str, ts: str) 
             "sweep_run_id": sweep_run_id,
             "status": jobs.COMPLETED,
             "ticker": ticker,
+            **universe,
             "result_data": {
                 "sweep_run_id": sweep_run_id,
                 "total_combinations": metrics.get("combinations_tested", 0),
@@ -334,6 +342,7 @@ def finish(session: Session, job: Job, state: str, error_message: str, ts: str) 
         "job_id": job.job_id,
         "status": state,
         "ticker": ticker,
+        **universe,
         "error_message": error_message,
         "timestamp": ts,
     }
@@ -354,6 +363,11 @@ class SweepBest:
     total_results: int
     # Rows left out for having fewer than min_trades trades (after the ticker filter).
     excluded_below_min_trades: int
+    # The overfitting statistics shown: the run's; a universe sweep's are per ticker, so
+    # shown with `ticker` only (None without: the rows ranked across tickers are not one grid).
+    overfitting: dict[str, Any] | None = None
+    # The ticker the rows are of ("": every ticker of a universe sweep).
+    ticker: str = ""
 
 
 def sweep_best(session: Session, tenant_id: str, sweep_run_id: str, ticker: str, limit: int) -> SweepBest:
@@ -374,7 +388,19 @@ def sweep_best(session: Session, tenant_id: str, sweep_run_id: str, ticker: str,
         ).where(*where)
     ).one()
     rows = session.scalars(_best_rows(run, where).limit(limit))
-    return SweepBest(run, list(rows), int(counts[0] or 0), int(counts[1] or 0))
+    overfitting, shown = run.overfitting, run.ticker
+    if not run.ticker:  # a universe sweep
+        overfitting = _shard_overfitting(session, run.job_id, ticker) if ticker.strip() else None
+        shown = normalize_ticker(ticker) if ticker.strip() else ""
+    return SweepBest(run, list(rows), int(counts[0] or 0), int(counts[1] or 0), overfitting, shown)
+
+
+def _shard_overfitting(session: Session, job_id: str, ticker: str) -> dict[str, Any] | None:
+    """The overfitting statistics of one ticker of a universe sweep (None: not computed or no such ticker)."""
+    shard = session.scalar(
+        sa.select(SweepShard).where(SweepShard.job_id == job_id, SweepShard.ticker == normalize_ticker(ticker))
+    )
+    return shard.overfitting if shard is not None else None
 
 
 def _best_rows(run: SweepRun, where: list[Any]) -> sa.Select[tuple[SweepResult]]:
@@ -387,3 +413,25 @@ def _best_rows(run: SweepRun, where: list[Any]) -> sa.Select[tuple[SweepResult]]
         .where(*where, qualifies)
         .order_by(SweepResult.score.desc().nulls_last(), SweepResult.id)
     )
+
+
+# ---------------------------------------------------------------- for universe sweeps (services.results.universe_sweeps)
+
+
+def row_values(r: SweepRow) -> dict[str, Any]:
+    """A row's columns in `sweep_results` (but its run)."""
+    return {
+        "ticker": r.ticker,
+        "strategy_type": r.strategy_type,
+        "fast_period": r.fast_period,
+        "slow_period": r.slow_period,
+        "total_trades": r.total_trades,
+        "avg_trade_duration": r.avg_trade_duration,
+        "parameters": r.parameters,
+        **{k: runs.finite(r.metrics.get(k)) for k in SWEEP_OPTIONAL_METRICS},
+    }
+
+
+def best_rows_query(run: SweepRun, where: list[Any]) -> sa.Select[tuple[SweepResult]]:
+    """The rows of ``best`` among ``where``, in its order (the run's `_best_rows`)."""
+    return _best_rows(run, where)

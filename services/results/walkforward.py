@@ -28,6 +28,7 @@ from domain.walkforward import (
     folds_problems,
     stitch,
     strategy_problem,
+    target_problem,
 )
 from services.results import jobs, sweeps
 from services.results.datasets import resolve_dataset
@@ -65,9 +66,10 @@ def submit(session: Session, submission: Submission, spec: dict[str, Any]) -> Jo
     jobs.check_tenant(session, submission.tenant_id)
     sweep = dict(spec.get("sweep") or {})
     combinations = sweeps.validate_sweep_spec(sweep)
-    strategy = strategy_problem(str(sweep.get("strategy_type") or "SMA"))
-    if strategy is not None:
-        raise InvalidArgument(f"{strategy.field}: {strategy.message}")
+    for problem in (target_problem(sweep.get("tickers"), sweep.get("universe")),
+                    strategy_problem(str(sweep.get("strategy_type") or "SMA"))):
+        if problem is not None:
+            raise InvalidArgument(f"{problem.field}: {problem.message}")
     windows = windows_of(spec)
     found = resolve_dataset(session, submission.tenant_id, str(sweep.get("ticker", "")), str(sweep.get("interval") or ""))
     if found is None:

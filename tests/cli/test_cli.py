@@ -112,6 +112,32 @@ def test_sweep_json_matches_the_api(stack: Stack) -> None:
     assert len(lines) == 3 + best["total_results"]
 
 
+def test_sweep_of_tickers_and_of_a_universe(stack: Stack) -> None:
+    """Issue 11: --tickers A,B,C and --universe NAME run a universe sweep (standalone: its one
+    engine takes every shard); a ticker without data fails alone."""
+    out = run_json(stack, "sweep", "--tickers", "DEMO-DAILY,NO-SUCH-DATA", "--fast", "10:20", "--slow", "20:30",
+                   "--step", "5", "--limit", "50")
+    assert out["job"]["parameters"]["combinations"] == 16
+    assert out["result"]["status"] == "completed"
+    states = {t["ticker"]: (t["status"], t["error_message"]) for t in out["tickers"]}
+    assert states == {"DEMO-DAILY": ("completed", None),
+                      "NO-SUCH-DATA": ("failed", "Insufficient historical data for ticker NO-SUCH-DATA")}
+    single = run_json(stack, "sweep", "DEMO-DAILY", "--fast", "10:20", "--slow", "20:30", "--step", "5", "--limit", "50")
+    assert [r for r in out["best"]["results"]] == single["best"]["results"]
+
+    with httpx.Client(base_url=stack.base_url, headers={"X-API-Key": DEV_KEY}) as c:
+        assert c.put("/api/v1/universes/cli-two", json={"tickers": ["DEMO-DAILY", "DEMO-MINUTE"]}).status_code in (200, 201)
+    r = run(stack, "sweep", "--universe", "cli-two", "--fast", "10:20", "--slow", "20:30", "--step", "5")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == "Tickers, best first:"
+    assert "DEMO-DAILY" in r.stdout and "DEMO-MINUTE" in r.stdout
+
+    both = run(stack, "sweep", "DEMO-DAILY", "--tickers", "DEMO-MINUTE", "--fast", "10:20", "--slow", "20:30")
+    assert both.returncode == 2 and "one of them" in both.stderr
+    unknown = run(stack, "sweep", "--universe", "no-such-universe", "--fast", "10:20", "--slow", "20:30")
+    assert unknown.returncode == 4 and "no-such-universe" in unknown.stderr
+
+
 def test_progress_bars_through_a_terminal(stack: Stack, tmp_path: Path) -> None:
     code, text = in_pty(stack, "sweep", "DEMO-MINUTE", "--fast", "5:60", "--slow", "61:200", "--step", "1", "--limit", "3")
     assert code == 0, text

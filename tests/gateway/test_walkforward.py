@@ -80,6 +80,8 @@ BAD = [
                                                 "sweep.slow_range": None, "sweep.period_range": [10, 14],
                                                 "sweep.oversold_range": [25, 30], "sweep.overbought_range": [70, 75]}),
      "crossover sweeps"),
+    ("a universe sweep (not one ticker)", _with(**{"sweep.ticker": None, "sweep.tickers": ["GW-WF", "OTHER"]}),
+     "runs one ticker"),
 ]
 
 

@@ -16,6 +16,7 @@ from domain.market import insufficient_data
 from domain.overfitting import PBO_BLOCKS_DEFAULT, SweepStatistics
 from domain.sweep import RSI_STRATEGY_TYPE, THRESHOLD_STEP_DEFAULT, rsi_combos, sweep_combos
 from services.engine.job_context import JobContext
+from services.engine.kinds import universe_sweep
 from services.engine.rsi_sweep import run_rsi_sweep
 from services.engine.sweep import SweepCancelled, run_sweep, run_sweep_with_statistics
 
@@ -55,6 +56,9 @@ class SweepRunner:
     kind = jobs_pb2.JOB_KIND_SWEEP
 
     async def run(self, ctx: JobContext, job: jobs_pb2.Job, msg: bus_pb2.JobMessage) -> None:
+        if job.sweep.tickers:  # a universe sweep (issue 11): the message's ticker, as its own sweep
+            await universe_sweep.run_shards(self, ctx, job, msg, (_KERNEL_START, _KERNEL_END))
+            return
         spec = job.sweep
         rsi = spec.strategy_type == RSI_STRATEGY_TYPE
         if rsi:

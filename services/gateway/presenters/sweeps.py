@@ -39,7 +39,9 @@ SweepResultRow = create_model(  # type: ignore[call-overload]
 
 
 class SweepParametersShown(ResponseModel):
-    ticker: str
+    ticker: str | None = Field(description="null for a universe sweep")
+    tickers: list[str] | None = Field(None, description="a universe sweep's tickers (only then)")
+    universe: str | None = Field(None, description="the universe swept (only when one was named)")
     fast_range: list[int] | None = None
     slow_range: list[int] | None = None
     period_range: list[int] | None = Field(None, description="strategy_type RSI")
@@ -118,6 +120,7 @@ def sweep_accepted(job: jobs_pb2.Job, sweep: SweepRequest) -> dict[str, Any]:
         "message": "Strategy sweep job queued successfully",
         "parameters": {
             "ticker": sweep.ticker,
+            **_universe_shown(job, sweep),
             **({"period_range": sweep.period_range, "oversold_range": sweep.oversold_range,
                 "overbought_range": sweep.overbought_range, "threshold_step": sweep.threshold_step}
                if sweep.strategy_type == "RSI"
@@ -131,6 +134,16 @@ def sweep_accepted(job: jobs_pb2.Job, sweep: SweepRequest) -> dict[str, Any]:
         "stream_url": stream_url(job.job_id),
         "trace_id": job.trace_id or None,
     }
+
+
+def _universe_shown(job: jobs_pb2.Job, sweep: SweepRequest) -> dict[str, Any]:
+    """A universe sweep's tickers as results resolved them (nothing for one ticker)."""
+    if not sweep.is_universe:
+        return {}
+    out: dict[str, Any] = {"tickers": list(job.sweep.tickers)}
+    if sweep.universe is not None:
+        out["universe"] = sweep.universe
+    return out
 
 
 def sweep_best(resp: results_pb2.GetSweepBestResponse, sweep_run_id: str) -> dict[str, Any]:
@@ -205,4 +218,54 @@ def rule_sweep_accepted(job: jobs_pb2.Job, strategy_id: str, request: Any) -> di
         "created_at": timestamp(job.created_at) or utc_now(),
         "stream_url": stream_url(job.job_id),
         "trace_id": job.trace_id or None,
+    }
+
+
+class SweepTickerRow(ResponseModel):
+    """One ticker of a universe sweep."""
+
+    ticker: str
+    status: str = Field(description="queued, running, completed, failed or cancelled")
+    error_message: str | None = Field(description="why it failed, e.g. Insufficient historical data for ticker X")
+    best: SweepResultRow | None = Field(description="its best row (>= min_trades trades, by score); null when none")  # type: ignore[valid-type]
+    best_score: float | None = Field(description="best.score, for sorting")
+    buy_and_hold_return_pct: float | None = Field(description="buy-and-hold over the same bars, cash, fill and costs")
+    bars: int
+    total_results: int = Field(description="its combinations with at least min_trades trades")
+    overfitting: SweepOverfitting | None = Field(description="the statistics of its own grid")
+
+
+class SweepTickers(ResponseModel):
+    """The tickers of a sweep, in the order they were given."""
+
+    sweep_run_id: str
+    job_id: str
+    status: str
+    universe: str | None
+    min_trades: int
+    tickers: list[SweepTickerRow]
+
+
+def sweep_tickers(resp: results_pb2.GetSweepTickersResponse) -> dict[str, Any]:
+    rows = []
+    for t in resp.tickers:
+        best = sweep_row(t.best) if t.HasField("best") else None
+        rows.append({
+            "ticker": t.ticker,
+            "status": t.state,
+            "error_message": t.error_message or None,
+            "best": best,
+            "best_score": best["score"] if best is not None else None,
+            "buy_and_hold_return_pct": t.buy_and_hold_return_pct if t.HasField("buy_and_hold_return_pct") else None,
+            "bars": t.bars,
+            "total_results": t.total_results,
+            "overfitting": overfitting(t.overfitting) if t.HasField("overfitting") else None,
+        })
+    return {
+        "sweep_run_id": resp.sweep_run_id,
+        "job_id": resp.job_id,
+        "status": resp.state,
+        "universe": resp.universe or None,
+        "min_trades": resp.min_trades,
+        "tickers": rows,
     }

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core.core_schema import ValidatorFunctionWrapHandler
 
-from domain import overfitting, sweep
+from domain import overfitting, sweep, universe
 from domain.market import INTERVALS
 from services.gateway.body import ErrorText, RequestModel, absent, problem, raise_problems
 from services.gateway.requests.fields import Email, HttpUrl, Interval, Ticker
@@ -52,7 +52,7 @@ class SweepRequest(RequestModel):
     `step`) and its thresholds (`oversold_range`, `overbought_range` on `threshold_step`),
     every combination with oversold < overbought."""
 
-    ticker: Ticker
+    ticker: Ticker | None = Field(None, description="the ticker to sweep; or `tickers`, or `universe`")
     fast_range: PeriodRange | None = Field(None, examples=[[10, 20]], description="required but for RSI")
     slow_range: PeriodRange | None = Field(None, examples=[[20, 30]], description="required but for RSI")
     period_range: PeriodRange | None = Field(None, examples=[[10, 20]], description="RSI only: the RSI period")
@@ -84,6 +84,13 @@ class SweepRequest(RequestModel):
                            "multipleOf": 2},
     )
 
+    # A universe sweep (issue 11): every ticker of a list, or of a saved universe, one shard each.
+    tickers: list[str] | None = Field(
+        None, description=f"sweep each of these tickers (at most {universe.UNIVERSE_MAX_TICKERS}, each once) "
+        "instead of one `ticker`", examples=[["AAPL", "MSFT"]],
+    )
+    universe: str | None = Field(None, description="sweep every ticker of this saved universe (PUT /api/v1/universes/{name})")
+
     @field_validator("strategy_type", mode="before")
     @classmethod
     def _strategy_alias(cls, value: Any) -> Any:
@@ -112,17 +119,27 @@ class SweepRequest(RequestModel):
 
     @model_validator(mode="after")
     def _grid(self) -> SweepRequest:
-        raise_problems(type(self), sweep.spec_problems(self.spec()))
+        raise_problems(type(self), self._target_problems() or sweep.spec_problems(self.spec()))
         return self
 
     @staticmethod
     def _pair(value: list[Any] | None) -> tuple[Any, Any]:
         return (value[0], value[1]) if value else (0, 0)
 
+    def _target_problems(self) -> list[universe.Problem]:
+        """Exactly one of ticker, tickers and universe, each valid (domain.universe)."""
+        return universe.sweep_target_problems(self.ticker, self.tickers, self.universe)
+
+    @property
+    def is_universe(self) -> bool:
+        """Many tickers (a list or a saved universe) rather than one."""
+        return self.tickers is not None or self.universe is not None
+
     def spec(self) -> sweep.SweepSpec:
         """The domain's sweep."""
+        # The grid's rules do not depend on the ticker: a universe's are checked with a stand-in.
         return sweep.SweepSpec(
-            ticker=self.ticker,
+            ticker=self.ticker or (universe.normalize_tickers(self.tickers[:1]) if self.tickers else ["UNIVERSE"])[0],
             fast_range=self._pair(self.fast_range),
             slow_range=self._pair(self.slow_range),
             step=self.step,
@@ -143,12 +160,17 @@ class SweepRequest(RequestModel):
 
     @property
     def combinations(self) -> int:
+        """Pairs of the grid (per ticker)."""
         return self.spec().combinations
 
     def parameters(self) -> dict[str, Any]:
         """The sweep's parameters as stored with the job and shown back (normalized)."""
-        out: dict[str, Any] = {
-            "ticker": self.ticker,
+        out: dict[str, Any] = {"ticker": self.ticker} if not self.is_universe else {}
+        if self.tickers is not None:
+            out["tickers"] = universe.normalize_tickers(self.tickers)
+        if self.universe is not None:
+            out["universe"] = self.universe
+        out |= {
             **({"period_range": self.period_range, "oversold_range": self.oversold_range,
                 "overbought_range": self.overbought_range, "threshold_step": self.threshold_step}
                if self.strategy_type == sweep.RSI_STRATEGY_TYPE

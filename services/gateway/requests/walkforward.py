@@ -38,8 +38,9 @@ class WalkForwardRequest(RequestModel):
 
     @model_validator(mode="after")
     def _windows(self) -> WalkForwardRequest:
-        strategy = walkforward.strategy_problem(self.sweep.strategy_type)
-        raise_problems(type(self), walkforward.windows_problems(self.windows()) + ([strategy] if strategy else []))
+        sweep_problems = [p for p in (walkforward.target_problem(self.sweep.tickers, self.sweep.universe),
+                                      walkforward.strategy_problem(self.sweep.strategy_type)) if p is not None]
+        raise_problems(type(self), walkforward.windows_problems(self.windows()) + sweep_problems)
         return self
 
     def windows(self) -> walkforward.Windows:

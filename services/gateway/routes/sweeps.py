@@ -45,7 +45,7 @@ def sweep_spec(sweep: SweepRequest) -> jobs_pb2.SweepSpec:
     """A sweep request as the job's spec."""
     domain_spec = sweep.spec()
     return jobs_pb2.SweepSpec(
-        ticker=sweep.ticker,
+        ticker=sweep.ticker or "",
         interval=sweep.interval or "",
         fast_min=domain_spec.fast_range[0],
         fast_max=domain_spec.fast_range[1],
@@ -68,6 +68,9 @@ def sweep_spec(sweep: SweepRequest) -> jobs_pb2.SweepSpec:
         slippage_pct=sweep.slippage_pct,
         initial_cash=sweep.initial_cash,
         pbo_blocks=sweep.pbo_blocks,
+        # A universe sweep: results resolves the universe inside the submission's transaction.
+        tickers=sweep.tickers or [],
+        universe=sweep.universe or "",
     )
 
 
@@ -94,12 +97,17 @@ async def submit_sweep(backend: Backend, caller: Caller, sweep: SweepRequest) ->
     status_code=202,
     summary="Submit a parameter sweep (seed 001)",
     response_model=shapes.SweepAccepted,
-    # The seed's answer keeps its fields: the RSI ranges are shown for RSI sweeps only.
+    # The seed's answer keeps its fields: the RSI ranges are shown for RSI sweeps only, and
+    # `tickers` and `universe` in `parameters` only for a universe sweep.
     response_model_exclude_unset=True,
 )
 async def strategy_sweep(sweep: SweepDep, backend: BackendDep, caller: CallerDep) -> dict[str, Any]:
     """Form-encoded exactly as seed 001 writes it (`fast_range: [10, 20]`), or JSON.
-    `combinations` counts the (fast, slow) pairs on the step grid with fast < slow."""
+    `combinations` counts the (fast, slow) pairs on the step grid with fast < slow.
+
+    A universe sweep names `tickers` (a list) or `universe` (a saved one) instead of `ticker`:
+    each ticker is a shard that any engine replica may run, `combinations` counts pairs x
+    tickers, and a ticker without enough data fails alone (`GET /api/v1/sweeps/{id}/tickers`)."""
     job = await submit_sweep(backend, caller, sweep)
     return shapes.sweep_accepted(job, sweep)
 
@@ -116,7 +124,8 @@ async def sweep_best(
     backend: BackendDep,
     caller: CallerDep,
     sweep_run_id: Annotated[str, Path()],
-    ticker: Annotated[str | None, Query(max_length=32)] = None,
+    ticker: Annotated[str | None, Query(max_length=32, description="one ticker's rows (a universe sweep: without it, "
+                                        "every ticker's, ranked together)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 10,
 ) -> dict[str, Any]:
     checked_id(sweep_run_id, "sweep run")
@@ -129,3 +138,20 @@ async def sweep_best(
         ),
     )
     return shapes.sweep_best(resp, sweep_run_id)
+
+
+@router.get(
+    "/api/v1/sweeps/{sweep_run_id}/tickers",
+    summary="Each ticker of a universe sweep: its state, best row and buy-and-hold return",
+    description="`sweep_run_id` is the sweep run id (`run_...`, from the done event), or the job id "
+    "(`sweep_...`), so the table can be read while the sweep runs. A ticker's `overfitting` is "
+    "the statistics of its own grid (they are per ticker; `best` without `ticker` shows none). "
+    "A one-ticker sweep has one entry.",
+    response_model=shapes.SweepTickers,
+)
+async def sweep_tickers(backend: BackendDep, caller: CallerDep, sweep_run_id: Annotated[str, Path()]) -> dict[str, Any]:
+    checked_id(sweep_run_id, "sweep")
+    resp = await backend.call(
+        backend.stub.GetSweepTickers, results_pb2.GetSweepTickersRequest(tenant_id=caller.tenant_id, sweep_id=sweep_run_id)
+    )
+    return shapes.sweep_tickers(resp)

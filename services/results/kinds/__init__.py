@@ -47,3 +47,20 @@ class KindHandler(Kind, Protocol):
         """Put the job's spec on its Job message: what the job row holds, and with a
         session also what needs a read (for the engine and the submitter)."""
         ...
+
+
+class ShardedKind(Protocol):
+    """A kind whose JobMessages may name a shard (`JobMessage.shard_id`): its engines start,
+    report and fail that shard, and the kind ends the job when its shards are done."""
+
+    def start_shard(self, session: Session, job: Job, shard_id: str) -> bool:
+        """An engine takes the shard of the running (locked) job; False: skip it (it ended)."""
+        ...
+
+    def shard_progress(self, session: Session, job_id: str, shard_id: str, percent: float) -> tuple[bool, str]:
+        """The shard's own percent done; (stop, reason) like ReportProgress."""
+        ...
+
+    def fail_shard(self, session: Session, job_id: str, shard_id: str, error_message: str) -> Job:
+        """The shard failed alone (the kind decides what that does to the job)."""
+        ...

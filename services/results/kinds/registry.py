@@ -16,9 +16,10 @@ from hindsight.results.v1 import results_pb2
 from sqlalchemy.orm import Session
 
 from libs.job_states import STATE_BY_NAME
+from services.results import jobs
 from services.results.day_by_day import DayByDayConfig
 from services.results.errors import FailedPrecondition, InvalidArgument
-from services.results.kinds import KindHandler
+from services.results.kinds import KindHandler, ShardedKind
 from services.results.kinds.day_by_day import DayByDayKind
 from services.results.kinds.rule_sweep import RuleSweepKind
 from services.results.kinds.sweep import SweepKind
@@ -84,6 +85,23 @@ class KindRegistry:
                 raise InvalidArgument(f"unknown job kind {request.kind!r} (expected one of {', '.join(self._by_name)})")
             return handler
         raise InvalidArgument("job_kind is required")
+
+    def sharded(self, job: Job) -> ShardedKind:
+        """The shard hooks of a job's kind (InvalidArgument: its messages never name a shard)."""
+        handler = self.for_job(job)
+        if not all(hasattr(handler, name) for name in ("start_shard", "shard_progress", "fail_shard")):
+            raise InvalidArgument(f"jobs of kind {handler.name!r} have no shards")
+        return handler  # type: ignore[return-value]
+
+    def start_shard(self, session: Session, job: Job, shard_id: str) -> tuple[bool, Job]:
+        """An engine takes one shard of `job` (locked): the job starts with its first shard;
+        a shard already ended (redelivered after its results were stored) is skipped."""
+        hooks = self.sharded(job)
+        if job.state != jobs.RUNNING:
+            proceed, job = jobs.start_job(session, self, job)
+            if not proceed:
+                return False, job
+        return hooks.start_shard(session, job, shard_id), job
 
     def job_proto(self, job: Job, session: Session | None = None) -> jobs_pb2.Job:
         """A job as the API shows it; with a session, its spec in full (`KindHandler.describe`)."""

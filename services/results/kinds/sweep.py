@@ -10,7 +10,8 @@ from google.protobuf.json_format import MessageToDict, ParseDict
 from hindsight.jobs.v1 import jobs_pb2
 from sqlalchemy.orm import Session
 
-from services.results import sweeps
+from services.results import sweeps, universe_sweeps
+from services.results.jobs import COMPLETED
 from services.results.kinds import JobEnd, Submission
 from services.results.models import Job
 
@@ -22,10 +23,13 @@ class SweepKind:
     # The seed's job type: what the API has always shown as the job's kind.
     name = "trading-sweep"
     spec_field = "sweep"
+    # A universe sweep's JobMessages name their shard (JobMessage.shard_id): see KindRegistry.start_shard.
     sharded = False
 
     def submit(self, session: Session, submission: Submission) -> Job:
         spec = MessageToDict(submission.spec, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+        if universe_sweeps.is_universe(spec):  # tickers or a universe: one shard per ticker
+            return universe_sweeps.submit(session, submission, spec)
         return sweeps.submit(session, submission, spec)
 
     def describe(self, session: Session | None, job: Job, msg: jobs_pb2.Job) -> None:
@@ -33,4 +37,18 @@ class SweepKind:
             ParseDict(job.sweep_spec, msg.sweep, ignore_unknown_fields=True)
 
     def finish(self, session: Session, job: Job, state: str, error_message: str, ts: str) -> JobEnd:
+        if state != COMPLETED and universe_sweeps.is_universe(job.sweep_spec or {}):
+            # Cancelled, timed out or failed: the shards not ended end with the job.
+            universe_sweeps.close_shards(session, job, state, error_message)
         return sweeps.finish(session, job, state, error_message, ts)
+
+    # A universe sweep's shards (services.results.universe_sweeps; kinds.ShardedKind).
+
+    def start_shard(self, session: Session, job: Job, shard_id: str) -> bool:
+        return universe_sweeps.start_shard(session, job, shard_id)
+
+    def shard_progress(self, session: Session, job_id: str, shard_id: str, percent: float) -> tuple[bool, str]:
+        return universe_sweeps.shard_progress(session, job_id, shard_id, percent)
+
+    def fail_shard(self, session: Session, job_id: str, shard_id: str, error_message: str) -> Job:
+        return universe_sweeps.fail_shard(session, job_id, shard_id, error_message)

@@ -3,6 +3,8 @@
 // the score, with the grid's overfitting statistics beside it (DSR, PBO, a plain-language
 // reading and the histogram of the CSCV logits); a click on a cell (or a row) backtests
 // that combination synchronously and shows its equity curve against buy-and-hold.
+// A universe sweep (issue 11: a saved universe instead of one ticker) shows its tickers
+// table instead, sortable, best score first; a click on a ticker opens its heatmap.
 
 import { api, vocabulary } from '../api.js';
 import { lineChart, logitHistogram, markHeatmapCell, purge, scoreHeatmap } from '../charts.js';
@@ -76,6 +78,29 @@ function overfittingPanel(o) {
   };
 }
 
+const TICKER_COLUMNS = [
+  { key: 'ticker', label: 'Ticker' },
+  { key: 'status', label: 'Status', format: (t) => badge(t.status) },
+  { key: 'best_score', label: 'Best score', num: true, format: (t) => num(t.best_score, 3) },
+  { key: 'best_pair', label: 'Fast/slow', value: (t) => (t.best ? t.best.fast_period * 10000 + t.best.slow_period : null),
+    format: (t) => (t.best ? `${t.best.fast_period}/${t.best.slow_period}` : '—') },
+  { key: 'best_return', label: 'Return %', num: true, value: (t) => (t.best ? t.best.total_return_pct : null),
+    format: (t) => (t.best ? h('span', { class: signClass(t.best.total_return_pct) }, num(t.best.total_return_pct, 1)) : '—') },
+  { key: 'buy_and_hold_return_pct', label: 'Buy & hold %', num: true,
+    format: (t) => h('span', { class: signClass(t.buy_and_hold_return_pct) }, num(t.buy_and_hold_return_pct, 1)) },
+  { key: 'dsr', label: 'DSR', num: true, title: 'deflated Sharpe ratio of its own grid',
+    value: (t) => (t.overfitting ? t.overfitting.deflated_sharpe_ratio : null),
+    format: (t) => num(t.overfitting ? t.overfitting.deflated_sharpe_ratio : null, 3) },
+  { key: 'error_message', label: 'Note', format: (t) => t.error_message || '' },
+];
+
+// What a sweep's parameters name: its ticker, or its universe (or list) of tickers.
+function sweepTarget(p) {
+  if (p.ticker) return p.ticker;
+  if (p.universe) return `universe ${p.universe}`;
+  return Array.isArray(p.tickers) ? `${p.tickers.length} tickers` : '?';
+}
+
 function numberInput(name, value, attrs = {}) {
   return h('input', { type: 'number', name, value: String(value), step: '1', required: true, ...attrs });
 }
@@ -86,11 +111,13 @@ export async function render(root, { query, navigate }) {
   const minTradesDefault = (await vocabulary()).sweep.min_trades_default;
   const formMsg = h('div', { id: 'sweep-form-msg' });
   const tickerSelect = h('select', { name: 'ticker', id: 'sweep-ticker', required: true });
+  const universeSelect = h('select', { name: 'universe', id: 'sweep-universe' }, h('option', { value: '' }, '— one ticker —'));
   const intervalSelect = h('select', { name: 'interval', id: 'sweep-interval' });
   const comboInfo = h('div', { class: 'small muted', id: 'sweep-combos' });
 
   const form = h('form', { class: 'grid', id: 'sweep-form', novalidate: true },
     h('label', { class: 'full' }, 'Ticker', tickerSelect),
+    h('label', { class: 'full' }, 'Or every ticker of a universe', universeSelect),
     h('label', {}, 'Strategy', h('select', { name: 'strategy_type', id: 'sweep-strategy' },
       STRATEGIES.map((s) => h('option', { value: s }, s)))),
     h('label', {}, 'Interval', intervalSelect),
@@ -151,12 +178,17 @@ export async function render(root, { query, navigate }) {
   }
   tickerSelect.addEventListener('change', fillIntervals);
   fillIntervals();
+  try {
+    for (const u of (await api('/api/v1/universes')).universes) {
+      universeSelect.append(h('option', { value: u.name }, `${u.name} (${u.tickers.length} tickers)`));
+    }
+  } catch { /* no universes: the select keeps its one-ticker choice */ }
 
   function readForm() {
     const v = formValues(form);
     const ints = (k) => (v[k] === '' ? NaN : Number(v[k]));
     return {
-      ticker: v.ticker,
+      ...(v.universe ? { universe: v.universe } : { ticker: v.ticker }),
       strategy_type: v.strategy_type,
       interval: v.interval || undefined,
       fast_range: [ints('fast_min'), ints('fast_max')],
@@ -174,7 +206,7 @@ export async function render(root, { query, navigate }) {
   function updateCombos() {
     const b = readForm();
     const n = countCombos(b.fast_range[0], b.fast_range[1], b.slow_range[0], b.slow_range[1], b.step);
-    comboInfo.textContent = n ? `${n} combinations (fast < slow)` : 'no valid combination (fast must be < slow)';
+    comboInfo.textContent = n ? `${n} combinations (fast < slow)${b.universe ? ' per ticker' : ''}` : 'no valid combination (fast must be < slow)';
   }
   form.addEventListener('input', updateCombos);
   updateCombos();
@@ -183,6 +215,7 @@ export async function render(root, { query, navigate }) {
     const set = (name, value) => { const el = form.elements.namedItem(name); if (el && value !== undefined && value !== null) el.value = String(value); };
     if (p.ticker && !tickers.includes(p.ticker)) tickerSelect.append(h('option', { value: p.ticker }, p.ticker));
     set('ticker', p.ticker);
+    set('universe', p.universe || '');
     fillIntervals();
     set('interval', p.interval || '');
     set('strategy_type', p.strategy_type);
@@ -202,7 +235,7 @@ export async function render(root, { query, navigate }) {
     clear(progressCard).classList.remove('hidden');
     const bar = progressBar();
     bar.id = 'sweep-progress-bar';
-    const title = `${params.strategy_type || ''} sweep on ${params.ticker || '?'}`;
+    const title = `${params.strategy_type || ''} sweep on ${sweepTarget(params)}`;
     progressCard.append(
       h('h2', {}, title),
       h('div', { class: 'small muted' }, 'Job ', h('code', { id: 'sweep-job-id' }, jobId)), bar,
@@ -235,18 +268,50 @@ export async function render(root, { query, navigate }) {
     closers.push(() => follower && follower.close());
   }
 
-  async function showResults(runId, params) {
+  // A universe sweep: its tickers, best score first; a click shows that ticker's results below.
+  async function showUniverse(runId, params) {
     clear(resultsCard).classList.remove('hidden');
     if (!runId) { resultsCard.append(errorBox(new Error('The job completed without a sweep run id.'))); return; }
+    let view;
+    try {
+      view = await api(`/api/v1/sweeps/${encodeURIComponent(runId)}/tickers`);
+    } catch (err) { resultsCard.append(errorBox(err)); return; }
+    const tickerBox = h('div', { id: 'sweep-ticker-results' });
+    let picked = null;
+    const table = sortableTable(TICKER_COLUMNS, view.tickers, {
+      sort: { key: 'best_score', dir: 'desc' },
+      onRowClick: (t) => {
+        if (t.status !== 'completed') return;
+        picked = t.ticker;
+        table.setRows(view.tickers);
+        for (const c of [equityCard]) { c.classList.add('hidden'); clear(c); }
+        showResults(runId, { ...params, ticker: t.ticker }, tickerBox);
+      },
+      rowClass: (t) => (t.ticker === picked ? 'selected' : ''),
+    });
+    table.id = 'sweep-tickers-table';
+    const failed = view.tickers.filter((t) => t.status === 'failed').length;
+    resultsCard.append(
+      h('h2', {}, `Tickers (${view.tickers.length})`),
+      h('div', { class: 'small muted' }, 'Sweep run ', h('code', {}, view.sweep_run_id),
+        view.universe ? ` · universe ${view.universe}` : '', failed ? ` · ${failed} failed` : '',
+        ' · click a column to sort; click a ticker for its heatmap. Overfitting statistics are per ticker (DSR).'),
+      table, tickerBox);
+  }
+
+  async function showResults(runId, params, card = resultsCard) {
+    if (card === resultsCard && !params.ticker) { await showUniverse(runId, params); return; }
+    clear(card).classList.remove('hidden');
+    if (!runId) { card.append(errorBox(new Error('The job completed without a sweep run id.'))); return; }
     let best;
     try {
       best = await api(`/api/v1/sweeps/${encodeURIComponent(runId)}/best`, { query: { ticker: params.ticker, limit: 1000 } });
-    } catch (err) { resultsCard.append(errorBox(err)); return; }
+    } catch (err) { card.append(errorBox(err)); return; }
     const heat = h('div', { class: 'chart', id: 'sweep-heatmap' });
     const overfitting = overfittingPanel(best.overfitting);
     const excluded = best.excluded_below_min_trades || 0;
-    resultsCard.append(
-      h('h2', {}, 'Results'),
+    card.append(
+      h(card === resultsCard ? 'h2' : 'h3', {}, card === resultsCard ? 'Results' : `Results for ${params.ticker}`),
       h('div', { class: 'small muted' }, `Sweep run `, h('code', {}, best.sweep_run_id), ` · ${best.total_results} combinations with ≥ ${best.min_trades} trades`,
         excluded ? ` · ${excluded} below min trades (blank cells)` : '',
         best.returned < best.total_results ? ` · the heatmap and table show the best ${best.returned}` : ''),
@@ -259,7 +324,7 @@ export async function render(root, { query, navigate }) {
     await overfitting.draw();
     closers.push(() => purge(overfitting.panel.querySelector('#sweep-logits')));
     if (!best.results.length) {
-      resultsCard.append(infoBox(`No combination reached ${best.min_trades} trades: lower "Min trades" or widen the ranges.`));
+      card.append(infoBox(`No combination reached ${best.min_trades} trades: lower "Min trades" or widen the ranges.`));
       heat.remove();
       return;
     }
@@ -281,7 +346,7 @@ export async function render(root, { query, navigate }) {
       rowClass: (r) => (picked && r.fast_period === picked.fast && r.slow_period === picked.slow ? 'selected' : ''),
     });
     table.id = 'sweep-table';
-    resultsCard.append(h('h3', {}, `Best results (${best.returned})`), h('div', { class: 'small muted' }, 'Click a column to sort; click a row for its equity curve.'), table);
+    card.append(h('h3', {}, `Best results (${best.returned})`), h('div', { class: 'small muted' }, 'Click a column to sort; click a row for its equity curve.'), table);
   }
 
   async function showEquity(fast, slow, params, row) {
@@ -339,9 +404,9 @@ export async function render(root, { query, navigate }) {
     try {
       const jobs = (await api('/api/v1/jobs', { query: { limit: 50 } })).jobs.filter((j) => j.kind === 'trading-sweep').slice(0, 8);
       const list = sortableTable([
-        { key: 'ticker', label: 'Sweep', value: (j) => j.parameters.ticker,
+        { key: 'ticker', label: 'Sweep', value: (j) => sweepTarget(j.parameters),
           format: (j) => h('a', { href: `/ui/sweeps?job=${encodeURIComponent(j.job_id)}`, 'data-link': true },
-            `${j.parameters.strategy_type || ''} ${j.parameters.ticker || ''}`) },
+            `${j.parameters.strategy_type || ''} ${sweepTarget(j.parameters)}`) },
         { key: 'status', label: 'Status', format: (j) => badge(j.status) },
         // Three columns fit the 360 px card at laptop width; the run time is the time's tooltip.
         { key: 'created_at', label: 'Created', title: 'UTC',

@@ -1,0 +1,152 @@
+"""A universe sweep across engine replicas (issue 11, bench 2 and 3): 20 tickers x 590 pairs
+(S2's grid) x 250,000 one-minute bars each, through the distributed stack as `make up`
+runs it (every service its own process, Postgres, RabbitMQ), first with 1 then with 2
+single-threaded engine replicas (HINDSIGHT_ENGINE_THREADS=1, one job at a time each).
+
+    .venv/bin/python -m bench.universe_sweep                   (what `make bench` runs)
+    .venv/bin/python -m bench.universe_sweep --tickers 6 --bars 50000
+
+Prints, for each replica count, the time from the POST to the `done` event, the ratio,
+whether every ticker's rows are identical between the two runs, and each engine
+process's peak memory (VmHWM: its resident set's high-water mark over its life; fresh
+engine processes for each run). An engine holds one ticker's bars at a time (plus the
+bar cache, HINDSIGHT_BAR_CACHE_MB), so its peak follows one ticker's bars, not the
+universe's size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import create_database, create_vhost, delete_vhost, drop_database
+from tests.e2e.test_seed001_flow import minute_csv
+from tests.stacks import Stack, _spawn, free_port, start_distributed
+
+GRID = {"fast_range": [5, 100], "slow_range": [10, 200], "step": 5, "min_trades": 10, "strategy_type": "SMA"}
+PAIRS = 590
+ONE_THREAD = {"HINDSIGHT_ENGINE_CONCURRENCY": "1", "HINDSIGHT_ENGINE_THREADS": "1"}
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start_engines(stack: Stack, names: list[str]) -> None:
+    for name in names:
+        env = dict(stack.env, ENGINE_PORT=str(free_port()), HINDSIGHT_METRICS_PORT="0", **ONE_THREAD)
+        stack.procs[name], stack.logs[name] = _spawn(name, "services.engine", env, stack.logs["results"].parent)
+    time.sleep(3)  # connected and consuming
+
+
+def compute_seconds(stack: Stack, name: str) -> tuple[float, float, int]:
+    """(kernel + statistics seconds, of which statistics, shards) the engine's log reports."""
+    total = stats = 0.0
+    shards = 0
+    for line in stack.logs[name].read_text(errors="replace").splitlines():
+        if '"sweep done"' in line:
+            doc = json.loads(line)
+            total += float(doc.get("seconds", 0.0))
+            stats += float(doc.get("statistics_seconds", 0.0))
+            shards += 1
+    return total, stats, shards
+
+
+def stop_engines(stack: Stack, names: list[str]) -> None:
+    for name in names:
+        stack.kill(name, signal.SIGTERM)
+        del stack.procs[name]
+
+
+def run_universe(client: httpx.Client, tickers: list[str]) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    resp = client.post("/api/v1/strategy/sweep", json={"tickers": tickers, **GRID})
+    resp.raise_for_status()
+    job_id = resp.json()["job_id"]
+    with client.stream("GET", f"/api/v1/jobs/{job_id}/stream", timeout=3600) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                event = json.loads(line[5:])
+                if event.get("done") or event.get("error"):
+                    if not event.get("done") or event.get("status") != "completed":
+                        raise RuntimeError(f"universe sweep {job_id} did not complete: {event}")
+                    return time.perf_counter() - t0, event["sweep_run_id"]
+    raise RuntimeError(f"stream of {job_id} ended without a terminal event")
+
+
+def rows_of(client: httpx.Client, run_id: str, tickers: list[str]) -> dict[str, list[dict]]:
+    out = {}
+    for t in tickers:
+        best = client.get(f"/api/v1/sweeps/{run_id}/best", params={"ticker": t, "limit": 1000}).json()
+        out[t] = best["results"]
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tickers", type=int, default=20)
+    parser.add_argument("--bars", type=int, default=250_000)
+    args = parser.parse_args()
+    tickers = [f"UNI{i:02d}" for i in range(args.tickers)]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-universe-"))
+    db_name, db_url = create_database()
+    vhost, amqp_url = create_vhost()
+    seconds: dict[int, float] = {}
+    peaks: dict[int, dict[str, float]] = {}
+    busy: dict[int, dict[str, tuple[float, float, int]]] = {}
+    rows: dict[int, dict[str, list[dict]]] = {}
+    try:
+        stack = start_distributed(db_url, amqp_url, tmp, service_env={"engine": ONE_THREAD})
+        try:
+            stop_engines(stack, ["engine"])  # each run gets fresh engine processes
+            with httpx.Client(base_url=stack.base_url, headers={"X-API-Key": stack.api_key}, timeout=600) as client:
+                t0 = time.perf_counter()
+                for i, t in enumerate(tickers):
+                    r = client.post("/api/v1/datasets", files={"file": (f"{t}.csv", minute_csv(args.bars, seed=1000 + i),
+                                                                        "text/csv")},
+                                    data={"ticker": t, "interval": "1m", "calendar": "continuous"})
+                    r.raise_for_status()
+                print(f"uploaded {len(tickers)} x {args.bars:,} bars in {time.perf_counter() - t0:.0f} s", flush=True)
+                for replicas in (1, 2):
+                    names = [f"engine-r{replicas}-{k}" for k in range(1, replicas + 1)]
+                    start_engines(stack, names)
+                    seconds[replicas], run_id = run_universe(client, tickers)
+                    peaks[replicas] = {n: peak_rss_mib(stack.procs[n].pid) for n in names}
+                    busy[replicas] = {n: compute_seconds(stack, n) for n in names}
+                    rows[replicas] = rows_of(client, run_id, tickers)
+                    stop_engines(stack, names)
+                    print(f"{replicas} replica(s): {seconds[replicas]:.2f} s", flush=True)
+        finally:
+            stack.stop()
+    finally:
+        delete_vhost(vhost)
+        drop_database(db_name)
+        shutil.rmtree(tmp, ignore_errors=True)
+    identical = rows[1] == rows[2] and all(len(v) > 0 for v in rows[1].values())
+    total = len(tickers) * PAIRS * args.bars
+    print(f"universe sweep: {len(tickers)} tickers x {PAIRS} pairs x {args.bars:,} bars = {total / 1e9:.2f} G bar-pairs, "
+          f"single-threaded engines, CPUs here: {os.cpu_count()}")
+    for replicas in (1, 2):
+        mem = ", ".join(f"{n} {v:.0f} MiB" for n, v in peaks[replicas].items())
+        print(f"  {replicas} replica(s): {seconds[replicas]:7.2f} s POST to done  "
+              f"({total / seconds[replicas] / 1e6:,.0f} M bar-pairs/s)   peak memory: {mem}")
+        for n, (sec, st, k) in busy[replicas].items():
+            print(f"      {n}: {k} shards, {sec:.1f} s in the kernel and statistics ({st:.1f} s statistics)")
+    print(f"  speed-up 2 vs 1: {seconds[1] / seconds[2]:.2f}x (target >= 1.8x on 2 free cores)   "
+          f"identical results: {'yes' if identical else 'NO'}")
+    return 0 if identical else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,187 @@
+"""Universe sweeps at results (issue 11), through the real gRPC server on Postgres and SQLite:
+one shard per ticker, each stored once (a redelivered completion stores nothing), progress
+in bar-pairs that never goes back, a ticker failing alone, the job failing only when every
+ticker fails, a cancel closing the shards not started."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import pytest
+from hindsight.bus.v1 import bus_pb2
+from hindsight.jobs.v1 import jobs_pb2
+from hindsight.results.v1 import results_pb2
+
+from libs.bus import JOBS_DEAD_QUEUE, JOBS_QUEUE, Delivery
+
+from .conftest import eventually
+from .helpers import daily_csv, import_requests, result_row, sweep_spec
+
+PAIRS = 8  # fast 10..20, slow 20..30, step 5
+
+
+async def _import(running, tenant: str, ticker: str, bars: int) -> None:
+    async def gen():
+        for r in import_requests(tenant, ticker, daily_csv(bars)):
+            yield r
+
+    await running.stub.ImportDataset(gen())
+
+
+def universe_request(tenant: str, tickers: list[str]) -> results_pb2.SubmitJobRequest:
+    spec = sweep_spec("")
+    spec.tickers.extend(tickers)
+    return results_pb2.SubmitJobRequest(
+        tenant_id=tenant, job_kind=jobs_pb2.JOB_KIND_SWEEP, sweep=spec,
+        parameters_json=json.dumps({"tickers": tickers, "fast_range": [10, 20], "slow_range": [20, 30], "step": 5}),
+    )
+
+
+def grid_rows(ticker: str) -> list[results_pb2.SweepResult]:
+    pairs = [(f, s) for f in (10, 15, 20) for s in (20, 25, 30) if f < s]
+    return [result_row(f, s, float(i), 60, ticker=ticker) for i, (f, s) in enumerate(pairs)]
+
+
+def percents(db, job_id: str) -> list[float]:
+    return [float(json.loads(r[0])["percent"]) if isinstance(r[0], str) else float(r[0]["percent"])
+            for r in db.rows("SELECT data FROM job_events WHERE job_id = :j AND type = 'progress' ORDER BY seq", j=job_id)]
+
+
+@pytest.mark.asyncio
+async def test_shards_are_stored_once_and_the_job_ends_with_the_last(backend):
+    running, db = backend
+    tenant, _ = db.tenant()
+    await _import(running, tenant, "AAA", 300)
+    await _import(running, tenant, "BBB", 100)
+    job = (await running.stub.SubmitJob(universe_request(tenant, ["aaa", "BBB", "NONE"]))).job
+    assert job.combinations == 3 * PAIRS and list(job.sweep.tickers) == ["AAA", "BBB", "NONE"]
+    # One JobMessage per ticker, each naming its shard.
+    def shard_ids() -> list[str]:
+        messages = [bus_pb2.JobMessage.FromString(b) for b in running.bus.bodies(JOBS_QUEUE)]
+        return sorted(m.shard_id for m in messages if m.job_id == job.job_id)
+
+    assert await eventually(lambda: shard_ids() == ["t0000", "t0001", "t0002"])
+
+    start = await running.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id="t0000"))
+    assert start.proceed and start.job.state == jobs_pb2.JOB_STATE_RUNNING
+    # Progress: bar-pairs of the shard over the job's (300 + 100 + 0 bars) x 8 pairs.
+    for pct in (50.0, 20.0):  # a rerun after a crash reports less: ignored
+        stop = await running.stub.ReportProgress(
+            results_pb2.ReportProgressRequest(job_id=job.job_id, percent=pct, message="x", shard_id="t0000"))
+        assert not stop.stop
+    assert percents(db, job.job_id)[-1] == 37.5  # 150 of 400 bars' worth
+
+    done = await running.stub.CompleteSweep(results_pb2.CompleteSweepRequest(
+        job_id=job.job_id, shard_id="t0000", results=grid_rows("AAA"), bars=300, buy_and_hold_return_pct=12.5))
+    assert done.stored and done.sweep_run_id
+    # Redelivered after a crash: its StartJob says skip, a second completion stores nothing.
+    again = await running.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id="t0000"))
+    assert not again.proceed
+    twice = await running.stub.CompleteSweep(results_pb2.CompleteSweepRequest(
+        job_id=job.job_id, shard_id="t0000", results=grid_rows("AAA"), bars=300))
+    assert twice.stored and twice.sweep_run_id == done.sweep_run_id
+    assert db.scalar("SELECT count(*) FROM sweep_results WHERE sweep_run_id = :r", r=done.sweep_run_id) == PAIRS
+    # A shard's rows are its ticker's only.
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await running.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id="t0001"))
+        await running.stub.CompleteSweep(results_pb2.CompleteSweepRequest(
+            job_id=job.job_id, shard_id="t0001", results=grid_rows("AAA"), bars=100))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    await running.stub.CompleteSweep(results_pb2.CompleteSweepRequest(
+        job_id=job.job_id, shard_id="t0001", results=grid_rows("BBB"), bars=100))
+    assert (await running.stub.GetJob(results_pb2.GetJobRequest(tenant_id=tenant, job_id=job.job_id))).job.state == \
+        jobs_pb2.JOB_STATE_RUNNING
+    await running.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id="t0002"))
+    await running.stub.FailJob(results_pb2.FailJobRequest(
+        job_id=job.job_id, shard_id="t0002", error_message="Insufficient historical data for ticker NONE"))
+    ended = (await running.stub.GetJob(results_pb2.GetJobRequest(tenant_id=tenant, job_id=job.job_id))).job
+    assert ended.state == jobs_pb2.JOB_STATE_COMPLETED and ended.sweep_run_id == done.sweep_run_id
+    assert json.loads(ended.metrics_json)["combinations_tested"] == 2 * PAIRS
+    seen = percents(db, job.job_id)
+    assert seen == sorted(seen)
+
+    view = await running.stub.GetSweepTickers(results_pb2.GetSweepTickersRequest(tenant_id=tenant, sweep_id=job.job_id))
+    assert [(t.ticker, t.state, t.error_message) for t in view.tickers] == [
+        ("AAA", "completed", ""), ("BBB", "completed", ""),
+        ("NONE", "failed", "Insufficient historical data for ticker NONE")]
+    assert view.tickers[0].best.score == PAIRS - 1 and view.tickers[0].buy_and_hold_return_pct == 12.5
+    assert not view.tickers[2].HasField("best")
+    best = await running.stub.GetSweepBest(results_pb2.GetSweepBestRequest(tenant_id=tenant, sweep_run_id=done.sweep_run_id))
+    assert best.total_results == 2 * PAIRS and best.ticker == "" and not best.HasField("overfitting")
+    one = await running.stub.GetSweepBest(
+        results_pb2.GetSweepBestRequest(tenant_id=tenant, sweep_run_id=done.sweep_run_id, ticker="bbb"))
+    assert one.ticker == "BBB" and {r.ticker for r in one.results} == {"BBB"} and one.total_results == PAIRS
+
+
+@pytest.mark.asyncio
+async def test_every_ticker_failing_fails_the_job_and_a_cancel_closes_the_rest(backend):
+    running, db = backend
+    tenant, _ = db.tenant()
+    job = (await running.stub.SubmitJob(universe_request(tenant, ["X1", "X2"]))).job
+    for sid, ticker in (("t0000", "X1"), ("t0001", "X2")):
+        await running.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id=sid))
+        await running.stub.FailJob(results_pb2.FailJobRequest(
+            job_id=job.job_id, shard_id=sid, error_message=f"Insufficient historical data for ticker {ticker}"))
+    failed = (await running.stub.GetJob(results_pb2.GetJobRequest(tenant_id=tenant, job_id=job.job_id))).job
+    assert failed.state == jobs_pb2.JOB_STATE_FAILED
+    assert failed.error_message == "Every ticker failed (2); first: Insufficient historical data for ticker X1"
+
+    job = (await running.stub.SubmitJob(universe_request(tenant, ["Y1", "Y2", "Y3"]))).job
+    assert (await running.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id="t0000"))).proceed
+    await running.stub.CancelJob(results_pb2.CancelJobRequest(tenant_id=tenant, job_id=job.job_id))
+    stop = await running.stub.ReportProgress(
+        results_pb2.ReportProgressRequest(job_id=job.job_id, percent=10, message="x", shard_id="t0000"))
+    assert stop.stop and stop.reason == "job cancelled"
+    late = await running.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id="t0001"))
+    assert not late.proceed
+    states = db.rows("SELECT shard_id, state, started_at IS NULL FROM sweep_shards WHERE job_id = :j ORDER BY shard_id",
+                     j=job.job_id)
+    assert [tuple(r) for r in states] == [("t0000", "cancelled", False), ("t0001", "cancelled", True),
+                                         ("t0002", "cancelled", True)]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("tickers", "universe", "ticker", "message"),
+    [
+        ([], "nope", "", "no universe named 'nope'"),
+        (["A", "a"], "", "", "A is already"),
+        (["A"], "", "B", "give one of ticker, tickers or universe"),
+        (["A"], "u1", "", "not tickers and universe"),
+        ([f"T{i}" for i in range(501)], "", "", "at most 500"),
+    ],
+)
+async def test_bad_universe_requests_store_nothing(backend, tickers, universe, ticker, message):
+    running, db = backend
+    tenant, _ = db.tenant()
+    before = db.scalar("SELECT count(*) FROM jobs"), db.scalar("SELECT count(*) FROM outbox")
+    spec = sweep_spec(ticker)
+    spec.tickers.extend(tickers)
+    spec.universe = universe
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await running.stub.SubmitJob(results_pb2.SubmitJobRequest(tenant_id=tenant, job_kind=jobs_pb2.JOB_KIND_SWEEP,
+                                                                  sweep=spec))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in err.value.details()
+    assert (db.scalar("SELECT count(*) FROM jobs"), db.scalar("SELECT count(*) FROM outbox")) == before
+
+
+@pytest.mark.asyncio
+async def test_a_dead_lettered_shard_fails_its_ticker_only(pg, pg_db):
+    tenant, _ = pg_db.tenant()
+    job = (await pg.stub.SubmitJob(universe_request(tenant, ["D1", "D2"]))).job
+    handler = pg.bus.consumers[JOBS_DEAD_QUEUE]
+    body = bus_pb2.JobMessage(job_id=job.job_id, tenant_id=tenant, job_kind=jobs_pb2.JOB_KIND_SWEEP,
+                              shard_id="t0001").SerializeToString()
+    await handler(Delivery(body=body, delivery_count=3))
+    got = (await pg.stub.GetJob(results_pb2.GetJobRequest(tenant_id=tenant, job_id=job.job_id))).job
+    assert got.state == jobs_pb2.JOB_STATE_QUEUED  # D1 may still run
+    view = await pg.stub.GetSweepTickers(results_pb2.GetSweepTickersRequest(tenant_id=tenant, sweep_id=job.job_id))
+    assert [(t.ticker, t.state) for t in view.tickers] == [("D1", "queued"), ("D2", "failed")]
+    assert view.tickers[1].error_message.startswith("Shard could not be processed after")
+    await pg.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id="t0000"))
+    await pg.stub.CompleteSweep(results_pb2.CompleteSweepRequest(
+        job_id=job.job_id, shard_id="t0000", results=grid_rows("D1"), bars=10))
+    got = (await pg.stub.GetJob(results_pb2.GetJobRequest(tenant_id=tenant, job_id=job.job_id))).job
+    assert got.state == jobs_pb2.JOB_STATE_COMPLETED
