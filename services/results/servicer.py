@@ -307,6 +307,8 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
                 item.best.CopyFrom(results_pb2.SweepResult(
                     **{name: getattr(t.best, name) for name in SWEEP_RESULT_FIELDS if getattr(t.best, name) is not None}
                 ))
+                if t.best.parameters is not None:  # an RSI sweep's row: its combination
+                    item.best.parameters_json = json.dumps(t.best.parameters, separators=(",", ":"))
             if t.shard.buy_and_hold_return_pct is not None:
                 item.buy_and_hold_return_pct = t.shard.buy_and_hold_return_pct
             if t.shard.overfitting is not None:

@@ -148,6 +148,8 @@ async def sweep_best(
     "the statistics of its own grid (they are per ticker; `best` without `ticker` shows none). "
     "A one-ticker sweep has one entry.",
     response_model=shapes.SweepTickers,
+    # A best row shows `parameters` only when it has them, as in `best`.
+    response_model_exclude_unset=True,
 )
 async def sweep_tickers(backend: BackendDep, caller: CallerDep, sweep_run_id: Annotated[str, Path()]) -> dict[str, Any]:
     checked_id(sweep_run_id, "sweep")
