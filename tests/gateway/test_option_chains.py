@@ -25,7 +25,7 @@ from domain.option_chain import is_chain_frame
 from libs.option_chain_wire import chain_frame, ipc_to_table
 from tests.conftest import create_database, drop_database
 from tests.gateway.conftest import ALPHA_KEY, BETA_KEY, Gateway, Harness, Results
-from tests.gateway.helpers import assert_error
+from tests.gateway.helpers import assert_error, jobs_total
 
 IST = ZoneInfo("Asia/Kolkata")
 HEADER = "timestamp,expiry,strike,option_type,open,high,low,close,volume,oi"
@@ -435,3 +435,73 @@ def test_damaged_parquet_bars_are_400(pg_stack, alpha: httpx.Client) -> None:
     r = alpha.post("/api/v1/datasets", files={"file": ("bars.parquet", data, "application/octet-stream")},
                    data={"ticker": "PQ-DAMAGED", "interval": "1m"})
     assert "cannot be read" in assert_error(r, 400)["message"]
+
+
+# ---- option legs on the chains (issue 15): strategies that trade the demo chain's contracts
+
+STRADDLE = {
+    "name": "Short straddle",
+    "dataset": {"ticker": "DEMO-MINUTE", "interval": "1m"},
+    "session": {"timezone": "Asia/Kolkata", "square_off": "15:15"},
+    "entries": [
+        {"id": f"entry-{t.lower()}", "condition": "time >= 09:20", "side": "sell", "quantity": 50,
+         "instrument": {"type": "option", "option_type": t, "strike": "ATM", "expiry": "current_week"},
+         "stop_loss": {"type": "percent", "value": 30}, "target": {"type": "percent", "value": 50}}
+        for t in ("CE", "PE")
+    ],
+}
+
+
+def test_option_legs_are_stored_and_bad_selectors_are_400(alpha):
+    """Issue 15: entry nodes with an option instrument; an unknown strike or expiry selector is a
+    400 naming the field, and nothing is stored or queued."""
+    r = alpha.post("/api/v1/strategies", json={**STRADDLE, "entries": [
+        {**STRADDLE["entries"][0], "instrument": {"option_type": "ce", "strike": "otm 2", "expiry": "next_week"}}]})
+    assert r.status_code == 201, r.text
+    assert r.json()["definition"]["entries"][0]["instrument"] == {
+        "type": "option", "option_type": "CE", "strike": "OTM 2", "expiry": "next_week"}
+    before = alpha.get("/api/v1/strategies").json()["total"]
+    for instrument, field, words in [
+        ({"type": "option", "option_type": "CE", "strike": "NEAR", "expiry": "current_week"}, "strike",
+         "unknown strike selector"),
+        ({"type": "option", "option_type": "CE", "strike": "ATM", "expiry": "monthly"}, "expiry",
+         "unknown expiry selector"),
+        ({"type": "option", "option_type": "XX", "strike": "ATM", "expiry": "current_week"}, "option_type", "CE or PE"),
+    ]:
+        body = {**STRADDLE, "entries": [{**STRADDLE["entries"][0], "instrument": instrument}]}
+        err = assert_error(alpha.post("/api/v1/strategies", json=body), 400, "invalid_request")
+        (item,) = err["details"]["errors"]
+        assert item["field"] == f"entries[0].instrument.{field}" and words in item["message"], item
+    assert alpha.get("/api/v1/strategies").json()["total"] == before
+
+
+def test_option_legs_on_an_underlying_without_a_chain_are_400(alpha, pg_stack):
+    """DEMO-DAILY has no option chain: a strategy trading its options is a 400 naming the
+    nodes, stored when a chain was imported, and refused at submission (nothing queued) once the
+    chain is deleted. DEMO-MINUTE has the demo chain (DEMO-OPTIONS): the same legs are queued."""
+    results = pg_stack[0]
+    daily = {**STRADDLE, "dataset": {"ticker": "DEMO-DAILY"}}
+    before = alpha.get("/api/v1/strategies").json()["total"]
+    err = assert_error(alpha.post("/api/v1/strategies", json=daily), 400, "invalid_request")
+    assert [e["field"] for e in err["details"]["errors"]] == ["entries[0].instrument", "entries[1].instrument"]
+    assert "no option chain of DEMO-DAILY" in err["message"]
+    assert alpha.get("/api/v1/strategies").json()["total"] == before
+
+    csv = "timestamp,expiry,strike,option_type,open,high,low,close,volume\n" + "".join(
+        f"2024-01-02 09:15,2024-01-04,{k},{t},10,11,9,10.5,100\n" for k in (100, 110) for t in ("CE", "PE"))
+    r = alpha.post("/api/v1/datasets", files={"file": ("chain.csv", csv.encode(), "text/csv")},
+                   data={"kind": "option_chain", "ticker": "DEMO-DAILY", "interval": "1m", "timezone": "UTC"})
+    assert r.status_code == 201, r.text
+    sid = alpha.post("/api/v1/strategies", json=daily).json()["strategy_id"]
+    assert alpha.delete(f"/api/v1/datasets/{r.json()['dataset_id']}").status_code == 200
+    jobs_before = jobs_total(results.stub(), "alpha")
+    body = {"strategy_id": sid, "start_date": "2024-01-01", "end_date": "2024-01-05"}
+    err = assert_error(alpha.post("/api/v1/backtest/start", json=body), 400)
+    assert "no option chain of DEMO-DAILY" in err["message"]
+    assert_error(alpha.post("/api/v1/backtest/run", json={**body, "user_id": "user_1"}), 400)
+    assert jobs_total(results.stub(), "alpha") == jobs_before
+
+    sid = alpha.post("/api/v1/strategies", json=STRADDLE).json()["strategy_id"]
+    r = alpha.post("/api/v1/backtest/start", json={**body, "strategy_id": sid})
+    assert r.status_code == 200, r.text
+    assert jobs_total(results.stub(), "alpha") == jobs_before + 1

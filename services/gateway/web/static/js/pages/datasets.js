@@ -39,7 +39,7 @@ export async function render(root, { query }) {
     { key: 'start', label: 'From (UTC)', format: (d) => when(d.start).slice(0, 16) },
     { key: 'end', label: 'To (UTC)', format: (d) => when(d.end).slice(0, 16) },
     { key: 'calendar', label: 'Calendar', format: (d) => (d.kind === 'option_chain'
-      ? `option chain on ${d.underlying} · ${d.contracts} contracts · ${d.timezone}` : `${d.calendar} · ${d.timezone}`) },
+      ? `chain of ${d.underlying}` : `${d.calendar} · ${d.timezone}`) },
     { key: 'version', label: 'Ver.', num: true },
     { key: 'actions', label: '', sortable: false, format: (d) => h('button', {
       class: 'danger small', dataset: { delete: d.dataset_id },
