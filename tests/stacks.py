@@ -91,9 +91,16 @@ def wait_healthy(stack: Stack, timeout: float = 60) -> None:
     raise RuntimeError(f"stack not healthy after {timeout}s\n{stack.log_text()}")
 
 
+# The market-data store of every stack the tests start: the demo option chain is generated once
+# into it (seconds of work) and shared, as the distributed stacks share `.hindsight/market` (their
+# default); imported chains are kept per tenant and version, so stacks never see each other's.
+SHARED_MARKET_DIR = ROOT / ".hindsight" / "market"
+
+
 def start_standalone(data_dir: Path, log_dir: Path, extra_env: dict | None = None) -> Stack:
     port = free_port()
-    env = dict(os.environ, HINDSIGHT_PORT=str(port), HINDSIGHT_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
+    env = dict(os.environ, HINDSIGHT_PORT=str(port), HINDSIGHT_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1",
+               HINDSIGHT_MARKET_DIR=str(SHARED_MARKET_DIR))
     env.pop("DATABASE_URL", None)
     env.pop("AMQP_URL", None)
     env.update(extra_env or {})

@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import create_database, create_vhost, delete_vhost, drop_database
 from tests.seeds import seed_file
-from tests.stacks import DEV_KEY, Stack, _spawn, free_port, start_distributed, wait_healthy
+from tests.stacks import DEV_KEY, SHARED_MARKET_DIR, Stack, _spawn, free_port, start_distributed, wait_healthy
 
 SEED_PORT = 8086
 SEED_FILE = seed_file("003")
@@ -64,7 +64,8 @@ def _port_free(port: int) -> bool:
 
 
 def start_standalone_on(port: int, data_dir: Path, log_dir: Path) -> Stack:
-    env = dict(os.environ, HINDSIGHT_PORT=str(port), HINDSIGHT_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
+    env = dict(os.environ, HINDSIGHT_PORT=str(port), HINDSIGHT_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1",
+               HINDSIGHT_MARKET_DIR=str(SHARED_MARKET_DIR))
     env.pop("DATABASE_URL", None)
     env.pop("AMQP_URL", None)
     stack = Stack("standalone", f"http://127.0.0.1:{port}", DEV_KEY, env=env)

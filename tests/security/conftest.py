@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.stacks import Stack, _spawn, free_port, wait_healthy
+from tests.stacks import SHARED_MARKET_DIR, Stack, _spawn, free_port, wait_healthy
 
 
 def start_standalone_at(data_dir: Path, log_dir: Path, env: dict | None = None, host: str = "127.0.0.1") -> Stack:
@@ -18,7 +18,7 @@ def start_standalone_at(data_dir: Path, log_dir: Path, env: dict | None = None, 
     bind check, but is reachable here) with extra environment."""
     port = free_port()
     full = dict(os.environ, HINDSIGHT_HOST=host, HINDSIGHT_PORT=str(port), HINDSIGHT_DATA_DIR=str(data_dir),
-                PYTHONUNBUFFERED="1")
+                PYTHONUNBUFFERED="1", HINDSIGHT_MARKET_DIR=str(SHARED_MARKET_DIR))
     for name in ("DATABASE_URL", "AMQP_URL", "HINDSIGHT_SECRET_KEY"):
         full.pop(name, None)  # standalone keeps its own key in the data directory
     full.update(env or {})
