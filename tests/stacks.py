@@ -97,14 +97,28 @@ def wait_healthy(stack: Stack, timeout: float = 60) -> None:
 SHARED_MARKET_DIR = ROOT / ".hindsight" / "market"
 
 
-def start_standalone(data_dir: Path, log_dir: Path, extra_env: dict | None = None) -> Stack:
-    port = free_port()
+def start_standalone(
+    data_dir: Path,
+    log_dir: Path,
+    extra_env: dict | None = None,
+    *,
+    port: int | None = None,
+    host: str | None = None,
+    api_key: str = DEV_KEY,
+    own_secret_key: bool = False,
+) -> Stack:
+    """`make run` as a process: on `port` (a free one by default) and `host` (any loopback address:
+    127.0.0.2 is not "loopback" to Hindsight's bind check, but is reachable here), with
+    `extra_env`; `own_secret_key`: the data directory keeps its own HINDSIGHT_SECRET_KEY."""
+    port = port or free_port()
     env = dict(os.environ, HINDSIGHT_PORT=str(port), HINDSIGHT_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1",
                HINDSIGHT_MARKET_DIR=str(SHARED_MARKET_DIR))
-    env.pop("DATABASE_URL", None)
-    env.pop("AMQP_URL", None)
+    if host is not None:
+        env["HINDSIGHT_HOST"] = host
+    for name in ("DATABASE_URL", "AMQP_URL", *(("HINDSIGHT_SECRET_KEY",) if own_secret_key else ())):
+        env.pop(name, None)
     env.update(extra_env or {})
-    stack = Stack("standalone", f"http://127.0.0.1:{port}", DEV_KEY, env=env)
+    stack = Stack("standalone", f"http://{host or '127.0.0.1'}:{port}", api_key, env=env)
     stack.procs["standalone"], stack.logs["standalone"] = _spawn("standalone", "services.standalone", env, log_dir)
     wait_healthy(stack)
     return stack

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 
 from hindsight.universes.v1 import universes_pb2, universes_pb2_grpc
-from sqlalchemy.exc import IntegrityError
 
 from libs import grpc_util
 from services.results import universes
@@ -31,15 +30,9 @@ class UniversesServicer(DatabaseServicer, universes_pb2_grpc.UniversesServiceSer
     @unary
     async def PutUniverse(self, request, context):
         tenant_id = require(request.tenant_id, "tenant_id")
-        for attempt in range(3):  # a concurrent first PUT of the same name: the retry replaces it
-            try:
-                row, created = await self.write(
-                    universes.put_universe, tenant_id, require(request.name, "name"), list(request.tickers)
-                )
-                break
-            except IntegrityError:
-                if attempt == 2:
-                    raise
+        # Two first PUTs of one name cannot collide: put_universe locks the tenant's row first.
+        row, created = await self.write(universes.put_universe, tenant_id, require(request.name, "name"),
+                                        list(request.tickers))
         if created:
             log.info("universe created", extra={"tenant_id": tenant_id, "universe": row.name})
         return universes_pb2.PutUniverseResponse(universe=universe_to_proto(row), created=created)

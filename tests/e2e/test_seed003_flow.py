@@ -7,7 +7,6 @@ reproduce their originals exactly, a comparison and the CSV exports."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import signal
@@ -21,7 +20,7 @@ import pytest
 
 from tests.conftest import create_database, create_vhost, delete_vhost, drop_database
 from tests.seeds import seed_file
-from tests.stacks import DEV_KEY, SHARED_MARKET_DIR, Stack, _spawn, free_port, start_distributed, wait_healthy
+from tests.stacks import Stack, free_port, start_distributed, start_standalone
 
 SEED_PORT = 8086
 SEED_FILE = seed_file("003")
@@ -64,14 +63,7 @@ def _port_free(port: int) -> bool:
 
 
 def start_standalone_on(port: int, data_dir: Path, log_dir: Path) -> Stack:
-    env = dict(os.environ, HINDSIGHT_PORT=str(port), HINDSIGHT_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1",
-               HINDSIGHT_MARKET_DIR=str(SHARED_MARKET_DIR))
-    env.pop("DATABASE_URL", None)
-    env.pop("AMQP_URL", None)
-    stack = Stack("standalone", f"http://127.0.0.1:{port}", DEV_KEY, env=env)
-    stack.procs["standalone"], stack.logs["standalone"] = _spawn("standalone", "services.standalone", env, log_dir)
-    wait_healthy(stack)
-    return stack
+    return start_standalone(data_dir, log_dir, port=port)
 
 
 @pytest.fixture(scope="module", params=["standalone", "distributed"])

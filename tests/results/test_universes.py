@@ -60,3 +60,17 @@ async def test_rules_are_checked_at_results_too(backend) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.PutUniverse(_put("no-such-tenant", "ok", ["A"]))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.asyncio
+async def test_two_first_puts_of_one_name_at_once(backend) -> None:
+    """The tenant's row lock orders them: one creates, the other replaces; neither fails."""
+    running, db = backend
+    stub = _stub(running)
+    tenant, _ = db.tenant()
+    for i in range(5):
+        a, b = await asyncio.gather(stub.PutUniverse(_put(tenant, f"same{i}", ["AAPL"])),
+                                    stub.PutUniverse(_put(tenant, f"same{i}", ["MSFT"])))
+        assert sorted([a.created, b.created]) == [False, True]
+    listed = (await stub.ListUniverses(universes_pb2.ListUniversesRequest(tenant_id=tenant))).universes
+    assert [u.name for u in listed] == [f"same{i}" for i in range(5)]

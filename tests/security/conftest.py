@@ -3,29 +3,18 @@ test needs (tests/stacks.py), on any loopback address, and what their start prin
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from pathlib import Path
 
 import httpx
 
-from tests.stacks import SHARED_MARKET_DIR, Stack, _spawn, free_port, wait_healthy
+from tests.stacks import Stack, start_standalone
 
 
 def start_standalone_at(data_dir: Path, log_dir: Path, env: dict | None = None, host: str = "127.0.0.1") -> Stack:
-    """`make run` on `host` (any loopback address: 127.0.0.2 is not "loopback" to Hindsight's
-    bind check, but is reachable here) with extra environment."""
-    port = free_port()
-    full = dict(os.environ, HINDSIGHT_HOST=host, HINDSIGHT_PORT=str(port), HINDSIGHT_DATA_DIR=str(data_dir),
-                PYTHONUNBUFFERED="1", HINDSIGHT_MARKET_DIR=str(SHARED_MARKET_DIR))
-    for name in ("DATABASE_URL", "AMQP_URL", "HINDSIGHT_SECRET_KEY"):
-        full.pop(name, None)  # standalone keeps its own key in the data directory
-    full.update(env or {})
-    stack = Stack("standalone", f"http://{host}:{port}", "", env=full)
-    stack.procs["standalone"], stack.logs["standalone"] = _spawn("standalone", "services.standalone", full, log_dir)
-    wait_healthy(stack)
-    return stack
+    """`make run` on `host` with extra environment, no dev key assumed, its own secret key."""
+    return start_standalone(data_dir, log_dir, env, host=host, api_key="", own_secret_key=True)
 
 
 def stop(stack: Stack) -> None:
