@@ -110,18 +110,26 @@ def start_standalone(
     """`make run` as a process: on `port` (a free one by default) and `host` (any loopback address:
     127.0.0.2 is not "loopback" to Hindsight's bind check, but is reachable here), with
     `extra_env`; `own_secret_key`: the data directory keeps its own HINDSIGHT_SECRET_KEY."""
-    port = port or free_port()
-    env = dict(os.environ, HINDSIGHT_PORT=str(port), HINDSIGHT_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1",
-               HINDSIGHT_MARKET_DIR=str(SHARED_MARKET_DIR))
-    if host is not None:
-        env["HINDSIGHT_HOST"] = host
-    for name in ("DATABASE_URL", "AMQP_URL", *(("HINDSIGHT_SECRET_KEY",) if own_secret_key else ())):
-        env.pop(name, None)
-    env.update(extra_env or {})
-    stack = Stack("standalone", f"http://{host or '127.0.0.1'}:{port}", api_key, env=env)
-    stack.procs["standalone"], stack.logs["standalone"] = _spawn("standalone", "services.standalone", env, log_dir)
-    wait_healthy(stack)
-    return stack
+    # A free port can be taken by another process before ours binds it: then another one (a port
+    # the caller chose is kept, and its failure raised).
+    for attempt in range(1 if port else 3):
+        chosen = port or free_port()
+        env = dict(os.environ, HINDSIGHT_PORT=str(chosen), HINDSIGHT_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1",
+                   HINDSIGHT_MARKET_DIR=str(SHARED_MARKET_DIR))
+        if host is not None:
+            env["HINDSIGHT_HOST"] = host
+        for name in ("DATABASE_URL", "AMQP_URL", *(("HINDSIGHT_SECRET_KEY",) if own_secret_key else ())):
+            env.pop(name, None)
+        env.update(extra_env or {})
+        stack = Stack("standalone", f"http://{host or '127.0.0.1'}:{chosen}", api_key, env=env)
+        stack.procs["standalone"], stack.logs["standalone"] = _spawn("standalone", "services.standalone", env, log_dir)
+        try:
+            wait_healthy(stack)
+            return stack
+        except RuntimeError as exc:
+            if attempt == 2 or port or "address already in use" not in str(exc):
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def start_distributed(
