@@ -50,8 +50,11 @@ browser: ## chromium for the browser tests (apt-get as root; skipped when /usr/b
 run: build ## standalone stack on http://127.0.0.1:8000
 	$(VPY) -m services.standalone
 
+# Two pytest workers (pytest-xdist, a test file per worker at a time: most tests wait on servers
+# they started), then the `serial` tests alone: they stop the machine's RabbitMQ.
 test: build tools ## unit, integration (real Postgres + RabbitMQ) and end-to-end tests
-	$(VPY) -m pytest -q
+	$(VPY) -m pytest -q -n 2 --dist loadfile -m "not serial" --durations=10
+	$(VPY) -m pytest -q -m serial
 
 test-unit: build ## the domain and kernel tests alone: no servers, well under a minute
 	$(VPY) -m pytest -q tests/domain tests/engine

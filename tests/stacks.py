@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -17,10 +18,26 @@ ROOT = Path(__file__).resolve().parents[1]
 DEV_KEY = "dev-key-000000000000000000000000"
 
 
+# Ports for the servers the tests start: each pytest-xdist worker scans its own block below the
+# kernel's ephemeral range (32768+ here), in order, so two workers never pick the same port and
+# neither picks one the kernel is about to hand to an outgoing connection; a port is reused only
+# after the worker's block wraps around.
+_PORT_BLOCK = 3000
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+_PORT_BASE = 20000 + (int(_worker) if _worker.isdigit() else 0) % 4 * _PORT_BLOCK
+_port_counter = itertools.count()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    for _ in range(_PORT_BLOCK):
+        port = _PORT_BASE + next(_port_counter) % _PORT_BLOCK
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in {_PORT_BASE}..{_PORT_BASE + _PORT_BLOCK - 1}")
 
 
 @dataclass

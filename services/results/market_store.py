@@ -22,6 +22,7 @@ import os
 import re
 import secrets
 import shutil
+import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -37,6 +38,9 @@ from services.results.keys import TENANT_ID_RE
 CHAINS = "option_chains"
 DEMO_OWNER = "_demo"  # cannot be a tenant id (those start with a letter or digit)
 STAGING = ".staging"
+# An import directory untouched this long was left by a crash (a live import adds a day directory
+# every few milliseconds to seconds).
+STALE_STAGING_S = 3600.0
 PART = "part-0.parquet"
 ID_RE = re.compile(r"^[a-z]{2,4}_[0-9a-f]{8,32}$")
 COMPRESSION = "zstd"
@@ -111,9 +115,21 @@ class MarketStore:
         make_private_dir(path)
         return path
 
-    def clear_staging(self) -> None:
-        """At start: what imports cut short by a crash left behind."""
-        shutil.rmtree(self.root / STAGING, ignore_errors=True)
+    def clear_staging(self, older_than_s: float = STALE_STAGING_S) -> None:
+        """At start: what imports cut short by a crash left behind. Only directories untouched for
+        `older_than_s`: another results process sharing the store (a replica on the same volume)
+        may be importing into a fresh one right now."""
+        base = self.root / STAGING
+        if not base.is_dir():
+            return
+        cutoff = time.time() - older_than_s
+        for entry in base.iterdir():
+            try:
+                stale = entry.stat().st_mtime < cutoff
+            except FileNotFoundError:
+                continue
+            if stale:
+                shutil.rmtree(entry, ignore_errors=True)
 
     # ------------------------------------------------------------ writing
 

@@ -14,6 +14,9 @@ from tests.conftest import create_database, create_vhost, delete_vhost, drop_dat
 from tests.e2e.test_seed001_flow import minute_csv, read_sse
 from tests.stacks import start_distributed, start_standalone, wait_healthy
 
+# They stop the machine's RabbitMQ: run alone, after the rest of the suite (Makefile `test`).
+pytestmark = pytest.mark.serial
+
 LONG = {"ticker": "DUR-BIG", "fast_range": [5, 60], "slow_range": [61, 200], "step": 1, "min_trades": 10,
         "strategy_type": "SMA"}
 

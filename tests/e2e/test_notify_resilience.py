@@ -15,6 +15,9 @@ from tests.conftest import create_database, create_vhost, delete_vhost, drop_dat
 from tests.notifier.receivers import Receiver, free_port
 from tests.stacks import _spawn, start_distributed
 
+# They stop the machine's RabbitMQ: run alone, after the rest of the suite (Makefile `test`).
+pytestmark = pytest.mark.serial
+
 # Fast retries (0.5 s, 1 s, 2 s, 2 s, ...) so "several retry intervals" take seconds.
 NOTIFY_ENV = {
     "HINDSIGHT_WEBHOOK_ALLOW": "127.0.0.0/8",

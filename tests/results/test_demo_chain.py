@@ -4,6 +4,7 @@ its bars valid, and its generation fast."""
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from services.results.demo_chain import (
     ensure_demo_chain_files,
 )
 from services.results.demo_datasets import demo_minute
-from services.results.market_store import MarketStore
+from services.results.market_store import STALE_STAGING_S, MarketStore
 
 IST = "Asia/Kolkata"
 
@@ -99,16 +100,30 @@ def test_bars_valid_and_sorted(days: list) -> None:
         assert table.column("iv").to_numpy().tolist() == [DEMO_VOLATILITY] * len(f)
 
 
-def test_generated_once_under_ten_seconds(tmp_path: Path) -> None:
+def test_generated_once(tmp_path: Path) -> None:
+    """The files are generated at the first call and reused after (how long the generation takes
+    is measured by bench/option_chain.py: target < 10 s)."""
     store = MarketStore(tmp_path)
-    started = time.perf_counter()
     key, summary, size = ensure_demo_chain_files(store)
-    took = time.perf_counter() - started
-    assert took < 10, took
     assert summary.rows == 40 * 375 * 2 * 41 * 2 and summary.days == 40 and size > 0
     assert summary.expiries[0] == date(2024, 1, 4) and summary.expiries[-1] == date(2024, 3, 7)
     assert len(summary.expiries) == 10 and summary.contracts > 0
     assert store.days(key)[0] == date(2024, 1, 1)
-    again = time.perf_counter()
+    files = sorted(store.path_of(key).rglob("*"))
+    written = {f: f.stat().st_mtime_ns for f in files}
     assert ensure_demo_chain_files(store)[0] == key
-    assert time.perf_counter() - again < 1  # the files are there: not generated again
+    assert {f: f.stat().st_mtime_ns for f in sorted(store.path_of(key).rglob("*"))} == written  # not generated again
+
+
+def test_clear_staging_keeps_an_import_in_progress(tmp_path):
+    """Results clears what crashed imports left in .staging at start-up, but not a directory another
+    process (a replica sharing the volume) is writing into now."""
+    store = MarketStore(tmp_path)
+    live = store.new_staging()
+    (live / "day=2024-01-02").mkdir()
+    crashed = store.new_staging()
+    old = time.time() - STALE_STAGING_S - 60
+    os.utime(crashed, (old, old))
+    store.clear_staging()
+    assert live.is_dir() and (live / "day=2024-01-02").is_dir()
+    assert not crashed.exists()
