@@ -62,6 +62,9 @@ def test_prices_equal_quantlib(days: list, which: int) -> None:
     _, table = days[which]
     frame = chain_frame(table)
     assert len(frame) == 375 * 2 * 41 * 2
+    # Every 7th row: 7 is prime to the 164 contracts of a minute, so each contract is compared at
+    # about 54 minutes spread over the day (QuantLib prices ~20 k rows a second in a Python loop).
+    frame = frame.iloc[::7].reset_index(drop=True)
     spot = demo_minute().bars
     at = pd.Index(spot.ts).get_indexer(pd.DatetimeIndex(frame["timestamp"]).as_unit("ns").asi8)
     assert (at >= 0).all()
