@@ -320,12 +320,16 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
     @unary
     async def ImportDataset(self, request_iterator, context):
         self.check_ready()
-        # Past the cap the upload is refused before its first chunk is read.
-        with self.upload_slots.take():
-            try:
-                view, report = await self._import_dataset(request_iterator)
-            finally:
-                await asyncio.to_thread(uploads.release_memory)
+        # Past the cap the upload is refused before its first chunk is parsed.
+        try:
+            with self.upload_slots.take():
+                try:
+                    view, report = await self._import_dataset(request_iterator)
+                finally:
+                    await asyncio.to_thread(uploads.release_memory)
+        except Exception:
+            await uploads.drain(request_iterator)
+            raise
         return results_pb2.ImportDatasetResponse(dataset=dataset_to_proto(view), report=report_to_proto(report))
 
     async def _import_dataset(self, request_iterator) -> tuple[DatasetView, ImportReport]:
@@ -384,11 +388,15 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
     @unary
     async def ImportOptionChain(self, request_iterator, context):
         self.check_ready()
-        with self.upload_slots.take():
-            try:
-                view = await self._import_chain(request_iterator)
-            finally:
-                await asyncio.to_thread(uploads.release_memory)
+        try:
+            with self.upload_slots.take():
+                try:
+                    view = await self._import_chain(request_iterator)
+                finally:
+                    await asyncio.to_thread(uploads.release_memory)
+        except Exception:
+            await uploads.drain(request_iterator)
+            raise
         return results_pb2.ImportOptionChainResponse(chain=chain_to_proto(view))
 
     async def _import_chain(self, request_iterator) -> option_chains.ChainView:

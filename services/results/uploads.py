@@ -11,7 +11,7 @@ import ctypes.util
 import gc
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -49,6 +49,18 @@ class UploadSlots:
             yield
         finally:
             self.active -= 1
+
+
+async def drain(request_iterator: AsyncIterator[object]) -> None:
+    """Read and drop what is left of an upload's stream before the call ends with a refusal: a
+    client still writing when the server ends the call gets INTERNAL ("Internal error from Core",
+    grpc/grpc#36066) in place of our status, and the gateway would answer a 500 for a 429 or a 400.
+    A stream that already ended or failed (the client went away) is left as it is."""
+    try:
+        async for _ in request_iterator:
+            pass
+    except Exception:  # the refusal being sent matters, not why the stream stopped
+        pass
 
 
 def spool_file(directory: Path | None) -> BinaryIO:
