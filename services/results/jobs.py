@@ -40,6 +40,7 @@ from services.results.errors import FailedPrecondition, InvalidArgument, NotFoun
 from services.results.keys import tenant_exists
 from services.results.metrics import note_job_ended
 from services.results.models import Job, JobEvent, OutboxMessage
+from services.results.models_universes import SweepShard
 from services.results.timefmt import rfc3339, utcnow
 from services.results.trace_context import trace_headers
 
@@ -402,7 +403,8 @@ def prune_sent_outbox(session: Session, older_than: datetime) -> int:
 
 
 def requeue_active_jobs(session: Session, kinds: KindLookup) -> int:
-    """Standalone restart: the in-memory queue is gone, so queue a JobMessage again for every active job.
+    """Standalone restart: the in-memory queue is gone, so queue a JobMessage again for every
+    active job (one per shard not ended, for a sharded job).
 
     Unsent job messages are marked sent first so each job is queued once.
     """
@@ -414,5 +416,11 @@ def requeue_active_jobs(session: Session, kinds: KindLookup) -> int:
     )
     jobs = list(session.scalars(sa.select(Job).where(Job.state.in_(ACTIVE_STATES)).order_by(Job.created_at)))
     for job in jobs:
-        add_outbox(session, JOBS_QUEUE, job_message(job, kinds.for_job(job).kind), {})
+        # A sharded job (services.results.shards): one message per shard not ended yet.
+        pending = session.scalars(
+            sa.select(SweepShard.shard_id).where(SweepShard.job_id == job.job_id, SweepShard.state.not_in(ENDED_STATES))
+            .order_by(SweepShard.position, SweepShard.chunk)
+        ).all()
+        for shard in [{"shard_id": sid} for sid in pending] or [{}]:
+            add_outbox(session, JOBS_QUEUE, job_message(job, kinds.for_job(job).kind, **shard), {})
     return len(jobs)
