@@ -457,8 +457,8 @@ def join_trials(parts: list[tuple[TrialMoments, BlockSums]]) -> tuple[TrialMomen
     days, rows, blocks = parts[0][0].days, parts[0][1].rows, parts[0][1].blocks
     if any((m.days, b.rows, b.blocks) != (days, rows, blocks) for m, b in parts):
         raise ValueError("the parts of a grid disagree on its days or blocks")
-    moments = TrialMoments(*(np.concatenate([getattr(m, name) for m, _ in parts])
-                             for name in ("sharpe", "skewness", "kurtosis")), days)
+    moments = TrialMoments(np.concatenate([m.sharpe for m, _ in parts]), np.concatenate([m.skewness for m, _ in parts]),
+                           np.concatenate([m.kurtosis for m, _ in parts]), days)
     return moments, BlockSums(np.concatenate([b.sums for _, b in parts], axis=1),
                               np.concatenate([b.squares for _, b in parts], axis=1), rows)
 

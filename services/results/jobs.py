@@ -377,8 +377,9 @@ def fail_dead_lettered(session: Session, kinds: KindLookup, job_id: str, attempt
 
 
 def fail_dead_lettered_shard(session: Session, kinds: KindLookup, job_id: str, shard_id: str, attempts: int) -> bool:
-    """A shard whose message exhausted its deliveries fails alone when its kind has shards
-    that may (a universe sweep's ticker); otherwise the job fails. False when unknown or ended."""
+    """A shard whose message exhausted its deliveries: its kind's `fail_shard` decides (a
+    universe sweep's ticker fails alone, a walk-forward's fold fails the job); a kind without
+    shards fails the job. False when unknown or ended."""
     try:
         job = locked_job(session, job_id)
     except NotFound:

@@ -24,6 +24,8 @@ the job's row locked (services.results.jobs.locked_job).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -93,7 +95,15 @@ def start(session: Session, job: Job, shard_id: str) -> bool:
     return True
 
 
-def advance(session: Session, job: Job, unit: str = "shards") -> None:
+# A kind's progress message from (bar-pairs done, their total, shards ended, shards).
+Describe = Callable[[int, int, int, int], str]
+
+
+def bar_pairs_message(done: int, total: int, ended: int, count: int) -> str:
+    return f"Processed {done:,}/{total:,} bar-pairs ({ended}/{count} shards done)"
+
+
+def advance(session: Session, job: Job, describe: Describe = bar_pairs_message) -> None:
     """The job's percent from its shards' bar-pairs (an ended shard counts whole), as a
     progress event in the seed's shape when it grew."""
     ended = SweepShard.state.in_(ENDED)
@@ -109,13 +119,14 @@ def advance(session: Session, job: Job, unit: str = "shards") -> None:
     value = jobs.percent(done / total * 100 if total else n_ended / max(1, n) * 100)
     if float(value) <= job.percent:
         return
-    message = f"Processed {done:,}/{total:,} bar-pairs ({n_ended}/{n} {unit} done)"
+    message = describe(done, total, n_ended, n)
     job.percent = float(value)
     job.progress_message = message
     jobs.append_event(session, job, "progress", {"percent": value, "message": message, "timestamp": rfc3339(utcnow())})
 
 
-def progress(session: Session, job: Job, shard_id: str, percent_done: float, unit: str = "shards") -> tuple[bool, str]:
+def progress(session: Session, job: Job, shard_id: str, percent_done: float,
+             describe: Describe = bar_pairs_message) -> tuple[bool, str]:
     """A shard's own progress (0..100 of its bar-pairs); (stop, reason) like ReportProgress."""
     if job.state != jobs.RUNNING:
         return jobs.stop_reason(job)
@@ -126,7 +137,7 @@ def progress(session: Session, job: Job, shard_id: str, percent_done: float, uni
     if done > shard.bar_pairs_done:
         shard.bar_pairs_done = done
         session.flush()
-        advance(session, job, unit)
+        advance(session, job, describe)
     return False, ""
 
 

@@ -105,13 +105,14 @@ def validate_sweep_spec(spec: dict[str, Any]) -> int:
     return sweep.combinations
 
 
-def submit(session: Session, submission: Submission, spec: dict[str, Any]) -> Job:
+def submit(session: Session, submission: Submission, spec: dict[str, Any], bars: int | None = None) -> Job:
     """Insert a queued sweep job (`spec`: its SweepSpec as a dict), its first event and its JobMessage
-    (a universe sweep is services.results.universe_sweeps.submit)."""
+    (a sharded sweep is services.results.universe_sweeps.submit); `bars`: its dataset's, when
+    the caller already counted them."""
     jobs.check_tenant(session, submission.tenant_id)
     combinations = validate_sweep_spec(spec)
     now = utcnow()
-    bars = bars_of(session, submission.tenant_id, spec)
+    bars = bars_of(session, submission.tenant_id, spec) if bars is None else bars
     job = jobs.queued_job(
         submission,
         job_id=new_job_id(str(spec["ticker"]), now),

@@ -63,7 +63,7 @@ from services.results.models_universes import SweepShard, Universe
 from services.results.timefmt import utcnow
 
 COMPLETED, FAILED, CANCELLED = jobs.COMPLETED, jobs.FAILED, jobs.CANCELLED
-SHARD_ENDED = (COMPLETED, FAILED, CANCELLED)
+SHARD_ENDED = shards.ENDED
 
 
 def is_universe(spec: dict[str, Any]) -> bool:
@@ -162,10 +162,6 @@ def run_of(session: Session, job_id: str) -> SweepRun:
     if run is None:
         raise NotFound(f"job {job_id!r} is not a sharded sweep")
     return run
-
-
-def has_shards(session: Session, job_id: str) -> bool:
-    return shards.exists(session, job_id)
 
 
 def start_shard(session: Session, job: Job, sid: str) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from domain.shards import (
@@ -33,7 +35,7 @@ def test_chunk_count_keeps_each_chunk_within_the_shard_size():
 def test_chunks_cover_the_grid_in_order_in_near_equal_parts(pairs, chunks):
     bounds = [chunk_bounds(pairs, c, chunks) for c in range(chunks)]
     assert bounds[0][0] == 0 and bounds[-1][1] == pairs
-    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False))
+    assert all(a[1] == b[0] for a, b in pairwise(bounds))
     sizes = [hi - lo for lo, hi in bounds]
     assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
     with pytest.raises(ValueError):

@@ -39,7 +39,7 @@ class SweepKind:
         bars = sweeps.bars_of(session, submission.tenant_id, spec)
         if universe_sweeps.chunk_count(spec, pairs, bars, self.shard_bar_pairs) > 1:  # one large grid: pair chunks
             return universe_sweeps.submit(session, submission, spec, shard_bar_pairs=self.shard_bar_pairs, single=True)
-        return sweeps.submit(session, submission, spec)
+        return sweeps.submit(session, submission, spec, bars)
 
     def describe(self, session: Session | None, job: Job, msg: jobs_pb2.Job) -> None:
         if job.sweep_spec is not None:
