@@ -118,10 +118,14 @@ def submit(session: Session, submission: Submission, spec: dict[str, Any], *,
         pairs = sweeps.validate_sweep_spec({**spec, "ticker": tickers[0]})
         spec = {**spec, "ticker": "", "tickers": tickers, "universe": name}
         min_trades = sweeps.sweep_spec_of({**spec, "ticker": tickers[0]}).min_trades
-    bars = []
+    bars, versions = [], {}
     for t in tickers:
         found = resolve_dataset(session, submission.tenant_id, t, str(spec.get("interval") or ""))
         bars.append(int(found.bars) if found is not None else 0)
+        if found is not None and chunk_count(spec, pairs, bars[-1], shard_bar_pairs) > 1:
+            versions[t] = found.version_id  # every chunk of the ticker runs on these bars
+    if versions:
+        spec = {**spec, "dataset_versions": versions}
     now = utcnow()
     job = jobs.queued_job(
         submission,

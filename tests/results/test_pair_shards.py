@@ -134,6 +134,8 @@ async def test_a_large_single_sweep_in_pair_chunks_equals_the_unsharded_sweep(se
         sid = rows[c].shard_id
         started = await chunked.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id=sid))
         assert started.proceed
+        # Every chunk runs on the dataset version the grid was split on.
+        assert list(started.job.sweep.dataset_versions) == ["BIG"] and started.job.sweep.dataset_versions["BIG"]
         await chunked.stub.ReportProgress(results_pb2.ReportProgressRequest(
             job_id=job.job_id, shard_id=sid, percent=50.0, message="x"))
         lo, hi = chunk_bounds(len(COMBOS), c, CHUNKS)

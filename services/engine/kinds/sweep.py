@@ -8,6 +8,7 @@ import json
 import logging
 import time
 
+import grpc
 from hindsight.bus.v1 import bus_pb2
 from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2
@@ -94,7 +95,15 @@ class SweepRunner:
         if not resolved.found:
             await ctx.fail(job.job_id, insufficient_data(spec.ticker))
             return
-        bars = await ctx.cache.get(ctx.stub, resolved.dataset, resolved.version_id)
+        # A pair chunk runs on the version its ticker was counted on at submission, as its other chunks do.
+        version = spec.dataset_versions.get(spec.ticker, "") or resolved.version_id
+        try:
+            bars = await ctx.cache.get(ctx.stub, resolved.dataset, version)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND or version == resolved.version_id:
+                raise
+            await ctx.fail(job.job_id, f"the dataset version of {spec.ticker} this sweep was split on was deleted")
+            return
         # The slow average needs `longest` bars, and a signal needs a next bar to fill on.
         if len(bars.close) < longest + 2:
             await ctx.fail(job.job_id, insufficient_data(spec.ticker))
@@ -170,7 +179,7 @@ class SweepRunner:
             ctx.stub.CompleteSweep,
             results_pb2.CompleteSweepRequest(
                 job_id=job.job_id, results=results, execution_time_seconds=elapsed, bars=n_bars,
-                dataset_version_id=resolved.version_id, statistics=statistics,
+                dataset_version_id=version, statistics=statistics,
             ),
             timeout=max(ctx.rpc_timeout, 60.0),
         )
