@@ -24,6 +24,7 @@ the job's row locked (services.results.jobs.locked_job).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -75,14 +76,6 @@ def get(session: Session, job: Job, shard_id: str) -> SweepShard:
     return shard
 
 
-def unended_ids(session: Session, job_id: str) -> list[str]:
-    """The ids of the job's shards not ended yet, in order."""
-    return list(session.scalars(
-        sa.select(SweepShard.shard_id).where(SweepShard.job_id == job_id, SweepShard.state.not_in(ENDED))
-        .order_by(SweepShard.position, SweepShard.chunk)
-    ))
-
-
 def start(session: Session, job: Job, shard_id: str) -> bool:
     """An engine takes a shard of a running job: False when the shard already ended (a
     redelivery after its results were stored, or a shard closed with its job)."""
@@ -128,6 +121,8 @@ def advance(session: Session, job: Job, describe: Describe = bar_pairs_message) 
 def progress(session: Session, job: Job, shard_id: str, percent_done: float,
              describe: Describe = bar_pairs_message) -> tuple[bool, str]:
     """A shard's own progress (0..100 of its bar-pairs); (stop, reason) like ReportProgress."""
+    if not math.isfinite(percent_done):
+        raise InvalidArgument("percent must be a number between 0 and 100")
     if job.state != jobs.RUNNING:
         return jobs.stop_reason(job)
     shard = get(session, job, shard_id)

@@ -411,7 +411,9 @@ def sweep_best(session: Session, tenant_id: str, sweep_run_id: str, ticker: str,
 def _shard_overfitting(session: Session, job_id: str, ticker: str) -> dict[str, Any] | None:
     """The overfitting statistics of one ticker of a universe sweep (None: not computed or no such ticker)."""
     shard = session.scalar(
-        sa.select(SweepShard).where(SweepShard.job_id == job_id, SweepShard.ticker == normalize_ticker(ticker))
+        # A ticker split into pair chunks keeps its statistics on its chunk 0 (services.results.universe_sweeps).
+        sa.select(SweepShard).where(SweepShard.job_id == job_id, SweepShard.ticker == normalize_ticker(ticker),
+                                    SweepShard.chunk == 0)
     )
     return shard.overfitting if shard is not None else None
 

@@ -211,6 +211,11 @@ async def test_a_chunk_failing_fails_its_ticker_whole_and_the_job_completes(serv
         ("AAA", "completed", ""), ("BBB", "failed", "Engine error: boom"),
         ("NONE", "failed", "Insufficient historical data for ticker NONE")]
     assert view.tickers[0].HasField("best") and view.tickers[0].overfitting.HasField("pbo")
+    # `best` of the chunked ticker: the whole grid's statistics (kept on its chunk 0).
+    one = await running.stub.GetSweepBest(results_pb2.GetSweepBestRequest(
+        tenant_id=tenant, sweep_run_id=ended.sweep_run_id, ticker="AAA"))
+    assert one.overfitting == view.tickers[0].overfitting and one.overfitting.trials == len(COMBOS)
+    assert one.total_results + one.excluded_below_min_trades == len(COMBOS)
     assert pg_db.scalar("SELECT count(*) FROM sweep_results WHERE sweep_run_id = :r AND ticker = 'BBB'",
                         r=ended.sweep_run_id) == 0
     assert all(r.staged is None for r in _shards(pg_db, job.job_id))
