@@ -9,14 +9,16 @@ One home for the rules results and the engines share:
   is the whole grid of tickers[7], ``t0007c002of005`` its third of five pair chunks
   (``ticker_shard_id``); ``f0003`` is a walk-forward's fold 3 (``fold_shard_id``).
 
-Why ``SHARD_BAR_PAIRS`` is 2e9: a shard should be seconds of work, so that its fixed cost
-(StartJob, the bars from the engine's cache, CompleteSweep, a few progress reports: tens
-of milliseconds) stays a few percent of it, and short enough that the replicas share the
-work evenly and a crash or a cancel loses little. The sweep kernel runs 670 M bar-pairs/s
-on one idle core of the development machine (about 280 M/s with the machine loaded by
-other work), so a chunk of 2e9 bar-pairs is about 3 s of one core (7 s loaded). S2 (590
-pairs x 1 M bars = 5.9e8) stays one shard; the seed-001 8-combination sweep too, so the
-small case costs nothing more.
+Why ``SHARD_BAR_PAIRS`` is 2e9, measured: a shard costs about 0.2 s besides its kernel
+time (its StartJob, bars from the engine's cache, progress reports, buy-and-hold and
+CompleteSweep: wall minus kernel time of the small shards in tests/e2e/test_universe_sweeps.py,
+on a loaded 2-vCPU machine), and the sweep kernel runs 670 M bar-pairs/s on one idle core
+(164-280 M/s measured with the machine loaded by other work). A shard of 2e9 bar-pairs is then
+about 3 s of one idle core (7-12 s loaded): the fixed cost stays under 10 %, and shards stay
+short enough that replicas share the work evenly and a crash or a cancel loses little. At
+2e8 the fixed cost would be 40 % of a shard; at 2e10, 30 s to minutes each. S2 (590 pairs x
+1 M bars = 5.9e8) stays one shard, and so does the seed-001 8-combination sweep: the small
+case costs nothing more.
 """
 
 from __future__ import annotations
