@@ -26,6 +26,10 @@ def is_transient(exc: BaseException) -> bool:
 class JobContext:
     """The engine's side of a running job, shared by every job of a worker."""
 
+    # (chunk, chunks) of the sweep grid this run covers: all of it here; a pair chunk's
+    # shard context (services.engine.kinds.universe_sweep.ShardContext) names its part.
+    pair_chunk: tuple[int, int] = (0, 1)
+
     def __init__(self, stub: results_pb2_grpc.ResultsServiceStub, rpc_timeout: float = 30.0,
                  sweep_statistics: bool = True, sweep_threads: int = 1, bar_cache_bytes: int = 512 * 2**20) -> None:
         self.stub = stub

@@ -144,7 +144,7 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Res
     day_by_day = DayByDayConfig(
         ArtifactStore(settings.artifact_root()), float(settings.hindsight_artifact_ttl_hours), settings.day_shard_days()
     )
-    kinds = registry.build(day_by_day)
+    kinds = registry.build(day_by_day, shard_bar_pairs=settings.hindsight_shard_bar_pairs)
     servicer = ResultsServicer(db, bus, kinds, default_timeout_seconds=settings.hindsight_job_timeout_seconds)
     # The dev key outside standalone on loopback: refused even if an earlier start created it.
     servicer.refused_key_hashes = keys.refused_key_hashes(settings)

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from domain.market import INTERVALS, interval_message
 from libs.bus import Bus
 from libs.job_states import STATE_NAMES
-from libs.metric_fields import SWEEP_OPTIONAL_METRICS, SWEEP_RESULT_FIELDS
+from libs.metric_fields import SWEEP_RESULT_FIELDS
 from libs.option_chain_wire import table_to_ipc
 from libs.settings import Settings
 from services.results import (
@@ -520,20 +520,13 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
     @unary
     async def CompleteSweep(self, request, context):
         job_id = require(request.job_id, "job_id")
-        rows = [
-            sweeps.SweepRow(
-                **{name: getattr(r, name) for name in SWEEP_RESULT_FIELDS if name not in SWEEP_OPTIONAL_METRICS},
-                metrics={name: (getattr(r, name) if r.HasField(name) else None) for name in SWEEP_OPTIONAL_METRICS},
-                parameters=sweeps.row_parameters(r.parameters_json),
-            )
-            for r in request.results
-        ]
+        rows = sweeps.rows_of(request.results)
         statistics = sweeps.statistics_of(request.statistics, len(rows)) if request.HasField("statistics") else None
         if request.shard_id:  # one ticker of a universe sweep: stored once, keyed by the shard
             bh = request.buy_and_hold_return_pct if request.HasField("buy_and_hold_return_pct") else None
             run_id, stored = await self.write(
                 universe_sweeps.complete_shard, job_id, request.shard_id, rows, request.execution_time_seconds,
-                request.bars, statistics, bh,
+                request.bars, statistics, bh, request,
             )
             log.info("sweep shard completion",
                      extra={"job_id": job_id, "shard_id": request.shard_id, "sweep_run_id": run_id, "stored": stored})
