@@ -14,7 +14,7 @@ For each: the bytes its version takes in the store per bar, and GetBars over rea
 loopback, read as the engine's bar cache reads it (services/engine/bars_cache.py: every chunk
 joined into six NumPy arrays), `--runs` times: the median and the best. Then the same with a
 range (one month of the 23). Before this store the bars were one deflated .npz blob per version
-in the database (issue 15's README section gives the numbers of both).
+in the database (README, "Where bars are stored", gives the numbers of both).
 """
 
 from __future__ import annotations
