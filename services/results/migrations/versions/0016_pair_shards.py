@@ -1,7 +1,7 @@
 """Pair-chunk shards: a ticker's grid split into chunks of its (fast, slow) pairs (issue 11).
 
 Revision ID: 0016_pair_shards
-Revises: 0014_universe_sweeps
+Revises: 0015_bars_in_market_store
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0016_pair_shards"
-down_revision = "0014_universe_sweeps"
+down_revision = "0015_bars_in_market_store"
 branch_labels = None
 depends_on = None
 
