@@ -71,6 +71,9 @@ class NoChain(NoData):
     """The strategy trades option legs and the run was given no option chain of the underlying."""
 
 
+# Days of option chain a run asks its ChainDays to read ahead: results reads (Parquet, which
+# releases the GIL) while the engine walks the days before.
+CHAIN_DAYS_AHEAD = 2
 # A day's option chain of the underlying (domain.option_chain's shared frame), or None; or a
 # source that builds (and keeps) the days' DayChains itself.
 ChainSource = Callable[[date], "pd.DataFrame | None"] | DayChains
@@ -333,7 +336,7 @@ def run_planned(
             if callable(chain_for):
                 chain = DayChain.from_rows(chain_for(d.date), d.date, window)
             else:
-                chain = chain_for.day_chain(d.date, window, days[j + 1].date if j + 1 < len(days) else None)
+                chain = chain_for.day_chain(d.date, window, [x.date for x in days[j + 1 : j + 1 + CHAIN_DAYS_AHEAD]])
             for k in legs:
                 node = entries[k]
                 assert node.instrument is not None

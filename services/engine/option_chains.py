@@ -5,7 +5,7 @@ option legs (services.engine.option_legs.DayChain).
 A run reads each trading day once, when it reaches it, so a year never sits in memory:
 - only the columns the legs use (no `oi`, `iv`), option_type dictionary-encoded, turned into
   arrays without a pandas frame or a string per row;
-- the next day is read while the current one runs (one day ahead, no more);
+- the next days are read while the current one runs (services.engine.day_by_day.CHAIN_DAYS_AHEAD);
 - what a day gave the run (its listing and the contracts the legs cut out, a few kB) is kept in
   the engine's ChainDayCache, per chain version, day and strategy window, so the same strategy
   run again reads no chain at all; a leg that asks a kept day for a contract it does not hold
@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import date
@@ -141,7 +141,7 @@ class ChainDays:
         self._stub, self._tenant, self._underlying, self._loop = stub, tenant_id, underlying, loop
         self._cache, self._timeout = cache, timeout
         self._chain: tuple[str, int] | None = None  # (chain id, version) this run reads
-        self._ahead: tuple[date, ChainWindow, Future[Any]] | None = None
+        self._ahead: dict[tuple[date, ChainWindow], Future[Any]] = {}  # days being read ahead
         self._last: tuple[CacheKey, KeptDay] | None = None
 
     def _call(self, coro: Coroutine[Any, Any, Any]) -> Future[Any]:
@@ -166,8 +166,8 @@ class ChainDays:
             self._chain = (chain.chain_id, int(chain.version))
         return self._chain
 
-    def day_chain(self, day: date, window: ChainWindow, next_day: date | None = None) -> DayChain:
-        """The day's chain as `window` sees it; starts reading `next_day` when it is not kept."""
+    def day_chain(self, day: date, window: ChainWindow, coming: Sequence[date] = ()) -> DayChain:
+        """The day's chain as `window` sees it; starts reading the `coming` days not kept."""
         chain_id, version = self._resolve(day)
         if self._last is not None:  # the previous day's run may have cut contracts out: its size changed
             self._cache.put(*self._last)
@@ -177,16 +177,19 @@ class ChainDays:
         if kept is not None:
             chain = DayChain.from_rows(None, day, window, listed=kept.listed, known=kept.known, load=self._loader(day))
         else:
-            ahead, self._ahead = self._ahead, None
-            future = ahead[2] if ahead is not None and ahead[:2] == (day, window) else self._call(self._fetch(day))
+            future = self._ahead.pop((day, window), None) or self._call(self._fetch(day))
             got, table = future.result()
             chain = DayChain.from_rows(chain_rows(table), day, window)
             key = (got.chain_id, int(got.version), day, window)
             kept = KeptDay(chain.listed, chain.known)
         self._last = (key, kept)
         self._cache.put(key, kept)
-        if next_day is not None and self._cache.get((chain_id, version, next_day, window)) is None:
-            self._ahead = (next_day, window, self._call(self._fetch(next_day)))
+        wanted = {(d, window) for d in coming if self._cache.get((chain_id, version, d, window)) is None}
+        for stale in set(self._ahead) - wanted:  # not asked for any more: memory back
+            self._ahead.pop(stale).cancel()
+        for d in coming:
+            if (d, window) in wanted and (d, window) not in self._ahead:
+                self._ahead[(d, window)] = self._call(self._fetch(d))
         return chain
 
     def _loader(self, day: date) -> Callable[[ContractKey], ChainRows | None]:
@@ -201,6 +204,6 @@ class ChainDays:
         if self._last is not None:
             self._cache.put(*self._last)
             self._last = None
-        if self._ahead is not None:
-            self._ahead[2].cancel()
-            self._ahead = None
+        for future in self._ahead.values():
+            future.cancel()
+        self._ahead.clear()

@@ -23,7 +23,7 @@ rather than bar by bar.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
@@ -149,16 +149,22 @@ class DayChain:
             keep &= minute >= session_start
         if session_end is not None:
             keep &= minute < session_end
-        self._rows = np.flatnonzero(keep)  # the rows of the day's session
-        self._ts, self._minute = rows.ts[self._rows], minute[self._rows]
-        self._expiry = rows.expiry[self._rows]
-        self._strike = rows.strike[self._rows]
-        self._put = rows.put[self._rows]
         self._bars = rows.bars
+        if keep.all():  # the usual case (a chain file is a day, a session most of it): no copies
+            self._rows = np.arange(keep.size)
+            self._ts, self._minute, self._expiry, self._strike, self._put = (
+                rows.ts, minute, rows.expiry, rows.strike, rows.put)
+        else:
+            self._rows = np.flatnonzero(keep)  # the rows of the day's session
+            self._ts, self._minute = rows.ts[self._rows], minute[self._rows]
+            self._expiry = rows.expiry[self._rows]
+            self._strike = rows.strike[self._rows]
+            self._put = rows.put[self._rows]
         if listed is None:
+            # Hashing (pd.unique) then sorting the few distinct values: a day has tens of thousands of rows.
             epoch = date(1970, 1, 1).toordinal()
-            for d in np.unique(self._expiry).tolist():
-                self.listed[date.fromordinal(epoch + d)] = np.unique(self._strike[self._expiry == d])
+            for d in sorted(pd.unique(self._expiry).tolist()):
+                self.listed[date.fromordinal(epoch + d)] = np.sort(pd.unique(self._strike[self._expiry == d]))
 
     @classmethod
     def from_rows(
@@ -198,8 +204,8 @@ class DayChain:
 class DayChains(Protocol):
     """A source of DayChains that reads (and keeps) days itself (services.engine.option_chains)."""
 
-    def day_chain(self, day: date, window: ChainWindow, next_day: date | None = None) -> DayChain:
-        """The day's chain as `window` sees it; `next_day` is the one that will be asked next."""
+    def day_chain(self, day: date, window: ChainWindow, coming: Sequence[date] = ()) -> DayChain:
+        """The day's chain as `window` sees it; `coming`: the days that will be asked next, in order."""
         ...
 
 
