@@ -47,7 +47,9 @@ def option_types(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     dictionary-encoded (as results sends it)."""
     if pa.types.is_dictionary(column.type):
         codes = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-        return np.asarray(codes.dictionary.to_pylist(), dtype=object)[codes.indices.to_numpy(zero_copy_only=False)]
+        values: np.ndarray = np.asarray(codes.dictionary.to_pylist(), dtype=object)
+        picked: np.ndarray = values[codes.indices.to_numpy(zero_copy_only=False)]
+        return picked
     return np.asarray(column.to_numpy(zero_copy_only=False))
 
 

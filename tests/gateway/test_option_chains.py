@@ -669,3 +669,34 @@ def test_the_engine_reading_through_results_trades_as_from_frames(pg_stack, harn
         assert reads and all(n == 1 for _, n in reads)
     finally:
         assert alpha.delete(f"/api/v1/datasets/{r.json()['dataset_id']}").status_code == 200
+
+
+def test_parquet_text_columns_read_as_typed_ones(pg_stack, alpha: httpx.Client) -> None:
+    """A Parquet file whose timestamp, expiry and option_type are text (read dictionary-encoded)
+    stores the rows a file with typed columns does; a bad text is still the 400 naming its row."""
+    results, _ = pg_stack
+    rows = chain_rows(days=2, minutes=3)
+    typed = pq.read_table(io.BytesIO(to_parquet(rows, {"CE": "call", "PE": "p"})))
+    text = typed.set_column(0, "timestamp", pa.array([r["timestamp"].isoformat(sep=" ") for r in rows]))
+    text = text.set_column(1, "expiry", pa.array([r["expiry"].isoformat() for r in rows]))
+    ids = []
+    try:
+        for name, table in (("TYPED-UL", typed), ("TEXT-UL", text)):
+            buf = io.BytesIO()
+            pq.write_table(table, buf)
+            r = upload(alpha, buf.getvalue(), name="c.parquet", ticker=name)
+            assert r.status_code == 201, r.text
+            ids.append(r.json()["dataset_id"])
+        for day in ("2024-10-28", "2024-10-29"):
+            want, got = (day_frame(results, "alpha", i, day) for i in ids)
+            assert len(want) == 2 * 3 * 3 * 2
+            pd.testing.assert_frame_equal(got, want)
+        bad = text.set_column(1, "expiry", pa.array([r["expiry"].isoformat() for r in rows[:7]] + ["31/10/2024"]
+                                                    + [r["expiry"].isoformat() for r in rows[8:]]))
+        buf = io.BytesIO()
+        pq.write_table(bad, buf)
+        err = assert_error(upload(alpha, buf.getvalue(), name="c.parquet", ticker="BADTEXT-UL"), 400)
+        assert "row 8" in err["message"] and "31/10/2024" in err["message"], err
+    finally:
+        for i in ids:
+            alpha.delete(f"/api/v1/datasets/{i}")
