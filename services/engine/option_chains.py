@@ -25,12 +25,11 @@ from typing import Any
 
 import grpc
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 from hindsight.results.v1 import results_pb2_grpc
 
 from domain.option_chain import PUT
-from libs.option_chain_wire import fetch_chain_day, fetch_chain_table
+from libs.option_chain_wire import fetch_chain_table
 from services.engine.day_by_day import NoChain
 from services.engine.option_legs import ChainRows, ChainWindow, ContractBars, ContractKey, DayChain
 
@@ -108,20 +107,6 @@ class ChainDayCache:
             while self.bytes > self.max_bytes:
                 _, (_, dropped) = self._items.popitem(last=False)
                 self.bytes -= dropped
-
-
-async def read_chain_day(
-    stub: results_pb2_grpc.ResultsServiceStub, tenant_id: str, underlying: str, day: date, timeout: float = 60.0
-) -> pd.DataFrame:
-    """The tenant's chain on `underlying` for the local `day` (no rows: an empty frame);
-    NoChain when the tenant has no chain on it (deleted since the submission)."""
-    try:
-        _, frame = await fetch_chain_day(stub, tenant_id, day, underlying=underlying, timeout=timeout)
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() == grpc.StatusCode.NOT_FOUND:
-            raise NoChain(f"there is no option chain of {underlying} any more") from None
-        raise
-    return frame
 
 
 class ChainDays:
