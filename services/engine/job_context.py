@@ -9,6 +9,7 @@ from tenacity import AsyncRetrying, retry_if_exception, wait_exponential_jitter
 
 from services.engine.bars_cache import BarsCache
 from services.engine.metrics import EngineMetrics
+from services.engine.option_chains import ChainDayCache
 
 
 class EngineShuttingDown(Exception):
@@ -39,6 +40,8 @@ class JobContext:
         # Sweep kernel threads per job (services.engine.service.sweep_threads).
         self.sweep_threads = max(1, sweep_threads)
         self.cache = BarsCache(bar_cache_bytes)
+        # What days of option chains gave day-by-day runs (services.engine.option_chains).
+        self.chain_cache = ChainDayCache()
         self.metrics = EngineMetrics()
         # Set on shutdown: a running job stops at its next progress point and its
         # message goes back to the queue for another replica (never acked unfinished).

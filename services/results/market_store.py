@@ -170,11 +170,14 @@ class MarketStore:
             raise NotFound("the chain's files are missing")
         return sorted(date.fromisoformat(p.name[4:]) for p in path.iterdir() if p.name.startswith("day="))
 
-    def read_day_table(self, key: str, day: date, columns: list[str] | None = None) -> pa.Table:
-        """One day's rows (no other file is opened); an empty table for a day without rows."""
+    def read_day_table(
+        self, key: str, day: date, columns: list[str] | None = None, dictionary: list[str] | None = None
+    ) -> pa.Table:
+        """One day's rows (no other file is opened); an empty table for a day without rows.
+        `dictionary`: string columns read dictionary-encoded (no string per row)."""
         path = self.path_of(key) / day_dir_name(day) / PART
         try:
-            return pq.read_table(path, columns=columns)
+            return pq.read_table(path, columns=columns, read_dictionary=dictionary)
         except FileNotFoundError:
             names = columns or CHAIN_SCHEMA.names
             return CHAIN_SCHEMA.empty_table().select(names)

@@ -471,7 +471,13 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
             )
             if chain is None:
                 raise NotFound(f"no option chain on {request.underlying!r}")
-        table = await asyncio.to_thread(option_chains.chain_day_table, self.market, chain, day)
+        selection = option_chains.day_selection(
+            request.columns, ((c.expiry, c.strike, c.option_type) for c in request.contracts)
+        )
+        if request.chain_only:
+            yield results_pb2.GetOptionChainDayResponse(chain=chain_to_proto(chain))
+            return
+        table = await asyncio.to_thread(option_chains.chain_day_table, self.market, chain, day, selection)
         first = True
         for piece in await asyncio.to_thread(lambda: list(table_to_ipc(table))):
             yield results_pb2.GetOptionChainDayResponse(chain=chain_to_proto(chain) if first else None, arrow_ipc=piece)
