@@ -153,7 +153,8 @@ def start_standalone(
     for attempt in range(1 if port else 3):
         chosen = port or free_port()
         env = dict(os.environ, HINDSIGHT_PORT=str(chosen), HINDSIGHT_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1",
-                   HINDSIGHT_MARKET_DIR=str(stack_market_dir(Path(data_dir) / "market")))
+                   # Beside the logs, not in the data directory: the stack creates that one itself.
+                   HINDSIGHT_MARKET_DIR=str(stack_market_dir(Path(log_dir) / "market")))
         if host is not None:
             env["HINDSIGHT_HOST"] = host
         for name in ("DATABASE_URL", "AMQP_URL", *(("HINDSIGHT_SECRET_KEY",) if own_secret_key else ())):
