@@ -82,10 +82,24 @@ def start(session: Session, job: Job, shard_id: str) -> bool:
     shard = get(session, job, shard_id)
     if shard.state in ENDED:
         return False
+    if shard.state == jobs.RUNNING:  # taken before and never ended: the engine that had it went away
+        message = f"{label(shard)} restarted after an interruption"
+        jobs.append_event(session, job, "progress",
+                          {"percent": jobs.percent(job.percent), "message": message, "timestamp": rfc3339(utcnow())})
     shard.state = jobs.RUNNING
     shard.attempts += 1
     shard.started_at = shard.started_at or utcnow()
     return True
+
+
+def label(shard: SweepShard) -> str:
+    """How the job's events name a shard: a fold, a ticker, or a chunk of a ticker's pairs."""
+    if shard.shard_id.startswith("f"):
+        return f"Fold {int(shard.shard_id[1:])}"
+    name = shard.ticker or "The sweep"
+    if shard.chunks > 1:
+        return f"{name} (pairs, part {shard.chunk + 1}/{shard.chunks})"
+    return name
 
 
 # A kind's progress message from (bar-pairs done, their total, shards ended, shards).
