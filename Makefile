@@ -64,7 +64,7 @@ lint: build ## ruff, mypy (strict on domain/ and libs/) and the import contracts
 	$(VENV)/bin/mypy
 	PYTHONPATH=$(CURDIR):$(CURDIR)/$(GEN) $(VENV)/bin/lint-imports
 
-bench: build ## S2 sweep (our engine vs vectorbt vs NumPy; with vs without its overfitting statistics through the stack), a 10-fold walk-forward on S2 vs one S2 sweep, a year of day-by-day backtest, a 100-combination rule-strategy sweep vs 100 day-by-day runs, upload memory (238 MB x1/x3, 500 MiB), fair tenants, run report (1,000,000 bars), the seed-001 sweep's POST-to-done latency (p50/p95, standalone and distributed), option-chain import (a year of 1-minute weekly chain, ~15 M rows, Parquet and CSV), a 20-ticker universe sweep on 1 vs 2 engine replicas (ratio, identical rows, peak memory)
+bench: build ## S2 sweep (our engine vs vectorbt vs NumPy; with vs without its overfitting statistics through the stack), a 10-fold walk-forward on S2 vs one S2 sweep, a year of day-by-day backtest, a 100-combination rule-strategy sweep vs 100 day-by-day runs, upload memory (238 MB x1/x3, 500 MiB), fair tenants, run report (1,000,000 bars), the seed-001 sweep's POST-to-done latency (p50/p95, standalone and distributed), option-chain import (a year of 1-minute weekly chain, ~15 M rows, Parquet and CSV), the year's short straddle day by day on it through a standalone stack (cold, warm, peak RSS), GetBars of a 1,000,000-bar dataset from the market store and its bytes per bar, a 20-ticker universe sweep on 1 vs 2 engine replicas (ratio, identical rows, peak memory)
 	$(VPY) -m pip install -q -r requirements-bench.txt
 	$(VPY) -m bench.sweep_s2
 	$(VPY) -m bench.walkforward
@@ -75,6 +75,8 @@ bench: build ## S2 sweep (our engine vs vectorbt vs NumPy; with vs without its o
 	$(VPY) -m bench.report
 	$(VPY) -m bench.small_sweep_latency
 	$(VPY) -m bench.option_chain
+	$(VPY) -m bench.option_straddle
+	$(VPY) -m bench.bars_store
 	$(VPY) -m bench.universe_sweep
 
 up: build ## distributed mode: each service its own process (DATABASE_URL, AMQP_URL)

@@ -52,8 +52,9 @@ def _thursday_on_or_after(d: date) -> date:
     return d + timedelta(days=(3 - d.weekday()) % 7)
 
 
-def chain_day(day: date, spot0: float, rng: np.random.Generator) -> tuple[pa.Table, float]:
-    """One day of the synthetic chain (sorted by timestamp, expiry, strike, type) and the last spot."""
+def chain_day(day: date, spot0: float, rng: np.random.Generator) -> tuple[pa.Table, np.ndarray]:
+    """One day of the synthetic chain (sorted by timestamp, expiry, strike, type) and the spot
+    of each minute (the walk the chain is priced on: its last value starts the next day)."""
     spot = spot0 * np.exp(np.cumsum(rng.normal(0.0, 0.0006, MINUTES)))
     start = np.datetime64(f"{day.isoformat()}T09:15", "s")
     ts = start + np.arange(MINUTES).astype("timedelta64[m]")
@@ -89,32 +90,43 @@ def chain_day(day: date, spot0: float, rng: np.random.Generator) -> tuple[pa.Tab
         "open": open_.reshape(-1), "high": high.reshape(-1), "low": low.reshape(-1), "close": close.reshape(-1),
         "volume": volume.reshape(-1), "oi": oi.reshape(-1),
     })
-    return table, float(spot[-1])
+    return table, spot
 
 
-def write_files(directory: Path, days: int, seed: int = 15) -> tuple[Path, Path, int]:
-    """The chain as Parquet and as CSV; returns (parquet, csv, rows)."""
+def trading_days(days: int) -> list[date]:
+    """The chain's days: the first `days` weekdays from 2024-01-01."""
+    return [d for d in (date(2024, 1, 1) + timedelta(days=i) for i in range(days * 2)) if d.weekday() < 5][:days]
+
+
+def write_files(directory: Path, days: int, seed: int = 15, csv: bool = True) -> tuple[Path, Path, int, np.ndarray]:
+    """The chain as Parquet and (when `csv`) as CSV; returns (parquet, csv, rows, the spot of
+    every minute of every day: the underlying's walk)."""
     rng = np.random.default_rng(seed)
     pq_path, csv_path = directory / "chain.parquet", directory / "chain.csv"
     rows = 0
     spot = 24000.0
-    trading = [d for d in (date(2024, 1, 1) + timedelta(days=i) for i in range(days * 2)) if d.weekday() < 5][:days]
-    pq_writer = csv_writer = None
+    walks: list[np.ndarray] = []
+    pq_writer: pq.ParquetWriter | None = None
+    csv_writer: pacsv.CSVWriter | None = None
     try:
-        for day in trading:
-            table, spot = chain_day(day, spot, rng)
+        for day in trading_days(days):
+            table, walk = chain_day(day, spot, rng)
+            spot = float(walk[-1])
+            walks.append(walk)
             if pq_writer is None:
                 pq_writer = pq.ParquetWriter(pq_path, table.schema, compression="snappy")
-                csv_writer = pacsv.CSVWriter(csv_path, table.schema)
+                if csv:
+                    csv_writer = pacsv.CSVWriter(csv_path, table.schema)
             pq_writer.write_table(table, row_group_size=256 * 1024)
-            csv_writer.write_table(table)
+            if csv_writer is not None:
+                csv_writer.write_table(table)
             rows += table.num_rows
     finally:
         if pq_writer is not None:
             pq_writer.close()
         if csv_writer is not None:
             csv_writer.close()
-    return pq_path, csv_path, rows
+    return pq_path, csv_path, rows, np.concatenate(walks)
 
 
 def _rss_bytes() -> int:
@@ -209,7 +221,7 @@ def main() -> int:
             d = base / f"d{days}"
             d.mkdir()
             started = time.perf_counter()
-            pq_path, csv_path, rows = write_files(d, days)
+            pq_path, csv_path, rows, _ = write_files(d, days)
             print(f"generated {days} days: {rows:,} rows ({rows / days / MINUTES:.0f} contracts a minute) in "
                   f"{time.perf_counter() - started:.1f} s; Parquet {pq_path.stat().st_size / 1e6:.0f} MB, "
                   f"CSV {csv_path.stat().st_size / 1e6:.0f} MB")

@@ -448,6 +448,21 @@ class SweepStatistics:
     moments: TrialMoments | None = field(default=None, repr=False)
 
 
+def join_trials(parts: list[tuple[TrialMoments, BlockSums]]) -> tuple[TrialMoments, BlockSums]:
+    """The moments and block sums of a grid from those of its parts (pair chunks of one
+    ticker's grid, in grid order, over the same days): every trial's numbers are its own,
+    so the joined grid's statistics are those of one sweep of it."""
+    if not parts:
+        raise ValueError("no parts to join")
+    days, rows, blocks = parts[0][0].days, parts[0][1].rows, parts[0][1].blocks
+    if any((m.days, b.rows, b.blocks) != (days, rows, blocks) for m, b in parts):
+        raise ValueError("the parts of a grid disagree on its days or blocks")
+    moments = TrialMoments(np.concatenate([m.sharpe for m, _ in parts]), np.concatenate([m.skewness for m, _ in parts]),
+                           np.concatenate([m.kurtosis for m, _ in parts]), days)
+    return moments, BlockSums(np.concatenate([b.sums for _, b in parts], axis=1),
+                              np.concatenate([b.squares for _, b in parts], axis=1), rows)
+
+
 def sweep_statistics(moments: TrialMoments, block: BlockSums | None, pbo_blocks: int) -> SweepStatistics:
     """V, SR0 and PBO of a grid from its trials' moments and block sums."""
     trials, days = int(moments.sharpe.shape[0]), moments.days

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.shards import SHARD_BAR_PAIRS
 from domain.sweep import TIMEOUT_SECONDS_MAX, TIMEOUT_SECONDS_MIN
 
 # The key the seeds' examples send; standalone mode accepts it on loopback.
@@ -114,6 +115,10 @@ class Settings(BaseSettings):
     # any engine replica may run (days are independent: every day squares off).
     # Standalone has one engine: there a range is one shard unless this is set.
     hindsight_day_shard_days: int = 60
+    # Bar-pairs (pairs x bars) of a sweep's ticker above which its grid is split into pair
+    # chunks that any engine replica may run (domain.shards.SHARD_BAR_PAIRS, the documented
+    # size; tests set it small to shard small sweeps).
+    hindsight_shard_bar_pairs: int = Field(default=SHARD_BAR_PAIRS, ge=1)
     # Dataset uploads one results process imports at once; more are refused (429, Retry-After).
     hindsight_max_concurrent_uploads: int = Field(default=2, ge=1)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -108,10 +109,30 @@ def wait_healthy(stack: Stack, timeout: float = 60) -> None:
     raise RuntimeError(f"stack not healthy after {timeout}s\n{stack.log_text()}")
 
 
-# The market-data store of every stack the tests start: the demo option chain is generated once
-# into it (seconds of work) and shared, as the distributed stacks share `.hindsight/market` (their
-# default); imported chains are kept per tenant and version, so stacks never see each other's.
+# Where the demo option chain is generated once (seconds of work) for every stack the tests start.
 SHARED_MARKET_DIR = ROOT / ".hindsight" / "market"
+
+
+def stack_market_dir(path: Path) -> Path:
+    """A market-data store of a stack's own at `path`, so that the bars and chains it imports go
+    with the stack's directory, holding the demo option chain as hard links to the one generated
+    once under SHARED_MARKET_DIR (copies across filesystems): no stack generates it again."""
+    from services.results.demo_chain import ensure_demo_chain_files
+    from services.results.market_store import MarketStore
+
+    key, _, _ = ensure_demo_chain_files(MarketStore(SHARED_MARKET_DIR))
+
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    target = path / key
+    if not target.exists():
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        shutil.copytree(SHARED_MARKET_DIR / key, target, copy_function=link)
+    return path
 
 
 def start_standalone(
@@ -132,7 +153,8 @@ def start_standalone(
     for attempt in range(1 if port else 3):
         chosen = port or free_port()
         env = dict(os.environ, HINDSIGHT_PORT=str(chosen), HINDSIGHT_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1",
-                   HINDSIGHT_MARKET_DIR=str(SHARED_MARKET_DIR))
+                   # Beside the logs, not in the data directory: the stack creates that one itself.
+                   HINDSIGHT_MARKET_DIR=str(stack_market_dir(Path(log_dir) / "market")))
         if host is not None:
             env["HINDSIGHT_HOST"] = host
         for name in ("DATABASE_URL", "AMQP_URL", *(("HINDSIGHT_SECRET_KEY",) if own_secret_key else ())):
@@ -175,6 +197,8 @@ def start_distributed(
         ENGINE_ADDR=f"127.0.0.1:{ports['engine']}",
         NOTIFIER_ADDR=f"127.0.0.1:{ports['notifier']}",
         PYTHONUNBUFFERED="1",
+        # Beside the logs: the test's temporary directory, which the stack's imports go with.
+        HINDSIGHT_MARKET_DIR=str(stack_market_dir(Path(log_dir) / "market")),
     )
     env.update(extra_env or {})
     subprocess.run([sys.executable, "-m", "services.results.migrate"], cwd=ROOT, env=env, check=True,

@@ -49,7 +49,7 @@ from domain.rules.strategy import EntryNode, Strategy, level_price
 from domain.sessions import session_days
 from services.engine._core import daybyday_kernel as _k
 from services.engine.bars import Bars
-from services.engine.option_legs import DayChain, LegPosition, LegSkip, walk_leg
+from services.engine.option_legs import ChainWindow, DayChain, DayChains, LegPosition, LegSkip, walk_leg
 from services.engine.rules.evaluate import Evaluated, SeriesContext, evaluate, value_at
 
 REASONS = {
@@ -71,8 +71,12 @@ class NoChain(NoData):
     """The strategy trades option legs and the run was given no option chain of the underlying."""
 
 
-# A day's option chain of the underlying (domain.option_chain's shared frame), or None.
-ChainSource = Callable[[date], "pd.DataFrame | None"]
+# Days of option chain a run asks its ChainDays to read ahead: results reads (Parquet, which
+# releases the GIL) while the engine walks the days before.
+CHAIN_DAYS_AHEAD = 2
+# A day's option chain of the underlying (domain.option_chain's shared frame), or None; or a
+# source that builds (and keeps) the days' DayChains itself.
+ChainSource = Callable[[date], "pd.DataFrame | None"] | DayChains
 
 
 @dataclass
@@ -327,9 +331,12 @@ def run_planned(
     if legs:
         assert chain_for is not None
         ts_day = np.ascontiguousarray(ts, dtype=np.int64)
+        window = ChainWindow(plan.tzname, strategy.session_start, strategy.session_end, strategy.square_off)
         for j, d in enumerate(days):
-            chain = DayChain(chain_for(d.date), d.date, plan.tzname, strategy.session_start, strategy.session_end,
-                             strategy.square_off)
+            if callable(chain_for):
+                chain = DayChain.from_rows(chain_for(d.date), d.date, window)
+            else:
+                chain = chain_for.day_chain(d.date, window, [x.date for x in days[j + 1 : j + 1 + CHAIN_DAYS_AHEAD]])
             for k in legs:
                 node = entries[k]
                 assert node.instrument is not None

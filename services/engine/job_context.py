@@ -9,6 +9,7 @@ from tenacity import AsyncRetrying, retry_if_exception, wait_exponential_jitter
 
 from services.engine.bars_cache import BarsCache
 from services.engine.metrics import EngineMetrics
+from services.engine.option_chains import ChainDayCache
 
 
 class EngineShuttingDown(Exception):
@@ -26,6 +27,10 @@ def is_transient(exc: BaseException) -> bool:
 class JobContext:
     """The engine's side of a running job, shared by every job of a worker."""
 
+    # (chunk, chunks) of the sweep grid this run covers: all of it here; a pair chunk's
+    # shard context (services.engine.kinds.universe_sweep.ShardContext) names its part.
+    pair_chunk: tuple[int, int] = (0, 1)
+
     def __init__(self, stub: results_pb2_grpc.ResultsServiceStub, rpc_timeout: float = 30.0,
                  sweep_statistics: bool = True, sweep_threads: int = 1, bar_cache_bytes: int = 512 * 2**20) -> None:
         self.stub = stub
@@ -35,6 +40,8 @@ class JobContext:
         # Sweep kernel threads per job (services.engine.service.sweep_threads).
         self.sweep_threads = max(1, sweep_threads)
         self.cache = BarsCache(bar_cache_bytes)
+        # What days of option chains gave day-by-day runs (services.engine.option_chains).
+        self.chain_cache = ChainDayCache()
         self.metrics = EngineMetrics()
         # Set on shutdown: a running job stops at its next progress point and its
         # message goes back to the queue for another replica (never acked unfinished).

@@ -23,8 +23,10 @@ rather than bar by bar.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -59,49 +61,131 @@ class ContractBars:
         return int(np.searchsorted(self.ts, ns, side="left"))
 
 
+ContractKey = tuple[date, float, str]  # (expiry, strike, CE|PE)
+
+
+@dataclass(frozen=True)
+class ChainWindow:
+    """What of a day's chain a strategy sees: the underlying's timezone, its session
+    [start, end) and its square-off (local minutes of the day; None: none)."""
+
+    tz: str
+    session_start: int | None
+    session_end: int | None
+    square_off: int | None
+
+
+@dataclass(frozen=True)
+class ChainRows:
+    """A day's chain rows as arrays (any order): UTC ns, expiry as epoch days, strike, whether a
+    put, and OHLCV (None where only the keys were read)."""
+
+    ts: np.ndarray
+    expiry: np.ndarray
+    strike: np.ndarray
+    put: np.ndarray
+    bars: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> ChainRows:
+        """domain.option_chain's shared frame."""
+        return cls(
+            pd.DatetimeIndex(frame["timestamp"]).tz_convert("UTC").as_unit("ns").asi8,  # any resolution given
+            frame["expiry"].to_numpy().astype("datetime64[D]").astype(np.int64),
+            frame["strike"].to_numpy(dtype=np.float64),
+            (frame["option_type"] == "PE").to_numpy(dtype=bool),
+            tuple(frame[c].to_numpy(dtype=np.float64) for c in ("open", "high", "low", "close", "volume")),  # type: ignore[arg-type]
+        )
+
+
+def _local_minutes(ts: np.ndarray, tz: str) -> tuple[np.ndarray, np.ndarray]:
+    """(local day, local minute of the day) of UTC ns timestamps. A chain repeats each minute for
+    every contract: stored rows come sorted by time, so each distinct instant is converted once."""
+    if ts.size > 1 and bool(np.all(ts[1:] >= ts[:-1])):
+        starts = np.flatnonzero(np.concatenate(([True], ts[1:] != ts[:-1])))
+        wall = np.repeat(local_wall(ts[starts], tz), np.diff(np.append(starts, ts.size)))
+    else:
+        wall = local_wall(ts, tz)
+    local_day = np.floor_divide(wall, NS_PER_DAY)
+    return local_day, (wall - local_day * NS_PER_DAY) // NS_PER_MINUTE
+
+
 class DayChain:
-    """A day's option chain (domain.option_chain's shared frame) restricted to the day's
-    session: the expiries and strikes listed that day, and the bars of a contract when a leg
-    asks for it (a day has thousands of contracts and a leg trades one or two of them)."""
+    """A day's option chain restricted to the day's session: the expiries and strikes listed
+    that day, and the bars of a contract when a leg asks for it (a day has thousands of
+    contracts and a leg trades one or two of them; each is cut out once and kept in `known`).
+
+    Built from the day's rows (a frame or ChainRows); or from what an earlier run of the same
+    window kept (`listed` and `known`) and a `load` that reads one contract's rows of the day
+    when a leg asks for one not kept (services.engine.option_chains caches days that way)."""
 
     def __init__(
         self,
-        frame: pd.DataFrame | None,
+        frame: pd.DataFrame | ChainRows | None,
         day: date,
         tz: str,
         session_start: int | None,
         session_end: int | None,
         square_off: int | None,
+        *,
+        listed: dict[date, np.ndarray] | None = None,
+        known: dict[ContractKey, ContractBars | None] | None = None,
+        load: Callable[[ContractKey], ChainRows | None] | None = None,
     ) -> None:
         self.day = day
+        self.window = ChainWindow(tz, session_start, session_end, square_off)
         self._sq_minute = square_off
-        self._frame = frame
-        self.listed: dict[date, np.ndarray] = {}
-        if frame is None or len(frame) == 0:
-            self._rows = np.zeros(0, dtype=np.int64)
+        self.listed: dict[date, np.ndarray] = {} if listed is None else listed
+        self.known: dict[ContractKey, ContractBars | None] = {} if known is None else known
+        self._load = load
+        self._rows = np.zeros(0, dtype=np.int64)
+        self._bars: tuple[np.ndarray, ...] | None = None
+        rows = ChainRows.from_frame(frame) if isinstance(frame, pd.DataFrame) and len(frame) else frame
+        if not isinstance(rows, ChainRows) or rows.ts.size == 0:
             return
-        ts = pd.DatetimeIndex(frame["timestamp"]).tz_convert("UTC").as_unit("ns").asi8  # any resolution given
-        wall = local_wall(ts, tz)
-        local_day = np.floor_divide(wall, NS_PER_DAY)
-        minute = (wall - local_day * NS_PER_DAY) // NS_PER_MINUTE
+        local_day, minute = _local_minutes(rows.ts, tz)
         keep = local_day == epoch_day(day)
         if session_start is not None:
             keep &= minute >= session_start
         if session_end is not None:
             keep &= minute < session_end
-        self._rows = np.flatnonzero(keep)  # the frame's rows of the day's session
-        self._ts, self._minute = ts[self._rows], minute[self._rows]
-        self._expiry = frame["expiry"].to_numpy().astype("datetime64[D]").astype(np.int64)[self._rows]
-        self._strike = frame["strike"].to_numpy(dtype=np.float64)[self._rows]
-        self._put = (frame["option_type"] == "PE").to_numpy(dtype=bool)[self._rows]
-        epoch = date(1970, 1, 1).toordinal()
-        for d in np.unique(self._expiry).tolist():
-            self.listed[date.fromordinal(epoch + d)] = np.unique(self._strike[self._expiry == d])
+        self._bars = rows.bars
+        if keep.all():  # the usual case (a chain file is a day, a session most of it): no copies
+            self._rows = np.arange(keep.size)
+            self._ts, self._minute, self._expiry, self._strike, self._put = (
+                rows.ts, minute, rows.expiry, rows.strike, rows.put)
+        else:
+            self._rows = np.flatnonzero(keep)  # the rows of the day's session
+            self._ts, self._minute = rows.ts[self._rows], minute[self._rows]
+            self._expiry = rows.expiry[self._rows]
+            self._strike = rows.strike[self._rows]
+            self._put = rows.put[self._rows]
+        if listed is None:
+            # Hashing (pd.unique) then sorting the few distinct values: a day has tens of thousands of rows.
+            epoch = date(1970, 1, 1).toordinal()
+            for d in sorted(pd.unique(self._expiry).tolist()):
+                self.listed[date.fromordinal(epoch + d)] = np.sort(pd.unique(self._strike[self._expiry == d]))
+
+    @classmethod
+    def from_rows(
+        cls, rows: pd.DataFrame | ChainRows | None, day: date, window: ChainWindow, **kw: Any
+    ) -> DayChain:
+        return cls(rows, day, window.tz, window.session_start, window.session_end, window.square_off, **kw)
 
     def contract(self, expiry: date, strike: float, option_type: str) -> ContractBars | None:
         """The contract's bars of the day in time order (copies: a trade keeps them for its
         documents, not the whole day's chain), or None when it has none."""
-        if self._frame is None or self._rows.size == 0:
+        key = (expiry, float(strike), option_type)
+        if key not in self.known:
+            if self._bars is None and self._load is not None and self.listed:
+                part = DayChain.from_rows(self._load(key), self.day, self.window, listed={})
+                self.known[key] = part._cut(*key)
+            else:
+                self.known[key] = self._cut(*key)
+        return self.known[key]
+
+    def _cut(self, expiry: date, strike: float, option_type: str) -> ContractBars | None:
+        if self._bars is None or self._rows.size == 0:
             return None
         mine = np.flatnonzero(
             (self._expiry == epoch_day(expiry)) & (self._strike == float(strike)) & (self._put == (option_type == "PE"))
@@ -113,9 +197,16 @@ class DayChain:
         sq = int(np.searchsorted(minute, self._sq_minute, side="left")) if self._sq_minute is not None else mine.size
         rows = self._rows[mine]
         return ContractBars(
-            expiry, float(strike), option_type, self._ts[mine],
-            *(self._frame[c].to_numpy(dtype=np.float64)[rows] for c in ("open", "high", "low", "close", "volume")), sq,
+            expiry, float(strike), option_type, self._ts[mine], *(np.ascontiguousarray(a[rows]) for a in self._bars), sq,
         )
+
+
+class DayChains(Protocol):
+    """A source of DayChains that reads (and keeps) days itself (services.engine.option_chains)."""
+
+    def day_chain(self, day: date, window: ChainWindow, coming: Sequence[date] = ()) -> DayChain:
+        """The day's chain as `window` sees it; `coming`: the days that will be asked next, in order."""
+        ...
 
 
 @dataclass

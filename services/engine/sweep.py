@@ -63,7 +63,7 @@ import numpy as np
 
 from domain.market import NS_PER_DAY
 from domain.metrics import combo_metrics, finite
-from domain.overfitting import BlockSums, SweepStatistics, day_blocks, sweep_statistics, trial_moments
+from domain.overfitting import BlockSums, SweepStatistics, TrialMoments, day_blocks, sweep_statistics, trial_moments
 from services.engine._core import sweep_kernel as _k
 from services.engine.bars import Bars
 from services.engine.indicators import MACD_SIGNAL_PERIOD
@@ -204,6 +204,9 @@ class SweepOutcome:
     statistics: SweepStatistics
     # Seconds spent on the statistics after the kernel (the CSCV, mostly).
     statistics_seconds: float = 0.0
+    # The trials' CSCV block sums, kept when the CSCV was left to whoever joins this grid's
+    # part with the others (a pair chunk of a sharded sweep: ``cscv=False``).
+    block_sums: BlockSums | None = None
 
 
 def run_sweep_with_statistics(
@@ -220,14 +223,24 @@ def run_sweep_with_statistics(
     progress: Callable[[float], bool] | None = None,
     signal_period: int = MACD_SIGNAL_PERIOD,
     threads: int | None = None,
+    cscv: bool = True,
 ) -> SweepOutcome:
     """``run_sweep`` plus the overfitting statistics of the grid, every combination being a
-    trial (``domain.overfitting``; the CSCV over ``pbo_blocks`` blocks)."""
+    trial (``domain.overfitting``; the CSCV over ``pbo_blocks`` blocks).
+
+    ``cscv=False``: ``combos`` are one part of a larger grid (a pair chunk): the statistics
+    hold the trials' moments only, and ``block_sums`` their block sums, for the statistics
+    of the whole grid once every part is in (``domain.overfitting.sweep_statistics`` over
+    the parts joined in grid order gives what one sweep of the whole grid gives)."""
     if pbo_blocks < 2 or pbo_blocks % 2:
         raise ValueError("pbo_blocks must be an even number of at least 2")
     rows, stats, seconds = _sweep(bars, strategy_type, combos, direction, fill, commission_pct, slippage_pct,
-                                  initial_cash, progress, signal_period, pbo_blocks, threads)
+                                  initial_cash, progress, signal_period, pbo_blocks, threads, cscv=cscv)
     assert stats is not None
+    if isinstance(stats, tuple):
+        moments, sums = stats
+        return SweepOutcome(rows, SweepStatistics(moments.sharpe.shape[0], moments.days, pbo_blocks, moments=moments),
+                            seconds, sums)
     return SweepOutcome(rows, stats, seconds)
 
 
@@ -266,7 +279,8 @@ def _window(bars: Bars, window: tuple[int, int] | None) -> tuple[int, int]:
 def _sweep(bars, strategy_type, combos, direction, fill, commission_pct, slippage_pct, initial_cash, progress,
            signal_period, pbo_blocks: int | None,
            threads: int | None = None,
-           window: tuple[int, int] | None = None) -> tuple[list[dict], SweepStatistics | None, float]:
+           window: tuple[int, int] | None = None,
+           cscv: bool = True) -> tuple[list[dict], SweepStatistics | tuple[TrialMoments, BlockSums] | None, float]:
     kind, pairs = _prepare(bars, strategy_type, combos, direction, fill)
     start, end = _window(bars, window)
     commission = _pct_arg("commission_pct", commission_pct, 100.0)
@@ -310,13 +324,13 @@ def _sweep(bars, strategy_type, combos, direction, fill, commission_pct, slippag
         raise SweepCancelled("sweep cancelled by its progress callback")
     if progress is not None:
         progress(1.0)  # informational: the results are complete either way
-    stats = None
+    stats: SweepStatistics | tuple[TrialMoments, BlockSums] | None = None
     started = time.perf_counter()
     if pbo_blocks is not None:
         moments = trial_moments(n_days, out["mean"], out["m2"], out.pop("m3"), out.pop("m4"))
         # T // S days per block; with fewer days than 2 x blocks there is no CSCV (the statistics say why)
         sums = BlockSums(out.pop("block_sum"), out.pop("block_sq"), n_days // pbo_blocks)
-        stats = sweep_statistics(moments, sums, pbo_blocks)
+        stats = sweep_statistics(moments, sums, pbo_blocks) if cscv else (moments, sums)
     return _metrics(bars, pairs, out, cash0, start, end), stats, time.perf_counter() - started
 
 

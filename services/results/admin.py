@@ -54,18 +54,21 @@ class NoDatabase(Exception):
     """The standalone data directory holds no database yet."""
 
 
-def _database(args: argparse.Namespace) -> Database:
+def _database(args: argparse.Namespace) -> tuple[Database, Path]:
+    """The database, and the market-data store results uses with it (migrations move data there)."""
     settings = Settings()
     url = args.database_url or settings.database_url
     if url:
-        return Database(normalize_url(url))
+        return Database(normalize_url(url)), settings.market_root()
     data_dir = Path(args.data_dir or settings.hindsight_data_dir)
     if args.command in _NEEDS_EXISTING and not (data_dir / "hindsight.db").is_file():
         raise NoDatabase(
             f"no Hindsight database in {data_dir}: give the data directory of a stack that has run "
             "(--data-dir DIR or HINDSIGHT_DATA_DIR; `make run` uses ./.hindsight), or --database-url / DATABASE_URL"
         )
-    return Database(sqlite_url(data_dir))
+    if args.data_dir:  # that data directory's store, unless HINDSIGHT_MARKET_DIR names another
+        settings = settings.model_copy(update={"hindsight_data_dir": data_dir})
+    return Database(sqlite_url(data_dir)), settings.market_root()
 
 
 def _tenant_hint(exc: ResultsError, args: argparse.Namespace) -> str:
@@ -79,12 +82,12 @@ def _tenant_hint(exc: ResultsError, args: argparse.Namespace) -> str:
 def run(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        db = _database(args)
+        db, market_root = _database(args)
     except NoDatabase as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
     try:
-        db.migrate()
+        db.migrate(market_root)
         if args.command == "create-tenant":
             with db.write() as s:
                 keys.create_tenant(s, args.tenant)

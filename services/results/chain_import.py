@@ -160,7 +160,10 @@ def _batches(f: BinaryIO) -> tuple[str, dict[str, str], Callable[[], Iterator[pa
         def parquet() -> Iterator[pa.RecordBatch]:
             # Without pre-buffering: its cache keeps every row group read until the file is closed,
             # so the memory would grow with the file.
-            reader = pq.ParquetFile(f, pre_buffer=False)
+            # Text columns come dictionary-encoded: a few distinct values (CE/PE, the expiries), not a
+            # string per row, and the checks below work on the distinct values.
+            texts = [name for name in cols.values() if pa.types.is_string(pf.schema_arrow.field(name).type)]
+            reader = pq.ParquetFile(f, pre_buffer=False, read_dictionary=texts)
             yield from reader.iter_batches(batch_size=BATCH_ROWS, columns=list(cols.values()))
 
         return "parquet", cols, parquet
@@ -250,16 +253,15 @@ def _bounded(parsed: Any) -> pd.DatetimeIndex:
 
 def parse_times(arr: pa.Array, zone: str) -> tuple[np.ndarray, np.ndarray]:
     """(UTC ns, local day) of timestamps; _NAT where they do not parse."""
-    if pa.types.is_dictionary(arr.type):
-        arr = arr.cast(arr.type.value_type)
+    arr = _plain_unless_text(arr)
     if pa.types.is_timestamp(arr.type) or pa.types.is_date(arr.type):
         aware = pa.types.is_timestamp(arr.type) and arr.type.tz is not None
         enc = pc.dictionary_encode(arr.cast(pa.timestamp("ns", tz=arr.type.tz if aware else None)))
         values = pd.DatetimeIndex(enc.dictionary.to_pandas())
         idx = values if aware else values.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
         utc = idx.tz_convert("UTC")
-    elif pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-        enc = pc.dictionary_encode(arr)
+    elif _is_text(arr.type):
+        enc = _encoded(arr)
         texts = pd.Series(enc.dictionary.to_pylist(), dtype=object).str.strip()
         has_offset = texts.str.contains(_OFFSET_RE).fillna(False).to_numpy()
         utc_ns = np.full(len(texts), _NAT, dtype=np.int64)
@@ -285,8 +287,7 @@ def parse_times(arr: pa.Array, zone: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _expiry_days(arr: pa.Array, zone: str) -> tuple[np.ndarray, np.ndarray]:
     """(days since 1970-01-01, valid) of expiries."""
-    if pa.types.is_dictionary(arr.type):
-        arr = arr.cast(arr.type.value_type)
+    arr = _plain_unless_text(arr)
     if pa.types.is_date(arr.type):
         days = arr.cast(pa.date32()).cast(pa.int32()).to_numpy(zero_copy_only=False)
         valid = ~arr.is_null().to_numpy(zero_copy_only=False)
@@ -298,9 +299,9 @@ def _expiry_days(arr: pa.Array, zone: str) -> tuple[np.ndarray, np.ndarray]:
         valid = ~ts.isna()
         days = np.where(valid, ts.as_unit("ns").asi8 // _DAY_NS, 0)
         return days.astype(np.int64), np.asarray(valid)
-    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+    if not _is_text(arr.type):
         raise InvalidArgument(f"the expiry column must hold dates YYYY-MM-DD, not {arr.type}")
-    enc = pc.dictionary_encode(arr)
+    enc = _encoded(arr)
     texts = pd.Series(enc.dictionary.to_pylist(), dtype=object).str.strip()
     parsed = _bounded(pd.to_datetime(texts, format="ISO8601", errors="coerce"))
     if parsed.tz is not None:
@@ -314,12 +315,29 @@ def _expiry_days(arr: pa.Array, zone: str) -> tuple[np.ndarray, np.ndarray]:
     return uniq_days[idx].astype(np.int64), valid
 
 
+def _is_text(t: pa.DataType) -> bool:
+    """Strings, plain or dictionary-encoded."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
+
+
+def _plain_unless_text(arr: pa.Array) -> pa.Array:
+    """A dictionary-encoded column as its values' type, unless they are text (kept encoded)."""
+    if pa.types.is_dictionary(arr.type) and not _is_text(arr.type):
+        return arr.cast(arr.type.value_type)
+    return arr
+
+
+def _encoded(arr: pa.Array) -> pa.DictionaryArray:
+    """Text as (distinct values, an index per row); as it came when the file had it so."""
+    return arr if pa.types.is_dictionary(arr.type) else pc.dictionary_encode(arr)
+
+
 def _type_codes(arr: pa.Array) -> np.ndarray:
-    if pa.types.is_dictionary(arr.type):
-        arr = arr.cast(arr.type.value_type)
-    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+    if not _is_text(arr.type):
         raise InvalidArgument(f"the option_type column must hold CE or PE, not {arr.type}")
-    enc = pc.dictionary_encode(arr)
+    enc = _encoded(arr)
     kinds = [normalize_option_type(t) if t is not None else None for t in enc.dictionary.to_pylist()]
     # The code of each distinct text, then -1 for an empty cell (a null's index points past them).
     codes = np.array([TYPE_CODES[k] if k else -1 for k in kinds] + [-1], dtype=np.int64)

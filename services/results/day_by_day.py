@@ -44,6 +44,7 @@ from services.results.bar_arrays import BarArrays
 from services.results.datasets import load_bars, resolve_dataset
 from services.results.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.results.jobs import JobEnd, Submission
+from services.results.market_store import MarketStore
 from services.results.models import Dataset, DatasetVersion, Job
 from services.results.models_day_by_day import DayByDayBacktest, DayByDayBacktestDay
 from services.results.strategies import get_strategy
@@ -57,10 +58,12 @@ MAX_DAYS_PER_STORE = 500
 
 @dataclass(frozen=True)
 class DayByDayConfig:
-    """Where artifacts go, how long they live, how long ranges are split."""
+    """Where artifacts go, how long they live, where bars are read, how long ranges are split."""
 
     store: ArtifactStore
     ttl_hours: float
+    # The market-data store: the dataset's bars a backtest is planned and reported on.
+    market: MarketStore
     # Days per shard (0: a range is never split).
     shard_days: int = 60
 
@@ -154,7 +157,7 @@ def submit(session: Session, config: DayByDayConfig, submission: Submission, spe
             f"the strategy trades option legs and there is no option chain of {view.ticker}: "
             f"import one (POST /api/v1/datasets, kind=option_chain, ticker={view.ticker})"
         )
-    bars = load_bars(session, view.version_id)
+    bars = load_bars(session, config.market, view.version_id)
     plan = _plan(bars, definition, view.timezone, start, end)
     total_days = int(plan.days.size)
     shards = shard_ranges(plan.dates(), config.shard_days) if total_days else []
@@ -380,8 +383,8 @@ def formatted_summary(s: dict[str, Any]) -> dict[str, Any]:
 
 
 def complete(
-    session: Session, job_id: str, execution_time_seconds: float, bars: int, whole_range: bool = True,
-    store: ArtifactStore | None = None,
+    session: Session, config: DayByDayConfig, job_id: str, execution_time_seconds: float, bars: int,
+    whole_range: bool = True,
 ) -> tuple[bool, bool]:
     """An engine finished its days (the whole range, or one shard); (stored, job completed).
 
@@ -410,13 +413,14 @@ def complete(
         "bars": int(bars),
         "shards": bt.shards,
     }
-    save_as_run(session, job, bt, store)
+    save_as_run(session, config, job, bt)
     jobs.end_job(session, job, jobs.COMPLETED, finish)
     return True, True
 
 
 def run_figures(
-    session: Session, bt: DayByDayBacktest, rows: list[DayByDayBacktestDay], trades: list[dict[str, Any]] | None = None
+    session: Session, market: MarketStore, bt: DayByDayBacktest, rows: list[DayByDayBacktestDay],
+    trades: list[dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, list[Any]], list[str], dict[str, int]]:
     """A finished day-by-day backtest's metrics (domain.metrics.day_by_day_metrics, on its
     day-end equity), its equity curve against buy-and-hold, one point per trading day, the
@@ -430,7 +434,7 @@ def run_figures(
     dataset = session.get(Dataset, version.dataset_id) if version is not None else None
     if dataset is None:
         raise NotFound(f"dataset version {bt.dataset_version_id} is gone")
-    bars = load_bars(session, bt.dataset_version_id)
+    bars = load_bars(session, market, bt.dataset_version_id)
     plan = _plan(bars, bt.strategy_definition, dataset.timezone,
                  date.fromisoformat(bt.start_date), date.fromisoformat(bt.end_date))
     by_date = {r.date: r for r in rows}
@@ -527,16 +531,16 @@ def _day_trades(store: ArtifactStore, bt: DayByDayBacktest, day: str) -> list[di
     return out
 
 
-def save_as_run(session: Session, job: Job, bt: DayByDayBacktest, store: ArtifactStore | None = None) -> None:
+def save_as_run(session: Session, config: DayByDayConfig, job: Job, bt: DayByDayBacktest) -> None:
     """Every backtest is also a saved run (services.results.runs), with the full metric set,
     an equity curve (one point per trading day, which is also its day-end equity) and its
-    positions as trades (read back from the day files when `store` is given); never fails the job."""
+    positions as trades (read back from the day files); never fails the job."""
     s = bt.summary or {}
     try:
         with session.begin_nested():
             rows = _days(session, job.job_id)
-            trades = run_trades(store, bt, rows) if store is not None else None
-            metrics, curve, days, exposure = run_figures(session, bt, rows, trades)
+            trades = run_trades(config.store, bt, rows)
+            metrics, curve, days, exposure = run_figures(session, config.market, bt, rows, trades)
             parameters = {"backtest_id": bt.backtest_id, "strategy_id": bt.strategy_id,
                           "definition": bt.strategy_definition}
             if bt.user_id:

@@ -212,8 +212,8 @@ class DayByDayServicer(DatabaseServicer, backtest_pb2_grpc.DayBacktestServiceSer
     async def CompleteDayBacktest(self, request, context):
         job_id = require(request.job_id, "job_id")
         stored, completed = await self.write(
-            day_by_day.complete, job_id, request.execution_time_seconds, request.bars, request.whole_range,
-            self.config.store,
+            day_by_day.complete, self.config, job_id, request.execution_time_seconds, request.bars,
+            request.whole_range,
         )
         log.info("day-by-day backtest completion", extra={"job_id": job_id, "stored": stored, "completed": completed})
         return backtest_pb2.CompleteDayBacktestResponse(stored=stored, completed=completed)

@@ -113,10 +113,12 @@ def make_engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_size=DB_THREADS, max_overflow=4, pool_pre_ping=True)
 
 
-def upgrade_head(engine: sa.Engine, secret_box: SecretBox | None = None) -> None:
+def upgrade_head(engine: sa.Engine, secret_box: SecretBox | None = None, market_root: Path | None = None) -> None:
     """Alembic `upgrade head` on this engine (idempotent; serialized across replicas on Postgres).
 
-    `secret_box` seals the secrets migrations encrypt (0005_secrets_at_rest).
+    `secret_box` seals the secrets migrations encrypt (0005_secrets_at_rest); `market_root` is
+    the market-data store migrations move data into (0015_bars_in_market_store; None: the
+    settings' market_root()).
     """
     from alembic import command
     from alembic.config import Config
@@ -124,6 +126,7 @@ def upgrade_head(engine: sa.Engine, secret_box: SecretBox | None = None) -> None
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["secret_box"] = secret_box
+    cfg.attributes["market_root"] = market_root
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
@@ -232,8 +235,8 @@ class Database:
         # Called with the session's `info` after each committed write (metrics count ended jobs there).
         self.commit_hooks: list[Callable[[dict], None]] = []
 
-    def migrate(self) -> None:
-        upgrade_head(self.engine, self.secret_box)
+    def migrate(self, market_root: Path | None = None) -> None:
+        upgrade_head(self.engine, self.secret_box, market_root)
 
     def seal_plaintext_secrets(self) -> int:
         """Seal secrets still stored in plaintext (a migration that ran without the key); the count."""
@@ -253,29 +256,17 @@ class Database:
             yield session
 
     @contextmanager
-    def write(self, *, discard_connection: bool = False) -> Iterator[Session]:
-        """A session in a transaction, committed at the end (rolled back on an exception).
-
-        `discard_connection`: on a connection of its own, closed afterwards instead of going
-        back to the pool. For writes of large values: the drivers keep a buffer as large as
-        the largest value a connection sent (libpq's output buffer; the sqlite3 module's
-        cached statement holds its bound copy) for as long as the connection lives.
-        """
+    def write(self) -> Iterator[Session]:
+        """A session in a transaction, committed at the end (rolled back on an exception)."""
         lock = self._write_lock
         if lock is not None:
             lock.acquire()
-        own = None
         try:
-            if discard_connection:
-                own = self._write_engine.connect()
-            with self._write_sessions(**({"bind": own} if own is not None else {})) as session:
+            with self._write_sessions() as session:
                 with session.begin():
                     yield session
                 info = dict(session.info)
         finally:
-            if own is not None:
-                own.detach()  # closed, not pooled
-                own.close()
             if lock is not None:
                 lock.release()
         self.wakeups.after_commit(bool(info.get("outbox_added")), set(info.get("job_events_added", ())))

@@ -4,6 +4,9 @@
 calendar, UTC). `DEMO-MINUTE`: 375 one-minute bars (09:15-15:29 local time)
 on each of 40 weekdays from 2024-01-01 (interval 1m, sessions calendar,
 Asia/Kolkata). The same seed always gives the same bars.
+
+Their files are written once per market store and shared by every tenant's demo versions
+(services/results/datasets.py, ensure_demo_files).
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ import numpy as np
 import pandas as pd
 
 from services.results.bar_arrays import BarArrays
+
+# Bump when a generator below changes: new shared files, so stores never mix the old and new bars.
+DEMO_BARS_VERSION = 1
 
 
 @dataclass(frozen=True)

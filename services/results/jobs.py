@@ -40,6 +40,7 @@ from services.results.errors import FailedPrecondition, InvalidArgument, NotFoun
 from services.results.keys import tenant_exists
 from services.results.metrics import note_job_ended
 from services.results.models import Job, JobEvent, OutboxMessage
+from services.results.models_universes import SweepShard
 from services.results.timefmt import rfc3339, utcnow
 from services.results.trace_context import trace_headers
 
@@ -376,8 +377,9 @@ def fail_dead_lettered(session: Session, kinds: KindLookup, job_id: str, attempt
 
 
 def fail_dead_lettered_shard(session: Session, kinds: KindLookup, job_id: str, shard_id: str, attempts: int) -> bool:
-    """A shard whose message exhausted its deliveries fails alone when its kind has shards
-    that may (a universe sweep's ticker); otherwise the job fails. False when unknown or ended."""
+    """A shard whose message exhausted its deliveries: its kind's `fail_shard` decides (a
+    universe sweep's ticker fails alone, a walk-forward's fold fails the job); a kind without
+    shards fails the job. False when unknown or ended."""
     try:
         job = locked_job(session, job_id)
     except NotFound:
@@ -402,7 +404,8 @@ def prune_sent_outbox(session: Session, older_than: datetime) -> int:
 
 
 def requeue_active_jobs(session: Session, kinds: KindLookup) -> int:
-    """Standalone restart: the in-memory queue is gone, so queue a JobMessage again for every active job.
+    """Standalone restart: the in-memory queue is gone, so queue a JobMessage again for every
+    active job (one per shard not ended, for a sharded job).
 
     Unsent job messages are marked sent first so each job is queued once.
     """
@@ -414,5 +417,11 @@ def requeue_active_jobs(session: Session, kinds: KindLookup) -> int:
     )
     jobs = list(session.scalars(sa.select(Job).where(Job.state.in_(ACTIVE_STATES)).order_by(Job.created_at)))
     for job in jobs:
-        add_outbox(session, JOBS_QUEUE, job_message(job, kinds.for_job(job).kind), {})
+        # A sharded job (services.results.shards): one message per shard not ended yet.
+        pending = session.scalars(
+            sa.select(SweepShard.shard_id).where(SweepShard.job_id == job.job_id, SweepShard.state.not_in(ENDED_STATES))
+            .order_by(SweepShard.position, SweepShard.chunk)
+        ).all()
+        for shard in [{"shard_id": sid} for sid in pending] or [{}]:
+            add_outbox(session, JOBS_QUEUE, job_message(job, kinds.for_job(job).kind, **shard), {})
     return len(jobs)

@@ -1,7 +1,8 @@
 """`python -m services.results.migrate`: run the database migrations (`upgrade head`).
 
 Uses DATABASE_URL, or the standalone SQLite file under HINDSIGHT_DATA_DIR when
-it is unset. Safe to run while replicas start (Postgres: advisory lock).
+it is unset, and the market-data store results uses (HINDSIGHT_MARKET_DIR; standalone:
+HINDSIGHT_DATA_DIR/market). Safe to run while replicas start (Postgres: advisory lock).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def main() -> None:
         log.warning("HINDSIGHT_SECRET_KEY is not set: secrets are encrypted when results starts")
     db = Database(url, secret_box=box)
     try:
-        db.migrate()
+        # Migrations move data into the market store (0015: bar datasets): results' own root.
+        db.migrate(settings.market_root())
     finally:
         db.close()
     log.info("database at head", extra={"database": db.engine.dialect.name})

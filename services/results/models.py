@@ -187,7 +187,8 @@ class Dataset(Base):
 
 
 class DatasetVersion(Base):
-    """One immutable import of a dataset: the bars as one compressed NumPy archive."""
+    """One immutable import of a dataset. Its bars are Parquet files in the market store
+    (services/results/market_store.py, `bars/...`); the row says where and what they hold."""
 
     __tablename__ = "dataset_versions"
     __table_args__ = (sa.UniqueConstraint("dataset_id", "version", name="uq_dataset_versions_dataset_version"),)
@@ -198,8 +199,10 @@ class DatasetVersion(Base):
     bars: Mapped[int]
     start_at: Mapped[datetime]
     end_at: Mapped[datetime]
-    # np.savez_compressed of ts (int64 ns UTC), open, high, low, close, volume (float64)
-    bars_npz: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    # The version's directory under the market store's root (shared by tenants for the demo datasets).
+    storage_key: Mapped[str] = mapped_column(sa.String(255))
+    # What its files take on disk.
+    bytes_stored: Mapped[int] = mapped_column(sa.BigInteger)
     created_at: Mapped[datetime]
 
 

@@ -30,15 +30,20 @@ class Universe(Base):
 
 
 class SweepShard(Base):
-    """One ticker of a universe sweep: its state, progress and outcome (its rows are
-    `sweep_results` of the job's sweep run, with its ticker)."""
+    """One ticker of a universe sweep, or one pair chunk of its grid: its state, progress and
+    outcome (its rows are `sweep_results` of the job's sweep run, with its ticker). A
+    chunked ticker's own outcome (best row, total, statistics, buy-and-hold) is kept on
+    its chunk 0."""
 
     __tablename__ = "sweep_shards"
 
     job_id: Mapped[str] = mapped_column(sa.ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True)
-    # "t0007": the spec's tickers[7] (JobMessage.shard_id).
+    # "t0007": the spec's tickers[7]; "t0007c002of005": a pair chunk of its grid (JobMessage.shard_id, domain.shards).
     shard_id: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
     position: Mapped[int]
+    # The pair chunk of the ticker's grid (0 of 1: the whole grid).
+    chunk: Mapped[int] = mapped_column(default=0)
+    chunks: Mapped[int] = mapped_column(default=1)
     ticker: Mapped[str] = mapped_column(sa.String(64))
     # queued, running, completed, failed or cancelled.
     state: Mapped[str] = mapped_column(sa.String(16))
@@ -58,3 +63,7 @@ class SweepShard(Base):
     engine_seconds: Mapped[float] = mapped_column(default=0.0)
     started_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
+    # A completed pair chunk's CompleteSweepRequest (rows, trials' moments, block sums),
+    # kept until the ticker's last chunk is in: then every chunk's rows are stored in grid
+    # order and the statistics computed over the whole grid, and this is cleared.
+    staged: Mapped[bytes | None] = mapped_column(sa.LargeBinary, default=None)

@@ -4,11 +4,14 @@ demo chain. Every chain belongs to one tenant; nothing here reads another tenant
 
 from __future__ import annotations
 
+import math
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
@@ -16,12 +19,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from domain.market import INTERVAL_RANK, INTERVALS, interval_message, normalize_ticker, ticker_problem
+from domain.option_chain import OPTION_TYPE_RULE, PUT, normalize_option_type
 from libs.option_chain_wire import chain_frame
 from services.results.chain_import import ChainSummary
 from services.results.csv_bars import check_timezone
 from services.results.errors import InvalidArgument, NotFound
 from services.results.keys import tenant_exists
-from services.results.market_store import MarketStore
+from services.results.market_store import CHAIN_SCHEMA, MarketStore
 from services.results.models_market import OptionChain
 from services.results.timefmt import utcnow
 
@@ -217,9 +221,82 @@ def resolve_chain(session: Session, tenant_id: str, underlying: str, interval: s
     return min(rows, key=lambda c: (INTERVAL_RANK.get(c.interval, len(INTERVALS)), -c.created_at.timestamp()))
 
 
-def chain_day_table(store: MarketStore, chain: ChainView, day: date) -> pa.Table:
-    """The stored rows of one local day of the chain (one file read)."""
-    return store.read_day_table(chain.storage_key, day)
+@dataclass(frozen=True)
+class DaySelection:
+    """What of a day's chain a reader wants: the stored columns (in the stored order) and the
+    contracts (empty: all), each (expiry, strike, CE|PE)."""
+
+    columns: tuple[str, ...] = tuple(CHAIN_SCHEMA.names)
+    contracts: tuple[tuple[date, float, str], ...] = ()
+
+
+MAX_SELECTED_CONTRACTS = 100_000
+
+
+def day_selection(columns: Iterable[str], contracts: Iterable[tuple[str, float, str]]) -> DaySelection:
+    """A reader's selection, checked: known columns without repeats (empty: all), contracts with
+    an ISO expiry, a finite strike > 0 and an option type (CE/PE, C/P, call/put)."""
+    names = list(columns)
+    unknown = sorted(set(names) - set(CHAIN_SCHEMA.names))
+    if unknown:
+        raise InvalidArgument(f"unknown chain column(s) {', '.join(map(repr, unknown))}; "
+                              f"the columns are {', '.join(CHAIN_SCHEMA.names)}")
+    if len(set(names)) != len(names):
+        raise InvalidArgument("a chain column is named twice")
+    keys: list[tuple[date, float, str]] = []
+    for expiry, strike, option_type in contracts:
+        try:
+            day = date.fromisoformat(expiry)
+        except (TypeError, ValueError):
+            raise InvalidArgument(f"contract expiry {expiry!r} is not a YYYY-MM-DD date") from None
+        if not math.isfinite(strike) or strike <= 0:
+            raise InvalidArgument(f"contract strike {strike!r} must be a number > 0")
+        kind = normalize_option_type(option_type)
+        if kind is None:
+            raise InvalidArgument(f"contract option_type must be {OPTION_TYPE_RULE}, not {option_type!r}")
+        keys.append((day, float(strike), kind))
+        if len(keys) > MAX_SELECTED_CONTRACTS:
+            raise InvalidArgument(f"at most {MAX_SELECTED_CONTRACTS} contracts may be selected")
+    wanted = set(names)
+    return DaySelection(tuple(n for n in CHAIN_SCHEMA.names if n in wanted) if names else tuple(CHAIN_SCHEMA.names),
+                        tuple(keys))
+
+
+def contract_rows(table: pa.Table, contracts: Iterable[tuple[date, float, str]]) -> np.ndarray:
+    """Which rows of stored chain rows (with expiry, strike and option_type) belong to `contracts`."""
+    n = table.num_rows
+    mask = np.zeros(n, dtype=bool)
+    if n == 0:
+        return mask
+    expiry = table.column("expiry").cast(pa.int32()).to_numpy()
+    strike = table.column("strike").to_numpy()
+    kinds = table.column("option_type")
+    if pa.types.is_dictionary(kinds.type):
+        codes = kinds.combine_chunks()
+        put = (np.asarray(codes.dictionary.to_pylist(), dtype=object) == PUT)[codes.indices.to_numpy()]
+    else:
+        put = np.asarray(kinds.to_numpy(zero_copy_only=False) == PUT)
+    groups: dict[tuple[int, bool], list[float]] = {}
+    for expiry_day, k, kind in contracts:
+        groups.setdefault(((expiry_day - date(1970, 1, 1)).days, kind == PUT), []).append(k)
+    for (e, p), strikes in groups.items():
+        mask |= (expiry == e) & (put == p) & np.isin(strike, np.asarray(strikes, dtype=np.float64))
+    return mask
+
+
+def chain_day_table(store: MarketStore, chain: ChainView, day: date, selection: DaySelection | None = None) -> pa.Table:
+    """The stored rows of one local day of the chain (one file read); with a `selection`, only
+    its columns and contracts' rows, in the stored order, option_type dictionary-encoded."""
+    if selection is None:
+        return store.read_day_table(chain.storage_key, day)
+    read = list(selection.columns)
+    if selection.contracts:
+        keys = set(read) | {"expiry", "strike", "option_type"}
+        read = [n for n in CHAIN_SCHEMA.names if n in keys]
+    table = store.read_day_table(chain.storage_key, day, read, dictionary=["option_type"] if "option_type" in read else None)
+    if selection.contracts:
+        table = table.filter(pa.array(contract_rows(table, selection.contracts)))
+    return table.select(list(selection.columns))
 
 
 def chain_day(store: MarketStore, chain: ChainView, day: date) -> pd.DataFrame:

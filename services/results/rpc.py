@@ -161,11 +161,6 @@ class DatabaseServicer:
         """`fn(session, *args)` in one transaction, committed when it returns, on the pool."""
         return await self._in_session(self.db.write, fn, args)
 
-    async def write_discarding_connection(self, fn: Callable[..., T], *args: Any) -> T:
-        """`write` on a connection of its own, closed afterwards (drivers keep a buffer the size
-        of the largest value sent per connection: a dataset's blob would stay in the pool)."""
-        return await self._in_session(functools.partial(self.db.write, discard_connection=True), fn, args)
-
     async def _in_session(self, open_session, fn, args):
         self.check_ready()
 

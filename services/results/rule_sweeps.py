@@ -25,6 +25,7 @@ from services.results.datasets import load_bars, resolve_dataset
 from services.results.day_by_day import MAX_RANGE_DAYS, _plan
 from services.results.errors import InvalidArgument
 from services.results.jobs import Submission
+from services.results.market_store import MarketStore
 from services.results.models import Job
 from services.results.strategies import get_strategy
 from services.results.sweeps import new_job_id
@@ -51,7 +52,7 @@ def _number(spec: dict[str, Any], name: str, field: str, default: float, lo: flo
     return x
 
 
-def submit(session: Session, submission: Submission, spec: dict[str, Any]) -> Job:
+def submit(session: Session, market: MarketStore, submission: Submission, spec: dict[str, Any]) -> Job:
     """Check a RuleSweepSpec (as a dict) against the tenant's strategy and queue the job;
     InvalidArgument (SweepInvalid: every problem, field by field) and nothing queued when
     it may not run, NotFound when the strategy is not the tenant's."""
@@ -96,7 +97,7 @@ def submit(session: Session, submission: Submission, spec: dict[str, Any]) -> Jo
     view = resolve_dataset(session, tenant_id, ticker, interval)
     if view is None:
         raise InvalidArgument(f"Failed to fetch market data: no {ticker} dataset{f' at {interval}' if interval else ''}")
-    bars = load_bars(session, view.version_id)
+    bars = load_bars(session, market, view.version_id)
     plan = _plan(bars, definition, view.timezone, dates["start_date"], dates["end_date"])
     total_days = int(plan.days.size)
     if total_days == 0:

@@ -80,16 +80,18 @@ class ResultsHandle:
         await asyncio.to_thread(self.db.close)
 
 
-def bootstrap(db: Database, settings: Settings, market: MarketStore | None) -> None:
+def bootstrap(db: Database, settings: Settings, market: MarketStore) -> None:
     """Dev key (standalone on loopback without HINDSIGHT_REQUIRE_AUTH only) and demo data
-    (standalone), bootstrap tenants and keys (any mode)."""
+    (standalone), bootstrap tenants and keys (any mode). The demo chain only with
+    HINDSIGHT_DEMO_OPTION_CHAIN."""
+    chains = settings.hindsight_demo_option_chain
     if settings.dev_access():
         with db.write() as s:
             if keys.ensure_key(s, DEV_TENANT, settings.hindsight_dev_api_key):
                 log.info("dev API key created", extra={"tenant_id": DEV_TENANT})
         with db.write() as s:
-            added = datasets.ensure_demo_datasets(s, DEV_TENANT, only_if_none=False)
-            if market is not None and ensure_demo_chain(s, market, DEV_TENANT):
+            added = datasets.ensure_demo_datasets(s, market, DEV_TENANT, only_if_none=False)
+            if chains and ensure_demo_chain(s, market, DEV_TENANT):
                 added.append(DEMO_CHAIN_TICKER)
             if added:
                 log.info("demo datasets loaded", extra={"tenant_id": DEV_TENANT, "tickers": ",".join(added)})
@@ -103,9 +105,9 @@ def bootstrap(db: Database, settings: Settings, market: MarketStore | None) -> N
             if keys.ensure_key(s, tenant_id, key):
                 log.info("bootstrap key created", extra={"tenant_id": tenant_id})
         with db.write() as s:
-            added = datasets.ensure_demo_datasets(s, tenant_id, only_if_none=True)
+            added = datasets.ensure_demo_datasets(s, market, tenant_id, only_if_none=True)
             # The demo chain goes with the demo bars it is priced from.
-            if added and market is not None and ensure_demo_chain(s, market, tenant_id):
+            if added and chains and ensure_demo_chain(s, market, tenant_id):
                 added.append(DEMO_CHAIN_TICKER)
             if added:
                 log.info("demo datasets loaded", extra={"tenant_id": tenant_id, "tickers": ",".join(added)})
@@ -141,10 +143,12 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Res
     telemetry.register_secrets(*key_text.split(","))
     db = Database(url, secret_box=box)
     db.wakeups.bind(asyncio.get_running_loop())
+    market = MarketStore(settings.market_root())
     day_by_day = DayByDayConfig(
-        ArtifactStore(settings.artifact_root()), float(settings.hindsight_artifact_ttl_hours), settings.day_shard_days()
+        ArtifactStore(settings.artifact_root()), float(settings.hindsight_artifact_ttl_hours), market,
+        settings.day_shard_days(),
     )
-    kinds = registry.build(day_by_day)
+    kinds = registry.build(day_by_day, market, shard_bar_pairs=settings.hindsight_shard_bar_pairs)
     servicer = ResultsServicer(db, bus, kinds, default_timeout_seconds=settings.hindsight_job_timeout_seconds)
     # The dev key outside standalone on loopback: refused even if an earlier start created it.
     servicer.refused_key_hashes = keys.refused_key_hashes(settings)
@@ -152,7 +156,7 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Res
     servicer.limits = TenantLimits.of(settings)
     # Standalone spools uploads under the data directory (a /tmp on tmpfs would be memory too).
     servicer.upload_dir = settings.hindsight_data_dir / "uploads" if settings.standalone else None
-    servicer.market = MarketStore(settings.market_root())
+    servicer.market = market
 
     def register(server) -> str:
         results_pb2_grpc.add_ResultsServiceServicer_to_server(servicer, server)
@@ -186,13 +190,12 @@ async def start(settings: Settings, bus: Bus, *, port: int | None = None) -> Res
     dead_letters: Consumer | None = None
     metrics = ResultsMetrics(kind_names=kinds.names)
     try:
-        await db.run(db.migrate)
+        await db.run(db.migrate, market.root)
         sealed = await db.run(db.seal_plaintext_secrets)
         if sealed:
             log.info("plaintext secrets encrypted at rest", extra={"rows": sealed})
         await asyncio.to_thread(servicer.market.clear_staging)  # imports a crash cut short
-        demo_market = servicer.market if settings.hindsight_demo_option_chain else None
-        await db.run(bootstrap, db, settings, demo_market)
+        await db.run(bootstrap, db, settings, market)
         if isinstance(bus, InProcessBus):
             # Messages of the in-process bus died with the previous process.
             n = await db.run(_requeue_active_jobs, db, kinds)

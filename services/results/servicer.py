@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from domain.market import INTERVALS, interval_message
 from libs.bus import Bus
 from libs.job_states import STATE_NAMES
-from libs.metric_fields import SWEEP_OPTIONAL_METRICS, SWEEP_RESULT_FIELDS
+from libs.metric_fields import SWEEP_RESULT_FIELDS
 from libs.option_chain_wire import table_to_ipc
 from libs.settings import Settings
 from services.results import (
@@ -45,7 +45,7 @@ from services.results.db import Database, wait_any
 from services.results.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from services.results.jobs import Submission
 from services.results.kinds.registry import KindRegistry
-from services.results.market_store import MarketStore
+from services.results.market_store import MarketStore, bar_version_key
 from services.results.models import Job
 from services.results.rpc import (
     DatabaseServicer,
@@ -127,7 +127,8 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
         # directory); the wiring sets both from the settings.
         self.upload_slots = uploads.UploadSlots()
         self.upload_dir: Path | None = None
-        # The columnar market-data store (option chains); the wiring sets its root from the settings.
+        # The columnar market-data store (bar datasets, option chains); the wiring sets its root
+        # from the settings.
         self.market = MarketStore(Settings().market_root())
         self.default_timeout_seconds = default_timeout_seconds
         # What one tenant may queue and run at once (fair tenants); the wiring sets the operator's.
@@ -333,7 +334,8 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
         return results_pb2.ImportDatasetResponse(dataset=dataset_to_proto(view), report=report_to_proto(report))
 
     async def _import_dataset(self, request_iterator) -> tuple[DatasetView, ImportReport]:
-        """Chunks to a temporary file, parsed from there in chunks; the database gets the encoded blob."""
+        """Chunks to a temporary file, parsed from there in chunks into a staged version of the
+        market store, published before the version's row is committed (removed if that fails)."""
         meta = None
         size = 0
         with uploads.spool_file(self.upload_dir) as spool:
@@ -352,11 +354,22 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
             if meta is None:
                 raise InvalidArgument("empty upload: the first message must carry tenant_id, ticker and interval")
             ticker, interval, calendar, timezone = meta
-            encoded, report = await self.db.run(uploads.parse_and_encode, spool, timezone, fmt, columns, self.upload_dir)
-        # On a connection of its own, closed afterwards: the driver's copy of the blob goes with it.
-        view = await self.write_discarding_connection(
-            datasets.store_dataset, tenant_id, ticker, interval, calendar, timezone, encoded
-        )
+            staging, stored, report = await self.db.run(
+                uploads.parse_and_stage, spool, self.market, interval, timezone, fmt, columns, self.upload_dir
+            )
+        version_id = datasets.new_version_id()
+        key = None
+        try:
+            key = bar_version_key(tenant_id, version_id)
+            await asyncio.to_thread(self.market.publish, staging, key)
+            view = await self.write(
+                datasets.store_dataset, tenant_id, ticker, interval, calendar, timezone, stored, version_id, key
+            )
+        except BaseException:
+            await asyncio.to_thread(chain_import.discard, staging)
+            if key is not None:
+                await asyncio.to_thread(datasets.remove_version_files, self.market, [key])
+            raise
         log.info(
             "dataset imported",
             extra={"tenant_id": tenant_id, "dataset_id": view.dataset_id, "version": view.version, "bars": view.bars,
@@ -380,7 +393,8 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
             await asyncio.to_thread(option_chains.remove_files, self.market, key)
             log.info("option chain deleted", extra={"tenant_id": request.tenant_id, "dataset_id": dataset_id})
             return results_pb2.DeleteDatasetResponse(versions_deleted=1)
-        n = await self.write(datasets.delete_dataset, request.tenant_id, dataset_id)
+        n, keys_ = await self.write(datasets.delete_dataset, request.tenant_id, dataset_id)
+        await asyncio.to_thread(datasets.remove_version_files, self.market, keys_)
         return results_pb2.DeleteDatasetResponse(versions_deleted=n)
 
     # ------------------------------------------------------------ option chains
@@ -465,7 +479,13 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
             )
             if chain is None:
                 raise NotFound(f"no option chain on {request.underlying!r}")
-        table = await asyncio.to_thread(option_chains.chain_day_table, self.market, chain, day)
+        selection = option_chains.day_selection(
+            request.columns, ((c.expiry, c.strike, c.option_type) for c in request.contracts)
+        )
+        if request.chain_only:
+            yield results_pb2.GetOptionChainDayResponse(chain=chain_to_proto(chain))
+            return
+        table = await asyncio.to_thread(option_chains.chain_day_table, self.market, chain, day, selection)
         first = True
         for piece in await asyncio.to_thread(lambda: list(table_to_ipc(table))):
             yield results_pb2.GetOptionChainDayResponse(chain=chain_to_proto(chain) if first else None, arrow_ipc=piece)
@@ -504,7 +524,13 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
 
     @server_stream
     async def GetBars(self, request, context):
-        bars = await self.read(datasets.load_bars, require(request.version_id, "version_id"))
+        key = await self.read(datasets.version_storage_key, require(request.version_id, "version_id"))
+        start = request.start_ns if request.HasField("start_ns") else None
+        end = request.end_ns if request.HasField("end_ns") else None
+        if start is not None and end is not None and start > end:
+            raise InvalidArgument("start_ns is after end_ns")
+        # The files are read off the database's pool: no connection is held meanwhile.
+        bars = await asyncio.to_thread(datasets.read_version_bars, self.market, key, start, end)
         total = len(bars)
         if total == 0:
             yield results_pb2.GetBarsResponse(total_bars=0)
@@ -528,20 +554,13 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
     @unary
     async def CompleteSweep(self, request, context):
         job_id = require(request.job_id, "job_id")
-        rows = [
-            sweeps.SweepRow(
-                **{name: getattr(r, name) for name in SWEEP_RESULT_FIELDS if name not in SWEEP_OPTIONAL_METRICS},
-                metrics={name: (getattr(r, name) if r.HasField(name) else None) for name in SWEEP_OPTIONAL_METRICS},
-                parameters=sweeps.row_parameters(r.parameters_json),
-            )
-            for r in request.results
-        ]
+        rows = sweeps.rows_of(request.results)
         statistics = sweeps.statistics_of(request.statistics, len(rows)) if request.HasField("statistics") else None
         if request.shard_id:  # one ticker of a universe sweep: stored once, keyed by the shard
             bh = request.buy_and_hold_return_pct if request.HasField("buy_and_hold_return_pct") else None
             run_id, stored = await self.write(
                 universe_sweeps.complete_shard, job_id, request.shard_id, rows, request.execution_time_seconds,
-                request.bars, statistics, bh,
+                request.bars, statistics, bh, request,
             )
             log.info("sweep shard completion",
                      extra={"job_id": job_id, "shard_id": request.shard_id, "sweep_run_id": run_id, "stored": stored})

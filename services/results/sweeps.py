@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from domain.market import normalize_ticker
 from domain.overfitting import PBO_BLOCKS_DEFAULT, SweepStatistics, TrialMoments, overfitting_view
 from domain.sweep import INITIAL_CASH_DEFAULT, MIN_TRADES_DEFAULT, THRESHOLD_STEP_DEFAULT, SweepSpec, spec_problems
-from libs.metric_fields import SWEEP_OPTIONAL_METRICS
+from libs.metric_fields import SWEEP_OPTIONAL_METRICS, SWEEP_RESULT_FIELDS
 from services.results import jobs, runs
 from services.results.datasets import resolve_dataset
 from services.results.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -67,7 +67,7 @@ def estimate_duration_seconds(combinations: int, bars: int) -> int:
     return max(1, math.ceil(1 + bars / 1e6 + combinations * bars / ESTIMATE_BAR_PAIRS_PER_SECOND))
 
 
-def _bars_of(session: Session, tenant_id: str, spec: dict[str, Any]) -> int:
+def bars_of(session: Session, tenant_id: str, spec: dict[str, Any]) -> int:
     """Bars of the dataset the sweep will run on (0 when there is none yet)."""
     found = resolve_dataset(session, tenant_id, str(spec.get("ticker", "")), str(spec.get("interval") or ""))
     return int(found.bars) if found is not None else 0
@@ -105,13 +105,14 @@ def validate_sweep_spec(spec: dict[str, Any]) -> int:
     return sweep.combinations
 
 
-def submit(session: Session, submission: Submission, spec: dict[str, Any]) -> Job:
+def submit(session: Session, submission: Submission, spec: dict[str, Any], bars: int | None = None) -> Job:
     """Insert a queued sweep job (`spec`: its SweepSpec as a dict), its first event and its JobMessage
-    (a universe sweep is services.results.universe_sweeps.submit)."""
+    (a sharded sweep is services.results.universe_sweeps.submit); `bars`: its dataset's, when
+    the caller already counted them."""
     jobs.check_tenant(session, submission.tenant_id)
     combinations = validate_sweep_spec(spec)
     now = utcnow()
-    bars = _bars_of(session, submission.tenant_id, spec)
+    bars = bars_of(session, submission.tenant_id, spec) if bars is None else bars
     job = jobs.queued_job(
         submission,
         job_id=new_job_id(str(spec["ticker"]), now),
@@ -176,6 +177,18 @@ class SweepRow:
     metrics: dict[str, float | None]
     # A rule sweep's combination ({name: value}); None for a crossover sweep's (fast, slow).
     parameters: dict[str, Any] | None = None
+
+
+def rows_of(results: Any) -> list[SweepRow]:
+    """The rows of a CompleteSweepRequest's `results` (InvalidArgument for a bad combination)."""
+    return [
+        SweepRow(
+            **{name: getattr(r, name) for name in SWEEP_RESULT_FIELDS if name not in SWEEP_OPTIONAL_METRICS},
+            metrics={name: (getattr(r, name) if r.HasField(name) else None) for name in SWEEP_OPTIONAL_METRICS},
+            parameters=row_parameters(r.parameters_json),
+        )
+        for r in results
+    ]
 
 
 def row_parameters(parameters_json: str) -> dict[str, Any] | None:
@@ -252,7 +265,7 @@ def complete_sweep(
         assert run is not None
         run.overfitting = overfitting_view(statistics, _top_index(session, run, rows))
     if not spec.get("rule_sweep"):  # a saved run replays a crossover; a rule sweep's rows are its record
-        _save_sweep_run(session, job, run_id, rows, execution_time_seconds, bars, dataset_version_id)
+        save_sweep_run(session, job, run_id, rows, execution_time_seconds, bars, dataset_version_id)
     started = job.started_at or job.created_at
     # The seed's callback reports execution_time_seconds as the job's wall time from
     # submission to completion (its example: queued 10:30:45, done 10:32:52 → 127);
@@ -284,7 +297,7 @@ def _top_index(session: Session, run: SweepRun, rows: list[SweepRow]) -> int | N
     return index if index < len(rows) else None
 
 
-def _save_sweep_run(session: Session, job: Job, sweep_run_id: str, rows: list[SweepRow], seconds: float, bars: int,
+def save_sweep_run(session: Session, job: Job, sweep_run_id: str, rows: list[SweepRow], seconds: float, bars: int,
                     dataset_version_id: str) -> None:
     """Every sweep is also a saved run (services.results.runs); recording it never fails the sweep."""
     try:
@@ -398,7 +411,9 @@ def sweep_best(session: Session, tenant_id: str, sweep_run_id: str, ticker: str,
 def _shard_overfitting(session: Session, job_id: str, ticker: str) -> dict[str, Any] | None:
     """The overfitting statistics of one ticker of a universe sweep (None: not computed or no such ticker)."""
     shard = session.scalar(
-        sa.select(SweepShard).where(SweepShard.job_id == job_id, SweepShard.ticker == normalize_ticker(ticker))
+        # A ticker split into pair chunks keeps its statistics on its chunk 0 (services.results.universe_sweeps).
+        sa.select(SweepShard).where(SweepShard.job_id == job_id, SweepShard.ticker == normalize_ticker(ticker),
+                                    SweepShard.chunk == 0)
     )
     return shard.overfitting if shard is not None else None
 

@@ -1,60 +1,74 @@
-"""Universe sweeps (issue 11) in results: one sweep over many tickers, sharded across engines.
+"""Sharded sweeps (issue 11) in results: one sweep over many tickers, or over one large grid,
+split into shards that any engine replica takes.
 
 A sweep whose SweepSpec names `tickers` (or a `universe`, resolved here inside the
-submission's transaction) is one job of kind JOB_KIND_SWEEP with one shard per ticker:
-a `sweep_shards` row and a JobMessage (`shard_id` "t0007" for tickers[7]) through the
-outbox, the mechanism day-by-day ranges use (`jobs.queue_job(shards=...)`, `Kind.sharded`).
-Any engine replica takes any shard.
+submission's transaction) is one job of kind JOB_KIND_SWEEP with at least one shard per
+ticker, through the one shard mechanism (services.results.shards: a `sweep_shards` row
+and a JobMessage with its `shard_id` each, through the outbox).
 
-Shard size: one ticker, all its pairs. The overfitting statistics (domain.overfitting:
-PBO's CSCV, the DSR's trial variance) need every trial's daily returns of a ticker's grid
-together, so a ticker's grid is not split; one ticker is what an engine must hold in
-memory anyway (its bars), and the seed's largest grid (590 pairs) over a million bars is
-about a second of kernel time: enough shards to spread 20+ tickers over any number of
-replicas, few enough that the per-shard cost (a StartJob, a bars fetch, one
-CompleteSweep) stays small.
+Shard size (domain.shards): a ticker whose pairs x bars are at most SHARD_BAR_PAIRS is one
+shard ("t0007": tickers[7], its whole grid); a larger one is split into chunks of its
+(fast, slow) pair list in grid order ("t0007c002of005"), each a few seconds of one core.
+A single-ticker (seed-001) sweep that large is sharded the same way (`submit(single=True)`)
+and keeps the seed's shape everywhere (its run's ticker, `best`, overfitting, callback);
+a smaller one stays one message (services.results.sweeps).
 
-Written once: the shard's rows, state and statistics are stored by the first
-CompleteSweep naming it (under the job's row lock); a redelivered shard (an engine
-killed after storing, before acking) finds its shard completed and stores nothing.
-Progress is bar-pairs done over the job's total, summed over shards, each shard's count
-only growing, so the job's percent never goes back when a shard reruns.
+The overfitting statistics need every trial of a ticker's grid together (PBO's CSCV, the
+DSR's trial variance), and `best` breaks ties in grid order (the rows' ids): a chunk's
+CompleteSweep is therefore kept whole on its shard row (`staged`: its rows, its trials'
+moments and CSCV block sums) until the ticker's last chunk is in; then every chunk's rows
+are stored in grid order and the statistics computed over the joined grid
+(domain.overfitting.sweep_statistics), which is what one sweep of the whole grid gives,
+row for row. The CSCV then runs in results, in that last chunk's transaction: O(C(S, S/2)
+x pairs), about 0.1 s for 590 pairs, ~1 s for 5,000.
+
+Written once: a shard's rows, state and statistics are stored by the first CompleteSweep
+naming it (under the job's row lock); a redelivered shard (an engine killed after storing,
+before acking) finds its shard completed and stores nothing.
 
 The job completes when every shard ended; a ticker without enough data fails alone (its
-row keeps the seed's message), and the job fails only when every ticker failed.
+row keeps the seed's message; a chunk failing fails its ticker's other chunks), and the
+job fails only when every ticker failed.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import groupby
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
+from hindsight.results.v1 import results_pb2
 from sqlalchemy.orm import Session
 
 from domain import universe as rules
-from domain.overfitting import SweepStatistics, overfitting_view
-from services.results import jobs, runs, sweeps
+from domain.overfitting import (
+    BlockSums,
+    SweepStatistics,
+    TrialMoments,
+    join_trials,
+    overfitting_view,
+    sweep_statistics,
+)
+from domain.shards import SHARD_BAR_PAIRS, chunk_bounds, pair_chunk_count, ticker_shard_id
+from domain.sweep import CROSSOVER_TYPES
+from services.results import jobs, runs, shards, sweeps
 from services.results.datasets import resolve_dataset
 from services.results.errors import InvalidArgument, NotFound
 from services.results.jobs import Submission
 from services.results.models import Job, SweepResult, SweepRun
 from services.results.models_universes import SweepShard, Universe
-from services.results.timefmt import rfc3339, utcnow
+from services.results.timefmt import utcnow
 
 COMPLETED, FAILED, CANCELLED = jobs.COMPLETED, jobs.FAILED, jobs.CANCELLED
-SHARD_ENDED = (COMPLETED, FAILED, CANCELLED)
+SHARD_ENDED = shards.ENDED
 
 
 def is_universe(spec: dict[str, Any]) -> bool:
     """A SweepSpec (as a dict) that names tickers or a universe rather than one ticker."""
     return bool(spec.get("tickers") or spec.get("universe"))
-
-
-def shard_id(position: int) -> str:
-    """The id of the shard of tickers[position]."""
-    return f"t{position:04d}"
 
 
 def resolve_tickers(session: Session, tenant_id: str, spec: dict[str, Any]) -> tuple[list[str], str]:
@@ -80,22 +94,42 @@ def _slug_source(name: str) -> str:
     return name or "universe"
 
 
-def submit(session: Session, submission: Submission, spec: dict[str, Any]) -> Job:
-    """A queued universe sweep: the job, its (empty) sweep run, one shard row and one
-    JobMessage per ticker, in the caller's transaction."""
+def chunk_count(spec: dict[str, Any], pairs: int, bars: int, shard_bar_pairs: int = SHARD_BAR_PAIRS) -> int:
+    """Pair chunks of one ticker's grid (domain.shards); a crossover grid only (an RSI
+    grid's combinations are one kernel pass each: one shard)."""
+    if str(spec.get("strategy_type") or "SMA").upper() not in CROSSOVER_TYPES:
+        return 1
+    return pair_chunk_count(pairs, bars, shard_bar_pairs)
+
+
+def submit(session: Session, submission: Submission, spec: dict[str, Any], *,
+           shard_bar_pairs: int = SHARD_BAR_PAIRS, single: bool = False) -> Job:
+    """A queued sharded sweep: the job, its (empty) sweep run, and its shards (a JobMessage
+    each), in the caller's transaction. `single`: a seed-001 sweep of one `ticker` whose
+    grid is large enough to be split into pair chunks."""
     jobs.check_tenant(session, submission.tenant_id)
-    tickers, name = resolve_tickers(session, submission.tenant_id, spec)
-    # The grid's rules do not depend on the ticker: check them with the first.
-    pairs = sweeps.validate_sweep_spec({**spec, "ticker": tickers[0]})
-    spec = {**spec, "ticker": "", "tickers": tickers, "universe": name}
-    bars = []
+    if single:
+        pairs = sweeps.validate_sweep_spec(spec)
+        tickers, name = [str(spec.get("ticker", ""))], ""
+        min_trades = int(spec.get("min_trades", 0))  # as sweeps.complete_sweep stores it
+    else:
+        tickers, name = resolve_tickers(session, submission.tenant_id, spec)
+        # The grid's rules do not depend on the ticker: check them with the first.
+        pairs = sweeps.validate_sweep_spec({**spec, "ticker": tickers[0]})
+        spec = {**spec, "ticker": "", "tickers": tickers, "universe": name}
+        min_trades = sweeps.sweep_spec_of({**spec, "ticker": tickers[0]}).min_trades
+    bars, versions = [], {}
     for t in tickers:
         found = resolve_dataset(session, submission.tenant_id, t, str(spec.get("interval") or ""))
         bars.append(int(found.bars) if found is not None else 0)
+        if found is not None and chunk_count(spec, pairs, bars[-1], shard_bar_pairs) > 1:
+            versions[t] = found.version_id  # every chunk of the ticker runs on these bars
+    if versions:
+        spec = {**spec, "dataset_versions": versions}
     now = utcnow()
     job = jobs.queued_job(
         submission,
-        job_id=sweeps.new_job_id(_slug_source(name), now),
+        job_id=sweeps.new_job_id(tickers[0] if single else _slug_source(name), now),
         combinations=pairs * len(tickers),
         estimated_duration_seconds=sum(sweeps.estimate_duration_seconds(pairs, b) for b in bars),
         now=now,
@@ -106,23 +140,20 @@ def submit(session: Session, submission: Submission, spec: dict[str, Any]) -> Jo
     session.flush()
     session.add(
         SweepRun(
-            sweep_run_id=sweeps.new_sweep_run_id(), job_id=job.job_id, tenant_id=job.tenant_id, ticker="",
-            strategy_type=str(spec.get("strategy_type") or "SMA"), min_trades=sweeps.sweep_spec_of(
-                {**spec, "ticker": tickers[0]}).min_trades,
-            total_combinations=0, execution_time_seconds=0.0, created_at=now, overfitting=None,
+            sweep_run_id=sweeps.new_sweep_run_id(), job_id=job.job_id, tenant_id=job.tenant_id,
+            ticker=tickers[0] if single else "", strategy_type=str(spec.get("strategy_type") or "SMA"),
+            min_trades=min_trades, total_combinations=0, execution_time_seconds=0.0, created_at=now, overfitting=None,
         )
     )
+    rows = []
     for i, (ticker, n) in enumerate(zip(tickers, bars, strict=True)):
-        session.add(
-            SweepShard(
-                job_id=job.job_id, shard_id=shard_id(i), position=i, ticker=ticker, state=jobs.QUEUED,
-                error_message="", bars=n, bar_pairs_total=pairs * n, bar_pairs_done=0, attempts=0,
-                total_results=0, best_result_id=None, buy_and_hold_return_pct=None, overfitting=None,
-                engine_seconds=0.0, started_at=None, completed_at=None,
-            )
-        )
+        count = chunk_count(spec, pairs, n, shard_bar_pairs)
+        for c in range(count):
+            lo, hi = chunk_bounds(pairs, c, count)
+            rows.append(shards.new_shard(job, ticker_shard_id(i, c, count), i, ticker=ticker, bars=n,
+                                         bar_pairs=(hi - lo) * n, chunk=c, chunks=count))
     jobs.append_queued_event(session, job)
-    jobs.queue_job(session, job, submission, [{"shard_id": shard_id(i)} for i in range(len(tickers))])
+    shards.queue(session, job, submission, rows)
     session.flush()
     return job
 
@@ -133,87 +164,69 @@ def submit(session: Session, submission: Submission, spec: dict[str, Any]) -> Jo
 def run_of(session: Session, job_id: str) -> SweepRun:
     run = session.scalar(sa.select(SweepRun).where(SweepRun.job_id == job_id))
     if run is None:
-        raise NotFound(f"job {job_id!r} is not a universe sweep")
+        raise NotFound(f"job {job_id!r} is not a sharded sweep")
     return run
-
-
-def _shards(session: Session, job_id: str) -> list[SweepShard]:
-    return list(session.scalars(sa.select(SweepShard).where(SweepShard.job_id == job_id).order_by(SweepShard.position)))
-
-
-def _shard(session: Session, job: Job, sid: str) -> SweepShard:
-    shard = session.get(SweepShard, (job.job_id, sid))
-    if shard is None:
-        raise InvalidArgument(f"job {job.job_id!r} has no shard {sid!r}")
-    return shard
-
-
-def has_shards(session: Session, job_id: str) -> bool:
-    return session.scalar(sa.select(sa.func.count()).select_from(SweepShard).where(SweepShard.job_id == job_id)) != 0
 
 
 def start_shard(session: Session, job: Job, sid: str) -> bool:
     """An engine takes a shard of a running job (locked by the caller): False when the
     shard already ended (a redelivery after its results were stored)."""
-    shard = _shard(session, job, sid)
-    if shard.state in SHARD_ENDED:
-        return False
-    shard.state = jobs.RUNNING
-    shard.attempts += 1
-    shard.started_at = shard.started_at or utcnow()
-    return True
-
-
-def _advance(session: Session, job: Job, shards: list[SweepShard] | None = None) -> None:
-    """The job's percent from its shards' bar-pairs, as a progress event when it grew."""
-    shards = shards if shards is not None else _shards(session, job.job_id)
-    total = sum(s.bar_pairs_total for s in shards)
-    done = sum(s.bar_pairs_total if s.state in SHARD_ENDED else min(s.bar_pairs_done, s.bar_pairs_total)
-               for s in shards)
-    ended = sum(1 for s in shards if s.state in SHARD_ENDED)
-    value = jobs.percent(done / total * 100 if total else ended / max(1, len(shards)) * 100)
-    if float(value) <= job.percent:
-        return
-    message = f"Processed {done:,}/{total:,} bar-pairs ({ended}/{len(shards)} tickers done)"
-    job.percent = float(value)
-    job.progress_message = message
-    jobs.append_event(session, job, "progress", {"percent": value, "message": message,
-                                                 "timestamp": rfc3339(utcnow())})
+    return shards.start(session, job, sid)
 
 
 def shard_progress(session: Session, job_id: str, sid: str, percent_done: float) -> tuple[bool, str]:
     """A shard's own progress (0..100 of its bar-pairs); (stop, reason) like ReportProgress."""
-    if not math.isfinite(percent_done):
-        raise InvalidArgument("percent must be a number between 0 and 100")
-    job = jobs.locked_job(session, job_id)
-    if job.state != jobs.RUNNING:
-        return jobs.stop_reason(job)
-    shard = _shard(session, job, sid)
-    if shard.state in SHARD_ENDED:
-        return True, f"shard {sid} already {shard.state}"
-    done = round(min(1.0, max(0.0, percent_done / 100.0)) * shard.bar_pairs_total)
-    if done > shard.bar_pairs_done:
-        shard.bar_pairs_done = done
-        _advance(session, job)
-    return False, ""
+    return shards.progress(session, jobs.locked_job(session, job_id), sid, percent_done)
+
+
+@dataclass(frozen=True)
+class Ticker:
+    """One ticker of a sharded sweep: its shards (one, or its pair chunks in order)."""
+
+    parts: list[SweepShard]
+
+    @property
+    def lead(self) -> SweepShard:
+        """The shard that keeps the ticker's own outcome (its only one, or its chunk 0)."""
+        return self.parts[0]
+
+    @property
+    def state(self) -> str:
+        """Failed or cancelled when a part is; completed when every part is; else running
+        once a part started, or queued."""
+        states = [p.state for p in self.parts]
+        for ended in (FAILED, CANCELLED):
+            if ended in states:
+                return ended
+        if all(st == COMPLETED for st in states):
+            return COMPLETED
+        return jobs.RUNNING if any(st != jobs.QUEUED for st in states) else jobs.QUEUED
+
+    @property
+    def error_message(self) -> str:
+        return next((p.error_message for p in self.parts if p.state in (FAILED, CANCELLED) and p.error_message), "")
+
+
+def _tickers(all_shards: list[SweepShard]) -> list[Ticker]:
+    return [Ticker(list(parts)) for _, parts in groupby(all_shards, key=lambda s: s.position)]
 
 
 def _maybe_end(session: Session, job: Job) -> None:
     """End the job once every shard ended: completed when a ticker completed, else failed."""
-    shards = _shards(session, job.job_id)
-    if any(s.state not in SHARD_ENDED for s in shards):
-        _advance(session, job, shards)
+    if not shards.all_ended(session, job.job_id):
+        shards.advance(session, job)
         return
-    done = [s for s in shards if s.state == COMPLETED]
+    tickers = _tickers(shards.of_job(session, job.job_id))
+    run = run_of(session, job.job_id)
+    done = [t for t in tickers if t.state == COMPLETED]
     if not done:
-        reasons = [s.error_message for s in shards]
-        message = reasons[0] if len(shards) == 1 else f"Every ticker failed ({len(shards)}); first: {reasons[0]}"
+        reasons = [t.error_message for t in tickers]
+        message = reasons[0] if len(tickers) == 1 else f"Every ticker failed ({len(tickers)}); first: {reasons[0]}"
         jobs.end_job(session, job, FAILED, sweeps.finish, error_message=message)
         return
-    run = run_of(session, job.job_id)
     now = utcnow()
     rows = session.scalar(sa.select(sa.func.count()).select_from(SweepResult).where(SweepResult.sweep_run_id == run.sweep_run_id)) or 0
-    engine_seconds = math.fsum(s.engine_seconds for s in shards)
+    engine_seconds = math.fsum(p.engine_seconds for t in tickers for p in t.parts)
     run.total_combinations = int(rows)
     run.execution_time_seconds = engine_seconds
     started = job.started_at or job.created_at
@@ -223,79 +236,160 @@ def _maybe_end(session: Session, job: Job) -> None:
         "combinations_tested": int(rows),
         "execution_time_seconds": round((now - job.created_at).total_seconds(), 1),
         "engine_seconds": round(engine_seconds, 3),
-        "bars": sum(s.bars for s in done),
-        "tickers": len(shards),
-        "tickers_completed": len(done),
-        "tickers_failed": len(shards) - len(done),
+        "bars": sum(t.lead.bars for t in done),
     }
+    if run.ticker:  # a single-ticker sweep: the seed's shape, its statistics the run's
+        run.overfitting = tickers[0].lead.overfitting
+    else:
+        job.metrics.update({"tickers": len(tickers), "tickers_completed": len(done),
+                            "tickers_failed": len(tickers) - len(done)})
     jobs.end_job(session, job, COMPLETED, sweeps.finish)
+
+
+def _store_ticker(session: Session, run: SweepRun, lead: SweepShard, rows: list[Any],
+                  statistics: SweepStatistics | None) -> None:
+    """Insert a ticker's rows (its whole grid, in grid order) and keep its outcome on `lead`."""
+    if rows:
+        session.execute(
+            sa.insert(SweepResult),
+            [{"sweep_run_id": run.sweep_run_id, **sweeps.row_values(r)} for r in rows],
+        )
+    where = [SweepResult.sweep_run_id == run.sweep_run_id, SweepResult.ticker == lead.ticker]
+    best = session.scalars(sweeps.best_rows_query(run, where).limit(1)).first()
+    lead.total_results = int(session.scalar(
+        sa.select(sa.func.count()).select_from(SweepResult).where(*where, SweepResult.total_trades >= run.min_trades)
+    ) or 0)
+    lead.best_result_id = best.id if best is not None else None
+    if statistics is not None:
+        top = None
+        if best is not None:  # the ticker's rows were inserted in grid order: ids ascend with it
+            ids = session.scalars(sa.select(SweepResult.id).where(*where).order_by(SweepResult.id)).all()
+            top = ids.index(best.id) if best.id in ids else None
+        lead.overfitting = overfitting_view(statistics, top)
+
+
+def check_chunk_statistics(request: results_pb2.CompleteSweepRequest) -> None:
+    """A pair chunk's statistics carry its trials' block sums (pbo_blocks x trials each)."""
+    if not request.HasField("statistics"):
+        return
+    st = request.statistics
+    n = len(request.results)
+    if len(st.sharpe) != n or len(st.block_sums) != st.pbo_blocks * n or len(st.block_squares) != st.pbo_blocks * n:
+        raise InvalidArgument("statistics: a pair chunk needs its trials' moments and block sums (pbo_blocks x trials)")
+
+
+def joined_statistics(parts: list[results_pb2.CompleteSweepRequest]) -> SweepStatistics | None:
+    """The statistics of a ticker's whole grid from its pair chunks' (in grid order): their
+    trials' moments and block sums joined (domain.overfitting.join_trials), then
+    domain.overfitting.sweep_statistics, as one sweep of the grid computes them. None when
+    a chunk has none (statistics off); ValueError when they do not fit together."""
+    if not parts or not all(p.HasField("statistics") for p in parts):
+        return None
+    pieces = []
+    for p in parts:
+        st = p.statistics
+        moments = TrialMoments(np.array(st.sharpe, dtype=np.float64), np.array(st.skewness, dtype=np.float64),
+                               np.array(st.kurtosis, dtype=np.float64), int(st.days))
+        sums = BlockSums(np.array(st.block_sums, dtype=np.float64).reshape(st.pbo_blocks, -1),
+                         np.array(st.block_squares, dtype=np.float64).reshape(st.pbo_blocks, -1), int(st.block_rows))
+        pieces.append((moments, sums))
+    moments, sums = join_trials(pieces)
+    return sweep_statistics(moments, sums, int(parts[0].statistics.pbo_blocks))
+
+
+def _rows_of(request: results_pb2.CompleteSweepRequest) -> list[sweeps.SweepRow]:
+    return sweeps.rows_of(request.results)
 
 
 def complete_shard(
     session: Session, job_id: str, sid: str, rows: list[Any], execution_time_seconds: float, bars: int,
     statistics: SweepStatistics | None, buy_and_hold_return_pct: float | None,
+    request: results_pb2.CompleteSweepRequest | None = None,
 ) -> tuple[str, bool]:
-    """Store one shard's rows, once (keyed by the shard); (sweep_run_id, stored) like CompleteSweep."""
+    """Store one shard's rows, once (keyed by the shard); (sweep_run_id, stored) like
+    CompleteSweep. A pair chunk is kept whole (`request`) until its ticker's last chunk is
+    in: then the ticker's rows go in, in grid order, with the whole grid's statistics."""
     job = jobs.locked_job(session, job_id)
     run = run_of(session, job_id)
     if job.state in (FAILED, CANCELLED):
         return "", False
-    shard = _shard(session, job, sid)
+    shard = shards.get(session, job, sid)
     if job.state == COMPLETED or shard.state == COMPLETED:
         return run.sweep_run_id, True  # a redelivered shard: its first completion was stored
     if shard.state in SHARD_ENDED or job.state != jobs.RUNNING:
         return "", False
     if any(r.ticker != shard.ticker for r in rows):
         raise InvalidArgument(f"shard {sid} holds the rows of {shard.ticker} only")
-    if rows:
-        session.execute(
-            sa.insert(SweepResult),
-            [{"sweep_run_id": run.sweep_run_id, **sweeps.row_values(r)} for r in rows],
-        )
-    where = [SweepResult.sweep_run_id == run.sweep_run_id, SweepResult.ticker == shard.ticker]
-    best = session.scalars(sweeps.best_rows_query(run, where).limit(1)).first()
-    shard.total_results = int(session.scalar(
-        sa.select(sa.func.count()).select_from(SweepResult).where(*where, SweepResult.total_trades >= run.min_trades)
-    ) or 0)
-    shard.best_result_id = best.id if best is not None else None
-    if statistics is not None:
-        top = None
-        if best is not None:  # the shard's rows were inserted in grid order: ids ascend with it
-            ids = session.scalars(sa.select(SweepResult.id).where(*where).order_by(SweepResult.id)).all()
-            top = ids.index(best.id) if best.id in ids else None
-        shard.overfitting = overfitting_view(statistics, top)
-    shard.state = COMPLETED
     shard.bars = int(bars)
-    shard.bar_pairs_done = shard.bar_pairs_total
     shard.buy_and_hold_return_pct = runs.finite(buy_and_hold_return_pct)
-    shard.engine_seconds = max(0.0, float(execution_time_seconds))
-    shard.completed_at = utcnow()
+    if shard.chunks <= 1:
+        _store_ticker(session, run, shard, rows, statistics)
+        shards.end(session, shard, COMPLETED, engine_seconds=execution_time_seconds)
+        _maybe_end(session, job)
+        return run.sweep_run_id, True
+    if request is None:
+        raise InvalidArgument(f"shard {sid} is a pair chunk: its request is kept until its ticker's last chunk")
+    lo, hi = chunk_bounds(job.combinations // max(1, _ticker_count(session, job_id)), shard.chunk, shard.chunks)
+    if len(rows) != hi - lo:
+        raise InvalidArgument(f"shard {sid} holds {hi - lo} rows, not {len(rows)}")
+    check_chunk_statistics(request)
+    shard.staged = request.SerializeToString()
+    shards.end(session, shard, COMPLETED, engine_seconds=execution_time_seconds)
+    parts = [p for p in shards.of_job(session, job_id) if p.position == shard.position]
+    if all(p.state == COMPLETED for p in parts):
+        _assemble(session, job, run, parts)
     _maybe_end(session, job)
     return run.sweep_run_id, True
 
 
+def _ticker_count(session: Session, job_id: str) -> int:
+    return int(session.scalar(sa.select(sa.func.count(sa.distinct(SweepShard.position)))
+                              .where(SweepShard.job_id == job_id)) or 0)
+
+
+def _assemble(session: Session, job: Job, run: SweepRun, parts: list[SweepShard]) -> None:
+    """Every pair chunk of a ticker is in: its rows in grid order, its statistics, its outcome."""
+    requests = [results_pb2.CompleteSweepRequest.FromString(p.staged or b"") for p in parts]
+    rows = [row for r in requests for row in _rows_of(r)]
+    try:
+        statistics = joined_statistics(requests)
+    except ValueError:
+        statistics = None
+    lead = parts[0]
+    _store_ticker(session, run, lead, rows, statistics)
+    for p in parts:
+        p.staged = None
+    if run.ticker:  # a single-ticker sweep is also a saved run, as the unsharded one is
+        sweeps.save_sweep_run(session, job, run.sweep_run_id, rows, math.fsum(p.engine_seconds for p in parts),
+                              lead.bars, requests[-1].dataset_version_id)
+
+
 def fail_shard(session: Session, job_id: str, sid: str, error_message: str) -> Job:
-    """One ticker failed (e.g. not enough data): its row keeps the message, the others go on."""
+    """One ticker failed (e.g. not enough data): its row keeps the message, the others go on;
+    a pair chunk failing fails its ticker's other chunks (the ticker's rows are never partial)."""
     job = jobs.locked_job(session, job_id)
     if job.state not in jobs.ACTIVE_STATES:
         return job
-    shard = _shard(session, job, sid)
+    shard = shards.get(session, job, sid)
     if shard.state in SHARD_ENDED:
         return job
-    shard.state = FAILED
-    shard.error_message = error_message or "Shard failed"
-    shard.completed_at = utcnow()
+    shards.end(session, shard, FAILED, error_message=error_message)
+    if shard.chunks > 1:
+        for part in shards.of_job(session, job_id):
+            if part.position == shard.position and part is not shard:
+                if part.state in SHARD_ENDED:
+                    part.state = FAILED  # a chunk stored but not assembled: its ticker failed
+                    part.error_message = shard.error_message
+                else:
+                    shards.end(session, part, FAILED, error_message=shard.error_message)
+                part.staged = None
     _maybe_end(session, job)
     return job
 
 
 def close_shards(session: Session, job: Job, state: str, error_message: str) -> None:
     """The job ended otherwise (cancelled, timed out, failed): its unfinished shards end with it."""
-    for shard in _shards(session, job.job_id):
-        if shard.state not in SHARD_ENDED:
-            shard.state = CANCELLED if state == CANCELLED else FAILED
-            shard.error_message = error_message
-            shard.completed_at = shard.completed_at or utcnow()
+    shards.close(session, job, state, error_message)
 
 
 # ---------------------------------------------------------------- reading
@@ -331,8 +425,8 @@ def tickers_view(session: Session, tenant_id: str, sweep_id: str) -> TickersView
     run = find_run(session, tenant_id, sweep_id)
     job = session.get(Job, run.job_id)
     assert job is not None
-    shards = _shards(session, run.job_id)
-    if not shards:  # a seed-001 sweep of one ticker
+    all_shards = shards.of_job(session, run.job_id)
+    if not all_shards:  # a seed-001 sweep of one ticker, one message
         where = [SweepResult.sweep_run_id == run.sweep_run_id]
         best = session.scalars(sweeps.best_rows_query(run, where).limit(1)).first()
         count = session.scalar(sa.select(sa.func.count()).select_from(SweepResult)
@@ -341,7 +435,16 @@ def tickers_view(session: Session, tenant_id: str, sweep_id: str) -> TickersView
                            error_message=job.error_message, bars=int((job.metrics or {}).get("bars") or 0),
                            total_results=int(count), buy_and_hold_return_pct=None, overfitting=run.overfitting)
         return TickersView(run, job, "", [TickerView(shard, best)])
-    ids = [s.best_result_id for s in shards if s.best_result_id is not None]
+    tickers = _tickers(all_shards)
+    ids = [t.lead.best_result_id for t in tickers if t.lead.best_result_id is not None]
     best_by_id = {r.id: r for r in session.scalars(sa.select(SweepResult).where(SweepResult.id.in_(ids)))} if ids else {}
-    views = [TickerView(s, best_by_id.get(s.best_result_id) if s.best_result_id is not None else None) for s in shards]
+    views = []
+    for t in tickers:
+        lead = t.lead
+        shown = lead if len(t.parts) == 1 else SweepShard(
+            job_id=lead.job_id, shard_id=lead.shard_id, position=lead.position, ticker=lead.ticker, state=t.state,
+            error_message=t.error_message, bars=lead.bars, total_results=lead.total_results,
+            buy_and_hold_return_pct=lead.buy_and_hold_return_pct, overfitting=lead.overfitting,
+            best_result_id=lead.best_result_id)
+        views.append(TickerView(shown, best_by_id.get(lead.best_result_id) if lead.best_result_id is not None else None))
     return TickersView(run, job, str((job.sweep_spec or {}).get("universe") or ""), views)

@@ -1,6 +1,6 @@
 """Dataset uploads in bounded memory: the CSV is spooled to an unnamed temporary file as its
-chunks arrive, parsed from there chunk by chunk (csv_bars.import_bars_file) and encoded for
-storage before the database sees it; a per-process cap on concurrent uploads refuses the
+chunks arrive, parsed from there chunk by chunk (csv_bars.import_bars_file) and written as a staged version
+of the market store before the database sees it; a per-process cap on concurrent uploads refuses the
 one too many at once, and memory the import used is handed back to the system after it.
 """
 
@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from domain.bar_formats import parse_columns
-from services.results.bar_arrays import COLUMNS, EncodedBars
+from services.results.bar_arrays import COLUMNS
 from services.results.chain_import import is_parquet
 from services.results.csv_bars import ImportReport, import_bars_file
+from services.results.datasets import write_staged_bars
 from services.results.errors import InvalidArgument, TooManyRequests
+from services.results.market_store import MarketStore, StoredBars
 from services.results.parquet_bars import import_bars_parquet
 
 DEFAULT_MAX_CONCURRENT_UPLOADS = 2
@@ -71,13 +73,19 @@ def spool_file(directory: Path | None) -> BinaryIO:
     return tempfile.TemporaryFile(dir=directory, prefix="upload-", suffix=".csv")
 
 
-def parse_and_encode(
-    f: BinaryIO, timezone: str, fmt: str = "", columns: str = "", directory: Path | None = None
-) -> tuple[EncodedBars, ImportReport]:
-    """The file's bars (in format `fmt`, or by the `columns` mapping), encoded for the database,
-    and the report of what was read. Each array is freed once compressed, and none is left
-    when this returns: the store step holds only the compressed blob. `directory`: where a
-    UTF-16 file's UTF-8 copy goes (beside the spooled upload)."""
+def parse_and_stage(
+    f: BinaryIO,
+    market: MarketStore,
+    interval: str,
+    timezone: str,
+    fmt: str = "",
+    columns: str = "",
+    directory: Path | None = None,
+) -> tuple[Path, StoredBars, ImportReport]:
+    """The file's bars (in format `fmt`, or by the `columns` mapping) written as a version under
+    a new staging directory of `market` (not yet published), what they hold, and the report of
+    what was read. No array is left when this returns: the database step holds no bars.
+    `directory`: where a UTF-16 file's UTF-8 copy goes (beside the spooled upload)."""
     if is_parquet(f):
         # Parquet carries its own types: `format` names CSV layouts only.
         if fmt and fmt != "generic":
@@ -88,9 +96,9 @@ def parse_and_encode(
     report = imported.report
     arrays = {c: getattr(imported.bars, c) for c in COLUMNS}
     del imported
-    encoded = EncodedBars.of(arrays, consume=True)
-    release_memory()  # the parser's leftovers, before the store step adds its own
-    return encoded, report
+    staging, stored = write_staged_bars(market, arrays, interval, consume=True)
+    release_memory()  # the parser's and the writer's leftovers
+    return staging, stored, report
 
 
 # glibc's mallopt parameter for the number of malloc arenas.

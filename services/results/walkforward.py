@@ -1,6 +1,6 @@
 """Walk-forward optimizations in results: submission (the folds cut on the dataset's bars,
-one JobMessage per fold), the engine's folds, the stitched result, the job's end and the
-API's view.
+a shard and a JobMessage per fold, services.results.shards), the engine's folds, the
+stitched result, the job's end and the API's view.
 
 The rules (windows, folds, the stitched curve, the efficiency) are domain.walkforward;
 every function takes a `Session` inside the caller's transaction; the lifecycle is
@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from domain.shards import fold_shard_id
 from domain.walkforward import (
     OutOfSample,
     Windows,
@@ -30,11 +31,12 @@ from domain.walkforward import (
     strategy_problem,
     target_problem,
 )
-from services.results import jobs, sweeps
+from services.results import jobs, shards, sweeps
 from services.results.datasets import resolve_dataset
 from services.results.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.results.jobs import JobEnd, Submission
 from services.results.models import Job
+from services.results.models_universes import SweepShard
 from services.results.models_walkforward import WalkForwardFold, WalkForwardRun
 from services.results.timefmt import rfc3339, utcnow
 
@@ -77,13 +79,13 @@ def submit(session: Session, submission: Submission, spec: dict[str, Any]) -> Jo
     problems = folds_problems(found.bars, windows)
     if problems:
         raise InvalidArgument("; ".join(f"{p.field}: {p.message}" for p in problems))
-    cut = [{"fold_number": k + 1} for k in range(fold_count(found.bars, windows))]
+    n_folds = fold_count(found.bars, windows)
     now = utcnow()
-    stored = {**spec, "sweep": sweep, "folds": len(cut), "bars": found.bars, "dataset_version_id": found.version_id,
+    stored = {**spec, "sweep": sweep, "folds": n_folds, "bars": found.bars, "dataset_version_id": found.version_id,
               "objective": windows.objective}
     # The work: every training window's bars x the grid (a test window is one combination).
-    train_bars = sum(windows.train_bars + (k * windows.step_bars if windows.anchored else 0) for k in range(len(cut)))
-    bar_pairs = combinations * train_bars + len(cut) * windows.test_bars
+    train = [windows.train_bars + (k * windows.step_bars if windows.anchored else 0) for k in range(n_folds)]
+    bar_pairs = combinations * sum(train) + n_folds * windows.test_bars
     job = jobs.queued_job(
         submission,
         job_id=new_job_id(str(sweep.get("ticker", "")), now),
@@ -94,11 +96,16 @@ def submit(session: Session, submission: Submission, spec: dict[str, Any]) -> Jo
     )
     session.add(job)
     session.flush()
-    session.add(WalkForwardRun(job_id=job.job_id, tenant_id=job.tenant_id, spec=stored, folds=len(cut), result=None,
+    session.add(WalkForwardRun(job_id=job.job_id, tenant_id=job.tenant_id, spec=stored, folds=n_folds, result=None,
                                created_at=now))
     jobs.append_queued_event(session, job)
-    # Folds are independent: any engine replica may take any of them.
-    jobs.queue_job(session, job, submission, cut)
+    # Folds are independent: a shard each (services.results.shards), any engine replica takes any.
+    ticker = str(sweep.get("ticker", ""))
+    shards.queue(session, job, submission, [
+        shards.new_shard(job, fold_shard_id(k + 1), k, ticker=ticker, bars=train[k] + windows.test_bars,
+                         bar_pairs=combinations * train[k] + windows.test_bars)
+        for k in range(n_folds)
+    ])
     session.flush()
     return job
 
@@ -121,10 +128,16 @@ def _check_fold(result: Any, fold: int) -> dict[str, Any]:
     return result
 
 
+def fold_message(done: int, total: int, ended: int, count: int) -> str:
+    """A walk-forward's progress message (shards.Describe): its folds done."""
+    return f"Fold {ended}/{count} done"
+
+
 def complete_fold(session: Session, job_id: str, fold_number: int, result_json: str,
                   seconds: float) -> tuple[bool, bool]:
-    """Store a fold an engine finished; (stored, job completed). The last fold in computes
-    the stitched curve and completes the job; a fold stored twice (a redelivery) is kept once."""
+    """Store a fold an engine finished; (stored, job completed). The fold is a shard
+    (services.results.shards): stored once (a redelivery stores nothing), and the last
+    fold's shard to end computes the stitched curve and completes the job, once."""
     job = jobs.locked_job(session, job_id)
     if job.state == jobs.COMPLETED:
         return True, False
@@ -140,19 +153,31 @@ def complete_fold(session: Session, job_id: str, fold_number: int, result_json: 
     except ValueError as exc:
         raise InvalidArgument("result_json is not JSON") from exc
     result = _check_fold(result, fold_number - 1)
+    # A job queued before folds were shards has none: its folds are counted instead.
+    shard = session.get(SweepShard, (job_id, fold_shard_id(fold_number)))
+    if shard is not None and shard.state in shards.ENDED:
+        return shard.state == jobs.COMPLETED, False  # a redelivered fold: its first completion was stored
     if session.get(WalkForwardFold, (job_id, fold_number - 1)) is None:
         session.add(WalkForwardFold(job_id=job_id, fold=fold_number - 1, result=result,
                                     execution_time_seconds=float(seconds), created_at=utcnow()))
         session.flush()
-    stored = _stored_folds(session, job_id)
-    if len(stored) < run.folds:
-        done = len(stored)
-        p = jobs.percent(100.0 * done / run.folds)
-        job.percent = float(p)
-        job.progress_message = f"Fold {done}/{run.folds} done"
-        jobs.append_event(session, job, "progress",
-                          {"percent": p, "message": job.progress_message, "timestamp": rfc3339(utcnow())})
+    if shard is not None:
+        shards.end(session, shard, jobs.COMPLETED, engine_seconds=seconds)
+        last = shards.all_ended(session, job_id)
+    else:
+        last = len(_stored_folds(session, job_id)) >= run.folds
+    if not last:
+        if shard is not None:
+            shards.advance(session, job, fold_message)
+        else:
+            done = len(_stored_folds(session, job_id))
+            p = jobs.percent(100.0 * done / run.folds)
+            job.percent = float(p)
+            job.progress_message = fold_message(0, 0, done, run.folds)
+            jobs.append_event(session, job, "progress",
+                              {"percent": p, "message": job.progress_message, "timestamp": rfc3339(utcnow())})
         return True, False
+    stored = _stored_folds(session, job_id)
     run.result = _stitched(run, [f.result for f in stored])
     now = utcnow()
     job.metrics = {
@@ -164,6 +189,25 @@ def complete_fold(session: Session, job_id: str, fold_number: int, result_json: 
     }
     jobs.end_job(session, job, jobs.COMPLETED, finish)
     return True, True
+
+
+def start_fold(session: Session, job: Job, shard_id: str) -> bool:
+    """An engine takes a fold's shard (shards.start)."""
+    return shards.start(session, job, shard_id)
+
+
+def fold_progress(session: Session, job_id: str, shard_id: str, percent: float) -> tuple[bool, str]:
+    """A fold's own progress (0..100 of its bar-pairs), the job's in folds done (shards.progress)."""
+    return shards.progress(session, jobs.locked_job(session, job_id), shard_id, percent, fold_message)
+
+
+def fail_fold(session: Session, job_id: str, shard_id: str, error_message: str) -> Job:
+    """A fold failed for good (its message dead-lettered): the walk-forward fails, as it
+    does when its engine reports a fold's error (its curve needs every fold)."""
+    job = jobs.locked_job(session, job_id)
+    if job.state in jobs.ACTIVE_STATES:
+        jobs.end_job(session, job, jobs.FAILED, finish, error_message=error_message or "Fold failed")
+    return job
 
 
 def _stitched(run: WalkForwardRun, results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -241,7 +285,10 @@ def view(session: Session, tenant_id: str, job_id: str) -> dict[str, Any]:
 
 
 def finish(session: Session, job: Job, state: str, error_message: str, ts: str) -> JobEnd:
-    """A walk-forward's final event and its callback (`walkforward.completed` / `walkforward.failed`)."""
+    """A walk-forward's final event and its callback (`walkforward.completed` / `walkforward.failed`);
+    ended otherwise than completed, its folds not ended end with it (none starts afterwards)."""
+    if state != jobs.COMPLETED:
+        shards.close(session, job, state, error_message)
     run = session.get(WalkForwardRun, job.job_id)
     ticker = str(((run.spec if run is not None else {}).get("sweep") or {}).get("ticker", ""))
     if state == jobs.COMPLETED:

@@ -16,6 +16,7 @@ from services.engine.kinds import registry as engine_kinds
 from services.results.artifacts import ArtifactStore
 from services.results.day_by_day import DayByDayConfig
 from services.results.kinds import registry as results_kinds
+from services.results.market_store import MarketStore
 
 ROOT = Path(__file__).resolve().parents[2]
 HANDLERS = ROOT / "services/results/kinds"
@@ -26,7 +27,8 @@ PUBLIC_NAMES = {jobs_pb2.JOB_KIND_SWEEP: "trading-sweep", jobs_pb2.JOB_KIND_DAY_
 
 
 def _results_registry(tmp_path: Path) -> results_kinds.KindRegistry:
-    return results_kinds.build(DayByDayConfig(ArtifactStore(tmp_path), 12.0))
+    market = MarketStore(tmp_path / "market")
+    return results_kinds.build(DayByDayConfig(ArtifactStore(tmp_path), 12.0, market), market)
 
 
 async def test_every_kind_has_a_handler_a_runner_and_a_spec(tmp_path: Path) -> None:

@@ -423,6 +423,15 @@ def test_results_writes_artifacts_to_a_shared_volume(rendered):
     market = mounts[config["HINDSIGHT_MARKET_DIR"]]
     assert market["name"] == mount["name"] and not market.get("readOnly")
     assert market["subPath"].startswith(".")
+    # The migrations write into that store (0015 moves the datasets' bars there): the same
+    # claim and directory, in results' initContainer and in the Job.
+    (job,) = rendered.of_kind("Job")
+    for pod in (pod_spec(results), pod_spec(job)):
+        (migrate,) = pod.get("initContainers") or pod["containers"]
+        m = {x["mountPath"]: x for x in migrate["volumeMounts"]}[config["HINDSIGHT_MARKET_DIR"]]
+        assert m["subPath"] == market["subPath"] and not m.get("readOnly")
+        v = next(v for v in pod["volumes"] if v["name"] == m["name"])
+        assert v["persistentVolumeClaim"]["claimName"] == volume["persistentVolumeClaim"]["claimName"]
     # Links in emails must not point at the bind address.
     assert "0.0.0.0" not in config.get("HINDSIGHT_PUBLIC_URL", "0.0.0.0")
 

@@ -1,13 +1,16 @@
-"""Issue 11, items 1 and 2: universe sweeps, one shard per ticker, across 2 engine replicas.
+"""Issue 11, items 1 and 2: universe sweeps, sharded per ticker and pair chunk, across 2 engine replicas.
 
 One distributed stack as real processes (Postgres, RabbitMQ, results, gateway, notifier
 and two competing engine replicas, each one job at a time on one thread), shared by the
-module:
+module. Its shard size (HINDSIGHT_SHARD_BAR_PAIRS) is small, so that the HEAVY grid's
+tickers are split into 4 pair chunks each while the small grid's stay one shard:
 - a universe sweep: every shard taken, both replicas did work, each ticker's rows equal
   its own single-ticker sweep's row for row, progress monotone in the seed's shape,
   /best across tickers and per ticker, /tickers;
 - a ticker without data (or too few bars) fails alone and the job completes; all fail:
   the job fails;
+- a single-ticker sweep past the shard size: pair chunks over both replicas, its rows
+  equal those of unsharded sweeps of the same pairs;
 - one engine SIGKILLed mid-sweep: the job completes, rows = tickers x pairs exactly;
 - a cancel mid-sweep: no shard starts afterwards;
 - bad input: 400 and nothing queued.
@@ -36,6 +39,10 @@ PAIRS = 60
 # 99 x 200 = 19,800 pairs over 40,000 bars: about a second or more of one core per ticker.
 HEAVY = {"fast_range": [2, 100], "slow_range": [101, 300], "step": 1, "min_trades": 10}
 HEAVY_PAIRS = 99 * 200
+# Pair-chunk shards past 2.5e8 bar-pairs: a HEAVY ticker (19,800 pairs x 40,000 bars = 7.92e8)
+# is 4 chunks; a quarter of its fast periods (25 x 200 x 40,000 = 2e8) is one shard.
+SHARD_BAR_PAIRS = 250_000_000
+HEAVY_CHUNKS = 4
 KEY, OTHER_KEY = "uni-key-" + os.urandom(8).hex(), "uni-other-" + os.urandom(8).hex()
 
 
@@ -50,7 +57,8 @@ def uni(tmp_path_factory):
     db, db_url = create_database()
     vhost, amqp = create_vhost()
     logs = tmp_path_factory.mktemp("universe-logs")
-    stack = start_distributed(db_url, amqp, logs, service_env={"engine": ONE_ENGINE},
+    stack = start_distributed(db_url, amqp, logs, service_env={
+                                  "engine": ONE_ENGINE, "results": {"HINDSIGHT_SHARD_BAR_PAIRS": str(SHARD_BAR_PAIRS)}},
                               extra_env={"HINDSIGHT_BOOTSTRAP_KEYS": f"e2e:{KEY},other:{OTHER_KEY}"})
     stack.api_key = KEY
     add_engine(stack, "engine-2")
@@ -95,7 +103,7 @@ def ended(c: httpx.Client, job_id: str, timeout: float, stack: Stack) -> dict:
 
 def shards(pg_url: str, job_id: str) -> list[dict]:
     with psycopg.connect(pg_url) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        cur.execute("SELECT * FROM sweep_shards WHERE job_id = %s ORDER BY position", (job_id,))
+        cur.execute("SELECT * FROM sweep_shards WHERE job_id = %s ORDER BY position, chunk", (job_id,))
         return cur.fetchall()
 
 
@@ -201,6 +209,61 @@ def test_a_ticker_without_data_fails_alone(uni, client):
     assert [s["state"] for s in shards(pg_url, failing)] == ["failed", "failed"]
 
 
+def stored_rows(pg_url: str, *job_ids: str) -> dict[tuple[int, int], dict]:
+    """Every stored row of the jobs' sweeps, by (fast, slow), without its ids."""
+    with psycopg.connect(pg_url) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        cur.execute("SELECT r.* FROM sweep_results r JOIN sweep_runs s ON s.sweep_run_id = r.sweep_run_id "
+                    "WHERE s.job_id = ANY(%s)", (list(job_ids),))
+        rows = cur.fetchall()
+    out = {(r["fast_period"], r["slow_period"]): {k: v for k, v in r.items() if k not in ("id", "sweep_run_id")}
+           for r in rows}
+    assert len(out) == len(rows), "no pair stored twice"
+    return out
+
+
+def test_a_large_single_ticker_sweep_is_pair_chunked_over_both_replicas(uni, client):
+    stack, pg_url = uni
+    r = client.post("/api/v1/strategy/sweep", json={"ticker": "HV0", **HEAVY})
+    assert r.status_code == 202, r.text
+    accepted = r.json()
+    assert accepted["parameters"]["combinations"] == HEAVY_PAIRS and accepted["parameters"]["ticker"] == "HV0"
+    job_id = accepted["job_id"]
+    with client.stream("GET", f"/api/v1/jobs/{job_id}/stream", timeout=300) as resp:
+        events = read_sse(resp)
+    final = events[-1]["data"]
+    assert final.get("done") is True and final["status"] == "completed", events[-3:]
+    percents = [e["data"]["percent"] for e in events if "percent" in e["data"]]
+    assert percents == sorted(percents), percents
+    assert all(set(e["data"]) == {"percent", "message", "timestamp"} for e in events[:-1]), events[:3]
+
+    rows = shards(pg_url, job_id)
+    assert [s["shard_id"] for s in rows] == [f"t0000c{c:03d}of{HEAVY_CHUNKS:03d}" for c in range(HEAVY_CHUNKS)]
+    assert all(s["state"] == "completed" and s["ticker"] == "HV0" for s in rows), rows
+    by_engine = taken(stack, job_id)
+    assert sorted(sid for ids in by_engine.values() for sid in ids) == [s["shard_id"] for s in rows]
+    assert set(by_engine) == {"engine", "engine-2"}, f"both replicas take chunks: {by_engine}"
+    job = client.get(f"/api/v1/jobs/{job_id}").json()
+    assert job["metrics"]["combinations_tested"] == HEAVY_PAIRS and job["metrics"]["bars"] == 40_000
+
+    # The seed's shape: best of the one ticker, with the whole grid's overfitting statistics.
+    best = best_rows(client, final["sweep_run_id"])
+    assert best["ticker"] == "HV0" and best["results"]
+    # 40,000 minutes are 28 days: fewer than the CSCV's 2 x 16 blocks, which the statistics of the whole grid say.
+    overfitting = best["overfitting"]
+    assert overfitting["trials"] == HEAVY_PAIRS and 20 < overfitting["days"] < 32
+    assert f"{overfitting['days']} daily returns: 16 blocks need at least 32" in overfitting["reason"]
+    assert best["total_results"] + best["excluded_below_min_trades"] == HEAVY_PAIRS
+
+    # Row for row, the rows of unsharded sweeps of the same pairs (a quarter of the fast periods each: one shard).
+    parts = [submit(client, ticker="HV0", **{**HEAVY, "fast_range": [lo, hi]})
+             for lo, hi in ((2, 26), (27, 51), (52, 76), (77, 100))]
+    for part in parts:
+        assert ended(client, part, 180, stack)["status"] == "completed"
+        assert len(shards(pg_url, part)) == 0, "under the shard size: one message, no shards"
+    mine, theirs = stored_rows(pg_url, job_id), stored_rows(pg_url, *parts)
+    assert len(mine) == HEAVY_PAIRS and mine == theirs
+
+
 def test_an_engine_killed_mid_sweep_loses_and_duplicates_nothing(uni, client):
     stack, pg_url = uni
     tickers = [f"HV{i}" for i in range(4)]
@@ -214,14 +277,15 @@ def test_an_engine_killed_mid_sweep_loses_and_duplicates_nothing(uni, client):
         add_engine(stack, "engine-2")
     assert job["status"] == "completed", job
     rows = shards(pg_url, job_id)
-    assert all(s["state"] == "completed" for s in rows), rows
+    assert len(rows) == len(tickers) * HEAVY_CHUNKS and all(s["chunks"] == HEAVY_CHUNKS for s in rows), rows
+    assert all(s["state"] == "completed" and s["staged"] is None for s in rows), rows
     with psycopg.connect(pg_url) as conn:
         total, distinct = conn.execute(
             "SELECT count(*), count(DISTINCT (r.ticker, r.fast_period, r.slow_period)) FROM sweep_results r "
             "JOIN sweep_runs s ON s.sweep_run_id = r.sweep_run_id WHERE s.job_id = %s", (job_id,)).fetchone()
     assert total == distinct == len(tickers) * HEAVY_PAIRS
     # The killed engine's shard was taken again (by engine, or by the restarted engine-2).
-    assert sum(s["attempts"] for s in rows) > len(tickers), rows
+    assert sum(s["attempts"] for s in rows) > len(rows), rows
     assert client.get(f"/api/v1/jobs/{job_id}").json()["metrics"]["combinations_tested"] == len(tickers) * HEAVY_PAIRS
 
 
@@ -241,6 +305,7 @@ def test_a_cancel_mid_sweep_starts_no_further_shard(uni, client):
     assert [(s["state"], s["started_at"], s["attempts"]) for s in after] == \
         [(s["state"], s["started_at"], s["attempts"]) for s in before]
     assert any(s["started_at"] is None for s in after), "some shards had not started: they never do"
+    assert any(s["chunks"] > 1 for s in after), "the HEAVY tickers are pair-chunked"
     assert all(s["state"] in ("completed", "cancelled") for s in after), after
     # The shards running at the cancel ended: stopped at their next progress step (or, caught
     # between the kernel's last step and their results, refused when storing them).
@@ -255,7 +320,9 @@ def test_a_cancel_mid_sweep_starts_no_further_shard(uni, client):
     with psycopg.connect(pg_url) as conn:
         stored = conn.execute("SELECT count(DISTINCT r.ticker) FROM sweep_results r JOIN sweep_runs s "
                               "ON s.sweep_run_id = r.sweep_run_id WHERE s.job_id = %s", (job_id,)).fetchone()[0]
-    assert stored == sum(1 for s in before if s["state"] == "completed"), "nothing stored after the cancel"
+    # A ticker's rows go in with its last pair chunk: only the tickers whose every chunk completed.
+    whole = {s["ticker"] for s in before} - {s["ticker"] for s in before if s["state"] != "completed"}
+    assert stored == len(whole), "nothing stored after the cancel"
     probe = submit(client, ticker="UA", **GRID)
     assert ended(client, probe, 60, stack)["status"] == "completed"
 

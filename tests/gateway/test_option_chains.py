@@ -5,6 +5,7 @@ row: a 400 naming it, with nothing stored."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
@@ -505,3 +506,197 @@ def test_option_legs_on_an_underlying_without_a_chain_are_400(alpha, pg_stack):
     r = alpha.post("/api/v1/backtest/start", json={**body, "strategy_id": sid})
     assert r.status_code == 200, r.text
     assert jobs_total(results.stub(), "alpha") == jobs_before + 1
+
+
+# ---------------------------------------------------------------- selected reads (issue 15, the year's straddle)
+
+
+def _day_table(results: Results, tenant: str, chain_id: str, day: str, columns=(), contracts=()) -> pa.Table:
+    request = results_pb2.GetOptionChainDayRequest(
+        tenant_id=tenant, chain_id=chain_id, date=day, columns=list(columns),
+        contracts=[results_pb2.OptionContractKey(expiry=e, strike=k, option_type=t) for e, k, t in contracts])
+    return ipc_to_table([m.arrow_ipc for m in results.stub().GetOptionChainDay(request)])
+
+
+def _plain(table: pa.Table) -> list[dict[str, Any]]:
+    """Rows as plain values (option_type as text, whether it came dictionary-encoded or not)."""
+    return table.cast(pa.schema([pa.field(f.name, pa.string() if f.name == "option_type" else f.type)
+                                 for f in table.schema])).to_pylist()
+
+
+SELECTIONS = [
+    ((), ()),
+    (("strike", "close"), ()),
+    (("timestamp", "option_type", "open", "oi"), ()),
+    ((), (("2024-10-31", 24350.0, "PE"),)),
+    (("timestamp", "close"), (("2024-10-31", 24350.0, "ce"), ("2024-11-07", 24300.0, "P"), ("2024-11-07", 24400.0, "call"))),
+    (("close",), (("2024-10-31", 24325.0, "CE"), ("2030-01-02", 24300.0, "PE"))),  # no such contracts: no rows
+]
+
+
+@pytest.mark.parametrize(("columns", "contracts"), SELECTIONS)
+def test_a_selected_read_is_the_full_read_filtered(columns, contracts, pg_stack, alpha: httpx.Client) -> None:
+    """Columns and contracts asked for return exactly the rows and values of a full read filtered
+    the same way (in plain Python here), in the stored order."""
+    results, _ = pg_stack
+    rows = chain_rows(days=2, minutes=4)
+    for i in (88, 65, 53):  # contracts missing a minute on the day read
+        del rows[i]
+    r = upload(alpha, to_parquet(rows), name="c.parquet", ticker="SELECT-UL")
+    assert r.status_code == 201, r.text
+    chain_id = r.json()["dataset_id"]
+    try:
+        full = _plain(_day_table(results, "alpha", chain_id, "2024-10-29"))
+        assert len(full) == 4 * 2 * 3 * 2 - 3
+        spelled = {"ce": "CE", "call": "CE", "P": "PE", "PE": "PE", "CE": "CE"}
+        wanted = {(date.fromisoformat(e), k, spelled[t]) for e, k, t in contracts}
+        expect = [
+            {c: row[c] for c in (columns or row.keys())} for row in full
+            if not wanted or (row["expiry"], row["strike"], row["option_type"]) in wanted
+        ]
+        got = _day_table(results, "alpha", chain_id, "2024-10-29", columns, contracts)
+        assert got.column_names == (list(columns) if columns else list(full[0].keys()))
+        assert _plain(got) == expect
+        if "option_type" in got.column_names:
+            assert pa.types.is_dictionary(got.schema.field("option_type").type)
+    finally:
+        assert alpha.delete(f"/api/v1/datasets/{chain_id}").status_code == 200
+
+
+@pytest.mark.parametrize(("columns", "contracts", "message"), [
+    (("close", "delta"), (), "unknown chain column(s) 'delta'"),
+    (("close", "close"), (), "named twice"),
+    ((), (("31-10-2024", 24300.0, "CE"),), "is not a YYYY-MM-DD date"),
+    ((), (("2024-10-31", 0.0, "CE"),), "must be a number > 0"),
+    ((), (("2024-10-31", float("nan"), "CE"),), "must be a number > 0"),
+    ((), (("2024-10-31", 24300.0, "XX"),), "option_type must be CE or PE"),
+])
+def test_a_bad_selection_is_invalid_argument(columns, contracts, message, pg_stack) -> None:
+    results, _ = pg_stack
+    with pytest.raises(grpc.RpcError) as err:
+        list(results.stub().GetOptionChainDay(results_pb2.GetOptionChainDayRequest(
+                tenant_id="alpha", underlying="DEMO-MINUTE", date="2024-01-02", columns=list(columns),
+                contracts=[results_pb2.OptionContractKey(expiry=e, strike=k, option_type=t) for e, k, t in contracts])))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in err.value.details()
+
+
+def test_chain_only_answers_the_chain_without_rows(pg_stack) -> None:
+    results, _ = pg_stack
+    answers = list(results.stub().GetOptionChainDay(results_pb2.GetOptionChainDayRequest(
+        tenant_id="alpha", underlying="DEMO-MINUTE", date="2024-01-02", chain_only=True)))
+    assert len(answers) == 1 and answers[0].chain.ticker == "DEMO-OPTIONS" and answers[0].chain.version >= 1
+    assert answers[0].arrow_ipc == b""
+
+
+def _trades(run) -> list[tuple]:
+    out = []
+    for d in run.days:
+        for t in d.trades:
+            c = t.leg.contract
+            out.append((d.date, t.node.id, c.expiry, c.strike, c.option_type, t.entry_ns, t.exit_ns, t.entry_raw,
+                        t.exit_raw, t.reason, t.pnl))
+        out += [(d.date, k, s.reason, s.signal_bar) for k, s in d.skips]
+    return out
+
+
+def test_the_engine_reading_through_results_trades_as_from_frames(pg_stack, harness: Harness, alpha: httpx.Client,
+                                                                  monkeypatch) -> None:
+    """The engine's ChainDays (selected columns, a day read ahead, the kept days) gives every
+    case of tests/engine/test_option_legs.py the trades of the frames it was made from: the
+    first run reads every day, the same strategy again reads no day, and another strategy with
+    the same window on kept days reads only the contracts it lacks."""
+    from domain.rules.strategy import compile_strategy
+    from libs.grpc_util import channel
+    from services.engine import option_chains
+    from services.engine.day_by_day import run_day_by_day
+    from tests.engine.test_option_legs import CASES, DAYS, TZ, make_market
+
+    bars, frames = make_market()
+    whole = pd.concat(frames.values(), ignore_index=True)
+    local = pd.DatetimeIndex(whole["timestamp"]).tz_convert(TZ).tz_localize(None)
+    table = pa.table({"timestamp": pa.array(local.to_numpy(), pa.timestamp("ns")),
+                      "expiry": pa.array(whole["expiry"].dt.date.to_numpy(), pa.date32()),
+                      **{c: whole[c].to_numpy() for c in ("strike", "open", "high", "low", "close", "volume")},
+                      "option_type": whole["option_type"].to_numpy().astype(str)})
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    r = upload(alpha, buf.getvalue(), name="legs.parquet", ticker="LEGS-UL")
+    assert r.status_code == 201, r.text
+    results, _ = pg_stack
+    reads: list[tuple[date, int]] = []
+    real = option_chains.fetch_chain_table
+
+    async def counted(*args, **kw):
+        if not kw.get("chain_only"):
+            reads.append((args[2], len(tuple(kw.get("contracts", ())))))
+        return await real(*args, **kw)
+
+    monkeypatch.setattr(option_chains, "fetch_chain_table", counted)
+    cache = option_chains.ChainDayCache()
+
+    async def through_results(strategy, slip=0.0, comm=0.0):
+        async with channel(results.addr) as ch:
+            source = option_chains.ChainDays(results_pb2_grpc.ResultsServiceStub(ch), "alpha", "LEGS-UL",
+                                             asyncio.get_running_loop(), cache)
+            try:
+                return await asyncio.to_thread(run_day_by_day, bars, strategy, DAYS[0], DAYS[-1], interval="1m",
+                                               ticker="LEGS-UL", slippage_pct=slip, commission_pct=comm,
+                                               chain_for=source)
+            finally:
+                source.close()
+
+    try:
+        for case, (definition, slip, comm) in sorted(CASES.items()):
+            strategy = compile_strategy({"name": case, "dataset": {"ticker": "LEGS-UL"}, **definition})
+            want = _trades(run_day_by_day(bars, strategy, DAYS[0], DAYS[-1], interval="1m", ticker="LEGS-UL",
+                                          slippage_pct=slip, commission_pct=comm, chain_for=frames.get))
+            assert want
+            reads.clear()
+            assert _trades(harness.loop.run(through_results(strategy, slip, comm))) == want, case
+            assert sorted(d for d, n in reads if n == 0) == DAYS, case  # each day read once, whole
+            reads.clear()
+            assert _trades(harness.loop.run(through_results(strategy, slip, comm))) == want, case
+            assert reads == [], case  # kept
+        # Another strategy on the straddle's window (square-off 10:20), on kept days: its contracts alone.
+        definition = dict(CASES["short_straddle"][0])
+        definition["entries"] = [{**e, "instrument": {**e["instrument"], "strike": "OTM 2"}} for e in definition["entries"]]
+        strategy = compile_strategy({"name": "otm", "dataset": {"ticker": "LEGS-UL"}, **definition})
+        want = _trades(run_day_by_day(bars, strategy, DAYS[0], DAYS[-1], interval="1m", ticker="LEGS-UL",
+                                      chain_for=frames.get))
+        reads.clear()
+        assert _trades(harness.loop.run(through_results(strategy))) == want
+        assert reads and all(n == 1 for _, n in reads)
+    finally:
+        assert alpha.delete(f"/api/v1/datasets/{r.json()['dataset_id']}").status_code == 200
+
+
+def test_parquet_text_columns_read_as_typed_ones(pg_stack, alpha: httpx.Client) -> None:
+    """A Parquet file whose timestamp, expiry and option_type are text (read dictionary-encoded)
+    stores the rows a file with typed columns does; a bad text is still the 400 naming its row."""
+    results, _ = pg_stack
+    rows = chain_rows(days=2, minutes=3)
+    typed = pq.read_table(io.BytesIO(to_parquet(rows, {"CE": "call", "PE": "p"})))
+    text = typed.set_column(0, "timestamp", pa.array([r["timestamp"].isoformat(sep=" ") for r in rows]))
+    text = text.set_column(1, "expiry", pa.array([r["expiry"].isoformat() for r in rows]))
+    ids = []
+    try:
+        for name, table in (("TYPED-UL", typed), ("TEXT-UL", text)):
+            buf = io.BytesIO()
+            pq.write_table(table, buf)
+            r = upload(alpha, buf.getvalue(), name="c.parquet", ticker=name)
+            assert r.status_code == 201, r.text
+            ids.append(r.json()["dataset_id"])
+        for day in ("2024-10-28", "2024-10-29"):
+            want, got = (day_frame(results, "alpha", i, day) for i in ids)
+            assert len(want) == 2 * 3 * 3 * 2
+            pd.testing.assert_frame_equal(got, want)
+        bad = text.set_column(1, "expiry", pa.array([r["expiry"].isoformat() for r in rows[:7]] + ["31/10/2024"]
+                                                    + [r["expiry"].isoformat() for r in rows[8:]]))
+        buf = io.BytesIO()
+        pq.write_table(bad, buf)
+        err = assert_error(upload(alpha, buf.getvalue(), name="c.parquet", ticker="BADTEXT-UL"), 400)
+        assert "row 8" in err["message"] and "31/10/2024" in err["message"], err
+    finally:
+        for i in ids:
+            alpha.delete(f"/api/v1/datasets/{i}")

@@ -380,3 +380,13 @@ def test_best_shows_the_overfitting_statistics(alpha: httpx.Client, results: Res
     assert "pbo_blocks" not in alpha.get(f"/api/v1/jobs/{plain}").json()["parameters"]
     best = alpha.get(f"/api/v1/sweeps/{run_job(stub, plain)}/best").json()
     assert best["overfitting"] is None
+
+
+def test_the_shard_size_is_documented_in_the_vocabulary_and_docs(alpha: httpx.Client) -> None:
+    from domain.shards import SHARD_BAR_PAIRS
+    from domain.universe import UNIVERSE_MAX_TICKERS
+
+    limits = alpha.get("/api/v1/vocabulary").json()["sweep"]
+    assert limits["shard_bar_pairs"] == SHARD_BAR_PAIRS and limits["max_tickers"] == UNIVERSE_MAX_TICKERS
+    doc = alpha.get("/openapi.json").json()["paths"]["/api/v1/strategy/sweep"]["post"]["description"]
+    assert f"{SHARD_BAR_PAIRS:,}" in doc and "pair" in doc and "row for row" in doc

@@ -13,6 +13,7 @@ import pytest
 from hindsight.bus.v1 import bus_pb2
 from hindsight.results.v1 import results_pb2
 
+from domain.shards import fold_shard_id, parse_fold_shard
 from domain.walkforward import Windows, folds
 from services.engine.bars import Bars
 from services.engine.walkforward import FoldSettings, run_fold
@@ -180,8 +181,9 @@ def test_queued_job_runs_as_one_shard_per_fold(alpha: httpx.Client, beta: httpx.
 
 
 def test_the_fold_messages_name_each_fold() -> None:
-    msg = bus_pb2.JobMessage(job_id="j", fold_number=3)
-    assert bus_pb2.JobMessage.FromString(msg.SerializeToString()).fold_number == 3
+    # A fold is a shard: JobMessage.shard_id, as a universe sweep's tickers (domain.shards).
+    msg = bus_pb2.JobMessage(job_id="j", shard_id=fold_shard_id(3))
+    assert parse_fold_shard(bus_pb2.JobMessage.FromString(msg.SerializeToString()).shard_id) == 3
 
 
 def test_docs_define_the_walkforward(gw: Any) -> None:

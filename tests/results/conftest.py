@@ -117,8 +117,13 @@ class Services:
     """Starts results services for one test and stops them after it."""
 
     started: list[Running] = field(default_factory=list)
+    # The market-data store of this test's distributed services (standalone ones keep theirs in
+    # their data directory): what they import goes with the test's temporary directory.
+    market_dir: Path | None = None
 
     async def start(self, settings: Settings, bus: Bus) -> Running:
+        if not settings.standalone and "hindsight_market_dir" not in settings.model_fields_set and self.market_dir:
+            settings = settings.model_copy(update={"hindsight_market_dir": self.market_dir})
         handle = await start(settings, bus, port=0)
         chan = channel(f"127.0.0.1:{handle.port}")
         running = Running(handle, results_pb2_grpc.ResultsServiceStub(chan), bus, settings, chan)
@@ -137,8 +142,8 @@ class Services:
 
 
 @pytest_asyncio.fixture
-async def services() -> AsyncIterator[Services]:
-    s = Services()
+async def services(tmp_path: Path) -> AsyncIterator[Services]:
+    s = Services(market_dir=tmp_path / "market")
     yield s
     await s.stop_all()
 

@@ -7,6 +7,10 @@ import grpc
 import numpy as np
 import pytest
 from hindsight.results.v1 import results_pb2
+from sqlalchemy.orm import Session
+
+from services.results import datasets
+from services.results.demo_datasets import demo_minute
 
 from .helpers import CSV_HEADER, daily_csv, import_requests
 
@@ -103,6 +107,103 @@ async def test_bars_stream_in_chunks_of_100000(pg, pg_db):
     assert np.all(np.diff(bars["ts"]) == 60 * 10**9)
 
 
+def _minute_csv(first: str, n: int) -> str:
+    ts = np.datetime64(first, "m") + np.arange(n)
+    return CSV_HEADER + "".join(f"{t},10,11,9,{10 + i % 7 / 10},{i}\n" for i, t in enumerate(ts.astype(str)))
+
+
+async def _bars_in(running, version_id: str, start: str | None = None, end: str | None = None) -> np.ndarray:
+    """The timestamps GetBars streams for a range (ISO minutes, UTC; None: unbounded)."""
+    req = results_pb2.GetBarsRequest(version_id=version_id)
+    if start is not None:
+        req.start_ns = int(np.datetime64(start, "ns").astype(np.int64))
+    if end is not None:
+        req.end_ns = int(np.datetime64(end, "ns").astype(np.int64))
+    parts, totals = [], set()
+    async for chunk in running.stub.GetBars(req):
+        parts.append(chunk.ts)
+        totals.add(chunk.total_bars)
+    ts = np.frombuffer(b"".join(parts), dtype="<i8")
+    assert totals == {len(ts)}
+    return ts
+
+
+@pytest.mark.asyncio
+async def test_bars_are_parquet_files_of_the_market_store_read_by_range_and_deleted_with_their_dataset(backend):
+    running, db = backend
+    market = running.handle.servicer.market.root
+    tenant, _ = db.tenant()
+    # Minute bars from 2024-01-31 22:00 UTC to 2024-02-01 02:59 UTC: two months, two files.
+    ds = (await _import(running, import_requests(tenant, "MINS", _minute_csv("2024-01-31T22:00", 300),
+                                                 interval="1m", chunk=1 << 16))).dataset
+    resolved = await running.stub.ResolveDataset(results_pb2.ResolveDatasetRequest(tenant_id=tenant, ticker="MINS"))
+    vid = resolved.version_id
+    key, stored = db.rows("SELECT storage_key, bytes_stored FROM dataset_versions WHERE version_id = :v", v=vid)[0]
+    assert key == f"bars/{tenant}/{vid}"
+    files = sorted(p for p in (market / key).rglob("*") if p.is_file())
+    assert [p.relative_to(market / key).as_posix() for p in files] == [
+        "month=2024-01/part-0.parquet", "month=2024-02/part-0.parquet"]
+    assert stored == sum(p.stat().st_size for p in files)
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in files)
+    assert (market / key).stat().st_mode & 0o777 == 0o700
+
+    every = await _bars_in(running, vid)
+    assert len(every) == ds.bars == 300 and np.all(np.diff(every) == 60 * 10**9)
+    # A range: both ends included, across the month boundary, or within one month only.
+    span = await _bars_in(running, vid, "2024-01-31T23:58", "2024-02-01T00:01")
+    assert span.tolist() == every[118:122].tolist()
+    assert (await _bars_in(running, vid, "2024-02-01T02:00")).tolist() == every[240:].tolist()
+    assert (await _bars_in(running, vid, end="2024-01-31T22:00")).tolist() == every[:1].tolist()
+    assert len(await _bars_in(running, vid, "2025-01-01T00:00")) == 0
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await _bars_in(running, vid, "2024-02-01T00:00", "2024-01-31T00:00")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    # A second version is a directory of its own; deleting the dataset removes both, after the rows.
+    await _import(running, import_requests(tenant, "MINS", _minute_csv("2024-03-01T00:00", 5), interval="1m"))
+    keys = [r[0] for r in db.rows("SELECT storage_key FROM dataset_versions v JOIN datasets d USING (dataset_id) "
+                                  "WHERE d.tenant_id = :t", t=tenant)]
+    assert len(set(keys)) == 2 and all((market / k).is_dir() for k in keys)
+    await running.stub.DeleteDataset(results_pb2.DeleteDatasetRequest(tenant_id=tenant, dataset_id=ds.dataset_id))
+    assert not any((market / k).exists() for k in keys)
+    assert not (market / "bars" / tenant).exists()
+
+
+@pytest.mark.asyncio
+async def test_an_import_whose_row_is_refused_leaves_no_files(pg, pg_db):
+    market = pg.handle.servicer.market.root
+    staging = set((market / ".staging").iterdir()) if (market / ".staging").is_dir() else set()
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # the files are written, then the row is refused
+        await _import(pg, import_requests("t_nobody", "GHOST", daily_csv(10)))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert not (market / "bars" / "t_nobody").exists()
+    assert set((market / ".staging").iterdir()) <= staging
+
+
+@pytest.mark.asyncio
+async def test_demo_datasets_share_one_copy_that_outlives_any_tenant_s_deletion(backend):
+    running, db = backend
+    market = running.handle.servicer.market
+    alpha, beta = db.tenant()[0], db.tenant()[0]
+    with Session(db.engine) as s, s.begin():
+        assert datasets.ensure_demo_datasets(s, market, alpha, only_if_none=True) == ["DEMO-DAILY", "DEMO-MINUTE"]
+        datasets.ensure_demo_datasets(s, market, beta, only_if_none=True)
+    rows = db.rows("SELECT d.tenant_id, d.dataset_id, d.ticker, v.version_id, v.storage_key FROM dataset_versions v "
+                   "JOIN datasets d USING (dataset_id) WHERE d.tenant_id IN (:a, :b) ORDER BY d.ticker, d.tenant_id",
+                   a=alpha, b=beta)
+    of = {(tenant, ticker): (dataset_id, vid, key) for tenant, dataset_id, ticker, vid, key in rows}
+    for ticker in ("DEMO-DAILY", "DEMO-MINUTE"):
+        a, b = of[alpha, ticker], of[beta, ticker]
+        assert a[2] == b[2] == f"bars/_demo/{ticker}-v1" and a[1] != b[1]  # one copy, two versions
+    alpha_minute, _, key = of[alpha, "DEMO-MINUTE"]
+    beta_minute_version = of[beta, "DEMO-MINUTE"][1]
+    await running.stub.DeleteDataset(results_pb2.DeleteDatasetRequest(tenant_id=alpha, dataset_id=alpha_minute))
+    assert (market.root / key).is_dir()
+    close = np.frombuffer(b"".join([c.close async for c in running.stub.GetBars(
+        results_pb2.GetBarsRequest(version_id=beta_minute_version))]), dtype="<f8")
+    assert np.array_equal(close, demo_minute().bars.close)
+
+
 GOOD = "2024-01-01,10,11,9,10.5,100\n"
 BAD_CASES = [
     ("", "empty"),
@@ -133,6 +234,7 @@ async def test_bad_csv_is_invalid_argument_naming_the_row_and_stores_nothing(pg,
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in err.value.details()
     assert pg_db.scalar("SELECT count(*) FROM datasets WHERE tenant_id = :t", t=tenant) == 0
+    assert not (pg.handle.servicer.market.root / "bars" / tenant).exists()
 
 
 @pytest.mark.asyncio

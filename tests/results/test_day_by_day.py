@@ -42,10 +42,10 @@ def stubs(running):
     )
 
 
-def tenant_with_demo(peek) -> str:
+def tenant_with_demo(running, peek) -> str:
     tenant, _ = peek.tenant()
     with Session(peek.engine) as s, s.begin():
-        datasets.ensure_demo_datasets(s, tenant, only_if_none=True)
+        datasets.ensure_demo_datasets(s, running.handle.servicer.market, tenant, only_if_none=True)
     return tenant
 
 
@@ -76,7 +76,7 @@ def day(date: str, n: int, positions: int = 1, pnl: float = 10.0) -> backtest_pb
 async def test_strategy_crud_validation_and_isolation(backend):
     running, peek = backend
     strategies, _ = stubs(running)
-    alpha, beta = tenant_with_demo(peek), tenant_with_demo(peek)
+    alpha, beta = tenant_with_demo(running, peek), tenant_with_demo(running, peek)
     created = (await strategies.CreateStrategy(backtest_pb2.CreateStrategyRequest(
         tenant_id=alpha, definition_json=json.dumps(STRATEGY)))).strategy
     assert uuid.UUID(created.strategy_id) and created.name == "RSI reversal"
@@ -120,7 +120,7 @@ async def _strategy(running, tenant, definition=STRATEGY) -> str:
 
 async def test_bad_submissions_store_nothing(backend):
     running, peek = backend
-    tenant = tenant_with_demo(peek)
+    tenant = tenant_with_demo(running, peek)
     sid = await _strategy(running, tenant)
     # Option legs on an underlying without an option chain (issue 15).
     straddle = {**STRATEGY, "entries": [
@@ -173,7 +173,7 @@ async def test_engine_flow_events_and_replacement(backend):
     running, peek = backend
     _, days = stubs(running)
     # Test-side writes first: on SQLite they would race the service's own writes.
-    tenant, tenant2 = tenant_with_demo(peek), tenant_with_demo(peek)
+    tenant, tenant2 = tenant_with_demo(running, peek), tenant_with_demo(running, peek)
     sid = await _strategy(running, tenant)
     job = (await running.stub.SubmitJob(submit(tenant, sid, user_id="user_123"))).job
     assert job.kind == "day-backtest" and job.job_id.startswith("bt_")
@@ -256,7 +256,7 @@ async def test_engine_flow_events_and_replacement(backend):
 async def test_cancel_stops_the_engine_between_days_and_clear(backend):
     running, peek = backend
     _, days = stubs(running)
-    tenant = tenant_with_demo(peek)
+    tenant = tenant_with_demo(running, peek)
     sid = await _strategy(running, tenant)
     job = (await running.stub.SubmitJob(submit(tenant, sid))).job  # seed 002: no user
     await running.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id))
@@ -290,7 +290,7 @@ async def test_cancel_stops_the_engine_between_days_and_clear(backend):
 async def test_cleanup_deletes_only_old_finished_runs(backend):
     running, peek = backend
     _, days = stubs(running)
-    tenant, other = tenant_with_demo(peek), tenant_with_demo(peek)
+    tenant, other = tenant_with_demo(running, peek), tenant_with_demo(running, peek)
     sid = await _strategy(running, tenant)
     job = (await running.stub.SubmitJob(submit(tenant, sid, user_id="u1"))).job
     await running.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id))
@@ -353,7 +353,7 @@ async def test_long_ranges_are_split_into_shards_any_engine_may_run(services, tm
     try:
         peek = DbPeek(engine)
         _, days = stubs(running)
-        tenant = tenant_with_demo(peek)
+        tenant = tenant_with_demo(running, peek)
         sid = await _strategy(running, tenant)
         job = (await running.stub.SubmitJob(submit(tenant, sid, user_id="u1"))).job
         messages = [bus_pb2.JobMessage.FromString(r[0]) for r in peek.rows(

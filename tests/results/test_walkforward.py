@@ -14,7 +14,7 @@ from hindsight.bus.v1 import bus_pb2
 from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2
 
-from libs.bus import JOBS_QUEUE
+from libs.bus import JOBS_DEAD_QUEUE, JOBS_QUEUE, Delivery
 
 from .conftest import eventually
 from .helpers import daily_csv, import_requests, sweep_spec
@@ -84,7 +84,11 @@ async def test_submission_queues_one_message_per_fold_and_refuses_bad_windows(pg
         return [m for m in found if m.job_id == job.job_id]
 
     sent = await eventually(lambda: len(messages()) == 4 and messages())
-    assert sorted(m.fold_number for m in sent) == [1, 2, 3, 4]
+    # A shard per fold, on the one shard mechanism (domain.shards, services.results.shards).
+    assert sorted(m.shard_id for m in sent) == ["f0001", "f0002", "f0003", "f0004"]
+    assert {m.fold_number for m in sent} == {0}
+    assert [tuple(r) for r in pg_db.rows("SELECT shard_id, state FROM sweep_shards WHERE job_id = :j ORDER BY position",
+                                         j=job.job_id)] == [(f"f000{k}", "queued") for k in range(1, 5)]
     assert {m.job_kind for m in sent} == {jobs_pb2.JOB_KIND_WALK_FORWARD}
 
 
@@ -135,3 +139,50 @@ async def test_folds_completed_at_once_complete_the_job_once(pg, pg_db):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await pg.stub.GetWalkForward(results_pb2.GetWalkForwardRequest(tenant_id=t, job_id=j))
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_folds_are_shards_stored_once_closed_by_a_cancel_and_a_dead_lettered_one_fails_the_job(pg, pg_db):
+    """The shard mechanism of universe sweeps (services.results.shards) carries the folds."""
+    tenant, _ = pg_db.tenant()
+    await _dataset(pg, tenant, "WF-SH", 300)
+    job = (await pg.stub.SubmitJob(_request(tenant, "WF-SH"))).job
+
+    def shards() -> list[tuple]:
+        return [tuple(r) for r in pg_db.rows("SELECT shard_id, state, attempts, bar_pairs_total FROM sweep_shards "
+                                             "WHERE job_id = :j ORDER BY position", j=job.job_id)]
+
+    # The work of a fold: its training window x the grid (8 pairs), plus its test window.
+    assert [(s[0], s[3]) for s in shards()] == [(f"f000{k}", 8 * 100 + 50) for k in range(1, 5)]
+    start = await pg.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id="f0002"))
+    assert start.proceed and start.job.state == jobs_pb2.JOB_STATE_RUNNING
+    done = await pg.stub.CompleteWalkForwardFold(results_pb2.CompleteWalkForwardFoldRequest(
+        job_id=job.job_id, fold_number=2, result_json=_fold(1, 1.1), execution_time_seconds=0.5))
+    assert done.stored and not done.completed
+    # Redelivered after an engine crash: not run again, and a second completion stores nothing.
+    assert not (await pg.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id="f0002"))).proceed
+    again = await pg.stub.CompleteWalkForwardFold(results_pb2.CompleteWalkForwardFoldRequest(
+        job_id=job.job_id, fold_number=2, result_json=_fold(1, 1.1)))
+    assert again.stored and not again.completed
+    assert pg_db.scalar("SELECT count(*) FROM walkforward_folds WHERE job_id = :j", j=job.job_id) == 1
+    assert shards()[1][:3] == ("f0002", "completed", 1)
+    # Progress: a fold done is its share of the job's bar-pairs, in the seed's event shape.
+    event = pg_db.rows("SELECT data FROM job_events WHERE job_id = :j AND type = 'progress' ORDER BY seq DESC LIMIT 1",
+                       j=job.job_id)[0][0]
+    event = json.loads(event) if isinstance(event, str) else event
+    assert set(event) == {"percent", "message", "timestamp"} and event["percent"] == 25 and \
+        event["message"] == "Fold 1/4 done"
+
+    await pg.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id="f0001"))
+    await pg.stub.CancelJob(results_pb2.CancelJobRequest(tenant_id=tenant, job_id=job.job_id))
+    assert [s[1] for s in shards()] == ["cancelled", "completed", "cancelled", "cancelled"]
+    assert not (await pg.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id="f0003"))).proceed
+    assert [s[2] for s in shards()] == [1, 1, 0, 0]
+
+    # A fold whose message is dead-lettered fails the walk-forward (its curve needs every fold).
+    other = (await pg.stub.SubmitJob(_request(tenant, "WF-SH"))).job
+    body = bus_pb2.JobMessage(job_id=other.job_id, tenant_id=tenant, job_kind=jobs_pb2.JOB_KIND_WALK_FORWARD,
+                              shard_id="f0003").SerializeToString()
+    await pg.bus.consumers[JOBS_DEAD_QUEUE](Delivery(body=body, delivery_count=3))
+    failed = (await pg.stub.GetJob(results_pb2.GetJobRequest(tenant_id=tenant, job_id=other.job_id))).job
+    assert failed.state == jobs_pb2.JOB_STATE_FAILED and "could not be processed" in failed.error_message
+    assert {r[0] for r in pg_db.rows("SELECT state FROM sweep_shards WHERE job_id = :j", j=other.job_id)} == {"failed"}

@@ -31,8 +31,9 @@ from tests.stacks import Stack, start_standalone
 MB = 1024 * 1024
 BARS = 560_000  # about 60 MB of CSV
 # The bound the README states for the growth of the RSS during an import (see bench/upload_memory.py):
-# 128 bytes a bar (48 for the arrays while parsing; while storing, the compressed blob, at most
-# ~41 bytes a bar, and SQLite's two copies of it) plus one parsed chunk and the transfer's buffers.
+# 128 bytes a bar (48 for the arrays while parsing; while storing, a month's Parquet pages; before
+# the market store, the compressed blob and SQLite's two copies of it) plus one parsed chunk and the
+# transfer's buffers.
 BYTES_PER_BAR = 128
 FIXED_BYTES = 48 * MB
 # After the import: back to the baseline, give or take allocator slack.

@@ -57,3 +57,51 @@ def test_a_straddle_day_shows_contracts_and_premiums(browser: Browser) -> None:
     finally:
         with httpx.Client(base_url=browser.base_url, headers={"X-API-Key": WEB_KEY}, timeout=30) as c:
             c.delete(f"/api/v1/strategies/{sid}")
+
+
+def _demo_straddles(c: httpx.Client) -> list[dict]:
+    return [s for s in c.get("/api/v1/strategies", params={"limit": 1000}).json()["strategies"]
+            if s["name"] == "Short straddle (demo)"]
+
+
+def test_the_demo_straddle_runs_in_one_click(browser: Browser) -> None:
+    """A new user opens DEMO-OPTIONS on the Datasets page and clicks "Run the demo straddle on
+    it": the strategy is saved for the tenant and run day by day over the demo data, and the
+    result (the P&L calendar) opens. The Day-by-day page's button runs the same saved strategy
+    again, without a second copy."""
+    page = browser.page
+    with httpx.Client(base_url=browser.base_url, headers={"X-API-Key": WEB_KEY}, timeout=30) as c:
+        for s in _demo_straddles(c):
+            c.delete(f"/api/v1/strategies/{s['strategy_id']}")
+        chain = next(d for d in c.get("/api/v1/datasets").json()["datasets"] if d["ticker"] == "DEMO-OPTIONS")
+        minute = next(d for d in c.get("/api/v1/datasets").json()["datasets"] if d["ticker"] == "DEMO-MINUTE")
+    browser.goto(f"/ui/datasets?dataset={chain['dataset_id']}")
+    page.wait_for_selector("#dataset-demo-straddle, #api-key")
+    if page.query_selector("#api-key") is not None:  # run alone: log in first
+        page.fill("#api-key", WEB_KEY)
+        page.click("#login-submit")
+        browser.goto(f"/ui/datasets?dataset={chain['dataset_id']}")
+    page.click("#dataset-demo-straddle")
+    page.wait_for_selector('#days-progress [role=progressbar][aria-valuenow="100"]', timeout=120_000)
+    page.wait_for_selector("#days-summary")
+    assert "/ui/days?job=" in page.url
+    with httpx.Client(base_url=browser.base_url, headers={"X-API-Key": WEB_KEY}, timeout=30) as c:
+        saved = _demo_straddles(c)
+        assert len(saved) == 1
+        sid = saved[0]["strategy_id"]
+        assert [e["instrument"]["option_type"] for e in saved[0]["definition"]["entries"]] == ["CE", "PE"]
+        meta = c.get(f"/api/v1/backtest/metadata/dashboard/{sid}").json()
+        assert meta["status"] == "completed"
+        dmy = ["-".join(reversed(minute[k][:10].split("-"))) for k in ("start", "end")]
+        assert [meta["daily_summaries"][i]["date"] for i in (0, -1)] == dmy  # every day of the demo data
+        assert sum(d["positions"] for d in meta["daily_summaries"]) > 0
+        first_job = page.url.split("job=")[1]
+    assert page.eval_on_selector("#days-strategy", "el => el.value") == sid
+    browser.shot("days-demo-straddle")
+
+    page.click("#days-demo-straddle")
+    page.wait_for_function("j => !location.search.includes(j)", arg=first_job, timeout=30_000)
+    page.wait_for_selector('#days-progress [role=progressbar][aria-valuenow="100"]', timeout=120_000)
+    with httpx.Client(base_url=browser.base_url, headers={"X-API-Key": WEB_KEY}, timeout=30) as c:
+        assert [s["strategy_id"] for s in _demo_straddles(c)] == [sid]
+        c.delete(f"/api/v1/strategies/{sid}")

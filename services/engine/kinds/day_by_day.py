@@ -34,7 +34,7 @@ from domain.market import insufficient_data
 from domain.rules.strategy import StrategyInvalid, compile_strategy
 from services.engine.day_by_day import DayByDayRun, NoData, day_documents, run_day_by_day
 from services.engine.job_context import JobContext
-from services.engine.option_chains import chain_source
+from services.engine.option_chains import ChainDays
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class DayByDayRunner:
         underlying = spec.ticker or resolved.dataset.ticker
         # Option legs read the underlying's chain day by day (results' market store).
         chain_for = (
-            chain_source(ctx.stub, job.tenant_id, resolved.dataset.ticker, asyncio.get_running_loop())
+            ChainDays(ctx.stub, job.tenant_id, resolved.dataset.ticker, asyncio.get_running_loop(), ctx.chain_cache)
             if strategy.option_legs
             else None
         )
@@ -139,6 +139,9 @@ class DayByDayRunner:
         except NoData as exc:
             await ctx.fail(job.job_id, f"{MARKET_DATA_ERROR}: {exc}")
             return
+        finally:
+            if chain_for is not None:
+                chain_for.close()
 
         computed = time.perf_counter()
         timing = {"store_seconds": 0.0, "build_seconds": 0.0, "store_calls": 0}

@@ -8,12 +8,14 @@ import json
 import logging
 import time
 
+import grpc
 from hindsight.bus.v1 import bus_pb2
 from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2
 
 from domain.market import insufficient_data
-from domain.overfitting import PBO_BLOCKS_DEFAULT, SweepStatistics
+from domain.overfitting import PBO_BLOCKS_DEFAULT, BlockSums, SweepStatistics
+from domain.shards import chunk_bounds
 from domain.sweep import RSI_STRATEGY_TYPE, THRESHOLD_STEP_DEFAULT, rsi_combos, sweep_combos
 from services.engine.job_context import JobContext
 from services.engine.kinds import universe_sweep
@@ -31,9 +33,11 @@ def _clean(row: dict) -> dict:
     return {k: v for k, v in row.items() if v is not None}
 
 
-def statistics_message(stats: SweepStatistics) -> results_pb2.SweepStatistics:
+def statistics_message(stats: SweepStatistics, block_sums: BlockSums | None = None) -> results_pb2.SweepStatistics:
     """The grid's overfitting statistics as CompleteSweep carries them (the per-trial
-    moments only when the values are defined: results needs them for PSR and DSR)."""
+    moments only when the values are defined: results needs them for PSR and DSR); a pair
+    chunk's (``block_sums`` given): its trials' moments and block sums, for results to
+    compute the statistics of the ticker's whole grid."""
     out = results_pb2.SweepStatistics(
         trials=stats.trials,
         days=stats.days,
@@ -47,6 +51,10 @@ def statistics_message(stats: SweepStatistics) -> results_pb2.SweepStatistics:
         out.sharpe.extend(stats.moments.sharpe.tolist())
         out.skewness.extend(stats.moments.skewness.tolist())
         out.kurtosis.extend(stats.moments.kurtosis.tolist())
+    if block_sums is not None:
+        out.block_sums.extend(block_sums.sums.ravel().tolist())
+        out.block_squares.extend(block_sums.squares.ravel().tolist())
+        out.block_rows = block_sums.rows
     return out
 
 
@@ -56,8 +64,12 @@ class SweepRunner:
     kind = jobs_pb2.JOB_KIND_SWEEP
 
     async def run(self, ctx: JobContext, job: jobs_pb2.Job, msg: bus_pb2.JobMessage) -> None:
-        if job.sweep.tickers:  # a universe sweep (issue 11): the message's ticker, as its own sweep
+        if msg.shard_id and not isinstance(ctx, universe_sweep.ShardContext):
+            # A sharded sweep (issue 11): the message's ticker, or a pair chunk of its grid, as its own sweep.
             await universe_sweep.run_shards(self, ctx, job, msg, (_KERNEL_START, _KERNEL_END))
+            return
+        if job.sweep.tickers:
+            await ctx.fail(job.job_id, "a universe sweep's messages name their shard; this one names none")
             return
         spec = job.sweep
         rsi = spec.strategy_type == RSI_STRATEGY_TYPE
@@ -67,6 +79,13 @@ class SweepRunner:
             combos = [(p, 0) for p, _, _ in grid]  # the longest warm-up is the longest period
         else:
             combos = sweep_combos(spec.fast_min, spec.fast_max, spec.slow_min, spec.slow_max, spec.step)
+        # The whole grid's longest period decides whether the ticker has enough bars, so that
+        # every pair chunk of it agrees.
+        longest = max(s for _, s in combos) if combos else 0
+        chunk, chunks = ctx.pair_chunk
+        if chunks > 1 and not rsi:  # one pair chunk of a sharded sweep (domain.shards)
+            start, end = chunk_bounds(len(combos), chunk, chunks)
+            combos = combos[start:end]
         if (await ctx.progress(job.job_id, 1.0, "Loading historical data")).stop:
             return
         resolved = await ctx.call(
@@ -76,8 +95,15 @@ class SweepRunner:
         if not resolved.found:
             await ctx.fail(job.job_id, insufficient_data(spec.ticker))
             return
-        bars = await ctx.cache.get(ctx.stub, resolved.dataset, resolved.version_id)
-        longest = max(s for _, s in combos) if combos else 0
+        # A pair chunk runs on the version its ticker was counted on at submission, as its other chunks do.
+        version = spec.dataset_versions.get(spec.ticker, "") or resolved.version_id
+        try:
+            bars = await ctx.cache.get(ctx.stub, resolved.dataset, version)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND or version == resolved.version_id:
+                raise
+            await ctx.fail(job.job_id, f"the dataset version of {spec.ticker} this sweep was split on was deleted")
+            return
         # The slow average needs `longest` bars, and a signal needs a next bar to fill on.
         if len(bars.close) < longest + 2:
             await ctx.fail(job.job_id, insufficient_data(spec.ticker))
@@ -129,9 +155,9 @@ class SweepRunner:
             elif ctx.sweep_statistics:
                 outcome = await asyncio.to_thread(
                     run_sweep_with_statistics, bars, strategy, combos,
-                    pbo_blocks=spec.pbo_blocks or PBO_BLOCKS_DEFAULT, **settings,
+                    pbo_blocks=spec.pbo_blocks or PBO_BLOCKS_DEFAULT, cscv=chunks <= 1, **settings,
                 )
-                rows, statistics = outcome.rows, statistics_message(outcome.statistics)
+                rows, statistics = outcome.rows, statistics_message(outcome.statistics, outcome.block_sums)
                 statistics_seconds = outcome.statistics_seconds
             else:
                 rows = await asyncio.to_thread(run_sweep, bars, strategy, combos, **settings)
@@ -153,7 +179,7 @@ class SweepRunner:
             ctx.stub.CompleteSweep,
             results_pb2.CompleteSweepRequest(
                 job_id=job.job_id, results=results, execution_time_seconds=elapsed, bars=n_bars,
-                dataset_version_id=resolved.version_id, statistics=statistics,
+                dataset_version_id=version, statistics=statistics,
             ),
             timeout=max(ctx.rpc_timeout, 60.0),
         )

@@ -1,15 +1,16 @@
-"""A universe sweep's shards in the engine (issue 11): each JobMessage names one ticker
-(`shard_id` "t0007": the spec's tickers[7]); it runs as that ticker's own sweep, through
-the sweep runner (services.engine.kinds.sweep), with a context whose reports name the
-shard:
+"""A sharded sweep's shards in the engine (issue 11): each JobMessage names one ticker
+(`shard_id` "t0007": the spec's tickers[7]) or one pair chunk of its grid
+("t0007c002of005", domain.shards); it runs as that ticker's own sweep, through the sweep
+runner (services.engine.kinds.sweep), with a context whose reports name the shard:
 
 - progress: the shard's own percent of its bar-pairs (results sums the job's);
 - failure (not enough data, an engine error): that ticker fails alone;
-- CompleteSweep: the ticker's rows, keyed by the shard (stored once), with the
-  ticker's buy-and-hold return over the same bars, cash, fill and costs.
+- CompleteSweep: the ticker's rows (or the chunk's, with its trials' moments and CSCV
+  block sums), keyed by the shard (stored once), with the ticker's buy-and-hold return
+  over the same bars, cash, fill and costs.
 
-A message without a shard (standalone's requeue after a restart) runs every shard of
-the job that has not ended, one after the other.
+Every message of a sharded sweep names its shard (standalone's requeue after a restart
+too: one message per shard not ended).
 """
 
 from __future__ import annotations
@@ -24,16 +25,12 @@ from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2
 
 from domain.metrics import finite
+from domain.shards import parse_ticker_shard
 from services.engine.bars import Bars
 from services.engine.job_context import JobContext
 from services.engine.sweep import run_one
 
 log = logging.getLogger(__name__)
-
-
-def shard_position(shard_id: str) -> int:
-    """tickers[i] of shard "t000i" (results' services.results.universe_sweeps.shard_id)."""
-    return int(shard_id[1:])
 
 
 def buy_and_hold_pct(bars: Bars, spec: jobs_pb2.SweepSpec) -> float | None:
@@ -64,9 +61,12 @@ class _RecordingCache:
 class ShardContext:
     """The JobContext of one shard: its reports name the shard (everything else is the engine's)."""
 
-    def __init__(self, ctx: JobContext, shard_id: str, spec: jobs_pb2.SweepSpec, kernel: tuple[float, float]) -> None:
+    def __init__(self, ctx: JobContext, shard_id: str, spec: jobs_pb2.SweepSpec, kernel: tuple[float, float],
+                 pair_chunk: tuple[int, int] = (0, 1)) -> None:
         self._ctx = ctx
         self.shard_id = shard_id
+        # The part of the ticker's grid this shard runs (JobContext.pair_chunk).
+        self.pair_chunk = pair_chunk
         self._spec = spec
         self._kernel = kernel
         self.cache = _RecordingCache(ctx.cache)
@@ -101,30 +101,25 @@ class ShardContext:
 
 async def run_shards(runner: Any, ctx: JobContext, job: jobs_pb2.Job, msg: bus_pb2.JobMessage,
                      kernel: tuple[float, float]) -> None:
-    """Run the message's shard of a universe sweep (every unfinished one when it names none)
-    with `runner` (the sweep runner) as that ticker's own sweep."""
-    tickers = list(job.sweep.tickers)
-    if msg.shard_id:
-        shards = [msg.shard_id]
-    else:  # the whole job again (standalone's requeue): each shard is started here
-        shards = []
-        for i in range(len(tickers)):
-            sid = f"t{i:04d}"
-            started = await ctx.call(ctx.stub.StartJob, results_pb2.StartJobRequest(job_id=job.job_id, shard_id=sid))
-            if started.proceed:
-                shards.append(sid)
-            elif started.job.state not in (jobs_pb2.JOB_STATE_QUEUED, jobs_pb2.JOB_STATE_RUNNING):
-                return
-    for sid in shards:
-        position = shard_position(sid)
-        if not 0 <= position < len(tickers):
-            await ctx.fail(job.job_id, f"no ticker for shard {sid}", shard_id=sid)
-            continue
-        one = jobs_pb2.Job()
-        one.CopyFrom(job)
-        one.sweep.ticker = tickers[position]
-        del one.sweep.tickers[:]
-        one.sweep.universe = ""
-        log.info("sweep shard taken", extra={"job_id": job.job_id, "shard_id": sid, "ticker": tickers[position]})
-        await runner.run(ShardContext(ctx, sid, one.sweep, kernel), one, msg)
-        log.info("sweep shard ended", extra={"job_id": job.job_id, "shard_id": sid})
+    """Run the message's shard of a sharded sweep with `runner` (the sweep runner) as that
+    ticker's own sweep, over its whole grid or the pair chunk the shard names
+    (domain.shards). A single-ticker sweep large enough to be sharded has no `tickers`:
+    its shards are of its `ticker`."""
+    tickers = list(job.sweep.tickers) or [job.sweep.ticker]
+    sid = msg.shard_id
+    try:
+        position, chunk, chunks = parse_ticker_shard(sid)
+    except ValueError:
+        position, chunk, chunks = -1, 0, 1
+    if not 0 <= position < len(tickers):
+        await ctx.fail(job.job_id, f"no ticker for shard {sid!r}", shard_id=sid)
+        return
+    one = jobs_pb2.Job()
+    one.CopyFrom(job)
+    one.sweep.ticker = tickers[position]
+    del one.sweep.tickers[:]
+    one.sweep.universe = ""
+    log.info("sweep shard taken", extra={"job_id": job.job_id, "shard_id": sid, "ticker": tickers[position],
+                                         "chunk": chunk, "chunks": chunks})
+    await runner.run(ShardContext(ctx, sid, one.sweep, kernel, (chunk, chunks)), one, msg)
+    log.info("sweep shard ended", extra={"job_id": job.job_id, "shard_id": sid})

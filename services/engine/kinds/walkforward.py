@@ -1,7 +1,7 @@
 """JOB_KIND_WALK_FORWARD: the engine's part of a walk-forward optimization.
 
-Each JobMessage names one fold (`fold_number`, from 1; 0 in a message re-queued after a
-standalone restart: every fold). The fold's training sweep, choice and test run are
+Each JobMessage names one fold's shard (`shard_id` "f0003", domain.shards; a message
+queued before folds were shards names its `fold_number`, from 1, or 0: every fold). The fold's training sweep, choice and test run are
 services.engine.walkforward.run_fold over the bars of the dataset version the folds were
 cut on at submission; the fold goes to results' CompleteWalkForwardFold, which completes
 the job when the last one is in. Folds share nothing, so replicas run them in parallel.
@@ -20,6 +20,7 @@ from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2
 
 from domain.market import insufficient_data
+from domain.shards import parse_fold_shard
 from domain.sweep import MIN_TRADES_DEFAULT, sweep_combos
 from domain.walkforward import Windows, folds
 from services.engine.job_context import JobContext
@@ -73,11 +74,17 @@ class WalkForwardRunner:
         if len(cut) != spec.folds:
             await ctx.fail(job.job_id, f"the dataset has {len(bars)} bars; its folds were cut on {spec.bars}")
             return
-        if not 0 <= msg.fold_number <= len(cut):
-            await ctx.fail(job.job_id, f"fold {msg.fold_number} of a walk-forward of {len(cut)} folds")
+        try:
+            # The fold's shard (domain.shards: "f0003"); a message queued before folds were
+            # shards names its fold_number (0: every fold).
+            number = parse_fold_shard(msg.shard_id) if msg.shard_id else msg.fold_number
+        except ValueError:
+            number = -1
+        if not 0 <= number <= len(cut):
+            await ctx.fail(job.job_id, f"fold {msg.shard_id or number} of a walk-forward of {len(cut)} folds")
             return
         settings = settings_of(spec)
-        wanted = [cut[msg.fold_number - 1]] if msg.fold_number else cut
+        wanted = [cut[number - 1]] if number else cut
 
         def keep_going(_fraction: float) -> bool:
             return not ctx.stopping

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from domain.shards import SHARD_SIZE_RULE
 from services.gateway.presenters.common import ResponseModel
 
 
@@ -33,6 +34,8 @@ class SweepLimits(BaseModel):
     min_trades_default: int
     cost_pct_max: float
     timeout_seconds: tuple[int, int]
+    max_tickers: int = Field(description="tickers of one universe sweep, at most")
+    shard_bar_pairs: int = Field(description=f"the shard size: {SHARD_SIZE_RULE}")
 
 
 class RuleSweepLimits(BaseModel):

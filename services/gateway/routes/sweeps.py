@@ -10,6 +10,7 @@ from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2
 from opentelemetry import trace
 
+from domain.shards import SHARD_SIZE_RULE
 from services.gateway.auth import Caller
 from services.gateway.backend import Backend
 from services.gateway.body import JSON_OR_FORM, BodyReader
@@ -92,22 +93,30 @@ async def submit_sweep(backend: Backend, caller: Caller, sweep: SweepRequest) ->
     return resp.job
 
 
+SWEEP_DOC = (
+    "Form-encoded exactly as seed 001 writes it (`fast_range: [10, 20]`), or JSON.\n"
+    "`combinations` counts the (fast, slow) pairs on the step grid with fast < slow.\n\n"
+    "A universe sweep names `tickers` (a list) or `universe` (a saved one) instead of `ticker`: "
+    "each ticker is a shard that any engine replica may run, `combinations` counts pairs x "
+    "tickers, and a ticker without enough data fails alone (`GET /api/v1/sweeps/{id}/tickers`).\n\n"
+    f"Shards: {SHARD_SIZE_RULE} (`sweep.shard_bar_pairs` of `GET /api/v1/vocabulary`); a single-ticker "
+    "sweep that large too. The overfitting statistics are computed over the whole grid once its last "
+    "chunk is in. Progress in the stream is bar-pairs done over the total."
+)
+
+
 @router.post(
     "/api/v1/strategy/sweep",
     status_code=202,
     summary="Submit a parameter sweep (seed 001)",
+    description=SWEEP_DOC,
     response_model=shapes.SweepAccepted,
     # The seed's answer keeps its fields: the RSI ranges are shown for RSI sweeps only, and
     # `tickers` and `universe` in `parameters` only for a universe sweep.
     response_model_exclude_unset=True,
 )
 async def strategy_sweep(sweep: SweepDep, backend: BackendDep, caller: CallerDep) -> dict[str, Any]:
-    """Form-encoded exactly as seed 001 writes it (`fast_range: [10, 20]`), or JSON.
-    `combinations` counts the (fast, slow) pairs on the step grid with fast < slow.
-
-    A universe sweep names `tickers` (a list) or `universe` (a saved one) instead of `ticker`:
-    each ticker is a shard that any engine replica may run, `combinations` counts pairs x
-    tickers, and a ticker without enough data fails alone (`GET /api/v1/sweeps/{id}/tickers`)."""
+    # /docs shows SWEEP_DOC (the description above).
     job = await submit_sweep(backend, caller, sweep)
     return shapes.sweep_accepted(job, sweep)
 

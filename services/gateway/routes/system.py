@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from domain import bar_formats, market, sweep
+from domain import bar_formats, market, sweep, universe
 from domain.backtest_spec import BUILTIN_STRATEGIES
 from domain.rules import parameters as rule_parameters
 from domain.rules import sweep as rule_sweep
@@ -97,6 +97,8 @@ async def vocabulary(backend: BackendDep) -> Vocabulary:
             min_trades_default=sweep.MIN_TRADES_DEFAULT,
             cost_pct_max=sweep.COST_PCT_MAX,
             timeout_seconds=(sweep.TIMEOUT_SECONDS_MIN, timeout_max),
+            max_tickers=universe.UNIVERSE_MAX_TICKERS,
+            shard_bar_pairs=backend.settings.hindsight_shard_bar_pairs,
         ),
         rule_sweep=RuleSweepLimits(
             max_combinations=rule_parameters.MAX_SWEEP_COMBINATIONS,

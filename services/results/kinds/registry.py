@@ -15,6 +15,7 @@ from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2
 from sqlalchemy.orm import Session
 
+from domain.shards import SHARD_BAR_PAIRS
 from libs.job_states import STATE_BY_NAME
 from services.results import jobs
 from services.results.day_by_day import DayByDayConfig
@@ -24,13 +25,16 @@ from services.results.kinds.day_by_day import DayByDayKind
 from services.results.kinds.rule_sweep import RuleSweepKind
 from services.results.kinds.sweep import SweepKind
 from services.results.kinds.walkforward import WalkForwardKind
+from services.results.market_store import MarketStore
 from services.results.models import Job
 from services.results.timefmt import rfc3339
 
 
-def build(day_by_day: DayByDayConfig) -> KindRegistry:
+def build(day_by_day: DayByDayConfig, market: MarketStore, shard_bar_pairs: int = SHARD_BAR_PAIRS) -> KindRegistry:
     """Every kind results knows. A new kind: its handler file in this package, and one line here."""
-    return KindRegistry([SweepKind(), DayByDayKind(day_by_day), RuleSweepKind(), WalkForwardKind()])
+    return KindRegistry([
+        SweepKind(shard_bar_pairs), DayByDayKind(day_by_day), RuleSweepKind(market), WalkForwardKind(),
+    ])
 
 
 def kind_label(kind: int) -> str:

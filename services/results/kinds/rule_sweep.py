@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from services.results import rule_sweeps, sweeps
 from services.results.kinds import JobEnd, Submission
+from services.results.market_store import MarketStore
 from services.results.models import Job
 
 
@@ -24,9 +25,13 @@ class RuleSweepKind:
     spec_field = "rule_sweep"
     sharded = False
 
+    def __init__(self, market: MarketStore) -> None:
+        # Where the dataset's bars are read to plan the sweep.
+        self.market = market
+
     def submit(self, session: Session, submission: Submission) -> Job:
         spec = MessageToDict(submission.spec, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-        return rule_sweeps.submit(session, submission, spec)
+        return rule_sweeps.submit(session, self.market, submission, spec)
 
     def describe(self, session: Session | None, job: Job, msg: jobs_pb2.Job) -> None:
         if job.sweep_spec is not None:

@@ -1,9 +1,10 @@
 """JOB_KIND_WALK_FORWARD: a walk-forward optimization of a sweep (spec `hindsight.jobs.v1.WalkForwardSpec`).
 
 Its rules are domain.walkforward, its rows and view services.results.walkforward. One
-job is one JobMessage per fold (shards, like a day-by-day range): any engine replica
+job is one shard per fold (services.results.shards, as a universe sweep's tickers: a
+`sweep_shards` row and a JobMessage with its `shard_id` "f0003"): any engine replica
 takes any fold and reports it with ResultsService.CompleteWalkForwardFold; the last
-fold in completes the job.
+fold's shard to end completes the job.
 """
 
 from __future__ import annotations
@@ -37,3 +38,14 @@ class WalkForwardKind:
 
     def finish(self, session: Session, job: Job, state: str, error_message: str, ts: str) -> JobEnd:
         return walkforward.finish(session, job, state, error_message, ts)
+
+    # Its folds are shards (kinds.ShardedKind).
+
+    def start_shard(self, session: Session, job: Job, shard_id: str) -> bool:
+        return walkforward.start_fold(session, job, shard_id)
+
+    def shard_progress(self, session: Session, job_id: str, shard_id: str, percent: float) -> tuple[bool, str]:
+        return walkforward.fold_progress(session, job_id, shard_id, percent)
+
+    def fail_shard(self, session: Session, job_id: str, shard_id: str, error_message: str) -> Job:
+        return walkforward.fail_fold(session, job_id, shard_id, error_message)

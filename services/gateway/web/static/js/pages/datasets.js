@@ -84,6 +84,10 @@ export async function render(root, { query }) {
       chartCard.append(h('p', {}, `Option chain on ${d.underlying}: ${int(d.rows)} bars of ${int(d.contracts)} contracts over ${d.days} days; `
         + `expiries ${d.expiries[0]} … ${d.expiries[d.expiries.length - 1]} (${d.expiries.length}); strike step ${d.strike_steps.join(', ')}.`
         + (d.demo ? ' Synthetic (Black–Scholes), not market data.' : '')));
+      if (d.demo) {
+        chartCard.append(h('p', {}, h('a', { href: '/ui/days?demo=straddle', id: 'dataset-demo-straddle', 'data-link': true },
+          'Run the demo straddle on it'), h('span', { class: 'small muted' }, ' (day by day, on the Day-by-day page)')));
+      }
       return;
     }
     const note = h('div', { class: 'small muted' }, 'Loading bars…');

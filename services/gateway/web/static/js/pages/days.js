@@ -22,6 +22,17 @@ const EXAMPLE_STRATEGY = {
     stop_loss: { type: 'percent', value: 0.5 }, target: { type: 'points', value: 10 }, max_reentries: 2 }],
   exits: [{ id: 'exit-1', condition: 'RSI(14) > 70', entries: ['entry-1'] }],
 };
+// One click for a new user (issue 15): a short ATM straddle of the current week on DEMO-MINUTE,
+// its legs traded on the synthetic chain DEMO-OPTIONS; saved once per tenant, then reused.
+const DEMO_STRADDLE_LEG = { condition: 'time >= 09:20', side: 'sell', quantity: 50,
+  stop_loss: { type: 'percent', value: 30 }, target: { type: 'percent', value: 50 } };
+export const DEMO_STRADDLE = {
+  name: 'Short straddle (demo)',
+  dataset: { ticker: 'DEMO-MINUTE', interval: '1m' },
+  session: { square_off: '15:15' },
+  entries: ['CE', 'PE'].map((t) => ({ id: `entry-${t.toLowerCase()}`, ...DEMO_STRADDLE_LEG,
+    instrument: { type: 'option', option_type: t, strike: 'ATM', expiry: 'current_week' } })),
+};
 const DOW = ['Mo', 'Tu', 'We', 'Th', 'Fr', 'Sa', 'Su'];
 const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
 
@@ -152,6 +163,10 @@ export async function render(root, { query }) {
   const deleteButton = h('button', { type: 'button', class: 'danger small', id: 'strategy-delete', onclick: () => deleteStrategy() }, 'Delete');
   const startInput = h('input', { type: 'date', name: 'start_date', id: 'days-start', required: true });
   const endInput = h('input', { type: 'date', name: 'end_date', id: 'days-end', required: true });
+  const demoButton = h('button', { type: 'button', class: 'secondary', id: 'days-demo-straddle', onclick: () => runDemoStraddle() },
+    'Run the demo straddle');
+  const demoCard = h('div', { class: 'card', id: 'days-demo' }, demoButton,
+    h('span', { class: 'small muted' }, ' sells the ATM call and put of the current week on DEMO-MINUTE at 09:20 (stop 30 %, target 50 % of the premium, square-off 15:15), its legs on the synthetic chain DEMO-OPTIONS, over every day of the demo data.'));
   const form = h('form', { class: 'grid', id: 'days-form' },
     h('label', { class: 'full' }, 'Strategy', strategySelect),
     h('div', { class: 'full actions', id: 'strategy-actions' }, editButton, deleteButton,
@@ -186,7 +201,7 @@ export async function render(root, { query }) {
   // The JSON editor gets the page's whole width below the run form and results.
   root.append(h('h1', {}, 'Day-by-day backtests'),
     h('div', { class: 'split' },
-      h('div', {}, h('div', { class: 'card' }, h('h2', {}, 'Run a strategy day by day'), form)),
+      h('div', {}, demoCard, h('div', { class: 'card' }, h('h2', {}, 'Run a strategy day by day'), form)),
       h('div', {}, progressCard, calendarCard, dayCard)),
     newForm);
 
@@ -455,7 +470,26 @@ export async function render(root, { query }) {
     } finally { button.disabled = false; }
   });
 
+  /** The demo straddle: the tenant's saved copy (created the first time), over the demo data's days. */
+  async function runDemoStraddle() {
+    show(formMsg, null);
+    demoButton.disabled = true;
+    try {
+      let s = strategies.find((x) => x.name === DEMO_STRADDLE.name && x.definition?.dataset?.ticker === DEMO_STRADDLE.dataset.ticker);
+      if (!s) s = await api('/api/v1/strategies', { method: 'POST', json: DEMO_STRADDLE });
+      await loadStrategies(s.strategy_id);
+      if (!startInput.value || !endInput.value) throw new Error('DEMO-MINUTE is not among your datasets.');
+      form.requestSubmit();
+    } catch (err) {
+      show(formMsg, errorBox(err));
+    } finally { demoButton.disabled = false; }
+  }
+
   await loadStrategies(query.get('strategy'));
+  if (query.get('demo') === 'straddle') {
+    await runDemoStraddle();
+    return () => closers.forEach((c) => c());
+  }
   let jobId = query.get('job');
   if (!jobId && !query.get('strategy')) {
     // Opening the page shows the latest day-by-day run, as it was left.
