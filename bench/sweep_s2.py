@@ -351,6 +351,11 @@ def threads_report(bars: Bars, combos, runs: int = 3) -> bool:
           f"{'met' if one / many >= TARGET_THREADS_SPEEDUP else 'NOT met'}); results "
           f"{'identical' if same else 'DIFFER'}; load average {os.getloadavg()[0]:.1f} (other processes take "
           f"cores from the threads)", flush=True)
+    if cpus > 1:
+        from bench.machine_ceiling import parallel_ceiling
+
+        print(f"  this machine's ceiling now: x{parallel_ceiling(cpus):.2f} ({cpus} independent CPU-bound "
+              f"processes against one; bench/machine_ceiling.py)", flush=True)
     return same
 
 

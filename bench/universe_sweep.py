@@ -145,6 +145,10 @@ def main() -> int:
             print(f"      {n}: {k} shards, {sec:.1f} s in the kernel and statistics ({st:.1f} s statistics)")
     print(f"  speed-up 2 vs 1: {seconds[1] / seconds[2]:.2f}x (target >= 1.8x on 2 free cores)   "
           f"identical results: {'yes' if identical else 'NO'}")
+    from bench.machine_ceiling import parallel_ceiling
+
+    print(f"  this machine's ceiling now: x{parallel_ceiling(2):.2f} (2 independent CPU-bound processes "
+          f"against one; bench/machine_ceiling.py)")
     return 0 if identical else 1
 
 
