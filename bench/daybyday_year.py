@@ -98,14 +98,11 @@ def start_stack(data_dir: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit("the standalone stack did not become healthy")
 
 
-def run_once(c: httpx.Client, start: str, end: str) -> tuple[float, dict]:
-    t0 = time.perf_counter()
-    r = c.post("/api/v1/backtest/start", json={"strategy_id": STRATEGY_ID, "start_date": start, "end_date": end})
-    r.raise_for_status()
-    stream_url = r.json()["stream_url"]
-    final = None
-    days = 0
-    with c.stream("GET", stream_url, timeout=300) as resp:
+def follow_run(c: httpx.Client, stream_url: str, timeout: float) -> tuple[int, dict | None]:
+    """(days completed, the backtest_completed event or None) of a day-by-day run's SSE stream,
+    read to its end; an `error` event ends the bench."""
+    final, days = None, 0
+    with c.stream("GET", stream_url, timeout=timeout) as resp:
         event = ""
         for line in resp.iter_lines():
             if line.startswith("event:"):
@@ -118,6 +115,14 @@ def run_once(c: httpx.Client, start: str, end: str) -> tuple[float, dict]:
                     break
                 elif event == "error":
                     raise SystemExit(f"backtest failed: {line}")
+    return days, final
+
+
+def run_once(c: httpx.Client, start: str, end: str) -> tuple[float, dict]:
+    t0 = time.perf_counter()
+    r = c.post("/api/v1/backtest/start", json={"strategy_id": STRATEGY_ID, "start_date": start, "end_date": end})
+    r.raise_for_status()
+    days, final = follow_run(c, r.json()["stream_url"], timeout=300)
     elapsed = time.perf_counter() - t0
     assert final is not None and days == DAYS, (days, final)
     return elapsed, final["overall_summary"]

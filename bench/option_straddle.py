@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import signal
 import sys
@@ -37,6 +36,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from bench.daybyday_year import follow_run
 from bench.option_chain import MINUTES, ZONE, trading_days, write_files
 
 TARGET_WARM_SECONDS = 10.0
@@ -101,20 +101,7 @@ def run_once(c: httpx.Client, start: str, end: str, days: int) -> tuple[float, d
     r = c.post("/api/v1/backtest/start", json={"strategy_id": STRATEGY_ID, "start_date": start, "end_date": end})
     if r.status_code != 200 and r.status_code != 202:
         raise SystemExit(f"start answered {r.status_code}: {r.text[:500]}")
-    final, done = None, 0
-    with c.stream("GET", r.json()["stream_url"], timeout=900) as resp:
-        event = ""
-        for line in resp.iter_lines():
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:"):
-                if event == "day_completed":
-                    done += 1
-                elif event == "backtest_completed":
-                    final = json.loads(line[5:])
-                    break
-                elif event == "error":
-                    raise SystemExit(f"backtest failed: {line}")
+    done, final = follow_run(c, r.json()["stream_url"], timeout=900)
     took = time.perf_counter() - t0
     if final is None or done != days:
         raise SystemExit(f"the run ended after {done} of {days} days: {final}")

@@ -30,6 +30,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from domain.shards import parse_fold_shard
 from services.results import jobs
 from services.results.errors import InvalidArgument
 from services.results.jobs import Submission
@@ -94,8 +95,10 @@ def start(session: Session, job: Job, shard_id: str) -> bool:
 
 def label(shard: SweepShard) -> str:
     """How the job's events name a shard: a fold, a ticker, or a chunk of a ticker's pairs."""
-    if shard.shard_id.startswith("f"):
-        return f"Fold {int(shard.shard_id[1:])}"
+    try:
+        return f"Fold {parse_fold_shard(shard.shard_id)}"
+    except ValueError:
+        pass  # a ticker's shard
     name = shard.ticker or "The sweep"
     if shard.chunks > 1:
         return f"{name} (pairs, part {shard.chunk + 1}/{shard.chunks})"
