@@ -463,8 +463,10 @@ def join_trials(parts: list[tuple[TrialMoments, BlockSums]]) -> tuple[TrialMomen
                               np.concatenate([b.squares for _, b in parts], axis=1), rows)
 
 
-def sweep_statistics(moments: TrialMoments, block: BlockSums | None, pbo_blocks: int) -> SweepStatistics:
-    """V, SR0 and PBO of a grid from its trials' moments and block sums."""
+def sweep_statistics(moments: TrialMoments, block: BlockSums | None, pbo_blocks: int,
+                     workers: int | None = None) -> SweepStatistics:
+    """V, SR0 and PBO of a grid from its trials' moments and block sums; ``workers``: the
+    CSCV's threads (``cscv``; None: the CPUs this process may use, at most 4)."""
     trials, days = int(moments.sharpe.shape[0]), moments.days
     base: dict[str, Any] = {"trials": trials, "days": days, "pbo_blocks": pbo_blocks}
     if trials < 2:
@@ -481,7 +483,7 @@ def sweep_statistics(moments: TrialMoments, block: BlockSums | None, pbo_blocks:
     if block is None or block.blocks != pbo_blocks or block.trials != trials:
         raise ValueError("the block sums do not match the trials and pbo_blocks")
     variance = float(np.var(moments.sharpe, ddof=1))
-    outcome = cscv(block)
+    outcome = cscv(block, workers)
     return SweepStatistics(
         **base,
         sharpe_variance=variance,

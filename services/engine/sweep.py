@@ -298,6 +298,8 @@ def _sweep(bars, strategy_type, combos, direction, fill, commission_pct, slippag
     n_days = int(np.count_nonzero(day_end[start:]))
     blocks = {} if pbo_blocks is None else {"day_block": day_blocks(n_days, pbo_blocks), "blocks": pbo_blocks}
 
+    # the kernel's threads, and the CSCV's after it: a replica given one CPU uses one
+    workers = available_cpus() if threads is None else max(1, int(threads))
     out = _k.sweep(
         bars.open[:end],
         bars.close[:end],
@@ -316,7 +318,7 @@ def _sweep(bars, strategy_type, combos, direction, fill, commission_pct, slippag
         progress=progress,
         chunk=max(1, min(CHUNK_BARS, CHUNK_MAX_VALUES // len(periods))),
         progress_interval=PROGRESS_INTERVAL_S,
-        threads=available_cpus() if threads is None else max(1, int(threads)),
+        threads=workers,
         start=start,
         **blocks,
     )
@@ -330,7 +332,7 @@ def _sweep(bars, strategy_type, combos, direction, fill, commission_pct, slippag
         moments = trial_moments(n_days, out["mean"], out["m2"], out.pop("m3"), out.pop("m4"))
         # T // S days per block; with fewer days than 2 x blocks there is no CSCV (the statistics say why)
         sums = BlockSums(out.pop("block_sum"), out.pop("block_sq"), n_days // pbo_blocks)
-        stats = sweep_statistics(moments, sums, pbo_blocks) if cscv else (moments, sums)
+        stats = sweep_statistics(moments, sums, pbo_blocks, workers) if cscv else (moments, sums)
     return _metrics(bars, pairs, out, cash0, start, end), stats, time.perf_counter() - started
 
 

@@ -102,6 +102,21 @@ def test_rows_and_statistics_are_bit_identical_for_any_thread_count(strategy):
             k: v for k, v in settings.items() if k != "pbo_blocks"})) == _bits(one.rows), threads
 
 
+@pytest.mark.parametrize("strategy", ["SMA", "EMA", "MACD"])
+def test_many_period_chunks_and_a_window_are_bit_identical(strategy):
+    # 32 periods: 2, 3 and 4 period chunks of near-equal size (the columns padded to cache
+    # lines), a pair count no chunking divides, and a walk-forward window (the SMA's sums
+    # start at the window, per period chunk)
+    combos = [(f, s) for f in range(2, 30, 2) for s in range(31, 100, 4)][:-3]
+    bars = _bars("daily")
+    window = (300, 800)
+    one = sw.run_window_sweep(bars, strategy, combos, window, direction="both", threads=1)
+    assert sum(r["total_trades"] for r in one) > 0
+    for threads in (2, 3, 4):
+        assert _bits(sw.run_window_sweep(bars, strategy, combos, window, direction="both",
+                                         threads=threads)) == _bits(one), threads
+
+
 def test_cancel_with_threads_still_stops_between_chunks():
     bars = _bars("daily")
     calls = []

@@ -381,12 +381,12 @@ cdef void _indicators(const double[::1] close, Py_ssize_t t0, Py_ssize_t t1,
                     row[j] = NAN
 
 
-cdef void _sma_sums_before(const double[::1] close, const int32_t[::1] periods, Py_ssize_t start,
-                           double* S, double* C) noexcept nogil:
-    # The running window sum of each period as _indicators leaves it after bar start - 1:
-    # the closes of bars max(0, start - n) .. start - 1.
+cdef void _sma_sums_before(const double[::1] close, const int32_t[::1] periods, Py_ssize_t j0, Py_ssize_t j1,
+                           Py_ssize_t start, double* S, double* C) noexcept nogil:
+    # The running window sum of each period j in [j0, j1) as _indicators leaves it after
+    # bar start - 1: the closes of bars max(0, start - n) .. start - 1.
     cdef Py_ssize_t j, i, n
-    for j in range(periods.shape[0]):
+    for j in range(j0, j1):
         n = periods[j]
         i = start - n if start > n else 0
         while i < start:
@@ -581,18 +581,33 @@ cdef int _run(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int kin
     Bars before ``start`` only warm the indicators up (a walk-forward window: every
     earlier bar feeds the indicators, the decisions start flat at ``start``).
 
-    ``threads`` > 1 splits the combinations into that many pair chunks, and the
-    indicator columns into that many period chunks (multiples of ``_GROUP``; fewer
-    chunks when there are few), run in parallel: the indicators of a chunk of bars
-    first, then the combinations over them."""
+    ``threads`` > 1 splits the combinations into that many pair chunks (multiples of
+    ``_GROUP``), and the periods into as many near-equal period chunks (at least
+    ``_GROUP`` periods each; fewer chunks when there are few), run in parallel: the
+    indicators of a chunk of bars first, then the combinations over them.
+
+    With period chunks, each chunk's columns of the indicator buffer and of the periods'
+    running state start on a cache line of their own (``W`` columns per chunk, the
+    rest padding), so two threads never write one line; the combinations' ``fi`` and
+    ``si`` are remapped from periods to those columns."""
     cdef Py_ssize_t N = close.shape[0]
     cdef Py_ssize_t npd = 2 if kind == _WANT else periods.shape[0]
     cdef Py_ssize_t per = _chunk_size(m, threads), nch = (m + per - 1) // per if m else 1
-    cdef Py_ssize_t perj = _chunk_size(npd, threads), njc = (npd + perj - 1) // perj if npd else 1
+    cdef Py_ssize_t njc = max(1, min(threads, npd // _GROUP)), W, stride, j, c, k
     cdef int nth = <int>nch, nthj = <int>njc
-    # Row stride of the indicator buffer: a whole number of cache lines when threads
-    # write the columns of one row, so a period chunk starts on its own line.
-    cdef Py_ssize_t stride = npd if njc == 1 else (npd + _GROUP - 1) // _GROUP * _GROUP
+    cdef int32_t[::1] col
+    if njc == 1:
+        W = stride = npd
+    else:
+        W = ((npd + njc - 1) // njc + _GROUP - 1) // _GROUP * _GROUP
+        stride = njc * W
+        col = np.empty(npd, dtype=np.int32)
+        for c in range(njc):
+            for j in range(c * npd // njc, (c + 1) * npd // njc):
+                col[j] = <int32_t>(c * W + j - c * npd // njc)
+        for k in range(m):
+            hot[k].fi = <int16_t>col[hot[k].fi]
+            hot[k].si = <int16_t>col[hot[k].si]
 
     cdef Py_ssize_t rows = min(chunk, N)
     cdef double* buf = <double*>_zeroed_lines(rows * max(stride, 1) * sizeof(double))
@@ -601,7 +616,7 @@ cdef int _run(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int kin
     try:
         return _chunks(r, hot, cold, sig, m, kind, direction, next_open, sp, sa, open_, close, ts, day_end,
                        periods, want, costs, dy, progress, chunk, progress_interval, buf, stride, per, nth,
-                       perj, nthj, start)
+                       W, nthj, start)
     finally:
         free(buf)
 
@@ -610,21 +625,46 @@ cdef int _chunks(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int 
                  int sp, double sa, const double[::1] open_, const double[::1] close, const int64_t[::1] ts,
                  const uint8_t[::1] day_end, const int32_t[::1] periods, const int8_t[::1] want,
                  const Costs* costs, const Days* dy, progress, Py_ssize_t chunk, double progress_interval,
-                 double* buf, Py_ssize_t stride, Py_ssize_t per, int nth, Py_ssize_t perj, int nthj,
+                 double* buf, Py_ssize_t stride, Py_ssize_t per, int nth, Py_ssize_t W, int nthj,
                  Py_ssize_t start) except -1:
-    # _run's loop over the chunks of bars
+    # _run's loop over the chunks of bars (_chunk_loop), with the indicators' state.
+    # The periods' running state, one row of `stride` values each (compensated sum, its
+    # error term, EMA value, EMA alpha), starting on a cache line: a period chunk's
+    # state then starts on its own line too, so the threads, which write their
+    # periods' state on every bar, never write the same line.
+    cdef Py_ssize_t sst = max(stride, 1)
+    cdef double* S = <double*>_zeroed_lines(4 * sst * sizeof(double))
+    if S == NULL:
+        raise MemoryError()
+    cdef double* C = S + sst
+    cdef double* E = S + 2 * sst
+    cdef double* A = S + 3 * sst
+    cdef Py_ssize_t j, c
+    for c in range(nthj):  # period chunk c: periods [j0, j1) in columns W * c ...
+        for j in range(c * periods.shape[0] // nthj, (c + 1) * periods.shape[0] // nthj):
+            A[j + c * W - c * periods.shape[0] // nthj] = 2.0 / (periods[j] + 1.0)
+    try:
+        return _chunk_loop(r, hot, cold, sig, m, kind, direction, next_open, sp, sa, open_, close, ts, day_end,
+                           periods, want, costs, dy, progress, chunk, progress_interval, buf, stride, per, nth,
+                           W, nthj, start, S, C, E, A)
+    finally:
+        free(S)
+
+
+cdef int _chunk_loop(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int kind, int direction,
+                     int next_open, int sp, double sa, const double[::1] open_, const double[::1] close,
+                     const int64_t[::1] ts, const uint8_t[::1] day_end, const int32_t[::1] periods,
+                     const int8_t[::1] want, const Costs* costs, const Days* dy, progress, Py_ssize_t chunk,
+                     double progress_interval, double* buf, Py_ssize_t stride, Py_ssize_t per, int nth,
+                     Py_ssize_t W, int nthj, Py_ssize_t start, double* S, double* C, double* E,
+                     const double* A) except -1:
+    # _chunks' loop
     cdef Py_ssize_t N = close.shape[0], t0, t1, tend, c
     cdef Py_ssize_t npd = 2 if kind == _WANT else periods.shape[0]
     cdef int macd = kind == _MACD
     cdef int ema_kind = kind == _EMA or kind == _MACD
     cdef int is_want = kind == _WANT
     cdef double last_report = -1e300
-    ind_state = _indicator_state(periods)
-    cdef double[:, ::1] ist = ind_state
-    cdef double* S = &ist[0, 0]
-    cdef double* C = &ist[1, 0]
-    cdef double* E = &ist[2, 0]
-    cdef double* A = &ist[3, 0]
 
     t0 = 0
     if start > 0 and not ema_kind and not is_want:
@@ -632,7 +672,9 @@ cdef int _chunks(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int 
         # sum starts just before `start`, not at bar 0 (the same averages, without
         # streaming every earlier bar; EMAs and MACD do depend on all of them).
         with nogil:
-            _sma_sums_before(close, periods, start, S, C)
+            for c in range(nthj):
+                _sma_sums_before(close, periods, c * npd // nthj, (c + 1) * npd // nthj, start,
+                                 S + c * W - c * npd // nthj, C + c * W - c * npd // nthj)
         t0 = start
     tend = N - 1  # the last bar is handled by _last_bar
     while t0 < tend:
@@ -647,9 +689,13 @@ cdef int _chunks(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int 
             elif nthj == 1:
                 _indicators(close, t0, t1, periods, 0, npd, stride, ema_kind, S, C, E, A, buf)
             else:
+                # period chunk c: periods [j0, j1) in the columns from c * W (pointers shifted
+                # by c * W - j0, so the columns of period j are j's own there)
                 for c in prange(nthj, schedule="static", num_threads=nthj):
-                    _indicators(close, t0, t1, periods, c * perj, min(c * perj + perj, npd), stride, ema_kind,
-                                S, C, E, A, buf)
+                    _indicators(close, t0, t1, periods, c * npd // nthj, (c + 1) * npd // nthj, stride, ema_kind,
+                                S + c * W - c * npd // nthj, C + c * W - c * npd // nthj,
+                                E + c * W - c * npd // nthj, A + c * W - c * npd // nthj,
+                                buf + c * W - c * npd // nthj)
             if t0 < start:
                 if macd:  # MACD's per-combination fast EMA and signal line see every bar too
                     _macd_warm(hot, sig, 0, m, sp, sa, close, t0, t1, stride, buf)
@@ -857,6 +903,15 @@ def sweep(const double[::1] open_, const double[::1] close, const int64_t[::1] t
     for k in range(m):
         if not (0 <= fast_idx[k] < npd and 0 <= slow_idx[k] < npd):
             raise ValueError("period index out of range")
+    # With threads, each thread takes a contiguous pair chunk; the pairs' costs follow
+    # the grid (short periods trade more often), so the chunks are dealt the pairs in
+    # turn (pair k to chunk k mod chunks) and the results put back in the given order.
+    cdef Py_ssize_t per = _chunk_size(m, threads), nch = (m + per - 1) // per if m else 1
+    order = None
+    if nch > 1:
+        order = np.argsort(np.arange(m) % nch, kind="stable")
+        fast_idx = np.ascontiguousarray(np.asarray(fast_idx)[order])
+        slow_idx = np.ascontiguousarray(np.asarray(slow_idx)[order])
     cdef Days days
     memset(&days, 0, sizeof(Days))
     cdef const int32_t[::1] blk
@@ -901,6 +956,11 @@ def sweep(const double[::1] open_, const double[::1] close, const int64_t[::1] t
         if block_sum is not None:
             out["block_sum"] = block_sum[:, :m]
             out["block_sq"] = block_sq[:, :m]
+        if order is not None:
+            for key, dealt in out.items():
+                given = np.empty_like(dealt)
+                given[..., order] = dealt
+                out[key] = given
         return out
     finally:
         free(hot)
