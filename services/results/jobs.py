@@ -143,8 +143,12 @@ def append_event(session: Session, job: Job, type_: str, data: dict[str, Any]) -
 
 
 def locked_job(session: Session, job_id: str, tenant_id: str | None = None) -> Job:
-    """The job's row, locked until the transaction ends (NOT_FOUND when unknown, or another tenant's)."""
-    q = sa.select(Job).where(Job.job_id == job_id).with_for_update()
+    """The job's row, locked until the transaction ends (NOT_FOUND when unknown, or another tenant's).
+
+    Its attributes are read again under the lock, even when the session already holds the
+    row (read before, unlocked): what another transaction committed meanwhile (the last
+    event's seq, the state) must not be overwritten with the older values."""
+    q = sa.select(Job).where(Job.job_id == job_id).with_for_update().execution_options(populate_existing=True)
     if tenant_id is not None:
         q = q.where(Job.tenant_id == tenant_id)
     job = session.scalar(q)

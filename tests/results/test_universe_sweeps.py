@@ -185,3 +185,30 @@ async def test_a_dead_lettered_shard_fails_its_ticker_only(pg, pg_db):
         job_id=job.job_id, shard_id="t0000", results=grid_rows("D1"), bars=10))
     got = (await pg.stub.GetJob(results_pb2.GetJobRequest(tenant_id=tenant, job_id=job.job_id))).job
     assert got.state == jobs_pb2.JOB_STATE_COMPLETED
+
+
+@pytest.mark.asyncio
+async def test_shards_reporting_at_once_number_their_events_in_turn(pg, pg_db):
+    # Two engines' shards report progress on one job at the same moment: every report is
+    # answered and the events number 1, 2, 3... Each request reads the job, then locks it;
+    # the one that locks second used to keep its read from before the first one's commit,
+    # and its event took the same number (INTERNAL, a duplicate (job_id, seq)).
+    import asyncio
+
+    tenant, _ = pg_db.tenant()
+    await _import(pg, tenant, "AAA", 300)
+    await _import(pg, tenant, "BBB", 300)
+    job = (await pg.stub.SubmitJob(universe_request(tenant, ["AAA", "BBB"]))).job
+    for sid in ("t0000", "t0001"):
+        assert (await pg.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id=sid))).proceed
+
+    async def report(sid: str, pct: float) -> bool:
+        return (await pg.stub.ReportProgress(results_pb2.ReportProgressRequest(
+            job_id=job.job_id, percent=pct, message="x", shard_id=sid))).stop
+
+    for step in range(1, 21):
+        answers = await asyncio.gather(*(report(sid, step * 4.0) for sid in ("t0000", "t0001") for _ in range(2)))
+        assert not any(answers)
+    seqs = [r[0] for r in pg_db.rows("SELECT seq FROM job_events WHERE job_id = :j ORDER BY seq", j=job.job_id)]
+    assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) > 20
+    assert percents(pg_db, job.job_id)[-1] == 80.0
