@@ -20,7 +20,7 @@ from domain.overfitting import PBO_BLOCKS_DEFAULT
 from domain.rules.strategy import StrategyInvalid, validate_definition
 from domain.rules.sweep import STRATEGY_TYPE, rule_grid
 from services.engine.day_by_day import NoData
-from services.engine.job_context import JobContext
+from services.engine.job_context import JobContext, ThreadProgress
 from services.engine.kinds.sweep import _clean, statistics_message
 from services.engine.rule_sweep import RuleSweepCancelled, run_rule_sweep
 
@@ -63,21 +63,11 @@ class RuleSweepRunner:
             await ctx.fail(job.job_id, f"{MARKET_DATA_ERROR}: the dataset version of this sweep was deleted")
             return
 
-        loop = asyncio.get_running_loop()
+        reports = ThreadProgress(ctx, job.job_id, asyncio.get_running_loop())
 
         def on_progress(done: int, total: int) -> bool:
-            if ctx.stopping:
-                return False
-            pct = _START + (_END - _START) * done / max(total, 1)
-            fut = asyncio.run_coroutine_threadsafe(
-                ctx.progress(job.job_id, pct, f"Processing {done}/{total} combinations"), loop
-            )
-            try:
-                return not fut.result(timeout=ctx.rpc_timeout).stop
-            except Exception:
-                fut.cancel()
-                log.warning("progress report failed", extra={"job_id": job.job_id}, exc_info=True)
-                return True
+            return reports.report(_START + (_END - _START) * done / max(total, 1),
+                                  f"Processing {done}/{total} combinations")
 
         t0 = time.perf_counter()
         try:
@@ -92,11 +82,13 @@ class RuleSweepRunner:
             await ctx.fail(job.job_id, f"{MARKET_DATA_ERROR}: {exc}")
             return
         except RuleSweepCancelled:
+            await reports.settle()
             if ctx.stopping:
                 raise ctx.shutting_down(job.job_id) from None
             log.info("rule sweep stopped on request", extra={"job_id": job.job_id})
             return
         elapsed = time.perf_counter() - t0
+        await reports.settle()
         await ctx.progress(job.job_id, 98.0, "Storing results")
         results = [
             results_pb2.SweepResult(

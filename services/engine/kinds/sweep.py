@@ -17,7 +17,7 @@ from domain.market import insufficient_data
 from domain.overfitting import PBO_BLOCKS_DEFAULT, BlockSums, SweepStatistics
 from domain.shards import chunk_bounds
 from domain.sweep import RSI_STRATEGY_TYPE, THRESHOLD_STEP_DEFAULT, rsi_combos, sweep_combos
-from services.engine.job_context import JobContext
+from services.engine.job_context import JobContext, ThreadProgress
 from services.engine.kinds import universe_sweep
 from services.engine.rsi_sweep import run_rsi_sweep
 from services.engine.sweep import SweepCancelled, run_sweep, run_sweep_with_statistics
@@ -109,24 +109,15 @@ class SweepRunner:
             await ctx.fail(job.job_id, insufficient_data(spec.ticker))
             return
 
-        loop = asyncio.get_running_loop()
         n_combos, n_bars = len(combos), len(bars.close)
+        reports = ThreadProgress(ctx, job.job_id, asyncio.get_running_loop())
 
         def on_progress(fraction: float) -> bool:
-            if ctx.stopping:
-                return False
             # Called from the kernel's thread between chunks; a few times a second at most.
             pct = _KERNEL_START + (_KERNEL_END - _KERNEL_START) * fraction
             done = round(fraction * n_combos * n_bars / max(n_bars, 1))
             text = f"Processing {min(done, n_combos)}/{n_combos} combinations ({fraction * 100:.0f}% of {n_bars} bars)"
-            fut = asyncio.run_coroutine_threadsafe(ctx.progress(job.job_id, pct, text), loop)
-            try:
-                return not fut.result(timeout=ctx.rpc_timeout).stop
-            except Exception:
-                fut.cancel()
-                # Progress is advisory; losing one report must not kill the run.
-                log.warning("progress report failed", extra={"job_id": job.job_id}, exc_info=True)
-                return True
+            return reports.report(pct, text)
 
         t0 = time.perf_counter()
         try:
@@ -163,11 +154,13 @@ class SweepRunner:
                 rows = await asyncio.to_thread(run_sweep, bars, strategy, combos, **settings)
                 statistics, statistics_seconds = None, 0.0
         except SweepCancelled:
+            await reports.settle()
             if ctx.stopping:
                 raise ctx.shutting_down(job.job_id) from None
             log.info("sweep stopped on request", extra={"job_id": job.job_id})
             return
         elapsed = time.perf_counter() - t0
+        await reports.settle()
         # The kernel's throughput: the statistics after it depend on the grid and the days, not the bars.
         ctx.metrics.observe_sweep(n_combos, n_bars, max(elapsed - statistics_seconds, 1e-9))
         await ctx.progress(job.job_id, 98.0, "Storing results")

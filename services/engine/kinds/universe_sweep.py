@@ -79,6 +79,11 @@ class ShardContext:
         # stream; the shard reports that fraction itself (0 before the kernel, 100 after).
         start, end = self._kernel
         fraction = min(1.0, max(0.0, (percent - start) / (end - start)))
+        if fraction in (0.0, 1.0):
+            # Before and after the kernel there is nothing to tell: the shard's start is its
+            # StartJob and its end its CompleteSweep (a report is a write at results, ~10 ms
+            # a shard could spend in its kernel; a stop comes with the kernel's first report).
+            return results_pb2.ReportProgressResponse(stop=False)
         return await self._ctx.call(
             self._ctx.stub.ReportProgress,
             results_pb2.ReportProgressRequest(job_id=job_id, percent=fraction * 100.0, message=message,
