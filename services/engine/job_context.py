@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 
 import grpc
@@ -125,5 +126,6 @@ class ThreadProgress:
         """Wait for the report in flight (from the event loop, after the kernel)."""
         pending = self._pending
         if pending is not None:
-            await asyncio.wait([asyncio.wrap_future(pending)])
+            with contextlib.suppress(Exception):  # retrieved here, reported by _collect
+                await asyncio.wrap_future(pending)
             self._collect(pending)
