@@ -157,6 +157,14 @@ def locked_job(session: Session, job_id: str, tenant_id: str | None = None) -> J
     return job
 
 
+def locked_job_if_free(session: Session, job_id: str) -> Job | None:
+    """The job's row, locked until the transaction ends, if no other transaction holds it
+    now (None then, or when unknown); on SQLite, where writes take turns, always locked."""
+    q = (sa.select(Job).where(Job.job_id == job_id).with_for_update(skip_locked=True)
+         .execution_options(populate_existing=True))
+    return session.scalar(q)
+
+
 def job_message(job: Job, kind: jobs_pb2.JobKind.ValueType, **shard: Any) -> bytes:
     """The JobMessage that asks an engine to run `job` (or the shard of it that `shard` names)."""
     return bus_pb2.JobMessage(job_id=job.job_id, tenant_id=job.tenant_id, job_kind=kind, **shard).SerializeToString()

@@ -19,7 +19,8 @@ names them):
 What a shard's results are, and what its end means for the job (a ticker fails alone, a
 fold failing fails the job), is its kind's (services.results.universe_sweeps,
 services.results.walkforward). Every function runs inside the caller's transaction with
-the job's row locked (services.results.jobs.locked_job).
+the job's row locked (services.results.jobs.locked_job), but `progress`, which locks it
+only if it is free.
 """
 
 from __future__ import annotations
@@ -135,21 +136,36 @@ def advance(session: Session, job: Job, describe: Describe = bar_pairs_message) 
     jobs.append_event(session, job, "progress", {"percent": value, "message": message, "timestamp": rfc3339(utcnow())})
 
 
-def progress(session: Session, job: Job, shard_id: str, percent_done: float,
+def progress(session: Session, job_id: str, shard_id: str, percent_done: float,
              describe: Describe = bar_pairs_message) -> tuple[bool, str]:
-    """A shard's own progress (0..100 of its bar-pairs); (stop, reason) like ReportProgress."""
+    """A shard's own progress (0..100 of its bar-pairs); (stop, reason) like ReportProgress.
+
+    Unlike the other rules here it does not wait for the job's row lock: the shard's
+    count is its own row's (locked), and the job's progress event is appended only when
+    the job's row is free at that moment (SKIP LOCKED). The shards of other replicas
+    then never queue behind one another's reports and completions on the job's row; a
+    report that finds it taken still counts, in the next event (the percent is the sum
+    of the shards' counts)."""
     if not math.isfinite(percent_done):
         raise InvalidArgument("percent must be a number between 0 and 100")
+    job = jobs.get_job_any(session, job_id)
     if job.state != jobs.RUNNING:
         return jobs.stop_reason(job)
-    shard = get(session, job, shard_id)
+    shard = session.scalar(
+        sa.select(SweepShard).where(SweepShard.job_id == job_id, SweepShard.shard_id == shard_id)
+        .with_for_update().execution_options(populate_existing=True)
+    )
+    if shard is None:
+        raise InvalidArgument(f"job {job_id!r} has no shard {shard_id!r}")
     if shard.state in ENDED:
         return True, f"shard {shard_id} already {shard.state}"
     done = round(min(1.0, max(0.0, percent_done / 100.0)) * shard.bar_pairs_total)
     if done > shard.bar_pairs_done:
         shard.bar_pairs_done = done
         session.flush()
-        advance(session, job, describe)
+        locked = jobs.locked_job_if_free(session, job_id)
+        if locked is not None and locked.state == jobs.RUNNING:
+            advance(session, locked, describe)
     return False, ""
 
 

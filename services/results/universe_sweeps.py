@@ -176,7 +176,7 @@ def start_shard(session: Session, job: Job, sid: str) -> bool:
 
 def shard_progress(session: Session, job_id: str, sid: str, percent_done: float) -> tuple[bool, str]:
     """A shard's own progress (0..100 of its bar-pairs); (stop, reason) like ReportProgress."""
-    return shards.progress(session, jobs.locked_job(session, job_id), sid, percent_done)
+    return shards.progress(session, job_id, sid, percent_done)
 
 
 @dataclass(frozen=True)

@@ -198,7 +198,7 @@ def start_fold(session: Session, job: Job, shard_id: str) -> bool:
 
 def fold_progress(session: Session, job_id: str, shard_id: str, percent: float) -> tuple[bool, str]:
     """A fold's own progress (0..100 of its bar-pairs), the job's in folds done (shards.progress)."""
-    return shards.progress(session, jobs.locked_job(session, job_id), shard_id, percent, fold_message)
+    return shards.progress(session, job_id, shard_id, percent, fold_message)
 
 
 def fail_fold(session: Session, job_id: str, shard_id: str, error_message: str) -> Job:

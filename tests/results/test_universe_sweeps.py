@@ -212,3 +212,31 @@ async def test_shards_reporting_at_once_number_their_events_in_turn(pg, pg_db):
     seqs = [r[0] for r in pg_db.rows("SELECT seq FROM job_events WHERE job_id = :j ORDER BY seq", j=job.job_id)]
     assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) > 20
     assert percents(pg_db, job.job_id)[-1] == 80.0
+
+
+@pytest.mark.asyncio
+async def test_a_shard_report_does_not_wait_for_the_job_row(pg, pg_db, results_pg_url):
+    # Another transaction holds the job's row (a replica's completion, say): a shard's
+    # report is still answered at once, its count stored; its event comes with the next.
+    import psycopg
+
+    tenant, _ = pg_db.tenant()
+    await _import(pg, tenant, "AAA", 300)
+    await _import(pg, tenant, "BBB", 300)
+    job = (await pg.stub.SubmitJob(universe_request(tenant, ["AAA", "BBB"]))).job
+    for sid in ("t0000", "t0001"):
+        assert (await pg.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id=sid))).proceed
+    events = len(percents(pg_db, job.job_id))
+    with psycopg.connect(results_pg_url) as holder:
+        holder.execute("SELECT 1 FROM jobs WHERE job_id = %s FOR UPDATE", (job.job_id,))
+        answer = await pg.stub.ReportProgress(results_pb2.ReportProgressRequest(
+            job_id=job.job_id, percent=50.0, message="x", shard_id="t0000"), timeout=5)
+        assert not answer.stop
+        holder.rollback()
+    done = pg_db.rows("SELECT shard_id, bar_pairs_done FROM sweep_shards WHERE job_id = :j ORDER BY shard_id",
+                      j=job.job_id)
+    assert [(r[0], r[1]) for r in done] == [("t0000", 150 * PAIRS), ("t0001", 0)]
+    assert len(percents(pg_db, job.job_id)) == events  # no event while the row was taken
+    await pg.stub.ReportProgress(results_pb2.ReportProgressRequest(
+        job_id=job.job_id, percent=50.0, message="x", shard_id="t0001"))
+    assert percents(pg_db, job.job_id)[-1] == 50.0  # both shards' halves
