@@ -62,6 +62,22 @@ class Browser:
         self.page.screenshot(path=str(path), full_page=True)
         return path
 
+    def log_in(self) -> None:
+        """Give this browser a session unless it has one. Asked of the gateway (whoami), not
+        read off a page: a page draws its form first and goes to the login page only when
+        its data answers 401, so a form on screen does not mean a session (the tests of a
+        file may run first on a worker, before any test logged in)."""
+        page = self.page
+        if urlsplit(page.url).netloc != urlsplit(self.base_url).netloc:
+            self.goto("/ui/login")  # fetch needs the gateway's origin
+        status = page.evaluate("() => fetch('/api/v1/auth/whoami', {credentials: 'same-origin'}).then(r => r.status)")
+        if status == 200:
+            return
+        self.goto("/ui/login")
+        page.fill("#api-key", WEB_KEY)
+        page.click("#login-submit")
+        page.wait_for_url(lambda url: "/ui/login" not in url)
+
     def foreign_requests(self) -> list[str]:
         """Requests to anywhere but the gateway (data: and blob: URLs stay in the page; file:
         URLs are a downloaded report opened from disk)."""

@@ -29,12 +29,8 @@ def test_a_straddle_day_shows_contracts_and_premiums(browser: Browser) -> None:
     with httpx.Client(base_url=browser.base_url, headers={"X-API-Key": WEB_KEY}, timeout=30) as c:
         sid = c.post("/api/v1/strategies", json=STRADDLE).json()["strategy_id"]
     try:
+        browser.log_in()
         browser.goto(f"/ui/days?strategy={sid}")
-        page.wait_for_selector("#days-form, #api-key")
-        if page.query_selector("#api-key") is not None:  # run alone: log in first (the dashboard's tests did)
-            page.fill("#api-key", WEB_KEY)
-            page.click("#login-submit")
-            page.wait_for_selector("#days-form")
         page.wait_for_selector(f'#days-strategy option[value="{sid}"]', state="attached")
         page.select_option("#days-strategy", sid)
         page.click("#days-run")
@@ -75,12 +71,8 @@ def test_the_demo_straddle_runs_in_one_click(browser: Browser) -> None:
             c.delete(f"/api/v1/strategies/{s['strategy_id']}")
         chain = next(d for d in c.get("/api/v1/datasets").json()["datasets"] if d["ticker"] == "DEMO-OPTIONS")
         minute = next(d for d in c.get("/api/v1/datasets").json()["datasets"] if d["ticker"] == "DEMO-MINUTE")
+    browser.log_in()
     browser.goto(f"/ui/datasets?dataset={chain['dataset_id']}")
-    page.wait_for_selector("#dataset-demo-straddle, #api-key")
-    if page.query_selector("#api-key") is not None:  # run alone: log in first
-        page.fill("#api-key", WEB_KEY)
-        page.click("#login-submit")
-        browser.goto(f"/ui/datasets?dataset={chain['dataset_id']}")
     page.click("#dataset-demo-straddle")
     page.wait_for_selector('#days-progress [role=progressbar][aria-valuenow="100"]', timeout=120_000)
     page.wait_for_selector("#days-summary")

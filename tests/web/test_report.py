@@ -42,14 +42,8 @@ def api(browser: Browser) -> httpx.Client:
 
 
 def logged_in(browser: Browser) -> None:
-    """The tests of this file may run alone: log in unless test_dashboard.py already did."""
-    page = browser.page
-    browser.goto("/ui/runs")
-    page.wait_for_selector("#api-key, #runs-table", timeout=20_000)
-    if page.query_selector("#api-key"):
-        page.fill("#api-key", WEB_KEY)
-        page.click("#login-submit")
-        page.wait_for_selector("#runs-table")
+    """The tests of this file may run alone: log in unless the browser has a session."""
+    browser.log_in()
 
 
 def every_chart_has_data(page, ids: list[str]) -> None:

@@ -18,15 +18,9 @@ def api(browser: Browser) -> httpx.Client:
 
 def logged_in(browser: Browser) -> None:
     """On the sweeps page, logging in first when this browser has no session yet."""
-    page = browser.page
+    browser.log_in()
     browser.goto("/ui/sweeps")
-    page.wait_for_selector("#sweep-form, #api-key")
-    if page.query_selector("#api-key"):
-        page.fill("#api-key", WEB_KEY)
-        page.click("#login-submit")
-        page.wait_for_selector("#sweep-form")
-        browser.goto("/ui/sweeps")
-    page.wait_for_selector("#sweep-form")
+    browser.page.wait_for_selector("#sweep-form")
 
 
 def column(page, key: str) -> list[str]:

@@ -5,8 +5,6 @@ buy-and-hold, each checked against GET /api/v1/walkforward/{id}."""
 
 from __future__ import annotations
 
-import re
-
 import httpx
 import pytest
 
@@ -16,14 +14,9 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def _logged_in(browser: Browser) -> None:
-    page = browser.page
+    browser.log_in()
     browser.goto("/ui/walkforward")
-    page.wait_for_selector("#wf-form, #login-form")
-    if page.query_selector("#login-form"):
-        page.fill("#api-key", WEB_KEY)
-        page.click("#login-submit")
-        page.wait_for_url(re.compile(r"/ui/walkforward"))
-        page.wait_for_selector("#wf-form")
+    browser.page.wait_for_selector("#wf-form")
 
 
 def test_walkforward_from_the_form(browser: Browser) -> None:
