@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 from hindsight.results.v1 import results_pb2
+from psycopg.types.json import Json
 from sqlalchemy.orm import Session
 
 from domain.market import normalize_ticker
@@ -242,24 +243,7 @@ def complete_sweep(
         )
     )
     session.flush()
-    if rows:
-        session.execute(
-            sa.insert(SweepResult),
-            [
-                {
-                    "sweep_run_id": run_id,
-                    "ticker": r.ticker,
-                    "strategy_type": r.strategy_type,
-                    "fast_period": r.fast_period,
-                    "slow_period": r.slow_period,
-                    "total_trades": r.total_trades,
-                    "avg_trade_duration": r.avg_trade_duration,
-                    "parameters": r.parameters,
-                    **{k: runs.finite(r.metrics.get(k)) for k in SWEEP_OPTIONAL_METRICS},
-                }
-                for r in rows
-            ],
-        )
+    insert_rows(session, run_id, rows)
     if statistics is not None:
         run = session.get(SweepRun, run_id)
         assert run is not None
@@ -445,6 +429,30 @@ def row_values(r: SweepRow) -> dict[str, Any]:
         "parameters": r.parameters,
         **{k: runs.finite(r.metrics.get(k)) for k in SWEEP_OPTIONAL_METRICS},
     }
+
+
+def insert_rows(session: Session, sweep_run_id: str, rows: list[SweepRow]) -> None:
+    """Insert a run's rows in their order (ids ascend with it). On Postgres through COPY:
+    a few ms for a 590-row grid where the ORM's multi-row INSERTs took 12 (a universe
+    sweep stores a grid per ticker)."""
+    if not rows:
+        return
+    values = [{"sweep_run_id": sweep_run_id, **row_values(r)} for r in rows]
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        session.execute(sa.insert(SweepResult), values)
+        return
+    session.flush()  # the run's row first (the rows' foreign key)
+    columns = list(values[0])
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor, cursor.copy(
+        f"COPY {SweepResult.__tablename__} ({', '.join(columns)}) FROM STDIN"
+    ) as copy:
+        for v in values:
+            params = v["parameters"]
+            v["parameters"] = None if params is None else Json(params)
+            copy.write_row([v[c] for c in columns])
 
 
 def best_rows_query(run: SweepRun, where: list[Any]) -> sa.Select[tuple[SweepResult]]:

@@ -249,11 +249,7 @@ def _maybe_end(session: Session, job: Job) -> None:
 def _store_ticker(session: Session, run: SweepRun, lead: SweepShard, rows: list[Any],
                   statistics: SweepStatistics | None) -> None:
     """Insert a ticker's rows (its whole grid, in grid order) and keep its outcome on `lead`."""
-    if rows:
-        session.execute(
-            sa.insert(SweepResult),
-            [{"sweep_run_id": run.sweep_run_id, **sweeps.row_values(r)} for r in rows],
-        )
+    sweeps.insert_rows(session, run.sweep_run_id, rows)
     where = [SweepResult.sweep_run_id == run.sweep_run_id, SweepResult.ticker == lead.ticker]
     best = session.scalars(sweeps.best_rows_query(run, where).limit(1)).first()
     lead.total_results = int(session.scalar(
