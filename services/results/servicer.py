@@ -497,6 +497,17 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
     async def StartJob(self, request, context):
         job_id = require(request.job_id, "job_id")
 
+        def start_unlocked(s: Session) -> tuple[bool, float, jobs_pb2.Job] | None:
+            # A queued shard of a running sharded job: its own row is enough (shards.start_queued)
+            job = jobs.get_job_any(s, job_id)
+            if not self.kinds.start_queued_shard(s, job, request.shard_id):
+                return None
+            return True, 0.0, self.kinds.job_proto(job, s)
+
+        if request.shard_id and (fast := await self.write(start_unlocked)) is not None:
+            proceed, wait, msg = fast
+            return results_pb2.StartJobResponse(proceed=proceed, job=msg, retry_after_seconds=wait)
+
         def start(s: Session) -> tuple[bool, float, jobs_pb2.Job]:
             job = jobs.locked_job(s, job_id)
             if job.state == jobs.QUEUED and (wait := quotas.start_delay(s, job, self.limits)):

@@ -94,6 +94,23 @@ def start(session: Session, job: Job, shard_id: str) -> bool:
     return True
 
 
+def start_queued(session: Session, job: Job, shard_id: str) -> bool:
+    """An engine takes a shard not taken before, of a job already running, without the job's
+    row lock (`job` read unlocked): the shard's own row is locked, and the job's row stays
+    free for the other replicas' completions. False when the shard is not queued (ended,
+    or a restart, whose event needs the job's row): the caller takes the locked `start`."""
+    shard = session.scalar(
+        sa.select(SweepShard).where(SweepShard.job_id == job.job_id, SweepShard.shard_id == shard_id)
+        .with_for_update().execution_options(populate_existing=True)
+    )
+    if shard is None or shard.state != jobs.QUEUED:
+        return False
+    shard.state = jobs.RUNNING
+    shard.attempts += 1
+    shard.started_at = shard.started_at or utcnow()
+    return True
+
+
 def label(shard: SweepShard) -> str:
     """How the job's events name a shard: a fold, a ticker, or a chunk of a ticker's pairs."""
     try:

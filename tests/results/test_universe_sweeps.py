@@ -243,3 +243,30 @@ async def test_a_shard_report_does_not_wait_for_the_job_row(pg, pg_db, results_p
     await pg.stub.ReportProgress(results_pb2.ReportProgressRequest(
         job_id=job.job_id, percent=50.0, message="x", shard_id="t0001"))
     assert percents(pg_db, job.job_id)[-1] == 50.0  # both shards' halves
+
+
+@pytest.mark.asyncio
+async def test_a_queued_shard_starts_while_another_holds_the_job_row(pg, pg_db, results_pg_url):
+    # A replica's completion holds the job's row: another replica still takes its next
+    # shard at once (its own row is locked, not the job's); a restart's event still waits.
+    import psycopg
+
+    tenant, _ = pg_db.tenant()
+    for t in ("AAA", "BBB", "CCC"):
+        await _import(pg, tenant, t, 300)
+    job = (await pg.stub.SubmitJob(universe_request(tenant, ["AAA", "BBB", "CCC"]))).job
+    assert (await pg.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id="t0000"))).proceed
+    with psycopg.connect(results_pg_url) as holder:
+        holder.execute("SELECT 1 FROM jobs WHERE job_id = %s FOR UPDATE", (job.job_id,))
+        started = await pg.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id="t0001"), timeout=5)
+        assert started.proceed and list(started.job.sweep.tickers) == ["AAA", "BBB", "CCC"]
+        with pytest.raises(grpc.aio.AioRpcError) as waited:  # t0000 again: a restart, under the job's lock
+            await pg.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id="t0000"), timeout=1)
+        assert waited.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        holder.rollback()
+    rows = pg_db.rows("SELECT shard_id, state, attempts FROM sweep_shards WHERE job_id = :j ORDER BY shard_id",
+                      j=job.job_id)
+    assert [(r[0], r[1]) for r in rows][:2] == [("t0000", "running"), ("t0001", "running")]
+    # after a cancel, a queued shard does not start
+    await pg.stub.CancelJob(results_pb2.CancelJobRequest(tenant_id=tenant, job_id=job.job_id))
+    assert not (await pg.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id="t0002"))).proceed

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from domain.shards import SHARD_BAR_PAIRS
 from libs.job_states import STATE_BY_NAME
-from services.results import jobs
+from services.results import jobs, shards
 from services.results.day_by_day import DayByDayConfig
 from services.results.errors import FailedPrecondition, InvalidArgument
 from services.results.kinds import KindHandler, ShardedKind
@@ -106,6 +106,12 @@ class KindRegistry:
             if not proceed:
                 return False, job
         return hooks.start_shard(session, job, shard_id), job
+
+    def start_queued_shard(self, session: Session, job: Job, shard_id: str) -> bool:
+        """An engine takes a queued shard of `job` read unlocked (services.results.shards.start_queued):
+        False when the job is not running or the shard not queued (or not a shard row), for
+        `start_shard`."""
+        return job.state == jobs.RUNNING and shards.start_queued(session, job, shard_id)
 
     def job_proto(self, job: Job, session: Session | None = None) -> jobs_pb2.Job:
         """A job as the API shows it; with a session, its spec in full (`KindHandler.describe`)."""
