@@ -52,7 +52,7 @@ from domain.overfitting import (
     overfitting_view,
     sweep_statistics,
 )
-from domain.shards import SHARD_BAR_PAIRS, chunk_bounds, pair_chunk_count, ticker_shard_id
+from domain.shards import SHARD_BAR_PAIRS, chunk_bounds, pair_chunk_count, parse_ticker_shard, ticker_shard_id
 from domain.sweep import CROSSOVER_TYPES
 from services.results import jobs, runs, shards, sweeps
 from services.results.datasets import resolve_dataset
@@ -297,14 +297,51 @@ def _rows_of(request: results_pb2.CompleteSweepRequest) -> list[sweeps.SweepRow]
     return sweeps.rows_of(request.results)
 
 
+@dataclass(frozen=True)
+class JoinedStatistics:
+    """A ticker's whole-grid statistics computed before its last chunk's transaction, from
+    the chunks completed then (`parts`: their shard ids) and that last chunk's request."""
+
+    parts: tuple[str, ...]
+    statistics: SweepStatistics | None
+
+
+def staged_parts(session: Session, job_id: str, sid: str) -> list[tuple[str, bytes | None]] | None:
+    """(shard id, staged request) of the other chunks of `sid`'s ticker when every one of them
+    has completed, read without a lock; None when `sid` is not a chunk or some are not in."""
+    shard = session.get(SweepShard, (job_id, sid))
+    if shard is None or shard.chunks <= 1 or shard.state in SHARD_ENDED:
+        return None
+    others = [p for p in shards.of_job(session, job_id) if p.position == shard.position and p.shard_id != sid]
+    if not others or any(p.state != COMPLETED or p.staged is None for p in others):
+        return None
+    return [(p.shard_id, p.staged) for p in others]
+
+
+def join_ahead(sid: str, others: list[tuple[str, bytes | None]],
+               request: results_pb2.CompleteSweepRequest) -> JoinedStatistics:
+    """The statistics of the ticker's whole grid if `sid` is its last chunk to come in,
+    computed with no transaction open (the CSCV of a large grid takes seconds; the job's row
+    is then held only to store): `complete_shard` uses them when the same chunks are in."""
+    parts = sorted([*others, (sid, None)], key=lambda part: parse_ticker_shard(part[0])[1])  # grid order
+    requests = [request if part_id == sid else results_pb2.CompleteSweepRequest.FromString(staged or b"")
+                for part_id, staged in parts]
+    try:
+        statistics = joined_statistics(requests)
+    except ValueError:
+        statistics = None
+    return JoinedStatistics(tuple(part_id for part_id, _ in parts), statistics)
+
+
 def complete_shard(
     session: Session, job_id: str, sid: str, rows: list[Any], execution_time_seconds: float, bars: int,
     statistics: SweepStatistics | None, buy_and_hold_return_pct: float | None,
-    request: results_pb2.CompleteSweepRequest | None = None,
+    request: results_pb2.CompleteSweepRequest | None = None, joined: JoinedStatistics | None = None,
 ) -> tuple[str, bool]:
     """Store one shard's rows, once (keyed by the shard); (sweep_run_id, stored) like
     CompleteSweep. A pair chunk is kept whole (`request`) until its ticker's last chunk is
-    in: then the ticker's rows go in, in grid order, with the whole grid's statistics."""
+    in: then the ticker's rows go in, in grid order, with the whole grid's statistics
+    (`joined`'s when they were computed from the same chunks, else computed here)."""
     job = jobs.locked_job(session, job_id)
     run = run_of(session, job_id)
     if job.state in (FAILED, CANCELLED):
@@ -333,7 +370,7 @@ def complete_shard(
     shards.end(session, shard, COMPLETED, engine_seconds=execution_time_seconds)
     parts = [p for p in shards.of_job(session, job_id) if p.position == shard.position]
     if all(p.state == COMPLETED for p in parts):
-        _assemble(session, job, run, parts)
+        _assemble(session, job, run, parts, joined)
     _maybe_end(session, job)
     return run.sweep_run_id, True
 
@@ -343,14 +380,18 @@ def _ticker_count(session: Session, job_id: str) -> int:
                               .where(SweepShard.job_id == job_id)) or 0)
 
 
-def _assemble(session: Session, job: Job, run: SweepRun, parts: list[SweepShard]) -> None:
+def _assemble(session: Session, job: Job, run: SweepRun, parts: list[SweepShard],
+              joined: JoinedStatistics | None = None) -> None:
     """Every pair chunk of a ticker is in: its rows in grid order, its statistics, its outcome."""
     requests = [results_pb2.CompleteSweepRequest.FromString(p.staged or b"") for p in parts]
     rows = [row for r in requests for row in _rows_of(r)]
-    try:
-        statistics = joined_statistics(requests)
-    except ValueError:
-        statistics = None
+    if joined is not None and joined.parts == tuple(p.shard_id for p in parts):
+        statistics = joined.statistics  # the same chunks: a chunk's staged request never changes
+    else:
+        try:
+            statistics = joined_statistics(requests)
+        except ValueError:
+            statistics = None
     lead = parts[0]
     _store_ticker(session, run, lead, rows, statistics)
     for p in parts:

@@ -278,3 +278,45 @@ async def test_standalone_restart_requeues_one_message_per_chunk_not_ended(servi
     assert sorted(seen) == [f"t0000c{c:03d}of005" for c in (0, 2, 3, 4)]
     await services.stop(second)
     await bus2.close()
+
+
+@pytest.mark.asyncio
+async def test_the_whole_grids_statistics_are_computed_with_the_job_row_free(services, results_pg_url, pg_db,
+                                                                             monkeypatch):
+    # The CSCV of a ticker's joined grid takes seconds for large grids: its last chunk's
+    # completion computes it before it locks the job's row (other replicas' completions and
+    # a cancel would wait on that row meanwhile), and stores what it computed.
+    import psycopg
+
+    from services.results import universe_sweeps
+
+    chunked = await services.start(pg_settings(results_pg_url, hindsight_shard_bar_pairs=SHARD_BAR_PAIRS),
+                                   RecordingBus())
+    tenant, _ = pg_db.tenant()
+    await _import(chunked, tenant, "FREE")
+    job = (await chunked.stub.SubmitJob(_single(tenant, "FREE"))).job
+    rows = _shards(pg_db, job.job_id)
+    row_free: list[bool] = []
+    joined = universe_sweeps.joined_statistics
+
+    def watched(parts):
+        with psycopg.connect(results_pg_url) as probe:
+            try:
+                probe.execute("SELECT 1 FROM jobs WHERE job_id = %s FOR UPDATE NOWAIT", (job.job_id,))
+                row_free.append(True)
+            except psycopg.errors.LockNotAvailable:
+                row_free.append(False)
+        return joined(parts)
+
+    monkeypatch.setattr(universe_sweeps, "joined_statistics", watched)
+    for c in range(CHUNKS):
+        sid = rows[c].shard_id
+        assert (await chunked.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id=sid))).proceed
+        lo, hi = chunk_bounds(len(COMBOS), c, CHUNKS)
+        assert (await chunked.stub.CompleteSweep(
+            _request(job.job_id, "FREE", COMBOS[lo:hi], shard_id=sid, chunk=True))).stored
+    ended = await _job(chunked, tenant, job.job_id)
+    assert ended.state == jobs_pb2.JOB_STATE_COMPLETED
+    assert row_free == [True]  # once, for the last chunk, with nobody holding the job's row
+    best = await _best(chunked, tenant, ended.sweep_run_id)
+    assert best["overfitting"]["pbo"] is not None
