@@ -7,7 +7,9 @@ single-threaded engine replicas (HINDSIGHT_ENGINE_THREADS=1, one job at a time e
     .venv/bin/python -m bench.universe_sweep --tickers 6 --bars 50000
 
 Prints, for each replica count, the time from the POST to the `done` event, the ratio,
-whether every ticker's rows are identical between the two runs, and each engine
+whether every ticker's rows are identical between the two runs, the CPU seconds each part
+of the stack used in each run (engines, results, gateway, notifier, Postgres, RabbitMQ;
+from /proc) and the speed-up they allow on this machine's CPUs, and each engine
 process's peak memory (VmHWM: its resident set's high-water mark over its life; fresh
 engine processes for each run). An engine holds one ticker's bars at a time (plus the
 bar cache, HINDSIGHT_BAR_CACHE_MB), so its peak follows one ticker's bars, not the
@@ -63,6 +65,34 @@ def compute_seconds(stack: Stack, name: str) -> tuple[float, float, int]:
     return total, stats, shards
 
 
+_PROCESS_GROUPS = (("engines", "services.engine"), ("results", "services.results"), ("gateway", "services.gateway"),
+                   ("notifier", "services.notifier"), ("postgres", "postgres"), ("rabbitmq", "beam"))
+
+
+def cpu_seconds() -> dict[tuple[str, str], float]:
+    """CPU seconds (user + system) so far of every process of the stack, Postgres and RabbitMQ,
+    by (group, pid); a process started later counts from 0."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        group = next((g for g, marker in _PROCESS_GROUPS if marker in cmd), None)
+        if group is not None:
+            out[(group, pid)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def cpu_used(before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]) -> dict[str, float]:
+    used: dict[str, float] = {}
+    for key, value in after.items():
+        used[key[0]] = used.get(key[0], 0.0) + value - before.get(key, 0.0)
+    return used
+
+
 def stop_engines(stack: Stack, names: list[str]) -> None:
     for name in names:
         stack.kill(name, signal.SIGTERM)
@@ -106,6 +136,7 @@ def main() -> int:
     peaks: dict[int, dict[str, float]] = {}
     busy: dict[int, dict[str, tuple[float, float, int]]] = {}
     rows: dict[int, dict[str, list[dict]]] = {}
+    cpu: dict[int, dict[str, float]] = {}
     try:
         stack = start_distributed(db_url, amqp_url, tmp, service_env={"engine": ONE_THREAD})
         try:
@@ -121,7 +152,9 @@ def main() -> int:
                 for replicas in (1, 2):
                     names = [f"engine-r{replicas}-{k}" for k in range(1, replicas + 1)]
                     start_engines(stack, names)
+                    before = cpu_seconds()
                     seconds[replicas], run_id = run_universe(client, tickers)
+                    cpu[replicas] = cpu_used(before, cpu_seconds())
                     peaks[replicas] = {n: peak_rss_mib(stack.procs[n].pid) for n in names}
                     busy[replicas] = {n: compute_seconds(stack, n) for n in names}
                     rows[replicas] = rows_of(client, run_id, tickers)
@@ -145,6 +178,14 @@ def main() -> int:
             print(f"      {n}: {k} shards, {sec:.1f} s in the kernel and statistics ({st:.1f} s statistics)")
     print(f"  speed-up 2 vs 1: {seconds[1] / seconds[2]:.2f}x (target >= 1.8x on 2 free cores)   "
           f"identical results: {'yes' if identical else 'NO'}")
+    for replicas in (1, 2):
+        used = cpu[replicas]
+        print(f"  CPU seconds, {replicas} replica(s): " + ", ".join(f"{g} {used.get(g, 0.0):.2f}" for g, _ in _PROCESS_GROUPS)
+              + f" (sum {sum(used.values()):.2f})")
+    total = sum(cpu[2].values())
+    print(f"  results, Postgres and the engines share this machine's {os.cpu_count()} CPUs: 2 replicas take at least "
+          f"the sum / {os.cpu_count()} = {total / (os.cpu_count() or 1):.2f} s, so the speed-up here is at most "
+          f"x{seconds[1] / (total / (os.cpu_count() or 1)):.2f}")
     from bench.machine_ceiling import parallel_ceiling
 
     print(f"  this machine's ceiling now: x{parallel_ceiling(2):.2f} (2 independent CPU-bound processes "
