@@ -25,6 +25,10 @@ def _f64(name: str, a) -> np.ndarray:
     return arr
 
 
+# The columns a Bars may lack (fetched without them); open and close it always has.
+_MAY_LACK = ("high", "low", "volume")
+
+
 @dataclass(frozen=True, eq=False)
 class Bars:
     """One instrument's bars, oldest first.
@@ -37,10 +41,12 @@ class Bars:
 
     ts: np.ndarray
     open: np.ndarray
-    high: np.ndarray
-    low: np.ndarray
+    # None: not fetched (a crossover sweep's bars: services.engine.bars_cache.SWEEP_COLUMNS),
+    # so a use of them fails loudly instead of reading made-up values.
+    high: np.ndarray | None
+    low: np.ndarray | None
     close: np.ndarray
-    volume: np.ndarray
+    volume: np.ndarray | None
     timezone: str = "UTC"
     calendar: str = "continuous"
     _day_index: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
@@ -51,6 +57,8 @@ class Bars:
             raise ValueError("ts must be one-dimensional")
         object.__setattr__(self, "ts", ts)
         for name in ("open", "high", "low", "close", "volume"):
+            if getattr(self, name) is None and name in _MAY_LACK:
+                continue
             arr = _f64(name, getattr(self, name))
             if arr.shape != ts.shape:
                 raise ValueError(f"{name} has {arr.shape[0]} values, ts has {ts.shape[0]}")

@@ -16,14 +16,26 @@ from hindsight.results.v1 import results_pb2, results_pb2_grpc
 
 from services.engine.bars import Bars
 
+# What a crossover or RSI sweep reads of its bars (besides ts): fills at opens or closes,
+# indicators of closes. Half of the six columns to read, decode and send.
+SWEEP_COLUMNS = ("open", "close")
+_ALL = frozenset(("open", "high", "low", "close", "volume"))
+
 
 def nbytes(bars: Bars) -> int:
     """The memory of a dataset's bars (its arrays)."""
-    return sum(a.nbytes for a in (bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume))
+    return sum(a.nbytes for a in (bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume) if a is not None)
+
+
+def _held(bars: Bars) -> frozenset[str]:
+    return frozenset(c for c in _ALL if getattr(bars, c) is not None)
 
 
 class BarsCache:
-    """Bars per dataset version, kept in memory (versions are immutable), up to `max_bytes`."""
+    """Bars per dataset version, kept in memory (versions are immutable), up to `max_bytes`.
+
+    `get(..., columns=SWEEP_COLUMNS)` fetches and keeps only those columns (and ts); a later
+    `get` that needs more fetches the version again, whole, and keeps that instead."""
 
     def __init__(self, max_bytes: int = 512 * 2**20) -> None:
         self._items: OrderedDict[str, Bars] = OrderedDict()
@@ -31,13 +43,18 @@ class BarsCache:
         self.bytes = 0
         self._lock = asyncio.Lock()
 
-    async def get(self, stub: results_pb2_grpc.ResultsServiceStub, dataset: results_pb2.Dataset, version_id: str) -> Bars:
+    async def get(self, stub: results_pb2_grpc.ResultsServiceStub, dataset: results_pb2.Dataset, version_id: str,
+                  columns: tuple[str, ...] | None = None) -> Bars:
+        wanted = _ALL if columns is None else frozenset(columns) | {"open", "close"}  # a Bars always has them
         async with self._lock:
-            if version_id in self._items:
+            if version_id in self._items and wanted <= _held(self._items[version_id]):
                 self._items.move_to_end(version_id)
                 return self._items[version_id]
-            cols: dict[str, list[bytes]] = {k: [] for k in ("ts", "open", "high", "low", "close", "volume")}
-            async for chunk in stub.GetBars(results_pb2.GetBarsRequest(version_id=version_id)):
+            names = ("ts", *(c for c in ("open", "high", "low", "close", "volume") if c in wanted))
+            cols: dict[str, list[bytes]] = {k: [] for k in names}
+            request = results_pb2.GetBarsRequest(version_id=version_id,
+                                                 columns=[] if wanted == _ALL else list(names[1:]))
+            async for chunk in stub.GetBars(request):
                 for k in cols:
                     cols[k].append(getattr(chunk, k))
             arrays = {
@@ -46,13 +63,16 @@ class BarsCache:
             bars = Bars(
                 ts=arrays["ts"],
                 open=arrays["open"],
-                high=arrays["high"],
-                low=arrays["low"],
+                high=arrays.get("high"),
+                low=arrays.get("low"),
                 close=arrays["close"],
-                volume=arrays["volume"],
+                volume=arrays.get("volume"),
                 timezone=dataset.timezone or "UTC",
                 calendar=dataset.calendar or "continuous",
             )
+            old = self._items.pop(version_id, None)
+            if old is not None:  # fewer columns than now needed: replaced
+                self.bytes -= nbytes(old)
             size = nbytes(bars)
             if size > self.max_bytes:  # larger than the whole cache: this job's alone
                 return bars

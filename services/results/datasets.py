@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -246,11 +247,13 @@ def version_storage_key(session: Session, version_id: str) -> str:
     return key
 
 
-def read_version_bars(market: MarketStore, key: str, start_ns: int | None = None, end_ns: int | None = None) -> BarArrays:
+def read_version_bars(market: MarketStore, key: str, start_ns: int | None = None, end_ns: int | None = None,
+                      columns: Sequence[str] | None = None) -> BarArrays:
     """A stored version's bars with start_ns <= ts <= end_ns (None: unbounded): the one reader
-    of bars (GetBars, and results' own planning of day-by-day backtests and rule sweeps)."""
-    table = read_bars(market, key, start_ns, end_ns)
-    return BarArrays(**{c: _numpy(table.column(c)) for c in COLUMNS})
+    of bars (GetBars, and results' own planning of day-by-day backtests and rule sweeps).
+    With `columns`, only `ts` and those are read (the others are None)."""
+    table = read_bars(market, key, start_ns, end_ns, columns)
+    return BarArrays(**{c: _numpy(table.column(c)) if c in table.column_names else None for c in COLUMNS})
 
 
 def _numpy(column: pa.ChunkedArray) -> np.ndarray:

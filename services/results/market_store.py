@@ -25,6 +25,7 @@ import re
 import secrets
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -316,9 +317,11 @@ def write_bars(staging: Path, columns: dict[str, np.ndarray], interval_minutes: 
     return stored
 
 
-def read_bars(store: MarketStore, key: str, start_ns: int | None = None, end_ns: int | None = None) -> pa.Table:
+def read_bars(store: MarketStore, key: str, start_ns: int | None = None, end_ns: int | None = None,
+              columns: Sequence[str] | None = None) -> pa.Table:
     """A bar version's rows with start_ns <= ts <= end_ns (None: unbounded), in time order; only
-    the files of the periods that overlap the range are opened."""
+    the files of the periods that overlap the range are opened, and of them only `ts` and
+    `columns` (None: every column) are read."""
     base = store.path_of(key)
     try:
         names = os.listdir(base)
@@ -332,8 +335,10 @@ def read_bars(store: MarketStore, key: str, start_ns: int | None = None, end_ns:
         if bounds is not None and bounds[0] <= hi and lo < bounds[1]:
             parts.append((bounds[0], str(base / name / PART)))
     if not parts:
-        return BAR_SCHEMA.empty_table()
-    table = pa.concat_tables([pq.read_table(path, schema=BAR_SCHEMA) for _, path in sorted(parts)])
+        empty = BAR_SCHEMA.empty_table()
+        return empty if columns is None else empty.select(["ts", *(c for c in BAR_PRICE_COLUMNS if c in columns)])
+    wanted = None if columns is None else ["ts", *(c for c in BAR_PRICE_COLUMNS if c in columns)]
+    table = pa.concat_tables([pq.read_table(path, schema=BAR_SCHEMA, columns=wanted) for _, path in sorted(parts)])
     if start_ns is not None or end_ns is not None:
         ts = table.column("ts").cast(pa.int64()).to_numpy()
         first, last = np.searchsorted(ts, lo, "left"), np.searchsorted(ts, hi, "right")

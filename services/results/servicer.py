@@ -45,7 +45,7 @@ from services.results.db import Database, wait_any
 from services.results.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from services.results.jobs import Submission
 from services.results.kinds.registry import KindRegistry
-from services.results.market_store import MarketStore, bar_version_key
+from services.results.market_store import BAR_PRICE_COLUMNS, MarketStore, bar_version_key
 from services.results.models import Job
 from services.results.rpc import (
     DatabaseServicer,
@@ -540,14 +540,17 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
         end = request.end_ns if request.HasField("end_ns") else None
         if start is not None and end is not None and start > end:
             raise InvalidArgument("start_ns is after end_ns")
+        columns = list(request.columns) or None
+        if columns is not None and (len(set(columns)) != len(columns) or not set(columns) <= set(BAR_PRICE_COLUMNS)):
+            raise InvalidArgument(f"columns: distinct names among {', '.join(BAR_PRICE_COLUMNS)} (ts always comes)")
         # The files are read off the database's pool: no connection is held meanwhile.
-        bars = await asyncio.to_thread(datasets.read_version_bars, self.market, key, start, end)
+        bars = await asyncio.to_thread(datasets.read_version_bars, self.market, key, start, end, columns)
         total = len(bars)
         if total == 0:
             yield results_pb2.GetBarsResponse(total_bars=0)
             return
-        for ts, o, h, lo, c, v in bars.chunks(BARS_CHUNK):
-            yield results_pb2.GetBarsResponse(total_bars=total, ts=ts, open=o, high=h, low=lo, close=c, volume=v)
+        for chunk in bars.chunks(BARS_CHUNK):
+            yield results_pb2.GetBarsResponse(total_bars=total, **chunk)
 
     @unary
     async def ReportProgress(self, request, context):

@@ -3,6 +3,7 @@ least recently used out, a dataset larger than the whole cache read but not kept
 
 from __future__ import annotations
 
+import grpc
 import numpy as np
 import pytest
 from hindsight.results.v1 import results_pb2
@@ -54,3 +55,36 @@ async def test_the_cache_is_bounded_by_bytes(pg, pg_db) -> None:
     await get("BIG")
     assert stub.reads.count(resolved["BIG"].version_id) == 2
     assert await get("B") is not None and stub.reads.count(resolved["B"].version_id) == 2  # B stayed
+
+
+@pytest.mark.asyncio
+async def test_a_sweep_fetches_open_and_close_only_and_a_backtest_the_rest(pg, pg_db) -> None:
+    # A crossover sweep reads ts, open and close (SWEEP_COLUMNS): results reads and sends only
+    # those; a later job that needs every column reads the version again and keeps it whole.
+    from services.engine.bars_cache import SWEEP_COLUMNS
+
+    tenant, _ = pg_db.tenant()
+    await pg.stub.ImportDataset(iter(import_requests(tenant, "COLS", daily_csv(150), chunk=1 << 20)))
+    r = await pg.stub.ResolveDataset(results_pb2.ResolveDatasetRequest(tenant_id=tenant, ticker="COLS"))
+    stub = CountingStub(pg.stub)
+    cache = BarsCache()
+
+    sweep = await cache.get(stub, r.dataset, r.version_id, columns=SWEEP_COLUMNS)
+    assert sweep.high is None and sweep.low is None and sweep.volume is None
+    assert cache.bytes == 150 * 3 * 8
+    whole = await cache.get(stub, r.dataset, r.version_id)
+    assert stub.reads == [r.version_id] * 2 and cache.bytes == 150 * 6 * 8
+    assert all(np.array_equal(getattr(whole, c), getattr(sweep, c)) for c in ("ts", "open", "close"))
+    assert np.all(whole.high >= np.maximum(whole.open, whole.close)) and np.all(whole.volume >= 0)
+    assert await cache.get(stub, r.dataset, r.version_id, columns=SWEEP_COLUMNS) is whole  # no third read
+    assert len(stub.reads) == 2
+
+    # On the wire: the columns asked for, ts always; empty bytes for the others.
+    parts = [p async for p in pg.stub.GetBars(results_pb2.GetBarsRequest(version_id=r.version_id,
+                                                                          columns=["close"]))]
+    assert sum(len(p.ts) for p in parts) == 150 * 8 and sum(len(p.close) for p in parts) == 150 * 8
+    assert not any(p.open or p.high or p.low or p.volume for p in parts)
+    for bad in (["close", "close"], ["ts"], ["Close"], ["adj_close"]):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            _ = [p async for p in pg.stub.GetBars(results_pb2.GetBarsRequest(version_id=r.version_id, columns=bad))]
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad

@@ -17,6 +17,7 @@ from domain.market import insufficient_data
 from domain.overfitting import PBO_BLOCKS_DEFAULT, BlockSums, SweepStatistics
 from domain.shards import chunk_bounds
 from domain.sweep import RSI_STRATEGY_TYPE, THRESHOLD_STEP_DEFAULT, rsi_combos, sweep_combos
+from services.engine.bars_cache import SWEEP_COLUMNS
 from services.engine.job_context import JobContext, ThreadProgress
 from services.engine.kinds import universe_sweep
 from services.engine.rsi_sweep import run_rsi_sweep
@@ -98,7 +99,7 @@ class SweepRunner:
         # A pair chunk runs on the version its ticker was counted on at submission, as its other chunks do.
         version = spec.dataset_versions.get(spec.ticker, "") or resolved.version_id
         try:
-            bars = await ctx.cache.get(ctx.stub, resolved.dataset, version)
+            bars = await ctx.cache.get(ctx.stub, resolved.dataset, version, columns=SWEEP_COLUMNS)
         except grpc.aio.AioRpcError as exc:
             if exc.code() != grpc.StatusCode.NOT_FOUND or version == resolved.version_id:
                 raise

@@ -23,6 +23,7 @@ from domain.market import insufficient_data
 from domain.shards import parse_fold_shard
 from domain.sweep import MIN_TRADES_DEFAULT, sweep_combos
 from domain.walkforward import Windows, folds
+from services.engine.bars_cache import SWEEP_COLUMNS
 from services.engine.job_context import JobContext
 from services.engine.sweep import SweepCancelled
 from services.engine.walkforward import FoldSettings, run_fold
@@ -63,7 +64,8 @@ class WalkForwardRunner:
             return
         try:
             # The version the folds were cut on: every fold runs on the same bars.
-            bars = await ctx.cache.get(ctx.stub, resolved.dataset, spec.dataset_version_id or resolved.version_id)
+            bars = await ctx.cache.get(ctx.stub, resolved.dataset, spec.dataset_version_id or resolved.version_id,
+                                       columns=SWEEP_COLUMNS)
         except grpc.aio.AioRpcError as exc:
             if exc.code() != grpc.StatusCode.NOT_FOUND:
                 raise
