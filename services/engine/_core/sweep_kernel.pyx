@@ -597,70 +597,57 @@ cdef int _run(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int kin
     cdef Py_ssize_t per = _chunk_size(m, threads), nch = (m + per - 1) // per if m else 1
     cdef Py_ssize_t njc = max(1, min(threads, npd // _GROUP)), W, stride, j, c, k
     cdef int nth = <int>nch, nthj = <int>njc
-    cdef int32_t[::1] col
     if njc == 1:
         W = stride = npd
     else:
         W = ((npd + njc - 1) // njc + _GROUP - 1) // _GROUP * _GROUP
         stride = njc * W
-        col = np.empty(npd, dtype=np.int32)
-        for c in range(njc):
-            for j in range(c * npd // njc, (c + 1) * npd // njc):
-                col[j] = <int32_t>(c * W + j - c * npd // njc)
+    # each period's column (its own index with one period chunk)
+    cdef Py_ssize_t[::1] col = np.array([j + _shift(c, W, npd, njc) for c in range(njc)
+                                         for j in range(c * npd // njc, (c + 1) * npd // njc)], dtype=np.intp)
+    if njc > 1:
         for k in range(m):
             hot[k].fi = <int16_t>col[hot[k].fi]
             hot[k].si = <int16_t>col[hot[k].si]
 
-    cdef Py_ssize_t rows = min(chunk, N)
-    cdef double* buf = <double*>_zeroed_lines(rows * max(stride, 1) * sizeof(double))
+    # One block: the indicator buffer (`rows` rows of `stride` values), then the periods'
+    # running state, one row of `stride` values each (compensated sum, its error term, EMA
+    # value, EMA alpha). Both start on a cache line, and so does each period chunk's part
+    # of a row: the threads, which write their periods' columns and state on every bar,
+    # never write the same line.
+    cdef Py_ssize_t rows = min(chunk, N), sst = max(stride, 1)
+    cdef Py_ssize_t at = (rows * sst + _GROUP - 1) // _GROUP * _GROUP
+    cdef double* buf = <double*>_zeroed_lines((at + 4 * sst) * sizeof(double))
     if buf == NULL:
         raise MemoryError()
+    cdef double* S = buf + at
+    cdef double* C = S + sst
+    cdef double* E = S + 2 * sst
+    cdef double* A = S + 3 * sst
+    for j in range(periods.shape[0]):
+        A[col[j]] = 2.0 / (periods[j] + 1.0)
     try:
         return _chunks(r, hot, cold, sig, m, kind, direction, next_open, sp, sa, open_, close, ts, day_end,
                        periods, want, costs, dy, progress, chunk, progress_interval, buf, stride, per, nth,
-                       W, nthj, start)
+                       W, nthj, start, S, C, E, A)
     finally:
         free(buf)
 
 
-cdef int _chunks(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int kind, int direction, int next_open,
-                 int sp, double sa, const double[::1] open_, const double[::1] close, const int64_t[::1] ts,
-                 const uint8_t[::1] day_end, const int32_t[::1] periods, const int8_t[::1] want,
-                 const Costs* costs, const Days* dy, progress, Py_ssize_t chunk, double progress_interval,
-                 double* buf, Py_ssize_t stride, Py_ssize_t per, int nth, Py_ssize_t W, int nthj,
-                 Py_ssize_t start) except -1:
-    # _run's loop over the chunks of bars (_chunk_loop), with the indicators' state.
-    # The periods' running state, one row of `stride` values each (compensated sum, its
-    # error term, EMA value, EMA alpha), starting on a cache line: a period chunk's
-    # state then starts on its own line too, so the threads, which write their
-    # periods' state on every bar, never write the same line.
-    cdef Py_ssize_t sst = max(stride, 1)
-    cdef double* S = <double*>_zeroed_lines(4 * sst * sizeof(double))
-    if S == NULL:
-        raise MemoryError()
-    cdef double* C = S + sst
-    cdef double* E = S + 2 * sst
-    cdef double* A = S + 3 * sst
-    cdef Py_ssize_t j, c
-    for c in range(nthj):  # period chunk c: periods [j0, j1) in columns W * c ...
-        for j in range(c * periods.shape[0] // nthj, (c + 1) * periods.shape[0] // nthj):
-            A[j + c * W - c * periods.shape[0] // nthj] = 2.0 / (periods[j] + 1.0)
-    try:
-        return _chunk_loop(r, hot, cold, sig, m, kind, direction, next_open, sp, sa, open_, close, ts, day_end,
-                           periods, want, costs, dy, progress, chunk, progress_interval, buf, stride, per, nth,
-                           W, nthj, start, S, C, E, A)
-    finally:
-        free(S)
+cdef inline Py_ssize_t _shift(Py_ssize_t c, Py_ssize_t W, Py_ssize_t npd, Py_ssize_t nch) noexcept nogil:
+    # Period chunk c of nch holds periods [c * npd // nch, (c + 1) * npd // nch) in the columns
+    # from c * W: the column of its period j is j + _shift(c, ...)
+    return c * W - c * npd // nch
 
 
-cdef int _chunk_loop(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int kind, int direction,
-                     int next_open, int sp, double sa, const double[::1] open_, const double[::1] close,
-                     const int64_t[::1] ts, const uint8_t[::1] day_end, const int32_t[::1] periods,
-                     const int8_t[::1] want, const Costs* costs, const Days* dy, progress, Py_ssize_t chunk,
-                     double progress_interval, double* buf, Py_ssize_t stride, Py_ssize_t per, int nth,
-                     Py_ssize_t W, int nthj, Py_ssize_t start, double* S, double* C, double* E,
-                     const double* A) except -1:
-    # _chunks' loop
+cdef int _chunks(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int kind, int direction,
+                 int next_open, int sp, double sa, const double[::1] open_, const double[::1] close,
+                 const int64_t[::1] ts, const uint8_t[::1] day_end, const int32_t[::1] periods,
+                 const int8_t[::1] want, const Costs* costs, const Days* dy, progress, Py_ssize_t chunk,
+                 double progress_interval, double* buf, Py_ssize_t stride, Py_ssize_t per, int nth,
+                 Py_ssize_t W, int nthj, Py_ssize_t start, double* S, double* C, double* E,
+                 const double* A) except -1:
+    # _run's loop over the chunks of bars
     cdef Py_ssize_t N = close.shape[0], t0, t1, tend, c
     cdef Py_ssize_t npd = 2 if kind == _WANT else periods.shape[0]
     cdef int macd = kind == _MACD
@@ -676,7 +663,7 @@ cdef int _chunk_loop(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, 
         with nogil:
             for c in range(nthj):
                 _sma_sums_before(close, periods, c * npd // nthj, (c + 1) * npd // nthj, start,
-                                 S + c * W - c * npd // nthj, C + c * W - c * npd // nthj)
+                                 S + _shift(c, W, npd, nthj), C + _shift(c, W, npd, nthj))
         t0 = start
     tend = N - 1  # the last bar is handled by _last_bar
     while t0 < tend:
@@ -691,13 +678,12 @@ cdef int _chunk_loop(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, 
             elif nthj == 1:
                 _indicators(close, t0, t1, periods, 0, npd, stride, ema_kind, S, C, E, A, buf)
             else:
-                # period chunk c: periods [j0, j1) in the columns from c * W (pointers shifted
-                # by c * W - j0, so the columns of period j are j's own there)
+                # period chunk c: pointers shifted so that index j is period j's column
                 for c in prange(nthj, schedule="static", num_threads=nthj):
                     _indicators(close, t0, t1, periods, c * npd // nthj, (c + 1) * npd // nthj, stride, ema_kind,
-                                S + c * W - c * npd // nthj, C + c * W - c * npd // nthj,
-                                E + c * W - c * npd // nthj, A + c * W - c * npd // nthj,
-                                buf + c * W - c * npd // nthj)
+                                S + _shift(c, W, npd, nthj), C + _shift(c, W, npd, nthj),
+                                E + _shift(c, W, npd, nthj), A + _shift(c, W, npd, nthj),
+                                buf + _shift(c, W, npd, nthj))
             if t0 < start:
                 if macd:  # MACD's per-combination fast EMA and signal line see every bar too
                     _macd_warm(hot, sig, 0, m, sp, sa, close, t0, t1, stride, buf)
