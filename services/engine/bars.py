@@ -25,7 +25,9 @@ def _f64(name: str, a) -> np.ndarray:
     return arr
 
 
-# The columns a Bars may lack (fetched without them); open and close it always has.
+# A Bars' price and volume columns (beside ts); it may lack the last three (fetched
+# without them: services.engine.bars_cache), never open and close.
+PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 _MAY_LACK = ("high", "low", "volume")
 
 
@@ -56,7 +58,7 @@ class Bars:
         if ts.ndim != 1:
             raise ValueError("ts must be one-dimensional")
         object.__setattr__(self, "ts", ts)
-        for name in ("open", "high", "low", "close", "volume"):
+        for name in PRICE_COLUMNS:
             if getattr(self, name) is None and name in _MAY_LACK:
                 continue
             arr = _f64(name, getattr(self, name))
