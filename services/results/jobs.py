@@ -148,7 +148,7 @@ def locked_job(session: Session, job_id: str, tenant_id: str | None = None) -> J
     Its attributes are read again under the lock, even when the session already holds the
     row (read before, unlocked): what another transaction committed meanwhile (the last
     event's seq, the state) must not be overwritten with the older values."""
-    q = sa.select(Job).where(Job.job_id == job_id).with_for_update().execution_options(populate_existing=True)
+    q = _for_update(job_id, skip_locked=False)
     if tenant_id is not None:
         q = q.where(Job.tenant_id == tenant_id)
     job = session.scalar(q)
@@ -160,9 +160,12 @@ def locked_job(session: Session, job_id: str, tenant_id: str | None = None) -> J
 def locked_job_if_free(session: Session, job_id: str) -> Job | None:
     """The job's row, locked until the transaction ends, if no other transaction holds it
     now (None then, or when unknown); on SQLite, where writes take turns, always locked."""
-    q = (sa.select(Job).where(Job.job_id == job_id).with_for_update(skip_locked=True)
-         .execution_options(populate_existing=True))
-    return session.scalar(q)
+    return session.scalar(_for_update(job_id, skip_locked=True))
+
+
+def _for_update(job_id: str, *, skip_locked: bool) -> sa.Select[tuple[Job]]:
+    return (sa.select(Job).where(Job.job_id == job_id).with_for_update(skip_locked=skip_locked)
+            .execution_options(populate_existing=True))
 
 
 def job_message(job: Job, kind: jobs_pb2.JobKind.ValueType, **shard: Any) -> bytes:

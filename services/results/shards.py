@@ -94,15 +94,28 @@ def start(session: Session, job: Job, shard_id: str) -> bool:
     return True
 
 
+def _locked(session: Session, job_id: str, shard_id: str) -> SweepShard | None:
+    """A shard's row, locked until the transaction ends, read again under the lock."""
+    return session.scalar(
+        sa.select(SweepShard).where(SweepShard.job_id == job_id, SweepShard.shard_id == shard_id)
+        .with_for_update().execution_options(populate_existing=True)
+    )
+
+
+def of_ticker(session: Session, job_id: str, position: int) -> list[SweepShard]:
+    """The shards of one ticker of a job (its pair chunks), in grid order."""
+    return list(session.scalars(
+        sa.select(SweepShard).where(SweepShard.job_id == job_id, SweepShard.position == position)
+        .order_by(SweepShard.chunk)
+    ))
+
+
 def start_queued(session: Session, job: Job, shard_id: str) -> bool:
     """An engine takes a shard not taken before, of a job already running, without the job's
     row lock (`job` read unlocked): the shard's own row is locked, and the job's row stays
     free for the other replicas' completions. False when the shard is not queued (ended,
     or a restart, whose event needs the job's row): the caller takes the locked `start`."""
-    shard = session.scalar(
-        sa.select(SweepShard).where(SweepShard.job_id == job.job_id, SweepShard.shard_id == shard_id)
-        .with_for_update().execution_options(populate_existing=True)
-    )
+    shard = _locked(session, job.job_id, shard_id)
     if shard is None or shard.state != jobs.QUEUED:
         return False
     shard.state = jobs.RUNNING
@@ -168,10 +181,7 @@ def progress(session: Session, job_id: str, shard_id: str, percent_done: float,
     job = jobs.get_job_any(session, job_id)
     if job.state != jobs.RUNNING:
         return jobs.stop_reason(job)
-    shard = session.scalar(
-        sa.select(SweepShard).where(SweepShard.job_id == job_id, SweepShard.shard_id == shard_id)
-        .with_for_update().execution_options(populate_existing=True)
-    )
+    shard = _locked(session, job_id, shard_id)
     if shard is None:
         raise InvalidArgument(f"job {job_id!r} has no shard {shard_id!r}")
     if shard.state in ENDED:

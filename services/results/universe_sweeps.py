@@ -299,38 +299,44 @@ def _rows_of(request: results_pb2.CompleteSweepRequest) -> list[sweeps.SweepRow]
 
 @dataclass(frozen=True)
 class JoinedStatistics:
-    """A ticker's whole-grid statistics computed before its last chunk's transaction, from
-    the chunks completed then (`parts`: their shard ids) and that last chunk's request."""
+    """A ticker's chunks (their shard ids and requests, in grid order) and its whole grid's
+    statistics, computed before its last chunk's transaction from the chunks completed then
+    and that last chunk's request."""
 
     parts: tuple[str, ...]
+    requests: list[results_pb2.CompleteSweepRequest]
     statistics: SweepStatistics | None
 
 
-def staged_parts(session: Session, job_id: str, sid: str) -> list[tuple[str, bytes | None]] | None:
+def staged_parts(session: Session, job_id: str, sid: str) -> list[tuple[str, bytes]] | None:
     """(shard id, staged request) of the other chunks of `sid`'s ticker when every one of them
     has completed, read without a lock; None when `sid` is not a chunk or some are not in."""
     shard = session.get(SweepShard, (job_id, sid))
     if shard is None or shard.chunks <= 1 or shard.state in SHARD_ENDED:
         return None
-    others = [p for p in shards.of_job(session, job_id) if p.position == shard.position and p.shard_id != sid]
+    others = [p for p in shards.of_ticker(session, job_id, shard.position) if p.shard_id != sid]
     if not others or any(p.state != COMPLETED or p.staged is None for p in others):
         return None
-    return [(p.shard_id, p.staged) for p in others]
+    return [(p.shard_id, p.staged or b"") for p in others]
 
 
-def join_ahead(sid: str, others: list[tuple[str, bytes | None]],
-               request: results_pb2.CompleteSweepRequest) -> JoinedStatistics:
-    """The statistics of the ticker's whole grid if `sid` is its last chunk to come in,
-    computed with no transaction open (the CSCV of a large grid takes seconds; the job's row
-    is then held only to store): `complete_shard` uses them when the same chunks are in."""
-    parts = sorted([*others, (sid, None)], key=lambda part: parse_ticker_shard(part[0])[1])  # grid order
-    requests = [request if part_id == sid else results_pb2.CompleteSweepRequest.FromString(staged or b"")
+def join_ahead(sid: str, others: list[tuple[str, bytes]], request: results_pb2.CompleteSweepRequest) -> JoinedStatistics:
+    """The ticker's chunks and the statistics of its whole grid if `sid` is its last chunk to
+    come in, computed with no transaction open (the CSCV of a large grid takes seconds; the
+    job's row is then held only to store): `complete_shard` uses them when the same chunks
+    are in."""
+    parts = sorted([*others, (sid, b"")], key=lambda part: parse_ticker_shard(part[0])[1])  # grid order
+    requests = [request if part_id == sid else results_pb2.CompleteSweepRequest.FromString(staged)
                 for part_id, staged in parts]
+    return JoinedStatistics(tuple(part_id for part_id, _ in parts), requests, _grid_statistics(requests))
+
+
+def _grid_statistics(requests: list[results_pb2.CompleteSweepRequest]) -> SweepStatistics | None:
+    """`joined_statistics`, None when the chunks' statistics do not fit together."""
     try:
-        statistics = joined_statistics(requests)
+        return joined_statistics(requests)
     except ValueError:
-        statistics = None
-    return JoinedStatistics(tuple(part_id for part_id, _ in parts), statistics)
+        return None
 
 
 def complete_shard(
@@ -368,7 +374,7 @@ def complete_shard(
     check_chunk_statistics(request)
     shard.staged = request.SerializeToString()
     shards.end(session, shard, COMPLETED, engine_seconds=execution_time_seconds)
-    parts = [p for p in shards.of_job(session, job_id) if p.position == shard.position]
+    parts = shards.of_ticker(session, job_id, shard.position)
     if all(p.state == COMPLETED for p in parts):
         _assemble(session, job, run, parts, joined)
     _maybe_end(session, job)
@@ -382,16 +388,15 @@ def _ticker_count(session: Session, job_id: str) -> int:
 
 def _assemble(session: Session, job: Job, run: SweepRun, parts: list[SweepShard],
               joined: JoinedStatistics | None = None) -> None:
-    """Every pair chunk of a ticker is in: its rows in grid order, its statistics, its outcome."""
-    requests = [results_pb2.CompleteSweepRequest.FromString(p.staged or b"") for p in parts]
-    rows = [row for r in requests for row in _rows_of(r)]
+    """Every pair chunk of a ticker is in: its rows in grid order, its statistics, its outcome
+    (`joined`'s requests and statistics when it saw the same chunks: a completed chunk's
+    staged request never changes)."""
     if joined is not None and joined.parts == tuple(p.shard_id for p in parts):
-        statistics = joined.statistics  # the same chunks: a chunk's staged request never changes
+        requests, statistics = joined.requests, joined.statistics
     else:
-        try:
-            statistics = joined_statistics(requests)
-        except ValueError:
-            statistics = None
+        requests = [results_pb2.CompleteSweepRequest.FromString(p.staged or b"") for p in parts]
+        statistics = _grid_statistics(requests)
+    rows = [row for r in requests for row in _rows_of(r)]
     lead = parts[0]
     _store_ticker(session, run, lead, rows, statistics)
     for p in parts:
