@@ -182,10 +182,10 @@ def main() -> int:
         used = cpu[replicas]
         print(f"  CPU seconds, {replicas} replica(s): " + ", ".join(f"{g} {used.get(g, 0.0):.2f}" for g, _ in _PROCESS_GROUPS)
               + f" (sum {sum(used.values()):.2f})")
-    total = sum(cpu[2].values())
-    print(f"  results, Postgres and the engines share this machine's {os.cpu_count()} CPUs: 2 replicas take at least "
-          f"the sum / {os.cpu_count()} = {total / (os.cpu_count() or 1):.2f} s, so the speed-up here is at most "
-          f"x{seconds[1] / (total / (os.cpu_count() or 1)):.2f}")
+    cpus = os.cpu_count() or 1
+    floor = sum(cpu[2].values()) / cpus
+    print(f"  results, Postgres and the engines share this machine's {cpus} CPUs: 2 replicas take at least "
+          f"the sum / {cpus} = {floor:.2f} s, so the speed-up here is at most x{seconds[1] / floor:.2f}")
     from bench.machine_ceiling import parallel_ceiling
 
     print(f"  this machine's ceiling now: x{parallel_ceiling(2):.2f} (2 independent CPU-bound processes "

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import psycopg
 from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2
 
@@ -69,3 +72,22 @@ def import_requests(tenant_id: str, ticker: str, csv: str | bytes, interval: str
     pieces = [data[i : i + chunk] for i in range(0, len(data), chunk)] or [b""]
     first.data = pieces[0]
     return [first] + [results_pb2.ImportDatasetRequest(data=p) for p in pieces[1:]]
+
+
+@contextmanager
+def job_row_held(database_url: str, job_id: str) -> Iterator[psycopg.Connection]:
+    """Another transaction holding a job's row (as a replica's completion does) until the block ends."""
+    with psycopg.connect(database_url) as holder:
+        holder.execute("SELECT 1 FROM jobs WHERE job_id = %s FOR UPDATE", (job_id,))
+        yield holder
+        holder.rollback()
+
+
+def job_row_free(database_url: str, job_id: str) -> bool:
+    """Whether no transaction holds a job's row now."""
+    with psycopg.connect(database_url) as probe:
+        try:
+            probe.execute("SELECT 1 FROM jobs WHERE job_id = %s FOR UPDATE NOWAIT", (job_id,))
+        except psycopg.errors.LockNotAvailable:
+            return False
+        return True

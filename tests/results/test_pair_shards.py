@@ -29,9 +29,10 @@ from libs.bus import JOBS_QUEUE, Delivery, InProcessBus
 from services.engine.bars import Bars
 from services.engine.kinds.sweep import _clean, statistics_message
 from services.engine.sweep import run_sweep_with_statistics
+from services.results import universe_sweeps
 
 from .conftest import RecordingBus, pg_settings, sqlite_settings
-from .helpers import daily_csv, import_requests, sweep_spec
+from .helpers import daily_csv, import_requests, job_row_free, sweep_spec
 
 GRID = {"fast_min": 3, "fast_max": 30, "slow_min": 10, "slow_max": 70, "step": 3, "min_trades": 10}
 COMBOS = sweep_combos(3, 30, 10, 70, 3)
@@ -223,14 +224,20 @@ async def test_a_chunk_failing_fails_its_ticker_whole_and_the_job_completes(serv
     assert seen == sorted(seen)
 
 
-@pytest.mark.asyncio
-async def test_a_cancel_closes_the_chunks_not_started(services, results_pg_url, pg_db):
+async def _chunked(services, results_pg_url, pg_db, ticker: str):
+    """(results splitting into CHUNKS pair chunks, tenant, job of a single-ticker sweep of
+    `ticker`, its shard rows)."""
     running = await services.start(pg_settings(results_pg_url, hindsight_shard_bar_pairs=SHARD_BAR_PAIRS),
                                    RecordingBus())
     tenant, _ = pg_db.tenant()
-    await _import(running, tenant, "CCC")
-    job = (await running.stub.SubmitJob(_single(tenant, "CCC"))).job
-    rows = _shards(pg_db, job.job_id)
+    await _import(running, tenant, ticker)
+    job = (await running.stub.SubmitJob(_single(tenant, ticker))).job
+    return running, tenant, job, _shards(pg_db, job.job_id)
+
+
+@pytest.mark.asyncio
+async def test_a_cancel_closes_the_chunks_not_started(services, results_pg_url, pg_db):
+    running, tenant, job, rows = await _chunked(services, results_pg_url, pg_db, "CCC")
     await running.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id=rows[0].shard_id))
     await running.stub.CancelJob(results_pb2.CancelJobRequest(tenant_id=tenant, job_id=job.job_id))
     # A running chunk is told to stop at its next progress step; the others never start.
@@ -286,26 +293,12 @@ async def test_the_whole_grids_statistics_are_computed_with_the_job_row_free(ser
     # The CSCV of a ticker's joined grid takes seconds for large grids: its last chunk's
     # completion computes it before it locks the job's row (other replicas' completions and
     # a cancel would wait on that row meanwhile), and stores what it computed.
-    import psycopg
-
-    from services.results import universe_sweeps
-
-    chunked = await services.start(pg_settings(results_pg_url, hindsight_shard_bar_pairs=SHARD_BAR_PAIRS),
-                                   RecordingBus())
-    tenant, _ = pg_db.tenant()
-    await _import(chunked, tenant, "FREE")
-    job = (await chunked.stub.SubmitJob(_single(tenant, "FREE"))).job
-    rows = _shards(pg_db, job.job_id)
+    chunked, tenant, job, rows = await _chunked(services, results_pg_url, pg_db, "FREE")
     row_free: list[bool] = []
     joined = universe_sweeps.joined_statistics
 
     def watched(parts):
-        with psycopg.connect(results_pg_url) as probe:
-            try:
-                probe.execute("SELECT 1 FROM jobs WHERE job_id = %s FOR UPDATE NOWAIT", (job.job_id,))
-                row_free.append(True)
-            except psycopg.errors.LockNotAvailable:
-                row_free.append(False)
+        row_free.append(job_row_free(results_pg_url, job.job_id))
         return joined(parts)
 
     monkeypatch.setattr(universe_sweeps, "joined_statistics", watched)

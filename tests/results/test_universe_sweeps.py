@@ -5,6 +5,7 @@ ticker fails, a cancel closing the shards not started."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import grpc
@@ -16,7 +17,7 @@ from hindsight.results.v1 import results_pb2
 from libs.bus import JOBS_DEAD_QUEUE, JOBS_QUEUE, Delivery
 
 from .conftest import eventually
-from .helpers import daily_csv, import_requests, result_row, sweep_spec
+from .helpers import daily_csv, import_requests, job_row_held, result_row, sweep_spec
 
 PAIRS = 8  # fast 10..20, slow 20..30, step 5
 
@@ -187,20 +188,25 @@ async def test_a_dead_lettered_shard_fails_its_ticker_only(pg, pg_db):
     assert got.state == jobs_pb2.JOB_STATE_COMPLETED
 
 
+async def _running(pg, pg_db, tickers: list[str], started: list[str]) -> tuple[str, jobs_pb2.Job]:
+    """(tenant, job) of a universe sweep of `tickers` (300 daily bars each) whose shards
+    `started` an engine took."""
+    tenant, _ = pg_db.tenant()
+    for t in tickers:
+        await _import(pg, tenant, t, 300)
+    job = (await pg.stub.SubmitJob(universe_request(tenant, tickers))).job
+    for sid in started:
+        assert (await pg.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id=sid))).proceed
+    return tenant, job
+
+
 @pytest.mark.asyncio
 async def test_shards_reporting_at_once_number_their_events_in_turn(pg, pg_db):
     # Two engines' shards report progress on one job at the same moment: every report is
     # answered and the events number 1, 2, 3... Each request reads the job, then locks it;
     # the one that locks second used to keep its read from before the first one's commit,
     # and its event took the same number (INTERNAL, a duplicate (job_id, seq)).
-    import asyncio
-
-    tenant, _ = pg_db.tenant()
-    await _import(pg, tenant, "AAA", 300)
-    await _import(pg, tenant, "BBB", 300)
-    job = (await pg.stub.SubmitJob(universe_request(tenant, ["AAA", "BBB"]))).job
-    for sid in ("t0000", "t0001"):
-        assert (await pg.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id=sid))).proceed
+    _, job = await _running(pg, pg_db, ["AAA", "BBB"], ["t0000", "t0001"])
 
     async def report(sid: str, pct: float) -> bool:
         return (await pg.stub.ReportProgress(results_pb2.ReportProgressRequest(
@@ -221,21 +227,12 @@ async def test_shards_reporting_at_once_number_their_events_in_turn(pg, pg_db):
 async def test_a_shard_report_does_not_wait_for_the_job_row(pg, pg_db, results_pg_url):
     # Another transaction holds the job's row (a replica's completion, say): a shard's
     # report is still answered at once, its count stored; its event comes with the next.
-    import psycopg
-
-    tenant, _ = pg_db.tenant()
-    await _import(pg, tenant, "AAA", 300)
-    await _import(pg, tenant, "BBB", 300)
-    job = (await pg.stub.SubmitJob(universe_request(tenant, ["AAA", "BBB"]))).job
-    for sid in ("t0000", "t0001"):
-        assert (await pg.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id=sid))).proceed
+    _, job = await _running(pg, pg_db, ["AAA", "BBB"], ["t0000", "t0001"])
     events = len(percents(pg_db, job.job_id))
-    with psycopg.connect(results_pg_url) as holder:
-        holder.execute("SELECT 1 FROM jobs WHERE job_id = %s FOR UPDATE", (job.job_id,))
+    with job_row_held(results_pg_url, job.job_id):
         answer = await pg.stub.ReportProgress(results_pb2.ReportProgressRequest(
             job_id=job.job_id, percent=50.0, message="x", shard_id="t0000"), timeout=5)
         assert not answer.stop
-        holder.rollback()
     done = pg_db.rows("SELECT shard_id, bar_pairs_done FROM sweep_shards WHERE job_id = :j ORDER BY shard_id",
                       j=job.job_id)
     assert [(r[0], r[1]) for r in done] == [("t0000", 150 * PAIRS), ("t0001", 0)]
@@ -249,21 +246,13 @@ async def test_a_shard_report_does_not_wait_for_the_job_row(pg, pg_db, results_p
 async def test_a_queued_shard_starts_while_another_holds_the_job_row(pg, pg_db, results_pg_url):
     # A replica's completion holds the job's row: another replica still takes its next
     # shard at once (its own row is locked, not the job's); a restart's event still waits.
-    import psycopg
-
-    tenant, _ = pg_db.tenant()
-    for t in ("AAA", "BBB", "CCC"):
-        await _import(pg, tenant, t, 300)
-    job = (await pg.stub.SubmitJob(universe_request(tenant, ["AAA", "BBB", "CCC"]))).job
-    assert (await pg.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id="t0000"))).proceed
-    with psycopg.connect(results_pg_url) as holder:
-        holder.execute("SELECT 1 FROM jobs WHERE job_id = %s FOR UPDATE", (job.job_id,))
+    tenant, job = await _running(pg, pg_db, ["AAA", "BBB", "CCC"], ["t0000"])
+    with job_row_held(results_pg_url, job.job_id):
         started = await pg.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id="t0001"), timeout=5)
         assert started.proceed and list(started.job.sweep.tickers) == ["AAA", "BBB", "CCC"]
         with pytest.raises(grpc.aio.AioRpcError) as waited:  # t0000 again: a restart, under the job's lock
             await pg.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id="t0000"), timeout=1)
         assert waited.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        holder.rollback()
     rows = pg_db.rows("SELECT shard_id, state, attempts FROM sweep_shards WHERE job_id = :j ORDER BY shard_id",
                       j=job.job_id)
     assert [(r[0], r[1]) for r in rows][:2] == [("t0000", "running"), ("t0001", "running")]
