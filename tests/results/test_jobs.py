@@ -400,3 +400,23 @@ def test_the_estimate_follows_bars_times_combinations():
     assert small == 2
     assert s2 == 2 + round(590 * 1_000_000 / ESTIMATE_BAR_PAIRS_PER_SECOND)
     assert estimate_duration_seconds(590 * 2, 1_000_000) > s2
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("lock", [jobs_module.locked_job, jobs_module.locked_job_if_free])
+async def test_a_job_locked_after_another_commit_is_read_again(pg, pg_db, pg_engine, lock):
+    # A request reads a job, another commits an event on it, then the first locks the job:
+    # it must see the other's last event number (a stale one gave two events one number,
+    # INTERNAL to the engine, when two replicas reported progress at once).
+    from sqlalchemy.orm import Session
+
+    tenant, _ = pg_db.tenant()
+    job = await _submit(pg, tenant)
+    with Session(pg_engine) as late, Session(pg_engine) as early, late.begin():
+        # kept: the session's identity map holds its objects weakly (the servicer keeps it)
+        read = jobs_module.get_job_any(late, job.job_id)
+        seen = read.last_event_seq
+        with early.begin():
+            jobs_module.append_event(early, jobs_module.locked_job(early, job.job_id), "progress", {"percent": 1})
+        locked = lock(late, job.job_id)
+        assert locked is read and locked.last_event_seq == seen + 1
