@@ -68,12 +68,10 @@ from services.engine._core import sweep_kernel as _k
 from services.engine.bars import Bars
 from services.engine.indicators import MACD_SIGNAL_PERIOD
 
-# Bars per kernel chunk: the indicator values of one chunk are held t-major as
-# [rows, n_periods] float64 with rows = CHUNK_BARS, fewer if that would exceed
-# CHUNK_MAX_VALUES values (16 MiB) — 16,384 x 40 periods = 5 MiB. Larger chunks
-# are not faster (measured), only bigger.
+# Bars per kernel chunk: between two chunks the kernel takes the GIL back to report
+# progress (a cancel stops it there). Its indicator values are held in smaller blocks
+# of bars (the kernel's _BLOCK_VALUES), so the chunk decides no memory.
 CHUNK_BARS = 16_384
-CHUNK_MAX_VALUES = 2 * 1024 * 1024
 # Minimum seconds between two progress callbacks.
 PROGRESS_INTERVAL_S = 0.25
 
@@ -316,7 +314,7 @@ def _sweep(bars, strategy_type, combos, direction, fill, commission_pct, slippag
         cash0,
         signal_period=int(signal_period),
         progress=progress,
-        chunk=max(1, min(CHUNK_BARS, CHUNK_MAX_VALUES // len(periods))),
+        chunk=CHUNK_BARS,
         progress_interval=PROGRESS_INTERVAL_S,
         threads=workers,
         start=start,

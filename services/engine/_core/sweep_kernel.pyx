@@ -4,11 +4,12 @@
 ``sweep`` evaluates every (fast, slow) combination of one strategy over one bar
 series:
 
-1. Indicators are streamed chunk by chunk (``chunk`` bars at a time): each
-   distinct period's SMA/EMA is computed once, into a t-major buffer
-   ``buf[chunk, n_periods]``, carrying its running state (compensated window sum
-   or EMA value) from one chunk to the next. Memory is O(chunk * n_periods +
-   n_combos), independent of bars x combos.
+1. Indicators are streamed a block of bars at a time: each distinct period's
+   SMA/EMA is computed once (per thread), into a t-major buffer
+   ``buf[rows, n_periods]`` (at most ``_BLOCK_VALUES`` values, so it stays in L2),
+   carrying its running state (compensated window sum or EMA value) from one
+   block to the next. Memory is O(rows * n_periods + n_combos), independent of
+   bars x combos.
 2. For every bar of the chunk (outer loop) every combination is advanced (inner
    loop) using only scalar per-combination state: position, units, cash,
    running peak and worst drawdown, trade counters, Welford accumulators of the
@@ -17,16 +18,16 @@ series:
    per-combination array over bars is ever allocated; with ``day_block`` the day
    ends also add each return to its CSCV block's sum and sum of squares
    (blocks x combinations, ``Days``).
-3. Between chunks the GIL is taken back to call ``progress(fraction)`` (throttled
-   by time); a False answer stops the sweep and the kernel returns None.
-4. With ``threads`` > 1 the indicator columns of a chunk are split into period
-   chunks and then the combinations into contiguous pair chunks, one of each per
-   thread (OpenMP ``prange``, static schedule, no GIL): a period's running state
-   and a combination's state are their own, and the indicator rows are only read
-   once written, so each thread runs steps 1 and 2 over its own columns and
-   combinations. Every period and combination still does the same operations in
-   the same order, whatever the thread count, so the results are bit-identical
-   for any ``threads``.
+3. Between chunks of ``chunk`` bars the GIL is taken back to call
+   ``progress(fraction)`` (throttled by time); a False answer stops the sweep and
+   the kernel returns None.
+4. With ``threads`` > 1 the combinations are split into contiguous pair chunks,
+   one per thread (OpenMP ``prange``, static schedule, no GIL). Each thread works
+   in pages of its own: a copy of its combinations' state and the indicator
+   columns its combinations use (a period used by two chunks is computed by both),
+   streamed a block of bars at a time (``_BLOCK_VALUES``). Every period and
+   combination still does the same operations in the same order, whatever the
+   thread count, so the results are bit-identical for any ``threads``.
 
 ``backtest`` runs the same code for ONE combination in trade-recording mode: the
 bar loops and ``_fill`` are specialised at compile time (fused type ``Rec``) for a
@@ -55,8 +56,8 @@ import numpy as np
 
 from libc.math cimport NAN, fabs
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t
-from libc.stdlib cimport free, realloc
-from libc.string cimport memset
+from libc.stdlib cimport calloc, free, realloc
+from libc.string cimport memcpy, memset
 
 from cython.parallel cimport prange
 
@@ -67,15 +68,38 @@ from services.engine._core.twosum cimport acc
 cdef extern from "stdlib.h":
     int posix_memalign(void** ptr, size_t alignment, size_t size) nogil
 
+cdef extern from *:
+    """
+    /* The SMA step of every period whose window is full (twosum.pxd's `acc`, twice, in
+       the same order): with restrict pointers the compiler may run it on vectors, which
+       changes no result (IEEE operations, no contraction). */
+    static inline void hs_sma_full(const double *restrict close, Py_ssize_t t,
+                                   const int32_t *restrict periods, Py_ssize_t n,
+                                   double *restrict S, double *restrict C, double *restrict row) {
+        const double x = close[t];
+        for (Py_ssize_t j = 0; j < n; j++) {
+            double s = S[j], c = C[j], u, bp, y = -close[t - periods[j]];
+            u = s + x; bp = u - s; c += (s - (u - bp)) + (x - bp); s = u;
+            u = s + y; bp = u - s; c += (s - (u - bp)) + (y - bp); s = u;
+            S[j] = s; C[j] = c;
+            row[j] = (s + c) / (double)periods[j];
+        }
+    }
+    """
+    void _sma_full "hs_sma_full"(const double* close, Py_ssize_t t, const int32_t* periods, Py_ssize_t n,
+                                 double* S, double* C, double* row) noexcept nogil
+
 
 cdef enum:
-    # Pair chunks (one per thread) hold a multiple of _GROUP combinations and the state
-    # arrays start on a cache line, so two threads never write the same 64-byte line
-    # of Hot, Cold or MacdState (8 x any 8-byte-aligned struct is a multiple of 64).
+    # Pair chunks (one per thread) hold a multiple of _GROUP combinations, and a row of
+    # indicator columns is padded to a multiple of _GROUP values (a 64-byte line)
     _GROUP = 8
     _LINE = 64
     # Pairs dealt to the pair chunks in blocks of this many (see sweep)
     _DEAL = 64
+    # A thread's indicator block holds at most this many values (512 KiB)
+    _BLOCK_VALUES = 65536
+    _PAGE = 4096
 
 cdef enum:
     _SMA = 0
@@ -346,12 +370,12 @@ cdef inline void _day_end(Hot* hot, Cold* cold, Py_ssize_t k0, Py_ssize_t k1, Py
 
 
 cdef void _indicators(const double[::1] close, Py_ssize_t t0, Py_ssize_t t1,
-                      const int32_t[::1] periods, Py_ssize_t j0, Py_ssize_t j1, Py_ssize_t stride, int ema_kind,
+                      const int32_t* periods, Py_ssize_t j0, Py_ssize_t j1, Py_ssize_t stride, int ema_kind,
                       double* S, double* C, double* E, const double* A, double* buf) noexcept nogil:
     """Fill buf[(t - t0) * stride + j] with SMA/EMA(periods[j]) at t, for t in [t0, t1)
-    and j in [j0, j1) (a thread's period chunk), continuing the per-period running
+    and j in [j0, j1) (a thread's columns), continuing the per-period running
     state in S, C (compensated sums) and E; A[j] is the EMA's alpha, 2 / (periods[j] + 1)."""
-    cdef Py_ssize_t t, j, n
+    cdef Py_ssize_t t, j, n, longest = 0
     cdef double x
     cdef double* row
     if ema_kind:
@@ -369,9 +393,14 @@ cdef void _indicators(const double[::1] close, Py_ssize_t t0, Py_ssize_t t1,
                 else:
                     row[j] = NAN
     else:
+        for j in range(j0, j1):
+            longest = max(longest, periods[j])
         for t in range(t0, t1):
             row = buf + (t - t0) * stride
             x = close[t]
+            if t >= longest:  # every window is full: the same steps, without the branches
+                _sma_full(&close[0], t, periods + j0, j1 - j0, S + j0, C + j0, row + j0)
+                continue
             for j in range(j0, j1):
                 n = periods[j]
                 acc(&S[j], &C[j], x)
@@ -383,7 +412,7 @@ cdef void _indicators(const double[::1] close, Py_ssize_t t0, Py_ssize_t t1,
                     row[j] = NAN
 
 
-cdef void _sma_sums_before(const double[::1] close, const int32_t[::1] periods, Py_ssize_t j0, Py_ssize_t j1,
+cdef void _sma_sums_before(const double[::1] close, const int32_t* periods, Py_ssize_t j0, Py_ssize_t j1,
                            Py_ssize_t start, double* S, double* C) noexcept nogil:
     # The running window sum of each period j in [j0, j1) as _indicators leaves it after
     # bar start - 1: the closes of bars max(0, start - n) .. start - 1.
@@ -514,7 +543,7 @@ cdef void _bars_close(Dir tag, Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_s
             _day_end(hot, cold, k0, k1, m, pc, dy)
 
 
-cdef void _last_bar(Rec r, Hot* hot, Cold* cold, Py_ssize_t m, int next_open,
+cdef void _last_bar(Rec r, Hot* hot, Cold* cold, Py_ssize_t n, Py_ssize_t m, int next_open,
                     double po, double pc, Py_ssize_t t, int64_t tt, const Costs* costs,
                     const Days* dy) noexcept nogil:
     # The last bar (t): the order decided at the previous close fills at this open
@@ -522,7 +551,7 @@ cdef void _last_bar(Rec r, Hot* hot, Cold* cold, Py_ssize_t m, int next_open,
     # closed at this close; the equity is marked (it is the final equity).
     cdef Py_ssize_t k
     cdef Hot* h
-    for k in range(m):
+    for k in range(n):
         h = &hot[k]
         if next_open and h.pending != h.pos:
             _fill(r, h, &cold[k], h.pending, po, t, tt, costs)
@@ -532,7 +561,7 @@ cdef void _last_bar(Rec r, Hot* hot, Cold* cold, Py_ssize_t m, int next_open,
             _fill(r, h, &cold[k], 0, pc, t, tt, costs)
         if Rec is BookP:
             r.equity[t] = h.cash + h.units * pc
-    _day_end(hot, cold, 0, m, m, pc, dy)
+    _day_end(hot, cold, 0, n, m, pc, dy)
 
 
 cdef void _advance(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t k0, Py_ssize_t k1, Py_ssize_t m,
@@ -573,6 +602,32 @@ cdef Py_ssize_t _chunk_size(Py_ssize_t n, int threads) noexcept:
     return (per + _GROUP - 1) // _GROUP * _GROUP
 
 
+ctypedef struct Part:
+    # One pair chunk (one thread's work), in memory of its own: its combinations' state
+    # (`n` of them, the sweep's [k0, k0 + n), copied in and out), its days (the block sums
+    # from column k0), and the indicator columns its combinations use: `periods[0 .. ncol)`,
+    # their buffer (`rows` rows of `stride` values) and running state (S, C, E, A).
+    void* mem         # its pages (freed by _run)
+    Py_ssize_t k0
+    Py_ssize_t n
+    Hot* hot
+    Cold* cold
+    MacdState* sig
+    Days days
+    Py_ssize_t ncol
+    Py_ssize_t stride
+    const int32_t* periods
+    double* buf
+    double* S
+    double* C
+    double* E
+    double* A
+
+
+cdef size_t _pages(size_t size) noexcept nogil:
+    return (size + _PAGE - 1) // _PAGE * _PAGE
+
+
 cdef int _run(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int kind, int direction, int next_open,
               int sp, double sa, const double[::1] open_, const double[::1] close, const int64_t[::1] ts,
               const uint8_t[::1] day_end, const int32_t[::1] periods, const int8_t[::1] want,
@@ -584,75 +639,136 @@ cdef int _run(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int kin
     earlier bar feeds the indicators, the decisions start flat at ``start``).
 
     ``threads`` > 1 splits the combinations into that many pair chunks (multiples of
-    ``_GROUP``), and the periods into as many near-equal period chunks (at least
-    ``_GROUP`` periods each; fewer chunks when there are few), run in parallel: the
-    indicators of a chunk of bars first, then the combinations over them.
+    ``_GROUP``), run in parallel. Each pair chunk (``Part``) works in memory of its own,
+    pages no other thread writes: a copy of its combinations' state, and the indicator
+    columns its own combinations use, with their buffer and running state. A period
+    used by two chunks is computed by both (the same operations in the same order, so
+    the same values). Measured on S2 (2 threads), sharing cost more than that: one
+    indicator buffer for both threads made them use a third more CPU than one thread,
+    and one array of combination state a fifth more.
 
-    With period chunks, each chunk's columns of the indicator buffer and of the periods'
-    running state start on a cache line of their own (``W`` columns per chunk, the
-    rest padding), so two threads never write one line; the combinations' ``fi`` and
-    ``si`` are remapped from periods to those columns."""
+    Each thread streams its columns and runs its combinations a block of bars at a time
+    (at most ``_BLOCK_VALUES`` indicator values, so the block stays in the core's L2)."""
     cdef Py_ssize_t N = close.shape[0]
-    cdef Py_ssize_t npd = 2 if kind == _WANT else periods.shape[0]
     cdef Py_ssize_t per = _chunk_size(m, threads), nch = (m + per - 1) // per if m else 1
-    cdef Py_ssize_t njc = max(1, min(threads, npd // _GROUP)), W, stride, j, c, k
-    cdef int nth = <int>nch, nthj = <int>njc
-    if njc == 1:
-        W = stride = npd
-    else:
-        W = ((npd + njc - 1) // njc + _GROUP - 1) // _GROUP * _GROUP
-        stride = njc * W
-    # each period's column (its own index with one period chunk)
-    cdef Py_ssize_t[::1] col = np.array([j + _shift(c, W, npd, njc) for c in range(njc)
-                                         for j in range(c * npd // njc, (c + 1) * npd // njc)], dtype=np.intp)
-    if njc > 1:
-        for k in range(m):
-            hot[k].fi = <int16_t>col[hot[k].fi]
-            hot[k].si = <int16_t>col[hot[k].si]
-
-    # One block: the indicator buffer (`rows` rows of `stride` values), then the periods'
-    # running state, one row of `stride` values each (compensated sum, its error term, EMA
-    # value, EMA alpha). Both start on a cache line, and so does each period chunk's part
-    # of a row: the threads, which write their periods' columns and state on every bar,
-    # never write the same line.
-    cdef Py_ssize_t rows = min(chunk, N), sst = max(stride, 1)
-    cdef Py_ssize_t at = (rows * sst + _GROUP - 1) // _GROUP * _GROUP
-    cdef double* buf = <double*>_zeroed_lines((at + 4 * sst) * sizeof(double))
-    if buf == NULL:
+    cdef Py_ssize_t c, k, j, k0, n, ncol, stride, widest = 1, rows, total = 0, pat = 0
+    cdef int is_want = kind == _WANT
+    cdef int own = nch > 1  # with one chunk, it works on the sweep's own state
+    cdef size_t size, at
+    cdef char* mem
+    # each chunk's columns: the sorted periods (indices into `periods`) its combinations use
+    used = []
+    for c in range(nch):
+        k0, n = c * per, min(per, m - c * per)
+        if is_want:
+            cols = np.arange(2, dtype=np.intp)  # the columns (want, 0)
+        else:
+            idx = np.empty(2 * n, dtype=np.intp)
+            for k in range(n):
+                idx[2 * k] = hot[k0 + k].fi
+                idx[2 * k + 1] = hot[k0 + k].si
+            cols = np.unique(idx)
+            for k in range(k0, k0 + n):  # from a period's index to its column in the chunk
+                hot[k].fi = <int16_t>np.searchsorted(cols, hot[k].fi)
+                hot[k].si = <int16_t>np.searchsorted(cols, hot[k].si)
+        used.append(cols)
+        widest = max(widest, len(cols))
+        total += len(cols)
+    rows = max(1, min(chunk, N, _BLOCK_VALUES // widest))
+    pers_arr = np.zeros(max(1, total), dtype=np.int32)
+    cdef int32_t[::1] pers_v = pers_arr
+    cdef int32_t* pers = &pers_v[0]
+    cdef Part* parts = <Part*>calloc(nch, sizeof(Part))
+    if parts == NULL:
         raise MemoryError()
-    cdef double* S = buf + at
-    cdef double* C = S + sst
-    cdef double* E = S + 2 * sst
-    cdef double* A = S + 3 * sst
-    for j in range(periods.shape[0]):
-        A[col[j]] = 2.0 / (periods[j] + 1.0)
     try:
-        return _chunks(r, hot, cold, sig, m, kind, direction, next_open, sp, sa, open_, close, ts, day_end,
-                       periods, want, costs, dy, progress, chunk, progress_interval, buf, stride, per, nth,
-                       W, nthj, start, S, C, E, A)
+        for c in range(nch):
+            k0, n = c * per, max(0, min(per, m - c * per))
+            ncol = len(used[c])
+            stride = 2 if is_want else max(1, (ncol + _GROUP - 1) // _GROUP * _GROUP)
+            # its own pages: [Hot x n | Cold x n | MacdState x n (own only)] buffer | state
+            at = _pages(n * (sizeof(Hot) + sizeof(Cold) + sizeof(MacdState))) if own else 0
+            size = _pages(at + (rows * stride + 4 * stride) * sizeof(double))
+            mem = <char*>_zeroed_pages(size)
+            if mem == NULL:
+                raise MemoryError()
+            parts[c].mem = mem
+            parts[c].buf = <double*>(mem + at)
+            parts[c].k0 = k0
+            parts[c].n = n
+            parts[c].days = dy[0]
+            if dy.bsum != NULL:
+                parts[c].days.bsum = dy.bsum + k0
+                parts[c].days.bsq = dy.bsq + k0
+            if own:
+                parts[c].hot = <Hot*>mem
+                parts[c].cold = <Cold*>(mem + n * sizeof(Hot))
+                parts[c].sig = <MacdState*>(mem + n * (sizeof(Hot) + sizeof(Cold)))
+                memcpy(parts[c].hot, hot + k0, n * sizeof(Hot))
+                memcpy(parts[c].cold, cold + k0, n * sizeof(Cold))
+                memcpy(parts[c].sig, sig + k0, n * sizeof(MacdState))
+            else:
+                parts[c].hot, parts[c].cold, parts[c].sig = hot, cold, sig
+            parts[c].ncol = 0 if is_want else ncol
+            parts[c].stride = stride
+            parts[c].periods = pers + pat
+            parts[c].S = parts[c].buf + rows * stride
+            parts[c].C = parts[c].S + stride
+            parts[c].E = parts[c].S + 2 * stride
+            parts[c].A = parts[c].S + 3 * stride
+            if not is_want:
+                for j in range(ncol):
+                    pers[pat + j] = periods[used[c][j]]
+                    parts[c].A[j] = 2.0 / (pers[pat + j] + 1.0)
+                pat += ncol
+        cancelled = _chunks(r, m, kind, direction, next_open, sp, sa, open_, close, ts, day_end, want, costs,
+                            progress, chunk, progress_interval, parts, <int>nch, rows, start)
+        if own:
+            for c in range(nch):
+                memcpy(hot + parts[c].k0, parts[c].hot, parts[c].n * sizeof(Hot))
+                memcpy(cold + parts[c].k0, parts[c].cold, parts[c].n * sizeof(Cold))
+                memcpy(sig + parts[c].k0, parts[c].sig, parts[c].n * sizeof(MacdState))
+        return cancelled
     finally:
-        free(buf)
+        for c in range(nch):
+            free(parts[c].mem)
+        free(parts)
 
 
-cdef inline Py_ssize_t _shift(Py_ssize_t c, Py_ssize_t W, Py_ssize_t npd, Py_ssize_t nch) noexcept nogil:
-    # Period chunk c of nch holds periods [c * npd // nch, (c + 1) * npd // nch) in the columns
-    # from c * W: the column of its period j is j + _shift(c, ...)
-    return c * W - c * npd // nch
+cdef void _part(Rec r, Py_ssize_t m, int direction, int next_open, int macd, int ema_kind, int is_want, int sp,
+                double sa, const double[::1] open_, const double[::1] close, const int64_t[::1] ts,
+                const uint8_t[::1] day_end, const int8_t[::1] want, const Costs* costs, Part* p, Py_ssize_t rows,
+                Py_ssize_t t0, Py_ssize_t t1, int warm) noexcept nogil:
+    # One part over bars [t0, t1), a block of `rows` bars at a time: its columns, then its
+    # combinations (or, before a window's start, MACD's per-combination state only).
+    cdef Py_ssize_t b0 = t0, b1
+    while b0 < t1:
+        b1 = min(b0 + rows, t1)
+        if is_want:
+            _want_rows(want, b0, b1, p.buf)
+        elif p.ncol:
+            _indicators(close, b0, b1, p.periods, 0, p.ncol, p.stride, ema_kind, p.S, p.C, p.E, p.A, p.buf)
+        if warm:
+            if macd:
+                _macd_warm(p.hot, p.sig, 0, p.n, sp, sa, close, b0, b1, p.stride, p.buf)
+        else:
+            _advance(r, p.hot, p.cold, p.sig, 0, p.n, m, direction, next_open, macd, sp, sa, open_, close, ts,
+                     day_end, b0, b1, p.stride, p.buf, costs, &p.days)
+        b0 = b1
 
 
-cdef int _chunks(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int kind, int direction,
-                 int next_open, int sp, double sa, const double[::1] open_, const double[::1] close,
-                 const int64_t[::1] ts, const uint8_t[::1] day_end, const int32_t[::1] periods,
-                 const int8_t[::1] want, const Costs* costs, const Days* dy, progress, Py_ssize_t chunk,
-                 double progress_interval, double* buf, Py_ssize_t stride, Py_ssize_t per, int nth,
-                 Py_ssize_t W, int nthj, Py_ssize_t start, double* S, double* C, double* E,
-                 const double* A) except -1:
-    # _run's loop over the chunks of bars
+cdef int _chunks(Rec r, Py_ssize_t m, int kind, int direction, int next_open, int sp, double sa,
+                 const double[::1] open_, const double[::1] close, const int64_t[::1] ts,
+                 const uint8_t[::1] day_end, const int8_t[::1] want, const Costs* costs, progress,
+                 Py_ssize_t chunk, double progress_interval, Part* parts, int nth, Py_ssize_t rows,
+                 Py_ssize_t start) except -1:
+    # _run's loop over the chunks of bars: one team of threads per chunk, so that the GIL
+    # can be taken between them for the progress callback
     cdef Py_ssize_t N = close.shape[0], t0, t1, tend, c
-    cdef Py_ssize_t npd = 2 if kind == _WANT else periods.shape[0]
     cdef int macd = kind == _MACD
     cdef int ema_kind = kind == _EMA or kind == _MACD
     cdef int is_want = kind == _WANT
+    cdef int warm
     cdef double last_report = -1e300
 
     t0 = 0
@@ -661,39 +777,23 @@ cdef int _chunks(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int 
         # sum starts just before `start`, not at bar 0 (the same averages, without
         # streaming every earlier bar; EMAs and MACD do depend on all of them).
         with nogil:
-            for c in range(nthj):
-                _sma_sums_before(close, periods, c * npd // nthj, (c + 1) * npd // nthj, start,
-                                 S + _shift(c, W, npd, nthj), C + _shift(c, W, npd, nthj))
+            for c in range(nth):
+                _sma_sums_before(close, parts[c].periods, 0, parts[c].ncol, start, parts[c].S, parts[c].C)
         t0 = start
     tend = N - 1  # the last bar is handled by _last_bar
     while t0 < tend:
         t1 = min(t0 + chunk, tend)
         if t0 < start:
             t1 = min(t1, start)  # a chunk is all warm-up or all decisions
+        warm = t0 < start
         with nogil:
-            # one period chunk, then one pair chunk, per thread; each a new team per chunk
-            # of bars, so the GIL can be taken between them for the progress callback
-            if is_want:
-                _want_rows(want, t0, t1, buf)
-            elif nthj == 1:
-                _indicators(close, t0, t1, periods, 0, npd, stride, ema_kind, S, C, E, A, buf)
-            else:
-                # period chunk c: pointers shifted so that index j is period j's column
-                for c in prange(nthj, schedule="static", num_threads=nthj):
-                    _indicators(close, t0, t1, periods, c * npd // nthj, (c + 1) * npd // nthj, stride, ema_kind,
-                                S + _shift(c, W, npd, nthj), C + _shift(c, W, npd, nthj),
-                                E + _shift(c, W, npd, nthj), A + _shift(c, W, npd, nthj),
-                                buf + _shift(c, W, npd, nthj))
-            if t0 < start:
-                if macd:  # MACD's per-combination fast EMA and signal line see every bar too
-                    _macd_warm(hot, sig, 0, m, sp, sa, close, t0, t1, stride, buf)
-            elif nth == 1:
-                _advance(r, hot, cold, sig, 0, m, m, direction, next_open, macd, sp, sa, open_, close, ts,
-                         day_end, t0, t1, stride, buf, costs, dy)
+            if nth == 1:
+                _part(r, m, direction, next_open, macd, ema_kind, is_want, sp, sa, open_, close, ts, day_end,
+                      want, costs, &parts[0], rows, t0, t1, warm)
             else:
                 for c in prange(nth, schedule="static", num_threads=nth):
-                    _advance(r, hot, cold, sig, c * per, min(c * per + per, m), m, direction, next_open,
-                             macd, sp, sa, open_, close, ts, day_end, t0, t1, stride, buf, costs, dy)
+                    _part(r, m, direction, next_open, macd, ema_kind, is_want, sp, sa, open_, close, ts, day_end,
+                          want, costs, &parts[c], rows, t0, t1, warm)
         t0 = t1
         if progress is not None and t0 < tend:
             now = time.monotonic()
@@ -703,8 +803,19 @@ cdef int _chunks(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int 
                 if answer is not None and not answer:
                     return 1
     with nogil:
-        _last_bar(r, hot, cold, m, next_open, open_[N - 1], close[N - 1], N - 1, ts[N - 1], costs, dy)
+        for c in range(nth):
+            _last_bar(r, parts[c].hot, parts[c].cold, parts[c].n, m, next_open, open_[N - 1], close[N - 1], N - 1,
+                      ts[N - 1], costs, &parts[c].days)
     return 0
+
+
+cdef void* _zeroed_pages(size_t size) noexcept:
+    # calloc, but starting on a page; NULL when out of memory
+    cdef void* p = NULL
+    if posix_memalign(&p, _PAGE, max(size, 1)) != 0:
+        return NULL
+    memset(p, 0, size)
+    return p
 
 
 cdef void* _zeroed_lines(size_t size) noexcept:
@@ -820,7 +931,7 @@ def stream_indicators(const double[::1] close, const int32_t[::1] periods, int k
     while t0 < N:
         t1 = min(t0 + chunk, N)
         with nogil:
-            _indicators(close, t0, t1, periods, 0, npd, npd, ema_kind, &st[0, 0], &st[1, 0], &st[2, 0],
+            _indicators(close, t0, t1, &periods[0], 0, npd, npd, ema_kind, &st[0, 0], &st[1, 0], &st[2, 0],
                         &st[3, 0], &out[t0, 0])
         t0 = t1
     return out_arr
