@@ -73,7 +73,8 @@ cdef extern from *:
     /* The SMA step of every period whose window is full (twosum.pxd's `acc`, twice, in
        the same order): with restrict pointers the compiler may run it on vectors, which
        changes no result (IEEE operations, no contraction). */
-    static inline void hs_sma_full(const double *restrict close, Py_ssize_t t,
+    __attribute__((target_clones("avx2", "default")))
+    static void hs_sma_full(const double *restrict close, Py_ssize_t t,
                                    const int32_t *restrict periods, Py_ssize_t n,
                                    double *restrict S, double *restrict C, double *restrict row) {
         const double x = close[t];
@@ -812,7 +813,7 @@ cdef int _chunks(Rec r, Py_ssize_t m, int kind, int direction, int next_open, in
 cdef void* _zeroed_pages(size_t size) noexcept:
     # calloc, but starting on a page; NULL when out of memory
     cdef void* p = NULL
-    if posix_memalign(&p, _PAGE, max(size, 1)) != 0:
+    if posix_memalign(&p, _PAGE, size if size else 1) != 0:
         return NULL
     memset(p, 0, size)
     return p
