@@ -73,7 +73,13 @@ cdef extern from *:
     /* The SMA step of every period whose window is full (twosum.pxd's `acc`, twice, in
        the same order): with restrict pointers the compiler may run it on vectors, which
        changes no result (IEEE operations, no contraction). */
-    __attribute__((target_clones("avx2", "default")))
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    /* compiled for AVX2 and for any x86-64, chosen when the module loads (ifunc) */
+    #define HS_CLONES __attribute__((target_clones("avx2", "default")))
+    #else
+    #define HS_CLONES
+    #endif
+    HS_CLONES
     static void hs_sma_full(const double *restrict close, Py_ssize_t t,
                                    const int32_t *restrict periods, Py_ssize_t n,
                                    double *restrict S, double *restrict C, double *restrict row) {
