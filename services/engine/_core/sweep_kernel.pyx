@@ -681,7 +681,9 @@ cdef int _run(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int kin
         used.append(cols)
         widest = max(widest, len(cols))
         total += len(cols)
-    rows = max(1, min(chunk, N, _BLOCK_VALUES // widest))
+    # (at least 64 rows when the chunk has them: thousands of periods make a larger block
+    # rather than a call per bar or two)
+    rows = max(1, min(chunk, N, max(_GROUP * _GROUP, _BLOCK_VALUES // widest)))
     pers_arr = np.zeros(max(1, total), dtype=np.int32)
     cdef int32_t[::1] pers_v = pers_arr
     cdef int32_t* pers = &pers_v[0]
