@@ -29,7 +29,7 @@ import math
 from collections.abc import Callable
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from domain.shards import parse_fold_shard
 from services.results import jobs
@@ -59,11 +59,13 @@ def queue(session: Session, job: Job, submission: Submission, shards: list[Sweep
     jobs.queue_job(session, job, submission, [{"shard_id": s.shard_id} for s in shards])
 
 
-def of_job(session: Session, job_id: str) -> list[SweepShard]:
-    """Every shard of a job, by position, then chunk."""
-    return list(session.scalars(
-        sa.select(SweepShard).where(SweepShard.job_id == job_id).order_by(SweepShard.position, SweepShard.chunk)
-    ))
+def of_job(session: Session, job_id: str, bulky: bool = True) -> list[SweepShard]:
+    """Every shard of a job, by position, then chunk (`bulky` False: without their
+    overfitting objects and staged requests, read only if touched, in this session)."""
+    query = sa.select(SweepShard).where(SweepShard.job_id == job_id).order_by(SweepShard.position, SweepShard.chunk)
+    if not bulky:
+        query = query.options(defer(SweepShard.overfitting), defer(SweepShard.staged))
+    return list(session.scalars(query))
 
 
 def exists(session: Session, job_id: str) -> bool:

@@ -216,7 +216,8 @@ def _maybe_end(session: Session, job: Job) -> None:
     if not shards.all_ended(session, job.job_id):
         shards.advance(session, job)
         return
-    tickers = _tickers(shards.of_job(session, job.job_id))
+    # a universe's overfitting objects (12,870 logits each) stay in the database
+    tickers = _tickers(shards.of_job(session, job.job_id, bulky=False))
     run = run_of(session, job.job_id)
     done = [t for t in tickers if t.state == COMPLETED]
     if not done:
