@@ -1,19 +1,21 @@
 """A universe sweep across engine replicas (issue 11, bench 2 and 3): 20 tickers x 590 pairs
 (S2's grid) x 250,000 one-minute bars each, through the distributed stack as `make up`
-runs it (every service its own process, Postgres, RabbitMQ), first with 1 then with 2
-single-threaded engine replicas (HINDSIGHT_ENGINE_THREADS=1, one job at a time each).
+runs it (every service its own process, Postgres, RabbitMQ), with 1 and with 2
+single-threaded engine replicas (HINDSIGHT_ENGINE_THREADS=1, one job at a time each), in
+rounds (1 replica, then 2, then again: `--rounds`, 2 by default), so that a busy moment
+of this shared machine does not decide the ratio alone.
 
     .venv/bin/python -m bench.universe_sweep                   (what `make bench` runs)
-    .venv/bin/python -m bench.universe_sweep --tickers 6 --bars 50000
+    .venv/bin/python -m bench.universe_sweep --tickers 6 --bars 50000 --rounds 1
 
-Prints, for each replica count, the time from the POST to the `done` event, the ratio,
-whether every ticker's rows are identical between the two runs, the CPU seconds each part
-of the stack used in each run (engines, results, gateway, notifier, Postgres, RabbitMQ;
-from /proc) and the speed-up they allow on this machine's CPUs, and each engine
-process's peak memory (VmHWM: its resident set's high-water mark over its life; fresh
-engine processes for each run). An engine holds one ticker's bars at a time (plus the
-bar cache, HINDSIGHT_BAR_CACHE_MB), so its peak follows one ticker's bars, not the
-universe's size.
+Prints, for each replica count, every run's time from the POST to the `done` event and
+the best, the ratio of the best runs (and round by round), whether every run's rows are
+identical, the CPU seconds each part of the stack used in the best runs (engines,
+results, gateway, notifier, Postgres, RabbitMQ; from /proc) and the speed-up they allow
+on this machine's CPUs, and each engine process's peak memory (VmHWM: its resident set's
+high-water mark over its life; fresh engine processes for each run). An engine holds one
+ticker's bars at a time (plus the bar cache, HINDSIGHT_BAR_CACHE_MB), so its peak
+follows one ticker's bars, not the universe's size.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import shutil
 import signal
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -93,6 +96,18 @@ def cpu_used(before: dict[tuple[str, str], float], after: dict[tuple[str, str], 
     return used
 
 
+@dataclass(frozen=True)
+class Run:
+    """One run of the universe sweep: POST-to-done seconds, CPU seconds by part of the stack,
+    each engine's peak memory and (kernel seconds, statistics seconds, shards), the rows."""
+
+    seconds: float
+    cpu: dict[str, float]
+    peaks: dict[str, float]
+    busy: dict[str, tuple[float, float, int]]
+    rows: dict[str, list[dict]]
+
+
 def stop_engines(stack: Stack, names: list[str]) -> None:
     for name in names:
         stack.kill(name, signal.SIGTERM)
@@ -127,16 +142,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tickers", type=int, default=20)
     parser.add_argument("--bars", type=int, default=250_000)
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each replica count, interleaved (1, 2, 1, 2, ...)")
     args = parser.parse_args()
     tickers = [f"UNI{i:02d}" for i in range(args.tickers)]
     tmp = Path(tempfile.mkdtemp(prefix="bench-universe-"))
     db_name, db_url = create_database()
     vhost, amqp_url = create_vhost()
-    seconds: dict[int, float] = {}
-    peaks: dict[int, dict[str, float]] = {}
-    busy: dict[int, dict[str, tuple[float, float, int]]] = {}
-    rows: dict[int, dict[str, list[dict]]] = {}
-    cpu: dict[int, dict[str, float]] = {}
+    runs: dict[int, list[Run]] = {1: [], 2: []}
     try:
         stack = start_distributed(db_url, amqp_url, tmp, service_env={"engine": ONE_THREAD})
         try:
@@ -149,43 +161,50 @@ def main() -> int:
                                     data={"ticker": t, "interval": "1m", "calendar": "continuous"})
                     r.raise_for_status()
                 print(f"uploaded {len(tickers)} x {args.bars:,} bars in {time.perf_counter() - t0:.0f} s", flush=True)
-                for replicas in (1, 2):
-                    names = [f"engine-r{replicas}-{k}" for k in range(1, replicas + 1)]
-                    start_engines(stack, names)
-                    before = cpu_seconds()
-                    seconds[replicas], run_id = run_universe(client, tickers)
-                    cpu[replicas] = cpu_used(before, cpu_seconds())
-                    peaks[replicas] = {n: peak_rss_mib(stack.procs[n].pid) for n in names}
-                    busy[replicas] = {n: compute_seconds(stack, n) for n in names}
-                    rows[replicas] = rows_of(client, run_id, tickers)
-                    stop_engines(stack, names)
-                    print(f"{replicas} replica(s): {seconds[replicas]:.2f} s", flush=True)
+                for round_ in range(1, args.rounds + 1):
+                    for replicas in (1, 2):
+                        names = [f"engine-r{replicas}-{round_}-{k}" for k in range(1, replicas + 1)]
+                        start_engines(stack, names)
+                        before = cpu_seconds()
+                        seconds, run_id = run_universe(client, tickers)
+                        cpu = cpu_used(before, cpu_seconds())
+                        peaks = {n: peak_rss_mib(stack.procs[n].pid) for n in names}
+                        busy = {n: compute_seconds(stack, n) for n in names}
+                        runs[replicas].append(Run(seconds, cpu, peaks, busy, rows_of(client, run_id, tickers)))
+                        stop_engines(stack, names)
+                        print(f"round {round_}, {replicas} replica(s): {seconds:.2f} s", flush=True)
         finally:
             stack.stop()
     finally:
         delete_vhost(vhost)
         drop_database(db_name)
         shutil.rmtree(tmp, ignore_errors=True)
-    identical = rows[1] == rows[2] and all(len(v) > 0 for v in rows[1].values())
+    first = runs[1][0].rows
+    identical = all(r.rows == first for rs in runs.values() for r in rs) and all(len(v) > 0 for v in first.values())
+    best = {replicas: min(rs, key=lambda r: r.seconds) for replicas, rs in runs.items()}
     total = len(tickers) * PAIRS * args.bars
     print(f"universe sweep: {len(tickers)} tickers x {PAIRS} pairs x {args.bars:,} bars = {total / 1e9:.2f} G bar-pairs, "
-          f"single-threaded engines, CPUs here: {os.cpu_count()}")
+          f"single-threaded engines, CPUs here: {os.cpu_count()}; {args.rounds} round(s) of 1 then 2 replicas")
     for replicas in (1, 2):
-        mem = ", ".join(f"{n} {v:.0f} MiB" for n, v in peaks[replicas].items())
-        print(f"  {replicas} replica(s): {seconds[replicas]:7.2f} s POST to done  "
-              f"({total / seconds[replicas] / 1e6:,.0f} M bar-pairs/s)   peak memory: {mem}")
-        for n, (sec, st, k) in busy[replicas].items():
+        b = best[replicas]
+        mem = ", ".join(f"{n} {v:.0f} MiB" for r in runs[replicas] for n, v in r.peaks.items())
+        every = ", ".join(f"{r.seconds:.2f}" for r in runs[replicas])
+        print(f"  {replicas} replica(s): {b.seconds:7.2f} s POST to done, best of {every} "
+              f"({total / b.seconds / 1e6:,.0f} M bar-pairs/s)")
+        print(f"      peak memory: {mem}")
+        for n, (sec, st, k) in b.busy.items():
             print(f"      {n}: {k} shards, {sec:.1f} s in the kernel and statistics ({st:.1f} s statistics)")
-    print(f"  speed-up 2 vs 1: {seconds[1] / seconds[2]:.2f}x (target >= 1.8x on 2 free cores)   "
-          f"identical results: {'yes' if identical else 'NO'}")
+    ratios = ", ".join(f"x{a.seconds / b.seconds:.2f}" for a, b in zip(runs[1], runs[2], strict=True))
+    print(f"  speed-up 2 vs 1: {best[1].seconds / best[2].seconds:.2f}x, best against best (round by round: {ratios}; "
+          f"target >= 1.8x on 2 free cores)   identical results: {'yes' if identical else 'NO'}")
     for replicas in (1, 2):
-        used = cpu[replicas]
-        print(f"  CPU seconds, {replicas} replica(s): " + ", ".join(f"{g} {used.get(g, 0.0):.2f}" for g, _ in _PROCESS_GROUPS)
-              + f" (sum {sum(used.values()):.2f})")
+        used = best[replicas].cpu
+        print(f"  CPU seconds, {replicas} replica(s), best run: "
+              + ", ".join(f"{g} {used.get(g, 0.0):.2f}" for g, _ in _PROCESS_GROUPS) + f" (sum {sum(used.values()):.2f})")
     cpus = os.cpu_count() or 1
-    floor = sum(cpu[2].values()) / cpus
+    floor = sum(best[2].cpu.values()) / cpus
     print(f"  results, Postgres and the engines share this machine's {cpus} CPUs: 2 replicas take at least "
-          f"the sum / {cpus} = {floor:.2f} s, so the speed-up here is at most x{seconds[1] / floor:.2f}")
+          f"the sum / {cpus} = {floor:.2f} s, so the speed-up here is at most x{best[1].seconds / floor:.2f}")
     from bench.machine_ceiling import parallel_ceiling
 
     print(f"  this machine's ceiling now: x{parallel_ceiling(2):.2f} (2 independent CPU-bound processes "
