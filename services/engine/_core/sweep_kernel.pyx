@@ -663,6 +663,7 @@ cdef int _run(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int kin
     cdef int own = nch > 1  # with one chunk, it works on the sweep's own state
     cdef size_t size, at
     cdef char* mem
+    cdef Py_ssize_t[::1] idx
     # each chunk's columns: the sorted periods (indices into `periods`) its combinations use
     used = []
     for c in range(nch):
@@ -670,14 +671,16 @@ cdef int _run(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int kin
         if is_want:
             cols = np.arange(2, dtype=np.intp)  # the columns (want, 0)
         else:
-            idx = np.empty(2 * n, dtype=np.intp)
+            idx_arr = np.empty(2 * n, dtype=np.intp)
+            idx = idx_arr
             for k in range(n):
-                idx[2 * k] = hot[k0 + k].fi
-                idx[2 * k + 1] = hot[k0 + k].si
-            cols = np.unique(idx)
-            for k in range(k0, k0 + n):  # from a period's index to its column in the chunk
-                hot[k].fi = <int16_t>np.searchsorted(cols, hot[k].fi)
-                hot[k].si = <int16_t>np.searchsorted(cols, hot[k].si)
+                idx[k] = hot[k0 + k].fi
+                idx[n + k] = hot[k0 + k].si
+            cols = np.unique(idx_arr)
+            idx_arr[:] = np.searchsorted(cols, idx_arr)  # a period's index -> its column in the chunk
+            for k in range(n):
+                hot[k0 + k].fi = <int16_t>idx[k]
+                hot[k0 + k].si = <int16_t>idx[n + k]
         used.append(cols)
         widest = max(widest, len(cols))
         total += len(cols)
