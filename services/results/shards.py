@@ -59,12 +59,15 @@ def queue(session: Session, job: Job, submission: Submission, shards: list[Sweep
     jobs.queue_job(session, job, submission, [{"shard_id": s.shard_id} for s in shards])
 
 
-def of_job(session: Session, job_id: str, bulky: bool = True) -> list[SweepShard]:
+def of_job(session: Session, job_id: str, bulky: bool = True, lock: bool = False) -> list[SweepShard]:
     """Every shard of a job, by position, then chunk (`bulky` False: without their
-    overfitting objects and staged requests, read only if touched, in this session)."""
+    overfitting objects and staged requests, read only if touched, in this session;
+    `lock`: their rows locked until the transaction ends, and read again under the lock)."""
     query = sa.select(SweepShard).where(SweepShard.job_id == job_id).order_by(SweepShard.position, SweepShard.chunk)
     if not bulky:
         query = query.options(defer(SweepShard.overfitting), defer(SweepShard.staged))
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
     return list(session.scalars(query))
 
 
@@ -96,7 +99,7 @@ def start(session: Session, job: Job, shard_id: str) -> bool:
     return True
 
 
-def _locked(session: Session, job_id: str, shard_id: str) -> SweepShard | None:
+def locked_shard(session: Session, job_id: str, shard_id: str) -> SweepShard | None:
     """A shard's row, locked until the transaction ends, read again under the lock."""
     return session.scalar(
         sa.select(SweepShard).where(SweepShard.job_id == job_id, SweepShard.shard_id == shard_id)
@@ -117,7 +120,7 @@ def start_queued(session: Session, job: Job, shard_id: str) -> bool:
     row lock (`job` read unlocked): the shard's own row is locked, and the job's row stays
     free for the other replicas' completions. False when the shard is not queued (ended,
     or a restart, whose event needs the job's row): the caller takes the locked `start`."""
-    shard = _locked(session, job.job_id, shard_id)
+    shard = locked_shard(session, job.job_id, shard_id)
     if shard is None or shard.state != jobs.QUEUED:
         return False
     shard.state = jobs.RUNNING
@@ -183,7 +186,7 @@ def progress(session: Session, job_id: str, shard_id: str, percent_done: float,
     job = jobs.get_job_any(session, job_id)
     if job.state != jobs.RUNNING:
         return jobs.stop_reason(job)
-    shard = _locked(session, job_id, shard_id)
+    shard = locked_shard(session, job_id, shard_id)
     if shard is None:
         raise InvalidArgument(f"job {job_id!r} has no shard {shard_id!r}")
     if shard.state in ENDED:
@@ -222,8 +225,10 @@ def all_ended(session: Session, job_id: str) -> bool:
 
 def close(session: Session, job: Job, state: str, error_message: str) -> None:
     """The job ended otherwise (cancelled, timed out, failed): its shards not ended end with
-    it, so none starts afterwards."""
-    for shard in of_job(session, job.job_id):
+    it, so none starts afterwards. Their rows are locked and read again: a ticker's shard
+    stores its rows under its own row's lock only (universe_sweeps.store_shard), and one
+    that did so meanwhile stays completed."""
+    for shard in of_job(session, job.job_id, lock=True):
         if shard.state not in ENDED:
             shard.state = jobs.CANCELLED if state == jobs.CANCELLED else jobs.FAILED
             shard.error_message = error_message

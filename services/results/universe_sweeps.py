@@ -23,8 +23,11 @@ row for row. The CSCV then runs in results, in that last chunk's transaction: O(
 x pairs), about 0.1 s for 590 pairs, ~1 s for 5,000.
 
 Written once: a shard's rows, state and statistics are stored by the first CompleteSweep
-naming it (under the job's row lock); a redelivered shard (an engine killed after storing,
-before acking) finds its shard completed and stores nothing.
+naming it; a redelivered shard (an engine killed after storing, before acking) finds its
+shard completed and stores nothing. A whole ticker's shard stores under its own row's lock
+(`store_shard`), then tells the job under the job's (`settle`), so replicas completing
+other tickers of the job do not queue behind its insert; a pair chunk is stored and
+assembled under the job's row lock (`complete_shard`).
 
 The job completes when every shard ended; a ticker without enough data fails alone (its
 row keeps the seed's message; a chunk failing fails its ticker's other chunks), and the
@@ -170,8 +173,13 @@ def run_of(session: Session, job_id: str) -> SweepRun:
 
 def start_shard(session: Session, job: Job, sid: str) -> bool:
     """An engine takes a shard of a running job (locked by the caller): False when the
-    shard already ended (a redelivery after its results were stored)."""
-    return shards.start(session, job, sid)
+    shard already ended (a redelivery after its results were stored). A redelivered shard
+    whose rows were stored while its job was not told (`store_shard` then no `settle`:
+    results stopped between the two) tells it now."""
+    started = shards.start(session, job, sid)
+    if not started and job.state == jobs.RUNNING:
+        _maybe_end(session, job)
+    return started
 
 
 def shard_progress(session: Session, job_id: str, sid: str, percent_done: float) -> tuple[bool, str]:
@@ -351,17 +359,9 @@ def complete_shard(
     (`joined`'s when they were computed from the same chunks, else computed here)."""
     job = jobs.locked_job(session, job_id)
     run = run_of(session, job_id)
-    if job.state in (FAILED, CANCELLED):
-        return "", False
     shard = shards.get(session, job, sid)
-    if job.state == COMPLETED or shard.state == COMPLETED:
-        return run.sweep_run_id, True  # a redelivered shard: its first completion was stored
-    if shard.state in SHARD_ENDED or job.state != jobs.RUNNING:
-        return "", False
-    if any(r.ticker != shard.ticker for r in rows):
-        raise InvalidArgument(f"shard {sid} holds the rows of {shard.ticker} only")
-    shard.bars = int(bars)
-    shard.buy_and_hold_return_pct = runs.finite(buy_and_hold_return_pct)
+    if (answer := _answered(job, run, shard, sid, rows, bars, buy_and_hold_return_pct)) is not None:
+        return answer
     if shard.chunks <= 1:
         _store_ticker(session, run, shard, rows, statistics)
         shards.end(session, shard, COMPLETED, engine_seconds=execution_time_seconds)
@@ -380,6 +380,57 @@ def complete_shard(
         _assemble(session, job, run, parts, joined)
     _maybe_end(session, job)
     return run.sweep_run_id, True
+
+
+def _answered(job: Job, run: SweepRun, shard: SweepShard, sid: str, rows: list[Any], bars: int,
+              buy_and_hold_return_pct: float | None) -> tuple[str, bool] | None:
+    """A completion's answer when it stores nothing (a job no longer running, a shard
+    already completed or closed); None when it goes on (the shard's bars and buy-and-hold
+    return kept)."""
+    if job.state in (FAILED, CANCELLED):
+        return "", False
+    if job.state == COMPLETED or shard.state == COMPLETED:
+        return run.sweep_run_id, True  # a redelivered shard: its first completion was stored
+    if shard.state in SHARD_ENDED or job.state != jobs.RUNNING:
+        return "", False
+    if any(r.ticker != shard.ticker for r in rows):
+        raise InvalidArgument(f"shard {sid} holds the rows of {shard.ticker} only")
+    shard.bars = int(bars)
+    shard.buy_and_hold_return_pct = runs.finite(buy_and_hold_return_pct)
+    return None
+
+
+def store_shard(
+    session: Session, job_id: str, sid: str, rows: list[Any], execution_time_seconds: float, bars: int,
+    statistics: SweepStatistics | None, buy_and_hold_return_pct: float | None,
+) -> tuple[str, bool] | None:
+    """A whole ticker's shard (not a pair chunk) stores its rows and completes under its own
+    row's lock only, so that replicas storing other tickers of the job do not wait for one
+    another; (sweep_run_id, stored) like CompleteSweep, once per shard. `settle` then tells
+    the job, under its row's lock. None when it is not such a shard (a pair chunk, or no
+    such shard): `complete_shard` decides, under the job's lock.
+
+    Lock order: a shard's row, and no other while it is held; a cancel (the job's row,
+    then its shards', `shards.close`) waits for it and sees the shard completed."""
+    shard = shards.locked_shard(session, job_id, sid)
+    if shard is None or shard.chunks > 1:
+        return None
+    job = session.get(Job, job_id)  # read, not locked
+    if job is None:
+        return None
+    run = run_of(session, job_id)
+    if (answer := _answered(job, run, shard, sid, rows, bars, buy_and_hold_return_pct)) is not None:
+        return answer
+    _store_ticker(session, run, shard, rows, statistics)
+    shards.end(session, shard, COMPLETED, engine_seconds=execution_time_seconds)
+    return run.sweep_run_id, True
+
+
+def settle(session: Session, job_id: str) -> None:
+    """After `store_shard`: the job's progress, or its end once every shard ended (its row locked)."""
+    job = jobs.locked_job(session, job_id)
+    if job.state == jobs.RUNNING:
+        _maybe_end(session, job)
 
 
 def _ticker_count(session: Session, job_id: str) -> int:

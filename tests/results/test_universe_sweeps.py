@@ -9,12 +9,14 @@ import asyncio
 import json
 
 import grpc
+import psycopg
 import pytest
 from hindsight.bus.v1 import bus_pb2
 from hindsight.jobs.v1 import jobs_pb2
 from hindsight.results.v1 import results_pb2
 
 from libs.bus import JOBS_DEAD_QUEUE, JOBS_QUEUE, Delivery
+from services.results import sweeps, universe_sweeps
 
 from .conftest import eventually
 from .helpers import daily_csv, import_requests, job_row_held, result_row, sweep_spec
@@ -258,3 +260,70 @@ async def test_a_queued_shard_starts_while_another_holds_the_job_row(pg, pg_db, 
     # after a cancel, a queued shard does not start
     await pg.stub.CancelJob(results_pb2.CancelJobRequest(tenant_id=tenant, job_id=job.job_id))
     assert not (await pg.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id="t0002"))).proceed
+
+
+def _shard_states(db, job_id: str) -> list[tuple[str, str]]:
+    return [(r[0], r[1]) for r in db.rows(
+        "SELECT shard_id, state FROM sweep_shards WHERE job_id = :j ORDER BY shard_id", j=job_id)]
+
+
+def _rows_of(db, job_id: str, ticker: str) -> int:
+    return db.scalar("SELECT count(*) FROM sweep_results r JOIN sweep_runs u ON u.sweep_run_id = r.sweep_run_id "
+                     "WHERE u.job_id = :j AND r.ticker = :t", j=job_id, t=ticker)
+
+
+@pytest.mark.asyncio
+async def test_a_ticker_stores_its_rows_while_another_holds_the_job_row(pg, pg_db, results_pg_url):
+    # Another replica's completion holds the job's row: a whole ticker's rows still go in
+    # under its own shard's lock; only telling the job (its progress, its end) waits.
+    _, job = await _running(pg, pg_db, ["AAA", "BBB"], ["t0000", "t0001"])
+    with job_row_held(results_pg_url, job.job_id):
+        call = asyncio.ensure_future(pg.stub.CompleteSweep(results_pb2.CompleteSweepRequest(
+            job_id=job.job_id, shard_id="t0000", results=grid_rows("AAA"), bars=300), timeout=10))
+        await eventually(lambda: ("t0000", "completed") in _shard_states(pg_db, job.job_id))
+        assert _rows_of(pg_db, job.job_id, "AAA") == PAIRS
+        await asyncio.sleep(0.3)
+        assert not call.done()  # the job's progress waits for its row
+    done = await call
+    assert done.stored and done.sweep_run_id
+    assert percents(pg_db, job.job_id)[-1] == 50.0
+    await pg.stub.CompleteSweep(results_pb2.CompleteSweepRequest(
+        job_id=job.job_id, shard_id="t0001", results=grid_rows("BBB"), bars=300))
+    assert pg_db.scalar("SELECT state FROM jobs WHERE job_id = :j", j=job.job_id) == "completed"
+
+
+@pytest.mark.asyncio
+async def test_a_ticker_stored_before_its_job_was_told_tells_it_when_redelivered(pg, pg_db, pg_engine):
+    # Results stopped between storing a ticker (its shard's transaction) and telling the job:
+    # the redelivered message's StartJob finds the shard completed and ends the job.
+    from sqlalchemy.orm import Session
+
+    _, job = await _running(pg, pg_db, ["AAA"], ["t0000"])
+    with Session(pg_engine) as s, s.begin():
+        run_id, stored = universe_sweeps.store_shard(
+            s, job.job_id, "t0000", sweeps.rows_of(grid_rows("AAA")), 0.1, 300, None, None)
+    assert stored and run_id
+    assert pg_db.scalar("SELECT state FROM jobs WHERE job_id = :j", j=job.job_id) == "running"
+    again = await pg.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id="t0000"))
+    assert not again.proceed
+    assert pg_db.scalar("SELECT state FROM jobs WHERE job_id = :j", j=job.job_id) == "completed"
+    assert _rows_of(pg_db, job.job_id, "AAA") == PAIRS
+
+
+@pytest.mark.asyncio
+async def test_a_cancel_waits_for_a_ticker_being_stored_and_keeps_it_completed(pg, pg_db, results_pg_url):
+    # A ticker's completion holds its shard's row (not the job's): a cancel meanwhile waits
+    # for it, then closes the other shards and leaves that one completed.
+    tenant, job = await _running(pg, pg_db, ["AAA", "BBB"], ["t0000", "t0001"])
+    with psycopg.connect(results_pg_url) as holder:
+        holder.execute("SELECT 1 FROM sweep_shards WHERE job_id = %s AND shard_id = 't0000' FOR UPDATE",
+                       (job.job_id,))
+        cancel = asyncio.ensure_future(pg.stub.CancelJob(
+            results_pb2.CancelJobRequest(tenant_id=tenant, job_id=job.job_id), timeout=10))
+        await asyncio.sleep(0.5)
+        assert not cancel.done()
+        holder.execute("UPDATE sweep_shards SET state = 'completed' WHERE job_id = %s AND shard_id = 't0000'",
+                       (job.job_id,))
+        holder.commit()
+    await cancel
+    assert _shard_states(pg_db, job.job_id) == [("t0000", "completed"), ("t0001", "cancelled")]
