@@ -140,8 +140,10 @@ def test_a_universe_sweep_is_sharded_over_both_replicas_and_equals_single_sweeps
     final = events[-1]["data"]
     assert final.get("done") is True and final["status"] == "completed", events[-3:]
     percents = [e["data"]["percent"] for e in events if "percent" in e["data"]]
-    # up to every ticker but the last (whose end is the `done`)
-    assert percents == sorted(percents) and percents[-1] >= round(100 * (len(tickers) - 1) / len(tickers), 1), percents
+    # up to every ticker but the last two: the last one's end is the `done`, and the two
+    # replicas' last completions may be told to the job in one step (a completion stores its
+    # rows under its shard's lock, then tells the job, which then sees the other stored too)
+    assert percents == sorted(percents) and percents[-1] >= round(100 * (len(tickers) - 2) / len(tickers), 1), percents
     assert all(set(e["data"]) == {"percent", "message", "timestamp"} for e in events[:-1]), events[:3]
     assert any("bar-pairs" in e["data"]["message"] for e in events[:-1])
     run_id = final["sweep_run_id"]
