@@ -334,10 +334,10 @@ def read_bars(store: MarketStore, key: str, start_ns: int | None = None, end_ns:
         bounds = _period_bounds(name)
         if bounds is not None and bounds[0] <= hi and lo < bounds[1]:
             parts.append((bounds[0], str(base / name / PART)))
+    wanted = None if columns is None else ["ts", *(c for c in BAR_PRICE_COLUMNS if c in columns)]
     if not parts:
         empty = BAR_SCHEMA.empty_table()
-        return empty if columns is None else empty.select(["ts", *(c for c in BAR_PRICE_COLUMNS if c in columns)])
-    wanted = None if columns is None else ["ts", *(c for c in BAR_PRICE_COLUMNS if c in columns)]
+        return empty if wanted is None else empty.select(wanted)
     table = pa.concat_tables([pq.read_table(path, schema=BAR_SCHEMA, columns=wanted) for _, path in sorted(parts)])
     if start_ns is not None or end_ns is not None:
         ts = table.column("ts").cast(pa.int64()).to_numpy()

@@ -93,10 +93,14 @@ def start(session: Session, job: Job, shard_id: str) -> bool:
         message = f"{label(shard)} restarted after an interruption"
         jobs.append_event(session, job, "progress",
                           {"percent": jobs.percent(job.percent), "message": message, "timestamp": rfc3339(utcnow())})
+    _take(shard)
+    return True
+
+
+def _take(shard: SweepShard) -> None:
     shard.state = jobs.RUNNING
     shard.attempts += 1
     shard.started_at = shard.started_at or utcnow()
-    return True
 
 
 def locked_shard(session: Session, job_id: str, shard_id: str) -> SweepShard | None:
@@ -123,9 +127,7 @@ def start_queued(session: Session, job: Job, shard_id: str) -> bool:
     shard = locked_shard(session, job.job_id, shard_id)
     if shard is None or shard.state != jobs.QUEUED:
         return False
-    shard.state = jobs.RUNNING
-    shard.attempts += 1
-    shard.started_at = shard.started_at or utcnow()
+    _take(shard)
     return True
 
 

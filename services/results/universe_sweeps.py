@@ -348,13 +348,21 @@ def _grid_statistics(requests: list[results_pb2.CompleteSweepRequest]) -> SweepS
         return None
 
 
+def is_pair_chunk(sid: str) -> bool:
+    """Whether a shard id names a chunk of a ticker's pairs (domain.shards), not a whole ticker."""
+    try:
+        return parse_ticker_shard(sid)[2] > 1
+    except ValueError:
+        return False
+
+
 def complete_shard(
     session: Session, job_id: str, sid: str, rows: list[Any], execution_time_seconds: float, bars: int,
     statistics: SweepStatistics | None, buy_and_hold_return_pct: float | None,
     request: results_pb2.CompleteSweepRequest | None = None, joined: JoinedStatistics | None = None,
 ) -> tuple[str, bool]:
-    """Store one shard's rows, once (keyed by the shard); (sweep_run_id, stored) like
-    CompleteSweep. A pair chunk is kept whole (`request`) until its ticker's last chunk is
+    """Store one pair chunk's rows, once (keyed by the shard), under the job's row lock;
+    (sweep_run_id, stored) like CompleteSweep. A pair chunk is kept whole (`request`) until its ticker's last chunk is
     in: then the ticker's rows go in, in grid order, with the whole grid's statistics
     (`joined`'s when they were computed from the same chunks, else computed here)."""
     job = jobs.locked_job(session, job_id)
@@ -363,10 +371,7 @@ def complete_shard(
     if (answer := _answered(job, run, shard, sid, rows, bars, buy_and_hold_return_pct)) is not None:
         return answer
     if shard.chunks <= 1:
-        _store_ticker(session, run, shard, rows, statistics)
-        shards.end(session, shard, COMPLETED, engine_seconds=execution_time_seconds)
-        _maybe_end(session, job)
-        return run.sweep_run_id, True
+        raise InvalidArgument(f"shard {sid} is a whole ticker's: `store_shard` stores it")
     if request is None:
         raise InvalidArgument(f"shard {sid} is a pair chunk: its request is kept until its ticker's last chunk")
     lo, hi = chunk_bounds(job.combinations // max(1, _ticker_count(session, job_id)), shard.chunk, shard.chunks)
@@ -403,21 +408,20 @@ def _answered(job: Job, run: SweepRun, shard: SweepShard, sid: str, rows: list[A
 def store_shard(
     session: Session, job_id: str, sid: str, rows: list[Any], execution_time_seconds: float, bars: int,
     statistics: SweepStatistics | None, buy_and_hold_return_pct: float | None,
-) -> tuple[str, bool] | None:
-    """A whole ticker's shard (not a pair chunk) stores its rows and completes under its own
-    row's lock only, so that replicas storing other tickers of the job do not wait for one
-    another; (sweep_run_id, stored) like CompleteSweep, once per shard. `settle` then tells
-    the job, under its row's lock. None when it is not such a shard (a pair chunk, or no
-    such shard): `complete_shard` decides, under the job's lock.
+) -> tuple[str, bool]:
+    """A whole ticker's shard (not a pair chunk: `complete_shard`) stores its rows and
+    completes under its own row's lock only, so that replicas storing other tickers of the
+    job do not wait for one another; (sweep_run_id, stored) like CompleteSweep, once per
+    shard. `settle` then tells the job, under its row's lock.
 
     Lock order: a shard's row, and no other while it is held; a cancel (the job's row,
     then its shards', `shards.close`) waits for it and sees the shard completed."""
     shard = shards.locked_shard(session, job_id, sid)
-    if shard is None or shard.chunks > 1:
-        return None
-    job = session.get(Job, job_id)  # read, not locked
-    if job is None:
-        return None
+    job = jobs.get_job_any(session, job_id)  # read, not locked, once the shard is ours (NOT_FOUND when unknown)
+    if shard is None:
+        raise InvalidArgument(f"job {job_id!r} has no shard {sid!r}")
+    if shard.chunks > 1:
+        raise InvalidArgument(f"shard {sid} is a pair chunk: its request is kept until its ticker's last chunk")
     run = run_of(session, job_id)
     if (answer := _answered(job, run, shard, sid, rows, bars, buy_and_hold_return_pct)) is not None:
         return answer

@@ -91,6 +91,14 @@ async def test_shards_are_stored_once_and_the_job_ends_with_the_last(backend):
         await running.stub.CompleteSweep(results_pb2.CompleteSweepRequest(
             job_id=job.job_id, shard_id="t0001", results=grid_rows("AAA"), bars=100))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # A shard the job does not have, and a job that does not exist: refused, nothing stored.
+    for job_id, sid, code in ((job.job_id, "t0009", grpc.StatusCode.INVALID_ARGUMENT),
+                              ("no-such-job", "t0000", grpc.StatusCode.NOT_FOUND)):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await running.stub.CompleteSweep(results_pb2.CompleteSweepRequest(
+                job_id=job_id, shard_id=sid, results=grid_rows("AAA"), bars=300))
+        assert err.value.code() == code, (sid, err.value.details())
+    assert db.scalar("SELECT count(*) FROM sweep_results WHERE sweep_run_id = :r", r=done.sweep_run_id) == PAIRS
 
     await running.stub.CompleteSweep(results_pb2.CompleteSweepRequest(
         job_id=job.job_id, shard_id="t0001", results=grid_rows("BBB"), bars=100))
