@@ -9,6 +9,9 @@ from __future__ import annotations
 import re
 from typing import Final
 
+# A bar's values beside its ts (int64 ns, UTC): the market store's columns and GetBars' fields.
+BAR_PRICE_COLUMNS: Final[tuple[str, ...]] = ("open", "high", "low", "close", "volume")
+
 NS_PER_MINUTE: Final = 60 * 1_000_000_000
 NS_PER_DAY: Final = 1_440 * NS_PER_MINUTE
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from domain.market import NS_PER_DAY, PERIODS_PER_YEAR
+from domain.market import BAR_PRICE_COLUMNS, NS_PER_DAY, PERIODS_PER_YEAR
 from domain.sessions import local_wall
 
 
@@ -25,9 +25,8 @@ def _f64(name: str, a) -> np.ndarray:
     return arr
 
 
-# A Bars' price and volume columns (beside ts); it may lack the last three (fetched
-# without them: services.engine.bars_cache), never open and close.
-PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
+# A Bars' price and volume columns (beside ts: domain.market); it may lack these three
+# (fetched without them: services.engine.bars_cache), never open and close.
 _MAY_LACK = ("high", "low", "volume")
 
 
@@ -58,7 +57,7 @@ class Bars:
         if ts.ndim != 1:
             raise ValueError("ts must be one-dimensional")
         object.__setattr__(self, "ts", ts)
-        for name in PRICE_COLUMNS:
+        for name in BAR_PRICE_COLUMNS:
             if getattr(self, name) is None and name in _MAY_LACK:
                 continue
             arr = _f64(name, getattr(self, name))

@@ -14,17 +14,18 @@ from collections import OrderedDict
 import numpy as np
 from hindsight.results.v1 import results_pb2, results_pb2_grpc
 
-from services.engine.bars import PRICE_COLUMNS, Bars
+from domain.market import BAR_PRICE_COLUMNS
+from services.engine.bars import Bars
 
 # What a crossover or RSI sweep reads of its bars (besides ts): fills at opens or closes,
 # indicators of closes. Half of the six columns to read, decode and send.
 SWEEP_COLUMNS = ("open", "close")
-_ALL = frozenset(PRICE_COLUMNS)
+_ALL = frozenset(BAR_PRICE_COLUMNS)
 
 
 def nbytes(bars: Bars) -> int:
     """The memory of a dataset's bars (its arrays)."""
-    return sum(a.nbytes for a in (bars.ts, *(getattr(bars, c) for c in PRICE_COLUMNS)) if a is not None)
+    return sum(a.nbytes for a in (bars.ts, *(getattr(bars, c) for c in BAR_PRICE_COLUMNS)) if a is not None)
 
 
 def _held(bars: Bars) -> frozenset[str]:
@@ -50,7 +51,7 @@ class BarsCache:
             if version_id in self._items and wanted <= _held(self._items[version_id]):
                 self._items.move_to_end(version_id)
                 return self._items[version_id]
-            names = ("ts", *(c for c in PRICE_COLUMNS if c in wanted))
+            names = ("ts", *(c for c in BAR_PRICE_COLUMNS if c in wanted))
             cols: dict[str, list[bytes]] = {k: [] for k in names}
             request = results_pb2.GetBarsRequest(version_id=version_id,
                                                  columns=[] if wanted == _ALL else list(names[1:]))
@@ -62,7 +63,7 @@ class BarsCache:
             }
             bars = Bars(
                 ts=arrays["ts"],
-                **{c: arrays.get(c) for c in PRICE_COLUMNS},
+                **{c: arrays.get(c) for c in BAR_PRICE_COLUMNS},
                 timezone=dataset.timezone or "UTC",
                 calendar=dataset.calendar or "continuous",
             )

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-COLUMNS = ("ts", "open", "high", "low", "close", "volume")
+from domain.market import BAR_PRICE_COLUMNS
+
+COLUMNS = ("ts", *BAR_PRICE_COLUMNS)
 
 
 @dataclass(frozen=True, eq=False)

@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from domain.market import BAR_PRICE_COLUMNS
 from libs.private_files import make_private_dir, open_private_new
 from services.results.errors import InvalidArgument, NotFound
 from services.results.keys import TENANT_ID_RE
@@ -219,7 +220,6 @@ BAR_SCHEMA = pa.schema([
     ("close", pa.float64()),
     ("volume", pa.float64()),
 ])
-BAR_PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 # Sorted timestamps delta-encode to a few bits a bar; floats split into byte streams compress
 # (zstd) about a third better than plain pages, and read faster. Measured in bench/bars_store.py.
 BAR_ENCODINGS = {"ts": "DELTA_BINARY_PACKED", **{c: "BYTE_STREAM_SPLIT" for c in BAR_PRICE_COLUMNS}}

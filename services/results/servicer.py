@@ -20,7 +20,7 @@ from hindsight.results.v1 import results_pb2, results_pb2_grpc
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from domain.market import INTERVALS, interval_message
+from domain.market import BAR_PRICE_COLUMNS, INTERVALS, interval_message
 from libs.bus import Bus
 from libs.job_states import STATE_NAMES
 from libs.metric_fields import SWEEP_RESULT_FIELDS
@@ -45,7 +45,7 @@ from services.results.db import Database, wait_any
 from services.results.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from services.results.jobs import Submission
 from services.results.kinds.registry import KindRegistry
-from services.results.market_store import BAR_PRICE_COLUMNS, MarketStore, bar_version_key
+from services.results.market_store import MarketStore, bar_version_key
 from services.results.models import Job
 from services.results.rpc import (
     DatabaseServicer,
