@@ -133,6 +133,38 @@ def test_cancel_with_threads_still_stops_between_chunks():
     assert out is None and len(calls) == 1
 
 
+def _kernel_sweep(bars, threads, progress, chunk=50):
+    kind, pairs = sw._prepare(bars, "SMA", COMBOS, "long", "next_open")
+    periods, fast_idx, slow_idx = sw._columns(pairs)
+    return _k.sweep(bars.open, bars.close, bars.ts, bars.day_ends().astype(np.uint8), periods, fast_idx, slow_idx,
+                    kind, _k.DIR_LONG, _k.FILL_NEXT_OPEN, 0.0, 0.0, 10_000.0, progress=progress, chunk=chunk,
+                    progress_interval=0.0, threads=threads)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_threads_running_free_report_progress_forward_and_change_nothing(threads):
+    # the threads have no barrier between chunks: whichever reaches a chunk boundary
+    # reports the bar-pairs done so far, and the fraction only moves forward
+    bars = _bars("daily")
+    seen: list[float] = []
+    out = _kernel_sweep(bars, threads, lambda f: seen.append(f) or True)
+    assert _bits(out) == _bits(_kernel_sweep(bars, 1, None))
+    assert len(seen) >= 5 and seen == sorted(seen) and seen[0] >= 0 and seen[-1] < 1
+
+
+def test_a_progress_callback_that_raises_stops_every_thread_and_is_raised():
+    bars = _bars("daily")
+    calls = []
+
+    def progress(fraction):
+        calls.append(fraction)
+        raise RuntimeError("progress broke")
+
+    with pytest.raises(RuntimeError, match="progress broke"):
+        _kernel_sweep(bars, 2, progress)
+    assert len(calls) == 1
+
+
 def test_threads_must_be_positive():
     bars = _bars("daily")
     kind, pairs = sw._prepare(bars, "SMA", COMBOS, "long", "next_open")

@@ -18,11 +18,12 @@ series:
    per-combination array over bars is ever allocated; with ``day_block`` the day
    ends also add each return to its CSCV block's sum and sum of squares
    (blocks x combinations, ``Days``).
-3. Between chunks of ``chunk`` bars the GIL is taken back to call
-   ``progress(fraction)`` (throttled by time); a False answer stops the sweep and
-   the kernel returns None.
+3. At the boundaries of chunks of ``chunk`` bars the GIL is taken back to call
+   ``progress(fraction)`` (throttled by time; the fraction is bar-pairs done over
+   the total); a False answer stops the sweep and the kernel returns None.
 4. With ``threads`` > 1 the combinations are split into contiguous pair chunks,
-   one per thread (OpenMP ``prange``, static schedule, no GIL). Each thread works
+   one per thread (OpenMP ``prange``, static schedule, no GIL), which run free from
+   the first bar to the last, without a barrier between them. Each thread works
    in pages of its own: a copy of its combinations' state and the indicator
    columns its combinations use (a period used by two chunks is computed by both),
    streamed a block of bars at a time (``_BLOCK_VALUES``). Every period and
@@ -50,14 +51,13 @@ EMA is per-combination state, seeded at the slow EMA's first bar with the mean o
 the ``fast`` closes ending there; the signal line is ``signal_push`` of the line.
 """
 
-import time
-
 import numpy as np
 
 from libc.math cimport NAN, fabs
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t
 from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memcpy, memset
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from cython.parallel cimport prange
 
@@ -95,6 +95,27 @@ cdef extern from *:
     """
     void _sma_full "hs_sma_full"(const double* close, Py_ssize_t t, const int32_t* periods, Py_ssize_t n,
                                  double* S, double* C, double* row) noexcept nogil
+
+
+cdef extern from *:
+    """
+    /* What the threads of one sweep share while they run (see _chunks): atomics */
+    static inline Py_ssize_t hs_load(const Py_ssize_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+    static inline void hs_store(Py_ssize_t *p, Py_ssize_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+    static inline int hs_load_int(const int *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+    static inline void hs_store_int(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+    static inline int hs_claim(int *p) {
+        int free_ = 0;
+        return __atomic_compare_exchange_n(p, &free_, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+    }
+    static inline void hs_release(int *p) { __atomic_store_n(p, 0, __ATOMIC_RELEASE); }
+    """
+    Py_ssize_t _load "hs_load"(const Py_ssize_t* p) noexcept nogil
+    void _store "hs_store"(Py_ssize_t* p, Py_ssize_t v) noexcept nogil
+    int _load_int "hs_load_int"(const int* p) noexcept nogil
+    void _store_int "hs_store_int"(int* p, int v) noexcept nogil
+    int _claim "hs_claim"(int* p) noexcept nogil
+    void _release "hs_release"(int* p) noexcept nogil
 
 
 cdef enum:
@@ -629,6 +650,7 @@ ctypedef struct Part:
     double* C
     double* E
     double* A
+    Py_ssize_t at     # the bars it has done, [0, at) (read by the thread reporting progress)
 
 
 cdef size_t _pages(size_t size) noexcept nogil:
@@ -769,19 +791,92 @@ cdef void _part(Rec r, Py_ssize_t m, int direction, int next_open, int macd, int
         b0 = b1
 
 
+ctypedef struct Pace:
+    # What the threads of one sweep share while they run free: who reports progress
+    # (`busy`, claimed by compare-and-swap), when it last did, and whether to stop.
+    int busy
+    int stop
+    double last
+    double interval
+    Py_ssize_t N
+    int pairs           # weight each part by its pairs (0: there are none, each part counts 1)
+    Py_ssize_t weight   # the parts' total weight
+    void* progress      # the callback (borrowed; NULL for none)
+    void* box           # a list: the exception the callback raised, if any
+
+
+cdef double _monotonic() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef int _report(void* progress, void* box, double fraction) noexcept with gil:
+    # 1 when the sweep is to stop: the callback answered False or raised (kept in box)
+    try:
+        answer = (<object>progress)(fraction)
+    except BaseException as e:
+        (<list>box).append(e)
+        return 1
+    return 1 if answer is not None and not answer else 0
+
+
+cdef void _pace(Part* parts, int nth, Pace* pace) noexcept nogil:
+    # At a thread's chunk boundary: report progress when it is time and no other thread
+    # is reporting. The fraction is bar-pairs done over the total (each part's bars done,
+    # weighted by its pairs), so it only moves forward.
+    cdef double now, done = 0.0
+    cdef int c
+    if not _claim(&pace.busy):
+        return
+    now = _monotonic()
+    if not _load_int(&pace.stop) and now - pace.last >= pace.interval:
+        pace.last = now
+        for c in range(nth):
+            done += <double>_load(&parts[c].at) * (parts[c].n if pace.pairs else 1)
+        if _report(pace.progress, pace.box, done / (<double>pace.weight * pace.N)):
+            _store_int(&pace.stop, 1)
+    _release(&pace.busy)
+
+
+cdef void _free_run(Rec r, Py_ssize_t m, int direction, int next_open, int macd, int ema_kind, int is_want, int sp,
+                    double sa, const double[::1] open_, const double[::1] close, const int64_t[::1] ts,
+                    const uint8_t[::1] day_end, const int8_t[::1] want, const Costs* costs, Part* parts, int nth,
+                    int c, Py_ssize_t rows, Py_ssize_t t0, Py_ssize_t tend, Py_ssize_t start, Py_ssize_t chunk,
+                    Pace* pace) noexcept nogil:
+    # One thread's whole run over the bars, chunk by chunk, with no barrier between the
+    # threads: a thread reports progress (or stops) at its own chunk boundaries.
+    cdef Py_ssize_t t1
+    while t0 < tend:
+        if _load_int(&pace.stop):
+            return
+        t1 = min(t0 + chunk, tend)
+        if t0 < start:
+            t1 = min(t1, start)  # a chunk is all warm-up or all decisions
+        _part(r, m, direction, next_open, macd, ema_kind, is_want, sp, sa, open_, close, ts, day_end,
+              want, costs, &parts[c], rows, t0, t1, t0 < start)
+        t0 = t1
+        _store(&parts[c].at, t0)
+        if pace.progress != NULL and t0 < tend:
+            _pace(parts, nth, pace)
+
+
 cdef int _chunks(Rec r, Py_ssize_t m, int kind, int direction, int next_open, int sp, double sa,
                  const double[::1] open_, const double[::1] close, const int64_t[::1] ts,
                  const uint8_t[::1] day_end, const int8_t[::1] want, const Costs* costs, progress,
                  Py_ssize_t chunk, double progress_interval, Part* parts, int nth, Py_ssize_t rows,
                  Py_ssize_t start) except -1:
-    # _run's loop over the chunks of bars: one team of threads per chunk, so that the GIL
-    # can be taken between them for the progress callback
-    cdef Py_ssize_t N = close.shape[0], t0, t1, tend, c
+    # _run's loop over the bars. The threads run free from the first bar to the last but
+    # one: no barrier between them until the end (one team per chunk of bars, joined at
+    # each chunk, cost S2 5 % on 2 threads: a thread waited for the other 61 times). The
+    # progress callback is called with the GIL taken by whichever thread reaches a chunk
+    # boundary when it is time (the first boundary, then every `progress_interval` s).
+    cdef Py_ssize_t N = close.shape[0], t0, tend, c, weight = 0
     cdef int macd = kind == _MACD
     cdef int ema_kind = kind == _EMA or kind == _MACD
     cdef int is_want = kind == _WANT
-    cdef int warm
-    cdef double last_report = -1e300
+    cdef Pace pace
+    box = []
 
     t0 = 0
     if start > 0 and not ema_kind and not is_want:
@@ -792,28 +887,30 @@ cdef int _chunks(Rec r, Py_ssize_t m, int kind, int direction, int next_open, in
             for c in range(nth):
                 _sma_sums_before(close, parts[c].periods, 0, parts[c].ncol, start, parts[c].S, parts[c].C)
         t0 = start
+    for c in range(nth):
+        parts[c].at = t0
+        weight += parts[c].n
+    memset(&pace, 0, sizeof(Pace))
+    pace.last = -1e300
+    pace.interval = progress_interval
+    pace.N = N
+    pace.pairs = weight > 0
+    pace.weight = weight if weight else nth
+    pace.progress = <void*>progress if progress is not None else NULL
+    pace.box = <void*>box
     tend = N - 1  # the last bar is handled by _last_bar
-    while t0 < tend:
-        t1 = min(t0 + chunk, tend)
-        if t0 < start:
-            t1 = min(t1, start)  # a chunk is all warm-up or all decisions
-        warm = t0 < start
-        with nogil:
-            if nth == 1:
-                _part(r, m, direction, next_open, macd, ema_kind, is_want, sp, sa, open_, close, ts, day_end,
-                      want, costs, &parts[0], rows, t0, t1, warm)
-            else:
-                for c in prange(nth, schedule="static", num_threads=nth):
-                    _part(r, m, direction, next_open, macd, ema_kind, is_want, sp, sa, open_, close, ts, day_end,
-                          want, costs, &parts[c], rows, t0, t1, warm)
-        t0 = t1
-        if progress is not None and t0 < tend:
-            now = time.monotonic()
-            if now - last_report >= progress_interval:
-                last_report = now
-                answer = progress(t0 / <double>N)
-                if answer is not None and not answer:
-                    return 1
+    with nogil:
+        if nth == 1:
+            _free_run(r, m, direction, next_open, macd, ema_kind, is_want, sp, sa, open_, close, ts, day_end, want,
+                      costs, parts, nth, 0, rows, t0, tend, start, chunk, &pace)
+        else:
+            for c in prange(nth, schedule="static", num_threads=nth):
+                _free_run(r, m, direction, next_open, macd, ema_kind, is_want, sp, sa, open_, close, ts, day_end,
+                          want, costs, parts, nth, c, rows, t0, tend, start, chunk, &pace)
+    if box:
+        raise box[0]
+    if pace.stop:
+        return 1
     with nogil:
         for c in range(nth):
             _last_bar(r, parts[c].hot, parts[c].cold, parts[c].n, m, next_open, open_[N - 1], close[N - 1], N - 1,
