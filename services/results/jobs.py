@@ -2,9 +2,12 @@
 
 Every function takes a `Session` inside the caller's transaction; a state
 change, its final event and its outbox message are written together. Job rows
-are locked (`SELECT ... FOR UPDATE`) before a change, so concurrent requests
-on one job (engine progress, a user's cancel, the timeout watchdog, another
-replica) apply one after the other.
+are locked (`SELECT ... FOR NO KEY UPDATE`) before a change, so concurrent
+requests on one job (engine progress, a user's cancel, the timeout watchdog,
+another replica) apply one after the other. NO KEY: a job's key never changes,
+and the lock then leaves alone the key-share locks that Postgres' foreign-key
+checks take, so a transaction writing a shard's row (whose foreign key names the
+job) never waits for the job's row.
 
 What a kind adds (its spec, its rows, its final event and notification) comes
 from its handler (services.results.kinds, a layer above this module): the
@@ -164,7 +167,7 @@ def locked_job_if_free(session: Session, job_id: str) -> Job | None:
 
 
 def _for_update(job_id: str, *, skip_locked: bool) -> sa.Select[tuple[Job]]:
-    return (sa.select(Job).where(Job.job_id == job_id).with_for_update(skip_locked=skip_locked)
+    return (sa.select(Job).where(Job.job_id == job_id).with_for_update(skip_locked=skip_locked, key_share=True)
             .execution_options(populate_existing=True))
 
 

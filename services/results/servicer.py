@@ -572,21 +572,22 @@ class ResultsServicer(DatabaseServicer, results_pb2_grpc.ResultsServiceServicer)
         statistics = sweeps.statistics_of(request.statistics, len(rows)) if request.HasField("statistics") else None
         if request.shard_id:  # one ticker of a universe sweep: stored once, keyed by the shard
             bh = request.buy_and_hold_return_pct if request.HasField("buy_and_hold_return_pct") else None
+            # stored under its shard's lock (a whole ticker) or its ticker's (a pair chunk), then the
+            # job told under the job's
             if not universe_sweeps.is_pair_chunk(request.shard_id):
-                # a whole ticker: its rows under its shard's lock, then the job told under the job's
                 run_id, stored = await self.write(universe_sweeps.store_shard, job_id, request.shard_id, rows,
                                                   request.execution_time_seconds, request.bars, statistics, bh)
-                await self.write(universe_sweeps.settle, job_id)
             else:
                 joined = None
                 if request.HasField("statistics") and (
                     others := await self.read(universe_sweeps.staged_parts, job_id, request.shard_id)
-                ):  # a ticker's last chunk: its whole grid's statistics before the job's row is locked
+                ):  # a ticker's last chunk: its whole grid's statistics before any row is locked
                     joined = await asyncio.to_thread(universe_sweeps.join_ahead, request.shard_id, others, request)
                 run_id, stored = await self.write(
                     universe_sweeps.complete_shard, job_id, request.shard_id, rows, request.execution_time_seconds,
                     request.bars, statistics, bh, request, joined,
                 )
+            await self.write(universe_sweeps.settle, job_id)
             log.info("sweep shard completion",
                      extra={"job_id": job_id, "shard_id": request.shard_id, "sweep_run_id": run_id, "stored": stored})
             return results_pb2.CompleteSweepResponse(sweep_run_id=run_id, stored=stored)

@@ -111,12 +111,14 @@ def locked_shard(session: Session, job_id: str, shard_id: str) -> SweepShard | N
     )
 
 
-def of_ticker(session: Session, job_id: str, position: int) -> list[SweepShard]:
-    """The shards of one ticker of a job (its pair chunks), in grid order."""
-    return list(session.scalars(
-        sa.select(SweepShard).where(SweepShard.job_id == job_id, SweepShard.position == position)
-        .order_by(SweepShard.chunk)
-    ))
+def of_ticker(session: Session, job_id: str, position: int, lock: bool = False) -> list[SweepShard]:
+    """The shards of one ticker of a job (its pair chunks), in grid order (`lock`: their rows
+    locked in that order until the transaction ends, and read again under the lock)."""
+    query = (sa.select(SweepShard).where(SweepShard.job_id == job_id, SweepShard.position == position)
+             .order_by(SweepShard.chunk))
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return list(session.scalars(query))
 
 
 def start_queued(session: Session, job: Job, shard_id: str) -> bool:
@@ -229,7 +231,9 @@ def close(session: Session, job: Job, state: str, error_message: str) -> None:
     """The job ended otherwise (cancelled, timed out, failed): its shards not ended end with
     it, so none starts afterwards. Their rows are locked and read again: a ticker's shard
     stores its rows under its own row's lock only (universe_sweeps.store_shard), and one
-    that did so meanwhile stays completed."""
+    that did so meanwhile stays completed, as does a pair chunk (its ticker's rows locked,
+    `universe_sweeps.complete_shard`). Rows are locked in (ticker, chunk) order, as
+    every transaction that locks several does."""
     for shard in of_job(session, job.job_id, lock=True):
         if shard.state not in ENDED:
             shard.state = jobs.CANCELLED if state == jobs.CANCELLED else jobs.FAILED

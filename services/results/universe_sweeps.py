@@ -19,15 +19,16 @@ CompleteSweep is therefore kept whole on its shard row (`staged`: its rows, its 
 moments and CSCV block sums) until the ticker's last chunk is in; then every chunk's rows
 are stored in grid order and the statistics computed over the joined grid
 (domain.overfitting.sweep_statistics), which is what one sweep of the whole grid gives,
-row for row. The CSCV then runs in results, in that last chunk's transaction: O(C(S, S/2)
+row for row. The CSCV then runs in results, before that last chunk's transaction: O(C(S, S/2)
 x pairs), about 0.1 s for 590 pairs, ~1 s for 5,000.
 
 Written once: a shard's rows, state and statistics are stored by the first CompleteSweep
 naming it; a redelivered shard (an engine killed after storing, before acking) finds its
 shard completed and stores nothing. A whole ticker's shard stores under its own row's lock
 (`store_shard`), then tells the job under the job's (`settle`), so replicas completing
-other tickers of the job do not queue behind its insert; a pair chunk is stored and
-assembled under the job's row lock (`complete_shard`).
+other tickers of the job do not queue behind its insert; a pair chunk is stored (and
+its ticker assembled, by its last chunk) under the locks of its ticker's shards' rows,
+then tells the job the same way (`complete_shard`, `settle`).
 
 The job completes when every shard ended; a ticker without enough data fails alone (its
 row keeps the seed's message; a chunk failing fails its ticker's other chunks), and the
@@ -332,8 +333,8 @@ def staged_parts(session: Session, job_id: str, sid: str) -> list[tuple[str, byt
 def join_ahead(sid: str, others: list[tuple[str, bytes]], request: results_pb2.CompleteSweepRequest) -> JoinedStatistics:
     """The ticker's chunks and the statistics of its whole grid if `sid` is its last chunk to
     come in, computed with no transaction open (the CSCV of a large grid takes seconds; the
-    job's row is then held only to store): `complete_shard` uses them when the same chunks
-    are in."""
+    ticker's rows are then held only to store): `complete_shard` uses them when the same
+    chunks are in."""
     parts = sorted([*others, (sid, b"")], key=lambda part: parse_ticker_shard(part[0])[1])  # grid order
     requests = [request if part_id == sid else results_pb2.CompleteSweepRequest.FromString(staged)
                 for part_id, staged in parts]
@@ -361,29 +362,35 @@ def complete_shard(
     statistics: SweepStatistics | None, buy_and_hold_return_pct: float | None,
     request: results_pb2.CompleteSweepRequest | None = None, joined: JoinedStatistics | None = None,
 ) -> tuple[str, bool]:
-    """Store one pair chunk's rows, once (keyed by the shard), under the job's row lock;
-    (sweep_run_id, stored) like CompleteSweep. A pair chunk is kept whole (`request`) until its ticker's last chunk is
-    in: then the ticker's rows go in, in grid order, with the whole grid's statistics
-    (`joined`'s when they were computed from the same chunks, else computed here)."""
-    job = jobs.locked_job(session, job_id)
-    run = run_of(session, job_id)
-    shard = shards.get(session, job, sid)
-    if (answer := _answered(job, run, shard, sid, rows, bars, buy_and_hold_return_pct)) is not None:
-        return answer
-    if shard.chunks <= 1:
+    """Store one pair chunk's rows, once (keyed by the shard), under the locks of its ticker's
+    shards' rows, not the job's; (sweep_run_id, stored) like CompleteSweep. A pair chunk is
+    kept whole (`request`) until its ticker's last chunk is in: then the ticker's rows go in,
+    in grid order, with the whole grid's statistics (`joined`'s when they were computed from
+    the same chunks, else computed here). `settle` then tells the job, as after `store_shard`.
+
+    Lock order: the ticker's shards' rows in chunk order (two chunks of one ticker completing
+    at once take turns, and the second sees the first's), and no job row while they are held."""
+    if not is_pair_chunk(sid):
         raise InvalidArgument(f"shard {sid} is a whole ticker's: `store_shard` stores it")
     if request is None:
         raise InvalidArgument(f"shard {sid} is a pair chunk: its request is kept until its ticker's last chunk")
+    found = session.get(SweepShard, (job_id, sid))
+    job = jobs.get_job_any(session, job_id)  # read, not locked (NOT_FOUND when unknown)
+    if found is None:
+        raise InvalidArgument(f"job {job_id!r} has no shard {sid!r}")
+    parts = shards.of_ticker(session, job_id, found.position, lock=True)
+    shard = next(p for p in parts if p.shard_id == sid)
+    run = run_of(session, job_id)
+    if (answer := _answered(job, run, shard, sid, rows, bars, buy_and_hold_return_pct)) is not None:
+        return answer
     lo, hi = chunk_bounds(job.combinations // max(1, _ticker_count(session, job_id)), shard.chunk, shard.chunks)
     if len(rows) != hi - lo:
         raise InvalidArgument(f"shard {sid} holds {hi - lo} rows, not {len(rows)}")
     check_chunk_statistics(request)
     shard.staged = request.SerializeToString()
     shards.end(session, shard, COMPLETED, engine_seconds=execution_time_seconds)
-    parts = shards.of_ticker(session, job_id, shard.position)
     if all(p.state == COMPLETED for p in parts):
         _assemble(session, job, run, parts, joined)
-    _maybe_end(session, job)
     return run.sweep_run_id, True
 
 
@@ -468,13 +475,16 @@ def fail_shard(session: Session, job_id: str, sid: str, error_message: str) -> J
     job = jobs.locked_job(session, job_id)
     if job.state not in jobs.ACTIVE_STATES:
         return job
-    shard = shards.get(session, job, sid)
+    found = shards.get(session, job, sid)
+    # its ticker's rows locked (after the job's): a chunk of it may be completing meanwhile
+    parts = shards.of_ticker(session, job_id, found.position, lock=True)
+    shard = next(p for p in parts if p.shard_id == sid)
     if shard.state in SHARD_ENDED:
         return job
     shards.end(session, shard, FAILED, error_message=error_message)
     if shard.chunks > 1:
-        for part in shards.of_job(session, job_id):
-            if part.position == shard.position and part is not shard:
+        for part in parts:
+            if part is not shard:
                 if part.state in SHARD_ENDED:
                     part.state = FAILED  # a chunk stored but not assembled: its ticker failed
                     part.error_message = shard.error_message

@@ -76,9 +76,10 @@ def import_requests(tenant_id: str, ticker: str, csv: str | bytes, interval: str
 
 @contextmanager
 def job_row_held(database_url: str, job_id: str) -> Iterator[psycopg.Connection]:
-    """Another transaction holding a job's row (as a replica's completion does) until the block ends."""
+    """Another transaction holding a job's row (as a replica's completion does, jobs.locked_job)
+    until the block ends."""
     with psycopg.connect(database_url) as holder:
-        holder.execute("SELECT 1 FROM jobs WHERE job_id = %s FOR UPDATE", (job_id,))
+        holder.execute("SELECT 1 FROM jobs WHERE job_id = %s FOR NO KEY UPDATE", (job_id,))
         yield holder
         holder.rollback()
 
@@ -87,7 +88,7 @@ def job_row_free(database_url: str, job_id: str) -> bool:
     """Whether no transaction holds a job's row now."""
     with psycopg.connect(database_url) as probe:
         try:
-            probe.execute("SELECT 1 FROM jobs WHERE job_id = %s FOR UPDATE NOWAIT", (job_id,))
+            probe.execute("SELECT 1 FROM jobs WHERE job_id = %s FOR NO KEY UPDATE NOWAIT", (job_id,))
         except psycopg.errors.LockNotAvailable:
             return False
         return True

@@ -32,7 +32,7 @@ from services.engine.sweep import run_sweep_with_statistics
 from services.results import universe_sweeps
 
 from .conftest import RecordingBus, pg_settings, sqlite_settings
-from .helpers import daily_csv, import_requests, job_row_free, sweep_spec
+from .helpers import daily_csv, import_requests, job_row_free, job_row_held, sweep_spec
 
 GRID = {"fast_min": 3, "fast_max": 30, "slow_min": 10, "slow_max": 70, "step": 3, "min_trades": 10}
 COMBOS = sweep_combos(3, 30, 10, 70, 3)
@@ -313,3 +313,35 @@ async def test_the_whole_grids_statistics_are_computed_with_the_job_row_free(ser
     assert row_free == [True]  # once, for the last chunk, with nobody holding the job's row
     best = await _best(chunked, tenant, ended.sweep_run_id)
     assert best["overfitting"]["pbo"] is not None
+
+
+@pytest.mark.asyncio
+async def test_a_tickers_chunks_are_stored_and_assembled_while_another_holds_the_job_row(
+        services, results_pg_url, pg_db):
+    # Another replica's completion holds the job's row: pair chunks still go in, and the last
+    # one assembles its ticker, under the ticker's shards' rows; only telling the job waits.
+    chunked, tenant, job, rows = await _chunked(services, results_pg_url, pg_db, "HELD")
+    for c in range(CHUNKS):
+        sid = rows[c].shard_id
+        assert (await chunked.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id=sid))).proceed
+    calls = []
+    with job_row_held(results_pg_url, job.job_id):
+        for c in range(CHUNKS):
+            lo, hi = chunk_bounds(len(COMBOS), c, CHUNKS)
+            calls.append(asyncio.ensure_future(chunked.stub.CompleteSweep(
+                _request(job.job_id, "HELD", COMBOS[lo:hi], shard_id=rows[c].shard_id, chunk=True), timeout=20)))
+            for _ in range(200):
+                if _shards(pg_db, job.job_id)[c].state == "completed":
+                    break
+                await asyncio.sleep(0.02)
+        assert [r.state for r in _shards(pg_db, job.job_id)] == ["completed"] * CHUNKS
+        assert pg_db.scalar("SELECT count(*) FROM sweep_results r JOIN sweep_runs u ON u.sweep_run_id = r.sweep_run_id "
+                            "WHERE u.job_id = :j", j=job.job_id) == len(COMBOS)
+        assert all(r.staged is None for r in _shards(pg_db, job.job_id))
+        await asyncio.sleep(0.3)
+        assert not any(call.done() for call in calls)  # the job's progress and end wait for its row
+    assert all([(await call).stored for call in calls])
+    ended = await _job(chunked, tenant, job.job_id)
+    assert ended.state == jobs_pb2.JOB_STATE_COMPLETED
+    best = await _best(chunked, tenant, ended.sweep_run_id)
+    assert len(best["results"]) > 0 and best["overfitting"]["pbo"] is not None
