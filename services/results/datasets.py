@@ -185,13 +185,19 @@ def store_dataset(
     return _view(ds, version)
 
 
-def _latest_versions(tenant_id: str):
+def _latest_versions(tenant_id: str, tickers: Sequence[str] | None = None):
+    # The newest version of each of the tenant's datasets (of `tickers` only, when given):
+    # the versions grouped are the tenant's own, not every tenant's.
+    mine = sa.select(Dataset.dataset_id).where(Dataset.tenant_id == tenant_id)
+    if tickers is not None:
+        mine = mine.where(Dataset.ticker.in_(list(tickers)))
     latest = (
         sa.select(DatasetVersion.dataset_id, sa.func.max(DatasetVersion.version).label("version"))
+        .where(DatasetVersion.dataset_id.in_(mine))
         .group_by(DatasetVersion.dataset_id)
         .subquery()
     )
-    return (
+    query = (
         sa.select(Dataset, DatasetVersion)
         .join(latest, latest.c.dataset_id == Dataset.dataset_id)
         .join(
@@ -200,6 +206,7 @@ def _latest_versions(tenant_id: str):
         )
         .where(Dataset.tenant_id == tenant_id)
     )
+    return query if tickers is None else query.where(Dataset.ticker.in_(list(tickers)))
 
 
 def list_datasets(session: Session, tenant_id: str) -> list[DatasetView]:
@@ -231,13 +238,23 @@ def remove_version_files(market: MarketStore, keys: list[str]) -> None:
 
 def resolve_dataset(session: Session, tenant_id: str, ticker: str, interval: str) -> DatasetView | None:
     """Latest version of the tenant's ticker at `interval` (empty: the finest interval there is)."""
-    q = _latest_versions(tenant_id).where(Dataset.ticker == normalize_ticker(ticker))
+    return resolve_datasets(session, tenant_id, [ticker], interval)[normalize_ticker(ticker)]
+
+
+def resolve_datasets(session: Session, tenant_id: str, tickers: Sequence[str],
+                     interval: str) -> dict[str, DatasetView | None]:
+    """`resolve_dataset` of many tickers in one query (a universe sweep's), by normalized ticker."""
+    wanted = sorted({normalize_ticker(t) for t in tickers})
+    q = _latest_versions(tenant_id, wanted)
     if interval:
         q = q.where(Dataset.interval == interval)
-    rows = [_view(ds, v) for ds, v in session.execute(q)]
-    if not rows:
-        return None
-    return min(rows, key=lambda d: INTERVAL_RANK.get(d.interval, len(INTERVALS)))
+    found: dict[str, DatasetView | None] = dict.fromkeys(wanted)
+    for ds, v in session.execute(q):
+        view, best = _view(ds, v), found[ds.ticker]
+        rank = INTERVAL_RANK.get(view.interval, len(INTERVALS))
+        if best is None or rank < INTERVAL_RANK.get(best.interval, len(INTERVALS)):
+            found[ds.ticker] = view
+    return found
 
 
 def version_storage_key(session: Session, version_id: str) -> str:

@@ -48,6 +48,7 @@ from hindsight.results.v1 import results_pb2
 from sqlalchemy.orm import Session
 
 from domain import universe as rules
+from domain.market import normalize_ticker
 from domain.overfitting import (
     BlockSums,
     SweepStatistics,
@@ -59,7 +60,7 @@ from domain.overfitting import (
 from domain.shards import SHARD_BAR_PAIRS, chunk_bounds, pair_chunk_count, parse_ticker_shard, ticker_shard_id
 from domain.sweep import CROSSOVER_TYPES
 from services.results import jobs, runs, shards, sweeps
-from services.results.datasets import resolve_dataset
+from services.results.datasets import resolve_datasets
 from services.results.errors import InvalidArgument, NotFound
 from services.results.jobs import Submission
 from services.results.models import Job, SweepResult, SweepRun
@@ -123,8 +124,9 @@ def submit(session: Session, submission: Submission, spec: dict[str, Any], *,
         spec = {**spec, "ticker": "", "tickers": tickers, "universe": name}
         min_trades = sweeps.sweep_spec_of({**spec, "ticker": tickers[0]}).min_trades
     bars, versions = [], {}
+    datasets = resolve_datasets(session, submission.tenant_id, tickers, str(spec.get("interval") or ""))
     for t in tickers:
-        found = resolve_dataset(session, submission.tenant_id, t, str(spec.get("interval") or ""))
+        found = datasets[normalize_ticker(t)]
         bars.append(int(found.bars) if found is not None else 0)
         if found is not None and chunk_count(spec, pairs, bars[-1], shard_bar_pairs) > 1:
             versions[t] = found.version_id  # every chunk of the ticker runs on these bars

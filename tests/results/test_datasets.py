@@ -291,3 +291,30 @@ async def test_upload_size_limit(pg, pg_db, monkeypatch):
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "512 MB" in err.value.details()
     assert pg_db.scalar("SELECT count(*) FROM datasets WHERE tenant_id = :t", t=tenant) == 0
+
+
+@pytest.mark.asyncio
+async def test_many_tickers_resolve_in_one_query(backend):
+    # a universe sweep resolves all its tickers at once: each to its tenant's newest version,
+    # at the interval asked or else the finest there is; another tenant's tickers are unknown
+    running, db = backend
+    tenant, _ = db.tenant()
+    other, _ = db.tenant()
+    await _import(running, import_requests(tenant, "AAA", daily_csv(10)))
+    await _import(running, import_requests(tenant, "AAA", daily_csv(12)))  # version 2
+    await _import(running, import_requests(tenant, "AAA", daily_csv(5), interval="1h"))
+    await _import(running, import_requests(tenant, "BBB", daily_csv(7)))
+    await _import(running, import_requests(other, "CCC", daily_csv(9)))
+    asked = ["aaa", "BBB", "CCC", "ZZZ", "bbb"]
+    with Session(db.engine) as s:
+        finest = datasets.resolve_datasets(s, tenant, asked, "")
+        assert sorted(finest) == ["AAA", "BBB", "CCC", "ZZZ"]
+        assert (finest["AAA"].interval, finest["AAA"].bars) == ("1h", 5)
+        assert (finest["BBB"].interval, finest["BBB"].bars) == ("1d", 7)
+        assert finest["CCC"] is None and finest["ZZZ"] is None
+        daily = datasets.resolve_datasets(s, tenant, asked, "1d")
+        assert (daily["AAA"].version, daily["AAA"].bars) == (2, 12) and daily["BBB"].bars == 7
+        assert datasets.resolve_datasets(s, tenant, asked, "1h")["BBB"] is None
+        theirs = datasets.resolve_datasets(s, other, ["ccc", "AAA"], "")
+        assert theirs["CCC"].bars == 9 and theirs["AAA"] is None
+        assert datasets.resolve_dataset(s, tenant, "aaa", "1d") == daily["AAA"]
