@@ -54,9 +54,13 @@ def new_shard(job: Job, shard_id: str, position: int, *, ticker: str = "", bars:
 
 
 def queue(session: Session, job: Job, submission: Submission, shards: list[SweepShard]) -> None:
-    """The job's shards and one JobMessage each (shard_id), in the caller's transaction."""
+    """The job's shards and one JobMessage each (shard_id), in the caller's transaction. The
+    messages go out largest shard first (most bar-pairs; ties in the shards' order): the
+    replicas then end the job together, rather than one of them finishing a long ticker
+    alone after the others ran out of work (longest processing time first)."""
     session.add_all(shards)
-    jobs.queue_job(session, job, submission, [{"shard_id": s.shard_id} for s in shards])
+    largest_first = sorted(shards, key=lambda s: -s.bar_pairs_total)  # stable: ties keep their order
+    jobs.queue_job(session, job, submission, [{"shard_id": s.shard_id} for s in largest_first])
 
 
 def of_job(session: Session, job_id: str, bulky: bool = True, lock: bool = False) -> list[SweepShard]:

@@ -127,6 +127,24 @@ async def test_shards_are_stored_once_and_the_job_ends_with_the_last(backend):
 
 
 @pytest.mark.asyncio
+async def test_shards_are_queued_largest_first(backend):
+    # the replicas end a job together when its longest tickers run first
+    running, db = backend
+    tenant, _ = db.tenant()
+    await _import(running, tenant, "AAA", 300)
+    await _import(running, tenant, "BBB", 100)
+    await _import(running, tenant, "CCC", 200)
+    job = (await running.stub.SubmitJob(universe_request(tenant, ["BBB", "NONE", "aaa", "CCC"]))).job
+
+    def queued() -> list[str]:
+        messages = [bus_pb2.JobMessage.FromString(b) for b in running.bus.bodies(JOBS_QUEUE)]
+        return [m.shard_id for m in messages if m.job_id == job.job_id]
+
+    # AAA (t0002, 300 bars), CCC (t0003, 200), BBB (t0000, 100), NONE (t0001, no bars)
+    assert await eventually(lambda: queued() == ["t0002", "t0003", "t0000", "t0001"])
+
+
+@pytest.mark.asyncio
 async def test_every_ticker_failing_fails_the_job_and_a_cancel_closes_the_rest(backend):
     running, db = backend
     tenant, _ = db.tenant()
