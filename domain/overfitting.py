@@ -15,9 +15,8 @@ why a variance within rounding of zero counts as zero, and why Sharpe ratios
 are compared on their first 30 significant bits).
 
 Cost: the CSCV ranks every trial in each of C(S, S/2) splits, O(C(S, S/2) x N)
-whatever the number of bars: with S = 16, about 0.1 s for S2's 590 trials and 0.8 s
-for 5,000 on one core of the development machine (about 20 s for the largest grid,
-124,750 trials).
+whatever the number of bars: with S = 16, about 0.085 s for S2's 590 trials and 1.2 s
+for 5,000 on one core of the development machine (2026-12), and in proportion beyond.
 
 Pure Python and NumPy: Φ and Φ⁻¹ are ``statistics.NormalDist``'s.
 """
@@ -51,11 +50,14 @@ _TIE_MASK: Final = np.int64(~((1 << (52 - TIE_BITS)) - 1))
 
 # A variance computed from sums within this many ulps of the sum of squares is zero.
 _VARIANCE_ULPS: Final = 64.0
-# The CSCV's (halves x trials) matrix of Sharpe ratios is computed this many values at a
-# time (2 MiB of float64 for each of its few temporaries: they stay in cache) and kept
-# whole up to _CSCV_KEEP_VALUES (64 MiB: S2's 12,870 x 590 are kept); larger grids
-# compute it twice.
-_CSCV_CHUNK_VALUES: Final = 1 << 18
+# The CSCV's (halves x trials) matrix of Sharpe ratios is computed a chunk of trials at a
+# time (the sums of its halves' halves: at most _CSCV_CHUNK_VALUES values, 16 MiB, so
+# 2,118 trials with 16 blocks), a block of halves at a time within it (at most
+# _CSCV_BLOCK_VALUES values, 512 KiB of float64 for each of its few temporaries: they
+# stay in L2), and kept whole up to _CSCV_KEEP_VALUES (64 MiB: S2's 12,870 x 590 are
+# kept); larger grids compute it twice.
+_CSCV_CHUNK_VALUES: Final = 1 << 21
+_CSCV_BLOCK_VALUES: Final = 1 << 16
 _CSCV_KEEP_VALUES: Final = 1 << 23
 
 _NORMAL: Final = NormalDist()
@@ -266,36 +268,60 @@ def _halves(blocks: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], _S
     return halves, complement.astype(np.intp), _sum_plan(halves)
 
 
-class _Workspace:
-    """The buffers of ``_half_sharpe`` for chunks of up to ``width`` trials, allocated once
-    per CSCV: a fresh array of megabytes for every step costs more (page faults) than the
-    arithmetic in it."""
+@dataclass(frozen=True)
+class _Levels:
+    """The sums of a chunk of trials over the halves' first and second halves (``_SumPlan``'s
+    ``left`` and ``right``, each distinct one once; a leaf plan: the blocks themselves), and
+    which of them each half is made of: a half's sums are one addition per trial away."""
 
-    def __init__(self, halves: int, width: int) -> None:
-        self.both = np.empty((halves, 2 * width))
-        self.scratch = np.empty((halves, 2 * width))
-        self.m2 = np.empty((halves, width))
-        self.flat = np.empty((halves, width), dtype=bool)
-        self.sharpe = np.empty((halves, width))
-
-    def views(self, width: int) -> tuple[FloatArray, FloatArray, FloatArray, npt.NDArray[np.bool_], FloatArray]:
-        if width == self.m2.shape[1]:
-            return self.both, self.scratch, self.m2, self.flat, self.sharpe
-        return (np.empty((self.m2.shape[0], 2 * width)), np.empty((self.m2.shape[0], 2 * width)),
-                self.m2[:, :width].copy(), self.flat[:, :width].copy(), np.empty((self.m2.shape[0], width)))
+    left: FloatArray
+    left_of: npt.NDArray[np.intp]
+    right: FloatArray | None
+    right_of: npt.NDArray[np.intp] | None
 
 
-def _half_sharpe(block: BlockSums, plan: _SumPlan, cols: slice | npt.NDArray[np.intp], ws: _Workspace) -> FloatArray:
-    """The Sharpe ratio of the union of each row's blocks, for the trials ``cols``, up to a
-    positive factor common to all (rankings only): sum / √(n·squares − sum²), 0 where the
-    variance is zero or within rounding of it; on its first ``TIE_BITS`` significant bits
-    (a monotone map: the order stays, and values equal but for rounding become equal).
-    The result is a buffer of ``ws``: valid until the next call."""
+def _levels(block: BlockSums, plan: _SumPlan, cols: slice | npt.NDArray[np.intp]) -> _Levels:
     n = block.blocks // 2 * block.rows
-    width = cols.stop - cols.start if isinstance(cols, slice) else len(cols)
-    both, scratch, m2, flat, out = ws.views(width)
     # sums and n x squares side by side: one pass of the plan for both
-    _subset_sums(np.concatenate([block.sums[:, cols], n * block.squares[:, cols]], axis=1), plan, both, scratch)
+    values = np.concatenate([block.sums[:, cols], n * block.squares[:, cols]], axis=1)
+    if plan.pick is not None:
+        return _Levels(values, plan.pick, None, None)
+    assert plan.left is not None and plan.left_of is not None
+    assert plan.right is not None and plan.right_of is not None
+    return _Levels(_subset_sums(values, plan.left), plan.left_of, _subset_sums(values, plan.right), plan.right_of)
+
+
+class _Workspace:
+    """The buffers of ``_half_sharpe`` for blocks of up to ``rows`` halves of ``width``
+    trials, allocated once per thread: a fresh array for every block costs more (page
+    faults) than the arithmetic in it."""
+
+    def __init__(self, rows: int, width: int) -> None:
+        self.both = np.empty((rows, 2 * width))
+        self.scratch = np.empty((rows, 2 * width))
+        self.m2 = np.empty((rows, width))
+        self.flat = np.empty((rows, width), dtype=bool)
+        self.sharpe = np.empty((rows, width))
+
+
+def _half_sharpe(levels: _Levels, rows: slice, ws: _Workspace, out: FloatArray | None = None) -> FloatArray:
+    """The Sharpe ratio of the union of the blocks of each half in ``rows``, for the trials of
+    ``levels``, up to a positive factor common to all (rankings only): sum / √(n·squares −
+    sum²), 0 where the variance is zero or within rounding of it; on its first ``TIE_BITS``
+    significant bits (a monotone map: the order stays, and values equal but for rounding
+    become equal). Into ``out`` when given, else into a buffer of ``ws``, valid until the
+    next call. Each value depends on its half and trial only: the same bits whichever
+    others are computed with it."""
+    r = rows.stop - rows.start
+    width = levels.left.shape[1] // 2
+    both = ws.both[:r, : 2 * width]
+    np.take(levels.left, levels.left_of[rows], axis=0, out=both, mode="clip")
+    if levels.right is not None and levels.right_of is not None:
+        scratch = ws.scratch[:r, : 2 * width]
+        np.take(levels.right, levels.right_of[rows], axis=0, out=scratch, mode="clip")
+        both += scratch
+    m2, flat = ws.m2[:r, :width], ws.flat[:r, :width]
+    out = ws.sharpe[:r, :width] if out is None else out
     sums, squares = both[:, :width], both[:, width:]
     np.multiply(sums, sums, out=m2)
     np.subtract(squares, m2, out=m2)  # n x the sum of squared deviations
@@ -320,7 +346,7 @@ class Cscv:
 
 def _workers() -> int:
     """Threads for the CSCV: the CPUs this process may use, at most 4 (NumPy releases the
-    GIL in its loops, so chunks of trials run side by side)."""
+    GIL in its loops, so blocks of halves run side by side)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not Linux
@@ -348,12 +374,14 @@ def cscv(block: BlockSums, workers: int | None = None) -> Cscv:
     arithmetic, and only rounding (their equities differ) would otherwise order them.
 
     The out-of-sample half of a split is the in-sample half of another (its complement),
-    so the Sharpe ratio of every half is computed once, as a (halves x trials) matrix, in
-    chunks of trials (on ``workers`` threads; the result is the same for any number): the
-    first maximum of each row over the chunks in order is the split's in-sample best (a
-    later trial replaces it only when strictly better: grid order breaks ties). The matrix
-    is kept whole when it has at most ``_CSCV_KEEP_VALUES`` values, else its chunks are
-    computed again to rank each best out of sample."""
+    so the Sharpe ratio of every half is computed once, as a (halves x trials) matrix: a
+    chunk of trials at a time (``_CSCV_CHUNK_VALUES``: the sums of its halves' halves), a
+    block of halves at a time within it (``_CSCV_BLOCK_VALUES``: the block's temporaries
+    stay in cache), the blocks on ``workers`` threads (the result is the same for any
+    number). The first maximum of each row over the chunks in order is the split's
+    in-sample best (a later trial replaces it only when strictly better: grid order breaks
+    ties). The matrix is kept whole when it has at most ``_CSCV_KEEP_VALUES`` values, else
+    it is computed again to rank each best out of sample."""
     s, n_trials = block.blocks, block.trials
     if s < 2 or s % 2 or n_trials < 2 or block.rows < 1:
         raise ValueError("CSCV needs an even number of blocks, at least 2 trials and non-empty blocks")
@@ -363,69 +391,93 @@ def cscv(block: BlockSums, workers: int | None = None) -> Cscv:
     # complement[i]: the row of halves that is split i's out-of-sample half
     halves, complement, plan = _halves(s)
     k = halves.shape[0]
-    width = max(1, _CSCV_CHUNK_VALUES // k)
+    level_rows = s  # the rows of a chunk's level sums (_levels): the blocks themselves for a leaf plan
+    if plan.left is not None and plan.right is not None:
+        level_rows = max(_plan_rows(plan.left), _plan_rows(plan.right))
+    width = max(1, min(n_trials, _CSCV_CHUNK_VALUES // (2 * level_rows)))
     chunks = [slice(lo, min(lo + width, n_trials)) for lo in range(0, n_trials, width)]
+    step = max(1, min(k, _CSCV_BLOCK_VALUES // width))
+    blocks = [slice(lo, min(lo + step, k)) for lo in range(0, k, step)]
     kept = np.empty((k, n_trials)) if k * n_trials <= _CSCV_KEEP_VALUES else None
-    rows = np.arange(k)
 
-    def maxima(part: list[slice]) -> list[tuple[npt.NDArray[np.intp], FloatArray]]:
-        ws, out = _Workspace(k, width), []
-        for cols in part:
-            sr = _half_sharpe(block, plan, cols, ws)
-            if kept is not None:
-                kept[:, cols] = sr
-            first = np.argmax(sr, axis=1)
-            out.append((first + cols.start, sr[rows, first]))
-        return out
+    def maxima(levels: _Levels, cols: slice) -> Callable[[list[slice]], list[tuple[npt.NDArray[np.intp], FloatArray]]]:
+        def work(part: list[slice]) -> list[tuple[npt.NDArray[np.intp], FloatArray]]:
+            ws, out = _Workspace(step, width), []
+            for rows in part:
+                sr = _half_sharpe(levels, rows, ws, None if kept is None else kept[rows, cols])
+                first = np.argmax(sr, axis=1)
+                out.append((first + cols.start, sr[np.arange(sr.shape[0]), first]))
+            return out
+        return work
 
     best_value = np.full(k, -np.inf)
     best = np.zeros(k, dtype=np.intp)
-    for first, value in _in_groups(chunks, threads, maxima):
+    for cols in chunks:
+        levels = _levels(block, plan, cols)
+        found = _in_groups(blocks, threads, maxima(levels, cols))
+        first = np.concatenate([f for f, _ in found])
+        value = np.concatenate([v for _, v in found])
         better = value > best_value
         best_value[better] = value[better]
         best[better] = first[better]
 
     # the out-of-sample Sharpe ratio of each split's in-sample best, and its rank there:
     # row j of the matrix is the out-of-sample half of split complement[j]
+    threshold = np.empty(k)
     if kept is not None:
-        threshold = kept[complement, best][complement]
-        step = max(1, _CSCV_CHUNK_VALUES // n_trials)
-
-        def ranks(part: list[int]) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
-            return [(np.count_nonzero(kept[lo : lo + step] < threshold[lo : lo + step, None], axis=1),
-                     np.count_nonzero(kept[lo : lo + step] <= threshold[lo : lo + step, None], axis=1))
-                    for lo in part]
-
-        counted = _in_groups(list(range(0, k, step)), threads, ranks)
-        below = np.concatenate([c[0] for c in counted])[np.argsort(complement)]
-        upto = np.concatenate([c[1] for c in counted])[np.argsort(complement)]
+        threshold[:] = kept[complement, best][complement]
     else:
         # the few trials that are some split's best, alone: the same arithmetic, so the
-        # same bits as in the chunks below
+        # same bits as in the matrix
         winners, column = np.unique(best, return_inverse=True)
-        star = np.empty(k)
+        mine = complement  # row j needs the best of split complement[j]
         for lo in range(0, winners.shape[0], width):
             part = winners[lo : lo + width]
-            mine = np.flatnonzero((column >= lo) & (column < lo + part.shape[0]))
-            star[mine] = _half_sharpe(block, plan, part, _Workspace(k, part.shape[0]))[complement[mine],
-                                                                                     column[mine] - lo]
-        threshold_all = star[complement][:, None]
+            levels = _levels(block, plan, part)
+            ws = _Workspace(step, part.shape[0])
+            for rows in blocks:
+                sr = _half_sharpe(levels, rows, ws)
+                want = column[mine[rows]]
+                inside = (want >= lo) & (want < lo + part.shape[0])
+                idx = np.flatnonzero(inside)
+                threshold[rows.start + idx] = sr[idx, want[idx] - lo]
 
-        def counts(part: list[slice]) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
-            ws = _Workspace(k, width)
-            return [(np.count_nonzero((sr := _half_sharpe(block, plan, cols, ws)) < threshold_all, axis=1),
-                     np.count_nonzero(sr <= threshold_all, axis=1)) for cols in part]
+    def counts(source: Callable[[slice, _Workspace], FloatArray],
+               ws_width: int) -> Callable[[list[slice]], list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]]:
+        def work(part: list[slice]) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
+            ws = _Workspace(step, ws_width)
+            out = []
+            for rows in part:
+                sr, t = source(rows, ws), threshold[rows, None]
+                out.append((np.count_nonzero(sr < t, axis=1), np.count_nonzero(sr <= t, axis=1)))
+            return out
+        return work
 
-        below_rows = np.zeros(k, dtype=np.int64)
-        upto_rows = np.zeros(k, dtype=np.int64)
-        for under, at_most in _in_groups(chunks, threads, counts):
-            below_rows += under
-            upto_rows += at_most
-        below, upto = below_rows[np.argsort(complement)], upto_rows[np.argsort(complement)]
+    below_rows = np.zeros(k, dtype=np.int64)
+    upto_rows = np.zeros(k, dtype=np.int64)
+    if kept is not None:
+        counted = _in_groups(blocks, threads, counts(lambda rows, _ws: kept[rows], 1))
+        below_rows += np.concatenate([c[0] for c in counted])
+        upto_rows += np.concatenate([c[1] for c in counted])
+    else:
+        for cols in chunks:
+            counted = _in_groups(blocks, threads, counts(functools.partial(_half_sharpe, _levels(block, plan, cols)),
+                                                         width))
+            below_rows += np.concatenate([c[0] for c in counted])
+            upto_rows += np.concatenate([c[1] for c in counted])
+    below, upto = below_rows[np.argsort(complement)], upto_rows[np.argsort(complement)]
     # average rank of the ties: below + (tied + 1) / 2, the best itself among the tied
     omega = (below + (upto - below + 1) / 2.0) / (n_trials + 1)
     logits = np.log(omega / (1.0 - omega))
     return Cscv(float(np.count_nonzero(logits <= 0.0)) / k, logits)
+
+
+def _plan_rows(plan: _SumPlan) -> int:
+    """How many distinct subsets a plan sums (the rows of its sums)."""
+    if plan.pick is not None:
+        return int(plan.pick.shape[0])
+    assert plan.left_of is not None
+    return int(plan.left_of.shape[0])
 
 
 # ------------------------------------------------------------------ a sweep's statistics
