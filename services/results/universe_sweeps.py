@@ -177,8 +177,8 @@ def run_of(session: Session, job_id: str) -> SweepRun:
 def start_shard(session: Session, job: Job, sid: str) -> bool:
     """An engine takes a shard of a running job (locked by the caller): False when the
     shard already ended (a redelivery after its results were stored). A redelivered shard
-    whose rows were stored while its job was not told (`store_shard` then no `settle`:
-    results stopped between the two) tells it now."""
+    whose rows were stored while its job was not told (`store_shard` or `complete_shard`,
+    then no `settle`: results stopped between the two) tells it now."""
     started = shards.start(session, job, sid)
     if not started and job.state == jobs.RUNNING:
         _maybe_end(session, job)
