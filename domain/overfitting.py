@@ -15,8 +15,9 @@ why a variance within rounding of zero counts as zero, and why Sharpe ratios
 are compared on their first 30 significant bits).
 
 Cost: the CSCV ranks every trial in each of C(S, S/2) splits, O(C(S, S/2) x N)
-whatever the number of bars: with S = 16, about 0.085 s for S2's 590 trials and 1.2 s
-for 5,000 on one core of the development machine (2026-12), and in proportion beyond.
+whatever the number of bars: with S = 16, about 0.07 s for S2's 590 trials and 0.55 s
+for 5,000 on one core of the development machine (2026-12), and in proportion beyond
+(twice that past 8,473 trials, where the matrix is computed twice).
 
 Pure Python and NumPy: Φ and Φ⁻¹ are ``statistics.NormalDist``'s.
 """
@@ -51,14 +52,12 @@ _TIE_MASK: Final = np.int64(~((1 << (52 - TIE_BITS)) - 1))
 # A variance computed from sums within this many ulps of the sum of squares is zero.
 _VARIANCE_ULPS: Final = 64.0
 # The CSCV's (halves x trials) matrix of Sharpe ratios is computed a chunk of trials at a
-# time (the sums of its halves' halves: at most _CSCV_CHUNK_VALUES values, 16 MiB, so
-# 2,118 trials with 16 blocks), a block of halves at a time within it (at most
-# _CSCV_BLOCK_VALUES values, 512 KiB of float64 for each of its few temporaries: they
-# stay in L2), and kept whole up to _CSCV_KEEP_VALUES (64 MiB: S2's 12,870 x 590 are
-# kept); larger grids compute it twice.
-_CSCV_CHUNK_VALUES: Final = 1 << 21
+# time (the sums of its halves' halves: at most _CSCV_CHUNK_VALUES values, 64 MiB, so
+# 8,473 trials with 16 blocks; larger grids compute the matrix twice) and a block of
+# halves at a time within it (at most _CSCV_BLOCK_VALUES values, 512 KiB of float64 for
+# each of its few temporaries: they stay in L2).
+_CSCV_CHUNK_VALUES: Final = 1 << 23
 _CSCV_BLOCK_VALUES: Final = 1 << 16
-_CSCV_KEEP_VALUES: Final = 1 << 23
 
 _NORMAL: Final = NormalDist()
 
@@ -304,7 +303,8 @@ class _Workspace:
         self.sharpe = np.empty((rows, width))
 
 
-def _half_sharpe(levels: _Levels, rows: slice, ws: _Workspace, out: FloatArray | None = None) -> FloatArray:
+def _half_sharpe(levels: _Levels, rows: slice | npt.NDArray[np.intp], ws: _Workspace,
+                 out: FloatArray | None = None) -> FloatArray:
     """The Sharpe ratio of the union of the blocks of each half in ``rows``, for the trials of
     ``levels``, up to a positive factor common to all (rankings only): sum / √(n·squares −
     sum²), 0 where the variance is zero or within rounding of it; on its first ``TIE_BITS``
@@ -312,7 +312,7 @@ def _half_sharpe(levels: _Levels, rows: slice, ws: _Workspace, out: FloatArray |
     become equal). Into ``out`` when given, else into a buffer of ``ws``, valid until the
     next call. Each value depends on its half and trial only: the same bits whichever
     others are computed with it."""
-    r = rows.stop - rows.start
+    r = rows.stop - rows.start if isinstance(rows, slice) else rows.shape[0]
     width = levels.left.shape[1] // 2
     both = ws.both[:r, : 2 * width]
     np.take(levels.left, levels.left_of[rows], axis=0, out=both, mode="clip")
@@ -374,14 +374,14 @@ def cscv(block: BlockSums, workers: int | None = None) -> Cscv:
     arithmetic, and only rounding (their equities differ) would otherwise order them.
 
     The out-of-sample half of a split is the in-sample half of another (its complement),
-    so the Sharpe ratio of every half is computed once, as a (halves x trials) matrix: a
-    chunk of trials at a time (``_CSCV_CHUNK_VALUES``: the sums of its halves' halves), a
-    block of halves at a time within it (``_CSCV_BLOCK_VALUES``: the block's temporaries
-    stay in cache), the blocks on ``workers`` threads (the result is the same for any
-    number). The first maximum of each row over the chunks in order is the split's
-    in-sample best (a later trial replaces it only when strictly better: grid order breaks
-    ties). The matrix is kept whole when it has at most ``_CSCV_KEEP_VALUES`` values, else
-    it is computed again to rank each best out of sample."""
+    so the Sharpe ratio of every half is computed once per pass, as a (halves x trials)
+    matrix that is never held whole: a chunk of trials at a time (``_CSCV_CHUNK_VALUES``:
+    the sums of its halves' halves), a block of halves at a time within it
+    (``_CSCV_BLOCK_VALUES``: the block's temporaries stay in cache), the blocks on
+    ``workers`` threads (the result is the same for any number). The first maximum of a
+    half's row is its split's in-sample best (grid order breaks ties). When every trial
+    fits one chunk (up to 8,473 with 16 blocks), one pass does it all (`_paired_ranks`);
+    beyond, `_chunked_ranks` makes two."""
     s, n_trials = block.blocks, block.trials
     if s < 2 or s % 2 or n_trials < 2 or block.rows < 1:
         raise ValueError("CSCV needs an even number of blocks, at least 2 trials and non-empty blocks")
@@ -395,16 +395,28 @@ def cscv(block: BlockSums, workers: int | None = None) -> Cscv:
     if plan.left is not None and plan.right is not None:
         level_rows = max(_plan_rows(plan.left), _plan_rows(plan.right))
     width = max(1, min(n_trials, _CSCV_CHUNK_VALUES // (2 * level_rows)))
-    chunks = [slice(lo, min(lo + width, n_trials)) for lo in range(0, n_trials, width)]
     step = max(1, min(k, _CSCV_BLOCK_VALUES // width))
+    if width == n_trials:
+        below, upto = _paired_ranks(block, plan, complement, width, max(2, step // 2 * 2), threads)
+    else:
+        below, upto = _chunked_ranks(block, plan, complement, width, step, threads)
+    return _cscv_outcome(below, upto, n_trials)
+
+
+def _chunked_ranks(block: BlockSums, plan: _SumPlan, complement: npt.NDArray[np.intp], width: int, step: int,
+                   threads: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """``cscv``'s counts over several chunks of trials, in two passes: each split's in-sample
+    best (the first maximum over the chunks in order: a later trial replaces it only when
+    strictly better), then each one's rank out of sample. (below, upto) by split."""
+    k, n_trials = complement.shape[0], block.trials
+    chunks = [slice(lo, min(lo + width, n_trials)) for lo in range(0, n_trials, width)]
     blocks = [slice(lo, min(lo + step, k)) for lo in range(0, k, step)]
-    kept = np.empty((k, n_trials)) if k * n_trials <= _CSCV_KEEP_VALUES else None
 
     def maxima(levels: _Levels, cols: slice) -> Callable[[list[slice]], list[tuple[npt.NDArray[np.intp], FloatArray]]]:
         def work(part: list[slice]) -> list[tuple[npt.NDArray[np.intp], FloatArray]]:
             ws, out = _Workspace(step, width), []
             for rows in part:
-                sr = _half_sharpe(levels, rows, ws, None if kept is None else kept[rows, cols])
+                sr = _half_sharpe(levels, rows, ws)
                 first = np.argmax(sr, axis=1)
                 out.append((first + cols.start, sr[np.arange(sr.shape[0]), first]))
             return out
@@ -413,63 +425,85 @@ def cscv(block: BlockSums, workers: int | None = None) -> Cscv:
     best_value = np.full(k, -np.inf)
     best = np.zeros(k, dtype=np.intp)
     for cols in chunks:
-        levels = _levels(block, plan, cols)
-        found = _in_groups(blocks, threads, maxima(levels, cols))
+        found = _in_groups(blocks, threads, maxima(_levels(block, plan, cols), cols))
         first = np.concatenate([f for f, _ in found])
         value = np.concatenate([v for _, v in found])
         better = value > best_value
         best_value[better] = value[better]
         best[better] = first[better]
 
-    # the out-of-sample Sharpe ratio of each split's in-sample best, and its rank there:
-    # row j of the matrix is the out-of-sample half of split complement[j]
+    # Row j is the out-of-sample half of split complement[j]: its threshold is its value at
+    # that split's best. The few trials that are some split's best, alone: the same
+    # arithmetic, so the same bits as in the matrix.
     threshold = np.empty(k)
-    if kept is not None:
-        threshold[:] = kept[complement, best][complement]
-    else:
-        # the few trials that are some split's best, alone: the same arithmetic, so the
-        # same bits as in the matrix
-        winners, column = np.unique(best, return_inverse=True)
-        mine = complement  # row j needs the best of split complement[j]
-        for lo in range(0, winners.shape[0], width):
-            part = winners[lo : lo + width]
-            levels = _levels(block, plan, part)
-            ws = _Workspace(step, part.shape[0])
-            for rows in blocks:
-                sr = _half_sharpe(levels, rows, ws)
-                want = column[mine[rows]]
-                inside = (want >= lo) & (want < lo + part.shape[0])
-                idx = np.flatnonzero(inside)
-                threshold[rows.start + idx] = sr[idx, want[idx] - lo]
+    winners, column = np.unique(best, return_inverse=True)
+    for lo in range(0, winners.shape[0], width):
+        part = winners[lo : lo + width]
+        levels = _levels(block, plan, part)
+        ws = _Workspace(step, part.shape[0])
+        for rows in blocks:
+            sr = _half_sharpe(levels, rows, ws)
+            want = column[complement[rows]]
+            mine = np.flatnonzero((want >= lo) & (want < lo + part.shape[0]))
+            threshold[rows.start + mine] = sr[mine, want[mine] - lo]
 
-    def counts(source: Callable[[slice, _Workspace], FloatArray],
-               ws_width: int) -> Callable[[list[slice]], list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]]:
+    def counts(levels: _Levels) -> Callable[[list[slice]], list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]]:
         def work(part: list[slice]) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
-            ws = _Workspace(step, ws_width)
-            out = []
+            ws, out = _Workspace(step, width), []
             for rows in part:
-                sr, t = source(rows, ws), threshold[rows, None]
+                sr, t = _half_sharpe(levels, rows, ws), threshold[rows, None]
                 out.append((np.count_nonzero(sr < t, axis=1), np.count_nonzero(sr <= t, axis=1)))
             return out
         return work
 
     below_rows = np.zeros(k, dtype=np.int64)
     upto_rows = np.zeros(k, dtype=np.int64)
-    if kept is not None:
-        counted = _in_groups(blocks, threads, counts(lambda rows, _ws: kept[rows], 1))
+    for cols in chunks:
+        counted = _in_groups(blocks, threads, counts(_levels(block, plan, cols)))
         below_rows += np.concatenate([c[0] for c in counted])
         upto_rows += np.concatenate([c[1] for c in counted])
-    else:
-        for cols in chunks:
-            counted = _in_groups(blocks, threads, counts(functools.partial(_half_sharpe, _levels(block, plan, cols)),
-                                                         width))
-            below_rows += np.concatenate([c[0] for c in counted])
-            upto_rows += np.concatenate([c[1] for c in counted])
-    below, upto = below_rows[np.argsort(complement)], upto_rows[np.argsort(complement)]
+    # by split: split i's out-of-sample half is row complement[i]
+    return below_rows[complement], upto_rows[complement]
+
+
+def _cscv_outcome(below: npt.NDArray[np.int64], upto: npt.NDArray[np.int64], n_trials: int) -> Cscv:
+    """PBO and the logits from each split's out-of-sample count of trials below its in-sample
+    best and of trials at most as good."""
     # average rank of the ties: below + (tied + 1) / 2, the best itself among the tied
     omega = (below + (upto - below + 1) / 2.0) / (n_trials + 1)
     logits = np.log(omega / (1.0 - omega))
-    return Cscv(float(np.count_nonzero(logits <= 0.0)) / k, logits)
+    return Cscv(float(np.count_nonzero(logits <= 0.0)) / below.shape[0], logits)
+
+
+def _paired_ranks(block: BlockSums, plan: _SumPlan, complement: npt.NDArray[np.intp], width: int, step: int,
+                  threads: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """``cscv``'s counts when every trial is in one chunk: the halves are taken in pairs, a
+    half next to its complement, so a block of halves holds both halves of its splits. Each
+    split's in-sample best and its rank out of sample then come from the block alone: no
+    (halves x trials) matrix is kept or computed twice. (below, upto) by split."""
+    k = complement.shape[0]
+    firsts = np.flatnonzero(np.arange(k) < complement)
+    paired = np.stack([firsts, complement[firsts]], axis=1).reshape(-1)  # half, its complement, ...
+    levels = _levels(block, plan, slice(0, block.trials))
+    positions = [slice(lo, min(lo + step, k)) for lo in range(0, k, step)]
+
+    def work(part: list[slice]) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
+        ws, out = _Workspace(step, width), []
+        for pos in part:
+            sr = _half_sharpe(levels, paired[pos], ws)
+            first = np.argmax(sr, axis=1)  # each half's best (as the in-sample half of its split)
+            each = np.arange(sr.shape[0])
+            # a half as the out-of-sample half of its complement's split: its value at that best
+            threshold = sr[each, first[each ^ 1]][:, None]
+            out.append((np.count_nonzero(sr < threshold, axis=1), np.count_nonzero(sr <= threshold, axis=1)))
+        return out
+
+    counted = _in_groups(positions, threads, work)
+    # by out-of-sample half (paired order), then by split: split i's is its complement's
+    below_rows, upto_rows = np.empty(k, dtype=np.int64), np.empty(k, dtype=np.int64)
+    below_rows[paired] = np.concatenate([c[0] for c in counted])
+    upto_rows[paired] = np.concatenate([c[1] for c in counted])
+    return below_rows[complement], upto_rows[complement]
 
 
 def _plan_rows(plan: _SumPlan) -> int:

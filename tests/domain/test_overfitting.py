@@ -190,7 +190,7 @@ def test_the_plain_language_reading() -> None:
     assert of.overfitting_reading(None, None) == "Not enough data for the overfitting statistics."
 
 
-def test_cscv_is_the_same_on_any_number_of_threads_and_without_the_kept_matrix(monkeypatch) -> None:
+def test_cscv_is_the_same_on_any_number_of_threads_blocks_and_chunks(monkeypatch) -> None:
     rng = np.random.default_rng(11)
     r = rng.normal(0, 0.01, (200, 700))
     r[:, 5] = r[:, 4]  # ties
@@ -198,11 +198,10 @@ def test_cscv_is_the_same_on_any_number_of_threads_and_without_the_kept_matrix(m
     b = of.block_sums(r, 8)
     one = of.cscv(b, workers=1)
     assert np.array_equal(of.cscv(b, workers=3).logits, one.logits)
-    monkeypatch.setattr(of, "_CSCV_CHUNK_VALUES", 70 * 64)  # several chunks of trials, kept
-    monkeypatch.setattr(of, "_CSCV_BLOCK_VALUES", 3_000)  # several blocks of halves in each
+    monkeypatch.setattr(of, "_CSCV_BLOCK_VALUES", 3_000)  # several blocks of halves (of pairs of halves)
     for workers in (1, 2):
         assert np.array_equal(of.cscv(b, workers=workers).logits, one.logits)
-    monkeypatch.setattr(of, "_CSCV_KEEP_VALUES", 0)  # grids too large to keep: computed again
+    monkeypatch.setattr(of, "_CSCV_CHUNK_VALUES", 70 * 64)  # several chunks of trials: two passes
     for workers in (1, 2):
         assert np.array_equal(of.cscv(b, workers=workers).logits, one.logits)
     want_pbo, want_logits = ref_cscv(r[:, :40], 8)
