@@ -52,8 +52,9 @@ _TIE_MASK: Final = np.int64(~((1 << (52 - TIE_BITS)) - 1))
 # A variance computed from sums within this many ulps of the sum of squares is zero.
 _VARIANCE_ULPS: Final = 64.0
 # The CSCV's (halves x trials) matrix of Sharpe ratios is computed a chunk of trials at a
-# time (the sums of its halves' halves: at most _CSCV_CHUNK_VALUES values, 64 MiB, so
-# 8,473 trials with 16 blocks; larger grids compute the matrix twice) and a block of
+# time (the sums of its halves' first halves and of their second halves: at most
+# _CSCV_CHUNK_VALUES values each, 64 MiB, so 8,473 trials with 16 blocks, 128 MiB held
+# while the CSCV runs; larger grids compute the matrix twice) and a block of
 # halves at a time within it (at most _CSCV_BLOCK_VALUES values, 512 KiB of float64 for
 # each of its few temporaries: they stay in L2).
 _CSCV_CHUNK_VALUES: Final = 1 << 23
