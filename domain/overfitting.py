@@ -241,31 +241,28 @@ def _sum_plan(subsets: npt.NDArray[np.intp]) -> _SumPlan:
     return _SumPlan(None, _sum_plan(left), left_of.reshape(-1), _sum_plan(right), right_of.reshape(-1))
 
 
-def _subset_sums(values: FloatArray, plan: _SumPlan, out: FloatArray | None = None,
-                 scratch: FloatArray | None = None) -> FloatArray:
-    """Row k: the sum of ``values``' rows in the plan's k-th subset (into ``out``, with
-    ``scratch`` of the same shape as room, when given). A subset costs about one addition
-    per trial instead of one per block; every trial goes through the same additions in
-    the same order, so trials with equal returns get bit-equal sums (ties stay ties)."""
+def _subset_sums(values: FloatArray, plan: _SumPlan) -> FloatArray:
+    """Row k: the sum of ``values``' rows in the plan's k-th subset. A subset costs about one
+    addition per trial instead of one per block; every trial goes through the same additions
+    in the same order, so trials with equal returns get bit-equal sums (ties stay ties)."""
     if plan.pick is not None:
-        return np.take(values, plan.pick, axis=0, out=out, mode="clip")
+        return np.take(values, plan.pick, axis=0)
     assert plan.left is not None and plan.left_of is not None
     assert plan.right is not None and plan.right_of is not None
-    out = np.take(_subset_sums(values, plan.left), plan.left_of, axis=0, out=out, mode="clip")
-    scratch = np.take(_subset_sums(values, plan.right), plan.right_of, axis=0, out=scratch, mode="clip")
-    out += scratch
+    out = np.take(_subset_sums(values, plan.left), plan.left_of, axis=0)
+    out += np.take(_subset_sums(values, plan.right), plan.right_of, axis=0)
     return out
 
 
 @functools.lru_cache(maxsize=8)
-def _halves(blocks: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], _SumPlan]:
-    """The CSCV's halves (``cscv_splits``), each one's complement (the row of the other
-    half) and the plan to sum them."""
+def _halves(blocks: int) -> tuple[npt.NDArray[np.intp], _SumPlan]:
+    """For the CSCV's halves (``cscv_splits``, one row each): each one's complement (the row
+    of the other half) and the plan to sum them."""
     halves = cscv_splits(blocks)
     masks = (np.int64(1) << halves.astype(np.int64)).sum(axis=1)  # each half as a bit set
     order = np.argsort(masks)
     complement = order[np.searchsorted(masks, ((1 << blocks) - 1) ^ masks, sorter=order)]
-    return halves, complement.astype(np.intp), _sum_plan(halves)
+    return complement.astype(np.intp), _sum_plan(halves)
 
 
 @dataclass(frozen=True)
@@ -304,15 +301,13 @@ class _Workspace:
         self.sharpe = np.empty((rows, width))
 
 
-def _half_sharpe(levels: _Levels, rows: slice | npt.NDArray[np.intp], ws: _Workspace,
-                 out: FloatArray | None = None) -> FloatArray:
+def _half_sharpe(levels: _Levels, rows: slice | npt.NDArray[np.intp], ws: _Workspace) -> FloatArray:
     """The Sharpe ratio of the union of the blocks of each half in ``rows``, for the trials of
     ``levels``, up to a positive factor common to all (rankings only): sum / √(n·squares −
     sum²), 0 where the variance is zero or within rounding of it; on its first ``TIE_BITS``
     significant bits (a monotone map: the order stays, and values equal but for rounding
-    become equal). Into ``out`` when given, else into a buffer of ``ws``, valid until the
-    next call. Each value depends on its half and trial only: the same bits whichever
-    others are computed with it."""
+    become equal). The result is a buffer of ``ws``, valid until the next call. Each value
+    depends on its half and trial only: the same bits whichever others are computed with it."""
     r = rows.stop - rows.start if isinstance(rows, slice) else rows.shape[0]
     width = levels.left.shape[1] // 2
     both = ws.both[:r, : 2 * width]
@@ -321,8 +316,7 @@ def _half_sharpe(levels: _Levels, rows: slice | npt.NDArray[np.intp], ws: _Works
         scratch = ws.scratch[:r, : 2 * width]
         np.take(levels.right, levels.right_of[rows], axis=0, out=scratch, mode="clip")
         both += scratch
-    m2, flat = ws.m2[:r, :width], ws.flat[:r, :width]
-    out = ws.sharpe[:r, :width] if out is None else out
+    m2, flat, out = ws.m2[:r, :width], ws.flat[:r, :width], ws.sharpe[:r, :width]
     sums, squares = both[:, :width], both[:, width:]
     np.multiply(sums, sums, out=m2)
     np.subtract(squares, m2, out=m2)  # n x the sum of squared deviations
@@ -390,8 +384,8 @@ def cscv(block: BlockSums, workers: int | None = None) -> Cscv:
         raise ValueError("each half needs at least 2 returns")
     threads = _workers() if workers is None else max(1, workers)
     # complement[i]: the row of halves that is split i's out-of-sample half
-    halves, complement, plan = _halves(s)
-    k = halves.shape[0]
+    complement, plan = _halves(s)
+    k = complement.shape[0]
     level_rows = s  # the rows of a chunk's level sums (_levels): the blocks themselves for a leaf plan
     if plan.left is not None and plan.right is not None:
         level_rows = max(_plan_rows(plan.left), _plan_rows(plan.right))
@@ -452,8 +446,7 @@ def _chunked_ranks(block: BlockSums, plan: _SumPlan, complement: npt.NDArray[np.
         def work(part: list[slice]) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
             ws, out = _Workspace(step, width), []
             for rows in part:
-                sr, t = _half_sharpe(levels, rows, ws), threshold[rows, None]
-                out.append((np.count_nonzero(sr < t, axis=1), np.count_nonzero(sr <= t, axis=1)))
+                out.append(_ranks(_half_sharpe(levels, rows, ws), threshold[rows]))
             return out
         return work
 
@@ -465,6 +458,13 @@ def _chunked_ranks(block: BlockSums, plan: _SumPlan, complement: npt.NDArray[np.
         upto_rows += np.concatenate([c[1] for c in counted])
     # by split: split i's out-of-sample half is row complement[i]
     return below_rows[complement], upto_rows[complement]
+
+
+def _ranks(sharpe: FloatArray, threshold: FloatArray) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """For each row (an out-of-sample half): how many trials are below its split's in-sample
+    best (``threshold``, one per row), and how many at most as good."""
+    column = threshold[:, None]
+    return np.count_nonzero(sharpe < column, axis=1), np.count_nonzero(sharpe <= column, axis=1)
 
 
 def _cscv_outcome(below: npt.NDArray[np.int64], upto: npt.NDArray[np.int64], n_trials: int) -> Cscv:
@@ -495,8 +495,7 @@ def _paired_ranks(block: BlockSums, plan: _SumPlan, complement: npt.NDArray[np.i
             first = np.argmax(sr, axis=1)  # each half's best (as the in-sample half of its split)
             each = np.arange(sr.shape[0])
             # a half as the out-of-sample half of its complement's split: its value at that best
-            threshold = sr[each, first[each ^ 1]][:, None]
-            out.append((np.count_nonzero(sr < threshold, axis=1), np.count_nonzero(sr <= threshold, axis=1)))
+            out.append(_ranks(sr, sr[each, first[each ^ 1]]))
         return out
 
     counted = _in_groups(positions, threads, work)
