@@ -197,7 +197,7 @@ def _latest_versions(tenant_id: str, tickers: Sequence[str] | None = None):
         .group_by(DatasetVersion.dataset_id)
         .subquery()
     )
-    query = (
+    return (
         sa.select(Dataset, DatasetVersion)
         .join(latest, latest.c.dataset_id == Dataset.dataset_id)
         .join(
@@ -206,7 +206,6 @@ def _latest_versions(tenant_id: str, tickers: Sequence[str] | None = None):
         )
         .where(Dataset.tenant_id == tenant_id)
     )
-    return query if tickers is None else query.where(Dataset.ticker.in_(list(tickers)))
 
 
 def list_datasets(session: Session, tenant_id: str) -> list[DatasetView]:
@@ -250,11 +249,14 @@ def resolve_datasets(session: Session, tenant_id: str, tickers: Sequence[str],
         q = q.where(Dataset.interval == interval)
     found: dict[str, DatasetView | None] = dict.fromkeys(wanted)
     for ds, v in session.execute(q):
-        view, best = _view(ds, v), found[ds.ticker]
-        rank = INTERVAL_RANK.get(view.interval, len(INTERVALS))
-        if best is None or rank < INTERVAL_RANK.get(best.interval, len(INTERVALS)):
-            found[ds.ticker] = view
+        best = found[ds.ticker]
+        if best is None or _finer(ds.interval, best.interval):
+            found[ds.ticker] = _view(ds, v)
     return found
+
+
+def _finer(interval: str, than: str) -> bool:
+    return INTERVAL_RANK.get(interval, len(INTERVALS)) < INTERVAL_RANK.get(than, len(INTERVALS))
 
 
 def version_storage_key(session: Session, version_id: str) -> str:

@@ -70,9 +70,12 @@ def of_job(session: Session, job_id: str, bulky: bool = True, lock: bool = False
     query = sa.select(SweepShard).where(SweepShard.job_id == job_id).order_by(SweepShard.position, SweepShard.chunk)
     if not bulky:
         query = query.options(defer(SweepShard.overfitting), defer(SweepShard.staged))
-    if lock:
-        query = query.with_for_update().execution_options(populate_existing=True)
-    return list(session.scalars(query))
+    return list(session.scalars(_locked(query) if lock else query))
+
+
+def _locked(query: sa.Select[tuple[SweepShard]]) -> sa.Select[tuple[SweepShard]]:
+    """`query`'s rows locked until the transaction ends, and read again under the lock."""
+    return query.with_for_update().execution_options(populate_existing=True)
 
 
 def exists(session: Session, job_id: str) -> bool:
@@ -109,10 +112,8 @@ def _take(shard: SweepShard) -> None:
 
 def locked_shard(session: Session, job_id: str, shard_id: str) -> SweepShard | None:
     """A shard's row, locked until the transaction ends, read again under the lock."""
-    return session.scalar(
-        sa.select(SweepShard).where(SweepShard.job_id == job_id, SweepShard.shard_id == shard_id)
-        .with_for_update().execution_options(populate_existing=True)
-    )
+    return session.scalar(_locked(
+        sa.select(SweepShard).where(SweepShard.job_id == job_id, SweepShard.shard_id == shard_id)))
 
 
 def of_ticker(session: Session, job_id: str, position: int, lock: bool = False) -> list[SweepShard]:
@@ -120,9 +121,17 @@ def of_ticker(session: Session, job_id: str, position: int, lock: bool = False) 
     locked in that order until the transaction ends, and read again under the lock)."""
     query = (sa.select(SweepShard).where(SweepShard.job_id == job_id, SweepShard.position == position)
              .order_by(SweepShard.chunk))
-    if lock:
-        query = query.with_for_update().execution_options(populate_existing=True)
-    return list(session.scalars(query))
+    return list(session.scalars(_locked(query) if lock else query))
+
+
+def locked_ticker(session: Session, job_id: str, shard_id: str) -> tuple[SweepShard, list[SweepShard]] | None:
+    """A shard and every shard of its ticker (its pair chunks, in grid order), their rows
+    locked in that order and read again; None when the job has no such shard."""
+    found = session.get(SweepShard, (job_id, shard_id))
+    if found is None:
+        return None
+    parts = of_ticker(session, job_id, found.position, lock=True)
+    return next(p for p in parts if p.shard_id == shard_id), parts
 
 
 def start_queued(session: Session, job: Job, shard_id: str) -> bool:
@@ -238,7 +247,7 @@ def close(session: Session, job: Job, state: str, error_message: str) -> None:
     that did so meanwhile stays completed, as does a pair chunk (its ticker's rows locked,
     `universe_sweeps.complete_shard`). Rows are locked in (ticker, chunk) order, as
     every transaction that locks several does."""
-    for shard in of_job(session, job.job_id, lock=True):
+    for shard in of_job(session, job.job_id, bulky=False, lock=True):  # not the tickers' overfitting objects
         if shard.state not in ENDED:
             shard.state = jobs.CANCELLED if state == jobs.CANCELLED else jobs.FAILED
             shard.error_message = error_message

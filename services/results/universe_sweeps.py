@@ -376,12 +376,10 @@ def complete_shard(
         raise InvalidArgument(f"shard {sid} is a whole ticker's: `store_shard` stores it")
     if request is None:
         raise InvalidArgument(f"shard {sid} is a pair chunk: its request is kept until its ticker's last chunk")
-    found = session.get(SweepShard, (job_id, sid))
     job = jobs.get_job_any(session, job_id)  # read, not locked (NOT_FOUND when unknown)
-    if found is None:
+    if (ticker := shards.locked_ticker(session, job_id, sid)) is None:
         raise InvalidArgument(f"job {job_id!r} has no shard {sid!r}")
-    parts = shards.of_ticker(session, job_id, found.position, lock=True)
-    shard = next(p for p in parts if p.shard_id == sid)
+    shard, parts = ticker
     run = run_of(session, job_id)
     if (answer := _answered(job, run, shard, sid, rows, bars, buy_and_hold_return_pct)) is not None:
         return answer
@@ -440,7 +438,8 @@ def store_shard(
 
 
 def settle(session: Session, job_id: str) -> None:
-    """After `store_shard`: the job's progress, or its end once every shard ended (its row locked)."""
+    """After `store_shard` or `complete_shard`: the job's progress, or its end once every shard
+    ended (its row locked)."""
     job = jobs.locked_job(session, job_id)
     if job.state == jobs.RUNNING:
         _maybe_end(session, job)
@@ -477,10 +476,10 @@ def fail_shard(session: Session, job_id: str, sid: str, error_message: str) -> J
     job = jobs.locked_job(session, job_id)
     if job.state not in jobs.ACTIVE_STATES:
         return job
-    found = shards.get(session, job, sid)
     # its ticker's rows locked (after the job's): a chunk of it may be completing meanwhile
-    parts = shards.of_ticker(session, job_id, found.position, lock=True)
-    shard = next(p for p in parts if p.shard_id == sid)
+    if (ticker := shards.locked_ticker(session, job_id, sid)) is None:
+        raise InvalidArgument(f"job {job_id!r} has no shard {sid!r}")
+    shard, parts = ticker
     if shard.state in SHARD_ENDED:
         return job
     shards.end(session, shard, FAILED, error_message=error_message)
