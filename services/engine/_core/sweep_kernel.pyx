@@ -698,8 +698,8 @@ cdef int _run(Rec r, Hot* hot, Cold* cold, MacdState* sig, Py_ssize_t m, int kin
             for k in range(n):
                 idx[k] = hot[k0 + k].fi
                 idx[n + k] = hot[k0 + k].si
-            cols = np.unique(idx_arr)
-            idx_arr[:] = np.searchsorted(cols, idx_arr)  # a period's index -> its column in the chunk
+            cols, column = np.unique(idx_arr, return_inverse=True)
+            idx_arr[:] = column  # a period's index -> its column in the chunk
             for k in range(n):
                 hot[k0 + k].fi = <int16_t>idx[k]
                 hot[k0 + k].si = <int16_t>idx[n + k]
