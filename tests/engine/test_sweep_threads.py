@@ -117,6 +117,14 @@ def test_many_period_chunks_and_a_window_are_bit_identical(strategy):
                                          threads=threads)) == _bits(one), threads
 
 
+def _kernel_sweep(bars, threads, progress, chunk=50):
+    kind, pairs = sw._prepare(bars, "SMA", COMBOS, "long", "next_open")
+    periods, fast_idx, slow_idx = sw._columns(pairs)
+    return _k.sweep(bars.open, bars.close, bars.ts, bars.day_ends().astype(np.uint8), periods, fast_idx, slow_idx,
+                    kind, _k.DIR_LONG, _k.FILL_NEXT_OPEN, 0.0, 0.0, 10_000.0, progress=progress, chunk=chunk,
+                    progress_interval=0.0, threads=threads)
+
+
 def test_cancel_with_threads_still_stops_between_chunks():
     bars = _bars("daily")
     calls = []
@@ -125,20 +133,8 @@ def test_cancel_with_threads_still_stops_between_chunks():
         calls.append(fraction)
         return False
 
-    kind, pairs = sw._prepare(bars, "SMA", COMBOS, "long", "next_open")
-    periods, fast_idx, slow_idx = sw._columns(pairs)
-    out = _k.sweep(bars.open, bars.close, bars.ts, bars.day_ends().astype(np.uint8), periods, fast_idx, slow_idx,
-                   kind, _k.DIR_LONG, _k.FILL_NEXT_OPEN, 0.0, 0.0, 10_000.0, progress=progress, chunk=100,
-                   progress_interval=0.0, threads=2)
+    out = _kernel_sweep(bars, 2, progress, chunk=100)
     assert out is None and len(calls) == 1
-
-
-def _kernel_sweep(bars, threads, progress, chunk=50):
-    kind, pairs = sw._prepare(bars, "SMA", COMBOS, "long", "next_open")
-    periods, fast_idx, slow_idx = sw._columns(pairs)
-    return _k.sweep(bars.open, bars.close, bars.ts, bars.day_ends().astype(np.uint8), periods, fast_idx, slow_idx,
-                    kind, _k.DIR_LONG, _k.FILL_NEXT_OPEN, 0.0, 0.0, 10_000.0, progress=progress, chunk=chunk,
-                    progress_interval=0.0, threads=threads)
 
 
 @pytest.mark.parametrize("threads", [2, 3])
@@ -167,11 +163,8 @@ def test_a_progress_callback_that_raises_stops_every_thread_and_is_raised():
 
 def test_threads_must_be_positive():
     bars = _bars("daily")
-    kind, pairs = sw._prepare(bars, "SMA", COMBOS, "long", "next_open")
-    periods, fast_idx, slow_idx = sw._columns(pairs)
     with pytest.raises(ValueError, match="threads"):
-        _k.sweep(bars.open, bars.close, bars.ts, bars.day_ends().astype(np.uint8), periods, fast_idx, slow_idx,
-                 kind, _k.DIR_LONG, _k.FILL_NEXT_OPEN, 0.0, 0.0, 10_000.0, threads=0)
+        _kernel_sweep(bars, 0, None)
 
 
 def test_threads_per_job():

@@ -31,7 +31,7 @@ from services.engine.kinds.sweep import _clean, statistics_message
 from services.engine.sweep import run_sweep_with_statistics
 from services.results import universe_sweeps
 
-from .conftest import RecordingBus, pg_settings, sqlite_settings
+from .conftest import RecordingBus, eventually, pg_settings, sqlite_settings
 from .helpers import daily_csv, import_requests, job_row_free, job_row_held, sweep_spec
 
 GRID = {"fast_min": 3, "fast_max": 30, "slow_min": 10, "slow_max": 70, "step": 3, "min_trades": 10}
@@ -330,11 +330,7 @@ async def test_a_tickers_chunks_are_stored_and_assembled_while_another_holds_the
             lo, hi = chunk_bounds(len(COMBOS), c, CHUNKS)
             calls.append(asyncio.ensure_future(chunked.stub.CompleteSweep(
                 _request(job.job_id, "HELD", COMBOS[lo:hi], shard_id=rows[c].shard_id, chunk=True), timeout=20)))
-            for _ in range(200):
-                if _shards(pg_db, job.job_id)[c].state == "completed":
-                    break
-                await asyncio.sleep(0.02)
-        assert [r.state for r in _shards(pg_db, job.job_id)] == ["completed"] * CHUNKS
+            await eventually(lambda c=c: _shards(pg_db, job.job_id)[c].state == "completed")
         assert pg_db.scalar("SELECT count(*) FROM sweep_results r JOIN sweep_runs u ON u.sweep_run_id = r.sweep_run_id "
                             "WHERE u.job_id = :j", j=job.job_id) == len(COMBOS)
         assert all(r.staged is None for r in _shards(pg_db, job.job_id))

@@ -46,6 +46,12 @@ def grid_rows(ticker: str) -> list[results_pb2.SweepResult]:
     return [result_row(f, s, float(i), 60, ticker=ticker) for i, (f, s) in enumerate(pairs)]
 
 
+def queued_shards(running, job_id: str) -> list[str]:
+    """The shard ids of the JobMessages published for a job, in the order they went out."""
+    messages = [bus_pb2.JobMessage.FromString(b) for b in running.bus.bodies(JOBS_QUEUE)]
+    return [m.shard_id for m in messages if m.job_id == job_id]
+
+
 def percents(db, job_id: str) -> list[float]:
     return [float(json.loads(r[0])["percent"]) if isinstance(r[0], str) else float(r[0]["percent"])
             for r in db.rows("SELECT data FROM job_events WHERE job_id = :j AND type = 'progress' ORDER BY seq", j=job_id)]
@@ -60,11 +66,7 @@ async def test_shards_are_stored_once_and_the_job_ends_with_the_last(backend):
     job = (await running.stub.SubmitJob(universe_request(tenant, ["aaa", "BBB", "NONE"]))).job
     assert job.combinations == 3 * PAIRS and list(job.sweep.tickers) == ["AAA", "BBB", "NONE"]
     # One JobMessage per ticker, each naming its shard.
-    def shard_ids() -> list[str]:
-        messages = [bus_pb2.JobMessage.FromString(b) for b in running.bus.bodies(JOBS_QUEUE)]
-        return sorted(m.shard_id for m in messages if m.job_id == job.job_id)
-
-    assert await eventually(lambda: shard_ids() == ["t0000", "t0001", "t0002"])
+    assert await eventually(lambda: sorted(queued_shards(running, job.job_id)) == ["t0000", "t0001", "t0002"])
 
     start = await running.stub.StartJob(results_pb2.StartJobRequest(job_id=job.job_id, shard_id="t0000"))
     assert start.proceed and start.job.state == jobs_pb2.JOB_STATE_RUNNING
@@ -135,13 +137,8 @@ async def test_shards_are_queued_largest_first(backend):
     await _import(running, tenant, "BBB", 100)
     await _import(running, tenant, "CCC", 200)
     job = (await running.stub.SubmitJob(universe_request(tenant, ["BBB", "NONE", "aaa", "CCC"]))).job
-
-    def queued() -> list[str]:
-        messages = [bus_pb2.JobMessage.FromString(b) for b in running.bus.bodies(JOBS_QUEUE)]
-        return [m.shard_id for m in messages if m.job_id == job.job_id]
-
     # AAA (t0002, 300 bars), CCC (t0003, 200), BBB (t0000, 100), NONE (t0001, no bars)
-    assert await eventually(lambda: queued() == ["t0002", "t0003", "t0000", "t0001"])
+    assert await eventually(lambda: queued_shards(running, job.job_id) == ["t0002", "t0003", "t0000", "t0001"])
 
 
 @pytest.mark.asyncio
