@@ -799,8 +799,7 @@ ctypedef struct Pace:
     double last
     double interval
     Py_ssize_t N
-    int pairs           # weight each part by its pairs (0: there are none, each part counts 1)
-    Py_ssize_t weight   # the parts' total weight
+    Py_ssize_t pairs    # of all parts (0: none, and then each part counts as one)
     void* progress      # the callback (borrowed; NULL for none)
     void* box           # a list: the exception the callback raised, if any
 
@@ -827,6 +826,7 @@ cdef void _pace(Part* parts, int nth, Pace* pace) noexcept nogil:
     # weighted by its pairs), so it only moves forward.
     cdef double now, done = 0.0
     cdef int c
+    cdef Py_ssize_t total = pace.pairs if pace.pairs else nth
     if not _claim(&pace.busy):
         return
     now = _monotonic()
@@ -834,7 +834,7 @@ cdef void _pace(Part* parts, int nth, Pace* pace) noexcept nogil:
         pace.last = now
         for c in range(nth):
             done += <double>_load(&parts[c].at) * (parts[c].n if pace.pairs else 1)
-        if _report(pace.progress, pace.box, done / (<double>pace.weight * pace.N)):
+        if _report(pace.progress, pace.box, done / (<double>total * pace.N)):
             _store_int(&pace.stop, 1)
     _release(&pace.busy)
 
@@ -871,7 +871,7 @@ cdef int _chunks(Rec r, Py_ssize_t m, int kind, int direction, int next_open, in
     # each chunk, cost S2 5 % on 2 threads: a thread waited for the other 61 times). The
     # progress callback is called with the GIL taken by whichever thread reaches a chunk
     # boundary when it is time (the first boundary, then every `progress_interval` s).
-    cdef Py_ssize_t N = close.shape[0], t0, tend, c, weight = 0
+    cdef Py_ssize_t N = close.shape[0], t0, tend, c
     cdef int macd = kind == _MACD
     cdef int ema_kind = kind == _EMA or kind == _MACD
     cdef int is_want = kind == _WANT
@@ -887,15 +887,13 @@ cdef int _chunks(Rec r, Py_ssize_t m, int kind, int direction, int next_open, in
             for c in range(nth):
                 _sma_sums_before(close, parts[c].periods, 0, parts[c].ncol, start, parts[c].S, parts[c].C)
         t0 = start
+    memset(&pace, 0, sizeof(Pace))
     for c in range(nth):
         parts[c].at = t0
-        weight += parts[c].n
-    memset(&pace, 0, sizeof(Pace))
+        pace.pairs += parts[c].n
     pace.last = -1e300
     pace.interval = progress_interval
     pace.N = N
-    pace.pairs = weight > 0
-    pace.weight = weight if weight else nth
     pace.progress = <void*>progress if progress is not None else NULL
     pace.box = <void*>box
     tend = N - 1  # the last bar is handled by _last_bar
